@@ -1,0 +1,63 @@
+/**
+ * Settings a deployer may tune, with their defaults and why.
+ *
+ * Every value here can be overridden by the environment variable named in the
+ * comment (see README.md, "Configuration"). src/config/config.ts is the only
+ * module that reads process.env; it parses these names with zod.
+ */
+export const defaults = {
+  /** PORT: TCP port the HTTP server listens on. */
+  port: 3000,
+  /** LOG_LEVEL: debug | info | warn | error. */
+  logLevel: 'info',
+  /** DATA_DIR: where `npm start` keeps the embedded development database and generated development secrets. */
+  dataDir: '.data',
+  /** PRODUCT_NAME: shown on the sign-in pages. */
+  productName: 'Identity',
+
+  ttl: {
+    /** ACCESS_TOKEN_TTL (seconds): bearer access tokens; short, because they cannot be recalled from resource servers that cache them. */
+    accessToken: 60 * 60,
+    /** AUTHORIZATION_CODE_TTL: RFC 6749 §4.1.2 recommends at most 10 minutes; one minute is plenty for a back-channel exchange. */
+    authorizationCode: 60,
+    /** ID_TOKEN_TTL */
+    idToken: 60 * 60,
+    /**
+     * REFRESH_TOKEN_IDLE_TTL: a refresh token unused for this long expires. Each rotation
+     * starts a new idle period, so an app in daily use stays signed in.
+     */
+    refreshTokenIdle: 14 * 24 * 60 * 60,
+    /**
+     * REFRESH_TOKEN_ABSOLUTE_TTL: hard cap on a chain of rotated refresh tokens, counted from
+     * the original sign-in. After it the person signs in again, however active the app is.
+     */
+    refreshTokenAbsolute: 90 * 24 * 60 * 60,
+    /** SESSION_TTL: the single sign-on session cookie and record. */
+    session: 14 * 24 * 60 * 60,
+    /** INTERACTION_TTL: how long a person has to finish a sign-in page. */
+    interaction: 60 * 60,
+    /** GRANT_TTL: remembered consent; tokens cannot outlive their grant. */
+    grant: 365 * 24 * 60 * 60,
+  },
+
+  /** Largest form body our own pages accept (bytes). */
+  formBodyLimit: 16 * 1024,
+
+  /** Scopes the server knows; `offline_access` yields refresh tokens (with prompt=consent). */
+  scopes: ['openid', 'offline_access', 'email', 'profile'] as const,
+
+  /**
+   * Claims released per scope. NOTE: giving `claims` to oidc-provider replaces its defaults,
+   * so acr, amr, sid, auth_time and iss are listed again here or they vanish from ID tokens.
+   */
+  claims: {
+    openid: ['sub'],
+    email: ['email', 'email_verified'],
+    profile: ['name', 'updated_at'],
+    acr: null,
+    amr: null,
+    sid: null,
+    auth_time: null,
+    iss: null,
+  },
+} as const;

@@ -1,0 +1,181 @@
+import { z } from 'zod';
+
+import { AppError } from '../http/app-error.js';
+import type { Logger } from '../logging/logger.js';
+import type { AccountModel, AccountRecord, Role } from './account.model.js';
+import {
+  PASSWORD_MAX_LENGTH,
+  PASSWORD_MIN_LENGTH,
+  createDummyHash,
+  hashPassword,
+  passwordNeedsRehash,
+  verifyPassword,
+} from './password.js';
+
+/** Printable text without NUL or other control characters (FerretDB refuses NUL; nobody needs them). */
+export const safeText = (max: number) =>
+  z
+    .string()
+    .max(max)
+    // eslint-disable-next-line no-control-regex -- the point is to refuse control characters
+    .refine((s) => !/[\u0000-\u001f\u007f]/.test(s), 'must not contain control characters');
+
+export const emailSchema = safeText(254)
+  .transform((s) => s.trim().toLowerCase())
+  .pipe(z.email({ message: 'must be an email address' }));
+
+export const passwordSchema = z
+  .string()
+  .min(PASSWORD_MIN_LENGTH, `must be at least ${PASSWORD_MIN_LENGTH} characters`)
+  .max(PASSWORD_MAX_LENGTH)
+  .refine((s) => !s.includes('\u0000'), 'must not contain NUL');
+
+export const newAccountSchema = z.object({
+  email: emailSchema,
+  password: passwordSchema,
+  name: safeText(200).transform((s) => s.trim()).optional(),
+  roles: z.array(z.enum(['admin'])).default([]),
+  emailVerified: z.boolean().default(false),
+});
+
+export type NewAccountInput = z.input<typeof newAccountSchema>;
+
+export interface AccountView {
+  id: string;
+  email: string;
+  emailVerified: boolean;
+  name: string | undefined;
+  roles: Role[];
+  disabled: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export type AuthenticationResult =
+  | { ok: true; account: AccountView }
+  /** One reason for every failure: the caller must not tell an unknown email from a wrong password. */
+  | { ok: false; reason: 'invalid_credentials' };
+
+export interface AccountService {
+  create(input: NewAccountInput): Promise<AccountView>;
+  authenticate(email: string, password: string): Promise<AuthenticationResult>;
+  findById(id: string): Promise<AccountView | undefined>;
+  findByEmail(email: string): Promise<AccountView | undefined>;
+  list(): Promise<AccountView[]>;
+  setDisabled(id: string, disabled: boolean): Promise<AccountView | undefined>;
+  /** Claims for findAccount, by scope (OIDC Core §5.4). */
+  claims(account: AccountView, scopes: ReadonlySet<string>): Record<string, unknown>;
+  ensureIndexes(): Promise<void>;
+}
+
+function toView(doc: AccountRecord): AccountView {
+  return {
+    id: doc._id,
+    email: doc.email,
+    emailVerified: doc.emailVerified,
+    name: doc.name ?? undefined,
+    roles: doc.roles,
+    disabled: Boolean(doc.disabledAt),
+    createdAt: doc.createdAt,
+    updatedAt: doc.updatedAt,
+  };
+}
+
+function isDuplicateKey(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 11000;
+}
+
+export interface AccountServiceDeps {
+  Account: AccountModel;
+  logger: Logger;
+}
+
+export function createAccountService({ Account, logger }: AccountServiceDeps): AccountService {
+  // Computed lazily once, then shared by every unknown-email sign-in in this process.
+  let dummyHash: Promise<string> | undefined;
+  const getDummyHash = () => (dummyHash ??= createDummyHash());
+
+  return {
+    async create(input) {
+      const parsed = newAccountSchema.safeParse(input);
+      if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        throw new AppError(400, 'account.invalid', `${issue?.path.join('.') ?? 'input'}: ${issue?.message ?? 'invalid'}`);
+      }
+      const { password, ...rest } = parsed.data;
+      const passwordHash = await hashPassword(password);
+      try {
+        const doc = await Account.create({ ...rest, passwordHash });
+        return toView(doc.toObject());
+      } catch (err) {
+        if (isDuplicateKey(err)) throw new AppError(409, 'account.email_taken', 'an account with this email already exists');
+        throw err;
+      }
+    },
+
+    async authenticate(email, password) {
+      const normalised = emailSchema.safeParse(email);
+      const doc = normalised.success ? await Account.findOne({ email: normalised.data }).lean() : null;
+      if (!doc?.passwordHash) {
+        // Same work as a real verification, then the same answer.
+        await verifyPassword(await getDummyHash(), password);
+        return { ok: false, reason: 'invalid_credentials' };
+      }
+      const valid = await verifyPassword(doc.passwordHash, password);
+      if (!valid || doc.disabledAt) {
+        // NOTE: a disabled account gets the same answer as a wrong password, after the same
+        // work, so the sign-in page does not reveal which accounts exist or are disabled.
+        return { ok: false, reason: 'invalid_credentials' };
+      }
+      if (passwordNeedsRehash(doc.passwordHash)) {
+        const passwordHash = await hashPassword(password);
+        await Account.updateOne({ _id: doc._id }, { $set: { passwordHash } });
+        logger.info('password hash upgraded to current parameters', { accountId: doc._id });
+      }
+      return { ok: true, account: toView(doc) };
+    },
+
+    async findById(id) {
+      const doc = await Account.findById(id).lean();
+      return doc ? toView(doc) : undefined;
+    },
+
+    async findByEmail(email) {
+      const normalised = emailSchema.safeParse(email);
+      if (!normalised.success) return undefined;
+      const doc = await Account.findOne({ email: normalised.data }).lean();
+      return doc ? toView(doc) : undefined;
+    },
+
+    async list() {
+      const docs = await Account.find().sort({ createdAt: 1 }).lean();
+      return docs.map(toView);
+    },
+
+    async setDisabled(id, disabled) {
+      const doc = await Account.findByIdAndUpdate(
+        id,
+        { $set: { disabledAt: disabled ? new Date() : null } },
+        { new: true },
+      ).lean();
+      return doc ? toView(doc) : undefined;
+    },
+
+    claims(account, scopes) {
+      const claims: Record<string, unknown> = { sub: account.id };
+      if (scopes.has('email')) {
+        claims.email = account.email;
+        claims.email_verified = account.emailVerified;
+      }
+      if (scopes.has('profile')) {
+        if (account.name) claims.name = account.name;
+        claims.updated_at = Math.floor(account.updatedAt.getTime() / 1000);
+      }
+      return claims;
+    },
+
+    async ensureIndexes() {
+      await Account.createIndexes();
+    },
+  };
+}

@@ -1,0 +1,48 @@
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import Koa from 'koa';
+import mount from 'koa-mount';
+import views from 'koa-views';
+
+import type { Deps } from './deps.js';
+import { handleErrors } from './http/error-handler.js';
+import { createHealthRouter } from './http/health.routes.js';
+import { requestId, securityHeaders } from './http/security-headers.js';
+import { serveStatic } from './http/static.routes.js';
+import { createInteractionRouter } from './interactions/interaction.routes.js';
+
+export const VIEWS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'views');
+
+export function createApp(deps: Deps): Koa {
+  const { config, provider, logger, pages } = deps;
+  const app = new Koa();
+  // NOTE: the provider runs inside this app, so it reads cookies with this app's keys and
+  // honours X-Forwarded-* only through this app's `proxy` flag (NOTES-toolchain.md).
+  app.keys = config.cookieKeys;
+  app.proxy = config.trustProxy;
+  app.silent = true;
+
+  app.use(requestId({ trustProxy: config.trustProxy }));
+  app.use(async function bindRequestLog(ctx, next) {
+    ctx.state.log = logger.child({ requestId: ctx.state.requestId });
+    await next();
+  });
+  app.use(securityHeaders({ hsts: config.issuer.startsWith('https://') }));
+  app.use(views(VIEWS_DIR, { extension: 'pug', options: { cache: config.env === 'production', basedir: VIEWS_DIR } }));
+  app.use(handleErrors({ logger, pages }));
+  app.use(serveStatic({ viewsDir: VIEWS_DIR }));
+
+  const health = createHealthRouter({ connection: deps.connection });
+  app.use(health.routes());
+  const interactions = createInteractionRouter(deps);
+  app.use(interactions.routes());
+  app.use(interactions.allowedMethods());
+
+  app.use(mount(provider));
+
+  app.on('error', (err: unknown) => {
+    logger.debug('koa error event', { reason: (err as Error).message });
+  });
+  return app;
+}

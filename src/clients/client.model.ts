@@ -1,0 +1,36 @@
+import { Schema } from 'mongoose';
+import type { Connection, Model } from 'mongoose';
+
+export interface ClientRecord {
+  /** client_id */
+  _id: string;
+  name: string;
+  /**
+   * The provider's client metadata without the secret, serialised: metadata is open-ended
+   * (extensions, `jwks`, URLs as values) and FerretDB refuses some document shapes, so it
+   * is stored the way the adapter stores payloads (DESIGN.md, "The database").
+   */
+  metadata: string;
+  /** client_secret sealed with AES-256-GCM (src/crypto/secret-box.ts); absent for public clients. */
+  secretSealed?: string | null;
+  public: boolean;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+export type ClientModel = Model<ClientRecord>;
+
+const clientSchema = new Schema<ClientRecord>(
+  {
+    _id: { type: String, required: true },
+    name: { type: String, required: true },
+    metadata: { type: String, required: true },
+    secretSealed: { type: String, default: null },
+    public: { type: Boolean, required: true },
+  },
+  { collection: 'clients', timestamps: true, versionKey: false, autoIndex: false },
+);
+
+export function createClientModel(connection: Connection): ClientModel {
+  return connection.models.Client ?? connection.model<ClientRecord>('Client', clientSchema);
+}

@@ -1,0 +1,170 @@
+import { z } from 'zod';
+
+import { defaults } from '../../config/defaults.js';
+
+/**
+ * The one reader of process.env (DESIGN.md): parse once at start, fail fast naming the bad setting.
+ */
+
+const seconds = (fallback: number) => z.coerce.number().int().positive().default(fallback);
+
+const booleanFlag = z
+  .enum(['true', 'false', '1', '0', 'yes', 'no', ''])
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const encryptionKeyList = z.string().transform((raw, ctx) => {
+  const keys: { id: string; key: Buffer }[] = [];
+  for (const entry of raw.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const sep = entry.indexOf(':');
+    const id = sep > 0 ? entry.slice(0, sep) : '';
+    const material = sep > 0 ? entry.slice(sep + 1) : '';
+    const key = Buffer.from(material, 'base64url');
+    if (!/^[A-Za-z0-9_-]{1,32}$/.test(id) || key.length !== 32) {
+      ctx.addIssue({
+        code: 'custom',
+        message: 'each entry must be ID:KEY where ID is 1-32 of [A-Za-z0-9_-] and KEY is 32 bytes in base64url (openssl rand -base64 32)',
+      });
+      return z.NEVER;
+    }
+    keys.push({ id, key });
+  }
+  if (keys.length === 0) {
+    ctx.addIssue({ code: 'custom', message: 'at least one key is required' });
+    return z.NEVER;
+  }
+  return keys;
+});
+
+const cookieKeyList = z.string().transform((raw, ctx) => {
+  const keys = raw.split(',').map((s) => s.trim()).filter(Boolean);
+  if (keys.length === 0 || keys.some((k) => k.length < 32)) {
+    ctx.addIssue({ code: 'custom', message: 'a comma-separated list of secrets, each at least 32 characters' });
+    return z.NEVER;
+  }
+  return keys;
+});
+
+const envSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(defaults.port),
+  ISSUER: z.url({ protocol: /^https?$/ }).optional(),
+  MONGODB_URI: z.string().regex(/^mongodb(\+srv)?:\/\//, 'must start with mongodb:// or mongodb+srv://').optional(),
+  COOKIE_KEYS: cookieKeyList.optional(),
+  ENCRYPTION_KEYS: encryptionKeyList.optional(),
+  TRUST_PROXY: booleanFlag.default(false),
+  LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default(defaults.logLevel),
+  DATA_DIR: z.string().min(1).default(defaults.dataDir),
+  PRODUCT_NAME: z.string().min(1).max(60).default(defaults.productName),
+  SEED_DEMO: booleanFlag.optional(),
+  ACCESS_TOKEN_TTL: seconds(defaults.ttl.accessToken),
+  AUTHORIZATION_CODE_TTL: seconds(defaults.ttl.authorizationCode),
+  ID_TOKEN_TTL: seconds(defaults.ttl.idToken),
+  REFRESH_TOKEN_IDLE_TTL: seconds(defaults.ttl.refreshTokenIdle),
+  REFRESH_TOKEN_ABSOLUTE_TTL: seconds(defaults.ttl.refreshTokenAbsolute),
+  SESSION_TTL: seconds(defaults.ttl.session),
+  INTERACTION_TTL: seconds(defaults.ttl.interaction),
+  GRANT_TTL: seconds(defaults.ttl.grant),
+});
+
+export type Env = Record<string, string | undefined>;
+
+export interface Ttl {
+  accessToken: number;
+  authorizationCode: number;
+  idToken: number;
+  refreshTokenIdle: number;
+  refreshTokenAbsolute: number;
+  session: number;
+  interaction: number;
+  grant: number;
+}
+
+export interface Config {
+  env: 'development' | 'production' | 'test';
+  port: number;
+  issuer: string;
+  mongodbUri: string | undefined;
+  cookieKeys: string[];
+  encryptionKeys: { id: string; key: Buffer }[];
+  trustProxy: boolean;
+  logLevel: 'debug' | 'info' | 'warn' | 'error';
+  dataDir: string;
+  productName: string;
+  seedDemo: boolean;
+  ttl: Ttl;
+  formBodyLimit: number;
+}
+
+/** Secrets generated for development (see dev-secrets.ts), used only when the environment gives none. */
+export interface DevSecrets {
+  cookieKeys: string[];
+  encryptionKeys: { id: string; key: Buffer }[];
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
+  // NOTE: treat empty strings as unset, the way .env files and compose files write "unset".
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const parsed = envSchema.safeParse(cleaned);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => `  ${issue.path.join('.') || '(env)'}: ${issue.message}`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = parsed.data;
+  const production = e.NODE_ENV === 'production';
+
+  const missing: string[] = [];
+  if (production && !e.COOKIE_KEYS) missing.push('COOKIE_KEYS');
+  if (production && !e.ENCRYPTION_KEYS) missing.push('ENCRYPTION_KEYS');
+  if (production && !e.ISSUER) missing.push('ISSUER');
+  if (missing.length > 0) {
+    throw new ConfigError(
+      `Invalid configuration:\n${missing.map((m) => `  ${m}: required when NODE_ENV=production (no development defaults in production)`).join('\n')}`,
+    );
+  }
+  const cookieKeys = e.COOKIE_KEYS ?? devSecrets?.cookieKeys;
+  const encryptionKeys = e.ENCRYPTION_KEYS ?? devSecrets?.encryptionKeys;
+  if (!cookieKeys || !encryptionKeys) {
+    throw new ConfigError(
+      `Invalid configuration:\n  ${!cookieKeys ? 'COOKIE_KEYS' : 'ENCRYPTION_KEYS'}: not set and no development secrets were generated`,
+    );
+  }
+
+  const issuer = (e.ISSUER ?? `http://localhost:${e.PORT}`).replace(/\/+$/, '');
+  if (production && !issuer.startsWith('https://')) {
+    throw new ConfigError('Invalid configuration:\n  ISSUER: must be https:// when NODE_ENV=production');
+  }
+  if (e.REFRESH_TOKEN_ABSOLUTE_TTL < e.REFRESH_TOKEN_IDLE_TTL) {
+    throw new ConfigError(
+      'Invalid configuration:\n  REFRESH_TOKEN_ABSOLUTE_TTL: must be at least REFRESH_TOKEN_IDLE_TTL',
+    );
+  }
+
+  return {
+    env: e.NODE_ENV,
+    port: e.PORT,
+    issuer,
+    mongodbUri: e.MONGODB_URI,
+    cookieKeys,
+    encryptionKeys,
+    trustProxy: e.TRUST_PROXY,
+    logLevel: e.LOG_LEVEL,
+    dataDir: e.DATA_DIR,
+    productName: e.PRODUCT_NAME,
+    seedDemo: e.SEED_DEMO ?? e.NODE_ENV === 'development',
+    ttl: {
+      accessToken: e.ACCESS_TOKEN_TTL,
+      authorizationCode: e.AUTHORIZATION_CODE_TTL,
+      idToken: e.ID_TOKEN_TTL,
+      refreshTokenIdle: e.REFRESH_TOKEN_IDLE_TTL,
+      refreshTokenAbsolute: e.REFRESH_TOKEN_ABSOLUTE_TTL,
+      session: e.SESSION_TTL,
+      interaction: e.INTERACTION_TTL,
+      grant: e.GRANT_TTL,
+    },
+    formBodyLimit: defaults.formBodyLimit,
+  };
+}

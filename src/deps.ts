@@ -1,0 +1,95 @@
+import type Provider from 'oidc-provider';
+import type { Connection, mongo } from 'mongoose';
+
+import { createAccountModel } from './accounts/account.model.js';
+import type { AccountService } from './accounts/account.service.js';
+import { createAccountService } from './accounts/account.service.js';
+import { createClientModel } from './clients/client.model.js';
+import type { ClientService } from './clients/client.service.js';
+import { createClientService } from './clients/client.service.js';
+import type { Config } from './config/config.js';
+import { createSecretBox } from './crypto/secret-box.js';
+import { guardDatabase } from './db/unavailable.js';
+import type { PageRenderer } from './http/render-page.js';
+import { createPageRenderer } from './http/render-page.js';
+import type { CsrfTokens } from './interactions/csrf.js';
+import { createCsrfTokens } from './interactions/csrf.js';
+import type { Logger } from './logging/logger.js';
+import { loadOrCreateSigningKeys } from './oidc/keys.js';
+import { ensureAdapterIndexes, sweepExpired } from './oidc/mongo-adapter.js';
+import { createProvider } from './oidc/provider.js';
+
+/** Everything a request handler may need, built once (DESIGN.md convention 3: no globals). */
+export interface Deps {
+  config: Config;
+  logger: Logger;
+  connection: Connection;
+  db: mongo.Db;
+  accounts: AccountService;
+  clients: ClientService;
+  provider: Provider;
+  pages: PageRenderer;
+  csrf: CsrfTokens;
+  /** Stops background work (the expiry sweep); does not close the connection it was given. */
+  stop(): void;
+}
+
+/** Services only, for the CLI: no provider, no keys. */
+export interface ServiceDeps {
+  accounts: AccountService;
+  clients: ClientService;
+}
+
+export function createServices(connection: Connection, config: Config, logger: Logger): ServiceDeps {
+  const secretBox = createSecretBox(config.encryptionKeys);
+  const accounts = createAccountService({ Account: createAccountModel(connection), logger });
+  const clients = createClientService({ Client: createClientModel(connection), secretBox });
+  return { accounts, clients };
+}
+
+export async function createDeps(config: Config, logger: Logger, connection: Connection): Promise<Deps> {
+  const db = connection.db;
+  if (!db) throw new Error('database connection is not open');
+  const secretBox = createSecretBox(config.encryptionKeys);
+  const { accounts, clients } = createServices(connection, config, logger);
+
+  // Indexes once, at start (not per request).
+  await accounts.ensureIndexes();
+  await createClientModel(connection).createIndexes();
+  const { ttlSupported } = await ensureAdapterIndexes(db, logger);
+
+  let sweep: NodeJS.Timeout | undefined;
+  if (!ttlSupported) {
+    // Without TTL indexes expired records would pile up (they are never returned either way).
+    sweep = setInterval(() => {
+      guardDatabase(() => sweepExpired(db)).then(
+        (n) => n > 0 && logger.debug('swept expired oidc records', { removed: n }),
+        (err: unknown) => logger.warn('expiry sweep failed', { reason: (err as Error).message }),
+      );
+    }, 60_000);
+    sweep.unref();
+  }
+
+  const signingKeys = await loadOrCreateSigningKeys({ db, secretBox, logger });
+  const pages = createPageRenderer({ productName: config.productName });
+  const provider = createProvider({ config, db, clientStore: clients, accounts, signingKeys, logger, pages });
+  // The cookie signing key doubles as the CSRF MAC key, under its own label (csrf.ts).
+  const [cookieKey] = config.cookieKeys;
+  if (!cookieKey) throw new Error('no cookie key');
+  const csrf = createCsrfTokens(cookieKey);
+
+  return {
+    config,
+    logger,
+    connection,
+    db,
+    accounts,
+    clients,
+    provider,
+    pages,
+    csrf,
+    stop() {
+      if (sweep) clearInterval(sweep);
+    },
+  };
+}

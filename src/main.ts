@@ -1,0 +1,109 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import http from 'node:http';
+import path from 'node:path';
+
+import dotenv from 'dotenv';
+
+import { createApp } from './app.js';
+import { ConfigError, loadConfig } from './config/config.js';
+import type { Config } from './config/config.js';
+import { loadOrCreateDevSecrets } from './config/dev-secrets.js';
+import { connectDatabase, describeUri } from './db/connect.js';
+import { resolveDatabase } from './db/provision.js';
+import { createDeps } from './deps.js';
+import { createLogger } from './logging/logger.js';
+import { DEMO_CONFIDENTIAL_CLIENT_ID, DEMO_PUBLIC_CLIENT_ID, DEMO_USER, seedDemo } from './seed.js';
+
+/** Builds the printed "try it" URL for the public demo client: PKCE S256, state and nonce. */
+function demoAuthorizationUrl(config: Config): string {
+  const verifier = randomBytes(32).toString('base64url');
+  const challenge = createHash('sha256').update(verifier).digest('base64url');
+  const url = new URL(`${config.issuer}/auth`);
+  url.search = new URLSearchParams({
+    client_id: DEMO_PUBLIC_CLIENT_ID,
+    response_type: 'code',
+    scope: 'openid email profile',
+    redirect_uri: 'http://localhost:8080/callback',
+    code_challenge: challenge,
+    code_challenge_method: 'S256',
+    state: randomBytes(8).toString('base64url'),
+    nonce: randomBytes(8).toString('base64url'),
+  }).toString();
+  return `${url.toString()}\n    (code_verifier for this URL: ${verifier})`;
+}
+
+async function main(): Promise<void> {
+  if (process.env.NODE_ENV !== 'production' && existsSync('.env')) dotenv.config({ path: '.env', quiet: true });
+  const env = process.env;
+  const production = env.NODE_ENV === 'production';
+  const dataDir = env.DATA_DIR || '.data';
+  const devSecrets = production ? undefined : await loadOrCreateDevSecrets(dataDir);
+  const config = loadConfig(env, devSecrets);
+  const logger = createLogger({ level: config.logLevel, format: production ? 'json' : 'pretty' });
+
+  const database = await resolveDatabase(
+    { MONGODB_URI: config.mongodbUri },
+    {
+      dataDir: path.join(config.dataDir, 'db'),
+      pidFile: path.join(config.dataDir, 'db.pid'),
+      log: (m) => logger.info(m),
+    },
+  );
+  const connection = await connectDatabase(database.uri, logger, config.mongodbUri ? {} : { dbName: 'oidc' });
+  logger.info('database connected', { kind: database.kind, uri: describeUri(database.uri) });
+
+  const deps = await createDeps(config, logger, connection);
+  const app = createApp(deps);
+  const server = http.createServer(app.callback());
+  // Slow-client protection: finish headers and bodies within bounded time.
+  server.headersTimeout = 20_000;
+  server.requestTimeout = 30_000;
+  await new Promise<void>((resolve) => server.listen(config.port, resolve));
+
+  logger.info(`listening on port ${config.port}`, { issuer: config.issuer, env: config.env });
+  if (config.seedDemo) {
+    const seeded = await seedDemo({ accounts: deps.accounts, clients: deps.clients, config, logger });
+    const lines = [
+      '',
+      `  Issuer:        ${config.issuer}`,
+      `  Discovery:     ${config.issuer}/.well-known/openid-configuration`,
+      `  Demo user:     ${DEMO_USER.email} / ${DEMO_USER.password}`,
+      `  Demo clients:  ${DEMO_PUBLIC_CLIENT_ID} (public, PKCE)  ·  ${DEMO_CONFIDENTIAL_CLIENT_ID} (confidential)`,
+      seeded.confidentialSecret
+        ? `  Confidential client secret (shown once): ${seeded.confidentialSecret}`
+        : '  (the confidential demo secret was shown on first start; make a new client with `npm run cli -- client create`)',
+      '  Try a sign-in:',
+      `    ${demoAuthorizationUrl(config)}`,
+      '',
+    ];
+    process.stdout.write(`${lines.join('\n')}\n`);
+  }
+
+  let stopping = false;
+  const shutdown = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    logger.info('shutting down', { signal });
+    server.close();
+    server.closeIdleConnections();
+    deps.stop();
+    void connection
+      .close()
+      .catch(() => undefined)
+      .then(() => database.stop())
+      .finally(() => process.exit(0));
+    setTimeout(() => process.exit(1), 10_000).unref();
+  };
+  process.on('SIGINT', () => shutdown('SIGINT'));
+  process.on('SIGTERM', () => shutdown('SIGTERM'));
+}
+
+main().catch((err: unknown) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`);
+  } else {
+    process.stderr.write(`failed to start: ${err instanceof Error ? err.stack ?? err.message : String(err)}\n`);
+  }
+  process.exit(1);
+});

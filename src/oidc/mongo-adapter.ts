@@ -1,0 +1,242 @@
+import type { mongo } from 'mongoose';
+import { errors } from 'oidc-provider';
+import type { Adapter, AdapterPayload } from 'oidc-provider';
+
+import { guardDatabase } from '../db/unavailable.js';
+import type { Logger } from '../logging/logger.js';
+
+/**
+ * oidc-provider's storage Adapter over MongoDB, one collection per model.
+ *
+ * Each record is stored as `{ _id, payload, grantId?, uid?, userCode?, expiresAt, consumedAt? }`
+ * with `payload` serialised as JSON. NOTE: payloads carry keys that FerretDB (and MongoDB
+ * before 5.0) refuse in documents, such as resource indicator URLs or client ids containing
+ * dots, so the payload is never stored as a free-form nested document.
+ */
+
+interface StoredRecord {
+  _id: string;
+  payload: string;
+  grantId?: string;
+  uid?: string;
+  userCode?: string;
+  expiresAt: Date | null;
+  consumedAt?: Date | null;
+}
+
+type Db = mongo.Db;
+type Collection<T extends mongo.Document> = mongo.Collection<T>;
+
+/** Models whose records carry a grantId and so are revoked with their grant. */
+export const GRANT_BOUND_MODELS = [
+  'AccessToken',
+  'AuthorizationCode',
+  'RefreshToken',
+  'DeviceCode',
+  'BackchannelAuthenticationRequest',
+] as const;
+
+/** Every model oidc-provider may ask an adapter for, except Client (see ClientStore). */
+export const ADAPTER_MODELS = [
+  'Session',
+  'AccessToken',
+  'AuthorizationCode',
+  'RefreshToken',
+  'DeviceCode',
+  'ClientCredentials',
+  'InitialAccessToken',
+  'RegistrationAccessToken',
+  'Interaction',
+  'ReplayDetection',
+  'PushedAuthorizationRequest',
+  'Grant',
+  'BackchannelAuthenticationRequest',
+] as const;
+
+export function collectionName(model: string): string {
+  return `oidc_${model.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase()}`;
+}
+
+/** Client metadata lives in our own `clients` collection (secrets encrypted); the Client model reads it through this. */
+export interface ClientStore {
+  find(clientId: string): Promise<AdapterPayload | undefined>;
+  upsert(clientId: string, metadata: AdapterPayload): Promise<void>;
+  destroy(clientId: string): Promise<void>;
+}
+
+export interface MongoAdapterDeps {
+  db: Db;
+  clientStore: ClientStore;
+  logger: Logger;
+  now?: () => number;
+}
+
+function toPayload(record: StoredRecord | null, now: number): AdapterPayload | undefined {
+  if (!record) return undefined;
+  // Expired records are never returned, whether or not a TTL index or the sweep removed them yet.
+  if (record.expiresAt && record.expiresAt.getTime() <= now) return undefined;
+  const payload = JSON.parse(record.payload) as AdapterPayload;
+  if (record.consumedAt) payload.consumed = Math.floor(record.consumedAt.getTime() / 1000);
+  return payload;
+}
+
+async function revokeGrantEverywhere(db: Db, grantId: string): Promise<void> {
+  await Promise.all([
+    ...GRANT_BOUND_MODELS.map((m) => db.collection<StoredRecord>(collectionName(m)).deleteMany({ grantId })),
+    db.collection<StoredRecord>(collectionName('Grant')).deleteOne({ _id: grantId }),
+  ]);
+}
+
+class MongoAdapter implements Adapter {
+  private readonly collection: Collection<StoredRecord>;
+
+  constructor(
+    private readonly name: string,
+    private readonly deps: MongoAdapterDeps,
+  ) {
+    this.collection = deps.db.collection<StoredRecord>(collectionName(name));
+  }
+
+  private now(): number {
+    return this.deps.now ? this.deps.now() : Date.now();
+  }
+
+  async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
+    const { consumed, ...rest } = payload;
+    const set: Partial<StoredRecord> = {
+      payload: JSON.stringify(rest),
+      expiresAt: expiresIn ? new Date(this.now() + expiresIn * 1000) : null,
+    };
+    if (payload.grantId) set.grantId = payload.grantId;
+    if (payload.uid) set.uid = payload.uid;
+    if (payload.userCode) set.userCode = payload.userCode;
+    // NOTE: an upsert never clears consumedAt: a consumed code or token stays consumed.
+    if (consumed) set.consumedAt = new Date(Number(consumed) * 1000);
+    await guardDatabase(() => this.collection.updateOne({ _id: id }, { $set: set }, { upsert: true }));
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    const record = await guardDatabase(() => this.collection.findOne({ _id: id }));
+    return toPayload(record, this.now());
+  }
+
+  async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+    const record = await guardDatabase(() => this.collection.findOne({ uid }));
+    return toPayload(record, this.now());
+  }
+
+  async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+    const record = await guardDatabase(() => this.collection.findOne({ userCode }));
+    return toPayload(record, this.now());
+  }
+
+  async destroy(id: string): Promise<void> {
+    await guardDatabase(() => this.collection.deleteOne({ _id: id }));
+  }
+
+  async revokeByGrantId(grantId: string): Promise<void> {
+    await guardDatabase(() => this.collection.deleteMany({ grantId }));
+  }
+
+  /**
+   * Atomic: the filter only matches an unconsumed record, so of any number of concurrent
+   * consumers exactly one updates it. The provider checks `consumed` before calling this,
+   * but two requests can pass that check together; the loser lands here, and we treat it
+   * as the replay it is (RFC 6749 §4.1.2, RFC 9700 §4.14.2): revoke everything issued
+   * under the grant and refuse the request.
+   */
+  async consume(id: string): Promise<void> {
+    const won = await guardDatabase(() =>
+      this.collection.findOneAndUpdate(
+        { _id: id, $or: [{ consumedAt: null }, { consumedAt: { $exists: false } }] },
+        { $set: { consumedAt: new Date(this.now()) } },
+        { projection: { _id: 1 } },
+      ),
+    );
+    if (won) return;
+    const record = await guardDatabase(() => this.collection.findOne({ _id: id }, { projection: { grantId: 1 } }));
+    if (record?.grantId) {
+      const grantId = record.grantId;
+      await guardDatabase(() => revokeGrantEverywhere(this.deps.db, grantId));
+      this.deps.logger.warn('concurrent reuse of a one-time credential; grant revoked', { model: this.name, grantId });
+    }
+    throw new errors.InvalidGrant(`${this.name === 'RefreshToken' ? 'refresh token' : 'grant'} already used`);
+  }
+}
+
+class ClientAdapter implements Adapter {
+  constructor(private readonly store: ClientStore) {}
+
+  async upsert(id: string, payload: AdapterPayload): Promise<void> {
+    await guardDatabase(() => this.store.upsert(id, payload));
+  }
+
+  async find(id: string): Promise<AdapterPayload | undefined> {
+    return guardDatabase(() => this.store.find(id));
+  }
+
+  async destroy(id: string): Promise<void> {
+    await guardDatabase(() => this.store.destroy(id));
+  }
+
+  // Clients are not looked up by uid or user code, are not consumed and do not belong to grants.
+  async findByUid(): Promise<undefined> {
+    return undefined;
+  }
+
+  async findByUserCode(): Promise<undefined> {
+    return undefined;
+  }
+
+  async consume(): Promise<void> {
+    throw new Error('clients cannot be consumed');
+  }
+
+  async revokeByGrantId(): Promise<void> {
+    // Clients are not bound to grants.
+  }
+}
+
+/** The synchronous factory oidc-provider's `adapter` option takes. */
+export function createMongoAdapter(deps: MongoAdapterDeps): (name: string) => Adapter {
+  return (name: string) => (name === 'Client' ? new ClientAdapter(deps.clientStore) : new MongoAdapter(name, deps));
+}
+
+export interface AdapterIndexes {
+  /** false on servers without TTL indexes (FerretDB 1.x): then run the sweep. */
+  ttlSupported: boolean;
+}
+
+/** Creates the adapter's indexes once, at start (not per request). */
+export async function ensureAdapterIndexes(db: Db, logger: Logger): Promise<AdapterIndexes> {
+  let ttlSupported = true;
+  for (const model of ADAPTER_MODELS) {
+    const collection = db.collection(collectionName(model));
+    await collection.createIndex({ grantId: 1 }, { sparse: true });
+    if (model === 'Session') await collection.createIndex({ uid: 1 }, { unique: true, sparse: true });
+    if (model === 'DeviceCode') await collection.createIndex({ userCode: 1 }, { unique: true, sparse: true });
+    if (ttlSupported) {
+      try {
+        await collection.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0, name: 'expiresAt_ttl' });
+        continue;
+      } catch (err) {
+        ttlSupported = false;
+        logger.info('database has no TTL indexes; expired OIDC records are removed by a periodic sweep', {
+          reason: (err as Error).message,
+        });
+      }
+    }
+    await collection.createIndex({ expiresAt: 1 }, { name: 'expiresAt_1' });
+  }
+  return { ttlSupported };
+}
+
+/** Deletes expired records from every adapter collection; returns how many went. */
+export async function sweepExpired(db: Db, now = new Date()): Promise<number> {
+  let removed = 0;
+  for (const model of ADAPTER_MODELS) {
+    const result = await db.collection(collectionName(model)).deleteMany({ expiresAt: { $lte: now } });
+    removed += result.deletedCount;
+  }
+  return removed;
+}

@@ -1,0 +1,181 @@
+import Provider from 'oidc-provider';
+import type { Configuration, KoaContextWithOIDC, UnknownObject } from 'oidc-provider';
+
+import { defaults } from '../../config/defaults.js';
+import type { AccountService } from '../accounts/account.service.js';
+import type { Config } from '../config/config.js';
+import type { Logger } from '../logging/logger.js';
+import type { PrivateJwk } from './keys.js';
+import type { ClientStore } from './mongo-adapter.js';
+import { createMongoAdapter } from './mongo-adapter.js';
+import type { mongo } from 'mongoose';
+import type { PageRenderer } from '../http/render-page.js';
+
+export interface ProviderDeps {
+  config: Config;
+  db: mongo.Db;
+  clientStore: ClientStore;
+  accounts: AccountService;
+  signingKeys: PrivateJwk[];
+  logger: Logger;
+  pages: PageRenderer;
+}
+
+/**
+ * Refresh token lifetime: an idle period that restarts with every rotation, never past an
+ * absolute cap counted from the original sign-in (`iiat` travels along the rotated chain).
+ */
+export function refreshTokenTtl(
+  ttl: Config['ttl'],
+  token: { iiat?: number | undefined; iat?: number | undefined },
+  nowSeconds = Math.floor(Date.now() / 1000),
+): number {
+  const chainStart = token.iiat ?? token.iat ?? nowSeconds;
+  const remainingToCap = chainStart + ttl.refreshTokenAbsolute - nowSeconds;
+  return Math.max(1, Math.min(ttl.refreshTokenIdle, remainingToCap));
+}
+
+export function createProvider(deps: ProviderDeps): Provider {
+  const { config, accounts, logger, pages } = deps;
+  const { ttl } = config;
+
+  const configuration: Configuration = {
+    adapter: createMongoAdapter({ db: deps.db, clientStore: deps.clientStore, logger }),
+    // Clients come from MongoDB through the adapter; none are compiled in.
+    clients: [],
+    clientDefaults: {
+      grant_types: ['authorization_code', 'refresh_token'],
+      response_types: ['code'],
+      token_endpoint_auth_method: 'client_secret_basic',
+      id_token_signed_response_alg: 'RS256',
+    },
+    responseTypes: ['code'],
+    scopes: [...defaults.scopes],
+    claims: Object.fromEntries(
+      Object.entries(defaults.claims).map(([k, v]) => [k, v === null ? null : [...v]]),
+    ) as Configuration['claims'],
+    jwks: { keys: deps.signingKeys as unknown as NonNullable<Configuration['jwks']>['keys'] },
+    cookies: {
+      keys: config.cookieKeys,
+      // Secure is added by the provider whenever the request is https (ctx.secure), which
+      // behind a proxy requires TRUST_PROXY=true (app.proxy).
+      long: { signed: true, httpOnly: true, sameSite: 'lax' },
+      short: { signed: true, httpOnly: true, sameSite: 'lax' },
+    },
+    async findAccount(_ctx, sub) {
+      const account = await accounts.findById(sub);
+      // A disabled (or deleted) account has no claims: its sessions and tokens stop working.
+      if (!account || account.disabled) return undefined;
+      return {
+        accountId: account.id,
+        async claims(_use, scope) {
+          return accounts.claims(account, new Set(scope.split(' '))) as UnknownObject & { sub: string };
+        },
+      };
+    },
+    interactions: {
+      url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+    },
+    features: {
+      devInteractions: { enabled: false },
+      userinfo: { enabled: true },
+      revocation: {
+        enabled: true,
+      },
+      introspection: {
+        enabled: true,
+        // The library's default lets any confidential client introspect any token. Only the
+        // client a token was issued to may see it (RFC 7662 §4 leaves the policy to us).
+        async allowedPolicy(ctx, client, token) {
+          if (client.clientAuthMethod === 'none') return false;
+          return token.clientId === client.clientId;
+        },
+      },
+      rpInitiatedLogout: {
+        enabled: true,
+        async logoutSource(ctx, form) {
+          // The provider hands over a ready-made <form>; take its two values and let our
+          // escaped template draw the page (no raw HTML in views).
+          const action = /action="([^"]+)"/.exec(form)?.[1];
+          const xsrf = /name="xsrf" value="([^"]+)"/.exec(form)?.[1];
+          if (!action || !xsrf) throw new Error('unexpected logout form from oidc-provider');
+          await pages.render(ctx, 'interactions/logout', {
+            title: 'Sign out',
+            clientName: ctx.oidc.client?.clientName ?? undefined,
+            action: action.replace(/&amp;/g, '&'),
+            xsrf,
+          });
+        },
+        async postLogoutSuccessSource(ctx) {
+          await pages.render(ctx, 'interactions/logged-out', {
+            title: 'Signed out',
+            clientName: ctx.oidc.client?.clientName ?? undefined,
+          });
+        },
+      },
+      // Not offered: no front end for it yet, and every extra grant is attack surface.
+      deviceFlow: { enabled: false },
+      registration: { enabled: false },
+      clientCredentials: { enabled: false },
+    },
+    // RFC 9700 §2.1.1: PKCE for every authorization code request, confidential clients too.
+    pkce: { required: () => true },
+    async issueRefreshToken(_ctx, client, code) {
+      return client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access');
+    },
+    // Public clients always rotate (RFC 9700 §4.14.2); confidential ones when 70% of the
+    // idle period has passed, so active apps are not logged out by the idle expiry.
+    rotateRefreshToken(ctx) {
+      const { RefreshToken: refreshToken, Client: client } = ctx.oidc.entities;
+      if (!refreshToken || !client) return false;
+      if (client.clientAuthMethod === 'none') return true;
+      return refreshToken.ttlPercentagePassed() >= 70;
+    },
+    ttl: {
+      AccessToken: ttl.accessToken,
+      AuthorizationCode: ttl.authorizationCode,
+      IdToken: ttl.idToken,
+      Interaction: ttl.interaction,
+      Session: ttl.session,
+      Grant: ttl.grant,
+      RefreshToken(_ctx, token) {
+        return refreshTokenTtl(ttl, token as unknown as { iiat?: number; iat?: number });
+      },
+    },
+    clientBasedCORS(_ctx, origin, client) {
+      // CORS per client: a browser app may call us from the origins of its own redirect URIs.
+      if (origin === 'null') return false;
+      return client.redirectUris?.some((uri) => URL.parse(uri)?.origin === origin) ?? false;
+    },
+    async renderError(ctx: KoaContextWithOIDC, out, error) {
+      const status = ctx.status >= 400 ? ctx.status : 400;
+      if (status >= 500) logger.error('provider error', { err: error, path: ctx.path });
+      await pages.render(
+        ctx,
+        'errors/error',
+        {
+          title: 'Error',
+          status,
+          message: out.error_description ? String(out.error_description) : 'The request could not be completed.',
+          code: String(out.error),
+          description: undefined,
+          requestId: ctx.state.requestId as string | undefined,
+        },
+        status,
+      );
+    },
+    // NOTE: discovery advertises only what is enabled above.
+    discovery: {
+      service_documentation: undefined,
+    },
+    enabledJWA: {
+      idTokenSigningAlgValues: ['RS256', 'ES256'],
+      userinfoSigningAlgValues: ['RS256', 'ES256'],
+    },
+  };
+
+  const provider = new Provider(config.issuer, configuration);
+  // NOTE: the provider is mounted in our Koa app; `proxy` must be set on the host app too (app.ts).
+  provider.proxy = config.trustProxy;
+  return provider;
+}
