@@ -146,13 +146,14 @@ class MongoAdapter implements Adapter {
    * under the grant and refuse the request.
    */
   async consume(id: string): Promise<void> {
-    const won = await guardDatabase(() =>
-      this.collection.findOneAndUpdate(
+    // NOTE: updateOne rather than findOneAndUpdate: FerretDB 1.x lacks findAndModify projections.
+    const result = await guardDatabase(() =>
+      this.collection.updateOne(
         { _id: id, $or: [{ consumedAt: null }, { consumedAt: { $exists: false } }] },
         { $set: { consumedAt: new Date(this.now()) } },
-        { projection: { _id: 1 } },
       ),
     );
+    const won = result.modifiedCount === 1;
     if (won) return;
     const record = await guardDatabase(() => this.collection.findOne({ _id: id }, { projection: { grantId: 1 } }));
     if (record?.grantId) {

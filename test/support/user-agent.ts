@@ -1,0 +1,131 @@
+/**
+ * A minimal browser stand-in for HTTP-level tests: a cookie jar that honours cookie paths,
+ * and requests that do not follow redirects (tests follow them one by one and look at each).
+ */
+interface StoredCookie {
+  name: string;
+  value: string;
+  path: string;
+}
+
+export interface Reply {
+  status: number;
+  location: string | undefined;
+  body: string;
+  headers: Headers;
+  url: string;
+}
+
+export class UserAgent {
+  private cookies: StoredCookie[] = [];
+
+  constructor(readonly baseUrl: string) {}
+
+  private absolute(url: string): URL {
+    return new URL(url, this.baseUrl);
+  }
+
+  private cookieHeader(url: URL): string {
+    return this.cookies
+      .filter((c) => url.pathname === c.path || url.pathname.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`) || c.path === '/')
+      .map((c) => `${c.name}=${c.value}`)
+      .join('; ');
+  }
+
+  private store(url: URL, headers: Headers): void {
+    for (const line of headers.getSetCookie()) {
+      const [pair = '', ...attrs] = line.split(';').map((s) => s.trim());
+      const eq = pair.indexOf('=');
+      const name = pair.slice(0, eq);
+      const value = pair.slice(eq + 1);
+      const pathAttr = attrs.find((a) => a.toLowerCase().startsWith('path='));
+      const path = pathAttr ? pathAttr.slice(5) : url.pathname.replace(/\/[^/]*$/, '') || '/';
+      const expired = attrs.some((a) => /^expires=/i.test(a) && new Date(a.slice(8)).getTime() < Date.now()) || value === '';
+      this.cookies = this.cookies.filter((c) => !(c.name === name && c.path === path));
+      if (!expired) this.cookies.push({ name, value, path });
+    }
+  }
+
+  cookieNames(): string[] {
+    return this.cookies.map((c) => c.name);
+  }
+
+  async request(url: string, init: RequestInit = {}): Promise<Reply> {
+    const target = this.absolute(url);
+    const headers = new Headers(init.headers);
+    const cookie = this.cookieHeader(target);
+    if (cookie) headers.set('cookie', cookie);
+    if (!headers.has('accept')) headers.set('accept', 'text/html');
+    const res = await fetch(target, { ...init, headers, redirect: 'manual' });
+    this.store(target, res.headers);
+    const location = res.headers.get('location') ?? undefined;
+    return {
+      status: res.status,
+      location: location ? new URL(location, target).toString() : undefined,
+      body: await res.text(),
+      headers: res.headers,
+      url: target.toString(),
+    };
+  }
+
+  get(url: string): Promise<Reply> {
+    return this.request(url);
+  }
+
+  post(url: string, form: Record<string, string>): Promise<Reply> {
+    return this.request(url, {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(form).toString(),
+    });
+  }
+
+  /** Follows redirects within our server; stops at a page (2xx/4xx/5xx) or at a redirect leaving it. */
+  async follow(url: string): Promise<Reply> {
+    let reply = await this.get(url);
+    for (let hops = 0; hops < 10 && reply.status >= 300 && reply.status < 400 && reply.location; hops += 1) {
+      if (!reply.location.startsWith(this.baseUrl)) return reply;
+      reply = await this.get(reply.location);
+    }
+    return reply;
+  }
+}
+
+export function formField(html: string, name: string): string {
+  const match = new RegExp(`name="${name}" value="([^"]*)"`).exec(html);
+  if (!match?.[1]) throw new Error(`no field ${name} in page`);
+  return match[1].replace(/&amp;/g, '&');
+}
+
+export function formAction(html: string, pathEnd: string): string {
+  const match = new RegExp(`action="([^"]*${pathEnd})"`).exec(html);
+  if (!match?.[1]) throw new Error(`no form posting to *${pathEnd}`);
+  return match[1];
+}
+
+/** Steps through login and consent pages as a person would; returns the reply that leaves the server. */
+export async function signInThroughPages(
+  agent: UserAgent,
+  authorizationUrl: string,
+  credentials: { email: string; password: string },
+  options: { consent?: 'allow' | 'deny' } = {},
+): Promise<Reply> {
+  let reply = await agent.follow(authorizationUrl);
+  for (let steps = 0; steps < 5; steps += 1) {
+    if (reply.status !== 200) return reply;
+    if (reply.body.includes('/login"')) {
+      reply = await agent.post(formAction(reply.body, '/login'), {
+        csrf: formField(reply.body, 'csrf'),
+        email: credentials.email,
+        password: credentials.password,
+      });
+    } else if (reply.body.includes('/confirm"')) {
+      const target = options.consent === 'deny' ? formAction(reply.body, '/abort') : formAction(reply.body, '/confirm');
+      reply = await agent.post(target, { csrf: formField(reply.body, 'csrf') });
+    } else {
+      return reply;
+    }
+    if (reply.status === 303 && reply.location) reply = await agent.follow(reply.location);
+  }
+  return reply;
+}
