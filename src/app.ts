@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -11,8 +12,13 @@ import { createHealthRouter } from './http/health.routes.js';
 import { requestId, securityHeaders } from './http/security-headers.js';
 import { serveStatic } from './http/static.routes.js';
 import { createInteractionRouter } from './interactions/interaction.routes.js';
+import { createDemoRouter } from './demo/demo.routes.js';
 
-export const VIEWS_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', 'views');
+const here = path.dirname(fileURLToPath(import.meta.url));
+// src/app.ts in development, dist/src/app.js when compiled: views/ sits at the project root.
+export const VIEWS_DIR =
+  [path.resolve(here, '..', 'views'), path.resolve(here, '..', '..', 'views')].find((dir) => existsSync(path.join(dir, 'layout.pug'))) ??
+  path.resolve(here, '..', 'views');
 
 export function createApp(deps: Deps): Koa {
   const { config, provider, logger, pages } = deps;
@@ -38,6 +44,7 @@ export function createApp(deps: Deps): Koa {
   const interactions = createInteractionRouter(deps);
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
+  if (config.seedDemo) app.use(createDemoRouter({ config, pages }).routes());
 
   app.use(mount(provider));
 

@@ -15,6 +15,7 @@ import { createPageRenderer } from './http/render-page.js';
 import type { CsrfTokens } from './interactions/csrf.js';
 import { createCsrfTokens } from './interactions/csrf.js';
 import type { Logger } from './logging/logger.js';
+import { logProviderEvents } from './oidc/events.js';
 import { loadOrCreateSigningKeys } from './oidc/keys.js';
 import { ensureAdapterIndexes, sweepExpired } from './oidc/mongo-adapter.js';
 import { createProvider } from './oidc/provider.js';
@@ -73,6 +74,7 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   const signingKeys = await loadOrCreateSigningKeys({ db, secretBox, logger });
   const pages = createPageRenderer({ productName: config.productName });
   const provider = createProvider({ config, db, clientStore: clients, accounts, signingKeys, logger, pages });
+  logProviderEvents(provider, logger);
   // The cookie signing key doubles as the CSRF MAC key, under its own label (csrf.ts).
   const [cookieKey] = config.cookieKeys;
   if (!cookieKey) throw new Error('no cookie key');

@@ -13,6 +13,7 @@ import { connectDatabase, describeUri } from './db/connect.js';
 import { resolveDatabase } from './db/provision.js';
 import { createDeps } from './deps.js';
 import { createLogger } from './logging/logger.js';
+import { DEMO_CALLBACK_PATH } from './demo/demo.routes.js';
 import { DEMO_CONFIDENTIAL_CLIENT_ID, DEMO_PUBLIC_CLIENT_ID, DEMO_USER, seedDemo } from './seed.js';
 
 /** Builds the printed "try it" URL for the public demo client: PKCE S256, state and nonce. */
@@ -24,7 +25,7 @@ function demoAuthorizationUrl(config: Config): string {
     client_id: DEMO_PUBLIC_CLIENT_ID,
     response_type: 'code',
     scope: 'openid email profile',
-    redirect_uri: 'http://localhost:8080/callback',
+    redirect_uri: `${config.issuer}${DEMO_CALLBACK_PATH}`,
     code_challenge: challenge,
     code_challenge_method: 'S256',
     state: randomBytes(8).toString('base64url'),

@@ -1,6 +1,7 @@
 import type { AccountService } from './accounts/account.service.js';
 import type { ClientService } from './clients/client.service.js';
 import type { Config } from './config/config.js';
+import { DEMO_CALLBACK_PATH } from './demo/demo.routes.js';
 import type { Logger } from './logging/logger.js';
 
 export const DEMO_USER = { email: 'demo@example.com', password: 'demo-password-123', name: 'Demo User' } as const;
@@ -13,9 +14,10 @@ export interface SeedResult {
 }
 
 /**
- * Development seed, run once: a demo user, a confidential client and a public client whose
- * redirect URIs point at a local app (http://localhost:8080/callback), so a person can try
- * the flow from the printed URL. A later start finds them and creates nothing.
+ * Development seed, run once: a demo user, a confidential client and a public client. Their
+ * redirect URIs are the built-in demo callback page (so the URL printed by `npm start` ends
+ * somewhere useful) and http://localhost:8080/callback for a local app of your own.
+ * A later start finds them and creates nothing.
  */
 export async function seedDemo(
   { accounts, clients, config, logger }: { accounts: AccountService; clients: ClientService; config: Config; logger: Logger },
@@ -30,7 +32,7 @@ export async function seedDemo(
     const client = await clients.create({
       clientId: DEMO_CONFIDENTIAL_CLIENT_ID,
       name: 'Demo confidential app',
-      redirectUris: ['http://localhost:8080/callback'],
+      redirectUris: [`${config.issuer}${DEMO_CALLBACK_PATH}`, 'http://localhost:8080/callback'],
       postLogoutRedirectUris: ['http://localhost:8080/'],
     });
     confidentialSecret = client.clientSecret;
@@ -41,7 +43,7 @@ export async function seedDemo(
       clientId: DEMO_PUBLIC_CLIENT_ID,
       name: 'Demo public app',
       public: true,
-      redirectUris: ['http://localhost:8080/callback', 'http://127.0.0.1:8080/callback'],
+      redirectUris: [`${config.issuer}${DEMO_CALLBACK_PATH}`, 'http://localhost:8080/callback', 'http://127.0.0.1:8080/callback'],
       postLogoutRedirectUris: ['http://localhost:8080/'],
     });
     created = true;

@@ -59,7 +59,9 @@ function validateUris(uris: string[], publicClient: boolean, label: string): { n
     try {
       if (classifyRedirectUri(uri, { publicClient }) === 'private-use') nativeApp = true;
     } catch (err) {
-      if (err instanceof RedirectUriError) throw new AppError(400, 'client.invalid_redirect_uri', `${label}: ${err.message}`);
+      if (err instanceof RedirectUriError) {
+        throw new AppError(400, 'client.invalid_redirect_uri', err.message.replace(/^redirect URI/, label));
+      }
       throw err;
     }
   }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 import type { DevSecrets } from './config.js';
@@ -26,12 +26,18 @@ export async function loadOrCreateDevSecrets(dataDir: string): Promise<DevSecret
       encryptionKeys: [{ id: 'dev1', key: randomBytes(32).toString('base64url') }],
     };
     await mkdir(dataDir, { recursive: true });
-    // NOTE: 'wx' so two processes starting at once cannot overwrite each other's keys.
+    // NOTE: written beside, then link()ed into place: link fails with EEXIST when the file is
+    // there, so two processes starting at once cannot overwrite each other's keys, and neither
+    // can read a half-written file (writing `file` directly with 'wx' allowed that).
+    const temp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+    await writeFile(temp, JSON.stringify(stored, null, 2), { mode: 0o600, flag: 'wx' });
     try {
-      await writeFile(file, JSON.stringify(stored, null, 2), { mode: 0o600, flag: 'wx' });
-    } catch (writeErr) {
-      if ((writeErr as NodeJS.ErrnoException).code !== 'EEXIST') throw writeErr;
+      await link(temp, file);
+    } catch (linkErr) {
+      if ((linkErr as NodeJS.ErrnoException).code !== 'EEXIST') throw linkErr;
       stored = JSON.parse(await readFile(file, 'utf8')) as StoredDevSecrets;
+    } finally {
+      await rm(temp, { force: true });
     }
   }
   return {

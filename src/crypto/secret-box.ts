@@ -39,7 +39,9 @@ export function createSecretBox(keys: { id: string; key: Buffer }[]): SecretBox 
       const key = byId.get(keyId);
       if (!key) throw new SecretBoxError(`encryption key "${keyId}" is not configured (ENCRYPTION_KEYS)`);
       try {
-        const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'));
+        // NOTE: without authTagLength, GCM accepts a truncated tag (down to 4 bytes), which
+        // would make forging a sealed value a matter of 2^32 tries.
+        const decipher = createDecipheriv('aes-256-gcm', key, Buffer.from(iv, 'base64url'), { authTagLength: 16 });
         decipher.setAAD(Buffer.from(context, 'utf8'));
         decipher.setAuthTag(Buffer.from(tag, 'base64url'));
         return Buffer.concat([decipher.update(Buffer.from(ciphertext, 'base64url')), decipher.final()]).toString('utf8');

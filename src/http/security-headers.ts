@@ -33,7 +33,8 @@ export function securityHeaders({ hsts }: { hsts: boolean }): Middleware {
       ctx.set('X-Frame-Options', 'DENY');
       ctx.set('Referrer-Policy', 'no-referrer');
       ctx.set('Cross-Origin-Opener-Policy', 'same-origin');
-      ctx.set('Cross-Origin-Resource-Policy', 'same-origin');
+      // NOTE: not on JSON: discovery, JWKS and userinfo are fetched cross-origin by browser apps.
+      if (ctx.response.is('html')) ctx.set('Cross-Origin-Resource-Policy', 'same-origin');
       ctx.set('Permissions-Policy', 'camera=(), microphone=(), geolocation=(), payment=()');
       if (hsts) ctx.set('Strict-Transport-Security', 'max-age=31536000; includeSubDomains');
     }

@@ -165,7 +165,9 @@ export function createInteractionRouter(deps: InteractionRouterDeps): Router<Int
   const verifyPassword: Step = async function verifyPassword(ctx) {
     const parsed = loginForm.safeParse(ctx.state.form);
     if (!parsed.success) {
-      const email = typeof ctx.state.form.email === 'string' ? ctx.state.form.email.slice(0, 254) : '';
+      // Echo the email back without control characters (a NUL is not valid in an HTML page).
+      // eslint-disable-next-line no-control-regex -- the point is to drop control characters
+      const email = typeof ctx.state.form.email === 'string' ? ctx.state.form.email.replace(/[\u0000-\u001f\u007f]/g, '').slice(0, 254) : '';
       return renderLogin(ctx, { email, error: 'Enter your email address and password.', status: 400 });
     }
     const { email, password } = parsed.data;

@@ -18,8 +18,12 @@ export type SigningAlgorithm = (typeof SIGNING_ALGORITHMS)[number];
 interface SigningKeyRecord {
   _id: string; // kid
   alg: SigningAlgorithm;
-  /** Unique while set: only one first-boot key per algorithm, even when nodes start together. */
-  slot: string | null;
+  /**
+   * Unique while present: only one first-boot key per algorithm, even when nodes start together.
+   * NOTE: leave it out (never null) on other keys: FerretDB lacks partial indexes, and its
+   * sparse unique index still counts nulls.
+   */
+  slot?: string;
   sealedJwk: string;
   createdAt: Date;
   activatedAt: Date;

@@ -53,6 +53,14 @@ export const ADAPTER_MODELS = [
   'BackchannelAuthenticationRequest',
 ] as const;
 
+/** One document per consumed code or token: `{ _id: "<model>:<id>", expiresAt }` (see consume). */
+export const CONSUME_CLAIMS_COLLECTION = 'oidc_consume_claims';
+
+interface ConsumeClaim {
+  _id: string;
+  expiresAt: Date | null;
+}
+
 export function collectionName(model: string): string {
   return `oidc_${model.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase()}`;
 }
@@ -107,12 +115,16 @@ class MongoAdapter implements Adapter {
       payload: JSON.stringify(rest),
       expiresAt: expiresIn ? new Date(this.now() + expiresIn * 1000) : null,
     };
-    if (payload.grantId) set.grantId = payload.grantId;
-    if (payload.uid) set.uid = payload.uid;
-    if (payload.userCode) set.userCode = payload.userCode;
+    const unset: Record<string, ''> = {};
+    for (const field of ['grantId', 'uid', 'userCode'] as const) {
+      const value = payload[field];
+      if (typeof value === 'string' && value) set[field] = value;
+      else unset[field] = '';
+    }
     // NOTE: an upsert never clears consumedAt: a consumed code or token stays consumed.
     if (consumed) set.consumedAt = new Date(Number(consumed) * 1000);
-    await guardDatabase(() => this.collection.updateOne({ _id: id }, { $set: set }, { upsert: true }));
+    const update = Object.keys(unset).length > 0 ? { $set: set, $unset: unset } : { $set: set };
+    await guardDatabase(() => this.collection.updateOne({ _id: id }, update, { upsert: true }));
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
@@ -139,24 +151,35 @@ class MongoAdapter implements Adapter {
   }
 
   /**
-   * Atomic: the filter only matches an unconsumed record, so of any number of concurrent
-   * consumers exactly one updates it. The provider checks `consumed` before calling this,
-   * but two requests can pass that check together; the loser lands here, and we treat it
-   * as the replay it is (RFC 6749 §4.1.2, RFC 9700 §4.14.2): revoke everything issued
-   * under the grant and refuse the request.
+   * Atomic: of any number of concurrent consumers exactly one wins. The provider checks
+   * `consumed` before calling this, but two requests can pass that check together; the loser
+   * lands here, and we treat it as the replay it is (RFC 6749 §4.1.2, RFC 9700 §4.14.2):
+   * revoke everything issued under the grant and refuse the request.
    */
   async consume(id: string): Promise<void> {
-    // NOTE: updateOne rather than findOneAndUpdate: FerretDB 1.x lacks findAndModify projections.
-    const result = await guardDatabase(() =>
-      this.collection.updateOne(
-        { _id: id, $or: [{ consumedAt: null }, { consumedAt: { $exists: false } }] },
-        { $set: { consumedAt: new Date(this.now()) } },
-      ),
-    );
-    const won = result.modifiedCount === 1;
-    if (won) return;
-    const record = await guardDatabase(() => this.collection.findOne({ _id: id }, { projection: { grantId: 1 } }));
-    if (record?.grantId) {
+    const record = await guardDatabase(() => this.collection.findOne({ _id: id }, { projection: { grantId: 1, expiresAt: 1, consumedAt: 1 } }));
+    if (!record) throw new errors.InvalidGrant(`${this.name === 'RefreshToken' ? 'refresh token' : 'grant'} not found`);
+    // NOTE: FerretDB 1.x matches an update's filter and writes the document in separate steps,
+    // so concurrent conditional updates all report a modification. Inserting a claim under a
+    // unique _id is atomic on every server: only the first consumer's claim goes in.
+    const claimed = await guardDatabase(async () => {
+      try {
+        await this.deps.db
+          .collection<ConsumeClaim>(CONSUME_CLAIMS_COLLECTION)
+          .insertOne({ _id: `${this.name}:${id}`, expiresAt: record.expiresAt });
+        return true;
+      } catch (err) {
+        if ((err as { code?: unknown }).code === 11000) return false;
+        throw err;
+      }
+    });
+    // NOTE: the claimant wins whatever the update reports: a loser may already have revoked
+    // the grant (deleting this record), and judging by modifiedCount then left no winner at all.
+    if (claimed && !record.consumedAt) {
+      await guardDatabase(() => this.collection.updateOne({ _id: id }, { $set: { consumedAt: new Date(this.now()) } }));
+      return;
+    }
+    if (record.grantId) {
       const grantId = record.grantId;
       await guardDatabase(() => revokeGrantEverywhere(this.deps.db, grantId));
       this.deps.logger.warn('concurrent reuse of a one-time credential; grant revoked', { model: this.name, grantId });
@@ -229,6 +252,9 @@ export async function ensureAdapterIndexes(db: Db, logger: Logger): Promise<Adap
     }
     await collection.createIndex({ expiresAt: 1 }, { name: 'expiresAt_1' });
   }
+  await db
+    .collection(CONSUME_CLAIMS_COLLECTION)
+    .createIndex({ expiresAt: 1 }, ttlSupported ? { expireAfterSeconds: 0, name: 'expiresAt_ttl' } : { name: 'expiresAt_1' });
   return { ttlSupported };
 }
 
@@ -239,5 +265,7 @@ export async function sweepExpired(db: Db, now = new Date()): Promise<number> {
     const result = await db.collection(collectionName(model)).deleteMany({ expiresAt: { $lte: now } });
     removed += result.deletedCount;
   }
+  // Claims expire with the record they claimed; not counted as records.
+  await db.collection(CONSUME_CLAIMS_COLLECTION).deleteMany({ expiresAt: { $lte: now } });
   return removed;
 }

@@ -149,7 +149,9 @@ export function createProvider(deps: ProviderDeps): Provider {
     },
     async renderError(ctx: KoaContextWithOIDC, out, error) {
       const status = ctx.status >= 400 ? ctx.status : 400;
-      if (status >= 500) logger.error('provider error', { err: error, path: ctx.path });
+      // A database outage (503) is expected: a warning, as src/http/error-handler.ts logs it, not an error with a stack.
+      if (status === 503) logger.warn('database unavailable', { path: ctx.path, reason: error.message });
+      else if (status >= 500) logger.error('provider error', { err: error, path: ctx.path });
       await pages.render(
         ctx,
         'errors/error',

@@ -1,0 +1,196 @@
+import { parseArgs } from 'node:util';
+
+import type { ClientView, CreatedClient } from '../clients/client.service.js';
+import type { CliCommand } from './command.js';
+import { EXIT_FAILURE, EXIT_OK, UsageError, formatTable, parseOrUsage, toCommandFunction, writeJson } from './command.js';
+
+const createUsage = `Usage: npm run cli -- client create --name NAME --redirect-uri URI [--redirect-uri URI…] [options]
+
+Registers a client. Prints its client_id and, for a confidential client, its secret:
+the secret is shown this once and cannot be recovered later.
+
+Options:
+  --name NAME                      display name, shown on the consent page (required)
+  --redirect-uri URI               where authorization responses go; repeat for several (at least one)
+  --post-logout-redirect-uri URI   where to return after sign-out; repeat for several
+  --public                         a public client (browser or native app): no secret, PKCE only
+  --json                           print one JSON object instead of text
+  -h, --help                       show this help
+
+Redirect URIs must be absolute, without a fragment, and https (http only for 127.0.0.1,
+localhost and [::1]); private-use schemes (com.example.app:/cb) only with --public.
+With --json through npm, use \`npm run --silent cli -- …\`: npm prints a banner on stdout.
+`;
+
+const listUsage = `Usage: npm run cli -- client list [--json]
+
+Lists the registered clients. Secrets are never shown.
+
+Options:
+  --json       print a JSON array instead of text
+  -h, --help   show this help
+`;
+
+const deleteUsage = `Usage: npm run cli -- client delete CLIENT_ID
+
+Deletes a client. Exits with code 1 if there is no client with this id.
+
+Options:
+  -h, --help   show this help
+`;
+
+/** The client as printed by `--json`: the provider's metadata names (RFC 7591 §2). */
+interface ClientJson {
+  client_id: string;
+  client_secret?: string;
+  client_name: string;
+  redirect_uris: string[];
+  post_logout_redirect_uris: string[];
+  token_endpoint_auth_method: string;
+}
+
+function toJson(client: ClientView): ClientJson {
+  return {
+    client_id: client.clientId,
+    client_name: client.name,
+    redirect_uris: client.redirectUris,
+    post_logout_redirect_uris: client.postLogoutRedirectUris,
+    token_endpoint_auth_method: client.tokenEndpointAuthMethod,
+  };
+}
+
+function createdJson(client: CreatedClient): ClientJson {
+  const { client_id, ...rest } = toJson(client);
+  // Field order as documented: id, secret, then the metadata.
+  return { client_id, ...(client.clientSecret ? { client_secret: client.clientSecret } : {}), ...rest };
+}
+
+function createdText(client: CreatedClient): string {
+  const lines = [
+    `Created ${client.public ? 'public' : 'confidential'} client "${client.name}".`,
+    `  client_id:                  ${client.clientId}`,
+  ];
+  if (client.clientSecret) lines.push(`  client_secret:              ${client.clientSecret}`);
+  lines.push(
+    `  token_endpoint_auth_method: ${client.tokenEndpointAuthMethod}`,
+    ...client.redirectUris.map((uri) => `  redirect_uri:               ${uri}`),
+    ...client.postLogoutRedirectUris.map((uri) => `  post_logout_redirect_uri:   ${uri}`),
+  );
+  if (client.clientSecret) {
+    lines.push('', 'The client secret will not be shown again: store it now (only a sealed copy is kept).');
+  } else {
+    lines.push('', 'A public client has no secret: it must use PKCE (S256).');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+export const clientCreateCommand: CliCommand = {
+  name: 'client create',
+  summary: 'register a client (prints its secret once)',
+  usage: createUsage,
+  prepare(args) {
+    const { values } = parseOrUsage(() =>
+      parseArgs({
+        args,
+        strict: true,
+        allowPositionals: false,
+        options: {
+          name: { type: 'string' },
+          'redirect-uri': { type: 'string', multiple: true },
+          'post-logout-redirect-uri': { type: 'string', multiple: true },
+          public: { type: 'boolean' },
+          json: { type: 'boolean' },
+          help: { type: 'boolean', short: 'h' },
+        },
+      }),
+    );
+    if (values.help) return 'help';
+    const name = values.name;
+    const redirectUris = values['redirect-uri'] ?? [];
+    if (name === undefined) throw new UsageError('--name is required');
+    if (redirectUris.length === 0) throw new UsageError('at least one --redirect-uri is required');
+    const input = {
+      name,
+      redirectUris,
+      postLogoutRedirectUris: values['post-logout-redirect-uri'] ?? [],
+      public: values.public ?? false,
+    };
+    const json = values.json ?? false;
+
+    return async ({ services, out }) => {
+      // The service checks the name and every redirect URI (src/clients/redirect-uri.ts) before it stores anything.
+      const client = await services.clients.create(input);
+      if (json) writeJson(out, createdJson(client));
+      else out.write(createdText(client));
+      return EXIT_OK;
+    };
+  },
+};
+
+export const clientListCommand: CliCommand = {
+  name: 'client list',
+  summary: 'list clients (never shows secrets)',
+  usage: listUsage,
+  prepare(args) {
+    const { values } = parseOrUsage(() =>
+      parseArgs({
+        args,
+        strict: true,
+        allowPositionals: false,
+        options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
+      }),
+    );
+    if (values.help) return 'help';
+    const json = values.json ?? false;
+
+    return async ({ services, out }) => {
+      const clients = await services.clients.list();
+      if (json) {
+        writeJson(out, clients.map((client) => ({ ...toJson(client), created_at: client.createdAt.toISOString() })));
+      } else if (clients.length === 0) {
+        out.write('No clients.\n');
+      } else {
+        out.write(
+          formatTable(
+            ['CLIENT ID', 'TYPE', 'NAME', 'REDIRECT URIS'],
+            clients.map((c) => [c.clientId, c.public ? 'public' : 'confidential', c.name, c.redirectUris.join(' ')]),
+          ),
+        );
+      }
+      return EXIT_OK;
+    };
+  },
+};
+
+export const clientDeleteCommand: CliCommand = {
+  name: 'client delete',
+  summary: 'delete a client',
+  usage: deleteUsage,
+  prepare(args) {
+    const { values, positionals } = parseOrUsage(() =>
+      parseArgs({
+        args,
+        strict: true,
+        allowPositionals: true,
+        options: { help: { type: 'boolean', short: 'h' } },
+      }),
+    );
+    if (values.help) return 'help';
+    const [clientId, ...extra] = positionals;
+    if (clientId === undefined) throw new UsageError('CLIENT_ID is required');
+    if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
+
+    return async ({ services, out, err }) => {
+      if (!(await services.clients.remove(clientId))) {
+        err.write(`error: no client with id "${clientId}"\n`);
+        return EXIT_FAILURE;
+      }
+      out.write(`Deleted client ${clientId}.\n`);
+      return EXIT_OK;
+    };
+  },
+};
+
+export const clientCreate = toCommandFunction(clientCreateCommand);
+export const clientList = toCommandFunction(clientListCommand);
+export const clientDelete = toCommandFunction(clientDeleteCommand);
