@@ -1,0 +1,162 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { existsSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import mongoose from 'mongoose';
+import { provisionDatabase, resolveDatabase, type ProvisionedDatabase } from '../../src/db/provision.js';
+import { testDatabaseName, testDatabaseUri, withDatabaseName } from '../support/database.js';
+
+// Real server processes, no mocks. A first FerretDB build may run here when
+// globalSetup used MONGODB_URI and the cache is empty, hence the long timeout.
+const PROVISION_TIMEOUT_MS = 15 * 60_000;
+
+async function connect(uri: string): Promise<mongoose.Connection> {
+  return mongoose
+    .createConnection(uri, { dbName: 'provision_test', serverSelectionTimeoutMS: 2_000 })
+    .asPromise();
+}
+
+async function readCommandLine(pid: number): Promise<string> {
+  return (await readFile(`/proc/${pid}/cmdline`, 'utf8')).split('\0')[0] ?? '';
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+describe('provisionDatabase', () => {
+  let dataDir: string;
+  let pidFile: string;
+  let database: ProvisionedDatabase;
+  const others: ProvisionedDatabase[] = [];
+
+  beforeAll(async () => {
+    dataDir = await mkdtemp(join(tmpdir(), 'provision-test-'));
+    pidFile = join(dataDir, 'server.pid');
+    database = await provisionDatabase({ dataDir: join(dataDir, 'db'), pidFile });
+  }, PROVISION_TIMEOUT_MS);
+
+  afterAll(async () => {
+    for (const other of others) await other.stop();
+    await database?.stop();
+    if (dataDir) await rm(dataDir, { recursive: true, force: true });
+  });
+
+  it('starts a local server on a loopback port, with a URI without a database name', () => {
+    expect(['mongod', 'ferretdb', 'memory-server']).toContain(database.kind);
+    expect(database.uri).toMatch(/^mongodb:\/\/127\.0\.0\.1:\d+\/$/);
+  });
+
+  it('records the server pid in the pid file', async () => {
+    const pid = Number((await readFile(pidFile, 'utf8')).trim());
+    expect(isAlive(pid)).toBe(true);
+    expect(await readCommandLine(pid)).toMatch(/(ferretdb|mongod)[^/]*$/);
+  });
+
+  it('stores and reads back a document', async () => {
+    const connection = await connect(database.uri);
+    try {
+      await connection.collection('things').insertOne({ name: 'kept across restarts', n: 1 });
+      const found = await connection.collection('things').findOne({ name: 'kept across restarts' });
+      expect(found?.n).toBe(1);
+    } finally {
+      await connection.close();
+    }
+  });
+
+  it('refuses connections after stop(), and removes the pid file', async () => {
+    await database.stop();
+    await expect(connect(database.uri)).rejects.toThrow();
+    expect(existsSync(pidFile)).toBe(false);
+  });
+
+  it('keeps the data across stop() and start() on the same port', async () => {
+    const uriBefore = database.uri;
+    await database.start();
+    expect(database.uri).toBe(uriBefore);
+    const connection = await connect(database.uri);
+    try {
+      const found = await connection.collection('things').findOne({ name: 'kept across restarts' });
+      expect(found?.n).toBe(1);
+    } finally {
+      await connection.close();
+    }
+  });
+
+  it('kills a stale server recorded in the pid file before starting another', async () => {
+    if (database.kind === 'memory-server') return; // its own killer process handles orphans
+    const stalePid = Number((await readFile(pidFile, 'utf8')).trim());
+    const port = Number(new URL(database.uri).port);
+    // As after a crash of the parent: the old server still holds the port and the data.
+    const successor = await provisionDatabase({ dataDir: join(dataDir, 'db'), pidFile, port });
+    others.push(successor);
+    expect(isAlive(stalePid)).toBe(false);
+    expect(successor.uri).toBe(database.uri);
+    const connection = await connect(successor.uri);
+    try {
+      expect(await connection.collection('things').countDocuments()).toBe(1);
+    } finally {
+      await connection.close();
+    }
+  });
+});
+
+describe('resolveDatabase', () => {
+  it('takes MONGODB_URI as an external database and starts nothing', async () => {
+    const dataDir = join(tmpdir(), `provision-never-created-${process.pid}`);
+    const uri = 'mongodb://db.example.invalid:27017/';
+    const database = await resolveDatabase({ MONGODB_URI: uri }, { dataDir });
+    expect(database).toMatchObject({ kind: 'external', uri });
+    expect(existsSync(dataDir)).toBe(false);
+    await expect(database.stop()).resolves.toBeUndefined();
+    await expect(database.start()).rejects.toThrow(/external/);
+  });
+
+  it('provisions a local server when MONGODB_URI is empty', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'provision-test-'));
+    const database = await resolveDatabase({ MONGODB_URI: '' }, { dataDir });
+    try {
+      expect(database.kind).not.toBe('external');
+      const connection = await connect(database.uri);
+      await connection.close();
+    } finally {
+      await database.stop();
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('test database URIs', () => {
+  it('gives each call its own database on the server globalSetup provisioned', () => {
+    const first = testDatabaseUri('Provision Test!');
+    const second = testDatabaseUri('Provision Test!');
+    expect(first).not.toBe(second);
+    expect(first.startsWith(process.env.TEST_MONGODB_URI?.replace(/\/$/, '') ?? '<unset>')).toBe(true);
+  });
+
+  it('makes names of [a-z0-9_] only, at most 38 characters', () => {
+    const name = testDatabaseName('A very-long label: with/dots.and $signs and more and more');
+    expect(name).toMatch(/^t_[a-z0-9_]+_[0-9a-f]{8}$/);
+    expect(name.length).toBeLessThanOrEqual(38);
+    expect(testDatabaseName('$$$')).toMatch(/^t_db_[0-9a-f]{8}$/);
+  });
+
+  it('puts the name before a query string and replaces an existing path', () => {
+    expect(withDatabaseName('mongodb://127.0.0.1:1234/', 'x')).toBe('mongodb://127.0.0.1:1234/x');
+    expect(withDatabaseName('mongodb://127.0.0.1:1234', 'x')).toBe('mongodb://127.0.0.1:1234/x');
+    expect(withDatabaseName('mongodb://a:1,b:2/?replicaSet=rs0', 'x')).toBe('mongodb://a:1,b:2/x?replicaSet=rs0');
+    expect(withDatabaseName('mongodb://a:1?replicaSet=rs0', 'x')).toBe('mongodb://a:1/x?replicaSet=rs0');
+    expect(withDatabaseName('mongodb://a:1/old?w=1', 'x')).toBe('mongodb://a:1/x?w=1');
+    // Credentials authenticated against the old path's database keep doing so.
+    expect(withDatabaseName('mongodb://u:p@a:1/admin', 'x')).toBe('mongodb://u:p@a:1/x?authSource=admin');
+    expect(withDatabaseName('mongodb+srv://u:p@c.example/app?authSource=other', 'x')).toBe(
+      'mongodb+srv://u:p@c.example/x?authSource=other',
+    );
+  });
+});
