@@ -156,7 +156,7 @@ export function createAccountService({ Account, logger }: AccountServiceDeps): A
       const doc = await Account.findByIdAndUpdate(
         id,
         { $set: { disabledAt: disabled ? new Date() : null } },
-        { new: true },
+        { returnDocument: 'after' },
       ).lean();
       return doc ? toView(doc) : undefined;
     },

@@ -1,4 +1,4 @@
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 import type { Configuration, KoaContextWithOIDC, UnknownObject } from 'oidc-provider';
 
 import { defaults } from '../../config/defaults.js';
@@ -81,6 +81,10 @@ export function createProvider(deps: ProviderDeps): Provider {
       userinfo: { enabled: true },
       revocation: {
         enabled: true,
+        // RFC 7009 §2.1: a client may revoke only its own tokens.
+        async allowedPolicy(_ctx, client, token) {
+          return token.clientId === client.clientId;
+        },
       },
       introspection: {
         enabled: true,
@@ -128,6 +132,11 @@ export function createProvider(deps: ProviderDeps): Provider {
     rotateRefreshToken(ctx) {
       const { RefreshToken: refreshToken, Client: client } = ctx.oidc.entities;
       if (!refreshToken || !client) return false;
+      // The absolute cap, enforced here because TTLs are whole seconds of at least one: a token
+      // issued in the chain's last second would otherwise outlive the cap by up to a second.
+      if (refreshToken.totalLifetime() >= ttl.refreshTokenAbsolute) {
+        throw new errors.InvalidGrant('refresh token has reached its maximum lifetime; sign in again');
+      }
       if (client.clientAuthMethod === 'none') return true;
       return refreshToken.ttlPercentagePassed() >= 70;
     },

@@ -171,7 +171,7 @@ describe('client service', () => {
       ['a javascript: redirect', { redirectUris: ['javascript:alert(1)'] }, /forbidden scheme/],
       ['a private-use scheme for a confidential client', { redirectUris: ['com.example.app:/cb'] }, /public \(native\)/],
       ['a private-use scheme without a dot', { redirectUris: ['myapp:/cb'], public: true }, /reversed domain name/],
-      ['a bad post-logout URI', { postLogoutRedirectUris: ['http://evil.example.com/'] }, /^post-logout redirect URI: /],
+      ['a bad post-logout URI', { postLogoutRedirectUris: ['http://evil.example.com/'] }, /^post-logout redirect URI "/],
     ] as [string, Partial<NewClientInput>, RegExp][])('refuses %s with 400', async (_what, override, message) => {
       const before = await collection.countDocuments();
       const err = await appErrorOf(clients.create({ name: 'Bad', redirectUris: ['https://ok.example.com/cb'], ...override }));
