@@ -103,6 +103,11 @@ export function createProvider(deps: ProviderDeps): Provider {
           const action = /action="([^"]+)"/.exec(form)?.[1];
           const xsrf = /name="xsrf" value="([^"]+)"/.exec(form)?.[1];
           if (!action || !xsrf) throw new Error('unexpected logout form from oidc-provider');
+          // The confirm POST ends in a redirect to the client's post-logout URI, which the
+          // CSP's form-action must allow (security-headers.ts).
+          const postLogout = ctx.oidc.params?.post_logout_redirect_uri;
+          const target = typeof postLogout === 'string' ? URL.parse(postLogout) : null;
+          if (target) ctx.state.formActionOrigins = [target.protocol.startsWith('http') ? target.origin : target.protocol];
           await pages.render(ctx, 'interactions/logout', {
             title: 'Sign out',
             clientName: ctx.oidc.client?.clientName ?? undefined,
