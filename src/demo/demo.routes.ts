@@ -34,7 +34,7 @@ export function createDemoRouter({ config, pages }: { config: Config; pages: Pag
             '  -d client_id=demo-public-client \\',
             `  -d redirect_uri=${redirectUri} \\`,
             `  -d code=${code} \\`,
-            '  -d code_verifier=<the code_verifier printed by npm start>',
+            '  -d code_verifier=PASTE_THE_CODE_VERIFIER_PRINTED_BY_NPM_START',
           ].join('\n')
         : undefined,
     });
