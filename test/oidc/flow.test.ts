@@ -3,48 +3,12 @@ import { createRemoteJWKSet, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
 
 import type { CreatedClient } from '../../src/clients/client.service.js';
+import { REDIRECT_URI, authorizationRequest, rpFor } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent, signInThroughPages } from '../support/user-agent.js';
 
-const REDIRECT_URI = 'http://127.0.0.1:9/callback';
 const USER = { email: 'Ada@Example.com', password: 'correct horse battery staple', name: 'Ada Lovelace' };
-
-async function rpFor(server: TestServer, client: CreatedClient): Promise<oidc.Configuration> {
-  const config = await oidc.discovery(
-    new URL(server.url),
-    client.clientId,
-    client.clientSecret ? { client_secret: client.clientSecret } : { token_endpoint_auth_method: 'none' },
-    client.clientSecret ? oidc.ClientSecretBasic(client.clientSecret) : oidc.None(),
-    { execute: [oidc.allowInsecureRequests] },
-  );
-  // Validate ID token signatures against the JWKS too, not only iss/aud/nonce.
-  oidc.enableNonRepudiationChecks(config);
-  return config;
-}
-
-interface Started {
-  url: URL;
-  verifier: string;
-  state: string;
-  nonce: string;
-}
-
-async function authorizationRequest(rp: oidc.Configuration, extra: Record<string, string> = {}): Promise<Started> {
-  const verifier = oidc.randomPKCECodeVerifier();
-  const state = oidc.randomState();
-  const nonce = oidc.randomNonce();
-  const url = oidc.buildAuthorizationUrl(rp, {
-    redirect_uri: REDIRECT_URI,
-    scope: 'openid email profile',
-    code_challenge: await oidc.calculatePKCECodeChallenge(verifier),
-    code_challenge_method: 'S256',
-    state,
-    nonce,
-    ...extra,
-  });
-  return { url, verifier, state, nonce };
-}
 
 describe('authorization code flow with openid-client as the relying party', () => {
   let server: TestServer;
@@ -61,7 +25,6 @@ describe('authorization code flow with openid-client as the relying party', () =
   });
 
   afterAll(async () => {
-    if (process.env.DEBUG_LOGS) console.log(server.logs.join('\n'));
     await server.close();
   });
 
