@@ -31,7 +31,8 @@ export function createApp(deps: Deps): Koa {
 
   app.use(requestId({ trustProxy: config.trustProxy }));
   app.use(async function bindRequestLog(ctx, next) {
-    ctx.state.log = logger.child({ requestId: ctx.state.requestId });
+    // ctx.ip is the proxy's X-Forwarded-For only when TRUST_PROXY says to believe it (app.proxy).
+    ctx.state.log = logger.child({ requestId: ctx.state.requestId, ip: ctx.ip });
     await next();
   });
   app.use(securityHeaders({ hsts: config.issuer.startsWith('https://') }));

@@ -147,7 +147,6 @@ describe('security of the sign-in pages (plain http issuer, no trusted proxy)', 
   });
 
   afterAll(async () => {
-    if (process.env.DEBUG_LOGS) console.log(server.logs.join('\n'));
     await server?.close();
   });
 
@@ -260,6 +259,15 @@ describe('security of the sign-in pages (plain http issuer, no trusted proxy)', 
     }
   });
 
+  it('logs the connecting address, not a client-supplied X-Forwarded-For', async () => {
+    const forged = new RecordingAgent(server.url, { 'x-forwarded-for': '203.0.113.77' });
+    const login = await forged.follow(authorizationUrl(server, client, pkcePair().challenge));
+    await forged.post(formAction(login.body, '/login'), { csrf: formField(login.body, 'csrf'), email: USER.email, password: 'wrong password!' });
+    const line = server.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'sign-in failed').pop();
+    expect(line?.ip).toBe('127.0.0.1');
+    expect(server.logs.join('\n')).not.toContain('203.0.113.77');
+  });
+
   it('sends no HSTS for an http issuer', async () => {
     const discovery = await fetch(`${server.url}/.well-known/openid-configuration`);
     for (const headers of [walk.login.headers, walk.consent.headers, discovery.headers]) {
@@ -328,7 +336,6 @@ describe('security behind a trusted TLS-terminating proxy (TRUST_PROXY=true)', (
   });
 
   afterAll(async () => {
-    if (process.env.DEBUG_LOGS) console.log(server.logs.join('\n'));
     await server?.close();
   });
 
@@ -350,6 +357,14 @@ describe('security behind a trusted TLS-terminating proxy (TRUST_PROXY=true)', (
     expect(login.status).toBe(200);
     expect(agent.setCookies.length).toBeGreaterThan(0);
     for (const cookie of agent.setCookies.map(parseSetCookie)) expect(cookie.attributes).not.toContain('secure');
+  });
+
+  it('takes the client address from X-Forwarded-For', async () => {
+    const proxied = new RecordingAgent(server.url, { 'x-forwarded-proto': 'https', 'x-forwarded-for': '203.0.113.9' });
+    const login = await proxied.follow(authorizationUrl(server, client, pkcePair().challenge));
+    await proxied.post(formAction(login.body, '/login'), { csrf: formField(login.body, 'csrf'), email: USER.email, password: 'wrong password!' });
+    const line = server.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'sign-in failed').pop();
+    expect(line?.ip).toBe('203.0.113.9');
   });
 
   it("follows the proxy's scheme in discovery endpoints but never changes the issuer", async () => {
