@@ -40,6 +40,16 @@ export const defaults = {
     grant: 365 * 24 * 60 * 60,
   },
 
+  /**
+   * Password guessing: SIGN_IN_FREE_ATTEMPTS wrong passwords in a row for one email are
+   * answered normally; after that each attempt must wait 1 s, 2 s, 4 s, … up to
+   * SIGN_IN_MAX_DELAY seconds after the previous failure. Counted per email address (known
+   * or not, so the delay reveals nothing), in MongoDB (so every node sees it), forgotten after
+   * a successful sign-in or an hour without failures.
+   */
+  signInFreeAttempts: 5,
+  signInMaxDelay: 15 * 60,
+
   /** Largest form body our own pages accept (bytes). */
   formBodyLimit: 16 * 1024,
 

@@ -3,6 +3,8 @@ import type { Connection, mongo } from 'mongoose';
 
 import { createAccountModel } from './accounts/account.model.js';
 import type { AccountService } from './accounts/account.service.js';
+import type { SignInThrottle } from './accounts/sign-in-throttle.js';
+import { createSignInThrottle } from './accounts/sign-in-throttle.js';
 import { createAccountService } from './accounts/account.service.js';
 import { createClientModel } from './clients/client.model.js';
 import type { ClientService } from './clients/client.service.js';
@@ -28,6 +30,7 @@ export interface Deps {
   db: mongo.Db;
   accounts: AccountService;
   clients: ClientService;
+  signInThrottle: SignInThrottle;
   provider: Provider;
   pages: PageRenderer;
   csrf: CsrfTokens;
@@ -58,12 +61,14 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   await accounts.ensureIndexes();
   await createClientModel(connection).createIndexes();
   const { ttlSupported } = await ensureAdapterIndexes(db, logger);
+  const signInThrottle = createSignInThrottle(db, { ...config.signInThrottle, resetAfterSeconds: 60 * 60 });
+  await signInThrottle.ensureIndexes();
 
   let sweep: NodeJS.Timeout | undefined;
   if (!ttlSupported) {
     // Without TTL indexes expired records would pile up (they are never returned either way).
     sweep = setInterval(() => {
-      guardDatabase(() => sweepExpired(db)).then(
+      guardDatabase(async () => (await sweepExpired(db)) + (await signInThrottle.sweep())).then(
         (n) => n > 0 && logger.debug('swept expired oidc records', { removed: n }),
         (err: unknown) => logger.warn('expiry sweep failed', { reason: (err as Error).message }),
       );
@@ -87,6 +92,7 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
     db,
     accounts,
     clients,
+    signInThrottle,
     provider,
     pages,
     csrf,

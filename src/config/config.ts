@@ -64,6 +64,8 @@ const envSchema = z.object({
   SESSION_TTL: seconds(defaults.ttl.session),
   INTERACTION_TTL: seconds(defaults.ttl.interaction),
   GRANT_TTL: seconds(defaults.ttl.grant),
+  SIGN_IN_FREE_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(defaults.signInFreeAttempts),
+  SIGN_IN_MAX_DELAY: seconds(defaults.signInMaxDelay),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -92,6 +94,7 @@ export interface Config {
   productName: string;
   seedDemo: boolean;
   ttl: Ttl;
+  signInThrottle: { freeAttempts: number; maxDelaySeconds: number };
   formBodyLimit: number;
 }
 
@@ -165,6 +168,7 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
       interaction: e.INTERACTION_TTL,
       grant: e.GRANT_TTL,
     },
+    signInThrottle: { freeAttempts: e.SIGN_IN_FREE_ATTEMPTS, maxDelaySeconds: e.SIGN_IN_MAX_DELAY },
     formBodyLimit: defaults.formBodyLimit,
   };
 }

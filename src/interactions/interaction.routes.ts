@@ -6,6 +6,7 @@ import { z } from 'zod';
 
 import type { AccountService } from '../accounts/account.service.js';
 import { safeText } from '../accounts/account.service.js';
+import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import type { Config } from '../config/config.js';
 import { AppError } from '../http/app-error.js';
 import { parseForm } from '../http/form-body.js';
@@ -32,6 +33,7 @@ export interface InteractionRouterDeps {
   config: Config;
   provider: Provider;
   accounts: AccountService;
+  signInThrottle: SignInThrottle;
   pages: PageRenderer;
   csrf: CsrfTokens;
   logger: Logger;
@@ -45,6 +47,12 @@ const loginForm = z.object({
   password: z.string().max(1024).refine((s) => !s.includes('\u0000')),
 });
 
+function describeWait(seconds: number): string {
+  if (seconds < 60) return `${seconds} second${seconds === 1 ? '' : 's'}`;
+  const minutes = Math.ceil(seconds / 60);
+  return `${minutes} minute${minutes === 1 ? '' : 's'}`;
+}
+
 /** Where the browser may end up after a form POST on these pages (see security-headers.ts). */
 function redirectTarget(params: Record<string, unknown>): string | undefined {
   const uri = typeof params.redirect_uri === 'string' ? URL.parse(params.redirect_uri) : null;
@@ -53,7 +61,7 @@ function redirectTarget(params: Record<string, unknown>): string | undefined {
 }
 
 export function createInteractionRouter(deps: InteractionRouterDeps): Router<InteractionState> {
-  const { provider, accounts, pages, csrf, config, logger } = deps;
+  const { provider, accounts, signInThrottle, pages, csrf, config, logger } = deps;
   const router = new Router<InteractionState>({ prefix: '/interaction' });
 
   const noStore: Step = async function noStore(ctx, next) {
@@ -171,13 +179,27 @@ export function createInteractionRouter(deps: InteractionRouterDeps): Router<Int
       return renderLogin(ctx, { email, error: 'Enter your email address and password.', status: 400 });
     }
     const { email, password } = parsed.data;
+    const log = ctx.state.log ?? logger;
+    const gate = await signInThrottle.check(email);
+    if (!gate.allowed) {
+      // Checked before the password, for known and unknown emails alike (sign-in-throttle.ts).
+      log.info('sign-in delayed', { retryAfterSeconds: gate.retryAfterSeconds, client: ctx.state.interaction.params.client_id });
+      ctx.set('Retry-After', String(gate.retryAfterSeconds));
+      return renderLogin(ctx, {
+        email,
+        error: `Too many failed attempts. Wait ${describeWait(gate.retryAfterSeconds)}, then try again.`,
+        status: 429,
+      });
+    }
     const result = await accounts.authenticate(email, password);
     if (!result.ok) {
-      (ctx.state.log ?? logger).info('sign-in failed', { reason: result.reason, client: ctx.state.interaction.params.client_id });
+      await signInThrottle.recordFailure(email);
+      log.info('sign-in failed', { reason: result.reason, client: ctx.state.interaction.params.client_id });
       // One message for unknown email, wrong password and disabled account (no enumeration).
       return renderLogin(ctx, { email, error: 'Incorrect email or password.', status: 401 });
     }
-    (ctx.state.log ?? logger).info('sign-in succeeded', { accountId: result.account.id, client: ctx.state.interaction.params.client_id });
+    await signInThrottle.recordSuccess(email);
+    log.info('sign-in succeeded', { accountId: result.account.id, client: ctx.state.interaction.params.client_id });
     await finish(ctx, { login: { accountId: result.account.id, amr: ['pwd'], remember: true } });
   };
 
