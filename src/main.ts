@@ -60,7 +60,15 @@ async function main(): Promise<void> {
   // Slow-client protection: finish headers and bodies within bounded time.
   server.headersTimeout = 20_000;
   server.requestTimeout = 30_000;
-  await new Promise<void>((resolve) => server.listen(config.port, resolve));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(config.port, resolve);
+  }).catch((err: unknown) => {
+    if ((err as NodeJS.ErrnoException).code === 'EADDRINUSE') {
+      throw new ConfigError(`Port ${config.port} is already in use: stop what runs there, or set PORT (and ISSUER) to another port.`);
+    }
+    throw err;
+  });
 
   logger.info(`listening on port ${config.port}`, { issuer: config.issuer, env: config.env });
   if (config.seedDemo) {
