@@ -1,14 +1,10 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { existsSync } from 'node:fs';
 import http from 'node:http';
-import path from 'node:path';
-
-import dotenv from 'dotenv';
 
 import { createApp } from './app.js';
-import { ConfigError, loadConfig } from './config/config.js';
+import { ConfigError } from './config/config.js';
 import type { Config } from './config/config.js';
-import { loadOrCreateDevSecrets } from './config/dev-secrets.js';
+import { databaseName, embeddedDatabaseOptions, loadDotEnv, loadRuntimeConfig } from './config/runtime.js';
 import { connectDatabase, describeUri } from './db/connect.js';
 import { resolveDatabase } from './db/provision.js';
 import { createDeps } from './deps.js';
@@ -35,23 +31,13 @@ function demoAuthorizationUrl(config: Config): string {
 }
 
 async function main(): Promise<void> {
-  if (process.env.NODE_ENV !== 'production' && existsSync('.env')) dotenv.config({ path: '.env', quiet: true });
-  const env = process.env;
-  const production = env.NODE_ENV === 'production';
-  const dataDir = env.DATA_DIR || '.data';
-  const devSecrets = production ? undefined : await loadOrCreateDevSecrets(dataDir);
-  const config = loadConfig(env, devSecrets);
+  loadDotEnv(process.env);
+  const config = await loadRuntimeConfig(process.env);
+  const production = config.env === 'production';
   const logger = createLogger({ level: config.logLevel, format: production ? 'json' : 'pretty' });
 
-  const database = await resolveDatabase(
-    { MONGODB_URI: config.mongodbUri },
-    {
-      dataDir: path.join(config.dataDir, 'db'),
-      pidFile: path.join(config.dataDir, 'db.pid'),
-      log: (m) => logger.info(m),
-    },
-  );
-  const connection = await connectDatabase(database.uri, logger, config.mongodbUri ? {} : { dbName: 'oidc' });
+  const database = await resolveDatabase({ MONGODB_URI: config.mongodbUri }, embeddedDatabaseOptions(config, (m) => logger.info(m)));
+  const connection = await connectDatabase(database.uri, logger, databaseName(config));
   logger.info('database connected', { kind: database.kind, uri: describeUri(database.uri) });
 
   const deps = await createDeps(config, logger, connection);

@@ -1,11 +1,6 @@
-import { existsSync } from 'node:fs';
-import path from 'node:path';
-
-import dotenv from 'dotenv';
 import type { Connection } from 'mongoose';
 
-import { loadConfig } from '../config/config.js';
-import { loadOrCreateDevSecrets } from '../config/dev-secrets.js';
+import { databaseName, embeddedDatabaseOptions, loadRuntimeConfig } from '../config/runtime.js';
 import { connectDatabase } from '../db/connect.js';
 import { findRunningDatabase, resolveDatabase } from '../db/provision.js';
 import type { ServiceDeps } from '../deps.js';
@@ -20,23 +15,13 @@ export interface CliSession {
 }
 
 /**
- * Reads `.env` in development, as `npm start` does (src/main.ts), into process.env.
- * NOTE: call it before anything reads the environment; variables already set win.
- */
-export function loadDotEnv(env: NodeJS.ProcessEnv): void {
-  if (env.NODE_ENV !== 'production' && existsSync('.env')) dotenv.config({ path: '.env', quiet: true, processEnv: env });
-}
-
-/**
  * Config and database exactly as `npm start` has them (src/main.ts): the same development
  * secrets (or the server could not decrypt the client secrets written here), the same
  * MONGODB_URI or embedded database, the same database name.
  */
 export async function openCliSession(env: NodeJS.ProcessEnv, err: Output): Promise<CliSession> {
-  const production = env.NODE_ENV === 'production';
-  const dataDir = env.DATA_DIR || '.data';
-  const devSecrets = production ? undefined : await loadOrCreateDevSecrets(dataDir);
-  const config = loadConfig(env, devSecrets);
+  const config = await loadRuntimeConfig(env);
+  const production = config.env === 'production';
   // stderr only: stdout carries results, and `--json` output must stay parseable.
   const logger = createLogger({
     level: config.logLevel,
@@ -44,21 +29,18 @@ export async function openCliSession(env: NodeJS.ProcessEnv, err: Output): Promi
     write: (line) => err.write(`${line}\n`),
   });
 
-  const pidFile = path.join(config.dataDir, 'db.pid');
+  const embedded = embeddedDatabaseOptions(config, (m) => logger.info(m));
   // NOTE: while `npm start` runs, it owns the embedded database: share it. Provisioning
   // here would kill it as "stale" (src/db/provision.ts, killStaleChild).
-  const running = config.mongodbUri ? undefined : await findRunningDatabase(pidFile);
+  const running = config.mongodbUri ? undefined : await findRunningDatabase(embedded.pidFile);
   const database = running
     ? { uri: running, stop: async () => undefined }
-    : await resolveDatabase(
-        { MONGODB_URI: config.mongodbUri },
-        { dataDir: path.join(config.dataDir, 'db'), pidFile, log: (m) => logger.info(m) },
-      );
-  if (running) logger.debug('using the database of the running server', { pidFile });
+    : await resolveDatabase({ MONGODB_URI: config.mongodbUri }, embedded);
+  if (running) logger.debug('using the database of the running server', { pidFile: embedded.pidFile });
 
   let connection: Connection;
   try {
-    connection = await connectDatabase(database.uri, logger, config.mongodbUri ? {} : { dbName: 'oidc' });
+    connection = await connectDatabase(database.uri, logger, databaseName(config));
   } catch (error) {
     await database.stop();
     throw error;

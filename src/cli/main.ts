@@ -67,7 +67,7 @@ async function run(argv: string[], out: Output, err: Output, env: NodeJS.Process
 
   // NOTE: loaded only now, so that `--help` and usage errors stay quick: the bootstrap pulls
   // in mongoose and the services.
-  const { loadDotEnv, openCliSession } = await import('./cli-context.js');
+  const [{ openCliSession }, { loadDotEnv }] = await Promise.all([import('./cli-context.js'), import('../config/runtime.js')]);
   loadDotEnv(env);
   const session = await openCliSession(env, err);
   try {
