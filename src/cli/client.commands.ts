@@ -1,8 +1,6 @@
-import { parseArgs } from 'node:util';
-
 import type { ClientView, CreatedClient } from '../clients/client.service.js';
 import type { CliCommand } from './command.js';
-import { EXIT_FAILURE, EXIT_OK, UsageError, formatTable, parseOrUsage, toCommandFunction, writeJson } from './command.js';
+import { EXIT_FAILURE, EXIT_OK, UsageError, formatTable, parseCommandArgs, toCommandFunction, writeJson } from './command.js';
 
 const createUsage = `Usage: npm run cli -- client create --name NAME --redirect-uri URI [--redirect-uri URI…] [options]
 
@@ -89,21 +87,13 @@ export const clientCreateCommand: CliCommand = {
   summary: 'register a client (prints its secret once)',
   usage: createUsage,
   prepare(args) {
-    const { values } = parseOrUsage(() =>
-      parseArgs({
-        args,
-        strict: true,
-        allowPositionals: false,
-        options: {
-          name: { type: 'string' },
-          'redirect-uri': { type: 'string', multiple: true },
-          'post-logout-redirect-uri': { type: 'string', multiple: true },
-          public: { type: 'boolean' },
-          json: { type: 'boolean' },
-          help: { type: 'boolean', short: 'h' },
-        },
-      }),
-    );
+    const { values } = parseCommandArgs(args, {
+      name: { type: 'string' },
+      'redirect-uri': { type: 'string', multiple: true },
+      'post-logout-redirect-uri': { type: 'string', multiple: true },
+      public: { type: 'boolean' },
+      json: { type: 'boolean' },
+    });
     if (values.help) return 'help';
     const name = values.name;
     const redirectUris = values['redirect-uri'] ?? [];
@@ -132,14 +122,7 @@ export const clientListCommand: CliCommand = {
   summary: 'list clients (never shows secrets)',
   usage: listUsage,
   prepare(args) {
-    const { values } = parseOrUsage(() =>
-      parseArgs({
-        args,
-        strict: true,
-        allowPositionals: false,
-        options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-      }),
-    );
+    const { values } = parseCommandArgs(args, { json: { type: 'boolean' } });
     if (values.help) return 'help';
     const json = values.json ?? false;
 
@@ -167,14 +150,7 @@ export const clientDeleteCommand: CliCommand = {
   summary: 'delete a client',
   usage: deleteUsage,
   prepare(args) {
-    const { values, positionals } = parseOrUsage(() =>
-      parseArgs({
-        args,
-        strict: true,
-        allowPositionals: true,
-        options: { help: { type: 'boolean', short: 'h' } },
-      }),
-    );
+    const { values, positionals } = parseCommandArgs(args, {}, { allowPositionals: true });
     if (values.help) return 'help';
     const [clientId, ...extra] = positionals;
     if (clientId === undefined) throw new UsageError('CLIENT_ID is required');

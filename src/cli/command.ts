@@ -1,3 +1,6 @@
+import { parseArgs } from 'node:util';
+import type { ParseArgsOptionsConfig } from 'node:util';
+
 import type { ServiceDeps } from '../deps.js';
 import { AppError } from '../http/app-error.js';
 
@@ -54,6 +57,20 @@ export function parseOrUsage<T>(parse: () => T): T {
     if (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_')) throw new UsageError((error as Error).message);
     throw error;
   }
+}
+
+const HELP_OPTION = { help: { type: 'boolean', short: 'h' } } as const;
+
+/**
+ * A command's arguments, strictly (unknown options are usage errors), with `--help`/`-h`
+ * added to every command's options.
+ */
+export function parseCommandArgs<const O extends ParseArgsOptionsConfig>(
+  args: string[],
+  options: O,
+  { allowPositionals = false }: { allowPositionals?: boolean } = {},
+) {
+  return parseOrUsage(() => parseArgs({ args, strict: true, allowPositionals, options: { ...options, ...HELP_OPTION } }));
 }
 
 export function writeUsageError(err: Output, error: UsageError, usage: string): number {

@@ -1,10 +1,8 @@
-import { parseArgs } from 'node:util';
-
 import type { Role } from '../accounts/account.model.js';
 import type { AccountView } from '../accounts/account.service.js';
 import { PASSWORD_MIN_LENGTH } from '../accounts/password.js';
 import type { CliCommand } from './command.js';
-import { EXIT_OK, UsageError, formatTable, parseOrUsage, toCommandFunction, writeJson } from './command.js';
+import { EXIT_OK, UsageError, formatTable, parseCommandArgs, toCommandFunction, writeJson } from './command.js';
 
 const createUsage = `Usage: npm run cli -- user create --email EMAIL --password PASSWORD [--name NAME] [--admin] [--json]
 
@@ -58,21 +56,13 @@ export const userCreateCommand: CliCommand = {
   summary: 'create a user (--admin for an administrator)',
   usage: createUsage,
   prepare(args) {
-    const { values } = parseOrUsage(() =>
-      parseArgs({
-        args,
-        strict: true,
-        allowPositionals: false,
-        options: {
-          email: { type: 'string' },
-          password: { type: 'string' },
-          name: { type: 'string' },
-          admin: { type: 'boolean' },
-          json: { type: 'boolean' },
-          help: { type: 'boolean', short: 'h' },
-        },
-      }),
-    );
+    const { values } = parseCommandArgs(args, {
+      email: { type: 'string' },
+      password: { type: 'string' },
+      name: { type: 'string' },
+      admin: { type: 'boolean' },
+      json: { type: 'boolean' },
+    });
     if (values.help) return 'help';
     const { email, password, name } = values;
     if (email === undefined) throw new UsageError('--email is required');
@@ -100,14 +90,7 @@ export const userListCommand: CliCommand = {
   summary: 'list users',
   usage: listUsage,
   prepare(args) {
-    const { values } = parseOrUsage(() =>
-      parseArgs({
-        args,
-        strict: true,
-        allowPositionals: false,
-        options: { json: { type: 'boolean' }, help: { type: 'boolean', short: 'h' } },
-      }),
-    );
+    const { values } = parseCommandArgs(args, { json: { type: 'boolean' } });
     if (values.help) return 'help';
     const json = values.json ?? false;
 
