@@ -38,7 +38,7 @@ Options:
 `;
 
 /** The client as printed by `--json`: the provider's metadata names (RFC 7591 §2). */
-interface ClientJson {
+export interface ClientJson {
   client_id: string;
   client_secret?: string;
   client_name: string;

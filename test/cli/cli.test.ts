@@ -10,6 +10,7 @@ import mongoose from 'mongoose';
 import type { Connection } from 'mongoose';
 
 import { clientCreate, clientDelete, clientList } from '../../src/cli/client.commands.js';
+import type { ClientJson } from '../../src/cli/client.commands.js';
 import type { CommandContext, CommandFunction } from '../../src/cli/command.js';
 import { userCreate, userList } from '../../src/cli/user.commands.js';
 import { loadConfig } from '../../src/config/config.js';
@@ -36,14 +37,6 @@ const CLIENT_JSON_KEYS = [
   'token_endpoint_auth_method',
 ];
 
-interface ClientJson {
-  client_id: string;
-  client_secret?: string;
-  client_name: string;
-  redirect_uris: string[];
-  post_logout_redirect_uris: string[];
-  token_endpoint_auth_method: string;
-}
 
 interface UserJson {
   id: string;

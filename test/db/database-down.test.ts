@@ -1,4 +1,3 @@
-import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { CreatedClient } from '../../src/clients/client.service.js';
 import { provisionDatabase } from '../../src/db/provision.js';
 import type { ProvisionedDatabase } from '../../src/db/provision.js';
+import { REDIRECT_URI, authorizationUrlFor, pkcePair } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent, formAction, formField, signInThroughPages } from '../support/user-agent.js';
@@ -19,7 +19,6 @@ import type { Reply } from '../support/user-agent.js';
  * itself, without a restart, and nothing half-done during the outage gets in the way.
  */
 
-const REDIRECT_URI = 'http://127.0.0.1:9/callback';
 const USER = { email: 'katherine@example.com', password: 'trajectory for apollo 11', name: 'Katherine Johnson' };
 /** The server gives up on the database after serverSelectionTimeoutMS (3 s, src/db/connect.ts). */
 const FAIL_FAST_MS = 8_000;
@@ -29,11 +28,6 @@ function expectNoLeak(body: string): void {
   expect(body).not.toMatch(/^\s*at\s/m);
   expect(body).not.toContain('/src/');
   expect(body).not.toContain('node_modules');
-}
-
-function pkcePair(): { verifier: string; challenge: string } {
-  const verifier = randomBytes(32).toString('base64url');
-  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
 }
 
 async function timed<T>(work: () => Promise<T>): Promise<{ result: T; ms: number }> {
@@ -63,15 +57,7 @@ describe('the database goes down and comes back', () => {
   };
 
   const authorizationUrl = (challenge: string): string =>
-    `${app().url}/auth?${new URLSearchParams({
-      client_id: client.clientId,
-      redirect_uri: REDIRECT_URI,
-      response_type: 'code',
-      scope: 'openid email',
-      code_challenge: challenge,
-      code_challenge_method: 'S256',
-      state: randomBytes(8).toString('hex'),
-    }).toString()}`;
+    authorizationUrlFor(app().url, client.clientId, { code_challenge: challenge, scope: 'openid email' });
 
   const tokenRequest = (code: string, verifier: string) =>
     fetch(`${app().url}/token`, {

@@ -1,8 +1,7 @@
-import { createHash, randomBytes } from 'node:crypto';
-
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 
 import type { CreatedClient } from '../../src/clients/client.service.js';
+import { REDIRECT_URI, authorizationUrlFor, pkcePair } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent, formAction, formField } from '../support/user-agent.js';
@@ -14,7 +13,6 @@ import type { Reply } from '../support/user-agent.js';
  * logs that keep no secrets.
  */
 
-const REDIRECT_URI = 'http://127.0.0.1:9/callback';
 const REDIRECT_ORIGIN = 'http://127.0.0.1:9';
 const USER = { email: 'margaret@example.com', password: 'apollo guidance computer 1969', name: 'Margaret Hamilton' };
 
@@ -82,24 +80,8 @@ function expectNoInlineCode(html: string): void {
   expect(html).not.toMatch(/javascript:/i);
 }
 
-function pkcePair(): { verifier: string; challenge: string } {
-  const verifier = randomBytes(32).toString('base64url');
-  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
-}
-
 function authorizationUrl(server: TestServer, client: CreatedClient, challenge: string, extra: Record<string, string> = {}): string {
-  const params = new URLSearchParams({
-    client_id: client.clientId,
-    redirect_uri: REDIRECT_URI,
-    response_type: 'code',
-    scope: 'openid email profile',
-    code_challenge: challenge,
-    code_challenge_method: 'S256',
-    state: randomBytes(8).toString('hex'),
-    nonce: randomBytes(8).toString('hex'),
-    ...extra,
-  });
-  return `${server.url}/auth?${params.toString()}`;
+  return authorizationUrlFor(server.url, client.clientId, { code_challenge: challenge, ...extra });
 }
 
 interface Walk {

@@ -1,10 +1,11 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { connect } from 'node:net';
 
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 
 import type { CreatedClient } from '../../src/clients/client.service.js';
 import { collectionName } from '../../src/oidc/mongo-adapter.js';
+import { REDIRECT_URI, authorizationUrlFor, pkcePair } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent, formAction, formField } from '../support/user-agent.js';
@@ -16,7 +17,6 @@ import type { Reply } from '../support/user-agent.js';
  * never a 5xx or a stack trace, and nothing is stored half-way.
  */
 
-const REDIRECT_URI = 'http://127.0.0.1:9/callback';
 const USER = { email: 'grace@example.com', password: 'a long enough password 42', name: 'Grace Hopper' };
 
 function expectNoLeak(body: string): void {
@@ -118,11 +118,6 @@ function cookiesFor(setCookies: string[], path: string): string {
     .join('; ');
 }
 
-function pkcePair(): { verifier: string; challenge: string } {
-  const verifier = randomBytes(32).toString('base64url');
-  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
-}
-
 interface LiveInteraction {
   agent: UserAgent;
   uid: string;
@@ -135,21 +130,8 @@ describe('bad input against a live interaction and the provider endpoints', () =
   let server: TestServer;
   let client: CreatedClient;
 
-  const authorizationUrl = (extra: Record<string, string> = {}): string => {
-    const { challenge } = pkcePair();
-    const params = new URLSearchParams({
-      client_id: client.clientId,
-      redirect_uri: REDIRECT_URI,
-      response_type: 'code',
-      scope: 'openid email',
-      code_challenge: challenge,
-      code_challenge_method: 'S256',
-      state: randomBytes(8).toString('hex'),
-      nonce: randomBytes(8).toString('hex'),
-      ...extra,
-    });
-    return `${server.url}/auth?${params.toString()}`;
-  };
+  const authorizationUrl = (extra: Record<string, string> = {}): string =>
+    authorizationUrlFor(server.url, client.clientId, { code_challenge: pkcePair().challenge, scope: 'openid email', ...extra });
 
   /** A fresh browser with an interaction at its login prompt. */
   const startInteraction = async (agent = new UserAgent(server.url)): Promise<LiveInteraction> => {

@@ -2,6 +2,8 @@
  * The relying-party side of the OIDC tests: openid-client v6 configured against a test server,
  * authorization requests with PKCE, and a full sign-in ending in tokens.
  */
+import { createHash, randomBytes } from 'node:crypto';
+
 import * as oidc from 'openid-client';
 
 import type { CreatedClient } from '../../src/clients/client.service.js';
@@ -10,6 +12,34 @@ import type { Reply, UserAgent } from './user-agent.js';
 import { signInThroughPages } from './user-agent.js';
 
 export const REDIRECT_URI = 'http://127.0.0.1:9/callback';
+
+/** A PKCE S256 verifier and its challenge, for tests that build requests by hand. */
+export function pkcePair(): { verifier: string; challenge: string } {
+  const verifier = randomBytes(32).toString('base64url');
+  return { verifier, challenge: createHash('sha256').update(verifier).digest('base64url') };
+}
+
+/**
+ * A code-flow authorization URL built by hand (no discovery): S256 PKCE, random state and
+ * nonce, REDIRECT_URI, scope `openid email profile`; `params` add to or override these.
+ */
+export function authorizationUrlFor(
+  baseUrl: string,
+  clientId: string,
+  params: { code_challenge: string } & Record<string, string>,
+): string {
+  const query = new URLSearchParams({
+    client_id: clientId,
+    redirect_uri: REDIRECT_URI,
+    response_type: 'code',
+    scope: 'openid email profile',
+    code_challenge_method: 'S256',
+    state: randomBytes(8).toString('hex'),
+    nonce: randomBytes(8).toString('hex'),
+    ...params,
+  });
+  return `${baseUrl}/auth?${query.toString()}`;
+}
 
 export interface Credentials {
   email: string;
