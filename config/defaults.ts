@@ -50,6 +50,33 @@ export const defaults = {
   signInFreeAttempts: 5,
   signInMaxDelay: 15 * 60,
 
+  /**
+   * Sign-in codes sent by email (passwordless sign-in, and a second factor for accounts
+   * without an authenticator app). EMAIL_CODE_TTL: seconds a code stays valid;
+   * EMAIL_CODE_RESEND_INTERVAL: at most one new code per email address this often;
+   * EMAIL_CODE_MAX_ATTEMPTS: wrong entries after which a code is dead.
+   */
+  emailCode: { ttl: 10 * 60, resendInterval: 60, maxAttempts: 5 },
+
+  /**
+   * Second-factor guessing, counted per account across all sign-ins (email codes, TOTP and
+   * recovery codes together): FACTOR_FREE_ATTEMPTS failures in a row are answered normally,
+   * then each attempt waits 1 s, 2 s, 4 s, … up to FACTOR_MAX_DELAY seconds. A success resets it.
+   */
+  factorFreeAttempts: 5,
+  factorMaxDelay: 15 * 60,
+
+  /**
+   * Authentication context classes published in discovery (`acr_values_supported`). A relying
+   * party asks for a second factor with `acr_values=<multiFactor>`; the ID token's `acr` says
+   * which level the sign-in reached. The multi-factor value is the one OpenID PAPE defined,
+   * which other identity providers also accept.
+   */
+  acr: {
+    singleFactor: 'urn:oidc-server:acr:1fa',
+    multiFactor: 'http://schemas.openid.net/pape/policies/2007/06/multi-factor',
+  },
+
   /** Largest form body our own pages accept (bytes). */
   formBodyLimit: 16 * 1024,
 
@@ -61,7 +88,9 @@ export const defaults = {
    * so acr, amr, sid, auth_time and iss are listed again here or they vanish from ID tokens.
    */
   claims: {
-    openid: ['sub'],
+    // auth_time, acr and amr are released with `openid` so every ID token says how and when the
+    // person signed in, not only when a relying party asks for them (oidc-provider's default).
+    openid: ['sub', 'auth_time', 'acr', 'amr'],
     email: ['email', 'email_verified'],
     profile: ['name', 'updated_at'],
     acr: null,

@@ -13,6 +13,7 @@ import { requestId, securityHeaders } from './http/security-headers.js';
 import { serveStatic } from './http/static.routes.js';
 import { createInteractionRouter } from './interactions/interaction.routes.js';
 import { createDemoRouter } from './demo/demo.routes.js';
+import { createAccountRouter } from './account/account.routes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // src/app.ts in development, dist/src/app.js when compiled: views/ sits at the project root.
@@ -45,6 +46,9 @@ export function createApp(deps: Deps): Koa {
   const interactions = createInteractionRouter(deps);
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
+  const account = createAccountRouter(deps);
+  app.use(account.routes());
+  app.use(account.allowedMethods());
   if (config.seedDemo) app.use(createDemoRouter({ config, pages }).routes());
 
   app.use(mount(provider));

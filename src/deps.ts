@@ -6,6 +6,15 @@ import type { AccountService } from './accounts/account.service.js';
 import type { SignInThrottle } from './accounts/sign-in-throttle.js';
 import { createSignInThrottle } from './accounts/sign-in-throttle.js';
 import { createAccountService } from './accounts/account.service.js';
+import type { EmailCodeService } from './accounts/email-code.service.js';
+import { createEmailCodeService } from './accounts/email-code.service.js';
+import type { FactorThrottle } from './accounts/factor-throttle.js';
+import { createFactorThrottle } from './accounts/factor-throttle.js';
+import type { TotpService } from './accounts/totp.service.js';
+import { createTotpService } from './accounts/totp.service.js';
+import { ensureAccountClient } from './account/account-client.js';
+import type { Mailer } from './mail/mailer.js';
+import { createMailer } from './mail/mailer.js';
 import { createClientModel } from './clients/client.model.js';
 import type { ClientService } from './clients/client.service.js';
 import { createClientService } from './clients/client.service.js';
@@ -31,6 +40,10 @@ export interface Deps {
   accounts: AccountService;
   clients: ClientService;
   signInThrottle: SignInThrottle;
+  emailCodes: EmailCodeService;
+  totp: TotpService;
+  factorThrottle: FactorThrottle;
+  mailer: Mailer;
   provider: Provider;
   pages: PageRenderer;
   csrf: CsrfTokens;
@@ -42,20 +55,25 @@ export interface Deps {
 export interface ServiceDeps {
   accounts: AccountService;
   clients: ClientService;
+  totp: TotpService;
 }
 
 export function createServices(connection: Connection, config: Config, logger: Logger): ServiceDeps {
+  const db = connection.db;
+  if (!db) throw new Error('database connection is not open');
   const secretBox = createSecretBox(config.encryptionKeys);
-  const accounts = createAccountService({ Account: createAccountModel(connection), logger });
+  const Account = createAccountModel(connection);
+  const accounts = createAccountService({ Account, logger });
   const clients = createClientService({ Client: createClientModel(connection), secretBox });
-  return { accounts, clients };
+  const totp = createTotpService({ Account, db, secretBox, issuer: config.productName });
+  return { accounts, clients, totp };
 }
 
 export async function createDeps(config: Config, logger: Logger, connection: Connection): Promise<Deps> {
   const db = connection.db;
   if (!db) throw new Error('database connection is not open');
   const secretBox = createSecretBox(config.encryptionKeys);
-  const { accounts, clients } = createServices(connection, config, logger);
+  const { accounts, clients, totp } = createServices(connection, config, logger);
 
   // Indexes once, at start (not per request).
   await accounts.ensureIndexes();
@@ -63,12 +81,28 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   const { ttlSupported } = await ensureAdapterIndexes(db, logger);
   const signInThrottle = createSignInThrottle(db, { ...config.signInThrottle, resetAfterSeconds: 60 * 60 });
   await signInThrottle.ensureIndexes();
+  const emailCodes = createEmailCodeService(db, {
+    ttlSeconds: config.emailCode.ttlSeconds,
+    resendIntervalSeconds: config.emailCode.resendIntervalSeconds,
+    maxAttempts: config.emailCode.maxAttempts,
+  });
+  await emailCodes.ensureIndexes();
+  // Second-factor failures are forgotten after a day without one (or at the next success).
+  const factorThrottle = createFactorThrottle(db, { ...config.factorThrottle, resetAfterSeconds: 24 * 60 * 60 });
+  await factorThrottle.ensureIndexes();
+  await totp.ensureIndexes();
+  const mailer = createMailer({ config, logger });
+  await ensureAccountClient(clients, config);
 
   let sweep: NodeJS.Timeout | undefined;
   if (!ttlSupported) {
     // Without TTL indexes expired records would pile up (they are never returned either way).
     sweep = setInterval(() => {
-      guardDatabase(async () => (await sweepExpired(db)) + (await signInThrottle.sweep())).then(
+      guardDatabase(async () => {
+        let removed = await sweepExpired(db);
+        for (const store of [signInThrottle, emailCodes, factorThrottle, totp]) removed += await store.sweep();
+        return removed;
+      }).then(
         (n) => n > 0 && logger.debug('swept expired oidc records', { removed: n }),
         (err: unknown) => logger.warn('expiry sweep failed', { reason: (err as Error).message }),
       );
@@ -93,11 +127,16 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
     accounts,
     clients,
     signInThrottle,
+    emailCodes,
+    totp,
+    factorThrottle,
+    mailer,
     provider,
     pages,
     csrf,
     stop() {
       if (sweep) clearInterval(sweep);
+      mailer.close();
     },
   };
 }

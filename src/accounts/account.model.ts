@@ -5,6 +5,22 @@ import type { Connection, Model } from 'mongoose';
 
 export type Role = 'admin';
 
+/**
+ * Second factors. TOTP secrets are sealed with AES-256-GCM (src/crypto/secret-box.ts, key id
+ * stored in the sealed value so the key can rotate); recovery codes are stored hashed only.
+ */
+export interface AccountMfa {
+  /** The active authenticator app; absent when none is enrolled. */
+  totp?: { secretSealed: string; enabledAt: Date; lastUsedStep?: number | undefined } | null | undefined;
+  /** A secret shown for enrolment, active only once the person proves they have it. */
+  pendingTotp?: { secretSealed: string; createdAt: Date } | null | undefined;
+  /**
+   * SHA-256 hashes of the unused recovery codes. A used code is pulled from here, but its claim
+   * in `recovery_code_uses` is what refuses it (see totp.service.ts).
+   */
+  recoveryCodes?: string[] | undefined;
+}
+
 export interface AccountRecord {
   /** Opaque and stable: this is the `sub` claim, so it never reveals or follows the email. */
   _id: string;
@@ -15,6 +31,7 @@ export interface AccountRecord {
   passwordHash?: string | undefined;
   roles: Role[];
   disabledAt?: Date | null | undefined;
+  mfa?: AccountMfa | undefined;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -34,6 +51,17 @@ const accountSchema = new Schema<AccountRecord>(
     passwordHash: { type: String },
     roles: { type: [String], default: [] },
     disabledAt: { type: Date, default: null },
+    mfa: {
+      type: new Schema<AccountMfa>(
+        {
+          totp: { type: new Schema({ secretSealed: String, enabledAt: Date, lastUsedStep: Number }, { _id: false }), default: null },
+          pendingTotp: { type: new Schema({ secretSealed: String, createdAt: Date }, { _id: false }), default: null },
+          recoveryCodes: { type: [String], default: undefined },
+        },
+        { _id: false },
+      ),
+      default: undefined,
+    },
   },
   { collection: 'accounts', timestamps: true, versionKey: false, autoIndex: false },
 );

@@ -47,6 +47,10 @@ export interface AccountView {
   name: string | undefined;
   roles: Role[];
   disabled: boolean;
+  /** Whether the account can sign in with a password at all (accounts may be passwordless). */
+  hasPassword: boolean;
+  /** An authenticator app (TOTP) is enrolled and active. */
+  totpEnabled: boolean;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -63,6 +67,10 @@ export interface AccountService {
   findByEmail(email: string): Promise<AccountView | undefined>;
   list(): Promise<AccountView[]>;
   setDisabled(id: string, disabled: boolean): Promise<AccountView | undefined>;
+  /** Checks the password of a known account (second step of a sign-in, removing a factor). */
+  verifyPassword(id: string, password: string): Promise<boolean>;
+  /** The person proved they receive mail at this address (a sign-in code arrived). */
+  markEmailVerified(id: string): Promise<void>;
   /** Claims for findAccount, by scope (OIDC Core §5.4). */
   claims(account: AccountView, scopes: ReadonlySet<string>): Record<string, unknown>;
   ensureIndexes(): Promise<void>;
@@ -76,6 +84,8 @@ function toView(doc: AccountRecord): AccountView {
     name: doc.name ?? undefined,
     roles: doc.roles,
     disabled: Boolean(doc.disabledAt),
+    hasPassword: Boolean(doc.passwordHash),
+    totpEnabled: Boolean(doc.mfa?.totp?.secretSealed),
     createdAt: doc.createdAt,
     updatedAt: doc.updatedAt,
   };
@@ -159,6 +169,19 @@ export function createAccountService({ Account, logger }: AccountServiceDeps): A
         { returnDocument: 'after' },
       ).lean();
       return doc ? toView(doc) : undefined;
+    },
+
+    async verifyPassword(id, password) {
+      const doc = await Account.findById(id).lean();
+      if (!doc?.passwordHash || doc.disabledAt) {
+        await verifyPassword(await getDummyHash(), password);
+        return false;
+      }
+      return verifyPassword(doc.passwordHash, password);
+    },
+
+    async markEmailVerified(id) {
+      await Account.updateOne({ _id: id, emailVerified: { $ne: true } }, { $set: { emailVerified: true } });
     },
 
     claims(account, scopes) {

@@ -12,6 +12,7 @@ Options:
   --redirect-uri URI               where authorization responses go; repeat for several (at least one)
   --post-logout-redirect-uri URI   where to return after sign-out; repeat for several
   --public                         a public client (browser or native app): no secret, PKCE only
+  --require-mfa                    every sign-in to this client needs a second factor
   --json                           print one JSON object instead of text
   -h, --help                       show this help
 
@@ -45,6 +46,7 @@ export interface ClientJson {
   redirect_uris: string[];
   post_logout_redirect_uris: string[];
   token_endpoint_auth_method: string;
+  require_mfa: boolean;
 }
 
 function toJson(client: ClientView): ClientJson {
@@ -54,6 +56,7 @@ function toJson(client: ClientView): ClientJson {
     redirect_uris: client.redirectUris,
     post_logout_redirect_uris: client.postLogoutRedirectUris,
     token_endpoint_auth_method: client.tokenEndpointAuthMethod,
+    require_mfa: client.requireMfa,
   };
 }
 
@@ -74,6 +77,7 @@ function createdText(client: CreatedClient): string {
     ...client.redirectUris.map((uri) => `  redirect_uri:               ${uri}`),
     ...client.postLogoutRedirectUris.map((uri) => `  post_logout_redirect_uri:   ${uri}`),
   );
+  if (client.requireMfa) lines.push('  require_mfa:                true (every sign-in needs a second factor)');
   if (client.clientSecret) {
     lines.push('', 'The client secret will not be shown again: store it now (only a sealed copy is kept).');
   } else {
@@ -92,6 +96,7 @@ export const clientCreateCommand: CliCommand = {
       'redirect-uri': { type: 'string', multiple: true },
       'post-logout-redirect-uri': { type: 'string', multiple: true },
       public: { type: 'boolean' },
+      'require-mfa': { type: 'boolean' },
       json: { type: 'boolean' },
     });
     if (values.help) return 'help';
@@ -104,6 +109,7 @@ export const clientCreateCommand: CliCommand = {
       redirectUris,
       postLogoutRedirectUris: values['post-logout-redirect-uri'] ?? [],
       public: values.public ?? false,
+      requireMfa: values['require-mfa'] ?? false,
     };
     const json = values.json ?? false;
 

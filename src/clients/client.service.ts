@@ -15,6 +15,8 @@ export const newClientSchema = z.object({
   redirectUris: z.array(z.string()).min(1, 'at least one redirect URI is required').max(20),
   postLogoutRedirectUris: z.array(z.string()).max(20).default([]),
   public: z.boolean().default(false),
+  /** Every sign-in to this client needs a second factor (src/oidc/policy.ts). */
+  requireMfa: z.boolean().default(false),
   /** Only for seeding well-known demo clients; normally generated. */
   clientId: z.string().regex(/^[A-Za-z0-9._~-]{8,64}$/).optional(),
 });
@@ -29,6 +31,7 @@ export interface ClientView {
   postLogoutRedirectUris: string[];
   grantTypes: string[];
   tokenEndpointAuthMethod: string;
+  requireMfa: boolean;
   createdAt: Date;
 }
 
@@ -78,6 +81,7 @@ function toView(record: ClientRecord): ClientView {
     postLogoutRedirectUris: (metadata.post_logout_redirect_uris as string[] | undefined) ?? [],
     grantTypes: (metadata.grant_types as string[] | undefined) ?? [],
     tokenEndpointAuthMethod: String(metadata.token_endpoint_auth_method ?? 'client_secret_basic'),
+    requireMfa: metadata.require_mfa === true,
     createdAt: record.createdAt,
   };
 }
@@ -112,6 +116,7 @@ export function createClientService({ Client, secretBox }: ClientServiceDeps): C
         grant_types: ['authorization_code', 'refresh_token'],
         response_types: ['code'],
         token_endpoint_auth_method: data.public ? 'none' : 'client_secret_basic',
+        ...(data.requireMfa ? { require_mfa: true } : {}),
       };
       try {
         const doc = await Client.create({

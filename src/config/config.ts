@@ -66,6 +66,21 @@ const envSchema = z.object({
   GRANT_TTL: seconds(defaults.ttl.grant),
   SIGN_IN_FREE_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(defaults.signInFreeAttempts),
   SIGN_IN_MAX_DELAY: seconds(defaults.signInMaxDelay),
+  SMTP_URL: z.string().regex(/^smtps?:\/\//, 'must start with smtp:// or smtps://').optional(),
+  SMTP_HOST: z.string().min(1).max(253).optional(),
+  SMTP_PORT: z.coerce.number().int().min(1).max(65535).optional(),
+  SMTP_USER: z.string().min(1).optional(),
+  SMTP_PASSWORD: z.string().min(1).optional(),
+  SMTP_SECURE: booleanFlag.optional(),
+  MAIL_FROM: z.string().min(3).max(320).optional(),
+  EMAIL_CODE_TTL: seconds(defaults.emailCode.ttl),
+  EMAIL_CODE_RESEND_INTERVAL: z.coerce.number().int().min(0).default(defaults.emailCode.resendInterval),
+  EMAIL_CODE_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(defaults.emailCode.maxAttempts),
+  EMAIL_CODE_NO_ACCOUNT_MAIL: booleanFlag.default(false),
+  MFA_REQUIRED_FOR_ADMINS: booleanFlag.default(true),
+  MFA_EMAIL_FALLBACK: booleanFlag.default(true),
+  FACTOR_FREE_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(defaults.factorFreeAttempts),
+  FACTOR_MAX_DELAY: seconds(defaults.factorMaxDelay),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -80,6 +95,11 @@ export interface Ttl {
   interaction: number;
   grant: number;
 }
+
+/** How mail leaves: an SMTP server, or (development and tests only) the log. */
+export type SmtpSettings =
+  | { url: string }
+  | { host: string; port: number; secure: boolean; user?: string | undefined; password?: string | undefined };
 
 export interface Config {
   env: 'development' | 'production' | 'test';
@@ -96,6 +116,26 @@ export interface Config {
   ttl: Ttl;
   signInThrottle: { freeAttempts: number; maxDelaySeconds: number };
   formBodyLimit: number;
+  mail: {
+    /** Undefined: mail is written to the log (never in production, see loadConfig). */
+    smtp: SmtpSettings | undefined;
+    from: string;
+  };
+  emailCode: {
+    ttlSeconds: number;
+    resendIntervalSeconds: number;
+    maxAttempts: number;
+    /** Mail "you have no account" to unknown addresses that ask for a code (default: send nothing). */
+    noAccountMail: boolean;
+  };
+  mfa: {
+    /** Accounts with the admin role always need a second factor. */
+    requiredForAdmins: boolean;
+    /** A code by email may serve as the second factor for accounts that have no authenticator app yet. */
+    emailFallback: boolean;
+  };
+  factorThrottle: { freeAttempts: number; maxDelaySeconds: number };
+  acr: { singleFactor: string; multiFactor: string };
 }
 
 /** Secrets generated for development (see dev-secrets.ts), used only when the environment gives none. */
@@ -123,6 +163,20 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
   if (production && !e.COOKIE_KEYS) missing.push('COOKIE_KEYS');
   if (production && !e.ENCRYPTION_KEYS) missing.push('ENCRYPTION_KEYS');
   if (production && !e.ISSUER) missing.push('ISSUER');
+  const smtp: SmtpSettings | undefined = e.SMTP_URL
+    ? { url: e.SMTP_URL }
+    : e.SMTP_HOST
+      ? {
+          host: e.SMTP_HOST,
+          port: e.SMTP_PORT ?? (e.SMTP_SECURE ? 465 : 587),
+          secure: e.SMTP_SECURE ?? e.SMTP_PORT === 465,
+          user: e.SMTP_USER,
+          password: e.SMTP_PASSWORD,
+        }
+      : undefined;
+  // Sign-in codes must really leave in production; the log transport is for development only.
+  if (production && !smtp) missing.push('SMTP_URL (or SMTP_HOST)');
+  if (production && !e.MAIL_FROM) missing.push('MAIL_FROM');
   if (missing.length > 0) {
     throw new ConfigError(
       `Invalid configuration:\n${missing.map((m) => `  ${m}: required when NODE_ENV=production (no development defaults in production)`).join('\n')}`,
@@ -170,5 +224,18 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
     },
     signInThrottle: { freeAttempts: e.SIGN_IN_FREE_ATTEMPTS, maxDelaySeconds: e.SIGN_IN_MAX_DELAY },
     formBodyLimit: defaults.formBodyLimit,
+    mail: {
+      smtp,
+      from: e.MAIL_FROM ?? `${e.PRODUCT_NAME ?? defaults.productName} <no-reply@localhost>`,
+    },
+    emailCode: {
+      ttlSeconds: e.EMAIL_CODE_TTL,
+      resendIntervalSeconds: e.EMAIL_CODE_RESEND_INTERVAL,
+      maxAttempts: e.EMAIL_CODE_MAX_ATTEMPTS,
+      noAccountMail: e.EMAIL_CODE_NO_ACCOUNT_MAIL,
+    },
+    mfa: { requiredForAdmins: e.MFA_REQUIRED_FOR_ADMINS, emailFallback: e.MFA_EMAIL_FALLBACK },
+    factorThrottle: { freeAttempts: e.FACTOR_FREE_ATTEMPTS, maxDelaySeconds: e.FACTOR_MAX_DELAY },
+    acr: { ...defaults.acr },
   };
 }

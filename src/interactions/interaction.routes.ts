@@ -1,45 +1,19 @@
 import Router from '@koa/router';
-import type { RouterMiddleware } from '@koa/router';
-import type Provider from 'oidc-provider';
-import type { InteractionResults } from 'oidc-provider';
 import { z } from 'zod';
 
-import type { AccountService } from '../accounts/account.service.js';
 import { safeText } from '../accounts/account.service.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
-import type { Config } from '../config/config.js';
 import { AppError } from '../http/app-error.js';
 import { parseForm } from '../http/form-body.js';
-import type { FormFields } from '../http/form-body.js';
-import type { PageRenderer } from '../http/render-page.js';
-import type { Logger } from '../logging/logger.js';
-import type { CsrfTokens } from './csrf.js';
+import type { FactorRouteDeps } from './factor.routes.js';
+import { createFactorFlow } from './factor.routes.js';
+import type { InteractionState, Step, StepContext } from './interaction-steps.js';
+import { createInteractionSteps, describeWait, noStore, readProgress } from './interaction-steps.js';
 import { describeClaim, describeScope } from './scope-descriptions.js';
 
-type InteractionDetails = Awaited<ReturnType<Provider['interactionDetails']>>;
-
-interface InteractionState {
-  form: FormFields;
-  interaction: InteractionDetails;
-  client: { name: string; logoUri?: string | undefined; uri?: string | undefined; policyUri?: string | undefined; tosUri?: string | undefined };
-  formActionOrigins: string[];
-  requestId: string;
-  log?: Logger;
-}
-
-type Step = RouterMiddleware<InteractionState>;
-
-export interface InteractionRouterDeps {
-  config: Config;
-  provider: Provider;
-  accounts: AccountService;
+export interface InteractionRouterDeps extends FactorRouteDeps {
   signInThrottle: SignInThrottle;
-  pages: PageRenderer;
-  csrf: CsrfTokens;
-  logger: Logger;
 }
-
-const uidSchema = z.string().regex(/^[A-Za-z0-9_-]{10,64}$/);
 
 const loginForm = z.object({
   csrf: z.string(),
@@ -47,70 +21,14 @@ const loginForm = z.object({
   password: z.string().max(1024).refine((s) => !s.includes('\u0000')),
 });
 
-function describeWait(seconds: number): string {
-  if (seconds < 60) return `${seconds} second${seconds === 1 ? '' : 's'}`;
-  const minutes = Math.ceil(seconds / 60);
-  return `${minutes} minute${minutes === 1 ? '' : 's'}`;
-}
-
-/** Where the browser may end up after a form POST on these pages (see security-headers.ts). */
-function redirectTarget(params: Record<string, unknown>): string | undefined {
-  const uri = typeof params.redirect_uri === 'string' ? URL.parse(params.redirect_uri) : null;
-  if (!uri) return undefined;
-  return uri.protocol === 'http:' || uri.protocol === 'https:' ? uri.origin : uri.protocol;
-}
-
 export function createInteractionRouter(deps: InteractionRouterDeps): Router<InteractionState> {
   const { provider, accounts, signInThrottle, pages, csrf, config, logger } = deps;
   const router = new Router<InteractionState>({ prefix: '/interaction' });
+  const steps = createInteractionSteps({ provider, csrf });
+  const { loadInteraction, requirePrompt, checkCsrf, finish } = steps;
+  const factors = createFactorFlow(deps, steps);
 
-  const noStore: Step = async function noStore(ctx, next) {
-    ctx.set('Cache-Control', 'no-store');
-    await next();
-  };
-
-  /**
-   * Loads the interaction from the browser's interaction cookie (never from the URL alone)
-   * and checks that the URL names the same one.
-   */
-  const loadInteraction: Step = async function loadInteraction(ctx, next) {
-    const uid = ctx.params.uid;
-    if (!uidSchema.safeParse(uid).success) throw new AppError(404, 'interaction.not_found', 'This sign-in does not exist or has expired.');
-    const interaction = await provider.interactionDetails(ctx.req, ctx.res);
-    if (interaction.uid !== uid) {
-      throw new AppError(400, 'interaction.mismatch', 'This sign-in was started in another tab or has expired. Go back to the application and try again.');
-    }
-    const client = await provider.Client.find(String(interaction.params.client_id));
-    if (!client) throw new AppError(400, 'interaction.client_gone', 'The application that sent you here no longer exists.');
-    ctx.state.interaction = interaction;
-    ctx.state.client = {
-      name: client.clientName ?? client.clientId,
-      logoUri: client.logoUri ?? undefined,
-      uri: client.clientUri ?? undefined,
-      policyUri: client.policyUri ?? undefined,
-      tosUri: client.tosUri ?? undefined,
-    };
-    const target = redirectTarget(interaction.params);
-    ctx.state.formActionOrigins = target ? [target] : [];
-    await next();
-  };
-
-  const requirePrompt = (name: 'login' | 'consent'): Step =>
-    async function assertPrompt(ctx, next) {
-      if (ctx.state.interaction.prompt.name !== name) {
-        throw new AppError(400, 'interaction.wrong_step', 'This step of the sign-in is not the current one. Go back to the application and try again.');
-      }
-      await next();
-    };
-
-  const checkCsrf: Step = async function checkCsrf(ctx, next) {
-    if (!csrf.verify(ctx.state.interaction.uid, ctx.state.form.csrf)) {
-      throw new AppError(403, 'request.csrf', 'The form has expired or did not come from this site. Go back and try again.');
-    }
-    await next();
-  };
-
-  const renderLogin = async (ctx: Parameters<Step>[0], options: { email: string; error?: string; status?: number }) => {
+  const renderLogin = async (ctx: StepContext, options: { email?: string | undefined; error?: string | undefined; status?: number }) => {
     const { uid } = ctx.state.interaction;
     await pages.render(
       ctx,
@@ -120,16 +38,17 @@ export function createInteractionRouter(deps: InteractionRouterDeps): Router<Int
         uid,
         client: ctx.state.client,
         action: `/interaction/${uid}/login`,
+        emailCodeAction: `/interaction/${uid}/email-code`,
         abortAction: `/interaction/${uid}/abort`,
         csrf: csrf.issue(uid),
-        email: options.email,
+        email: options.email ?? '',
         error: options.error,
       },
       options.status ?? 200,
     );
   };
 
-  const renderConsent = async (ctx: Parameters<Step>[0]) => {
+  const renderConsent = async (ctx: StepContext) => {
     const { interaction } = ctx.state;
     const details = interaction.prompt.details as {
       missingOIDCScope?: string[];
@@ -153,21 +72,23 @@ export function createInteractionRouter(deps: InteractionRouterDeps): Router<Int
     });
   };
 
+  factors.setLoginRenderer((ctx, options) => renderLogin(ctx, options));
+
   const showPrompt: Step = async function showPrompt(ctx) {
     const { prompt } = ctx.state.interaction;
     if (prompt.name === 'login') {
+      const progress = readProgress(ctx.state.interaction);
+      if (progress?.step === 'email-code' && progress.email) {
+        return factors.renderEmailCode(ctx, { purpose: 'sign-in', email: progress.email });
+      }
+      if (progress?.accountId) return factors.showSecondFactor(ctx);
       const hint = ctx.state.interaction.params.login_hint;
       const email = typeof hint === 'string' && hint.length <= 254 ? hint : '';
       return renderLogin(ctx, { email });
     }
+    if (prompt.name === 'mfa') return factors.showSecondFactor(ctx);
     if (prompt.name === 'consent') return renderConsent(ctx);
     throw new AppError(400, 'interaction.unknown_prompt', 'This sign-in step is not supported.');
-  };
-
-  const finish = async (ctx: Parameters<Step>[0], result: InteractionResults) => {
-    const redirectTo = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
-    ctx.status = 303;
-    ctx.redirect(redirectTo);
   };
 
   const verifyPassword: Step = async function verifyPassword(ctx) {
@@ -199,8 +120,9 @@ export function createInteractionRouter(deps: InteractionRouterDeps): Router<Int
       return renderLogin(ctx, { email, error: 'Incorrect email or password.', status: 401 });
     }
     await signInThrottle.recordSuccess(email);
-    log.info('sign-in succeeded', { accountId: result.account.id, client: ctx.state.interaction.params.client_id });
-    await finish(ctx, { login: { accountId: result.account.id, amr: ['pwd'], remember: true } });
+    log.info('password accepted', { accountId: result.account.id, client: ctx.state.interaction.params.client_id });
+    // The policy decides whether a second factor follows (factor.routes.ts).
+    await factors.advance(ctx, result.account.id, ['pwd']);
   };
 
   const grantConsent: Step = async function grantConsent(ctx) {
@@ -232,11 +154,25 @@ export function createInteractionRouter(deps: InteractionRouterDeps): Router<Int
     await finish(ctx, { error: 'access_denied', error_description: 'End-User aborted interaction' });
   };
 
+  /** A fresh password sign-in: refused while a first factor is already done in this interaction. */
+  const noProgress: Step = async function noProgress(ctx, next) {
+    if (readProgress(ctx.state.interaction)?.accountId) {
+      throw new AppError(400, 'interaction.wrong_step', 'This step of the sign-in is not the current one. Go back to the application and try again.');
+    }
+    await next();
+  };
+
   const form = parseForm({ limit: config.formBodyLimit });
+  // Every POST: parse (size-limited), load the interaction from its cookie, check the step, then CSRF.
+  const post = (...route: Step[]): Step[] => {
+    const [prompt, ...rest] = route as [Step, ...Step[]];
+    return [noStore, form, loadInteraction, prompt, checkCsrf, ...rest];
+  };
 
   router.get('/:uid', noStore, loadInteraction, showPrompt);
-  router.post('/:uid/login', noStore, form, loadInteraction, requirePrompt('login'), checkCsrf, verifyPassword);
-  router.post('/:uid/confirm', noStore, form, loadInteraction, requirePrompt('consent'), checkCsrf, grantConsent);
+  router.post('/:uid/login', ...post(requirePrompt('login'), noProgress, verifyPassword));
+  router.post('/:uid/confirm', ...post(requirePrompt('consent'), grantConsent));
   router.post('/:uid/abort', noStore, form, loadInteraction, checkCsrf, abort);
+  factors.register(router, { post, login: requirePrompt('login'), loginOrMfa: requirePrompt('login', 'mfa') });
   return router;
 }

@@ -8,6 +8,7 @@ import type { Logger } from '../logging/logger.js';
 import type { PrivateJwk } from './keys.js';
 import type { ClientStore } from './mongo-adapter.js';
 import { createMongoAdapter } from './mongo-adapter.js';
+import { createInteractionPolicy } from './policy.js';
 import type { mongo } from 'mongoose';
 import type { PageRenderer } from '../http/render-page.js';
 
@@ -75,6 +76,36 @@ export function createProvider(deps: ProviderDeps): Provider {
     },
     interactions: {
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
+      // login → mfa (second factor, step-up) → consent: src/oidc/policy.ts.
+      policy: createInteractionPolicy({
+        mfa: config.mfa,
+        acr: config.acr,
+        findAccount: (id) => accounts.findById(id),
+      }),
+    },
+    // Published in discovery (acr_values_supported); the ID token's acr is one of these.
+    acrValues: [config.acr.singleFactor, config.acr.multiFactor],
+    extraClientMetadata: {
+      // Our own client metadata: every sign-in to this client needs a second factor.
+      // first_party: our own apps (the account console); their sign-ins skip the consent page.
+      properties: ['require_mfa', 'first_party'],
+      validator(_ctx, key, value) {
+        if ((key === 'require_mfa' || key === 'first_party') && value !== undefined && typeof value !== 'boolean') {
+          throw new errors.InvalidClientMetadata(`${key} must be a boolean`);
+        }
+      },
+    },
+    async loadExistingGrant(ctx) {
+      const { client, session } = ctx.oidc;
+      if (!client || !session?.accountId) return undefined;
+      const grantId = ctx.oidc.result?.consent?.grantId ?? session.grantIdFor(client.clientId);
+      if (grantId) return ctx.oidc.provider.Grant.find(grantId);
+      // First-party clients are part of this service: no consent page, only the OIDC scopes asked for.
+      if ((client as unknown as { firstParty?: unknown }).firstParty !== true) return undefined;
+      const grant = new ctx.oidc.provider.Grant({ clientId: client.clientId, accountId: session.accountId });
+      grant.addOIDCScope([...ctx.oidc.requestParamOIDCScopes].join(' '));
+      await grant.save();
+      return grant;
     },
     features: {
       devInteractions: { enabled: false },

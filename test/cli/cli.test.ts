@@ -35,6 +35,7 @@ const CLIENT_JSON_KEYS = [
   'redirect_uris',
   'post_logout_redirect_uris',
   'token_endpoint_auth_method',
+  'require_mfa',
 ];
 
 
@@ -143,8 +144,17 @@ describe('cli commands, in process', () => {
       const client = JSON.parse(result.stdout) as ClientJson;
       expect(Object.keys(client).sort()).toEqual([...CLIENT_JSON_KEYS].sort());
       expect(client.token_endpoint_auth_method).toBe('none');
+      expect(client.require_mfa).toBe(false);
       expect(result.stdout).not.toMatch(/secret/);
       expect((await services.clients.find(client.client_id))?.client_secret).toBeUndefined();
+    });
+
+    it('--require-mfa stores require_mfa, which the provider reads as client metadata', async () => {
+      const result = await run(clientCreate, ['--name', 'Payroll', '--redirect-uri', 'https://payroll.example.com/cb', '--require-mfa', '--json']);
+      expect(result.code).toBe(0);
+      const client = JSON.parse(result.stdout) as ClientJson;
+      expect(client.require_mfa).toBe(true);
+      expect((await services.clients.find(client.client_id))?.require_mfa).toBe(true);
     });
 
     it.each([
@@ -370,6 +380,7 @@ describe('npm run cli, as a child process', () => {
       'redirect_uris',
       'post_logout_redirect_uris',
       'token_endpoint_auth_method',
+      'require_mfa',
     ]);
 
     // Sealed under ENCRYPTION_KEYS: a server with the same keys opens it.

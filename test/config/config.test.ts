@@ -21,6 +21,8 @@ const PRODUCTION: Env = {
   ISSUER: 'https://id.example.com',
   COOKIE_KEYS: COOKIE_KEY,
   ENCRYPTION_KEYS: ENCRYPTION_KEY,
+  SMTP_URL: 'smtp://mail.example.com:587',
+  MAIL_FROM: 'Identity <no-reply@example.com>',
 };
 
 /**
@@ -139,7 +141,7 @@ describe('loadConfig', () => {
     expect(config.seedDemo).toBe(false);
   });
 
-  it.each(['COOKIE_KEYS', 'ENCRYPTION_KEYS', 'ISSUER'])(
+  it.each(['COOKIE_KEYS', 'ENCRYPTION_KEYS', 'ISSUER', 'MAIL_FROM'])(
     'refuses production without %s, naming it, even with development secrets at hand',
     (name) => {
       const env = { ...PRODUCTION, [name]: undefined };
@@ -147,6 +149,32 @@ describe('loadConfig', () => {
       expect(message).toMatch(new RegExp(`^\\s*${name}: required when NODE_ENV=production`, 'm'));
     },
   );
+
+  it('refuses production without an SMTP server: sign-in codes must really be mailed', () => {
+    expect(configError({ ...PRODUCTION, SMTP_URL: undefined })).toMatch(/^\s*SMTP_URL \(or SMTP_HOST\): required when NODE_ENV=production/m);
+    expect(loadConfig({ ...PRODUCTION, SMTP_URL: undefined, SMTP_HOST: 'mail.example.com' }).mail.smtp).toEqual({
+      host: 'mail.example.com',
+      port: 587,
+      secure: false,
+      user: undefined,
+      password: undefined,
+    });
+  });
+
+  it('reads mail, email-code and MFA settings with safe defaults', () => {
+    const config = loadConfig({}, DEV_SECRETS);
+    expect(config.mail.smtp).toBeUndefined();
+    expect(config.emailCode).toEqual({ ttlSeconds: 600, resendIntervalSeconds: 60, maxAttempts: 5, noAccountMail: false });
+    expect(config.mfa).toEqual({ requiredForAdmins: true, emailFallback: true });
+    const tuned = loadConfig(
+      { SMTP_HOST: 'smtp.example.com', SMTP_SECURE: 'true', MFA_EMAIL_FALLBACK: 'false', EMAIL_CODE_TTL: '120' },
+      DEV_SECRETS,
+    );
+    expect(tuned.mail.smtp).toMatchObject({ host: 'smtp.example.com', port: 465, secure: true });
+    expect(tuned.mfa.emailFallback).toBe(false);
+    expect(tuned.emailCode.ttlSeconds).toBe(120);
+    expect(configError({ SMTP_URL: 'http://mail.example.com' })).toMatch(/^\s*SMTP_URL: must start with smtp:\/\//m);
+  });
 
   it('names every missing production setting at once', () => {
     const message = configError({ NODE_ENV: 'production' });

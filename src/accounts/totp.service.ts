@@ -1,0 +1,393 @@
+import { createHash, randomBytes } from 'node:crypto';
+
+import type { mongo } from 'mongoose';
+import { generateSecret, generateURI, verify as verifyOtp } from 'otplib';
+import QRCode from 'qrcode';
+
+import { SecretBoxError } from '../crypto/secret-box.js';
+import type { SecretBox } from '../crypto/secret-box.js';
+import { AppError } from '../http/app-error.js';
+import type { AccountModel } from './account.model.js';
+
+/**
+ * Authenticator apps (TOTP, RFC 6238) and recovery codes.
+ *
+ * The secret is sealed with the secret box under the context `totp:<accountId>`, so a sealed
+ * value copied onto another account does not open. A pending secret and the active one use
+ * the same context: activation moves the sealed value as it is.
+ *
+ * NOTE: FerretDB 1.x has no transactions and applies a conditional update (or `$inc`, `$max`,
+ * `$pull`) as a separate read and write, so concurrent requests can all "win" such an update.
+ * Every decision that must be made exactly once (this code in this time step, this recovery
+ * code, this activation) is therefore made by inserting a claim under a unique `_id`: only one
+ * insert of an `_id` succeeds, on every server. The account document is written after the
+ * claim and is never the arbiter.
+ */
+
+export interface TotpEnrolment {
+  /** Base32, for people who type it in instead of scanning the QR code. */
+  secret: string;
+  otpauthUri: string;
+  /** `data:image/png;base64,…` */
+  qrCodeDataUrl: string;
+}
+
+export type TotpVerifyResult = { ok: true } | { ok: false; reason: 'invalid' | 'replayed' | 'not_enrolled' };
+
+export type RecoveryVerifyResult = { ok: true; remaining: number } | { ok: false; reason: 'invalid' | 'not_enrolled' };
+
+export interface TotpService {
+  /**
+   * Starts (or continues) enrolment: a pending secret sealed on the account. Calling again
+   * while one is pending returns the same secret (a page re-rendered after a wrong code shows
+   * the same QR code); `restart: true` makes a new one. Throws `mfa.already_enrolled` (409)
+   * when an authenticator is active: remove it first.
+   */
+  beginEnrolment(account: { id: string; email: string }, options?: { restart?: boolean }): Promise<TotpEnrolment>;
+  /** Activates the pending secret if `code` is valid for it; returns 10 fresh recovery codes (shown once; stored hashed). */
+  activate(
+    accountId: string,
+    code: string,
+  ): Promise<{ ok: true; recoveryCodes: string[] } | { ok: false; reason: 'invalid' | 'no_pending' | 'already_enrolled' }>;
+  verify(accountId: string, code: string): Promise<TotpVerifyResult>;
+  verifyRecoveryCode(accountId: string, code: string): Promise<RecoveryVerifyResult>;
+  /** Replaces every recovery code (the old ones stop working). Throws `mfa.not_enrolled` (409) without an authenticator. */
+  regenerateRecoveryCodes(accountId: string): Promise<string[]>;
+  status(accountId: string): Promise<{ enabled: boolean; enabledAt?: Date; recoveryCodesLeft: number }>;
+  /** Removes the authenticator and recovery codes (the caller has checked password or a current code). */
+  remove(accountId: string): Promise<void>;
+  ensureIndexes(): Promise<void>;
+  /**
+   * Removes expired time-step claims (servers without TTL indexes) and recovery-code claims
+   * that are no longer needed (on every server: these have no expiry). Returns how many went.
+   */
+  sweep(now?: Date): Promise<number>;
+}
+
+export interface TotpServiceDeps {
+  Account: AccountModel;
+  db: mongo.Db;
+  secretBox: SecretBox;
+  /** Product name shown in the authenticator app. */
+  issuer: string;
+  now?: () => number;
+}
+
+/** `{ _id: "<accountId>:<timeStep>" | "<accountId>:activation:<digest>", accountId, expiresAt }` */
+export const TOTP_USED_STEPS_COLLECTION = 'totp_used_steps';
+/** `{ _id: "<accountId>:<codeHash>", accountId, usedAt }` */
+export const RECOVERY_CODE_USES_COLLECTION = 'recovery_code_uses';
+
+export const RECOVERY_CODE_COUNT = 10;
+
+/** RFC 6238 §5.2: accept one step either side for clock drift and typing time, no more. */
+const STEP_SECONDS = 30;
+const EPOCH_TOLERANCE_SECONDS = STEP_SECONDS;
+
+/**
+ * How long a used step stays claimed. Longer than the window a code is valid in (three steps,
+ * 90 s) plus clock differences between nodes; after that the code is refused as out of window.
+ */
+const STEP_CLAIM_LIFETIME_MS = 5 * 60 * 1000;
+
+/**
+ * A recovery-code claim is kept until the sweep has seen the code gone from the account, and at
+ * least this long, so a `$pull` that a concurrent write undid (FerretDB, see above) cannot bring
+ * the code back: the claim, not the array, says the code was used.
+ */
+const RECOVERY_CLAIM_SETTLE_MS = 24 * 60 * 60 * 1000;
+const SWEEP_BATCH = 1000;
+
+/**
+ * Crockford's base32 alphabet, lower-cased: no i, l, o or u, so nothing reads as 1 or 0 by
+ * mistake, and input is decoded the Crockford way (o → 0, i and l → 1).
+ */
+const RECOVERY_ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
+const RECOVERY_CODE_PATTERN = /^[0-9a-hjkmnp-tv-z]{10}$/;
+
+interface StepClaim {
+  _id: string;
+  accountId: string;
+  expiresAt: Date;
+}
+
+interface RecoveryClaim {
+  _id: string;
+  accountId: string;
+  hash: string;
+  usedAt: Date;
+}
+
+/** Six ASCII digits, spaces anywhere ignored ("123 456"); anything else is undefined. */
+export function normaliseTotpCode(code: unknown): string | undefined {
+  if (typeof code !== 'string' || code.length > 32) return undefined;
+  const digits = code.replace(/\s+/g, '');
+  // NOTE: [0-9], not \p{Nd}: otplib compares strings, so "١٢٣٤٥٦" would only ever fail later.
+  return /^[0-9]{6}$/.test(digits) ? digits : undefined;
+}
+
+/** The canonical ten characters of a recovery code, whatever case, spaces and dashes it came with. */
+export function normaliseRecoveryCode(code: unknown): string | undefined {
+  if (typeof code !== 'string' || code.length > 64) return undefined;
+  const canonical = code
+    .toLowerCase()
+    .replace(/[\s-]+/g, '')
+    .replace(/o/g, '0')
+    .replace(/[il]/g, '1');
+  return RECOVERY_CODE_PATTERN.test(canonical) ? canonical : undefined;
+}
+
+/**
+ * SHA-256 without salt or stretching is enough here: a recovery code carries 50 random bits
+ * from a CSPRNG, so there is no dictionary to precompute and brute force of a leaked hash
+ * costs 2^50 hashes per account; slow hashes are for low-entropy secrets like passwords.
+ */
+export function hashRecoveryCode(canonical: string): string {
+  return createHash('sha256').update(canonical, 'utf8').digest('hex');
+}
+
+/** Ten codes like `k3x9q-7mf2a`: 10 characters × 5 bits = 50 bits each, from the CSPRNG. */
+function newRecoveryCodes(): string[] {
+  const codes = new Set<string>();
+  while (codes.size < RECOVERY_CODE_COUNT) {
+    // 256 is a multiple of 32, so `byte & 31` is uniform over the alphabet.
+    const chars = [...randomBytes(10)].map((byte) => RECOVERY_ALPHABET[byte & 31]).join('');
+    codes.add(`${chars.slice(0, 5)}-${chars.slice(5)}`);
+  }
+  return [...codes];
+}
+
+/** What the account keeps of freshly made codes (already canonical but for the dash). */
+function storedHashes(codes: readonly string[]): string[] {
+  return codes.map((code) => hashRecoveryCode(code.replace('-', '')));
+}
+
+function isDuplicateKey(err: unknown): boolean {
+  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 11000;
+}
+
+const secretContext = (accountId: string) => `totp:${accountId}`;
+
+export function createTotpService({ Account, db, secretBox, issuer, now = Date.now }: TotpServiceDeps): TotpService {
+  const stepClaims = db.collection<StepClaim>(TOTP_USED_STEPS_COLLECTION);
+  const recoveryClaims = db.collection<RecoveryClaim>(RECOVERY_CODE_USES_COLLECTION);
+
+  /** True when this caller inserted the claim, false when someone already had. */
+  async function claim<T extends { _id: string }>(collection: mongo.Collection<T>, doc: mongo.OptionalUnlessRequiredId<T>): Promise<boolean> {
+    try {
+      await collection.insertOne(doc);
+      return true;
+    } catch (err) {
+      if (isDuplicateKey(err)) return false;
+      throw err;
+    }
+  }
+
+  /** The time step `token` is valid in, within ±1 step of now; undefined when it is not. */
+  async function matchStep(secret: string, token: string): Promise<number | undefined> {
+    // NOTE: otplib takes the time in seconds (`epoch`), not milliseconds.
+    // NOTE: otplib's own `afterTimeStep` is not used: it reports a replay as a plain invalid
+    // code, and throws (AfterTimeStepRangeExceededError) when the last used step lies beyond
+    // the window, as after a clock correction. Comparing the matched step ourselves costs only
+    // a one-in-a-million case: a code that also happens to be valid in a later step is refused.
+    const result = await verifyOtp({
+      secret,
+      token,
+      epoch: Math.floor(now() / 1000),
+      period: STEP_SECONDS,
+      epochTolerance: EPOCH_TOLERANCE_SECONDS,
+    });
+    // The result type also covers HOTP, whose valid result has no timeStep.
+    return result.valid && 'timeStep' in result ? result.timeStep : undefined;
+  }
+
+  /** How many of these hashes have not been used (a claim decides, whatever the array says). */
+  async function unusedCount(accountId: string, hashes: readonly string[]): Promise<number> {
+    if (hashes.length === 0) return 0;
+    const used = await recoveryClaims.countDocuments({ _id: { $in: hashes.map((hash) => `${accountId}:${hash}`) } });
+    return hashes.length - used;
+  }
+
+  async function qrCodeFor(otpauthUri: string): Promise<string> {
+    // Error correction M survives a phone camera at an angle; the margin is the quiet zone
+    // scanners need, so the page need not add one.
+    return QRCode.toDataURL(otpauthUri, { errorCorrectionLevel: 'M', margin: 2, width: 256 });
+  }
+
+  return {
+    async beginEnrolment(account, options = {}) {
+      const doc = await Account.findById(account.id, { mfa: 1 }).lean();
+      if (!doc) throw new AppError(404, 'account.not_found', 'no such account');
+      if (doc.mfa?.totp?.secretSealed) throw new AppError(409, 'mfa.already_enrolled', 'an authenticator app is already set up');
+
+      let secret: string | undefined;
+      const pending = doc.mfa?.pendingTotp;
+      if (pending?.secretSealed && !options.restart) {
+        try {
+          secret = secretBox.open(pending.secretSealed, secretContext(account.id));
+        } catch (err) {
+          // A pending secret sealed under a key no longer configured is simply replaced:
+          // nobody relies on it yet.
+          if (!(err instanceof SecretBoxError)) throw err;
+        }
+      }
+      if (!secret) {
+        secret = generateSecret(); // 20 bytes (160 bits, RFC 4226 §4 R6), base32
+        // NOTE: two concurrent first calls each store a secret and the last write stays; the
+        // other page's QR code then fails activation as a wrong code and a re-render shows
+        // the stored one. Nothing is enabled by this write, so no claim is needed.
+        await Account.updateOne(
+          { _id: account.id },
+          { $set: { 'mfa.pendingTotp': { secretSealed: secretBox.seal(secret, secretContext(account.id)), createdAt: new Date(now()) } } },
+        );
+      }
+      const otpauthUri = generateURI({ issuer, label: account.email, secret });
+      return { secret, otpauthUri, qrCodeDataUrl: await qrCodeFor(otpauthUri) };
+    },
+
+    async activate(accountId, code) {
+      const token = normaliseTotpCode(code);
+      if (!token) return { ok: false, reason: 'invalid' };
+      const doc = await Account.findById(accountId, { mfa: 1 }).lean();
+      if (doc?.mfa?.totp?.secretSealed) return { ok: false, reason: 'already_enrolled' };
+      const sealed = doc?.mfa?.pendingTotp?.secretSealed;
+      if (!sealed) return { ok: false, reason: 'no_pending' };
+
+      const step = await matchStep(secretBox.open(sealed, secretContext(accountId)), token);
+      if (step === undefined) return { ok: false, reason: 'invalid' };
+
+      // One activation per pending secret, even when two different valid codes race: otherwise
+      // both would answer with recovery codes and only the last written set would work.
+      const expiresAt = new Date(now() + STEP_CLAIM_LIFETIME_MS);
+      const digest = createHash('sha256').update(sealed).digest('base64url');
+      if (!(await claim(stepClaims, { _id: `${accountId}:activation:${digest}`, accountId, expiresAt }))) {
+        return { ok: false, reason: 'already_enrolled' };
+      }
+      // The code that proved the secret is used, like any other; lastUsedStep below refuses it
+      // too. A duplicate here is a step claimed under a previous authenticator: harmless.
+      await claim(stepClaims, { _id: `${accountId}:${step}`, accountId, expiresAt });
+
+      const recoveryCodes = newRecoveryCodes();
+      await Account.updateOne(
+        { _id: accountId },
+        {
+          $set: {
+            'mfa.totp': { secretSealed: sealed, enabledAt: new Date(now()), lastUsedStep: step },
+            'mfa.pendingTotp': null,
+            'mfa.recoveryCodes': storedHashes(recoveryCodes),
+          },
+        },
+      );
+      return { ok: true, recoveryCodes };
+    },
+
+    async verify(accountId, code) {
+      const token = normaliseTotpCode(code);
+      if (!token) return { ok: false, reason: 'invalid' };
+      const totp = (await Account.findById(accountId, { mfa: 1 }).lean())?.mfa?.totp;
+      if (!totp?.secretSealed) return { ok: false, reason: 'not_enrolled' };
+
+      const step = await matchStep(secretBox.open(totp.secretSealed, secretContext(accountId)), token);
+      if (step === undefined) return { ok: false, reason: 'invalid' };
+      // A code from the window must not follow a newer one (RFC 6238 §5.2: one use per step,
+      // and never going back).
+      if (typeof totp.lastUsedStep === 'number' && step <= totp.lastUsedStep) return { ok: false, reason: 'replayed' };
+      // The arbiter between concurrent submissions of the same code: lastUsedStep above is read
+      // before any of them writes it.
+      if (!(await claim(stepClaims, { _id: `${accountId}:${step}`, accountId, expiresAt: new Date(now() + STEP_CLAIM_LIFETIME_MS) }))) {
+        return { ok: false, reason: 'replayed' };
+      }
+      // NOTE: `$max` is a read and a write on FerretDB 1.x, so racing successes in different
+      // steps may leave the lower one; the step claims still refuse both for their lifetime.
+      // The filter keeps a concurrent removal (or re-enrolment) from getting a stray field.
+      await Account.updateOne(
+        { _id: accountId, 'mfa.totp.secretSealed': totp.secretSealed },
+        { $max: { 'mfa.totp.lastUsedStep': step } },
+      );
+      return { ok: true };
+    },
+
+    async verifyRecoveryCode(accountId, code) {
+      const canonical = normaliseRecoveryCode(code);
+      if (!canonical) return { ok: false, reason: 'invalid' };
+      const mfa = (await Account.findById(accountId, { mfa: 1 }).lean())?.mfa;
+      if (!mfa?.totp?.secretSealed) return { ok: false, reason: 'not_enrolled' };
+
+      const hash = hashRecoveryCode(canonical);
+      const hashes = mfa.recoveryCodes ?? [];
+      // Comparing hashes of the input leaks nothing useful through timing.
+      if (!hashes.includes(hash)) return { ok: false, reason: 'invalid' };
+      // Claim first: of concurrent uses of one code exactly one inserts, and a used code stays
+      // refused even if the `$pull` below is lost.
+      if (!(await claim(recoveryClaims, { _id: `${accountId}:${hash}`, accountId, hash, usedAt: new Date(now()) }))) {
+        return { ok: false, reason: 'invalid' };
+      }
+      await Account.updateOne({ _id: accountId }, { $pull: { 'mfa.recoveryCodes': hash } });
+      return { ok: true, remaining: await unusedCount(accountId, hashes.filter((h) => h !== hash)) };
+    },
+
+    async regenerateRecoveryCodes(accountId) {
+      const recoveryCodes = newRecoveryCodes();
+      const result = await Account.updateOne(
+        { _id: accountId, 'mfa.totp.secretSealed': { $exists: true } },
+        { $set: { 'mfa.recoveryCodes': storedHashes(recoveryCodes) } },
+      );
+      if (result.matchedCount === 0) throw new AppError(409, 'mfa.not_enrolled', 'no authenticator app is set up');
+      return recoveryCodes;
+    },
+
+    async status(accountId) {
+      const mfa = (await Account.findById(accountId, { mfa: 1 }).lean())?.mfa;
+      if (!mfa?.totp?.secretSealed) return { enabled: false, recoveryCodesLeft: 0 };
+      return {
+        enabled: true,
+        enabledAt: mfa.totp.enabledAt,
+        recoveryCodesLeft: await unusedCount(accountId, mfa.recoveryCodes ?? []),
+      };
+    },
+
+    async remove(accountId) {
+      // Field by field rather than `$unset: { mfa }`, so other factors kept under mfa survive.
+      // Claims are left to expire or to the sweep: deleting recovery claims here could revive
+      // a used code if this write were lost to a concurrent one.
+      await Account.updateOne(
+        { _id: accountId },
+        { $set: { 'mfa.totp': null, 'mfa.pendingTotp': null }, $unset: { 'mfa.recoveryCodes': 1 } },
+      );
+    },
+
+    async ensureIndexes() {
+      try {
+        await stepClaims.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0, name: 'expiresAt_ttl' });
+      } catch {
+        // No TTL indexes (FerretDB 1.x): the periodic sweep removes expired claims.
+        await stepClaims.createIndex({ expiresAt: 1 }, { name: 'expiresAt_1' });
+      }
+      await recoveryClaims.createIndex({ usedAt: 1 });
+    },
+
+    async sweep(at = new Date(now())) {
+      let removed = (await stepClaims.deleteMany({ expiresAt: { $lte: at } })).deletedCount;
+
+      const settled = await recoveryClaims
+        .find({ usedAt: { $lte: new Date(at.getTime() - RECOVERY_CLAIM_SETTLE_MS) } })
+        .sort({ usedAt: 1 })
+        .limit(SWEEP_BATCH)
+        .toArray();
+      if (settled.length === 0) return removed;
+      const accounts = await Account.find({ _id: { $in: [...new Set(settled.map((c) => c.accountId))] } }, { mfa: 1 }).lean();
+      const live = new Map(accounts.map((a) => [a._id, new Set(a.mfa?.recoveryCodes ?? [])]));
+      const done: string[] = [];
+      for (const used of settled) {
+        if (live.get(used.accountId)?.has(used.hash)) {
+          // The `$pull` was lost: do it again and keep the claim until a later sweep sees it gone.
+          await Account.updateOne({ _id: used.accountId }, { $pull: { 'mfa.recoveryCodes': used.hash } });
+        } else {
+          done.push(used._id);
+        }
+      }
+      if (done.length > 0) removed += (await recoveryClaims.deleteMany({ _id: { $in: done } })).deletedCount;
+      return removed;
+    },
+  };
+}

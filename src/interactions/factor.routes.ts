@@ -1,0 +1,559 @@
+import type Router from '@koa/router';
+import type Provider from 'oidc-provider';
+import { z } from 'zod';
+
+import type { AccountService, AccountView } from '../accounts/account.service.js';
+import { emailSchema } from '../accounts/account.service.js';
+import type { EmailCodePurpose, EmailCodeService } from '../accounts/email-code.service.js';
+import type { FactorAttempt, FactorThrottle } from '../accounts/factor-throttle.js';
+import type { TotpService } from '../accounts/totp.service.js';
+import type { Config } from '../config/config.js';
+import { AppError } from '../http/app-error.js';
+import type { PageRenderer } from '../http/render-page.js';
+import type { Logger } from '../logging/logger.js';
+import type { Mailer, MailTemplate } from '../mail/mailer.js';
+import type { Factor } from '../oidc/policy.js';
+import { factorsFromAmr, isMultiFactor, loginResult, mfaReasons, secondFactorOptions } from '../oidc/policy.js';
+import type { CsrfTokens } from './csrf.js';
+import type { InteractionState, InteractionSteps, SignInProgress, Step, StepContext } from './interaction-steps.js';
+import { describeWait, readProgress, saveProgress, uniqueFactors } from './interaction-steps.js';
+
+/**
+ * Every factor after (or instead of) the password: the sign-in code by email, the authenticator
+ * app (TOTP), recovery codes, enrolment when a second factor is required and the account has
+ * none, and the password as a second step after a passwordless first one.
+ *
+ * The rule that holds it together: the provider hears `login` only from `advance`, and `advance`
+ * sends it only when the factors done satisfy the policy (src/oidc/policy.ts). No route here
+ * finishes a sign-in any other way.
+ */
+
+export interface FactorRouteDeps {
+  config: Config;
+  provider: Provider;
+  accounts: AccountService;
+  emailCodes: EmailCodeService;
+  totp: TotpService;
+  factorThrottle: FactorThrottle;
+  mailer: Mailer;
+  pages: PageRenderer;
+  csrf: CsrfTokens;
+  logger: Logger;
+}
+
+/** Six digits; spaces people type or paste in the middle are dropped. */
+const codeForm = z.object({
+  csrf: z.string(),
+  code: z
+    .string()
+    .max(32)
+    .transform((s) => s.replace(/\s+/g, ''))
+    .pipe(z.string().regex(/^\d{6}$/)),
+});
+
+const recoveryForm = z.object({
+  csrf: z.string(),
+  code: z
+    .string()
+    .max(64)
+    .transform((s) => s.trim())
+    .pipe(z.string().regex(/^[A-Za-z0-9 -]{8,40}$/)),
+});
+
+const emailForm = z.object({ csrf: z.string(), email: emailSchema });
+
+const passwordForm = z.object({
+  csrf: z.string(),
+  password: z.string().min(1).max(1024).refine((s) => !s.includes('\u0000')),
+});
+
+type Method = 'totp' | 'recovery' | 'email' | 'password' | 'enrol';
+
+interface SecondFactorContext {
+  account: AccountView;
+  /** Factors already done: the session's (step-up) and this interaction's. */
+  factors: Factor[];
+  stepUp: boolean;
+}
+
+function acrValuesOf(params: Record<string, unknown>): string[] {
+  return typeof params.acr_values === 'string' ? params.acr_values.split(' ').filter(Boolean) : [];
+}
+
+const SESSION_ENDED = 'Your sign-in has ended. Go back to the application and sign in again.';
+const WRONG_STEP = 'This step of the sign-in is not the current one. Go back to the application and try again.';
+
+export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps) {
+  const { config, accounts, emailCodes, totp, factorThrottle, mailer, pages, csrf, logger } = deps;
+  const { finish, showCurrentStep } = steps;
+  const logFor = (ctx: StepContext) => ctx.state.log ?? logger;
+
+  const common = (ctx: StepContext) => {
+    const { uid } = ctx.state.interaction;
+    return {
+      uid,
+      client: ctx.state.client,
+      csrf: csrf.issue(uid),
+      abortAction: `/interaction/${uid}/abort`,
+      restartAction: `/interaction/${uid}/restart`,
+    };
+  };
+
+  /** The account and factors a second-factor page works on: from the server-side interaction only. */
+  const secondFactorContext = async (ctx: StepContext): Promise<SecondFactorContext> => {
+    const { interaction } = ctx.state;
+    const progress = readProgress(interaction);
+    let accountId: string | undefined;
+    let factors: Factor[];
+    let stepUp = false;
+    if (interaction.prompt.name === 'mfa') {
+      // Step-up: the session is signed in with fewer factors than this request needs.
+      accountId = interaction.session?.accountId;
+      factors = uniqueFactors(factorsFromAmr(interaction.session?.amr as string[] | undefined), progress?.factors ?? []);
+      stepUp = true;
+    } else if (interaction.prompt.name === 'login' && progress?.accountId && progress.step !== 'email-code') {
+      accountId = progress.accountId;
+      factors = progress.factors;
+    } else {
+      throw new AppError(400, 'interaction.wrong_step', WRONG_STEP);
+    }
+    const account = accountId ? await accounts.findById(accountId) : undefined;
+    if (!account || account.disabled) throw new AppError(400, 'interaction.no_account', SESSION_ENDED);
+    return { account, factors, stepUp };
+  };
+
+  const methodFor = (context: SecondFactorContext, requested: unknown): Method => {
+    const options = secondFactorOptions(context.account, context.factors, config);
+    if (options.totp) return requested === 'recovery' ? 'recovery' : 'totp';
+    if (options.email) return 'email';
+    if (options.password) return 'password';
+    return 'enrol';
+  };
+
+  const requireMethod = async (ctx: StepContext, method: Method): Promise<SecondFactorContext> => {
+    const context = await secondFactorContext(ctx);
+    const available = methodFor(context, method);
+    if (available !== method) throw new AppError(400, 'interaction.wrong_step', WRONG_STEP);
+    return context;
+  };
+
+  // Pages ----------------------------------------------------------------------------------
+
+  const renderEmailCode = async (
+    ctx: StepContext,
+    options: { purpose: EmailCodePurpose; email: string; error?: string | undefined; notice?: string | undefined; status?: number; stepUp?: boolean },
+  ) => {
+    const base = common(ctx);
+    const pending = await emailCodes.pending({ binding: base.uid, purpose: options.purpose });
+    await pages.render(
+      ctx,
+      'interactions/email-code',
+      {
+        ...base,
+        title: 'Enter your code',
+        secondFactor: options.purpose === 'second-factor',
+        stepUp: options.stepUp ?? false,
+        email: options.email,
+        codeMinutes: Math.round(config.emailCode.ttlSeconds / 60),
+        action: options.purpose === 'sign-in' ? `/interaction/${base.uid}/email-code/verify` : `/interaction/${base.uid}/second-factor/email`,
+        resendAction: `/interaction/${base.uid}/email-code/resend`,
+        // A code that could not be mailed was discarded: say so, and offer a new one.
+        notice: options.notice ?? (pending ? undefined : 'No valid code is waiting for you: it could not be sent, or it has expired. Send a new one.'),
+        error: options.error,
+      },
+      options.status ?? 200,
+    );
+  };
+
+  const renderTotp = async (ctx: StepContext, context: SecondFactorContext, mode: 'totp' | 'recovery', error?: string, status = 200) => {
+    const base = common(ctx);
+    await pages.render(
+      ctx,
+      'interactions/totp',
+      {
+        ...base,
+        title: mode === 'totp' ? 'Two-step verification' : 'Use a recovery code',
+        mode,
+        stepUp: context.stepUp,
+        email: context.account.email,
+        action: `/interaction/${base.uid}/second-factor/${mode}`,
+        switchHref: `/interaction/${base.uid}${mode === 'totp' ? '?method=recovery' : ''}`,
+        error,
+      },
+      status,
+    );
+  };
+
+  const renderPassword = async (ctx: StepContext, context: SecondFactorContext, error?: string, status = 200) => {
+    const base = common(ctx);
+    await pages.render(
+      ctx,
+      'interactions/password',
+      { ...base, title: 'Enter your password', stepUp: context.stepUp, email: context.account.email, action: `/interaction/${base.uid}/second-factor/password`, error },
+      status,
+    );
+  };
+
+  const renderEnrol = async (ctx: StepContext, context: SecondFactorContext, error?: string, status = 200) => {
+    const base = common(ctx);
+    const enrolment = await totp.beginEnrolment({ id: context.account.id, email: context.account.email });
+    await pages.render(
+      ctx,
+      'interactions/totp-enrol',
+      {
+        ...base,
+        title: 'Set up two-step verification',
+        stepUp: context.stepUp,
+        required: true,
+        qrCodeDataUrl: enrolment.qrCodeDataUrl,
+        secretGroups: enrolment.secret.match(/.{1,4}/g) ?? [enrolment.secret],
+        action: `/interaction/${base.uid}/second-factor/enrol`,
+        error,
+      },
+      status,
+    );
+  };
+
+  const renderRecoveryCodes = async (ctx: StepContext, codes: string[] | undefined) => {
+    const base = common(ctx);
+    await pages.render(ctx, 'interactions/recovery-codes', {
+      ...base,
+      title: 'Save your recovery codes',
+      codes,
+      download: codes ? `data:text/plain;charset=utf-8,${encodeURIComponent(recoveryCodesText(config.productName, codes))}` : undefined,
+      action: `/interaction/${base.uid}/second-factor/continue`,
+    });
+  };
+
+  /** The page for the current second-factor step (GET). */
+  const showSecondFactor = async (ctx: StepContext) => {
+    const context = await secondFactorContext(ctx);
+    const progress = readProgress(ctx.state.interaction);
+    if (progress?.step === 'recovery-codes') return renderRecoveryCodes(ctx, undefined);
+    const method = methodFor(context, ctx.query.method);
+    if (method === 'totp' || method === 'recovery') return renderTotp(ctx, context, method);
+    if (method === 'email') return renderEmailCode(ctx, { purpose: 'second-factor', email: context.account.email, stepUp: context.stepUp });
+    if (method === 'password') return renderPassword(ctx, context);
+    return renderEnrol(ctx, context);
+  };
+
+  // Shared steps -----------------------------------------------------------------------------
+
+  const tooManyAttempts = (ctx: StepContext, retryAfterSeconds: number) => {
+    ctx.set('Retry-After', String(retryAfterSeconds));
+    return `Too many wrong codes. Wait ${describeWait(retryAfterSeconds)}, then try again.`;
+  };
+
+  /**
+   * Mails a code. A failure is logged (by the mailer, without the code) and the code is
+   * discarded, so nothing half-done stays behind; the caller shows a retry message.
+   */
+  const mailCode = async (ctx: StepContext, to: string, template: MailTemplate, locals: Record<string, unknown>, discard?: () => Promise<void>) => {
+    try {
+      await mailer.sendTemplate(to, template, { productName: config.productName, email: to, ...locals });
+      return true;
+    } catch {
+      logFor(ctx).warn('code mail not delivered', { template, client: ctx.state.interaction.params.client_id });
+      if (discard) await discard();
+      return false;
+    }
+  };
+
+  /** Sends the code for a second factor by email (accounts without an authenticator app). */
+  const sendSecondFactorCode = async (ctx: StepContext, account: AccountView): Promise<{ error?: string; notice?: string; status?: number }> => {
+    const binding = ctx.state.interaction.uid;
+    const issued = await emailCodes.issue({ email: account.email, accountId: account.id, binding, purpose: 'second-factor' });
+    if (!issued.ok) {
+      ctx.set('Retry-After', String(issued.retryAfterSeconds));
+      return { notice: `A code was sent moments ago. You can ask for a new one in ${describeWait(issued.retryAfterSeconds)}.`, status: 429 };
+    }
+    const sent = await mailCode(ctx, account.email, 'sign-in-code', { code: issued.code, expiresInMinutes: Math.round(config.emailCode.ttlSeconds / 60) }, () =>
+      emailCodes.discard({ binding, purpose: 'second-factor' }),
+    );
+    return sent ? {} : { error: 'We could not send the email just now. Wait a moment, then send a new code.', status: 503 };
+  };
+
+  /**
+   * After a verified factor: finish the sign-in if the policy is satisfied, otherwise move to the
+   * second-factor step. The only place that tells the provider someone is signed in.
+   */
+  const advance = async (ctx: StepContext, accountId: string, factors: Factor[]) => {
+    const { interaction, client } = ctx.state;
+    const account = await accounts.findById(accountId);
+    if (!account || account.disabled) throw new AppError(400, 'interaction.no_account', SESSION_ENDED);
+    const reasons = mfaReasons({ account, clientRequiresMfa: client.requiresMfa, acrValues: acrValuesOf(interaction.params) }, config);
+    if (reasons.length === 0 || isMultiFactor(factors)) {
+      const login = loginResult(accountId, factors, config);
+      logFor(ctx).info('sign-in succeeded', { accountId, amr: login.amr, acr: login.acr, client: interaction.params.client_id });
+      return finish(ctx, { login });
+    }
+    await saveProgress(interaction, { accountId, factors, step: 'second-factor' });
+    logFor(ctx).info('second factor required', { accountId, reasons, client: interaction.params.client_id });
+    const options = secondFactorOptions(account, factors, config);
+    if (options.email) {
+      const outcome = await sendSecondFactorCode(ctx, account);
+      if (outcome.error) return renderEmailCode(ctx, { purpose: 'second-factor', email: account.email, ...outcome });
+    }
+    return showCurrentStep(ctx);
+  };
+
+  /** Runs one guarded attempt: counted per account, delayed after repeated failures. */
+  const guarded = async (
+    ctx: StepContext,
+    accountId: string,
+    method: string,
+    onRefused: (message: string) => Promise<void>,
+    verify: (attempt: FactorAttempt) => Promise<void>,
+  ) => {
+    const gate = await factorThrottle.begin(accountId);
+    if (!gate.allowed) {
+      logFor(ctx).info('second factor delayed', { accountId, method, retryAfterSeconds: gate.retryAfterSeconds });
+      return onRefused(tooManyAttempts(ctx, gate.retryAfterSeconds));
+    }
+    return verify(gate.attempt);
+  };
+
+  // Routes ----------------------------------------------------------------------------------
+
+  /** "Email me a sign-in code" on the login page (passwordless first factor). */
+  const sendSignInCode: Step = async function sendSignInCode(ctx) {
+    const parsed = emailForm.safeParse({ csrf: ctx.state.form.csrf, email: ctx.state.form.email });
+    if (!parsed.success) return renderLoginAgain(ctx, { error: 'Enter your email address to get a sign-in code.', status: 400 });
+    const { email } = parsed.data;
+    const binding = ctx.state.interaction.uid;
+    const account = await accounts.findByEmail(email);
+    const usable = account && !account.disabled ? account : undefined;
+    // The same writes and the same answer for unknown and disabled accounts (no enumeration):
+    // their code is recorded but can never be redeemed, and it is not mailed.
+    const issued = await emailCodes.issue({ email, accountId: usable?.id ?? null, binding, purpose: 'sign-in' });
+    if (!issued.ok) {
+      ctx.set('Retry-After', String(issued.retryAfterSeconds));
+      return renderLoginAgain(ctx, {
+        email,
+        error: `A code was sent to this address moments ago. You can ask for a new one in ${describeWait(issued.retryAfterSeconds)}.`,
+        status: 429,
+      });
+    }
+    await saveProgress(ctx.state.interaction, { factors: [], step: 'email-code', email });
+    const expiresInMinutes = Math.round(config.emailCode.ttlSeconds / 60);
+    // NOTE: mailed in the background so the answer takes the same time whether or not an
+    // account exists. A failed delivery discards the code; the code page then offers a new one.
+    const log = logFor(ctx);
+    if (usable) {
+      void mailCode(ctx, usable.email, 'sign-in-code', { code: issued.code, expiresInMinutes }, () => emailCodes.discard({ binding, purpose: 'sign-in' })).catch(
+        (err: unknown) => log.warn('discarding an undelivered code failed', { reason: (err as Error).message }),
+      );
+    } else if (!account && config.emailCode.noAccountMail) {
+      void mailCode(ctx, email, 'no-account', {});
+    }
+    log.info('sign-in code requested', { client: ctx.state.interaction.params.client_id });
+    return showCurrentStep(ctx);
+  };
+
+  const verifySignInCode: Step = async function verifySignInCode(ctx) {
+    const progress = readProgress(ctx.state.interaction);
+    if (progress?.step !== 'email-code' || !progress.email) throw new AppError(400, 'interaction.wrong_step', WRONG_STEP);
+    const email = progress.email;
+    const parsed = codeForm.safeParse(ctx.state.form);
+    if (!parsed.success) return renderEmailCode(ctx, { purpose: 'sign-in', email, error: 'Enter the 6-digit code from the email.', status: 400 });
+    const account = await accounts.findByEmail(email);
+    const usable = account && !account.disabled ? account : undefined;
+    const check = async (attempt: FactorAttempt | undefined) => {
+      const result = await emailCodes.verify({ binding: ctx.state.interaction.uid, purpose: 'sign-in', code: parsed.data.code });
+      if (!result.ok || !usable || result.accountId !== usable.id) {
+        await attempt?.failed();
+        logFor(ctx).info('sign-in code refused', { reason: result.ok ? 'account' : result.reason, client: ctx.state.interaction.params.client_id });
+        return renderEmailCode(ctx, { purpose: 'sign-in', email, error: codeError(result.ok ? 'invalid' : result.reason), status: 401 });
+      }
+      await attempt?.succeeded();
+      await accounts.markEmailVerified(usable.id);
+      return advance(ctx, usable.id, ['email']);
+    };
+    // Unknown addresses have no account to count against; their code can never match anyway.
+    if (!usable) return check(undefined);
+    return guarded(ctx, usable.id, 'email', (message) => renderEmailCode(ctx, { purpose: 'sign-in', email, error: message, status: 429 }), check);
+  };
+
+  const resendCode: Step = async function resendCode(ctx) {
+    const { interaction } = ctx.state;
+    const progress = readProgress(interaction);
+    if (interaction.prompt.name === 'login' && progress?.step === 'email-code' && progress.email) {
+      // Same as the first request: throttled per address, mailed only to a usable account.
+      ctx.state.form = { ...ctx.state.form, email: progress.email };
+      return sendSignInCode(ctx, async () => undefined);
+    }
+    const context = await requireMethod(ctx, 'email');
+    const outcome = await sendSecondFactorCode(ctx, context.account);
+    if (outcome.error || outcome.notice) {
+      return renderEmailCode(ctx, { purpose: 'second-factor', email: context.account.email, stepUp: context.stepUp, ...outcome });
+    }
+    return showCurrentStep(ctx);
+  };
+
+  const verifyTotp: Step = async function verifyTotp(ctx) {
+    const context = await requireMethod(ctx, 'totp');
+    const parsed = codeForm.safeParse(ctx.state.form);
+    if (!parsed.success) return renderTotp(ctx, context, 'totp', 'Enter the 6-digit code from your authenticator app.', 400);
+    const { account } = context;
+    return guarded(ctx, account.id, 'totp', (message) => renderTotp(ctx, context, 'totp', message, 429), async (attempt) => {
+      const result = await totp.verify(account.id, parsed.data.code);
+      if (!result.ok) {
+        await attempt.failed();
+        logFor(ctx).info('second factor failed', { accountId: account.id, method: 'totp', reason: result.reason });
+        const message = result.reason === 'replayed' ? 'That code was already used. Wait for the next code in your app.' : 'That code is not right. Check your authenticator app and try again.';
+        return renderTotp(ctx, context, 'totp', message, 401);
+      }
+      await attempt.succeeded();
+      logFor(ctx).info('second factor succeeded', { accountId: account.id, method: 'totp' });
+      return advance(ctx, account.id, uniqueFactors(context.factors, ['totp']));
+    });
+  };
+
+  const verifyRecovery: Step = async function verifyRecovery(ctx) {
+    const context = await requireMethod(ctx, 'recovery');
+    const parsed = recoveryForm.safeParse(ctx.state.form);
+    if (!parsed.success) return renderTotp(ctx, context, 'recovery', 'Enter one of your recovery codes.', 400);
+    const { account } = context;
+    return guarded(ctx, account.id, 'recovery', (message) => renderTotp(ctx, context, 'recovery', message, 429), async (attempt) => {
+      const result = await totp.verifyRecoveryCode(account.id, parsed.data.code);
+      if (!result.ok) {
+        await attempt.failed();
+        logFor(ctx).info('second factor failed', { accountId: account.id, method: 'recovery', reason: result.reason });
+        return renderTotp(ctx, context, 'recovery', 'That recovery code is not valid, or it was already used.', 401);
+      }
+      await attempt.succeeded();
+      logFor(ctx).info('second factor succeeded', { accountId: account.id, method: 'recovery', recoveryCodesLeft: result.remaining });
+      return advance(ctx, account.id, uniqueFactors(context.factors, ['recovery']));
+    });
+  };
+
+  const verifySecondFactorCode: Step = async function verifySecondFactorCode(ctx) {
+    const context = await requireMethod(ctx, 'email');
+    const { account } = context;
+    const render = (error: string, status: number) => renderEmailCode(ctx, { purpose: 'second-factor', email: account.email, stepUp: context.stepUp, error, status });
+    const parsed = codeForm.safeParse(ctx.state.form);
+    if (!parsed.success) return render('Enter the 6-digit code from the email.', 400);
+    return guarded(ctx, account.id, 'email', (message) => render(message, 429), async (attempt) => {
+      const result = await emailCodes.verify({ binding: ctx.state.interaction.uid, purpose: 'second-factor', code: parsed.data.code });
+      if (!result.ok || result.accountId !== account.id) {
+        await attempt.failed();
+        logFor(ctx).info('second factor failed', { accountId: account.id, method: 'email', reason: result.ok ? 'account' : result.reason });
+        return render(codeError(result.ok ? 'invalid' : result.reason), 401);
+      }
+      await attempt.succeeded();
+      await accounts.markEmailVerified(account.id);
+      logFor(ctx).info('second factor succeeded', { accountId: account.id, method: 'email' });
+      return advance(ctx, account.id, uniqueFactors(context.factors, ['email']));
+    });
+  };
+
+  const verifySecondPassword: Step = async function verifySecondPassword(ctx) {
+    const context = await requireMethod(ctx, 'password');
+    const parsed = passwordForm.safeParse(ctx.state.form);
+    if (!parsed.success) return renderPassword(ctx, context, 'Enter your password.', 400);
+    const { account } = context;
+    return guarded(ctx, account.id, 'password', (message) => renderPassword(ctx, context, message, 429), async (attempt) => {
+      if (!(await accounts.verifyPassword(account.id, parsed.data.password))) {
+        await attempt.failed();
+        logFor(ctx).info('second factor failed', { accountId: account.id, method: 'password' });
+        return renderPassword(ctx, context, 'That password is not right.', 401);
+      }
+      await attempt.succeeded();
+      logFor(ctx).info('second factor succeeded', { accountId: account.id, method: 'password' });
+      return advance(ctx, account.id, uniqueFactors(context.factors, ['pwd']));
+    });
+  };
+
+  /** Forced enrolment: the policy needs a second factor and the account has none it may use. */
+  const activateTotp: Step = async function activateTotp(ctx) {
+    const context = await requireMethod(ctx, 'enrol');
+    const parsed = codeForm.safeParse(ctx.state.form);
+    if (!parsed.success) return renderEnrol(ctx, context, 'Enter the 6-digit code your app shows for this account.', 400);
+    const { account } = context;
+    return guarded(ctx, account.id, 'enrol', (message) => renderEnrol(ctx, context, message, 429), async (attempt) => {
+      const result = await totp.activate(account.id, parsed.data.code);
+      if (!result.ok && result.reason === 'already_enrolled') {
+        // Finished in another tab a moment ago: the page for the current step now asks for a code.
+        // Counted as a failure (conservative): only a verified code may reset the count.
+        await attempt.failed();
+        return showCurrentStep(ctx);
+      }
+      if (!result.ok) {
+        await attempt.failed();
+        return renderEnrol(ctx, context, 'That code is not right. Check that the app added this account, then enter its current code.', 401);
+      }
+      await attempt.succeeded();
+      logFor(ctx).info('authenticator app enrolled', { accountId: account.id, during: 'sign-in' });
+      const progress: SignInProgress = { accountId: account.id, factors: uniqueFactors(context.factors, ['totp']), step: 'recovery-codes' };
+      await saveProgress(ctx.state.interaction, progress);
+      // Shown in this response only: the codes are stored hashed and cannot be shown again.
+      return renderRecoveryCodes(ctx, result.recoveryCodes);
+    });
+  };
+
+  const continueAfterRecoveryCodes: Step = async function continueAfterRecoveryCodes(ctx) {
+    const progress = readProgress(ctx.state.interaction);
+    if (progress?.step !== 'recovery-codes' || !progress.accountId) throw new AppError(400, 'interaction.wrong_step', WRONG_STEP);
+    return advance(ctx, progress.accountId, progress.factors);
+  };
+
+  /** "Use another account" / "back": forget this interaction's progress and start again. */
+  const restart: Step = async function restart(ctx) {
+    await saveProgress(ctx.state.interaction, undefined);
+    return showCurrentStep(ctx);
+  };
+
+  // Set by the interaction router: re-renders its login page (the email field is shared).
+  let renderLoginAgain: (ctx: StepContext, options: { email?: string; error: string; status: number }) => Promise<void> = () => {
+    throw new Error('login page renderer not set');
+  };
+
+  function register(router: Router<InteractionState>, chain: { post(...route: Step[]): Step[]; login: Step; loginOrMfa: Step }) {
+    const { post, login, loginOrMfa } = chain;
+    router.post('/:uid/email-code', ...post(login, sendSignInCode));
+    router.post('/:uid/email-code/verify', ...post(login, verifySignInCode));
+    router.post('/:uid/email-code/resend', ...post(loginOrMfa, resendCode));
+    router.post('/:uid/second-factor/totp', ...post(loginOrMfa, verifyTotp));
+    router.post('/:uid/second-factor/recovery', ...post(loginOrMfa, verifyRecovery));
+    router.post('/:uid/second-factor/email', ...post(loginOrMfa, verifySecondFactorCode));
+    router.post('/:uid/second-factor/password', ...post(loginOrMfa, verifySecondPassword));
+    router.post('/:uid/second-factor/enrol', ...post(loginOrMfa, activateTotp));
+    router.post('/:uid/second-factor/continue', ...post(loginOrMfa, continueAfterRecoveryCodes));
+    router.post('/:uid/restart', ...post(login, restart));
+  }
+
+  return {
+    advance,
+    register,
+    showSecondFactor,
+    renderEmailCode,
+    setLoginRenderer(fn: typeof renderLoginAgain) {
+      renderLoginAgain = fn;
+    },
+  };
+}
+
+function codeError(reason: 'invalid' | 'expired' | 'exhausted' | 'missing'): string {
+  switch (reason) {
+    case 'expired':
+      return 'This code has expired. Send a new one.';
+    case 'exhausted':
+      return 'Too many wrong tries for this code. Send a new one.';
+    case 'missing':
+      return 'This code is no longer valid (a newer one may have been sent). Use the latest code, or send a new one.';
+    default:
+      return 'That code is not right. Check the email and try again.';
+  }
+}
+
+export function recoveryCodesText(productName: string, codes: string[]): string {
+  return [
+    `${productName} recovery codes`,
+    '',
+    'Each code works once, when you cannot use your authenticator app.',
+    'Keep them somewhere safe, like a password manager.',
+    '',
+    ...codes,
+    '',
+  ].join('\n');
+}

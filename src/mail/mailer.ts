@@ -1,0 +1,209 @@
+import { existsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import nodemailer from 'nodemailer';
+import type { SMTPTransportOptions } from 'nodemailer';
+import { z } from 'zod';
+
+import { ConfigError } from '../config/config.js';
+import type { Config, SmtpSettings } from '../config/config.js';
+import type { Logger } from '../logging/logger.js';
+
+/**
+ * Outgoing mail (DESIGN.md, src/mail): sign-in codes and notices, rendered from pug templates
+ * under views/mail/ and sent over SMTP, or written to the log in development and tests.
+ */
+
+export interface MailMessage {
+  to: string;
+  subject: string;
+  text: string;
+  html: string;
+}
+
+export type MailTemplate = 'sign-in-code' | 'no-account';
+
+export interface Mailer {
+  send(message: MailMessage): Promise<void>;
+  sendTemplate(to: string, template: MailTemplate, locals: Record<string, unknown>): Promise<void>;
+  close(): void;
+}
+
+/** The mail could not be handed to the SMTP server. The message names the cause, never the mail. */
+export class MailDeliveryError extends Error {
+  override name = 'MailDeliveryError';
+}
+
+// A person is waiting on a page for this mail: fail within seconds rather than nodemailer's
+// defaults (2 minutes to connect, 10 minutes of socket inactivity).
+const SMTP_TIMEOUTS = {
+  dnsTimeout: 10_000,
+  connectionTimeout: 10_000,
+  greetingTimeout: 10_000,
+  socketTimeout: 10_000,
+} as const;
+
+const productName = z.string().min(1);
+const email = z.string().min(3);
+
+// The subject is built here rather than in the templates, so that a template cannot forget it
+// and the code sits at the end of the subject line, readable in a notification preview.
+const templates = {
+  'sign-in-code': defineTemplate({
+    locals: z.object({
+      code: z.string().regex(/^\d{6}$/, 'must be 6 digits'),
+      productName,
+      expiresInMinutes: z.number().int().positive(),
+      email,
+    }),
+    subject: (locals) => `${locals.productName} sign-in code: ${locals.code}`,
+  }),
+  'no-account': defineTemplate({
+    locals: z.object({ productName, email }),
+    subject: (locals) => `${locals.productName}: sign-in attempt`,
+  }),
+} satisfies Record<MailTemplate, unknown>;
+
+interface TemplateSpec<Locals extends z.ZodType> {
+  locals: Locals;
+  subject(locals: z.infer<Locals>): string;
+}
+
+function defineTemplate<Locals extends z.ZodType>(spec: TemplateSpec<Locals>): TemplateSpec<Locals> {
+  return spec;
+}
+
+export function createMailer(deps: { config: Config; logger: Logger }): Mailer {
+  const { config, logger } = deps;
+  const transport = config.mail.smtp
+    ? createSmtpTransport(config.mail.smtp, config.mail.from)
+    : createLogTransport(config, logger);
+  // Compiled once, at start: a broken template fails the boot, not the first sign-in.
+  const renderers = compileTemplates();
+
+  async function deliver(message: MailMessage, template?: MailTemplate): Promise<void> {
+    try {
+      await transport.deliver(message);
+    } catch (err) {
+      const reason = errorCode(err);
+      // Only what helps the operator: never the body or the subject, which carry the code.
+      logger.warn('mail delivery failed', {
+        recipientDomain: recipientDomain(message.to),
+        template,
+        errorCode: reason,
+        error: err instanceof Error ? err.message : String(err),
+      });
+      throw new MailDeliveryError(`mail could not be handed to the SMTP server (${reason})`, { cause: err });
+    }
+  }
+
+  return {
+    send: (message) => deliver(message),
+
+    async sendTemplate(to, template, locals) {
+      const spec = templates[template] as TemplateSpec<z.ZodType<Record<string, unknown>>>;
+      const parsed = spec.locals.safeParse({ productName: config.productName, ...locals });
+      if (!parsed.success) {
+        // A programming error in the caller; the issues name fields, not their values.
+        const fields = parsed.error.issues.map((issue) => issue.path.join('.')).join(', ');
+        throw new TypeError(`mail template ${template}: invalid locals (${fields})`);
+      }
+      const { html, text } = renderers[template];
+      await deliver(
+        { to, subject: spec.subject(parsed.data), html: html(parsed.data), text: text(parsed.data) },
+        template,
+      );
+    },
+
+    close: () => transport.close(),
+  };
+}
+
+interface MailTransport {
+  deliver(message: MailMessage): Promise<void>;
+  close(): void;
+}
+
+function createSmtpTransport(smtp: SmtpSettings, from: string): MailTransport {
+  const transporter = nodemailer.createTransport(smtpOptions(smtp), { from });
+  return {
+    async deliver({ to, subject, text, html }) {
+      await transporter.sendMail({ to, subject, text, html });
+    },
+    close: () => transporter.close(),
+  };
+}
+
+// NOTE: without `secure` (smtps://, port 465), nodemailer upgrades with STARTTLS when the server
+// offers it and otherwise sends in plaintext, which the compose file's mail catcher and the test
+// SMTP server rely on. Refusing plaintext (requireTLS) would need a setting of its own.
+function smtpOptions(smtp: SmtpSettings): SMTPTransportOptions {
+  if ('url' in smtp) {
+    // nodemailer parses host, port, credentials and smtps:// (implicit TLS) from the URL.
+    return { url: smtp.url, ...SMTP_TIMEOUTS };
+  }
+  return {
+    host: smtp.host,
+    port: smtp.port,
+    secure: smtp.secure,
+    auth: smtp.user ? { user: smtp.user, pass: smtp.password } : undefined,
+    ...SMTP_TIMEOUTS,
+  };
+}
+
+function createLogTransport(config: Config, logger: Logger): MailTransport {
+  // loadConfig already refuses production without SMTP; this keeps the log transport impossible
+  // there even for a Config built some other way, because sign-in codes would end up in logs.
+  if (config.env === 'production') {
+    throw new ConfigError('Invalid configuration:\n  SMTP_URL (or SMTP_HOST): required when NODE_ENV=production');
+  }
+  return {
+    async deliver({ to, subject, text }) {
+      // NOTE: the logger redacts a field named `code`, so the code travels inside `subject` and
+      // `text`, which it leaves alone: the developer has to read the code here to sign in.
+      // Acceptable because this transport only exists outside production (checked above).
+      logger.info('mail not sent (no SMTP configured): development mail', { to, subject, text });
+    },
+    close() {},
+  };
+}
+
+type RenderFn = (locals: Record<string, unknown>) => string;
+
+// NOTE: pug ships no type declarations (and @types/pug is not a dependency), so it is loaded
+// through require with the one function used here typed by hand.
+const pug = createRequire(import.meta.url)('pug') as {
+  compileFile(file: string, options?: { basedir?: string }): RenderFn;
+};
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+// src/mail/mailer.ts in development, dist/src/mail/mailer.js when compiled: views/ sits at the
+// project root (the same lookup as VIEWS_DIR in src/app.ts, which the mailer must not import).
+const MAIL_VIEWS_DIR =
+  [path.resolve(here, '..', '..', 'views', 'mail'), path.resolve(here, '..', '..', '..', 'views', 'mail')].find(
+    (dir) => existsSync(path.join(dir, 'sign-in-code.html.pug')),
+  ) ?? path.resolve(here, '..', '..', 'views', 'mail');
+
+function compileTemplates(): Record<MailTemplate, { html: RenderFn; text: RenderFn }> {
+  const compile = (file: string) => pug.compileFile(path.join(MAIL_VIEWS_DIR, file), { basedir: MAIL_VIEWS_DIR });
+  const both = (name: MailTemplate) => ({
+    html: compile(`${name}.html.pug`),
+    // NOTE: the text templates interpolate with !{...}: pug's #{...} escapes HTML, which would
+    // put `&amp;` into a plain-text mail.
+    text: compile(`${name}.text.pug`),
+  });
+  return { 'sign-in-code': both('sign-in-code'), 'no-account': both('no-account') };
+}
+
+function recipientDomain(to: string): string {
+  const match = /@([^@\s>]+)>?\s*$/.exec(to);
+  return match?.[1]?.toLowerCase() ?? 'unknown';
+}
+
+/** nodemailer's error code (ECONNECTION, ETIMEDOUT, EAUTH, EENVELOPE, ...), or the error's name. */
+function errorCode(err: unknown): string {
+  if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'string') return err.code;
+  return err instanceof Error ? err.name : 'unknown';
+}

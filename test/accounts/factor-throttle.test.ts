@@ -1,0 +1,156 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type { Connection } from 'mongoose';
+
+import {
+  FACTOR_ATTEMPTS_COLLECTION,
+  createFactorThrottle,
+  delayAfter,
+  type FactorGate,
+  type FactorThrottle,
+} from '../../src/accounts/factor-throttle.js';
+import { connectDatabase } from '../../src/db/connect.js';
+import { createLogger } from '../../src/logging/logger.js';
+import { testDatabaseUri } from '../support/database.js';
+
+const POLICY = { freeAttempts: 5, maxDelaySeconds: 60, resetAfterSeconds: 3600 };
+
+describe('second-factor throttle', () => {
+  let connection: Connection;
+  let clock = Date.UTC(2026, 0, 1);
+  const now = () => clock;
+  const advance = (seconds: number) => {
+    clock += seconds * 1000;
+  };
+  let seq = 0;
+  const account = () => {
+    seq += 1;
+    return `account-${seq}`;
+  };
+
+  beforeAll(async () => {
+    connection = await connectDatabase(testDatabaseUri('factor_throttle'), createLogger({ level: 'error', format: 'json', write: () => {} }));
+    await createFactorThrottle(connection.db!, POLICY, now).ensureIndexes();
+  });
+
+  afterAll(async () => {
+    await connection?.db?.dropDatabase();
+    await connection?.close();
+  });
+
+  const throttle = (): FactorThrottle => createFactorThrottle(connection.db!, POLICY, now);
+
+  function allowed(gate: FactorGate) {
+    if (!gate.allowed) throw new Error(`expected an attempt, got ${JSON.stringify(gate)}`);
+    return gate.attempt;
+  }
+
+  async function fail(t: FactorThrottle, accountId: string, times: number): Promise<void> {
+    for (let i = 0; i < times; i += 1) await allowed(await t.begin(accountId)).failed();
+  }
+
+  it('grows the delay 1 s, 2 s, 4 s … after the free attempts, up to the cap', () => {
+    expect([0, 4, 5, 6, 7, 8, 20].map((n) => delayAfter(n, POLICY))).toEqual([0, 0, 1, 2, 4, 8, 60]);
+  });
+
+  it('lets the free attempts through, then asks to wait longer after each further failure', async () => {
+    const t = throttle();
+    const id = account();
+    await fail(t, id, POLICY.freeAttempts);
+    expect(await t.failures(id)).toBe(POLICY.freeAttempts);
+    expect(await t.begin(id)).toEqual({ allowed: false, retryAfterSeconds: 1 });
+    // A refused attempt is no guess, so it does not count.
+    expect(await t.failures(id)).toBe(POLICY.freeAttempts);
+
+    advance(1);
+    await allowed(await t.begin(id)).failed(); // sixth
+    expect(await t.begin(id)).toEqual({ allowed: false, retryAfterSeconds: 2 });
+    advance(1);
+    expect(await t.begin(id)).toEqual({ allowed: false, retryAfterSeconds: 1 });
+    advance(1);
+    await allowed(await t.begin(id)).failed(); // seventh
+    expect(await t.begin(id)).toEqual({ allowed: false, retryAfterSeconds: 4 });
+  });
+
+  it('forgets the failures after a success', async () => {
+    const t = throttle();
+    const id = account();
+    await fail(t, id, POLICY.freeAttempts - 1);
+    await allowed(await t.begin(id)).succeeded();
+    expect(await t.failures(id)).toBe(0);
+    await fail(t, id, POLICY.freeAttempts - 1);
+    expect(await t.begin(id)).toMatchObject({ allowed: true });
+  });
+
+  it('settles an attempt only once', async () => {
+    const t = throttle();
+    const id = account();
+    const attempt = allowed(await t.begin(id));
+    await attempt.succeeded();
+    await attempt.failed();
+    expect(await t.failures(id)).toBe(0);
+  });
+
+  it('counts an attempt that is never settled as a failure', async () => {
+    const t = throttle();
+    const id = account();
+    for (let i = 0; i < POLICY.freeAttempts; i += 1) allowed(await t.begin(id));
+    expect(await t.failures(id)).toBe(POLICY.freeAttempts);
+    expect(await t.begin(id)).toEqual({ allowed: false, retryAfterSeconds: 1 });
+  });
+
+  it('keeps the count per account, across throttle instances (nodes) on the same database', async () => {
+    const nodeA = throttle();
+    const nodeB = throttle();
+    const id = account();
+    const bystander = account();
+    await fail(nodeA, id, POLICY.freeAttempts - 1);
+    await fail(nodeB, id, 1);
+    expect(await nodeA.failures(id)).toBe(POLICY.freeAttempts);
+    expect(await nodeA.begin(id)).toEqual({ allowed: false, retryAfterSeconds: 1 });
+    expect(await nodeB.begin(id)).toEqual({ allowed: false, retryAfterSeconds: 1 });
+    expect(await nodeB.begin(bystander)).toMatchObject({ allowed: true });
+  });
+
+  it('lets at most one of 20 concurrent attempts through on the last free attempt', async () => {
+    const t = throttle();
+    const id = account();
+    await fail(t, id, POLICY.freeAttempts - 1);
+    const gates = await Promise.all(Array.from({ length: 20 }, () => t.begin(id)));
+    const through = gates.filter((g) => g.allowed);
+    expect(through.length).toBeLessThanOrEqual(1);
+    for (const g of gates.filter((g) => !g.allowed)) expect(g).toEqual({ allowed: false, retryAfterSeconds: expect.any(Number) });
+    // Refused callers took their records back: only real attempts count.
+    expect(await t.failures(id)).toBe(POLICY.freeAttempts - 1 + through.length);
+  });
+
+  it('lets at most freeAttempts of 20 concurrent attempts through on a fresh account, on two nodes', async () => {
+    const nodes = [throttle(), throttle()];
+    const id = account();
+    const gates = await Promise.all(Array.from({ length: 20 }, (_, i) => nodes[i % 2]!.begin(id)));
+    expect(gates.filter((g) => g.allowed).length).toBeLessThanOrEqual(POLICY.freeAttempts);
+    expect(gates.filter((g) => g.allowed).length).toBeGreaterThanOrEqual(1);
+  });
+
+  it('forgets failures resetAfterSeconds after they happened', async () => {
+    const t = throttle();
+    const id = account();
+    await fail(t, id, POLICY.freeAttempts);
+    expect(await t.begin(id)).toMatchObject({ allowed: false });
+    advance(POLICY.resetAfterSeconds);
+    expect(await t.failures(id)).toBe(0);
+    await fail(t, id, POLICY.freeAttempts - 1);
+    expect(await t.begin(id)).toMatchObject({ allowed: true });
+  });
+
+  it('sweeps forgotten attempts and keeps live ones', async () => {
+    const t = throttle();
+    const old = account();
+    const live = account();
+    await fail(t, old, 2);
+    advance(POLICY.resetAfterSeconds + 5);
+    await fail(t, live, 1);
+    expect(await t.sweep()).toBeGreaterThanOrEqual(2);
+    const left = await connection.db!.collection(FACTOR_ATTEMPTS_COLLECTION).find().toArray();
+    expect(left.map((d) => d.accountId)).toEqual([live]);
+  });
+});

@@ -1,0 +1,413 @@
+import { randomBytes } from 'node:crypto';
+
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type { Connection } from 'mongoose';
+import { generate } from 'otplib';
+
+import { createAccountModel } from '../../src/accounts/account.model.js';
+import type { AccountModel } from '../../src/accounts/account.model.js';
+import { createAccountService } from '../../src/accounts/account.service.js';
+import type { AccountService } from '../../src/accounts/account.service.js';
+import {
+  RECOVERY_CODE_USES_COLLECTION,
+  TOTP_USED_STEPS_COLLECTION,
+  createTotpService,
+  hashRecoveryCode,
+} from '../../src/accounts/totp.service.js';
+import type { TotpService } from '../../src/accounts/totp.service.js';
+import { SecretBoxError, createSecretBox } from '../../src/crypto/secret-box.js';
+import type { SecretBox } from '../../src/crypto/secret-box.js';
+import { connectDatabase } from '../../src/db/connect.js';
+import { AppError } from '../../src/http/app-error.js';
+import { createLogger } from '../../src/logging/logger.js';
+import { testDatabaseUri } from '../support/database.js';
+
+const logger = createLogger({ level: 'error', format: 'json', write: () => {} });
+const STEP_MS = 30_000;
+const RECOVERY_CODE_FORMAT = /^[0-9a-hjkmnp-tv-z]{5}-[0-9a-hjkmnp-tv-z]{5}$/;
+
+interface RawAccount {
+  _id: string;
+  mfa?: {
+    totp?: { secretSealed: string; enabledAt: Date; lastUsedStep?: number } | null;
+    pendingTotp?: { secretSealed: string; createdAt: Date } | null;
+    recoveryCodes?: string[];
+  };
+}
+
+let sequence = 0;
+const uniqueEmail = () => `totp.${Date.now().toString(36)}.${(sequence += 1)}@example.com`;
+
+describe('totp service', () => {
+  let connection: Connection;
+  let Account: AccountModel;
+  let accounts: AccountService;
+  let secretBox: SecretBox;
+  let totp: TotpService;
+  // 15 s into a time step, so one step either side is a whole step away from the edges.
+  let clock = Date.UTC(2026, 0, 1) + 15_000;
+  const advance = (ms: number) => {
+    clock += ms;
+  };
+  /** To 15 s into the next step. */
+  const midStep = () => {
+    clock = (Math.floor(clock / STEP_MS) + 1) * STEP_MS + 15_000;
+  };
+
+  /** The code an authenticator app shows at `at` (ms). */
+  const codeAt = (secret: string, at = clock) => generate({ secret, epoch: Math.floor(at / 1000) });
+  const rawAccount = async (id: string) => connection.db!.collection<RawAccount>('accounts').findOne({ _id: id });
+
+  beforeAll(async () => {
+    connection = await connectDatabase(testDatabaseUri('totp'), logger);
+    Account = createAccountModel(connection);
+    accounts = createAccountService({ Account, logger });
+    await accounts.ensureIndexes();
+    secretBox = createSecretBox([{ id: 'k1', key: randomBytes(32) }]);
+    totp = createTotpService({ Account, db: connection.db!, secretBox, issuer: 'Acme ID', now: () => clock });
+    await totp.ensureIndexes();
+  });
+
+  afterAll(async () => {
+    await connection?.db?.dropDatabase();
+    await connection?.close();
+  });
+
+  const newAccount = async () => {
+    const view = await accounts.create({ email: uniqueEmail(), password: 'correct horse battery' });
+    return { id: view.id, email: view.email };
+  };
+
+  /** An account with an active authenticator, the clock moved on so that now ±1 step are all unused. */
+  const enrolled = async () => {
+    const account = await newAccount();
+    const { secret } = await totp.beginEnrolment(account);
+    const result = await totp.activate(account.id, await codeAt(secret));
+    if (!result.ok) throw new Error(`activation failed: ${result.reason}`);
+    advance(2 * STEP_MS);
+    return { ...account, secret, recoveryCodes: result.recoveryCodes };
+  };
+
+  /** A six-digit code that is not valid anywhere near now for this secret. */
+  const wrongCode = async (secret: string) => {
+    const valid = new Set(await Promise.all([-2, -1, 0, 1, 2].map((s) => codeAt(secret, clock + s * STEP_MS))));
+    for (let n = 0; ; n += 1) {
+      const candidate = String(n).padStart(6, '0');
+      if (!valid.has(candidate)) return candidate;
+    }
+  };
+
+  describe('enrolment', () => {
+    it('shows a secret, URI and QR code, keeps them across re-renders, and activates with a current code', async () => {
+      const account = await newAccount();
+      expect(await totp.status(account.id)).toEqual({ enabled: false, recoveryCodesLeft: 0 });
+
+      const first = await totp.beginEnrolment(account);
+      expect(first.secret).toMatch(/^[A-Z2-7]{32}$/);
+      const uri = new URL(first.otpauthUri);
+      expect(uri.protocol).toBe('otpauth:');
+      expect(uri.host).toBe('totp');
+      expect(decodeURIComponent(uri.pathname)).toBe(`/Acme ID:${account.email}`);
+      expect(uri.searchParams.get('secret')).toBe(first.secret);
+      expect(uri.searchParams.get('issuer')).toBe('Acme ID');
+      expect(first.qrCodeDataUrl).toMatch(/^data:image\/png;base64,[A-Za-z0-9+/]+=*$/);
+
+      // A re-render (say after a wrong code) shows the same secret; restart makes a new one.
+      expect((await totp.beginEnrolment(account)).secret).toBe(first.secret);
+      const restarted = await totp.beginEnrolment(account, { restart: true });
+      expect(restarted.secret).not.toBe(first.secret);
+      expect((await totp.beginEnrolment(account)).secret).toBe(restarted.secret);
+      expect(await totp.status(account.id)).toMatchObject({ enabled: false });
+
+      const result = await totp.activate(account.id, await codeAt(restarted.secret));
+      expect(result.ok).toBe(true);
+      if (!result.ok) return;
+      expect(result.recoveryCodes).toHaveLength(10);
+      expect(new Set(result.recoveryCodes).size).toBe(10);
+      for (const code of result.recoveryCodes) expect(code).toMatch(RECOVERY_CODE_FORMAT);
+
+      expect(await totp.status(account.id)).toEqual({ enabled: true, enabledAt: new Date(clock), recoveryCodesLeft: 10 });
+      expect((await accounts.findById(account.id))?.totpEnabled).toBe(true);
+      const raw = await rawAccount(account.id);
+      expect(raw?.mfa?.pendingTotp).toBeNull();
+      expect(raw?.mfa?.recoveryCodes).toHaveLength(10);
+
+      // Once active: no second activation, no new enrolment over it, and the next step's code signs in.
+      expect(await totp.activate(account.id, await codeAt(restarted.secret, clock + STEP_MS))).toEqual({
+        ok: false,
+        reason: 'already_enrolled',
+      });
+      await expect(totp.beginEnrolment(account)).rejects.toMatchObject({ status: 409, code: 'mfa.already_enrolled' });
+      advance(STEP_MS);
+      expect(await totp.verify(account.id, await codeAt(restarted.secret))).toEqual({ ok: true });
+    });
+
+    it('does not activate with a wrong code, an old secret, or nothing pending', async () => {
+      const account = await newAccount();
+      expect(await totp.activate(account.id, '123456')).toEqual({ ok: false, reason: 'no_pending' });
+
+      const { secret: oldSecret } = await totp.beginEnrolment(account);
+      expect(await totp.activate(account.id, await wrongCode(oldSecret))).toEqual({ ok: false, reason: 'invalid' });
+      expect(await totp.status(account.id)).toMatchObject({ enabled: false });
+
+      const { secret } = await totp.beginEnrolment(account, { restart: true });
+      const oldCode = await codeAt(oldSecret);
+      if (oldCode !== (await codeAt(secret))) {
+        expect(await totp.activate(account.id, oldCode)).toEqual({ ok: false, reason: 'invalid' });
+      }
+      expect(await totp.verify(account.id, await codeAt(secret))).toEqual({ ok: false, reason: 'not_enrolled' });
+      expect(await totp.status(account.id)).toMatchObject({ enabled: false });
+      expect((await totp.activate(account.id, await codeAt(secret))).ok).toBe(true);
+    });
+
+    it('activates a pending secret once when activations race', async () => {
+      const account = await newAccount();
+      const { secret } = await totp.beginEnrolment(account);
+      const codes = await Promise.all([-1, 0, 1].map((s) => codeAt(secret, clock + s * STEP_MS)));
+      const results = await Promise.all(Array.from({ length: 9 }, (_, i) => totp.activate(account.id, codes[i % 3]!)));
+      const winners = results.filter((r) => r.ok);
+      expect(winners).toHaveLength(1);
+      for (const r of results) if (!r.ok) expect(r.reason).toBe('already_enrolled');
+      // The recovery codes handed out are the ones that work.
+      const [winner] = winners;
+      if (!winner?.ok) throw new Error('unreachable');
+      expect(await totp.verifyRecoveryCode(account.id, winner.recoveryCodes[0]!)).toEqual({ ok: true, remaining: 9 });
+    });
+  });
+
+  describe('verify', () => {
+    it('accepts one step either side of now and refuses two', async () => {
+      const { id, secret } = await enrolled();
+      const at = (steps: number) => codeAt(secret, clock + steps * STEP_MS);
+      const [minus2, minus1, zero, plus1, plus2] = await Promise.all([at(-2), at(-1), at(0), at(1), at(2)]);
+      // Refused only when the code is not also the code of a step inside the window.
+      const inWindow = new Set([minus1, zero, plus1]);
+      if (!inWindow.has(minus2!)) expect(await totp.verify(id, minus2!)).toEqual({ ok: false, reason: 'invalid' });
+      if (!inWindow.has(plus2!)) expect(await totp.verify(id, plus2!)).toEqual({ ok: false, reason: 'invalid' });
+      expect(await totp.verify(id, minus1!)).toEqual({ ok: true });
+      expect(await totp.verify(id, plus1!)).toEqual({ ok: true });
+    });
+
+    it('keeps the window at whole steps on the first and the last second of a step', async () => {
+      const { id, secret } = await enrolled();
+      advance(3 * STEP_MS); // well past the step used for activation
+      const stepStart = Math.floor(clock / STEP_MS) * STEP_MS;
+      const at = (ms: number) => codeAt(secret, ms);
+
+      clock = stepStart;
+      const [back2, back1, back0] = await Promise.all([at(stepStart - 2 * STEP_MS), at(stepStart - STEP_MS), at(stepStart)]);
+      if (back2 !== back1 && back2 !== back0) expect(await totp.verify(id, back2)).toEqual({ ok: false, reason: 'invalid' });
+      expect(await totp.verify(id, back1)).toEqual({ ok: true });
+
+      clock = stepStart + STEP_MS - 1000;
+      const [ahead0, ahead1, ahead2] = await Promise.all([at(stepStart), at(stepStart + STEP_MS), at(stepStart + 2 * STEP_MS)]);
+      if (ahead2 !== ahead1 && ahead2 !== ahead0) expect(await totp.verify(id, ahead2)).toEqual({ ok: false, reason: 'invalid' });
+      expect(await totp.verify(id, ahead1)).toEqual({ ok: true });
+      midStep();
+    });
+
+    it('refuses a code used before in its step', async () => {
+      const { id, secret } = await enrolled();
+      midStep();
+      const code = await codeAt(secret);
+      expect(await totp.verify(id, code)).toEqual({ ok: true });
+      expect(await totp.verify(id, code)).toEqual({ ok: false, reason: 'replayed' });
+      advance(10_000); // still the same step
+      expect(await totp.verify(id, code)).toEqual({ ok: false, reason: 'replayed' });
+    });
+
+    it('lets exactly one of 20 concurrent submissions of one code through', async () => {
+      const { id, secret } = await enrolled();
+      const code = await codeAt(secret);
+      const results = await Promise.all(Array.from({ length: 20 }, () => totp.verify(id, code)));
+      expect(results.filter((r) => r.ok)).toHaveLength(1);
+      expect(results.filter((r) => !r.ok && r.reason === 'replayed')).toHaveLength(19);
+    });
+
+    it('refuses an older step of the window after a newer one was used', async () => {
+      const { id, secret } = await enrolled();
+      const newer = await codeAt(secret, clock + STEP_MS);
+      const current = await codeAt(secret);
+      const older = await codeAt(secret, clock - STEP_MS);
+      expect(await totp.verify(id, newer)).toEqual({ ok: true });
+      if (current !== newer) expect(await totp.verify(id, current)).toEqual({ ok: false, reason: 'replayed' });
+      if (older !== newer) expect(await totp.verify(id, older)).toEqual({ ok: false, reason: 'replayed' });
+      expect((await rawAccount(id))?.mfa?.totp?.lastUsedStep).toBe(Math.floor(clock / STEP_MS) + 1);
+    });
+
+    it('refuses anything but six digits without looking the account up, and ignores spaces', async () => {
+      // An unknown account would answer not_enrolled: invalid means the input never got that far.
+      for (const input of ['', '12345', '1234567', 'abcdef', '12345a', '12-345', '１２３４５６', '١٢٣٤٥٦', ' ', '1'.repeat(100)]) {
+        expect(await totp.verify('no-such-account', input)).toEqual({ ok: false, reason: 'invalid' });
+        expect(await totp.activate('no-such-account', input)).toEqual({ ok: false, reason: 'invalid' });
+      }
+      expect(await totp.verify('no-such-account', null as unknown as string)).toEqual({ ok: false, reason: 'invalid' });
+      expect(await totp.verify('no-such-account', '123456')).toEqual({ ok: false, reason: 'not_enrolled' });
+
+      const { id, secret } = await enrolled();
+      const code = await codeAt(secret);
+      expect(await totp.verify(id, ` ${code.slice(0, 3)} ${code.slice(3)}\t`)).toEqual({ ok: true });
+    });
+  });
+
+  describe('recovery codes', () => {
+    it('work once each, in any case and spacing, and count down', async () => {
+      const { id, recoveryCodes } = await enrolled();
+      const [a, b, c] = recoveryCodes as [string, string, string];
+      expect(await totp.verifyRecoveryCode(id, a)).toEqual({ ok: true, remaining: 9 });
+      expect(await totp.verifyRecoveryCode(id, a)).toEqual({ ok: false, reason: 'invalid' });
+      expect(await totp.verifyRecoveryCode(id, ` ${b.toUpperCase().replace('-', ' ')} `)).toEqual({ ok: true, remaining: 8 });
+      expect(await totp.verifyRecoveryCode(id, c.replace('-', ''))).toEqual({ ok: true, remaining: 7 });
+      expect(await totp.status(id)).toMatchObject({ enabled: true, recoveryCodesLeft: 7 });
+
+      for (const input of ['', 'abcde', 'abcde-abcdu', 'abcde-abcde-abcde', '!!!!!-!!!!!']) {
+        expect(await totp.verifyRecoveryCode(id, input)).toEqual({ ok: false, reason: 'invalid' });
+      }
+      // Well formed but never issued.
+      expect(await totp.verifyRecoveryCode(id, '00000-00000')).toEqual({ ok: false, reason: 'invalid' });
+      expect(await totp.verifyRecoveryCode((await newAccount()).id, recoveryCodes[3]!)).toEqual({ ok: false, reason: 'not_enrolled' });
+    });
+
+    it('reads o as 0 and i or l as 1, the way they are easily mistyped', async () => {
+      const { id, recoveryCodes } = await enrolled();
+      const withOnes = recoveryCodes.find((code) => /[01]/.test(code));
+      if (!withOnes) return; // about one set in 600 has neither
+      const mistyped = withOnes.replace(/0/g, 'O').replace(/1/g, 'l');
+      expect(await totp.verifyRecoveryCode(id, mistyped)).toEqual({ ok: true, remaining: 9 });
+    });
+
+    it('lets exactly one of concurrent uses of one code through', async () => {
+      const { id, recoveryCodes } = await enrolled();
+      const code = recoveryCodes[0]!;
+      const results = await Promise.all(Array.from({ length: 10 }, () => totp.verifyRecoveryCode(id, code)));
+      expect(results.filter((r) => r.ok)).toEqual([{ ok: true, remaining: 9 }]);
+      expect(await totp.status(id)).toMatchObject({ recoveryCodesLeft: 9 });
+      expect(await totp.verifyRecoveryCode(id, code)).toEqual({ ok: false, reason: 'invalid' });
+    });
+
+    it('stay used even when the account write that removed one is lost', async () => {
+      const { id, recoveryCodes } = await enrolled();
+      const code = recoveryCodes[0]!;
+      expect(await totp.verifyRecoveryCode(id, code)).toEqual({ ok: true, remaining: 9 });
+      // What a concurrent write on FerretDB could do: put the used hash back.
+      const hash = hashRecoveryCode(code.replace('-', ''));
+      await connection.db!.collection<RawAccount>('accounts').updateOne({ _id: id }, { $push: { 'mfa.recoveryCodes': hash } });
+      expect(await totp.verifyRecoveryCode(id, code)).toEqual({ ok: false, reason: 'invalid' });
+      expect(await totp.status(id)).toMatchObject({ recoveryCodesLeft: 9 });
+    });
+
+    it('regenerate replaces every code', async () => {
+      const { id, recoveryCodes: old } = await enrolled();
+      expect(await totp.verifyRecoveryCode(id, old[0]!)).toMatchObject({ ok: true });
+      const fresh = await totp.regenerateRecoveryCodes(id);
+      expect(fresh).toHaveLength(10);
+      expect(new Set(fresh).size).toBe(10);
+      expect(fresh.filter((code) => old.includes(code))).toEqual([]);
+      expect(await totp.status(id)).toMatchObject({ recoveryCodesLeft: 10 });
+      for (const code of old.slice(0, 3)) expect(await totp.verifyRecoveryCode(id, code)).toEqual({ ok: false, reason: 'invalid' });
+      expect(await totp.verifyRecoveryCode(id, fresh[0]!)).toEqual({ ok: true, remaining: 9 });
+
+      const err = await totp.regenerateRecoveryCodes((await newAccount()).id).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(AppError);
+      expect(err).toMatchObject({ status: 409, code: 'mfa.not_enrolled' });
+    });
+  });
+
+  describe('at rest', () => {
+    it('keeps the secret sealed to its account and the recovery codes hashed', async () => {
+      const account = await newAccount();
+      const { secret } = await totp.beginEnrolment(account);
+      const pending = await rawAccount(account.id);
+      expect(JSON.stringify(pending)).not.toContain(secret);
+      expect(JSON.stringify(pending).toLowerCase()).not.toContain(secret.toLowerCase());
+
+      const result = await totp.activate(account.id, await codeAt(secret));
+      if (!result.ok) throw new Error(result.reason);
+      const raw = await rawAccount(account.id);
+      const stored = JSON.stringify(raw).toLowerCase();
+      expect(stored).not.toContain(secret.toLowerCase());
+      expect(stored).not.toContain(Buffer.from(secret).toString('base64').toLowerCase());
+      for (const code of result.recoveryCodes) {
+        expect(stored).not.toContain(code);
+        expect(stored).not.toContain(code.replace('-', ''));
+      }
+      expect(raw?.mfa?.recoveryCodes?.every((h) => /^[0-9a-f]{64}$/.test(h))).toBe(true);
+      // Nor in the claim collections.
+      for (const name of [TOTP_USED_STEPS_COLLECTION, RECOVERY_CODE_USES_COLLECTION]) {
+        const docs = await connection.db!.collection(name).find({}).toArray();
+        expect(JSON.stringify(docs).toLowerCase()).not.toContain(secret.toLowerCase());
+      }
+
+      const sealed = raw!.mfa!.totp!.secretSealed;
+      expect(sealed).toMatch(/^v1\.k1\./);
+      expect(secretBox.open(sealed, `totp:${account.id}`)).toBe(secret);
+      const other = await newAccount();
+      expect(() => secretBox.open(sealed, `totp:${other.id}`)).toThrow(SecretBoxError);
+
+      // Moved onto another account, it does not open there: verification fails closed.
+      await connection.db!.collection<RawAccount>('accounts').updateOne({ _id: other.id }, { $set: { mfa: { totp: { secretSealed: sealed, enabledAt: new Date() } } } });
+      await expect(totp.verify(other.id, await codeAt(secret, clock + STEP_MS))).rejects.toThrow(SecretBoxError);
+    });
+  });
+
+  describe('remove', () => {
+    it('clears the authenticator, pending secret and recovery codes, and allows a new enrolment', async () => {
+      const account = await enrolled();
+      await totp.remove(account.id);
+      expect(await totp.status(account.id)).toEqual({ enabled: false, recoveryCodesLeft: 0 });
+      expect((await accounts.findById(account.id))?.totpEnabled).toBe(false);
+      const raw = await rawAccount(account.id);
+      expect(raw?.mfa?.totp).toBeNull();
+      expect(raw?.mfa?.pendingTotp).toBeNull();
+      expect(raw?.mfa?.recoveryCodes).toBeUndefined();
+      expect(await totp.verify(account.id, await codeAt(account.secret))).toEqual({ ok: false, reason: 'not_enrolled' });
+      expect(await totp.verifyRecoveryCode(account.id, account.recoveryCodes[0]!)).toEqual({ ok: false, reason: 'not_enrolled' });
+
+      const again = await totp.beginEnrolment(account);
+      expect(again.secret).not.toBe(account.secret);
+      advance(STEP_MS);
+      expect((await totp.activate(account.id, await codeAt(again.secret))).ok).toBe(true);
+    });
+
+    it('is harmless without an authenticator', async () => {
+      const account = await newAccount();
+      await totp.remove(account.id);
+      expect(await totp.status(account.id)).toEqual({ enabled: false, recoveryCodesLeft: 0 });
+    });
+  });
+
+  describe('sweep', () => {
+    it('removes expired step claims and settled recovery claims, and never revives a used code', async () => {
+      const { id, secret, recoveryCodes } = await enrolled();
+      const steps = connection.db!.collection(TOTP_USED_STEPS_COLLECTION);
+      const uses = connection.db!.collection(RECOVERY_CODE_USES_COLLECTION);
+      expect(await totp.verify(id, await codeAt(secret))).toEqual({ ok: true });
+      expect(await steps.countDocuments({ accountId: id })).toBeGreaterThanOrEqual(2); // activation and this step
+
+      // Nothing of this account's has expired yet.
+      await totp.sweep(new Date(clock));
+      expect(await steps.countDocuments({ accountId: id })).toBeGreaterThanOrEqual(2);
+
+      expect(await totp.verifyRecoveryCode(id, recoveryCodes[0]!)).toMatchObject({ ok: true });
+      // A used code whose removal from the account was lost: the claim must outlive the sweep.
+      expect(await totp.verifyRecoveryCode(id, recoveryCodes[1]!)).toMatchObject({ ok: true });
+      const lostHash = hashRecoveryCode(recoveryCodes[1]!.replace('-', ''));
+      await connection.db!.collection<RawAccount>('accounts').updateOne({ _id: id }, { $push: { 'mfa.recoveryCodes': lostHash } });
+
+      const dayLater = new Date(clock + 25 * 60 * 60 * 1000);
+      const removed = await totp.sweep(dayLater);
+      expect(removed).toBeGreaterThanOrEqual(3);
+      expect(await steps.countDocuments({ accountId: id })).toBe(0);
+      // The cleanly used code's claim went; the other stayed and its hash was pulled again.
+      expect(await uses.countDocuments({ accountId: id })).toBe(1);
+      expect((await rawAccount(id))?.mfa?.recoveryCodes).not.toContain(lostHash);
+      expect(await totp.verifyRecoveryCode(id, recoveryCodes[1]!)).toEqual({ ok: false, reason: 'invalid' });
+
+      // The next sweep sees it gone and lets the claim go too; the code stays refused.
+      await totp.sweep(dayLater);
+      expect(await uses.countDocuments({ accountId: id })).toBe(0);
+      for (const code of recoveryCodes.slice(0, 2)) expect(await totp.verifyRecoveryCode(id, code)).toEqual({ ok: false, reason: 'invalid' });
+      expect(await totp.status(id)).toMatchObject({ recoveryCodesLeft: 8 });
+    });
+  });
+});
