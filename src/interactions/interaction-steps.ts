@@ -4,6 +4,7 @@ import type { InteractionResults } from 'oidc-provider';
 import { z } from 'zod';
 
 import type { Factor } from '../oidc/policy.js';
+import { clientFlag } from '../oidc/policy.js';
 import { AppError } from '../http/app-error.js';
 import type { FormFields } from '../http/form-body.js';
 import type { Logger } from '../logging/logger.js';
@@ -111,8 +112,7 @@ export function createInteractionSteps(deps: { provider: Provider; csrf: CsrfTok
       uri: client.clientUri ?? undefined,
       policyUri: client.policyUri ?? undefined,
       tosUri: client.tosUri ?? undefined,
-      // Extra client metadata (provider.ts registers require_mfa); camel-cased by the provider.
-      requiresMfa: (client as unknown as { requireMfa?: unknown }).requireMfa === true,
+      requiresMfa: clientFlag(client, 'require_mfa'),
     };
     const target = redirectTarget(interaction.params);
     ctx.state.formActionOrigins = target ? [target] : [];

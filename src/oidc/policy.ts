@@ -112,10 +112,17 @@ export interface MfaPolicyDeps extends MfaSettings {
   findAccount(id: string): Promise<Pick<AccountView, 'totpEnabled' | 'roles' | 'disabled'> | undefined>;
 }
 
-/** Reads the client's `require_mfa` metadata (registered as extra client metadata in provider.ts). */
+/**
+ * Our own boolean client metadata (`require_mfa`, `first_party`; registered as extraClientMetadata
+ * in provider.ts). NOTE: the provider keeps extra metadata under its snake_case name on the Client
+ * instance; only the metadata it knows itself becomes camelCase.
+ */
+export function clientFlag(client: unknown, name: 'require_mfa' | 'first_party'): boolean {
+  return typeof client === 'object' && client !== null && (client as Record<string, unknown>)[name] === true;
+}
+
 function clientRequiresMfa(ctx: KoaContextWithOIDC): boolean {
-  const client = ctx.oidc.client as unknown as { requireMfa?: unknown } | undefined;
-  return client?.requireMfa === true;
+  return clientFlag(ctx.oidc.client, 'require_mfa');
 }
 
 function acrValuesOf(ctx: KoaContextWithOIDC): string[] {

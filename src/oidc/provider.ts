@@ -8,7 +8,7 @@ import type { Logger } from '../logging/logger.js';
 import type { PrivateJwk } from './keys.js';
 import type { ClientStore } from './mongo-adapter.js';
 import { createMongoAdapter } from './mongo-adapter.js';
-import { createInteractionPolicy } from './policy.js';
+import { clientFlag, createInteractionPolicy } from './policy.js';
 import type { mongo } from 'mongoose';
 import type { PageRenderer } from '../http/render-page.js';
 
@@ -101,7 +101,7 @@ export function createProvider(deps: ProviderDeps): Provider {
       const grantId = ctx.oidc.result?.consent?.grantId ?? session.grantIdFor(client.clientId);
       if (grantId) return ctx.oidc.provider.Grant.find(grantId);
       // First-party clients are part of this service: no consent page, only the OIDC scopes asked for.
-      if ((client as unknown as { firstParty?: unknown }).firstParty !== true) return undefined;
+      if (!clientFlag(client, 'first_party')) return undefined;
       const grant = new ctx.oidc.provider.Grant({ clientId: client.clientId, accountId: session.accountId });
       grant.addOIDCScope([...ctx.oidc.requestParamOIDCScopes].join(' '));
       await grant.save();
