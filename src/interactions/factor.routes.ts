@@ -315,38 +315,49 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
 
   // Routes ----------------------------------------------------------------------------------
 
+  /**
+   * Issues a sign-in code for `email` bound to this interaction and mails it when the address
+   * belongs to a usable account. The same writes and the same answer for unknown and disabled
+   * accounts (no enumeration): their code is recorded but can never be redeemed, and not mailed.
+   */
+  const issueSignInCode = async (ctx: StepContext, email: string): Promise<{ ok: true } | { ok: false; retryAfterSeconds: number }> => {
+    const binding = ctx.state.interaction.uid;
+    const account = await accounts.findByEmail(email);
+    const usable = account && !account.disabled ? account : undefined;
+    const issued = await emailCodes.issue({ email, accountId: usable?.id ?? null, binding, purpose: 'sign-in' });
+    if (!issued.ok) {
+      ctx.set('Retry-After', String(issued.retryAfterSeconds));
+      return { ok: false, retryAfterSeconds: issued.retryAfterSeconds };
+    }
+    await saveProgress(ctx.state.interaction, { factors: [], step: 'email-code', email });
+    const expiresInMinutes = Math.round(config.emailCode.ttlSeconds / 60);
+    // NOTE: mailed in the background so the answer takes the same time whether or not an
+    // account exists. A failed delivery discards the code; the code page then says so.
+    const log = logFor(ctx);
+    const background = (delivery: Promise<unknown>) =>
+      void delivery.catch((err: unknown) => log.warn('code mail handling failed', { reason: (err as Error).message }));
+    if (usable) {
+      background(mailCode(ctx, usable.email, 'sign-in-code', { code: issued.code, expiresInMinutes }, () => emailCodes.discard({ binding, purpose: 'sign-in' })));
+    } else if (!account && config.emailCode.noAccountMail) {
+      background(mailCode(ctx, email, 'no-account', {}));
+    }
+    log.info('sign-in code requested', { client: ctx.state.interaction.params.client_id });
+    return { ok: true };
+  };
+
   /** "Email me a sign-in code" on the login page (passwordless first factor). */
   const sendSignInCode: Step = async function sendSignInCode(ctx) {
     const parsed = emailForm.safeParse({ csrf: ctx.state.form.csrf, email: ctx.state.form.email });
     if (!parsed.success) return renderLoginAgain(ctx, { error: 'Enter your email address to get a sign-in code.', status: 400 });
     const { email } = parsed.data;
-    const binding = ctx.state.interaction.uid;
-    const account = await accounts.findByEmail(email);
-    const usable = account && !account.disabled ? account : undefined;
-    // The same writes and the same answer for unknown and disabled accounts (no enumeration):
-    // their code is recorded but can never be redeemed, and it is not mailed.
-    const issued = await emailCodes.issue({ email, accountId: usable?.id ?? null, binding, purpose: 'sign-in' });
-    if (!issued.ok) {
-      ctx.set('Retry-After', String(issued.retryAfterSeconds));
+    const outcome = await issueSignInCode(ctx, email);
+    if (!outcome.ok) {
       return renderLoginAgain(ctx, {
         email,
-        error: `A code was sent to this address moments ago. You can ask for a new one in ${describeWait(issued.retryAfterSeconds)}.`,
+        error: `A code was sent to this address moments ago. You can ask for a new one in ${describeWait(outcome.retryAfterSeconds)}.`,
         status: 429,
       });
     }
-    await saveProgress(ctx.state.interaction, { factors: [], step: 'email-code', email });
-    const expiresInMinutes = Math.round(config.emailCode.ttlSeconds / 60);
-    // NOTE: mailed in the background so the answer takes the same time whether or not an
-    // account exists. A failed delivery discards the code; the code page then offers a new one.
-    const log = logFor(ctx);
-    if (usable) {
-      void mailCode(ctx, usable.email, 'sign-in-code', { code: issued.code, expiresInMinutes }, () => emailCodes.discard({ binding, purpose: 'sign-in' })).catch(
-        (err: unknown) => log.warn('discarding an undelivered code failed', { reason: (err as Error).message }),
-      );
-    } else if (!account && config.emailCode.noAccountMail) {
-      void mailCode(ctx, email, 'no-account', {});
-    }
-    log.info('sign-in code requested', { client: ctx.state.interaction.params.client_id });
     return showCurrentStep(ctx);
   };
 
@@ -379,8 +390,16 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     const progress = readProgress(interaction);
     if (interaction.prompt.name === 'login' && progress?.step === 'email-code' && progress.email) {
       // Same as the first request: throttled per address, mailed only to a usable account.
-      ctx.state.form = { ...ctx.state.form, email: progress.email };
-      return sendSignInCode(ctx, async () => undefined);
+      const outcome = await issueSignInCode(ctx, progress.email);
+      if (!outcome.ok) {
+        return renderEmailCode(ctx, {
+          purpose: 'sign-in',
+          email: progress.email,
+          notice: `A code was sent moments ago. You can ask for a new one in ${describeWait(outcome.retryAfterSeconds)}.`,
+          status: 429,
+        });
+      }
+      return showCurrentStep(ctx);
     }
     const context = await requireMethod(ctx, 'email');
     const outcome = await sendSecondFactorCode(ctx, context.account);
