@@ -77,6 +77,18 @@ export const defaults = {
     multiFactor: 'http://schemas.openid.net/pape/policies/2007/06/multi-factor',
   },
 
+  /** AUDIT_RETENTION_DAYS: audit events older than this are deleted (TTL index, or the sweep). */
+  auditRetentionDays: 90,
+
+  /**
+   * CLIENT_SECRET_GRACE_PERIOD (seconds): after an admin rotates a client secret, the previous
+   * secret keeps working this long, so every instance of the app can switch over.
+   */
+  clientSecretGracePeriod: 24 * 60 * 60,
+
+  /** The management API's scopes (its resource indicator is `$ISSUER/api/admin/v1`). */
+  adminScopes: ['admin:clients:read', 'admin:clients:write', 'admin:users:read', 'admin:users:write', 'admin:audit:read'] as const,
+
   /** Largest form body our own pages accept (bytes). */
   formBodyLimit: 16 * 1024,
 

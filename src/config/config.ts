@@ -81,6 +81,9 @@ const envSchema = z.object({
   MFA_EMAIL_FALLBACK: booleanFlag.default(true),
   FACTOR_FREE_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(defaults.factorFreeAttempts),
   FACTOR_MAX_DELAY: seconds(defaults.factorMaxDelay),
+  AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(defaults.auditRetentionDays),
+  CLIENT_SECRET_GRACE_PERIOD: z.coerce.number().int().min(0).default(defaults.clientSecretGracePeriod),
+  DYNAMIC_REGISTRATION: booleanFlag.default(false),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -136,6 +139,12 @@ export interface Config {
   };
   factorThrottle: { freeAttempts: number; maxDelaySeconds: number };
   acr: { singleFactor: string; multiFactor: string };
+  audit: { retentionDays: number };
+  clientSecretGracePeriodSeconds: number;
+  /** RFC 7591 dynamic client registration (with initial access tokens admins issue). */
+  dynamicRegistration: boolean;
+  /** The management API: its resource indicator (RFC 8707) and scopes. */
+  adminApi: { resource: string; scopes: readonly string[] };
 }
 
 /** Secrets generated for development (see dev-secrets.ts), used only when the environment gives none. */
@@ -237,5 +246,9 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
     mfa: { requiredForAdmins: e.MFA_REQUIRED_FOR_ADMINS, emailFallback: e.MFA_EMAIL_FALLBACK },
     factorThrottle: { freeAttempts: e.FACTOR_FREE_ATTEMPTS, maxDelaySeconds: e.FACTOR_MAX_DELAY },
     acr: { ...defaults.acr },
+    audit: { retentionDays: e.AUDIT_RETENTION_DAYS },
+    clientSecretGracePeriodSeconds: e.CLIENT_SECRET_GRACE_PERIOD,
+    dynamicRegistration: e.DYNAMIC_REGISTRATION,
+    adminApi: { resource: `${issuer}/api/admin/v1`, scopes: defaults.adminScopes },
   };
 }

@@ -87,6 +87,8 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
   const { config, accounts, emailCodes, totp, factorThrottle, mailer, pages, csrf, logger } = deps;
   const { finish, showCurrentStep } = steps;
   const logFor = (ctx: StepContext) => ctx.state.log ?? logger;
+  // Shown to people and in the mail: whole minutes, never "0 minutes" for a short TTL.
+  const codeMinutes = Math.max(1, Math.ceil(config.emailCode.ttlSeconds / 60));
 
   const common = (ctx: StepContext) => {
     const { uid } = ctx.state.interaction;
@@ -154,11 +156,16 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
         secondFactor: options.purpose === 'second-factor',
         stepUp: options.stepUp ?? false,
         email: options.email,
-        codeMinutes: Math.round(config.emailCode.ttlSeconds / 60),
+        codeMinutes,
         action: options.purpose === 'sign-in' ? `/interaction/${base.uid}/email-code/verify` : `/interaction/${base.uid}/second-factor/email`,
         resendAction: `/interaction/${base.uid}/email-code/resend`,
+        // A second factor by email at a step-up starts with no code sent: the page offers to send
+        // one (a POST), rather than mailing on a GET.
+        sent: Boolean(pending) || options.purpose === 'sign-in',
         // A code that could not be mailed was discarded: say so, and offer a new one.
-        notice: options.notice ?? (pending ? undefined : 'No valid code is waiting for you: it could not be sent, or it has expired. Send a new one.'),
+        notice:
+          options.notice ??
+          (pending || options.purpose === 'second-factor' ? undefined : 'No valid code is waiting for you: it could not be sent, or it has expired. Send a new one.'),
         error: options.error,
       },
       options.status ?? 200,
@@ -252,8 +259,10 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     try {
       await mailer.sendTemplate(to, template, { productName: config.productName, email: to, ...locals });
       return true;
-    } catch {
-      logFor(ctx).warn('code mail not delivered', { template, client: ctx.state.interaction.params.client_id });
+    } catch (err) {
+      // The mailer logged delivery failures itself (without the code); name the error here so a
+      // programming error is not mistaken for a delivery problem.
+      logFor(ctx).warn('code mail not delivered', { template, error: (err as Error).name, reason: (err as Error).message, client: ctx.state.interaction.params.client_id });
       if (discard) await discard();
       return false;
     }
@@ -267,7 +276,7 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
       ctx.set('Retry-After', String(issued.retryAfterSeconds));
       return { notice: `A code was sent moments ago. You can ask for a new one in ${describeWait(issued.retryAfterSeconds)}.`, status: 429 };
     }
-    const sent = await mailCode(ctx, account.email, 'sign-in-code', { code: issued.code, expiresInMinutes: Math.round(config.emailCode.ttlSeconds / 60) }, () =>
+    const sent = await mailCode(ctx, account.email, 'sign-in-code', { code: issued.code, expiresInMinutes: codeMinutes }, () =>
       emailCodes.discard({ binding, purpose: 'second-factor' }),
     );
     return sent ? {} : { error: 'We could not send the email just now. Wait a moment, then send a new code.', status: 503 };
@@ -330,7 +339,7 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
       return { ok: false, retryAfterSeconds: issued.retryAfterSeconds };
     }
     await saveProgress(ctx.state.interaction, { factors: [], step: 'email-code', email });
-    const expiresInMinutes = Math.round(config.emailCode.ttlSeconds / 60);
+    const expiresInMinutes = codeMinutes;
     // NOTE: mailed in the background so the answer takes the same time whether or not an
     // account exists. A failed delivery discards the code; the code page then says so.
     const log = logFor(ctx);

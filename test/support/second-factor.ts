@@ -45,7 +45,8 @@ export async function requestSignInCode(agent: UserAgent, loginPage: Reply, emai
 export function pageKind(reply: Reply): 'login' | 'email-code' | 'totp' | 'recovery' | 'password' | 'enrol' | 'recovery-codes' | 'consent' | 'other' {
   const b = reply.body;
   if (/action="[^"]*\/login"/.test(b)) return 'login';
-  if (/action="[^"]*\/email-code\/verify"/.test(b) || /action="[^"]*\/second-factor\/email"/.test(b)) return 'email-code';
+  // The code form, or (a second factor not sent yet, or replaced by a newer code) only "Email me a code".
+  if (/action="[^"]*\/email-code\/(verify|resend)"/.test(b) || /action="[^"]*\/second-factor\/email"/.test(b)) return 'email-code';
   if (/action="[^"]*\/second-factor\/totp"/.test(b)) return 'totp';
   if (/action="[^"]*\/second-factor\/recovery"/.test(b)) return 'recovery';
   if (/action="[^"]*\/second-factor\/password"/.test(b)) return 'password';

@@ -1,0 +1,379 @@
+/**
+ * Guessing a second factor, and getting around it: failures count per account across
+ * authorization requests and browsers; codes belong to the interaction that asked for them; and
+ * no sequence of requests reaches consent or the client before the second factor is done.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type * as oidc from 'openid-client';
+import { generate } from 'otplib';
+
+import type { CreatedClient } from '../../src/clients/client.service.js';
+import { codeFrom, startMailServer } from '../support/mail-server.js';
+import type { MailServer } from '../support/mail-server.js';
+import { authorizationRequest, REDIRECT_URI, redeem, rpFor, sleep } from '../support/rp.js';
+import type { Started } from '../support/rp.js';
+import { pageKind, secretFromEnrolPage, submit } from '../support/second-factor.js';
+import { startTestServer } from '../support/test-server.js';
+import type { TestServer } from '../support/test-server.js';
+import { formField, UserAgent } from '../support/user-agent.js';
+import type { Reply } from '../support/user-agent.js';
+
+const PASSWORD = 'correct horse battery staple';
+
+interface User {
+  email: string;
+  password: string;
+}
+
+// TOTP helpers: codes for an exact 30-second step, so a code is never a replay of the last one used.
+const STEP_MS = 30_000;
+const stepNow = () => Math.floor(Date.now() / STEP_MS);
+const codeAt = (secret: string, step: number) => generate({ secret, epoch: step * 30 + 1 });
+
+interface Authenticator {
+  secret: string;
+  /** The last time step the server accepted a code for (codes are single use per step). */
+  lastStep: number;
+}
+
+/** A code the server accepts now: the current step, or the next one if the current was used. */
+async function freshTotp(auth: Authenticator): Promise<{ code: string; step: number }> {
+  if (auth.lastStep >= stepNow() + 1) await sleep(auth.lastStep * STEP_MS - Date.now() + 100);
+  const step = Math.max(stepNow(), auth.lastStep + 1);
+  return { code: await codeAt(auth.secret, step), step };
+}
+
+/** Six digits that are not the code of any step near now (so never accepted, never a "replay"). */
+async function wrongTotp(auth: Authenticator): Promise<string> {
+  const now = stepNow();
+  const near = new Set(await Promise.all([-2, -1, 0, 1, 2, 3].map((offset) => codeAt(auth.secret, now + offset))));
+  let n = 135_791;
+  while (near.has(String(n).padStart(6, '0'))) n += 1;
+  return String(n).padStart(6, '0');
+}
+
+/** Another six digits than `code`. */
+const notThe = (code: string) => String((Number(code) + 500_001) % 1_000_000).padStart(6, '0');
+
+const uidOf = (page: Reply) => {
+  const uid = /\/interaction\/([A-Za-z0-9_-]+)/.exec(new URL(page.url).pathname)?.[1];
+  if (!uid) throw new Error(`not an interaction page: ${page.url}`);
+  return uid;
+};
+
+describe('second-factor guessing and shortcuts', () => {
+  let server: TestServer;
+  let smtp: MailServer;
+  let client: CreatedClient;
+  let mfaClient: CreatedClient;
+  let rp: oidc.Configuration;
+  let mfaRp: oidc.Configuration;
+  let userCount = 0;
+
+  const createUser = async (label: string): Promise<User> => {
+    const user = { email: `guess-${label}-${(userCount += 1)}@example.com`, password: PASSWORD };
+    await server.deps.accounts.create(user);
+    return user;
+  };
+
+  /** A new browser, a new authorization request, the password: the page after it. */
+  const afterPassword = async (rpConfig: oidc.Configuration, user: User) => {
+    const agent = new UserAgent(server.url);
+    const started = await authorizationRequest(rpConfig);
+    const login = await agent.follow(started.url.toString());
+    expect(pageKind(login)).toBe('login');
+    const before = smtp.countFor(user.email);
+    const page = await submit(agent, login, '/login', { email: user.email, password: user.password });
+    expect(page.status).toBe(200);
+    return { agent, started, page, uid: uidOf(page), mailsBefore: before };
+  };
+
+  /** After the password for a require_mfa client (account without TOTP): the email-code page and its code. */
+  const atEmailSecondFactor = async (user: User) => {
+    const flow = await afterPassword(mfaRp, user);
+    expect(pageKind(flow.page)).toBe('email-code');
+    const code = codeFrom(await smtp.waitForMail(user.email, { after: flow.mailsBefore }));
+    return { ...flow, code };
+  };
+
+  /** After the password (plain client) for an account with an authenticator app: the TOTP page. */
+  const atTotp = async (user: User) => {
+    const flow = await afterPassword(rp, user);
+    expect(pageKind(flow.page)).toBe('totp');
+    return flow;
+  };
+
+  const enrolTotp = async (user: User): Promise<Authenticator> => {
+    const agent = new UserAgent(server.url);
+    const login = await agent.follow(`${server.url}/account/security`);
+    expect(pageKind(login)).toBe('login');
+    const security = await submit(agent, login, '/login', { email: user.email, password: user.password });
+    expect(security.url).toBe(`${server.url}/account/security`);
+    const enrol = await agent.follow(`${server.url}/account/security/totp`);
+    expect(pageKind(enrol)).toBe('enrol');
+    const auth: Authenticator = { secret: secretFromEnrolPage(enrol.body), lastStep: 0 };
+    const { code, step } = await freshTotp(auth);
+    const codes = await submit(agent, enrol, '/account/security/totp', { code });
+    expect(pageKind(codes)).toBe('recovery-codes');
+    auth.lastStep = step;
+    return auth;
+  };
+
+  const expectWrongCode = (reply: Reply, kind: 'totp' | 'email-code') => {
+    expect(reply.status).toBe(401);
+    expect(pageKind(reply)).toBe(kind);
+    expect(reply.body).not.toContain('Too many');
+    expect(reply.headers.get('retry-after')).toBeNull();
+  };
+
+  const expectThrottled = (reply: Reply, kind: 'totp' | 'email-code'): number => {
+    expect(reply.status).toBe(429);
+    expect(pageKind(reply)).toBe(kind);
+    expect(reply.body).toContain('Too many');
+    const retryAfter = Number(reply.headers.get('retry-after'));
+    expect(Number.isInteger(retryAfter)).toBe(true);
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(2);
+    return retryAfter;
+  };
+
+  const toCallback = async (agent: UserAgent, reply: Reply) => {
+    expect(pageKind(reply)).toBe('consent');
+    const callback = await submit(agent, reply, '/confirm');
+    expect(callback.location?.startsWith(REDIRECT_URI)).toBe(true);
+    return callback;
+  };
+
+  const expectNoCode = (reply: Reply) => {
+    if (reply.location?.startsWith(REDIRECT_URI)) {
+      expect(new URL(reply.location).searchParams.get('code')).toBeNull();
+    }
+  };
+
+  beforeAll(async () => {
+    smtp = await startMailServer();
+    server = await startTestServer('factor_guessing', {
+      env: {
+        SMTP_URL: smtp.url,
+        MAIL_FROM: 'Id <id@example.com>',
+        // Short delays keep the wait after the free attempts to a second or two.
+        FACTOR_MAX_DELAY: '2',
+        // Several sign-ins per account within a minute, each mailing a second-factor code.
+        EMAIL_CODE_RESEND_INTERVAL: '0',
+      },
+    });
+    client = await server.deps.clients.create({ name: 'Notes', redirectUris: [REDIRECT_URI] });
+    mfaClient = await server.deps.clients.create({ name: 'Bank', redirectUris: [REDIRECT_URI], requireMfa: true });
+    rp = await rpFor(server, client);
+    mfaRp = await rpFor(server, mfaClient);
+  });
+  afterAll(async () => {
+    if (process.env.DEBUG_LOGS) console.log(server.logs.join('\n'));
+    await server.close();
+    await smtp.close();
+  });
+
+  describe('failures add up per account across authorization requests and browsers', () => {
+    it('TOTP: 5 wrong codes over 3 requests, then even the right code waits; after the wait it works and resets the count', async () => {
+      const user = await createUser('totp');
+      const auth = await enrolTotp(user);
+
+      const first = await atTotp(user);
+      let page = first.page;
+      for (let i = 0; i < 2; i += 1) {
+        page = await submit(first.agent, page, '/second-factor/totp', { code: await wrongTotp(auth) });
+        expectWrongCode(page, 'totp');
+      }
+      const second = await atTotp(user);
+      page = second.page;
+      for (let i = 0; i < 2; i += 1) {
+        page = await submit(second.agent, page, '/second-factor/totp', { code: await wrongTotp(auth) });
+        expectWrongCode(page, 'totp');
+      }
+      const third = await atTotp(user);
+      // Opened before the fifth failure, so the sixth attempt follows it within the 1 s delay.
+      const fourth = await atTotp(user);
+      expectWrongCode(await submit(third.agent, third.page, '/second-factor/totp', { code: await wrongTotp(auth) }), 'totp');
+
+      const right = await freshTotp(auth);
+      const refused = await submit(fourth.agent, fourth.page, '/second-factor/totp', { code: right.code });
+      const retryAfter = expectThrottled(refused, 'totp');
+
+      await sleep(retryAfter * 1000 + 250);
+      const again = await freshTotp(auth);
+      const consent = await submit(fourth.agent, refused, '/second-factor/totp', { code: again.code });
+      expect(consent.status).toBe(200);
+      expect(pageKind(consent)).toBe('consent');
+      auth.lastStep = again.step;
+      const tokens = await redeem(rp, fourth.started, await toCallback(fourth.agent, consent));
+      expect(tokens.claims()?.amr).toEqual(['pwd', 'otp', 'mfa']);
+
+      // The success forgot the failures: the next wrong code is an ordinary one.
+      const fifth = await atTotp(user);
+      expectWrongCode(await submit(fifth.agent, fifth.page, '/second-factor/totp', { code: await wrongTotp(auth) }), 'totp');
+    });
+
+    it('email second factor: 5 wrong codes over 3 requests, then even the right code waits', async () => {
+      const user = await createUser('email');
+      const first = await atEmailSecondFactor(user);
+      let page = first.page;
+      for (let i = 0; i < 2; i += 1) {
+        page = await submit(first.agent, page, '/second-factor/email', { code: notThe(first.code) });
+        expectWrongCode(page, 'email-code');
+      }
+      const second = await atEmailSecondFactor(user);
+      page = second.page;
+      for (let i = 0; i < 2; i += 1) {
+        page = await submit(second.agent, page, '/second-factor/email', { code: notThe(second.code) });
+        expectWrongCode(page, 'email-code');
+      }
+      const third = await atEmailSecondFactor(user);
+      const fourth = await atEmailSecondFactor(user);
+      expectWrongCode(await submit(third.agent, third.page, '/second-factor/email', { code: notThe(third.code) }), 'email-code');
+
+      const refused = await submit(fourth.agent, fourth.page, '/second-factor/email', { code: fourth.code });
+      const retryAfter = expectThrottled(refused, 'email-code');
+
+      await sleep(retryAfter * 1000 + 250);
+      const consent = await submit(fourth.agent, refused, '/second-factor/email', { code: fourth.code });
+      expect(consent.status).toBe(200);
+      expect(pageKind(consent)).toBe('consent');
+      const tokens = await redeem(mfaRp, fourth.started, await toCallback(fourth.agent, consent));
+      expect(tokens.claims()?.amr).toEqual(['pwd', 'email', 'mfa']);
+
+      const fifth = await atEmailSecondFactor(user);
+      expectWrongCode(await submit(fifth.agent, fifth.page, '/second-factor/email', { code: notThe(fifth.code) }), 'email-code');
+    });
+  });
+
+  it("a code mailed for browser A's interaction does not work in browser B's", async () => {
+    const user = await createUser('binding');
+    const b = await atEmailSecondFactor(user);
+    // A asks last, so A's code is the newest one for this address.
+    const a = await atEmailSecondFactor(user);
+    expect(a.code).not.toBe(b.code);
+
+    const inB = await submit(b.agent, b.page, '/second-factor/email', { code: a.code });
+    expectWrongCode(inB, 'email-code');
+
+    // The code itself was good: in the interaction it was mailed for, it signs in.
+    const inA = await submit(a.agent, a.page, '/second-factor/email', { code: a.code });
+    expect(pageKind(inA)).toBe('consent');
+    await toCallback(a.agent, inA);
+  });
+
+  describe('nothing reaches consent or the client without the second factor', () => {
+    let user: User;
+    beforeAll(async () => {
+      user = await createUser('bypass');
+    });
+
+    it('(a) POST /confirm with a valid CSRF token after the password → 400 wrong step', async () => {
+      const flow = await atEmailSecondFactor(user);
+      const reply = await flow.agent.post(`${server.url}/interaction/${flow.uid}/confirm`, { csrf: formField(flow.page.body, 'csrf') });
+      expect(reply.status).toBe(400);
+      expect(reply.body).toContain('not the current one');
+      expectNoCode(reply);
+
+      // Nothing moved: the page is still the second factor, and the mailed code still finishes it.
+      const still = await flow.agent.follow(`${server.url}/interaction/${flow.uid}`);
+      expect(pageKind(still)).toBe('email-code');
+      const consent = await submit(flow.agent, still, '/second-factor/email', { code: flow.code });
+      expect(pageKind(consent)).toBe('consent');
+    });
+
+    it("(b) the provider's resume URL /auth/:uid opened directly → a sign-in page, no code", async () => {
+      const flow = await atEmailSecondFactor(user);
+      const reply = await flow.agent.follow(`${server.url}/auth/${flow.uid}`);
+      expectNoCode(reply);
+      expect(reply.status).toBe(200);
+      expect(pageKind(reply)).toBe('login');
+      // A new interaction: the provider found no `login` in the unfinished one's result.
+      expect(uidOf(reply)).not.toBe(flow.uid);
+    });
+
+    it('(c) a new authorization request for the same client in the same browser → the login page', async () => {
+      const flow = await atEmailSecondFactor(user);
+      const again = await authorizationRequest(mfaRp);
+      const reply = await flow.agent.follow(again.url.toString());
+      expectNoCode(reply);
+      expect(reply.status).toBe(200);
+      expect(pageKind(reply)).toBe('login');
+    });
+
+    it('(d) a request to a plain client in the same browser after only the password → the login page', async () => {
+      const flow = await atEmailSecondFactor(user);
+      const other = await authorizationRequest(rp);
+      const reply = await flow.agent.follow(other.url.toString());
+      expectNoCode(reply);
+      expect(reply.status).toBe(200);
+      expect(pageKind(reply)).toBe('login');
+    });
+
+    it('(e) second-factor routes other than the current one → 400', async () => {
+      const flow = await atEmailSecondFactor(user);
+      const csrf = formField(flow.page.body, 'csrf');
+      const base = `${server.url}/interaction/${flow.uid}`;
+      for (const [path, fields] of [
+        ['/second-factor/continue', {}],
+        ['/second-factor/totp', { code: '123456' }],
+        ['/second-factor/recovery', { code: 'abcd-efgh-ijkl' }],
+        ['/second-factor/password', { password: user.password }],
+        ['/second-factor/enrol', { code: '123456' }],
+      ] as const) {
+        const reply = await flow.agent.post(`${base}${path}`, { csrf, ...fields });
+        expect({ path, status: reply.status }).toEqual({ path, status: 400 });
+        expectNoCode(reply);
+      }
+
+      // Before any first factor, no second-factor route is the current step either.
+      const agent = new UserAgent(server.url);
+      const started: Started = await authorizationRequest(mfaRp);
+      const login = await agent.follow(started.url.toString());
+      expect(pageKind(login)).toBe('login');
+      const loginUid = uidOf(login);
+      const loginCsrf = formField(login.body, 'csrf');
+      for (const [path, fields] of [
+        ['/second-factor/continue', {}],
+        ['/second-factor/totp', { code: '123456' }],
+        ['/second-factor/email', { code: flow.code }],
+        ['/second-factor/password', { password: user.password }],
+      ] as const) {
+        const reply = await agent.post(`${server.url}/interaction/${loginUid}${path}`, { csrf: loginCsrf, ...fields });
+        expect({ path, status: reply.status }).toEqual({ path, status: 400 });
+        expectNoCode(reply);
+      }
+    });
+  });
+
+  describe("a pending second factor stays in its browser", () => {
+    it("browser A's interaction URL in browser B → an error page, not the factor page", async () => {
+      const user = await createUser('move');
+      const a = await atEmailSecondFactor(user);
+      const url = `${server.url}/interaction/${a.uid}`;
+      const csrf = formField(a.page.body, 'csrf');
+
+      // A browser with no sign-in of its own.
+      const fresh = new UserAgent(server.url);
+      const opened = await fresh.follow(url);
+      expect([400, 404]).toContain(opened.status);
+      expect(pageKind(opened)).toBe('other');
+      // Even with A's form token and A's code, posting from B gets nowhere.
+      const posted = await fresh.post(`${url}/second-factor/email`, { csrf, code: a.code });
+      expect([400, 404]).toContain(posted.status);
+      expectNoCode(posted);
+
+      // A browser with a sign-in of its own in progress.
+      const other = new UserAgent(server.url);
+      const own = await authorizationRequest(mfaRp);
+      expect(pageKind(await other.follow(own.url.toString()))).toBe('login');
+      const openedInOther = await other.follow(url);
+      expect([400, 404]).toContain(openedInOther.status);
+      expect(pageKind(openedInOther)).toBe('other');
+
+      // A still finishes with its code: B's tries did not use it up.
+      const consent = await submit(a.agent, a.page, '/second-factor/email', { code: a.code });
+      expect(pageKind(consent)).toBe('consent');
+    });
+  });
+});
