@@ -10,6 +10,7 @@ import type { Deps } from './deps.js';
 import { handleErrors } from './http/error-handler.js';
 import { createHealthRouter } from './http/health.routes.js';
 import { requestId, securityHeaders } from './http/security-headers.js';
+import { bindRequestContext } from './http/request-context.js';
 import { serveStatic } from './http/static.routes.js';
 import { createInteractionRouter } from './interactions/interaction.routes.js';
 import { createDemoRouter } from './demo/demo.routes.js';
@@ -36,6 +37,7 @@ export function createApp(deps: Deps): Koa {
     ctx.state.log = logger.child({ requestId: ctx.state.requestId, ip: ctx.ip });
     await next();
   });
+  app.use(bindRequestContext());
   app.use(securityHeaders({ hsts: config.issuer.startsWith('https://') }));
   app.use(views(VIEWS_DIR, { extension: 'pug', options: { cache: config.env === 'production', basedir: VIEWS_DIR } }));
   app.use(handleErrors({ logger, pages }));

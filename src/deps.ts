@@ -13,6 +13,8 @@ import { createFactorThrottle } from './accounts/factor-throttle.js';
 import type { TotpService } from './accounts/totp.service.js';
 import { createTotpService } from './accounts/totp.service.js';
 import { ensureAccountClient } from './account/account-client.js';
+import type { AuditService } from './audit/audit.service.js';
+import { createAuditService } from './audit/audit.service.js';
 import type { Mailer } from './mail/mailer.js';
 import { createMailer } from './mail/mailer.js';
 import { createClientModel } from './clients/client.model.js';
@@ -44,6 +46,7 @@ export interface Deps {
   totp: TotpService;
   factorThrottle: FactorThrottle;
   mailer: Mailer;
+  audit: AuditService;
   provider: Provider;
   pages: PageRenderer;
   csrf: CsrfTokens;
@@ -92,23 +95,24 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   await factorThrottle.ensureIndexes();
   await totp.ensureIndexes();
   const mailer = createMailer({ config, logger });
+  const audit = createAuditService({ db, logger, retentionDays: config.audit.retentionDays });
+  await audit.ensureIndexes();
   await ensureAccountClient(clients, config);
 
-  let sweep: NodeJS.Timeout | undefined;
-  if (!ttlSupported) {
-    // Without TTL indexes expired records would pile up (they are never returned either way).
-    sweep = setInterval(() => {
-      guardDatabase(async () => {
-        let removed = await sweepExpired(db);
-        for (const store of [signInThrottle, emailCodes, factorThrottle, totp]) removed += await store.sweep();
-        return removed;
-      }).then(
-        (n) => n > 0 && logger.debug('swept expired oidc records', { removed: n }),
-        (err: unknown) => logger.warn('expiry sweep failed', { reason: (err as Error).message }),
-      );
-    }, 60_000);
-    sweep.unref();
-  }
+  // Without TTL indexes expired records would pile up (they are never returned either way), so a
+  // sweep removes them. It runs on MongoDB too: used recovery codes have no expiry a TTL index
+  // could act on (totp.service.ts), and the other stores' sweeps are cheap indexed deletes.
+  const sweep = setInterval(() => {
+    guardDatabase(async () => {
+      let removed = ttlSupported ? 0 : await sweepExpired(db);
+      for (const store of [signInThrottle, emailCodes, factorThrottle, totp, audit]) removed += await store.sweep();
+      return removed;
+    }).then(
+      (n) => n > 0 && logger.debug('swept expired records', { removed: n }),
+      (err: unknown) => logger.warn('expiry sweep failed', { reason: (err as Error).message }),
+    );
+  }, 60_000);
+  sweep.unref();
 
   const signingKeys = await loadOrCreateSigningKeys({ db, secretBox, logger });
   const pages = createPageRenderer({ productName: config.productName });
@@ -131,11 +135,12 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
     totp,
     factorThrottle,
     mailer,
+    audit,
     provider,
     pages,
     csrf,
     stop() {
-      if (sweep) clearInterval(sweep);
+      clearInterval(sweep);
       mailer.close();
     },
   };

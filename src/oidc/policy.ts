@@ -138,6 +138,15 @@ export function createInteractionPolicy(deps: MfaPolicyDeps): interactionPolicy.
   const { Prompt, Check, base } = interactionPolicy;
   const policy = base();
 
+  // A session whose account was disabled or deleted signs in again. NOTE: the library's login
+  // prompt looks only at the session's accountId; without this check the consent check meets a
+  // request with no account and no grant, and fails with a server error.
+  policy.get('login')?.checks.push(
+    new Check('account_unavailable', 'the session account is disabled or no longer exists', (ctx) =>
+      ctx.oidc.session?.accountId && !ctx.oidc.account ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT,
+    ),
+  );
+
   // One lookup per authorization request, shared by the four checks below.
   const reasonsFor = async (ctx: KoaContextWithOIDC): Promise<Set<MfaReason>> => {
     const cached = (ctx.state as { mfaReasons?: Set<MfaReason> }).mfaReasons;

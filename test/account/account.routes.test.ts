@@ -1,0 +1,461 @@
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { generate } from 'otplib';
+
+import { startMailServer } from '../support/mail-server.js';
+import type { MailServer } from '../support/mail-server.js';
+import { sleep } from '../support/rp.js';
+import { pageKind, recoveryCodesFrom, secretFromEnrolPage, submit } from '../support/second-factor.js';
+import { startTestServer } from '../support/test-server.js';
+import type { TestServer } from '../support/test-server.js';
+import { UserAgent, formAction, formField } from '../support/user-agent.js';
+import type { Reply } from '../support/user-agent.js';
+
+/**
+ * The self-service security page (/account/security): its sign-in as the built-in first-party
+ * client `account-console` (state, PKCE, a callback that redeems the code once), and the
+ * authenticator-app forms on it (enrol, new recovery codes, remove), each behind the session
+ * and a CSRF token.
+ *
+ * NOTE: TOTP codes are computed for absolute 30-second steps, never within a few seconds of a
+ * step's end, and each one after the step the account last used (the server refuses older ones).
+ */
+
+const STEP_MS = 30_000;
+const PASSWORD = 'correct horse battery staple 7';
+
+const stepNow = (): number => Math.floor(Date.now() / STEP_MS);
+
+function codeForStep(secret: string, step: number): Promise<string> {
+  return generate({ secret, epoch: step * 30 + 15 });
+}
+
+async function clearOfStepEnd(marginMs = 5_000): Promise<number> {
+  const left = STEP_MS - (Date.now() % STEP_MS);
+  if (left < marginMs) await sleep(left + 250);
+  return stepNow();
+}
+
+/**
+ * A step whose code the server will take now: the current one, or the next (within the window)
+ * when the current one was already used.
+ */
+async function usableStep(lastUsed: number): Promise<number> {
+  let now = await clearOfStepEnd();
+  while (lastUsed > now) {
+    await sleep(STEP_MS - (Date.now() % STEP_MS) + 250);
+    now = await clearOfStepEnd();
+  }
+  return Math.max(now, lastUsed + 1);
+}
+
+async function wrongCode(secret: string): Promise<string> {
+  const step = stepNow();
+  const near = new Set(await Promise.all([-2, -1, 0, 1, 2].map((offset) => codeForStep(secret, step + offset))));
+  for (let n = 123_456; ; n = (n + 111_111) % 1_000_000) {
+    const candidate = String(n).padStart(6, '0');
+    if (!near.has(candidate)) return candidate;
+  }
+}
+
+function expectClientError(reply: Reply, status?: number): void {
+  if (status !== undefined) expect(reply.status).toBe(status);
+  expect(reply.status).toBeGreaterThanOrEqual(400);
+  expect(reply.status).toBeLessThan(500);
+  expect(reply.headers.get('content-type')).toMatch(/^text\/html/);
+  expect(reply.body).not.toMatch(/^\s*at\s/m);
+  expect(reply.body).not.toContain('node_modules');
+}
+
+/** The pair of signed-cookie Set-Cookie values (`name=value`) for `name` in a reply. */
+function setCookiePairs(reply: Reply, name: string): string[] {
+  return reply.headers
+    .getSetCookie()
+    .map((line) => line.split(';')[0] ?? '')
+    .filter((pair) => pair.startsWith(`${name}=`) || pair.startsWith(`${name}.sig=`));
+}
+
+/** The two-step verification state the page shows ("On" or "Off"), whatever the markup around it. */
+function shownState(body: string): string | undefined {
+  return /<span[^>]*>(On|Off)<\/span>/.exec(body)?.[1];
+}
+
+interface Person {
+  email: string;
+  password: string;
+}
+
+describe('/account/security', () => {
+  let server: TestServer;
+  let smtp: MailServer;
+
+  beforeAll(async () => {
+    smtp = await startMailServer();
+    server = await startTestServer('account_routes', { env: { SMTP_URL: smtp.url, MAIL_FROM: 'Id <id@example.com>' } });
+  });
+
+  afterAll(async () => {
+    if (process.env.DEBUG_LOGS) console.log(server.logs.join('\n'));
+    await server.close();
+    await smtp.close();
+  });
+
+  const url = (path: string) => `${server.url}${path}`;
+
+  async function newPerson(name: string): Promise<Person & { id: string }> {
+    const p = { email: `${name}@example.com`, password: PASSWORD };
+    const account = await server.deps.accounts.create(p);
+    return { ...p, id: account.id };
+  }
+
+  /** A browser's way to the page: /account/security → sign-in → login page → password; the page after it. */
+  async function signIn(p: Person, agent = new UserAgent(server.url)): Promise<{ agent: UserAgent; page: Reply }> {
+    const login = await agent.follow(url('/account/security'));
+    expect(pageKind(login)).toBe('login');
+    const page = await submit(agent, login, '/login', { email: p.email, password: p.password });
+    return { agent, page };
+  }
+
+  /** Steps through redirects one by one until the browser is about to open the account callback. */
+  async function untilCallback(agent: UserAgent, reply: Reply): Promise<{ callbackUrl: string; visited: string[] }> {
+    const visited: string[] = [];
+    let current = reply;
+    for (let hops = 0; hops < 10; hops += 1) {
+      const location = current.location;
+      if (!location) throw new Error(`expected a redirect, got ${current.status} at ${current.url}`);
+      if (new URL(location).pathname === '/account/callback') return { callbackUrl: location, visited };
+      visited.push(location);
+      current = await agent.get(location);
+    }
+    throw new Error('no redirect to /account/callback');
+  }
+
+  /** Enrols the app from the page; returns the key, the recovery codes and the step whose code was used. */
+  async function enrolFromPage(agent: UserAgent): Promise<{ secret: string; recoveryCodes: string[]; usedStep: number }> {
+    const enrol = await agent.follow(url('/account/security/totp'));
+    expect(pageKind(enrol)).toBe('enrol');
+    const secret = secretFromEnrolPage(enrol.body);
+    const usedStep = (await clearOfStepEnd()) - 1;
+    const codes = await submit(agent, enrol, '/account/security/totp', { code: await codeForStep(secret, usedStep) });
+    expect(pageKind(codes)).toBe('recovery-codes');
+    const recoveryCodes = recoveryCodesFrom(codes.body);
+    expect(recoveryCodes).toHaveLength(10);
+    const page = await submit(agent, codes, '/account/security/done');
+    expect(shownState(page.body)).toBe('On');
+    return { secret, recoveryCodes, usedStep };
+  }
+
+  describe('signing in', () => {
+    it('without a session: sign-in, /auth with PKCE S256 and state, our login page, then back to the page with no consent', async () => {
+      const p = await newPerson('first');
+      const agent = new UserAgent(server.url);
+
+      const page = await agent.get(url('/account/security'));
+      expect(page.status).toBe(303);
+      expect(page.location).toBe(url('/account/sign-in'));
+
+      const start = await agent.get(page.location ?? '');
+      expect(start.status).toBe(303);
+      const auth = new URL(start.location ?? '');
+      expect(auth.origin).toBe(server.url);
+      expect(auth.pathname).toBe('/auth');
+      expect(auth.searchParams.get('client_id')).toBe('account-console');
+      expect(auth.searchParams.get('response_type')).toBe('code');
+      expect(auth.searchParams.get('code_challenge_method')).toBe('S256');
+      expect(auth.searchParams.get('code_challenge')).toMatch(/^[A-Za-z0-9_-]{43}$/);
+      expect(auth.searchParams.get('redirect_uri')).toBe(url('/account/callback'));
+      const state = auth.searchParams.get('state');
+      expect(state).toMatch(/^[A-Za-z0-9_-]{16,}$/);
+      // The login cookie is HttpOnly and scoped to /account.
+      const loginCookie = start.headers.getSetCookie().find((line) => line.startsWith('account.login='));
+      expect(loginCookie).toMatch(/path=\/account/i);
+      expect(loginCookie).toMatch(/httponly/i);
+
+      const login = await agent.follow(auth.toString());
+      expect(login.status).toBe(200);
+      expect(pageKind(login)).toBe('login');
+      expect(login.url).toMatch(/\/interaction\/[A-Za-z0-9_-]+$/);
+
+      const posted = await agent.post(formAction(login.body, '/login'), { csrf: formField(login.body, 'csrf'), email: p.email, password: p.password });
+      expect(posted.status).toBe(303);
+      const { callbackUrl, visited } = await untilCallback(agent, posted);
+      // First-party client: from the password straight to the callback, no consent page between.
+      expect(visited.every((u) => !u.includes('/interaction/'))).toBe(true);
+      const callback = new URL(callbackUrl);
+      expect(callback.searchParams.get('state')).toBe(state);
+      expect(callback.searchParams.get('code')).toBeTruthy();
+
+      const back = await agent.get(callbackUrl);
+      expect(back.status).toBe(303);
+      expect(back.location).toBe(url('/account/security'));
+      const security = await agent.follow(back.location ?? '');
+      expect(security.status).toBe(200);
+      expect(security.body).toContain(p.email);
+      expect(security.body).toContain('Two-step verification');
+      expect(security.headers.get('cache-control')).toContain('no-store');
+    });
+
+    it('a callback with a wrong state is a 400 page; without the login cookie too', async () => {
+      const p = await newPerson('state');
+      const agent = new UserAgent(server.url);
+      const login = await agent.follow(url('/account/security'));
+      const posted = await agent.post(formAction(login.body, '/login'), { csrf: formField(login.body, 'csrf'), email: p.email, password: p.password });
+      const { callbackUrl } = await untilCallback(agent, posted);
+
+      const tampered = new URL(callbackUrl);
+      tampered.searchParams.set('state', 'not-the-state-we-sent');
+      const wrongState = await agent.get(tampered.toString());
+      expectClientError(wrongState, 400);
+      expect(wrongState.body).toContain('This sign-in link has expired or was opened in another browser');
+
+      // The right URL in a browser without the login cookie (another browser, or this one after
+      // the refusal cleared it): 400, and no page reached.
+      const otherBrowser = await new UserAgent(server.url).get(callbackUrl);
+      expectClientError(otherBrowser, 400);
+      const sameBrowser = await agent.get(callbackUrl);
+      expectClientError(sameBrowser, 400);
+
+      // A bare callback with neither cookie nor parameters.
+      expectClientError(await new UserAgent(server.url).get(url('/account/callback')), 400);
+    });
+
+    it('replaying the callback URL is a 4xx (cookie gone, and code already consumed)', async () => {
+      const p = await newPerson('replay');
+      const agent = new UserAgent(server.url);
+      const toSignIn = await agent.get(url('/account/security'));
+      const start = await agent.get(toSignIn.location ?? '');
+      const loginCookie = setCookiePairs(start, 'account.login');
+      expect(loginCookie).toHaveLength(2); // value and signature
+      const login = await agent.follow(start.location ?? '');
+      const posted = await agent.post(formAction(login.body, '/login'), { csrf: formField(login.body, 'csrf'), email: p.email, password: p.password });
+      const { callbackUrl } = await untilCallback(agent, posted);
+
+      const first = await agent.get(callbackUrl);
+      expect(first.status).toBe(303);
+      expect(first.location).toBe(url('/account/security'));
+
+      const replay = await agent.get(callbackUrl);
+      expectClientError(replay);
+
+      // Even with the original login cookie sent again, the code is spent.
+      const withCookie = await fetch(callbackUrl, { redirect: 'manual', headers: { accept: 'text/html', cookie: loginCookie.join('; ') } });
+      const body = await withCookie.text();
+      expect(withCookie.status).toBe(400);
+      expect(body).toContain('This sign-in could not be completed');
+      expect(body).not.toContain('node_modules');
+
+      // The session from the first callback still reaches the page.
+      const page = await agent.get(url('/account/security'));
+      expect(page.status).toBe(200);
+      expect(page.body).toContain(p.email);
+    });
+
+    it("a disabled account's session no longer reaches the page", async () => {
+      const p = await newPerson('disabled');
+      const { agent, page } = await signIn(p);
+      expect(page.status).toBe(200);
+      expect(page.body).toContain(p.email);
+
+      await server.deps.accounts.setDisabled(p.id, true);
+      const after = await agent.get(url('/account/security'));
+      expect(after.status).toBe(303);
+      expect(after.location).toBe(url('/account/sign-in'));
+      // Nor do the forms work with it.
+      const post = await agent.post(url('/account/security/totp/remove'), { csrf: 'x', password: p.password });
+      expect(post.status).toBe(303);
+      expect(post.location).toBe(url('/account/sign-in'));
+      // Following the redirect asks for a sign-in again (the session's account is unusable),
+      // with a page, not a server error.
+      const login = await agent.follow(after.location ?? '');
+      expect(login.status).toBe(200);
+      expect(pageKind(login)).toBe('login');
+      expect(login.body).not.toContain('Signed in as');
+    });
+  });
+
+  describe('the authenticator app', () => {
+    const me = { email: 'owner@example.com', password: PASSWORD, id: '' };
+    let agent: UserAgent;
+    let secret = '';
+    let firstCodes: string[] = [];
+    let newCodes: string[] = [];
+    let lastStep = 0;
+
+    beforeAll(async () => {
+      me.id = (await server.deps.accounts.create(me)).id;
+      const signedIn = await signIn(me);
+      agent = signedIn.agent;
+      expect(signedIn.page.status).toBe(200);
+      expect(shownState(signedIn.page.body)).toBe('Off');
+    });
+
+    it('enrols from the page: QR code and key, a wrong code is 401, the right one shows 10 recovery codes once', async () => {
+      const enrol = await agent.get(url('/account/security/totp'));
+      expect(enrol.status).toBe(200);
+      expect(pageKind(enrol)).toBe('enrol');
+      expect(enrol.body).toMatch(/<img[^>]*src="data:image\/png;base64,[A-Za-z0-9+/=]+"/);
+      secret = secretFromEnrolPage(enrol.body);
+      expect(secret).toMatch(/^[A-Z2-7]{16,}$/);
+
+      const wrong = await submit(agent, enrol, '/account/security/totp', { code: await wrongCode(secret) });
+      expect(wrong.status).toBe(401);
+      expect(pageKind(wrong)).toBe('enrol');
+      expect(secretFromEnrolPage(wrong.body)).toBe(secret);
+      expect((await server.deps.totp.status(me.id)).enabled).toBe(false);
+
+      const bad = await submit(agent, enrol, '/account/security/totp', { code: 'abcdef' });
+      expectClientError(bad, 400);
+
+      lastStep = (await clearOfStepEnd()) - 1;
+      const codes = await submit(agent, wrong, '/account/security/totp', { code: await codeForStep(secret, lastStep) });
+      expect(codes.status).toBe(200);
+      expect(pageKind(codes)).toBe('recovery-codes');
+      firstCodes = recoveryCodesFrom(codes.body);
+      expect(firstCodes).toHaveLength(10);
+      expect(new Set(firstCodes).size).toBe(10);
+      expect(/<a[^>]*href="([^"]*)"[^>]*download=/.exec(codes.body)?.[1]).toMatch(/^data:text\/plain/);
+
+      const page = await submit(agent, codes, '/account/security/done');
+      expect(page.status).toBe(200);
+      expect(page.url).toBe(url('/account/security'));
+      expect(shownState(page.body)).toBe('On');
+      expect(page.body).toMatch(/Recovery codes left:(?:\s|<[^>]*>)*10\b/);
+      // Shown once: neither the page nor the enrolment URL shows them (or a key) again.
+      for (const code of firstCodes) expect(page.body).not.toContain(code);
+      const enrolAgain = await agent.get(url('/account/security/totp'));
+      expect(enrolAgain.status).toBe(303);
+      expect(enrolAgain.location).toBe(url('/account/security'));
+      expect((await server.deps.totp.status(me.id)).enabled).toBe(true);
+    });
+
+    it('new recovery codes need a current code (wrong 401); the old codes then stop working', async () => {
+      expect(secret).not.toBe('');
+      const page = await agent.get(url('/account/security'));
+      expect(page.status).toBe(200);
+
+      const wrong = await submit(agent, page, '/account/security/recovery-codes', { code: await wrongCode(secret) });
+      expect(wrong.status).toBe(401);
+      expect(wrong.body).toContain('That code is not right');
+      expect(recoveryCodesFrom(wrong.body)).toEqual([]);
+      const missing = await submit(agent, page, '/account/security/recovery-codes', {});
+      expectClientError(missing, 400);
+
+      const step = await usableStep(lastStep);
+      lastStep = step;
+      const fresh = await submit(agent, page, '/account/security/recovery-codes', { code: await codeForStep(secret, step) });
+      expect(fresh.status).toBe(200);
+      expect(pageKind(fresh)).toBe('recovery-codes');
+      newCodes = recoveryCodesFrom(fresh.body);
+      expect(newCodes).toHaveLength(10);
+      for (const code of newCodes) expect(firstCodes).not.toContain(code);
+      await submit(agent, fresh, '/account/security/done');
+
+      // The same current code cannot make another set (it is used now).
+      const reused = await submit(agent, await agent.get(url('/account/security')), '/account/security/recovery-codes', { code: await codeForStep(secret, step) });
+      expect(reused.status).toBe(401);
+
+      // Another browser: password, then an old recovery code is refused; a new one signs in.
+      const other = await signIn(me);
+      expect(pageKind(other.page)).toBe('totp');
+      const recovery = await other.agent.follow(`${other.page.url}?method=recovery`);
+      expect(pageKind(recovery)).toBe('recovery');
+      const old = await submit(other.agent, recovery, '/second-factor/recovery', { code: firstCodes[0] ?? '' });
+      expect(old.status).toBe(401);
+      expect(pageKind(old)).toBe('recovery');
+      const ok = await submit(other.agent, old, '/second-factor/recovery', { code: newCodes[0] ?? '' });
+      expect(ok.status).toBe(200);
+      expect(ok.url).toBe(url('/account/security'));
+      expect(ok.body).toMatch(/Recovery codes left:(?:\s|<[^>]*>)*9\b/);
+    });
+
+    it('CSRF: a missing or foreign token on each form is 403, and changes nothing', async () => {
+      const stranger = await newPerson('stranger');
+      const foreignSession = await signIn(stranger);
+      expect(foreignSession.page.body).toContain(stranger.email);
+      // Without an app set up the page has no form; the enrolment page has one.
+      const foreignToken = formField((await foreignSession.agent.get(url('/account/security/totp'))).body, 'csrf');
+      // The token of a sign-in page (an interaction) of this account, in another browser.
+      const otherSession = await signIn(me);
+      expect(pageKind(otherSession.page)).toBe('totp');
+      const interactionToken = formField(otherSession.page.body, 'csrf');
+
+      const mine = formField((await agent.get(url('/account/security'))).body, 'csrf');
+      expect(mine).not.toBe(foreignToken);
+
+      const step = await usableStep(lastStep);
+      const current = await codeForStep(secret, step);
+      const forms: [string, Record<string, string>][] = [
+        ['/account/security/totp', { code: current }],
+        ['/account/security/done', {}],
+        ['/account/security/recovery-codes', { code: current }],
+        ['/account/security/totp/remove', { password: me.password }],
+      ];
+      for (const [path, fields] of forms) {
+        for (const [label, token] of [
+          ['missing', undefined],
+          ['empty', ''],
+          ['another session', foreignToken],
+          ['a sign-in page', interactionToken],
+          ['made up', 'A'.repeat(43)],
+        ] as const) {
+          const reply = await agent.post(url(path), token === undefined ? fields : { ...fields, csrf: token });
+          expect({ path, label, status: reply.status }).toEqual({ path, label, status: 403 });
+          expectClientError(reply, 403);
+        }
+      }
+      // Still on, with the recovery codes made before (9 left), and the code not spent.
+      const status = await server.deps.totp.status(me.id);
+      expect(status.enabled).toBe(true);
+      expect(status.recoveryCodesLeft).toBe(9);
+      const stillUsable = await submit(agent, await agent.get(url('/account/security')), '/account/security/recovery-codes', { code: current });
+      expect(stillUsable.status).toBe(200);
+      expect(recoveryCodesFrom(stillUsable.body)).toHaveLength(10);
+      newCodes = recoveryCodesFrom(stillUsable.body);
+      lastStep = step;
+      await submit(agent, stillUsable, '/account/security/done');
+    });
+
+    it('removing it needs the password or a current code: wrong password 401, nothing 400, right password turns it off', async () => {
+      const page = await agent.get(url('/account/security'));
+      expect(shownState(page.body)).toBe('On');
+
+      const wrong = await submit(agent, page, '/account/security/totp/remove', { password: 'not my password at all' });
+      expect(wrong.status).toBe(401);
+      expect(wrong.body).toContain('That password is not right');
+      expect((await server.deps.totp.status(me.id)).enabled).toBe(true);
+
+      const nothing = await submit(agent, page, '/account/security/totp/remove', {});
+      expectClientError(nothing, 400);
+      const empty = await submit(agent, page, '/account/security/totp/remove', { password: '', code: '' });
+      expectClientError(empty, 400);
+      const wrongCodeReply = await submit(agent, page, '/account/security/totp/remove', { code: await wrongCode(secret) });
+      expect(wrongCodeReply.status).toBe(401);
+      expect((await server.deps.totp.status(me.id)).enabled).toBe(true);
+
+      const removed = await submit(agent, page, '/account/security/totp/remove', { password: me.password });
+      expect(removed.status).toBe(200);
+      expect(shownState(removed.body)).toBe('Off');
+      expect(removed.body).toContain('Two-step verification is off');
+      expect((await server.deps.totp.status(me.id)).enabled).toBe(false);
+
+      // The next sign-in (a new browser) has no code step: password, then straight to the page.
+      const next = await signIn(me);
+      expect(next.page.status).toBe(200);
+      expect(next.page.url).toBe(url('/account/security'));
+      expect(shownState(next.page.body)).toBe('Off');
+      expect(pageKind(next.page)).toBe('other');
+    });
+
+    it('removing it with a current code from the app works too', async () => {
+      const remover = await newPerson('remover');
+      const { agent: browser, page: first } = await signIn(remover);
+      expect(shownState(first.body)).toBe('Off');
+      const enrolled = await enrolFromPage(browser);
+      const step = await usableStep(enrolled.usedStep);
+      const page = await browser.get(url('/account/security'));
+      const removed = await submit(browser, page, '/account/security/totp/remove', { code: await codeForStep(enrolled.secret, step) });
+      expect(removed.status).toBe(200);
+      expect(shownState(removed.body)).toBe('Off');
+      expect((await server.deps.totp.status(remover.id)).enabled).toBe(false);
+    });
+  });
+});
