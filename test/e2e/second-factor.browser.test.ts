@@ -532,7 +532,7 @@ describe('second factors in a real browser (headless Chromium)', () => {
         await page.goto(`${server!.url}/account/security`);
         await checkPage(page, 'phone', 'Security', 'account-security-totp-on-phone.png');
         expect(new URL(page.url()).pathname).toBe('/account/security');
-        await expect(page.locator('.status-label').textContent()).resolves.toBe('On');
+        await expect(page.locator('.state-pill').textContent()).resolves.toBe('On');
         await expect(page.getByText(TOTP_USER.email).first().isVisible()).resolves.toBe(true);
         await expect(page.getByText('Recovery codes left:').innerText()).resolves.toMatch(/Recovery codes left:\s*10/);
         await expect(page.getByLabel('Current code from your app', { exact: true }).isVisible()).resolves.toBe(true);
@@ -592,7 +592,7 @@ describe('second factors in a real browser (headless Chromium)', () => {
         // One recovery code fewer.
         await page.goto(`${server!.url}/account/security`);
         await checkPage(page, 'desktop', 'Security', 'account-security-totp-on-desktop.png');
-        await expect(page.locator('.status-label').textContent()).resolves.toBe('On');
+        await expect(page.locator('.state-pill').textContent()).resolves.toBe('On');
         await expect(page.getByText('Recovery codes left:').innerText()).resolves.toMatch(/Recovery codes left:\s*9/);
 
         expectCleanBrowser(seen);
