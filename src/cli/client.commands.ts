@@ -1,4 +1,5 @@
-import type { ClientView, CreatedClient } from '../clients/client.service.js';
+import type { AuditActor } from '../audit/audit.service.js';
+import type { ClientService, ClientView, CreatedClient } from '../clients/client.service.js';
 import type { CliCommand } from './command.js';
 import { EXIT_FAILURE, EXIT_OK, UsageError, formatTable, parseCommandArgs, toCommandFunction, writeJson } from './command.js';
 
@@ -32,11 +33,40 @@ Options:
 
 const deleteUsage = `Usage: npm run cli -- client delete CLIENT_ID
 
-Deletes a client. Exits with code 1 if there is no client with this id.
+Deletes a client, and every token, code and grant issued to it.
+Exits with code 1 if there is no client with this id.
 
 Options:
   -h, --help   show this help
 `;
+
+const rotateUsage = `Usage: npm run cli -- client rotate-secret CLIENT_ID [--json]
+
+Gives a confidential client a new secret and prints it: it is shown this once.
+The previous secret keeps working for CLIENT_SECRET_GRACE_PERIOD seconds (default
+one day), so that every instance of the app can switch over; then only the new one works.
+Exits with code 1 if there is no such client, or if it has no secret (a public client,
+or one that authenticates with private_key_jwt).
+
+Options:
+  --json       print one JSON object instead of text
+  -h, --help   show this help
+`;
+
+/** Changes made here are audited as the system, through the command line. */
+const CLI_ACTOR: AuditActor = { type: 'system', label: 'cli' };
+
+/** Every client, page by page (the service pages its lists). */
+async function allClients(clients: ClientService): Promise<ClientView[]> {
+  const all: ClientView[] = [];
+  let cursor: string | undefined;
+  do {
+    const page = await clients.list({ limit: 200, cursor });
+    all.push(...page.clients);
+    cursor = page.nextCursor;
+  } while (cursor);
+  return all;
+}
 
 /** The client as printed by `--json`: the provider's metadata names (RFC 7591 §2). */
 export interface ClientJson {
@@ -115,7 +145,7 @@ export const clientCreateCommand: CliCommand = {
 
     return async ({ services, out }) => {
       // The service checks the name and every redirect URI (src/clients/redirect-uri.ts) before it stores anything.
-      const client = await services.clients.create(input);
+      const client = await services.clients.create(input, CLI_ACTOR);
       if (json) writeJson(out, createdJson(client));
       else out.write(createdText(client));
       return EXIT_OK;
@@ -133,7 +163,7 @@ export const clientListCommand: CliCommand = {
     const json = values.json ?? false;
 
     return async ({ services, out }) => {
-      const clients = await services.clients.list();
+      const clients = await allClients(services.clients);
       if (json) {
         writeJson(out, clients.map((client) => ({ ...toJson(client), created_at: client.createdAt.toISOString() })));
       } else if (clients.length === 0) {
@@ -163,7 +193,7 @@ export const clientDeleteCommand: CliCommand = {
     if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
 
     return async ({ services, out, err }) => {
-      if (!(await services.clients.remove(clientId))) {
+      if (!(await services.clients.remove(clientId, CLI_ACTOR))) {
         err.write(`error: no client with id "${clientId}"\n`);
         return EXIT_FAILURE;
       }
@@ -173,6 +203,50 @@ export const clientDeleteCommand: CliCommand = {
   },
 };
 
+/** `client rotate-secret --json`: the new secret and until when the previous one still works. */
+export interface RotatedSecretJson {
+  client_id: string;
+  client_secret: string;
+  previous_secret_expires_at: string;
+}
+
+export const clientRotateSecretCommand: CliCommand = {
+  name: 'client rotate-secret',
+  summary: 'give a client a new secret (the old one works for a grace period)',
+  usage: rotateUsage,
+  prepare(args) {
+    const { values, positionals } = parseCommandArgs(args, { json: { type: 'boolean' } }, { allowPositionals: true });
+    if (values.help) return 'help';
+    const [clientId, ...extra] = positionals;
+    if (clientId === undefined) throw new UsageError('CLIENT_ID is required');
+    if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
+    const json = values.json ?? false;
+
+    return async ({ services, out }) => {
+      // Unknown client (404) and a client without a secret (400) are AppErrors: one line on stderr, exit 1.
+      const rotated = await services.clients.rotateSecret(clientId, CLI_ACTOR);
+      const until = rotated.previousSecretExpiresAt.toISOString();
+      if (json) {
+        const body: RotatedSecretJson = { client_id: clientId, client_secret: rotated.clientSecret, previous_secret_expires_at: until };
+        writeJson(out, body);
+      } else {
+        out.write(
+          [
+            `New secret for client ${clientId}.`,
+            `  client_secret:               ${rotated.clientSecret}`,
+            `  previous_secret_expires_at:  ${until} (the old secret works until then)`,
+            '',
+            'The new secret will not be shown again: store it now (only a sealed copy is kept).',
+            '',
+          ].join('\n'),
+        );
+      }
+      return EXIT_OK;
+    };
+  },
+};
+
 export const clientCreate = toCommandFunction(clientCreateCommand);
 export const clientList = toCommandFunction(clientListCommand);
 export const clientDelete = toCommandFunction(clientDeleteCommand);
+export const clientRotateSecret = toCommandFunction(clientRotateSecretCommand);

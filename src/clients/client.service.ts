@@ -1,51 +1,126 @@
 import { randomBytes } from 'node:crypto';
 
+import type { QueryFilter, mongo } from 'mongoose';
 import type { AdapterPayload } from 'oidc-provider';
-import { z } from 'zod';
 
-import { safeText } from '../accounts/account.service.js';
+import { defaults } from '../../config/defaults.js';
+import type { AuditActor, AuditService } from '../audit/audit.service.js';
+import type { Config } from '../config/config.js';
 import type { SecretBox } from '../crypto/secret-box.js';
 import { AppError } from '../http/app-error.js';
 import type { ClientStore } from '../oidc/mongo-adapter.js';
+import type { ClientInput, NewClientInput, ValidClient } from './client-input.js';
+import {
+  MANAGED_METADATA,
+  isNewClientInput,
+  metadataFor,
+  parseNewClientInput,
+  usesSecret,
+  validateClientInput,
+} from './client-input.js';
 import type { ClientModel, ClientRecord } from './client.model.js';
-import { RedirectUriError, classifyRedirectUri } from './redirect-uri.js';
 
-export const newClientSchema = z.object({
-  name: safeText(100).transform((s) => s.trim()).pipe(z.string().min(1, 'must not be empty')),
-  redirectUris: z.array(z.string()).min(1, 'at least one redirect URI is required').max(20),
-  postLogoutRedirectUris: z.array(z.string()).max(20).default([]),
-  public: z.boolean().default(false),
-  /** Every sign-in to this client needs a second factor (src/oidc/policy.ts). */
-  requireMfa: z.boolean().default(false),
-  /** Only for seeding well-known demo clients; normally generated. */
-  clientId: z.string().regex(/^[A-Za-z0-9._~-]{8,64}$/).optional(),
-});
+export { ClientValidationError, clientInputSchema, newClientSchema } from './client-input.js';
+export type { ClientInput, NewClientInput } from './client-input.js';
 
-export type NewClientInput = z.input<typeof newClientSchema>;
+/**
+ * The one place where OAuth clients are created, edited, rotated and deleted (the console, the
+ * management API and the CLI all come here), and the provider's ClientStore.
+ */
 
 export interface ClientView {
   clientId: string;
   name: string;
+  logoUri?: string | undefined;
+  /** token_endpoint_auth_method none: no secret, PKCE only. */
   public: boolean;
   redirectUris: string[];
   postLogoutRedirectUris: string[];
   grantTypes: string[];
+  responseTypes: string[];
+  applicationType: 'web' | 'native';
   tokenEndpointAuthMethod: string;
+  jwksUri?: string | undefined;
+  hasJwks: boolean;
+  /**
+   * Scopes the client may ask for (metadata `scope`). Without it, the OpenID Connect scopes: the
+   * management API's are granted only when listed (src/admin/api).
+   */
+  scopes: string[];
   requireMfa: boolean;
+  firstParty: boolean;
+  /** Registered through RFC 7591 dynamic client registration. */
+  dynamic: boolean;
+  accessTokenTtl?: number | undefined;
+  idTokenTtl?: number | undefined;
+  refreshTokenTtl?: number | undefined;
+  secretRotatedAt?: Date | undefined;
+  /** Until when the secret before the last rotation still works (absent once it stopped). */
+  previousSecretExpiresAt?: Date | undefined;
   createdAt: Date;
+  updatedAt: Date;
 }
 
-export interface CreatedClient extends ClientView {
-  /** Shown once, at creation; only the sealed form is stored. */
-  clientSecret: string | undefined;
+/** A client with its secret, when one was just made: shown once, only the sealed form is stored. */
+export interface ClientWithSecret extends ClientView {
+  clientSecret?: string | undefined;
+}
+
+export type CreatedClient = ClientWithSecret;
+
+export interface ClientPage {
+  clients: ClientView[];
+  /** Pass back as `cursor` for the next page; absent on the last page. */
+  nextCursor?: string | undefined;
+  /** How many clients match the search (all pages). */
+  total: number;
+}
+
+export interface ClientListOptions {
+  /** Case-insensitive substring of the name or the client id. */
+  search?: string | undefined;
+  /** 1-200, default 50. */
+  limit?: number | undefined;
+  cursor?: string | undefined;
 }
 
 export interface ClientService extends ClientStore {
-  create(input: NewClientInput): Promise<CreatedClient>;
+  /** `public`/`clientId` without any ClientInput-only field: the CLI's and seed's NewClientInput. */
+  create(input: NewClientInput | ClientInput, actor?: AuditActor): Promise<CreatedClient>;
+  /**
+   * Replaces every editable field (other metadata, e.g. from dynamic registration, is kept). The
+   * secret is kept; a switch to a method without a secret drops it, a switch to a secret method
+   * from one without makes a new secret, returned here once.
+   */
+  update(clientId: string, input: ClientInput, actor?: AuditActor): Promise<ClientWithSecret>;
+  /** A new secret; the one before stays valid for CLIENT_SECRET_GRACE_PERIOD seconds. */
+  rotateSecret(clientId: string, actor?: AuditActor): Promise<{ clientSecret: string; previousSecretExpiresAt: Date }>;
   get(clientId: string): Promise<ClientView | undefined>;
-  list(): Promise<ClientView[]>;
-  remove(clientId: string): Promise<boolean>;
+  /** Ordered by name, then client id. */
+  list(options?: ClientListOptions): Promise<ClientPage>;
+  /** Deletes the client and every token, code and grant issued to it. */
+  remove(clientId: string, actor?: AuditActor): Promise<boolean>;
+  /** The previous secret while it is still valid (client-secret-rotation.ts). */
+  previousSecret(clientId: string): Promise<string | undefined>;
+  ensureIndexes(): Promise<void>;
 }
+
+export interface ClientServiceDeps {
+  Client: ClientModel;
+  secretBox: SecretBox;
+  /**
+   * Where admin changes are recorded. createServices (src/deps.ts) always passes it; only a bare
+   * ClientStore, where no admin acts (the adapter's tests), goes without.
+   */
+  audit?: AuditService | undefined;
+  /** Default: the documented defaults (config/defaults.ts). */
+  config?: Pick<Config, 'clientSecretGracePeriodSeconds' | 'ttl' | 'adminApi'> | undefined;
+  /** Where the provider's oidc_* collections are; default: the model's database. */
+  db?: mongo.Db | undefined;
+  now?: () => number;
+}
+
+const SYSTEM: AuditActor = { type: 'system' };
 
 /** base64url of 32 random bytes: URL-safe, because some RPs put secrets in Basic auth without encoding them. */
 function newSecret(): string {
@@ -56,83 +131,229 @@ function newClientId(): string {
   return randomBytes(16).toString('base64url');
 }
 
-function validateUris(uris: string[], publicClient: boolean, label: string): { nativeApp: boolean } {
-  let nativeApp = false;
-  for (const uri of uris) {
-    try {
-      if (classifyRedirectUri(uri, { publicClient }) === 'private-use') nativeApp = true;
-    } catch (err) {
-      if (err instanceof RedirectUriError) {
-        throw new AppError(400, 'client.invalid_redirect_uri', err.message.replace(/^redirect URI/, label));
-      }
-      throw err;
-    }
-  }
-  return { nativeApp };
+function escapeRegex(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
-function toView(record: ClientRecord): ClientView {
-  const metadata = JSON.parse(record.metadata) as AdapterPayload;
+const secretContext = (clientId: string) => `client_secret:${clientId}`;
+// Its own context: the previous secret's sealed value cannot pass for the current one, or back.
+const previousSecretContext = (clientId: string) => `client_secret_previous:${clientId}`;
+
+const strings = (value: unknown): string[] => (Array.isArray(value) ? value.filter((v): v is string => typeof v === 'string') : []);
+const optionalString = (value: unknown): string | undefined => (typeof value === 'string' ? value : undefined);
+const optionalNumber = (value: unknown): number | undefined => (typeof value === 'number' ? value : undefined);
+
+/** The editable fields of a stored client, in ClientInput terms: what `changed` in the audit compares. */
+function editableFields(metadata: AdapterPayload, name: string): Record<string, unknown> {
   return {
-    clientId: record._id,
-    name: record.name,
-    public: record.public,
-    redirectUris: (metadata.redirect_uris as string[] | undefined) ?? [],
-    postLogoutRedirectUris: (metadata.post_logout_redirect_uris as string[] | undefined) ?? [],
-    grantTypes: (metadata.grant_types as string[] | undefined) ?? [],
+    name,
+    logoUri: optionalString(metadata.logo_uri),
+    redirectUris: strings(metadata.redirect_uris),
+    postLogoutRedirectUris: strings(metadata.post_logout_redirect_uris),
+    grantTypes: strings(metadata.grant_types),
+    applicationType: metadata.application_type === 'native' ? 'native' : 'web',
     tokenEndpointAuthMethod: String(metadata.token_endpoint_auth_method ?? 'client_secret_basic'),
+    jwksUri: optionalString(metadata.jwks_uri),
+    jwks: metadata.jwks,
+    scopes: typeof metadata.scope === 'string' ? metadata.scope.split(' ').filter(Boolean) : [...defaults.scopes],
     requireMfa: metadata.require_mfa === true,
-    createdAt: record.createdAt,
+    firstParty: metadata.first_party === true,
+    accessTokenTtl: optionalNumber(metadata.access_token_ttl),
+    idTokenTtl: optionalNumber(metadata.id_token_ttl),
+    refreshTokenTtl: optionalNumber(metadata.refresh_token_ttl),
   };
 }
 
-export interface ClientServiceDeps {
-  Client: ClientModel;
-  secretBox: SecretBox;
+function changedFields(before: Record<string, unknown>, after: Record<string, unknown>): string[] {
+  return Object.keys(after).filter((key) => JSON.stringify(before[key]) !== JSON.stringify(after[key]));
 }
 
-export function createClientService({ Client, secretBox }: ClientServiceDeps): ClientService {
-  const context = (clientId: string) => `client_secret:${clientId}`;
+interface ListCursor {
+  name: string;
+  id: string;
+}
 
-  return {
-    async create(input) {
-      const parsed = newClientSchema.safeParse(input);
-      if (!parsed.success) {
-        const issue = parsed.error.issues[0];
-        throw new AppError(400, 'client.invalid', `${issue?.path.join('.') ?? 'input'}: ${issue?.message ?? 'invalid'}`);
-      }
-      const data = parsed.data;
-      const { nativeApp } = validateUris(data.redirectUris, data.public, 'redirect URI');
-      validateUris(data.postLogoutRedirectUris, data.public, 'post-logout redirect URI');
+function encodeCursor(cursor: ListCursor): string {
+  return Buffer.from(JSON.stringify([cursor.name, cursor.id]), 'utf8').toString('base64url');
+}
 
-      const clientId = data.clientId ?? newClientId();
-      const clientSecret = data.public ? undefined : newSecret();
-      const metadata: AdapterPayload = {
-        client_id: clientId,
-        client_name: data.name,
-        application_type: nativeApp ? 'native' : 'web',
-        redirect_uris: data.redirectUris,
-        post_logout_redirect_uris: data.postLogoutRedirectUris,
-        grant_types: ['authorization_code', 'refresh_token'],
-        response_types: ['code'],
-        token_endpoint_auth_method: data.public ? 'none' : 'client_secret_basic',
-        ...(data.requireMfa ? { require_mfa: true } : {}),
-      };
+function decodeCursor(raw: string): ListCursor {
+  try {
+    const value = JSON.parse(Buffer.from(raw, 'base64url').toString('utf8')) as unknown;
+    if (Array.isArray(value) && value.length === 2 && typeof value[0] === 'string' && typeof value[1] === 'string') {
+      return { name: value[0], id: value[1] };
+    }
+  } catch {
+    // Falls through to the error below.
+  }
+  throw new AppError(400, 'client.invalid_cursor', 'the cursor is not one this list returned');
+}
+
+export function createClientService(deps: ClientServiceDeps): ClientService {
+  const { Client, secretBox, audit } = deps;
+  const now = deps.now ?? Date.now;
+  const gracePeriodSeconds = deps.config?.clientSecretGracePeriodSeconds ?? defaults.clientSecretGracePeriod;
+  const rules = {
+    knownScopes: [...defaults.scopes, ...(deps.config?.adminApi.scopes ?? defaults.adminScopes)],
+    maxRefreshTokenTtl: deps.config?.ttl.refreshTokenAbsolute ?? defaults.ttl.refreshTokenAbsolute,
+  };
+
+  const toView = (record: ClientRecord): ClientView => {
+    const metadata = JSON.parse(record.metadata) as AdapterPayload;
+    const fields = editableFields(metadata, record.name);
+    const previousValid = record.previousSecretSealed && record.previousSecretExpiresAt && record.previousSecretExpiresAt.getTime() > now();
+    return {
+      clientId: record._id,
+      name: record.name,
+      logoUri: fields.logoUri as string | undefined,
+      public: record.public,
+      redirectUris: fields.redirectUris as string[],
+      postLogoutRedirectUris: fields.postLogoutRedirectUris as string[],
+      grantTypes: fields.grantTypes as string[],
+      responseTypes: strings(metadata.response_types),
+      applicationType: fields.applicationType as 'web' | 'native',
+      tokenEndpointAuthMethod: fields.tokenEndpointAuthMethod as string,
+      jwksUri: fields.jwksUri as string | undefined,
+      hasJwks: typeof metadata.jwks === 'object' && metadata.jwks !== null,
+      scopes: fields.scopes as string[],
+      requireMfa: fields.requireMfa as boolean,
+      firstParty: fields.firstParty as boolean,
+      dynamic: metadata.dynamically_registered === true,
+      accessTokenTtl: fields.accessTokenTtl as number | undefined,
+      idTokenTtl: fields.idTokenTtl as number | undefined,
+      refreshTokenTtl: fields.refreshTokenTtl as number | undefined,
+      secretRotatedAt: record.secretRotatedAt ?? undefined,
+      previousSecretExpiresAt: previousValid ? (record.previousSecretExpiresAt ?? undefined) : undefined,
+      createdAt: record.createdAt,
+      updatedAt: record.updatedAt,
+    };
+  };
+
+  const load = async (clientId: string): Promise<ClientRecord> => {
+    const doc = await Client.findById(clientId).lean();
+    if (!doc) throw new AppError(404, 'client.not_found', `no client with id "${clientId}"`);
+    return doc;
+  };
+
+  const recordChange = (action: string, actor: AuditActor | undefined, clientId: string, name: string, changed?: string[]) =>
+    audit?.record({
+      action,
+      outcome: 'success',
+      actor: actor ?? SYSTEM,
+      target: { type: 'client', id: clientId, label: name },
+      ...(changed ? { details: { changed } } : {}),
+    });
+
+  /**
+   * Every code, token and grant issued to the client, in the provider's collections. Their
+   * payloads carry `clientId`; the adapter also writes it beside the payload (indexed), and older
+   * records are found in the serialised payload. Sessions stay: they belong to the person, and
+   * the provider skips clients it cannot find.
+   * NOTE: the payload match cannot use an index, so this scans the oidc_* collections; it runs
+   * only when an admin deletes a client.
+   */
+  const removeArtifacts = async (clientId: string): Promise<number> => {
+    const db = deps.db ?? Client.db.db;
+    if (!db) throw new Error('database connection is not open');
+    const collections = await db.listCollections({}, { nameOnly: true }).toArray();
+    const names = collections.map((c) => c.name).filter((n) => n.startsWith('oidc_') && n !== 'oidc_session' && n !== 'oidc_consume_claims');
+    const inPayload = escapeRegex(`"clientId":${JSON.stringify(clientId)}`);
+    let removed = 0;
+    for (const name of names) {
+      const result = await db.collection(name).deleteMany({ $or: [{ clientId }, { payload: { $regex: inPayload } }] });
+      removed += result.deletedCount;
+    }
+    return removed;
+  };
+
+  const service: ClientService = {
+    async create(input, actor) {
+      const { input: clientInput, clientId: requestedId } = isNewClientInput(input)
+        ? parseNewClientInput(input)
+        : { input, clientId: undefined };
+      const client: ValidClient = validateClientInput(clientInput, rules);
+      const clientId = requestedId ?? newClientId();
+      const clientSecret = usesSecret(client.tokenEndpointAuthMethod) ? newSecret() : undefined;
+      const metadata = metadataFor(clientId, client);
+      let doc;
       try {
-        const doc = await Client.create({
+        doc = await Client.create({
           _id: clientId,
-          name: data.name,
+          name: client.name,
           metadata: JSON.stringify(metadata),
-          secretSealed: clientSecret ? secretBox.seal(clientSecret, context(clientId)) : null,
-          public: data.public,
+          secretSealed: clientSecret ? secretBox.seal(clientSecret, secretContext(clientId)) : null,
+          public: client.tokenEndpointAuthMethod === 'none',
         });
-        return { ...toView(doc.toObject()), clientSecret };
       } catch (err) {
         if ((err as { code?: unknown }).code === 11000) {
           throw new AppError(409, 'client.exists', `a client with id ${clientId} already exists`);
         }
         throw err;
       }
+      const view = toView(doc.toObject());
+      const set = Object.entries(editableFields(metadata, client.name))
+        .filter(([, v]) => v !== undefined && v !== false && !(Array.isArray(v) && v.length === 0))
+        .map(([k]) => k);
+      await recordChange('client.created', actor, clientId, client.name, set);
+      return { ...view, clientSecret };
+    },
+
+    async update(clientId, input, actor) {
+      const existing = await load(clientId);
+      const client = validateClientInput(input, rules);
+      const before = JSON.parse(existing.metadata) as AdapterPayload;
+      const kept = Object.fromEntries(Object.entries(before).filter(([key]) => !(MANAGED_METADATA as readonly string[]).includes(key)));
+      const metadata: AdapterPayload = { ...kept, ...metadataFor(clientId, client) };
+      const changed = changedFields(editableFields(before, existing.name), editableFields(metadata, client.name));
+
+      const set: Partial<ClientRecord> = {
+        name: client.name,
+        metadata: JSON.stringify(metadata),
+        public: client.tokenEndpointAuthMethod === 'none',
+      };
+      let clientSecret: string | undefined;
+      if (!usesSecret(client.tokenEndpointAuthMethod)) {
+        // No secret method, no secret: neither the current nor the previous one works any more.
+        if (existing.secretSealed || existing.previousSecretSealed) changed.push('clientSecret');
+        Object.assign(set, { secretSealed: null, previousSecretSealed: null, previousSecretExpiresAt: null, secretRotatedAt: null });
+      } else if (!existing.secretSealed) {
+        clientSecret = newSecret();
+        set.secretSealed = secretBox.seal(clientSecret, secretContext(clientId));
+        changed.push('clientSecret');
+      }
+      const updated = await Client.findOneAndUpdate({ _id: clientId }, { $set: set }, { returnDocument: 'after' }).lean();
+      if (!updated) throw new AppError(404, 'client.not_found', `no client with id "${clientId}"`);
+      await recordChange('client.updated', actor, clientId, client.name, changed);
+      return { ...toView(updated), clientSecret };
+    },
+
+    async rotateSecret(clientId, actor) {
+      const existing = await load(clientId);
+      const metadata = JSON.parse(existing.metadata) as AdapterPayload;
+      const method = String(metadata.token_endpoint_auth_method ?? 'client_secret_basic');
+      if (!usesSecret(method) || !existing.secretSealed) {
+        throw new AppError(400, 'client.no_secret', `client "${clientId}" authenticates with ${method} and has no secret to rotate`);
+      }
+      const rotatedAt = new Date(now());
+      const previousSecretExpiresAt = new Date(rotatedAt.getTime() + gracePeriodSeconds * 1000);
+      const clientSecret = newSecret();
+      const graced = gracePeriodSeconds > 0;
+      // NOTE: a second rotation within the grace period ends the older secret at once: only the
+      // secret that was current until now is kept as the previous one.
+      const previous = graced ? secretBox.seal(secretBox.open(existing.secretSealed, secretContext(clientId)), previousSecretContext(clientId)) : null;
+      await Client.updateOne(
+        { _id: clientId },
+        {
+          $set: {
+            secretSealed: secretBox.seal(clientSecret, secretContext(clientId)),
+            previousSecretSealed: previous,
+            previousSecretExpiresAt: graced ? previousSecretExpiresAt : null,
+            secretRotatedAt: rotatedAt,
+          },
+        },
+      );
+      await recordChange('client.secret_rotated', actor, clientId, existing.name, ['clientSecret']);
+      return { clientSecret, previousSecretExpiresAt };
     },
 
     async get(clientId) {
@@ -140,14 +361,46 @@ export function createClientService({ Client, secretBox }: ClientServiceDeps): C
       return doc ? toView(doc) : undefined;
     },
 
-    async list() {
-      const docs = await Client.find().sort({ createdAt: 1 }).lean();
-      return docs.map(toView);
+    async list(options = {}) {
+      const limit = Math.min(Math.max(Math.trunc(options.limit ?? 50), 1), 200);
+      const search = options.search?.trim();
+      const filter: QueryFilter<ClientRecord> = search
+        ? { $or: [{ name: { $regex: escapeRegex(search), $options: 'i' } }, { _id: { $regex: escapeRegex(search), $options: 'i' } }] }
+        : {};
+      let page = filter;
+      if (options.cursor) {
+        const after = decodeCursor(options.cursor);
+        const next: QueryFilter<ClientRecord> = { $or: [{ name: { $gt: after.name } }, { name: after.name, _id: { $gt: after.id } }] };
+        page = search ? { $and: [filter, next] } : next;
+      }
+      const [docs, total] = await Promise.all([
+        Client.find(page).sort({ name: 1, _id: 1 }).limit(limit + 1).lean(),
+        Client.countDocuments(filter),
+      ]);
+      const clients = docs.slice(0, limit).map(toView);
+      const last = clients.at(-1);
+      return docs.length > limit && last ? { clients, nextCursor: encodeCursor({ name: last.name, id: last.clientId }), total } : { clients, total };
     },
 
-    async remove(clientId) {
+    async remove(clientId, actor) {
+      const existing = await Client.findById(clientId).lean();
+      if (!existing) return false;
       const result = await Client.deleteOne({ _id: clientId });
-      return result.deletedCount === 1;
+      // After the client: a token issued in between would fail at once anyway (no client).
+      await removeArtifacts(clientId);
+      if (result.deletedCount !== 1) return false;
+      await recordChange('client.deleted', actor, clientId, existing.name);
+      return true;
+    },
+
+    async previousSecret(clientId) {
+      const doc = await Client.findById(clientId, { previousSecretSealed: 1, previousSecretExpiresAt: 1 }).lean();
+      if (!doc?.previousSecretSealed || !doc.previousSecretExpiresAt || doc.previousSecretExpiresAt.getTime() <= now()) return undefined;
+      return secretBox.open(doc.previousSecretSealed, previousSecretContext(clientId));
+    },
+
+    async ensureIndexes() {
+      await Client.createIndexes();
     },
 
     // ClientStore: what oidc-provider's Client model reads and writes through the adapter.
@@ -155,7 +408,7 @@ export function createClientService({ Client, secretBox }: ClientServiceDeps): C
       const doc = await Client.findById(clientId).lean();
       if (!doc) return undefined;
       const metadata = JSON.parse(doc.metadata) as AdapterPayload;
-      if (doc.secretSealed) metadata.client_secret = secretBox.open(doc.secretSealed, context(clientId));
+      if (doc.secretSealed) metadata.client_secret = secretBox.open(doc.secretSealed, secretContext(clientId));
       return metadata;
     },
 
@@ -168,7 +421,7 @@ export function createClientService({ Client, secretBox }: ClientServiceDeps): C
           $set: {
             name,
             metadata: JSON.stringify(metadata),
-            secretSealed: typeof secret === 'string' ? secretBox.seal(secret, context(clientId)) : null,
+            secretSealed: typeof secret === 'string' ? secretBox.seal(secret, secretContext(clientId)) : null,
             public: metadata.token_endpoint_auth_method === 'none',
           },
         },
@@ -176,8 +429,11 @@ export function createClientService({ Client, secretBox }: ClientServiceDeps): C
       );
     },
 
+    // The provider deletes a dynamically registered client (RFC 7592 §2.3): its tokens go too.
     async destroy(clientId) {
       await Client.deleteOne({ _id: clientId });
+      await removeArtifacts(clientId);
     },
   };
+  return service;
 }
