@@ -31,6 +31,8 @@ export interface AccountRecord {
   passwordHash?: string | undefined;
   roles: Role[];
   disabledAt?: Date | null | undefined;
+  /** Set by an administrator: the next sign-in ends on the new-password page (src/interactions/factor.routes.ts). */
+  passwordResetRequired?: boolean | undefined;
   mfa?: AccountMfa | undefined;
   createdAt: Date;
   updatedAt: Date;
@@ -51,6 +53,7 @@ const accountSchema = new Schema<AccountRecord>(
     passwordHash: { type: String },
     roles: { type: [String], default: [] },
     disabledAt: { type: Date, default: null },
+    passwordResetRequired: { type: Boolean, default: false },
     mfa: {
       type: new Schema<AccountMfa>(
         {

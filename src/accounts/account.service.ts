@@ -1,3 +1,4 @@
+import type { mongo } from 'mongoose';
 import { z } from 'zod';
 
 import { AppError } from '../http/app-error.js';
@@ -32,7 +33,8 @@ export const passwordSchema = z
 
 export const newAccountSchema = z.object({
   email: emailSchema,
-  password: passwordSchema,
+  /** Omitted: a passwordless account, which signs in with a code by email. */
+  password: passwordSchema.optional(),
   name: safeText(200).transform((s) => s.trim()).optional(),
   roles: z.array(z.enum(['admin'])).default([]),
   emailVerified: z.boolean().default(false),
@@ -51,6 +53,8 @@ export interface AccountView {
   hasPassword: boolean;
   /** An authenticator app (TOTP) is enrolled and active. */
   totpEnabled: boolean;
+  /** The next sign-in ends on the new-password page (set by an administrator). */
+  passwordResetRequired: boolean;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -71,6 +75,22 @@ export interface AccountService {
   verifyPassword(id: string, password: string): Promise<boolean>;
   /** The person proved they receive mail at this address (a sign-in code arrived). */
   markEmailVerified(id: string): Promise<void>;
+  /**
+   * Sets a new password (passwordSchema, argon2id) and clears `passwordResetRequired`.
+   * Throws 400 `account.invalid_password` (the message never repeats the password) or 404 `account.not_found`.
+   */
+  changePassword(id: string, newPassword: string): Promise<AccountView>;
+  /** Marks (or unmarks) the account so that its next sign-in sets a new password. */
+  setPasswordResetRequired(id: string, required: boolean): Promise<AccountView | undefined>;
+  /** Name and roles; `name: null` (or blank) removes the name. Input already validated by the caller. */
+  update(id: string, changes: { name?: string | null | undefined; roles?: Role[] | undefined }): Promise<AccountView | undefined>;
+  /** Removes the account document only: the caller revokes what was issued to it (user-admin.service.ts). */
+  delete(id: string): Promise<boolean>;
+  /**
+   * One page of accounts ordered by email (unique, so `afterEmail` is a stable cursor). `search`
+   * matches a case-insensitive substring of the email or the name, or the exact id.
+   */
+  search(options: { search?: string | undefined; limit: number; afterEmail?: string | undefined }): Promise<{ accounts: AccountView[]; total: number; hasMore: boolean }>;
   /** Claims for findAccount, by scope (OIDC Core §5.4). */
   claims(account: AccountView, scopes: ReadonlySet<string>): Record<string, unknown>;
   ensureIndexes(): Promise<void>;
@@ -86,9 +106,14 @@ function toView(doc: AccountRecord): AccountView {
     disabled: Boolean(doc.disabledAt),
     hasPassword: Boolean(doc.passwordHash),
     totpEnabled: Boolean(doc.mfa?.totp?.secretSealed),
+    passwordResetRequired: doc.passwordResetRequired === true,
     createdAt: doc.createdAt,
     updatedAt: doc.updatedAt,
   };
+}
+
+function escapeRegex(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
 
 function isDuplicateKey(err: unknown): boolean {
@@ -113,9 +138,9 @@ export function createAccountService({ Account, logger }: AccountServiceDeps): A
         throw new AppError(400, 'account.invalid', `${issue?.path.join('.') ?? 'input'}: ${issue?.message ?? 'invalid'}`);
       }
       const { password, ...rest } = parsed.data;
-      const passwordHash = await hashPassword(password);
+      const passwordHash = password === undefined ? undefined : await hashPassword(password);
       try {
-        const doc = await Account.create({ ...rest, passwordHash });
+        const doc = await Account.create(passwordHash ? { ...rest, passwordHash } : rest);
         return toView(doc.toObject());
       } catch (err) {
         if (isDuplicateKey(err)) throw new AppError(409, 'account.email_taken', 'an account with this email already exists');
@@ -182,6 +207,65 @@ export function createAccountService({ Account, logger }: AccountServiceDeps): A
 
     async markEmailVerified(id) {
       await Account.updateOne({ _id: id, emailVerified: { $ne: true } }, { $set: { emailVerified: true } });
+    },
+
+    async changePassword(id, newPassword) {
+      const parsed = passwordSchema.safeParse(newPassword);
+      if (!parsed.success) {
+        throw new AppError(400, 'account.invalid_password', `password: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+      }
+      const passwordHash = await hashPassword(parsed.data);
+      const doc = await Account.findByIdAndUpdate(
+        id,
+        { $set: { passwordHash, passwordResetRequired: false } },
+        { returnDocument: 'after' },
+      ).lean();
+      if (!doc) throw new AppError(404, 'account.not_found', 'no such account');
+      return toView(doc);
+    },
+
+    async setPasswordResetRequired(id, required) {
+      const doc = await Account.findByIdAndUpdate(id, { $set: { passwordResetRequired: required } }, { returnDocument: 'after' }).lean();
+      return doc ? toView(doc) : undefined;
+    },
+
+    async update(id, changes) {
+      const set: Partial<Pick<AccountRecord, 'name' | 'roles'>> = {};
+      const unset: Record<string, 1> = {};
+      if (changes.name !== undefined) {
+        const name = changes.name?.trim();
+        if (name) set.name = name;
+        else unset.name = 1;
+      }
+      if (changes.roles !== undefined) set.roles = [...new Set(changes.roles)];
+      const update = { ...(Object.keys(set).length > 0 ? { $set: set } : {}), ...(Object.keys(unset).length > 0 ? { $unset: unset } : {}) };
+      const doc =
+        Object.keys(update).length > 0
+          ? await Account.findByIdAndUpdate(id, update, { returnDocument: 'after' }).lean()
+          : await Account.findById(id).lean();
+      return doc ? toView(doc) : undefined;
+    },
+
+    async delete(id) {
+      const result = await Account.deleteOne({ _id: id });
+      return result.deletedCount > 0;
+    },
+
+    async search({ search, limit, afterEmail }) {
+      const and: mongo.Filter<AccountRecord>[] = [];
+      if (search) {
+        // Emails are stored lower-cased; `i` covers the name. NOTE: FerretDB has no collations,
+        // so a case-insensitive regex is the only case-insensitive match on both servers.
+        const pattern = escapeRegex(search);
+        and.push({ $or: [{ email: { $regex: escapeRegex(search.toLowerCase()) } }, { name: { $regex: pattern, $options: 'i' } }, { _id: search }] });
+      }
+      const filter = and.length > 0 ? { $and: and } : {};
+      const pageFilter = afterEmail ? { $and: [...and, { email: { $gt: afterEmail } }] } : filter;
+      const [total, docs] = await Promise.all([
+        Account.countDocuments(filter),
+        Account.find(pageFilter).sort({ email: 1 }).limit(limit + 1).lean(),
+      ]);
+      return { accounts: docs.slice(0, limit).map(toView), total, hasMore: docs.length > limit };
     },
 
     claims(account, scopes) {

@@ -1,8 +1,10 @@
 import type { Role } from '../accounts/account.model.js';
 import type { AccountView } from '../accounts/account.service.js';
 import { PASSWORD_MIN_LENGTH } from '../accounts/password.js';
-import type { CliCommand } from './command.js';
-import { EXIT_OK, UsageError, formatTable, parseCommandArgs, toCommandFunction, writeJson } from './command.js';
+import type { UserAdminView } from '../accounts/user-admin.service.js';
+import type { AuditActor } from '../audit/audit.service.js';
+import type { CliCommand, CommandContext } from './command.js';
+import { EXIT_FAILURE, EXIT_OK, UsageError, formatTable, parseCommandArgs, toCommandFunction, writeJson } from './command.js';
 
 const createUsage = `Usage: npm run cli -- user create --email EMAIL --password PASSWORD [--name NAME] [--admin] [--json]
 
@@ -115,3 +117,125 @@ export const userListCommand: CliCommand = {
 
 export const userCreate = toCommandFunction(userCreateCommand);
 export const userList = toCommandFunction(userListCommand);
+
+// ---------------------------------------------------------------------------
+// Managing one user by email: disable, enable, reset-mfa, delete (src/accounts/user-admin.service.ts)
+
+/** Who the audit log names for changes made here: there is no signed-in account on a command line. */
+const CLI_ACTOR: AuditActor = { type: 'system', label: 'cli' };
+
+interface UserAdminJson extends UserJson {
+  password_reset_required: boolean;
+  sign_in_methods: string[];
+  mfa: { totp: boolean; recovery_codes_left: number };
+}
+
+function toAdminJson(user: UserAdminView): UserAdminJson {
+  return {
+    ...toJson(user),
+    password_reset_required: user.passwordResetRequired,
+    sign_in_methods: user.signInMethods,
+    mfa: { totp: user.mfa.totp, recovery_codes_left: user.mfa.recoveryCodesLeft },
+  };
+}
+
+function userActionUsage(action: string, description: string): string {
+  return `Usage: npm run cli -- user ${action} EMAIL [--json]
+
+${description}
+
+Options:
+  --json       print one JSON object instead of text
+  -h, --help   show this help
+`;
+}
+
+/** `user <action> EMAIL [--json]`: finds the account by email, then runs `act` on it. */
+function userActionCommand(
+  action: string,
+  summary: string,
+  description: string,
+  act: (ctx: CommandContext, account: AccountView, json: boolean) => Promise<number>,
+): CliCommand {
+  const usage = userActionUsage(action, description);
+  return {
+    name: `user ${action}`,
+    summary,
+    usage,
+    prepare(args) {
+      const { values, positionals } = parseCommandArgs(args, { json: { type: 'boolean' } }, { allowPositionals: true });
+      if (values.help) return 'help';
+      const [email, ...extra] = positionals;
+      if (email === undefined) throw new UsageError('EMAIL is required');
+      if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
+      const json = values.json ?? false;
+
+      return async (ctx) => {
+        const account = await ctx.services.accounts.findByEmail(email);
+        if (!account) {
+          ctx.err.write(`error: no user with email "${email}"\n`);
+          return EXIT_FAILURE;
+        }
+        return act(ctx, account, json);
+      };
+    },
+  };
+}
+
+export const userDisableCommand = userActionCommand(
+  'disable',
+  'disable a user: no sign-in, sessions and tokens revoked',
+  'Disables the user: they can no longer sign in, and their sessions, grants and tokens are\nrevoked now. `user enable` lets them sign in again (revoked tokens stay revoked).',
+  async ({ services, out }, account, json) => {
+    const user = await services.userAdmin.setDisabled(account.id, true, CLI_ACTOR);
+    if (json) writeJson(out, toAdminJson(user));
+    else out.write(`Disabled user ${user.email} (id ${user.id}); their sessions and tokens are revoked.\n`);
+    return EXIT_OK;
+  },
+);
+
+export const userEnableCommand = userActionCommand(
+  'enable',
+  'enable a disabled user',
+  'Enables a disabled user: they can sign in again.',
+  async ({ services, out }, account, json) => {
+    const user = await services.userAdmin.setDisabled(account.id, false, CLI_ACTOR);
+    if (json) writeJson(out, toAdminJson(user));
+    else out.write(`Enabled user ${user.email} (id ${user.id}).\n`);
+    return EXIT_OK;
+  },
+);
+
+export const userResetMfaCommand = userActionCommand(
+  'reset-mfa',
+  "remove a user's authenticator app and recovery codes",
+  "Removes the user's authenticator app (TOTP) and recovery codes, for someone who lost them.\nWhere a second factor is required, they will set up a new one at their next sign-in.",
+  async ({ services, out }, account, json) => {
+    const hadTotp = account.totpEnabled;
+    const user = await services.userAdmin.resetMfa(account.id, CLI_ACTOR);
+    if (json) writeJson(out, toAdminJson(user));
+    else if (hadTotp) out.write(`Removed the authenticator app and recovery codes of ${user.email} (id ${user.id}).\n`);
+    else out.write(`${user.email} (id ${user.id}) had no authenticator app; nothing to remove.\n`);
+    return EXIT_OK;
+  },
+);
+
+export const userDeleteCommand = userActionCommand(
+  'delete',
+  'delete a user and revoke everything issued to them',
+  'Deletes the user for good, with their sessions, grants, tokens and codes. This cannot be undone;\n`user disable` keeps the account.',
+  async ({ services, out, err }, account, json) => {
+    if (!(await services.userAdmin.delete(account.id, CLI_ACTOR))) {
+      err.write(`error: no user with email "${account.email}"\n`);
+      return EXIT_FAILURE;
+    }
+    if (json) writeJson(out, { deleted: true, id: account.id, email: account.email });
+    else out.write(`Deleted user ${account.email} (id ${account.id}).\n`);
+    return EXIT_OK;
+  },
+);
+
+export const userDisable = toCommandFunction(userDisableCommand);
+export const userEnable = toCommandFunction(userEnableCommand);
+export const userResetMfa = toCommandFunction(userResetMfaCommand);
+export const userDelete = toCommandFunction(userDeleteCommand);

@@ -3,10 +3,13 @@ import type Provider from 'oidc-provider';
 import { z } from 'zod';
 
 import type { AccountService, AccountView } from '../accounts/account.service.js';
-import { emailSchema } from '../accounts/account.service.js';
+import { emailSchema, passwordSchema } from '../accounts/account.service.js';
 import type { EmailCodePurpose, EmailCodeService } from '../accounts/email-code.service.js';
 import type { FactorAttempt, FactorThrottle } from '../accounts/factor-throttle.js';
+import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../accounts/password.js';
 import type { TotpService } from '../accounts/totp.service.js';
+import type { AuditDetails, AuditOutcome, AuditService } from '../audit/audit.service.js';
+import { accountActor } from '../audit/audit.service.js';
 import type { Config } from '../config/config.js';
 import { AppError } from '../http/app-error.js';
 import type { PageRenderer } from '../http/render-page.js';
@@ -39,6 +42,7 @@ export interface FactorRouteDeps {
   pages: PageRenderer;
   csrf: CsrfTokens;
   logger: Logger;
+  audit: AuditService;
 }
 
 /** Six digits; spaces people type or paste in the middle are dropped. */
@@ -67,7 +71,17 @@ const passwordForm = z.object({
   password: z.string().min(1).max(1024).refine((s) => !s.includes('\u0000')),
 });
 
+/** A new password (required by an administrator), typed twice. Its rules are passwordSchema's. */
+const newPasswordForm = z.object({
+  csrf: z.string(),
+  password: z.string().max(PASSWORD_MAX_LENGTH),
+  confirm: z.string().max(PASSWORD_MAX_LENGTH),
+});
+
 type Method = 'totp' | 'recovery' | 'email' | 'password' | 'enrol';
+
+/** Audit actions of the guarded checks; `email` is the sign-in code or the second factor (by step). */
+const GUARDED_ACTIONS: Partial<Record<string, string>> = { totp: 'mfa.totp', recovery: 'mfa.recovery_code', password: 'mfa.password', enrol: 'mfa.enrolled' };
 
 interface SecondFactorContext {
   account: AccountView;
@@ -84,9 +98,14 @@ const SESSION_ENDED = 'Your sign-in has ended. Go back to the application and si
 const WRONG_STEP = 'This step of the sign-in is not the current one. Go back to the application and try again.';
 
 export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps) {
-  const { config, accounts, emailCodes, totp, factorThrottle, mailer, pages, csrf, logger } = deps;
+  const { config, accounts, emailCodes, totp, factorThrottle, mailer, pages, csrf, logger, audit } = deps;
   const { finish, showCurrentStep } = steps;
   const logFor = (ctx: StepContext) => ctx.state.log ?? logger;
+  /** One factor check in the audit log, against the account it was for (never the code itself). */
+  const auditFactor = (ctx: StepContext, action: string, account: { id: string; email?: string }, outcome: AuditOutcome, extra: { reason?: string; details?: AuditDetails } = {}) => {
+    const actor = account.email ? accountActor({ id: account.id, email: account.email }) : ({ type: 'account', id: account.id } as const);
+    return audit.record({ action, outcome, actor, target: actor, clientId: String(ctx.state.interaction.params.client_id), ...extra });
+  };
   // Shown to people and in the mail: whole minutes, never "0 minutes" for a short TTL.
   const codeMinutes = Math.max(1, Math.ceil(config.emailCode.ttlSeconds / 60));
 
@@ -232,10 +251,40 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     });
   };
 
+  const renderNewPassword = async (ctx: StepContext, context: SecondFactorContext, errors: { password?: string; confirm?: string } = {}, status = 200) => {
+    const base = common(ctx);
+    await pages.render(
+      ctx,
+      'interactions/new-password',
+      {
+        ...base,
+        title: 'Choose a new password',
+        stepUp: context.stepUp,
+        email: context.account.email,
+        minLength: PASSWORD_MIN_LENGTH,
+        maxLength: PASSWORD_MAX_LENGTH,
+        action: `/interaction/${base.uid}/new-password`,
+        errors,
+      },
+      status,
+    );
+  };
+
+  /** The new-password step, for this interaction's account only (from the server-side progress). */
+  const newPasswordContext = async (ctx: StepContext): Promise<SecondFactorContext & { progress: SignInProgress }> => {
+    const context = await secondFactorContext(ctx);
+    const progress = readProgress(ctx.state.interaction);
+    if (progress?.step !== 'new-password' || progress.accountId !== context.account.id) {
+      throw new AppError(400, 'interaction.wrong_step', WRONG_STEP);
+    }
+    return { ...context, progress };
+  };
+
   /** The page for the current second-factor step (GET). */
   const showSecondFactor = async (ctx: StepContext) => {
     const context = await secondFactorContext(ctx);
     const progress = readProgress(ctx.state.interaction);
+    if (progress?.step === 'new-password') return renderNewPassword(ctx, await newPasswordContext(ctx));
     if (progress?.step === 'recovery-codes') return renderRecoveryCodes(ctx, undefined);
     const method = methodFor(context, ctx.query.method);
     if (method === 'totp' || method === 'recovery') return renderTotp(ctx, context, method);
@@ -292,6 +341,13 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     if (!account || account.disabled) throw new AppError(400, 'interaction.no_account', SESSION_ENDED);
     const reasons = mfaReasons({ account, clientRequiresMfa: client.requiresMfa, acrValues: acrValuesOf(interaction.params) }, config);
     if (reasons.length === 0 || isMultiFactor(factors)) {
+      // NOTE: every factor is done, but an administrator asked for a new password: the provider
+      // hears `login` only after it is set (setNewPassword comes back here).
+      if (account.passwordResetRequired) {
+        await saveProgress(interaction, { accountId, factors, step: 'new-password' });
+        logFor(ctx).info('new password required', { accountId, client: interaction.params.client_id });
+        return showCurrentStep(ctx);
+      }
       const login = loginResult(accountId, factors, config);
       logFor(ctx).info('sign-in succeeded', { accountId, amr: login.amr, acr: login.acr, client: interaction.params.client_id });
       return finish(ctx, { login });
@@ -317,6 +373,8 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     const gate = await factorThrottle.begin(accountId);
     if (!gate.allowed) {
       logFor(ctx).info('second factor delayed', { accountId, method, retryAfterSeconds: gate.retryAfterSeconds });
+      const action = GUARDED_ACTIONS[method] ?? (readProgress(ctx.state.interaction)?.step === 'email-code' ? 'sign_in.email_code' : 'mfa.email_code');
+      await auditFactor(ctx, action, { id: accountId }, 'failure', { reason: 'throttled' });
       return onRefused(tooManyAttempts(ctx, gate.retryAfterSeconds));
     }
     return verify(gate.attempt);
@@ -334,8 +392,12 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     const account = await accounts.findByEmail(email);
     const usable = account && !account.disabled ? account : undefined;
     const issued = await emailCodes.issue({ email, accountId: usable?.id ?? null, binding, purpose: 'sign-in' });
+    // Against the account when the address names one; anonymous (the address left out) when not.
+    const requested = (outcome: AuditOutcome, reason?: string) =>
+      audit.record({ action: 'sign_in.email_code_requested', outcome, actor: account ? accountActor(account) : { type: 'anonymous' }, target: account ? accountActor(account) : undefined, clientId: String(ctx.state.interaction.params.client_id), reason });
     if (!issued.ok) {
       ctx.set('Retry-After', String(issued.retryAfterSeconds));
+      await requested('failure', 'throttled');
       return { ok: false, retryAfterSeconds: issued.retryAfterSeconds };
     }
     await saveProgress(ctx.state.interaction, { factors: [], step: 'email-code', email });
@@ -351,6 +413,7 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
       background(mailCode(ctx, email, 'no-account', {}));
     }
     log.info('sign-in code requested', { client: ctx.state.interaction.params.client_id });
+    await requested('success');
     return { ok: true };
   };
 
@@ -383,10 +446,13 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
       if (!result.ok || !usable || result.accountId !== usable.id) {
         await attempt?.failed();
         logFor(ctx).info('sign-in code refused', { reason: result.ok ? 'account' : result.reason, client: ctx.state.interaction.params.client_id });
+        const reason = !account ? 'unknown_account' : account.disabled ? 'account_disabled' : result.ok ? 'account_mismatch' : `code_${result.reason}`;
+        await (account ? auditFactor(ctx, 'sign_in.email_code', account, 'failure', { reason }) : audit.record({ action: 'sign_in.email_code', outcome: 'failure', actor: { type: 'anonymous' }, clientId: String(ctx.state.interaction.params.client_id), reason }));
         return renderEmailCode(ctx, { purpose: 'sign-in', email, error: codeError(result.ok ? 'invalid' : result.reason), status: 401 });
       }
       await attempt?.succeeded();
       await accounts.markEmailVerified(usable.id);
+      await auditFactor(ctx, 'sign_in.email_code', usable, 'success');
       return advance(ctx, usable.id, ['email']);
     };
     // Unknown addresses have no account to count against; their code can never match anyway.
@@ -428,11 +494,13 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
       if (!result.ok) {
         await attempt.failed();
         logFor(ctx).info('second factor failed', { accountId: account.id, method: 'totp', reason: result.reason });
+        await auditFactor(ctx, 'mfa.totp', account, 'failure', { reason: `code_${result.reason}` });
         const message = result.reason === 'replayed' ? 'That code was already used. Wait for the next code in your app.' : 'That code is not right. Check your authenticator app and try again.';
         return renderTotp(ctx, context, 'totp', message, 401);
       }
       await attempt.succeeded();
       logFor(ctx).info('second factor succeeded', { accountId: account.id, method: 'totp' });
+      await auditFactor(ctx, 'mfa.totp', account, 'success');
       return advance(ctx, account.id, uniqueFactors(context.factors, ['totp']));
     });
   };
@@ -447,10 +515,12 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
       if (!result.ok) {
         await attempt.failed();
         logFor(ctx).info('second factor failed', { accountId: account.id, method: 'recovery', reason: result.reason });
+        await auditFactor(ctx, 'mfa.recovery_code', account, 'failure', { reason: `code_${result.reason}` });
         return renderTotp(ctx, context, 'recovery', 'That recovery code is not valid, or it was already used.', 401);
       }
       await attempt.succeeded();
       logFor(ctx).info('second factor succeeded', { accountId: account.id, method: 'recovery', recoveryCodesLeft: result.remaining });
+      await auditFactor(ctx, 'mfa.recovery_code', account, 'success', { details: { recoveryCodesLeft: result.remaining } });
       return advance(ctx, account.id, uniqueFactors(context.factors, ['recovery']));
     });
   };
@@ -466,11 +536,13 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
       if (!result.ok || result.accountId !== account.id) {
         await attempt.failed();
         logFor(ctx).info('second factor failed', { accountId: account.id, method: 'email', reason: result.ok ? 'account' : result.reason });
+        await auditFactor(ctx, 'mfa.email_code', account, 'failure', { reason: result.ok ? 'account_mismatch' : `code_${result.reason}` });
         return render(codeError(result.ok ? 'invalid' : result.reason), 401);
       }
       await attempt.succeeded();
       await accounts.markEmailVerified(account.id);
       logFor(ctx).info('second factor succeeded', { accountId: account.id, method: 'email' });
+      await auditFactor(ctx, 'mfa.email_code', account, 'success');
       return advance(ctx, account.id, uniqueFactors(context.factors, ['email']));
     });
   };
@@ -484,10 +556,12 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
       if (!(await accounts.verifyPassword(account.id, parsed.data.password))) {
         await attempt.failed();
         logFor(ctx).info('second factor failed', { accountId: account.id, method: 'password' });
+        await auditFactor(ctx, 'mfa.password', account, 'failure', { reason: 'wrong_password' });
         return renderPassword(ctx, context, 'That password is not right.', 401);
       }
       await attempt.succeeded();
       logFor(ctx).info('second factor succeeded', { accountId: account.id, method: 'password' });
+      await auditFactor(ctx, 'mfa.password', account, 'success');
       return advance(ctx, account.id, uniqueFactors(context.factors, ['pwd']));
     });
   };
@@ -508,10 +582,12 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
       }
       if (!result.ok) {
         await attempt.failed();
+        await auditFactor(ctx, 'mfa.enrolled', account, 'failure', { reason: `code_${result.reason}`, details: { during: 'sign-in' } });
         return renderEnrol(ctx, context, 'That code is not right. Check that the app added this account, then enter its current code.', 401);
       }
       await attempt.succeeded();
       logFor(ctx).info('authenticator app enrolled', { accountId: account.id, during: 'sign-in' });
+      await auditFactor(ctx, 'mfa.enrolled', account, 'success', { details: { during: 'sign-in' } });
       const progress: SignInProgress = { accountId: account.id, factors: uniqueFactors(context.factors, ['totp']), step: 'recovery-codes' };
       await saveProgress(ctx.state.interaction, progress);
       // Shown in this response only: the codes are stored hashed and cannot be shown again.
@@ -523,6 +599,27 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     const progress = readProgress(ctx.state.interaction);
     if (progress?.step !== 'recovery-codes' || !progress.accountId) throw new AppError(400, 'interaction.wrong_step', WRONG_STEP);
     return advance(ctx, progress.accountId, progress.factors);
+  };
+
+  /** The new password an administrator asked for; then the sign-in finishes as it would have. */
+  const setNewPassword: Step = async function setNewPassword(ctx) {
+    const context = await newPasswordContext(ctx);
+    const { account, progress } = context;
+    const render = (errors: { password?: string; confirm?: string }) => renderNewPassword(ctx, context, errors, 400);
+    const parsed = newPasswordForm.safeParse(ctx.state.form);
+    if (!parsed.success) return render({ password: 'Enter a new password, then the same password again.' });
+    const { password, confirm } = parsed.data;
+    const rule = passwordSchema.safeParse(password);
+    if (!rule.success) return render({ password: `The new password ${rule.error.issues[0]?.message ?? 'is not allowed'}.` });
+    if (confirm !== password) return render({ confirm: 'The two passwords are not the same. Type the new password again.' });
+    // A reset that keeps the old password would not be one.
+    if (account.hasPassword && (await accounts.verifyPassword(account.id, password))) {
+      return render({ password: 'Choose a password different from your current one.' });
+    }
+    await accounts.changePassword(account.id, password);
+    logFor(ctx).info('password changed', { accountId: account.id, during: 'sign-in' });
+    await auditFactor(ctx, 'user.password_changed', account, 'success', { details: { during: 'sign-in', required: true } });
+    return advance(ctx, account.id, progress.factors);
   };
 
   /** "Use another account" / "back": forget this interaction's progress and start again. */
@@ -547,6 +644,7 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     router.post('/:uid/second-factor/password', ...post(loginOrMfa, verifySecondPassword));
     router.post('/:uid/second-factor/enrol', ...post(loginOrMfa, activateTotp));
     router.post('/:uid/second-factor/continue', ...post(loginOrMfa, continueAfterRecoveryCodes));
+    router.post('/:uid/new-password', ...post(loginOrMfa, setNewPassword));
     router.post('/:uid/restart', ...post(login, restart));
   }
 

@@ -51,8 +51,11 @@ const progressSchema = z.object({
   accountId: z.string().optional(),
   /** Factors verified in this interaction. */
   factors: z.array(z.enum(['pwd', 'email', 'totp', 'recovery'])),
-  /** The page the person is on. */
-  step: z.enum(['email-code', 'second-factor', 'recovery-codes']),
+  /**
+   * The page the person is on. `new-password`: every required factor is done, and the account
+   * must set a new password before the provider hears `login` (factor.routes.ts, advance).
+   */
+  step: z.enum(['email-code', 'second-factor', 'recovery-codes', 'new-password']),
   /** The address a sign-in code was sent to (step `email-code`). */
   email: z.string().optional(),
 });

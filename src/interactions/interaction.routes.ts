@@ -3,6 +3,7 @@ import { z } from 'zod';
 
 import { safeText } from '../accounts/account.service.js';
 import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
+import { accountActor } from '../audit/audit.service.js';
 import { AppError } from '../http/app-error.js';
 import { parseForm } from '../http/form-body.js';
 import type { FactorRouteDeps } from './factor.routes.js';
@@ -22,7 +23,7 @@ const loginForm = z.object({
 });
 
 export function createInteractionRouter(deps: InteractionRouterDeps): Router<InteractionState> {
-  const { provider, accounts, signInThrottle, pages, csrf, config, logger } = deps;
+  const { provider, accounts, signInThrottle, pages, csrf, config, logger, audit } = deps;
   const router = new Router<InteractionState>({ prefix: '/interaction' });
   const steps = createInteractionSteps({ provider, csrf });
   const { loadInteraction, requirePrompt, checkCsrf, finish } = steps;
@@ -74,6 +75,17 @@ export function createInteractionRouter(deps: InteractionRouterDeps): Router<Int
 
   factors.setLoginRenderer((ctx, options) => renderLogin(ctx, options));
 
+  /**
+   * A refused password sign-in in the audit log: against the account when the email names one,
+   * anonymous (and without the address) when it does not. Only admins read the reason.
+   */
+  const auditPasswordFailure = async (ctx: StepContext, email: string, reason?: 'throttled') => {
+    const account = await accounts.findByEmail(email);
+    const why = reason ?? (!account ? 'unknown_account' : account.disabled ? 'account_disabled' : account.hasPassword ? 'wrong_password' : 'no_password');
+    const actor = account ? accountActor(account) : undefined;
+    await audit.record({ action: 'sign_in.password', outcome: 'failure', actor: actor ?? { type: 'anonymous' }, target: actor, clientId: String(ctx.state.interaction.params.client_id), reason: why });
+  };
+
   const showPrompt: Step = async function showPrompt(ctx) {
     const { prompt } = ctx.state.interaction;
     if (prompt.name === 'login') {
@@ -105,6 +117,7 @@ export function createInteractionRouter(deps: InteractionRouterDeps): Router<Int
     if (!gate.allowed) {
       // Checked before the password, for known and unknown emails alike (sign-in-throttle.ts).
       log.info('sign-in delayed', { retryAfterSeconds: gate.retryAfterSeconds, client: ctx.state.interaction.params.client_id });
+      await auditPasswordFailure(ctx, email, 'throttled');
       ctx.set('Retry-After', String(gate.retryAfterSeconds));
       return renderLogin(ctx, {
         email,
@@ -116,11 +129,13 @@ export function createInteractionRouter(deps: InteractionRouterDeps): Router<Int
     if (!result.ok) {
       await signInThrottle.recordFailure(email);
       log.info('sign-in failed', { reason: result.reason, client: ctx.state.interaction.params.client_id });
+      await auditPasswordFailure(ctx, email);
       // One message for unknown email, wrong password and disabled account (no enumeration).
       return renderLogin(ctx, { email, error: 'Incorrect email or password.', status: 401 });
     }
     await signInThrottle.recordSuccess(email);
     log.info('password accepted', { accountId: result.account.id, client: ctx.state.interaction.params.client_id });
+    await audit.record({ action: 'sign_in.password', outcome: 'success', actor: accountActor(result.account), target: accountActor(result.account), clientId: String(ctx.state.interaction.params.client_id) });
     // The policy decides whether a second factor follows (factor.routes.ts).
     await factors.advance(ctx, result.account.id, ['pwd']);
   };
@@ -146,11 +161,18 @@ export function createInteractionRouter(deps: InteractionRouterDeps): Router<Int
     }
     const grantId = await grant.save();
     (ctx.state.log ?? logger).info('consent granted', { accountId, client: clientId });
+    const scopes = [...(details.missingOIDCScope ?? []), ...Object.values(details.missingResourceScopes ?? {}).flat()];
+    await audit.record({ action: 'consent.granted', outcome: 'success', actor: { type: 'account', id: accountId }, target: { type: 'client', id: clientId, label: ctx.state.client.name }, clientId, details: { scopes, claims: details.missingOIDCClaims ?? [] } });
     await finish(ctx, { consent: { grantId } });
   };
 
   const abort: Step = async function abort(ctx) {
-    (ctx.state.log ?? logger).info('interaction aborted', { prompt: ctx.state.interaction.prompt.name, client: ctx.state.interaction.params.client_id });
+    const { prompt, params, session } = ctx.state.interaction;
+    (ctx.state.log ?? logger).info('interaction aborted', { prompt: prompt.name, client: params.client_id });
+    if (prompt.name === 'consent' && session?.accountId) {
+      const clientId = String(params.client_id);
+      await audit.record({ action: 'consent.denied', outcome: 'success', actor: { type: 'account', id: session.accountId }, target: { type: 'client', id: clientId, label: ctx.state.client.name }, clientId });
+    }
     await finish(ctx, { error: 'access_denied', error_description: 'End-User aborted interaction' });
   };
 

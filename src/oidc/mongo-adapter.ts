@@ -8,8 +8,10 @@ import type { Logger } from '../logging/logger.js';
 /**
  * oidc-provider's storage Adapter over MongoDB, one collection per model.
  *
- * Each record is stored as `{ _id, payload, grantId?, uid?, userCode?, expiresAt, consumedAt? }`
- * with `payload` serialised as JSON. NOTE: payloads carry keys that FerretDB (and MongoDB
+ * Each record is stored as `{ _id, payload, grantId?, uid?, userCode?, accountId?, clientId?, expiresAt, consumedAt? }`
+ * with `payload` serialised as JSON; `accountId` is copied out of the payload so that everything
+ * issued to one person can be revoked at once (revokeAccountRecords), and `clientId` so that a
+ * deleted client's codes, tokens and grants go with it (ClientService.remove). NOTE: payloads carry keys that FerretDB (and MongoDB
  * before 5.0) refuse in documents, such as resource indicator URLs or client ids containing
  * dots, so the payload is never stored as a free-form nested document.
  */
@@ -20,6 +22,9 @@ interface StoredRecord {
   grantId?: string;
   uid?: string;
   userCode?: string;
+  accountId?: string;
+  /** The client a code, token or grant was issued to (ClientService.remove deletes them by it). */
+  clientId?: string;
   expiresAt: Date | null;
   consumedAt?: Date | null;
 }
@@ -79,6 +84,16 @@ export interface MongoAdapterDeps {
   now?: () => number;
 }
 
+/**
+ * The account a record belongs to: the payload's own `accountId` (Session, Grant, tokens, codes),
+ * or for an Interaction the account of the session it runs in.
+ */
+function accountIdOf(payload: AdapterPayload): string | undefined {
+  if (typeof payload.accountId === 'string' && payload.accountId) return payload.accountId;
+  const sessionAccount = (payload.session as { accountId?: unknown } | undefined)?.accountId;
+  return typeof sessionAccount === 'string' && sessionAccount ? sessionAccount : undefined;
+}
+
 function toPayload(record: StoredRecord | null, now: number): AdapterPayload | undefined {
   if (!record) return undefined;
   // Expired records are never returned, whether or not a TTL index or the sweep removed them yet.
@@ -121,6 +136,11 @@ class MongoAdapter implements Adapter {
       if (typeof value === 'string' && value) set[field] = value;
       else unset[field] = '';
     }
+    const accountId = accountIdOf(payload);
+    if (accountId) set.accountId = accountId;
+    else unset.accountId = '';
+    if (typeof payload.clientId === 'string' && payload.clientId) set.clientId = payload.clientId;
+    else unset.clientId = '';
     // NOTE: an upsert never clears consumedAt: a consumed code or token stays consumed.
     if (consumed) set.consumedAt = new Date(Number(consumed) * 1000);
     const update = Object.keys(unset).length > 0 ? { $set: set, $unset: unset } : { $set: set };
@@ -237,6 +257,8 @@ export async function ensureAdapterIndexes(db: Db, logger: Logger): Promise<Adap
   for (const model of ADAPTER_MODELS) {
     const collection = db.collection(collectionName(model));
     await collection.createIndex({ grantId: 1 }, { sparse: true });
+    await collection.createIndex({ accountId: 1 }, { sparse: true });
+    await collection.createIndex({ clientId: 1 }, { sparse: true });
     if (model === 'Session') await collection.createIndex({ uid: 1 }, { unique: true, sparse: true });
     if (model === 'DeviceCode') await collection.createIndex({ userCode: 1 }, { unique: true, sparse: true });
     if (ttlSupported) {
@@ -256,6 +278,39 @@ export async function ensureAdapterIndexes(db: Db, logger: Logger): Promise<Adap
     .collection(CONSUME_CLAIMS_COLLECTION)
     .createIndex({ expiresAt: 1 }, ttlSupported ? { expireAfterSeconds: 0, name: 'expiresAt_ttl' } : { name: 'expiresAt_1' });
   return { ttlSupported };
+}
+
+function escapeRegex(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/**
+ * Deletes every record issued to an account, in every adapter collection: sessions (so the
+ * person is signed out everywhere), grants, access and refresh tokens, authorization codes,
+ * interactions in progress. Returns how many records went.
+ *
+ * NOTE: records written before the `accountId` field existed carry the account only inside
+ * their JSON payload; those are matched by a regex on the serialised `"accountId":"<id>"`
+ * (JSON.stringify writes no spaces, and escapes the id the same way here as it did there).
+ * An opaque access token is checked against this store on every use, so deleting it revokes it;
+ * oidc-provider also drops a token whose grant is gone.
+ */
+export async function revokeAccountRecords(
+  db: Db,
+  accountId: string,
+  /** Default: every model. `['Session']` signs the person out without touching their tokens. */
+  models: readonly (typeof ADAPTER_MODELS)[number][] = ADAPTER_MODELS,
+): Promise<number> {
+  if (!accountId) return 0;
+  const serialised = new RegExp(escapeRegex(`"accountId":${JSON.stringify(accountId)}`));
+  let removed = 0;
+  for (const model of models) {
+    const result = await guardDatabase(() =>
+      db.collection<StoredRecord>(collectionName(model)).deleteMany({ $or: [{ accountId }, { payload: { $regex: serialised } }] }),
+    );
+    removed += result.deletedCount;
+  }
+  return removed;
 }
 
 /** Deletes expired records from every adapter collection; returns how many went. */

@@ -8,11 +8,12 @@ import { fileURLToPath } from 'node:url';
 
 import mongoose from 'mongoose';
 import type { Connection } from 'mongoose';
+import { generate } from 'otplib';
 
 import { clientCreate, clientDelete, clientList } from '../../src/cli/client.commands.js';
 import type { ClientJson } from '../../src/cli/client.commands.js';
 import type { CommandContext, CommandFunction } from '../../src/cli/command.js';
-import { userCreate, userList } from '../../src/cli/user.commands.js';
+import { userCreate, userDelete, userDisable, userEnable, userList, userResetMfa } from '../../src/cli/user.commands.js';
 import { loadConfig } from '../../src/config/config.js';
 import { connectDatabase } from '../../src/db/connect.js';
 import { findRunningDatabase, provisionDatabase, runningDatabaseFile } from '../../src/db/provision.js';
@@ -168,14 +169,14 @@ describe('cli commands, in process', () => {
         /post-logout/,
       ],
     ])('refuses %s: exit 1, the reason on stderr, nothing stored', async (_label, uriArgs, reason) => {
-      const before = (await services.clients.list()).length;
+      const before = (await services.clients.list()).total;
       const result = await run(clientCreate, ['--name', 'Refused', ...uriArgs, '--json']);
       expect(result.code).toBe(1);
       expect(result.stdout).toBe('');
       expect(result.stderr).toMatch(/^error: /);
       expect(result.stderr).toMatch(reason);
       expect(result.stderr).not.toMatch(/Usage:/);
-      expect(await services.clients.list()).toHaveLength(before);
+      expect((await services.clients.list()).total).toBe(before);
     });
 
     it.each([
@@ -185,13 +186,13 @@ describe('cli commands, in process', () => {
       ['a value missing', ['--name'], /argument missing/],
       ['a stray argument', ['--name', 'App', '--redirect-uri', 'https://a.example.com/cb', 'extra'], /Unexpected argument 'extra'/],
     ])('%s: usage on stderr, exit 2', async (_label, args, reason) => {
-      const before = (await services.clients.list()).length;
+      const before = (await services.clients.list()).total;
       const result = await run(clientCreate, args);
       expect(result.code).toBe(2);
       expect(result.stdout).toBe('');
       expect(result.stderr).toMatch(reason);
       expect(result.stderr).toMatch(/Usage: npm run cli -- client create/);
-      expect(await services.clients.list()).toHaveLength(before);
+      expect((await services.clients.list()).total).toBe(before);
     });
 
     it('--help prints the usage on stdout', async () => {
@@ -311,6 +312,83 @@ describe('cli commands, in process', () => {
       expect(users.map((u) => u.email)).toEqual(expect.arrayContaining(['grace@example.com', 'root@example.com']));
     });
   });
+
+  describe('user disable, enable, reset-mfa and delete', () => {
+    const password = 'a long enough passphrase';
+    const auditOf = async (accountId: string) =>
+      (await connection.db?.collection<{ action: string; actor: unknown; target?: { id: string } }>('audit_events').find({ 'target.id': accountId }).toArray()) ?? [];
+
+    it('disable and enable by email, audited as done from the command line', async () => {
+      const account = await services.accounts.create({ email: 'toggle@example.com', password });
+      const disabled = await run(userDisable, ['Toggle@Example.com']);
+      expect(disabled).toMatchObject({ code: 0, stderr: '' });
+      expect(disabled.stdout).toBe(`Disabled user toggle@example.com (id ${account.id}); their sessions and tokens are revoked.\n`);
+      expect((await services.accounts.findById(account.id))?.disabled).toBe(true);
+      expect((await services.accounts.authenticate('toggle@example.com', password)).ok).toBe(false);
+
+      const enabled = await run(userEnable, ['toggle@example.com', '--json']);
+      expect(enabled).toMatchObject({ code: 0, stderr: '' });
+      const user = JSON.parse(enabled.stdout) as UserJson & { disabled: boolean; password_reset_required: boolean; sign_in_methods: string[]; mfa: unknown };
+      expect(user).toMatchObject({ id: account.id, email: 'toggle@example.com', disabled: false, password_reset_required: false });
+      expect(user.sign_in_methods).toEqual(['password', 'email_code']);
+      expect(user.mfa).toEqual({ totp: false, recovery_codes_left: 0 });
+      expect(enabled.stdout).not.toMatch(/hash|argon2/i);
+      expect((await services.accounts.authenticate('toggle@example.com', password)).ok).toBe(true);
+
+      const events = await auditOf(account.id);
+      expect(events.map((e) => e.action)).toEqual(['user.disabled', 'user.enabled']);
+      expect(events[0]?.actor).toEqual({ type: 'system', label: 'cli' });
+    });
+
+    it('reset-mfa removes an authenticator app, and says when there was none', async () => {
+      const account = await services.accounts.create({ email: 'lostphone@example.com', password });
+      const none = await run(userResetMfa, ['lostphone@example.com']);
+      expect(none).toMatchObject({ code: 0, stderr: '' });
+      expect(none.stdout).toMatch(/had no authenticator app; nothing to remove/);
+
+      const enrolment = await services.totp.beginEnrolment(account);
+      expect((await services.totp.activate(account.id, await generate({ secret: enrolment.secret }))).ok).toBe(true);
+      const removed = await run(userResetMfa, ['lostphone@example.com']);
+      expect(removed.code).toBe(0);
+      expect(removed.stdout).toMatch(/^Removed the authenticator app and recovery codes of lostphone@example\.com/);
+      expect(await services.totp.status(account.id)).toEqual({ enabled: false, recoveryCodesLeft: 0 });
+      expect((await auditOf(account.id)).map((e) => e.action)).toEqual(['user.mfa_reset', 'user.mfa_reset']);
+    });
+
+    it('delete removes the user; --json prints what was deleted', async () => {
+      const account = await services.accounts.create({ email: 'leaving@example.com', password });
+      const result = await run(userDelete, ['leaving@example.com', '--json']);
+      expect(result).toMatchObject({ code: 0, stderr: '' });
+      expect(JSON.parse(result.stdout)).toEqual({ deleted: true, id: account.id, email: 'leaving@example.com' });
+      expect(await services.accounts.findById(account.id)).toBeUndefined();
+      expect((await auditOf(account.id)).map((e) => e.action)).toEqual(['user.deleted']);
+
+      const text = await run(userDelete, ['grace@example.com']);
+      expect(text.code).toBe(0);
+      expect(text.stdout).toMatch(/^Deleted user grace@example\.com \(id \S+\)\.\n$/);
+    });
+
+    it.each([
+      ['disable', userDisable],
+      ['enable', userEnable],
+      ['reset-mfa', userResetMfa],
+      ['delete', userDelete],
+    ] as const)('user %s: an unknown email exits 1; no email or two exit 2; --help shows the usage', async (action, command) => {
+      const unknown = await run(command, ['nobody@example.com']);
+      expect(unknown).toEqual({ code: 1, stdout: '', stderr: 'error: no user with email "nobody@example.com"\n' });
+
+      for (const args of [[], ['a@example.com', 'b@example.com'], ['a@example.com', '--force']]) {
+        const bad = await run(command, args);
+        expect(bad.code).toBe(2);
+        expect(bad.stdout).toBe('');
+        expect(bad.stderr).toContain(`Usage: npm run cli -- user ${action} EMAIL`);
+      }
+
+      const help = await run(command, ['--help']);
+      expect(help).toMatchObject({ code: 0, stderr: '' });
+      expect(help.stdout).toMatch(new RegExp(`^Usage: npm run cli -- user ${action} EMAIL \\[--json\\]`));
+    });
+  });
 });
 
 // ---------------------------------------------------------------------------
@@ -412,6 +490,25 @@ describe('npm run cli, as a child process', () => {
     const none = await runCli([], env, workDir);
     expect(none).toMatchObject({ code: 2, stdout: '' });
     expect(none.stderr).toMatch(/Usage: npm run cli --/);
+  });
+
+  it('user disable and delete run through main.ts, and the overview lists them', async () => {
+    const overview = await runCli(['user', '--help'], baseEnv(), workDir);
+    expect(overview).toMatchObject({ code: 0, stderr: '' });
+    for (const action of ['create', 'list', 'disable', 'enable', 'reset-mfa', 'delete']) {
+      expect(overview.stdout).toMatch(new RegExp(`^  user ${action} `, 'm'));
+    }
+
+    const created = await runCli(['user', 'create', '--email', 'spawned@example.com', '--password', 'a long enough passphrase', '--json'], env, workDir);
+    expect(created.code).toBe(0);
+    const { id } = JSON.parse(created.stdout) as UserJson;
+    const disabled = await runCli(['user', 'disable', 'spawned@example.com', '--json'], env, workDir);
+    expect(disabled).toMatchObject({ code: 0, stderr: '' });
+    expect(JSON.parse(disabled.stdout)).toMatchObject({ id, disabled: true });
+    const deleted = await runCli(['user', 'delete', 'spawned@example.com'], env, workDir);
+    expect(deleted).toMatchObject({ code: 0, stderr: '', stdout: `Deleted user spawned@example.com (id ${id}).\n` });
+    const again = await runCli(['user', 'delete', 'spawned@example.com'], env, workDir);
+    expect(again).toMatchObject({ code: 1, stdout: '' });
   });
 
   it('--help works without any configuration or database', async () => {

@@ -1,0 +1,328 @@
+import type { mongo } from 'mongoose';
+import { z } from 'zod';
+
+import type { AuditActor, AuditDetails, AuditService } from '../audit/audit.service.js';
+import { AppError } from '../http/app-error.js';
+import type { Logger } from '../logging/logger.js';
+import { revokeAccountRecords } from '../oidc/mongo-adapter.js';
+import type { Role } from './account.model.js';
+import type { AccountService, AccountView } from './account.service.js';
+import { emailSchema, passwordSchema, safeText } from './account.service.js';
+import { EMAIL_CODES_COLLECTION } from './email-code.service.js';
+import { FACTOR_ATTEMPTS_COLLECTION } from './factor-throttle.js';
+import type { TotpService } from './totp.service.js';
+import { RECOVERY_CODE_USES_COLLECTION, TOTP_USED_STEPS_COLLECTION } from './totp.service.js';
+
+/**
+ * What administrators do to people: list and find them, create them, change their name and
+ * roles, disable them, reset their second factor, make them choose a new password, delete them.
+ * The admin console, the management API and the CLI are thin layers over this service, so the
+ * rules (validation, the self-guards, revocation, audit) hold whichever one is used.
+ *
+ * Every change records an audit event whose details name fields, never their values where those
+ * could be secret: a password never reaches the audit log.
+ */
+
+export type SignInMethod = 'password' | 'email_code' | 'totp';
+
+export interface UserAdminView extends AccountView {
+  /**
+   * How this person can sign in: `password` when one is set; `email_code` always (anyone who
+   * receives mail at the address can get a sign-in code); `totp` when an authenticator is enrolled.
+   */
+  signInMethods: SignInMethod[];
+  mfa: { totp: boolean; enabledAt?: Date; recoveryCodesLeft: number };
+  passwordResetRequired: boolean;
+}
+
+const roleSchema = z.enum(['admin']).describe('A role: `admin` may manage clients, users and the audit log');
+
+const nameSchema = safeText(200)
+  .transform((s) => s.trim())
+  .describe('Display name (the `name` claim)');
+
+export const userCreateSchema = z
+  .strictObject({
+    email: emailSchema.describe('Sign-in email address; stored lower-cased, unique'),
+    password: passwordSchema
+      .optional()
+      .describe('Initial password (at least 8 characters); omit for a passwordless account that signs in with a code by email'),
+    name: nameSchema.optional(),
+    roles: z.array(roleSchema).max(10).optional().describe('Roles to grant; none by default'),
+    emailVerified: z.boolean().optional().describe('Whether the address is known to reach the person; false by default'),
+  })
+  .describe('A new user');
+
+export const userUpdateSchema = z
+  .strictObject({
+    name: nameSchema.nullable().optional().describe('New display name; null or empty removes it'),
+    roles: z.array(roleSchema).max(10).optional().describe('The complete set of roles after the change'),
+    disabled: z.boolean().optional().describe('true disables the account (ending its sessions and revoking its tokens); false enables it'),
+  })
+  .describe('Changes to a user; fields left out stay as they are. The email address cannot be changed here.');
+
+export type UserCreateInput = z.input<typeof userCreateSchema>;
+export type UserUpdateInput = z.input<typeof userUpdateSchema>;
+
+export interface UserListOptions {
+  /** Case-insensitive substring of the email or the name, or the exact account id. */
+  search?: string | undefined;
+  /** 1–200; default 50. */
+  limit?: number | undefined;
+  /** `nextCursor` from the previous page. */
+  cursor?: string | undefined;
+}
+
+export interface UserPage {
+  users: UserAdminView[];
+  /** Present when there are more users after this page. */
+  nextCursor?: string;
+  /** How many users match the search, over all pages. */
+  total: number;
+}
+
+export interface UserAdminService {
+  /** Ordered by email; cursor-based. */
+  list(options?: UserListOptions): Promise<UserPage>;
+  get(id: string): Promise<UserAdminView | undefined>;
+  create(input: UserCreateInput, actor?: AuditActor): Promise<UserAdminView>;
+  /** Role changes are audited as `user.role_granted` / `user.role_revoked`, `disabled` as `user.disabled` / `user.enabled`. */
+  update(id: string, input: UserUpdateInput, actor?: AuditActor): Promise<UserAdminView>;
+  /** Disabling also ends the person's sessions and revokes their grants and tokens. */
+  setDisabled(id: string, disabled: boolean, actor?: AuditActor): Promise<UserAdminView>;
+  /** Removes the authenticator app and the recovery codes. */
+  resetMfa(id: string, actor?: AuditActor): Promise<UserAdminView>;
+  /** The next sign-in ends on the new-password page; the person's sessions end now, so that it comes soon. */
+  requirePasswordReset(id: string, actor?: AuditActor): Promise<UserAdminView>;
+  /** Deletes the account and revokes everything issued to it. False when there was no such account. */
+  delete(id: string, actor?: AuditActor): Promise<boolean>;
+}
+
+/** 400 `user.invalid`, with a message per field (`fields`), for forms and API clients. */
+export class UserValidationError extends AppError {
+  override name = 'UserValidationError';
+  readonly fields: Record<string, string>;
+
+  constructor(fields: Record<string, string>) {
+    super(400, 'user.invalid', Object.entries(fields).map(([field, message]) => `${field}: ${message}`).join('; ') || 'invalid input');
+    this.fields = fields;
+  }
+}
+
+/** One message per field, from zod's issues (messages name rules, never the value given). */
+function fieldErrors(error: z.ZodError): Record<string, string> {
+  const fields: Record<string, string> = {};
+  for (const issue of error.issues) {
+    if (issue.code === 'unrecognized_keys') {
+      for (const key of issue.keys) fields[key] ??= 'is not a field that can be set here';
+      continue;
+    }
+    const key = issue.path.length > 0 ? issue.path.map(String).join('.') : 'input';
+    fields[key] ??= issue.message;
+  }
+  return fields;
+}
+
+function parse<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
+  const parsed = schema.safeParse(input);
+  if (!parsed.success) throw new UserValidationError(fieldErrors(parsed.error));
+  return parsed.data;
+}
+
+const notFound = () => new AppError(404, 'user.not_found', 'No user with this id.');
+
+const SYSTEM: AuditActor = { type: 'system' };
+
+const DEFAULT_LIMIT = 50;
+const MAX_LIMIT = 200;
+
+function encodeCursor(email: string): string {
+  return Buffer.from(email, 'utf8').toString('base64url');
+}
+
+function decodeCursor(cursor: string): string {
+  const email = /^[A-Za-z0-9_-]{1,400}$/.test(cursor) ? Buffer.from(cursor, 'base64url').toString('utf8') : '';
+  if (!email || encodeCursor(email) !== cursor) throw new UserValidationError({ cursor: 'is not a cursor from a previous page' });
+  return email;
+}
+
+export interface UserAdminServiceDeps {
+  accounts: AccountService;
+  totp: TotpService;
+  db: mongo.Db;
+  audit: AuditService;
+  logger: Logger;
+}
+
+export function createUserAdminService({ accounts, totp, db, audit, logger }: UserAdminServiceDeps): UserAdminService {
+  const toAdminView = async (account: AccountView): Promise<UserAdminView> => {
+    const status = await totp.status(account.id);
+    const signInMethods: SignInMethod[] = [];
+    if (account.hasPassword) signInMethods.push('password');
+    signInMethods.push('email_code');
+    if (status.enabled) signInMethods.push('totp');
+    return {
+      ...account,
+      signInMethods,
+      mfa: { totp: status.enabled, ...(status.enabledAt ? { enabledAt: status.enabledAt } : {}), recoveryCodesLeft: status.recoveryCodesLeft },
+      passwordResetRequired: account.passwordResetRequired,
+    };
+  };
+
+  const load = async (id: string): Promise<AccountView> => {
+    const account = typeof id === 'string' && id ? await accounts.findById(id) : undefined;
+    if (!account) throw notFound();
+    return account;
+  };
+
+  const record = (action: string, actor: AuditActor | undefined, account: Pick<AccountView, 'id' | 'email'>, details?: AuditDetails) =>
+    audit.record({
+      action,
+      outcome: 'success',
+      actor: actor ?? SYSTEM,
+      target: { type: 'account', id: account.id, label: account.email },
+      ...(details ? { details } : {}),
+    });
+
+  /** An admin cannot lock themselves out: someone must always be able to get in and fix things. */
+  const refuseSelf = (actor: AuditActor | undefined, id: string, what: string) => {
+    if (actor?.type === 'account' && actor.id === id) {
+      throw new AppError(409, 'user.self', `You cannot ${what} your own account. Ask another administrator.`);
+    }
+  };
+
+  const recordRoleChanges = async (actor: AuditActor | undefined, account: AccountView, before: readonly Role[], after: readonly Role[]) => {
+    for (const role of after.filter((r) => !before.includes(r))) await record('user.role_granted', actor, account, { role });
+    for (const role of before.filter((r) => !after.includes(r))) await record('user.role_revoked', actor, account, { role });
+  };
+
+  const changeDisabled = async (account: AccountView, disabled: boolean, actor: AuditActor | undefined): Promise<AccountView> => {
+    if (disabled) refuseSelf(actor, account.id, 'disable');
+    const updated = await accounts.setDisabled(account.id, disabled);
+    if (!updated) throw notFound();
+    if (disabled) {
+      // After the flag is set: a sign-in finishing meanwhile finds the account disabled, and a
+      // session it wrote a moment earlier is removed here (or refused: findAccount, provider.ts).
+      const revokedRecords = await revokeAccountRecords(db, account.id);
+      logger.debug('account disabled; sessions and tokens revoked', { accountId: account.id, revokedRecords });
+      if (!account.disabled) await record('user.disabled', actor, updated, { revokedRecords });
+    } else if (account.disabled) {
+      await record('user.enabled', actor, updated);
+    }
+    return updated;
+  };
+
+  return {
+    async list(options = {}) {
+      const search = options.search?.trim() ?? '';
+      if (search.length > 200) throw new UserValidationError({ search: 'must be at most 200 characters' });
+      const limit =
+        typeof options.limit === 'number' && Number.isFinite(options.limit)
+          ? Math.min(Math.max(Math.trunc(options.limit), 1), MAX_LIMIT)
+          : DEFAULT_LIMIT;
+      const afterEmail = options.cursor ? decodeCursor(options.cursor) : undefined;
+      const page = await accounts.search({ search: search || undefined, limit, afterEmail });
+      const users = await Promise.all(page.accounts.map(toAdminView));
+      const last = page.accounts.at(-1);
+      return page.hasMore && last ? { users, nextCursor: encodeCursor(last.email), total: page.total } : { users, total: page.total };
+    },
+
+    async get(id) {
+      const account = typeof id === 'string' && id ? await accounts.findById(id) : undefined;
+      return account ? toAdminView(account) : undefined;
+    },
+
+    async create(input, actor) {
+      const data = parse(userCreateSchema, input);
+      let account: AccountView;
+      try {
+        account = await accounts.create({
+          email: data.email,
+          ...(data.password !== undefined ? { password: data.password } : {}),
+          ...(data.name ? { name: data.name } : {}),
+          roles: [...new Set(data.roles ?? [])],
+          emailVerified: data.emailVerified ?? false,
+        });
+      } catch (err) {
+        if (err instanceof AppError && err.code === 'account.email_taken') {
+          throw new AppError(409, 'user.email_taken', 'A user with this email address already exists.');
+        }
+        throw err;
+      }
+      // Field names only: never the password, and not the values.
+      const fields = Object.keys(data).filter((k) => (data as Record<string, unknown>)[k] !== undefined);
+      await record('user.created', actor, account, { fields });
+      await recordRoleChanges(actor, account, [], account.roles);
+      return toAdminView(account);
+    },
+
+    async update(id, input, actor) {
+      const data = parse(userUpdateSchema, input);
+      let account = await load(id);
+      const roles = data.roles === undefined ? undefined : [...new Set(data.roles)];
+      if (roles && account.roles.includes('admin') && !roles.includes('admin')) refuseSelf(actor, id, 'remove the admin role from');
+      if (data.disabled === true) refuseSelf(actor, id, 'disable');
+
+      const changed: string[] = [];
+      if (data.name !== undefined && (data.name || undefined) !== account.name) changed.push('name');
+      const rolesChanged = roles !== undefined && (roles.length !== account.roles.length || roles.some((r) => !account.roles.includes(r)));
+      if (rolesChanged) changed.push('roles');
+      if (changed.length > 0) {
+        const before = account;
+        const updated = await accounts.update(id, {
+          ...(changed.includes('name') ? { name: data.name ?? null } : {}),
+          ...(rolesChanged ? { roles } : {}),
+        });
+        if (!updated) throw notFound();
+        account = updated;
+        await record('user.updated', actor, account, { fields: changed });
+        if (rolesChanged) await recordRoleChanges(actor, account, before.roles, account.roles);
+      }
+      if (data.disabled !== undefined && data.disabled !== account.disabled) account = await changeDisabled(account, data.disabled, actor);
+      return toAdminView(account);
+    },
+
+    async setDisabled(id, disabled, actor) {
+      if (disabled) refuseSelf(actor, id, 'disable');
+      const account = await load(id);
+      return toAdminView(await changeDisabled(account, disabled, actor));
+    },
+
+    async resetMfa(id, actor) {
+      const account = await load(id);
+      const before = await totp.status(id);
+      await totp.remove(id);
+      await record('user.mfa_reset', actor, account, { hadTotp: before.enabled, recoveryCodesRemoved: before.recoveryCodesLeft });
+      return toAdminView((await accounts.findById(id)) ?? account);
+    },
+
+    async requirePasswordReset(id, actor) {
+      const account = await load(id);
+      const updated = await accounts.setPasswordResetRequired(id, true);
+      if (!updated) throw notFound();
+      // NOTE: a live SSO session would let the person into applications without signing in
+      // (no reset) until it expires: end them, so the next authorization request signs in.
+      // Tokens already issued stay valid; disable the account to revoke those too.
+      const endedSessions = await revokeAccountRecords(db, id, ['Session']);
+      await record('user.password_reset_required', actor, account, { endedSessions });
+      return toAdminView(updated);
+    },
+
+    async delete(id, actor) {
+      refuseSelf(actor, id, 'delete');
+      const account = typeof id === 'string' && id ? await accounts.findById(id) : undefined;
+      if (!account) return false;
+      // The account first: nothing can sign in as it any more, then what was issued to it goes.
+      if (!(await accounts.delete(id))) return false;
+      const revokedRecords = await revokeAccountRecords(db, id);
+      // Per-account working data (codes, throttles, used-code claims): nothing to keep once the
+      // person is gone, and the codes carry their address.
+      for (const name of [EMAIL_CODES_COLLECTION, FACTOR_ATTEMPTS_COLLECTION, TOTP_USED_STEPS_COLLECTION, RECOVERY_CODE_USES_COLLECTION]) {
+        await db.collection<{ accountId: string }>(name).deleteMany({ accountId: id });
+      }
+      logger.debug('account deleted; sessions and tokens revoked', { accountId: id, revokedRecords });
+      await record('user.deleted', actor, account, { revokedRecords });
+      return true;
+    },
+  };
+}
