@@ -15,6 +15,9 @@ import { serveStatic } from './http/static.routes.js';
 import { createInteractionRouter } from './interactions/interaction.routes.js';
 import { createDemoRouter } from './demo/demo.routes.js';
 import { createAccountRouter } from './account/account.routes.js';
+import { createAdminApi } from './admin/api/api.router.js';
+import { createAdminConsoleRouter } from './admin/console/console.routes.js';
+import { registerAuditPages } from './admin/console/audit.pages.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // src/app.ts in development, dist/src/app.js when compiled: views/ sits at the project root.
@@ -51,6 +54,11 @@ export function createApp(deps: Deps): Koa {
   const account = createAccountRouter(deps);
   app.use(account.routes());
   app.use(account.allowedMethods());
+  // The management API answers everything under /api/admin/v1 itself (problem+json errors).
+  app.use(createAdminApi(deps).middleware);
+  const adminConsole = createAdminConsoleRouter(deps, [registerAuditPages]);
+  app.use(adminConsole.routes());
+  app.use(adminConsole.allowedMethods());
   if (config.seedDemo) app.use(createDemoRouter({ config, pages }).routes());
 
   app.use(mount(provider));

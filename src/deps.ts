@@ -12,7 +12,10 @@ import type { FactorThrottle } from './accounts/factor-throttle.js';
 import { createFactorThrottle } from './accounts/factor-throttle.js';
 import type { TotpService } from './accounts/totp.service.js';
 import { createTotpService } from './accounts/totp.service.js';
+import type { UserAdminService } from './accounts/user-admin.service.js';
+import { createUserAdminService } from './accounts/user-admin.service.js';
 import { ensureAccountClient } from './account/account-client.js';
+import { ensureAdminClient } from './admin/admin-client.js';
 import type { AuditService } from './audit/audit.service.js';
 import { createAuditService } from './audit/audit.service.js';
 import type { Mailer } from './mail/mailer.js';
@@ -20,6 +23,12 @@ import { createMailer } from './mail/mailer.js';
 import { createClientModel } from './clients/client.model.js';
 import type { ClientService } from './clients/client.service.js';
 import { createClientService } from './clients/client.service.js';
+import type { RegistrationTokenService } from './clients/registration-token.service.js';
+import {
+  createRegistrationPolicies,
+  createRegistrationTokenService,
+  createStandaloneRegistrationTokenService,
+} from './clients/registration-token.service.js';
 import type { Config } from './config/config.js';
 import { createSecretBox } from './crypto/secret-box.js';
 import { guardDatabase } from './db/unavailable.js';
@@ -32,6 +41,7 @@ import { logProviderEvents } from './oidc/events.js';
 import { loadOrCreateSigningKeys } from './oidc/keys.js';
 import { ensureAdapterIndexes, sweepExpired } from './oidc/mongo-adapter.js';
 import { createProvider } from './oidc/provider.js';
+import { installClientSecretRotation } from './oidc/client-secret-rotation.js';
 
 /** Everything a request handler may need, built once (DESIGN.md convention 3: no globals). */
 export interface Deps {
@@ -44,9 +54,13 @@ export interface Deps {
   signInThrottle: SignInThrottle;
   emailCodes: EmailCodeService;
   totp: TotpService;
+  /** What administrators do to people (console, management API, CLI). */
+  userAdmin: UserAdminService;
   factorThrottle: FactorThrottle;
   mailer: Mailer;
   audit: AuditService;
+  /** Initial access tokens for RFC 7591 dynamic registration. */
+  registrationTokens: RegistrationTokenService;
   provider: Provider;
   pages: PageRenderer;
   csrf: CsrfTokens;
@@ -59,6 +73,9 @@ export interface ServiceDeps {
   accounts: AccountService;
   clients: ClientService;
   totp: TotpService;
+  userAdmin: UserAdminService;
+  /** Mints tokens on a provider of its own (registration-token.service.ts, createStandaloneRegistrationTokenService). */
+  registrationTokens: RegistrationTokenService;
 }
 
 export function createServices(connection: Connection, config: Config, logger: Logger): ServiceDeps {
@@ -67,20 +84,24 @@ export function createServices(connection: Connection, config: Config, logger: L
   const secretBox = createSecretBox(config.encryptionKeys);
   const Account = createAccountModel(connection);
   const accounts = createAccountService({ Account, logger });
-  const clients = createClientService({ Client: createClientModel(connection), secretBox });
   const totp = createTotpService({ Account, db, secretBox, issuer: config.productName });
-  return { accounts, clients, totp };
+  // Its own audit writer over the same collection: the CLI has no Deps, only these services.
+  const audit = createAuditService({ db, logger, retentionDays: config.audit.retentionDays });
+  const clients = createClientService({ Client: createClientModel(connection), secretBox, audit, config, db });
+  const userAdmin = createUserAdminService({ accounts, totp, db, audit, logger });
+  const registrationTokens = createStandaloneRegistrationTokenService({ issuer: config.issuer, db, audit, clientStore: clients, logger });
+  return { accounts, clients, totp, userAdmin, registrationTokens };
 }
 
 export async function createDeps(config: Config, logger: Logger, connection: Connection): Promise<Deps> {
   const db = connection.db;
   if (!db) throw new Error('database connection is not open');
   const secretBox = createSecretBox(config.encryptionKeys);
-  const { accounts, clients, totp } = createServices(connection, config, logger);
+  const { accounts, clients, totp, userAdmin } = createServices(connection, config, logger);
 
   // Indexes once, at start (not per request).
   await accounts.ensureIndexes();
-  await createClientModel(connection).createIndexes();
+  await clients.ensureIndexes();
   const { ttlSupported } = await ensureAdapterIndexes(db, logger);
   const signInThrottle = createSignInThrottle(db, { ...config.signInThrottle, resetAfterSeconds: 60 * 60 });
   await signInThrottle.ensureIndexes();
@@ -97,7 +118,9 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   const mailer = createMailer({ config, logger });
   const audit = createAuditService({ db, logger, retentionDays: config.audit.retentionDays });
   await audit.ensureIndexes();
+  const registrationPolicies = createRegistrationPolicies({ db, audit });
   await ensureAccountClient(clients, config);
+  await ensureAdminClient(clients, config);
 
   // Without TTL indexes expired records would pile up (they are never returned either way), so a
   // sweep removes them. It runs on MongoDB too: used recovery codes have no expiry a TTL index
@@ -105,7 +128,7 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   const sweep = setInterval(() => {
     guardDatabase(async () => {
       let removed = ttlSupported ? 0 : await sweepExpired(db);
-      for (const store of [signInThrottle, emailCodes, factorThrottle, totp, audit]) removed += await store.sweep();
+      for (const store of [signInThrottle, emailCodes, factorThrottle, totp, audit, registrationTokens]) removed += await store.sweep();
       return removed;
     }).then(
       (n) => n > 0 && logger.debug('swept expired records', { removed: n }),
@@ -116,8 +139,13 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
 
   const signingKeys = await loadOrCreateSigningKeys({ db, secretBox, logger });
   const pages = createPageRenderer({ productName: config.productName });
-  const provider = createProvider({ config, db, clientStore: clients, accounts, signingKeys, logger, pages });
-  logProviderEvents(provider, logger);
+  const provider = createProvider({ config, db, clientStore: clients, accounts, signingKeys, logger, pages, registrationPolicies });
+  // NOTE: the sweep above reaches this one too; it first runs a minute after start.
+  const registrationTokens = createRegistrationTokenService({ provider, db, audit });
+  await registrationTokens.ensureIndexes();
+  logProviderEvents(provider, logger, audit);
+  // An admin's rotated-out client secret keeps working for CLIENT_SECRET_GRACE_PERIOD seconds.
+  installClientSecretRotation(provider, clients);
   // The cookie signing key doubles as the CSRF MAC key, under its own label (csrf.ts).
   const [cookieKey] = config.cookieKeys;
   if (!cookieKey) throw new Error('no cookie key');
@@ -133,9 +161,11 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
     signInThrottle,
     emailCodes,
     totp,
+    userAdmin,
     factorThrottle,
     mailer,
     audit,
+    registrationTokens,
     provider,
     pages,
     csrf,

@@ -4,17 +4,37 @@
  * Exit codes: 0 done, 1 refused or failed, 2 bad command line (src/cli/command.ts).
  */
 import { ConfigError } from '../config/config.js';
-import { clientCreateCommand, clientDeleteCommand, clientListCommand } from './client.commands.js';
+import { clientCreateCommand, clientDeleteCommand, clientListCommand, clientRotateSecretCommand } from './client.commands.js';
 import type { CliCommand, Output } from './command.js';
 import { EXIT_FAILURE, EXIT_OK, UsageError, runPrepared, writeUsageError } from './command.js';
-import { userCreateCommand, userListCommand } from './user.commands.js';
+import {
+  registrationTokenCreateCommand,
+  registrationTokenListCommand,
+  registrationTokenRevokeCommand,
+} from './registration-token.commands.js';
+import {
+  userCreateCommand,
+  userDeleteCommand,
+  userDisableCommand,
+  userEnableCommand,
+  userListCommand,
+  userResetMfaCommand,
+} from './user.commands.js';
 
 const commands: readonly CliCommand[] = [
   clientCreateCommand,
   clientListCommand,
   clientDeleteCommand,
+  clientRotateSecretCommand,
+  registrationTokenCreateCommand,
+  registrationTokenListCommand,
+  registrationTokenRevokeCommand,
   userCreateCommand,
   userListCommand,
+  userDisableCommand,
+  userEnableCommand,
+  userResetMfaCommand,
+  userDeleteCommand,
 ];
 
 const HELP_FLAGS = new Set(['--help', '-h', 'help']);

@@ -1,8 +1,12 @@
+import { randomBytes } from 'node:crypto';
+
 import Provider, { errors } from 'oidc-provider';
 import type { Configuration, KoaContextWithOIDC, UnknownObject } from 'oidc-provider';
 
 import { defaults } from '../../config/defaults.js';
 import type { AccountService } from '../accounts/account.service.js';
+import { adminApiResourceServer } from '../admin/api/api-tokens.js';
+import type { RegistrationPolicies } from '../clients/registration-token.service.js';
 import type { Config } from '../config/config.js';
 import type { Logger } from '../logging/logger.js';
 import type { PrivateJwk } from './keys.js';
@@ -20,6 +24,8 @@ export interface ProviderDeps {
   signingKeys: PrivateJwk[];
   logger: Logger;
   pages: PageRenderer;
+  /** features.registration.policies: what every initial access token names (registration-token.service.ts). */
+  registrationPolicies: RegistrationPolicies;
 }
 
 /**
@@ -34,6 +40,19 @@ export function refreshTokenTtl(
   const chainStart = token.iiat ?? token.iat ?? nowSeconds;
   const remainingToCap = chainStart + ttl.refreshTokenAbsolute - nowSeconds;
   return Math.max(1, Math.min(ttl.refreshTokenIdle, remainingToCap));
+}
+
+/** Per-client lifetime overrides (extraClientMetadata), in seconds. */
+export const CLIENT_TTL_METADATA = ['access_token_ttl', 'id_token_ttl', 'refresh_token_ttl'] as const;
+
+/**
+ * A client's own lifetime, if it has one. NOTE: extra metadata stays snake_case on the Client
+ * instance (see clientFlag in policy.ts).
+ */
+export function clientTtl(client: unknown, key: (typeof CLIENT_TTL_METADATA)[number]): number | undefined {
+  if (typeof client !== 'object' || client === null) return undefined;
+  const value = (client as Record<string, unknown>)[key];
+  return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : undefined;
 }
 
 export function createProvider(deps: ProviderDeps): Provider {
@@ -51,7 +70,9 @@ export function createProvider(deps: ProviderDeps): Provider {
       id_token_signed_response_alg: 'RS256',
     },
     responseTypes: ['code'],
-    scopes: [...defaults.scopes],
+    // The management API's scopes are known scopes too: a client's `scope` metadata may list them
+    // (the provider refuses unknown ones), and only tokens for its resource carry them.
+    scopes: [...defaults.scopes, ...config.adminApi.scopes],
     claims: Object.fromEntries(
       Object.entries(defaults.claims).map(([k, v]) => [k, v === null ? null : [...v]]),
     ) as Configuration['claims'],
@@ -88,10 +109,18 @@ export function createProvider(deps: ProviderDeps): Provider {
     extraClientMetadata: {
       // Our own client metadata: every sign-in to this client needs a second factor.
       // first_party: our own apps (the account console); their sign-ins skip the consent page.
-      properties: ['require_mfa', 'first_party'],
+      // dynamically_registered: set by the 'mark-dynamic' registration policy (registration-token.service.ts).
+      // access_token_ttl, id_token_ttl, refresh_token_ttl: per-client lifetimes in seconds that an
+      // admin sets (src/clients/client-input.ts), read by the ttl functions below.
+      properties: ['require_mfa', 'first_party', 'dynamically_registered', ...CLIENT_TTL_METADATA],
       validator(_ctx, key, value) {
-        if ((key === 'require_mfa' || key === 'first_party') && value !== undefined && typeof value !== 'boolean') {
+        if ((key === 'require_mfa' || key === 'first_party' || key === 'dynamically_registered') && value !== undefined && typeof value !== 'boolean') {
           throw new errors.InvalidClientMetadata(`${key} must be a boolean`);
+        }
+        // (A registrant cannot set these: the registration policies drop them, registration-token.service.ts.)
+        const ttlKey = (CLIENT_TTL_METADATA as readonly string[]).includes(key);
+        if (ttlKey && value !== undefined && !(typeof value === 'number' && Number.isSafeInteger(value) && value > 0)) {
+          throw new errors.InvalidClientMetadata(`${key} must be a positive integer (seconds)`);
         }
       },
     },
@@ -155,8 +184,39 @@ export function createProvider(deps: ProviderDeps): Provider {
       },
       // Not offered: no front end for it yet, and every extra grant is attack surface.
       deviceFlow: { enabled: false },
-      registration: { enabled: false },
-      clientCredentials: { enabled: false },
+      // RFC 7591/7592, off unless DYNAMIC_REGISTRATION=true; only with an initial access token an
+      // admin issued (src/clients/registration-token.service.ts), whose policies apply our client
+      // rules, mark the client and count uses. The policies are configured even when it is off, so
+      // that tokens can be issued in advance.
+      registration: {
+        enabled: config.dynamicRegistration,
+        initialAccessToken: true,
+        policies: deps.registrationPolicies,
+        // The same shapes as admin-created clients (client.service.ts); secrets base64url, as some
+        // RPs put them into Basic auth without the encoding RFC 6749 §2.3.1 requires.
+        idFactory: () => randomBytes(16).toString('base64url'),
+        secretFactory: () => randomBytes(32).toString('base64url'),
+      },
+      // RFC 7592 §2.2 lets the server rotate the registration access token on update: a leaked
+      // token then stops working at the client's next update, at the cost of the client keeping
+      // the new one from each response.
+      registrationManagement: { enabled: config.dynamicRegistration, rotateRegistrationAccessToken: true },
+      // Service clients get management API tokens (src/admin/api): grant_types client_credentials,
+      // the admin scopes listed in their `scope` metadata, `resource` = the API.
+      clientCredentials: { enabled: true },
+      // RFC 8707: the one resource server we issue tokens for is the management API.
+      resourceIndicators: {
+        enabled: true,
+        async getResourceServerInfo(_ctx, resourceIndicator, client) {
+          if (resourceIndicator !== config.adminApi.resource) throw new errors.InvalidTarget();
+          // NOTE: oidc-provider checks a client's `scope` metadata against requested scopes only
+          // when the metadata is present; adminApiResourceServer requires the admin scopes to be
+          // listed (or the client to be the admin console, whose tokens act for an admin).
+          const info = adminApiResourceServer(config, client);
+          if (!info) throw new errors.InvalidTarget('this client may not get tokens for the management API');
+          return info;
+        },
+      },
     },
     // RFC 9700 §2.1.1: PKCE for every authorization code request, confidential clients too.
     pkce: { required: () => true },
@@ -176,15 +236,25 @@ export function createProvider(deps: ProviderDeps): Provider {
       if (client.clientAuthMethod === 'none') return true;
       return refreshToken.ttlPercentagePassed() >= 70;
     },
+    // A client's own lifetimes (access_token_ttl, id_token_ttl, refresh_token_ttl) win over the defaults.
     ttl: {
-      AccessToken: ttl.accessToken,
+      AccessToken(ctx, token, client) {
+        return clientTtl(client ?? ctx?.oidc?.client, 'access_token_ttl') ?? token.resourceServer?.accessTokenTTL ?? ttl.accessToken;
+      },
+      ClientCredentials(ctx, token, client) {
+        return clientTtl(client ?? ctx?.oidc?.client, 'access_token_ttl') ?? token.resourceServer?.accessTokenTTL ?? ttl.accessToken;
+      },
       AuthorizationCode: ttl.authorizationCode,
-      IdToken: ttl.idToken,
+      IdToken(ctx, _token, client) {
+        return clientTtl(client ?? ctx?.oidc?.client, 'id_token_ttl') ?? ttl.idToken;
+      },
       Interaction: ttl.interaction,
       Session: ttl.session,
       Grant: ttl.grant,
-      RefreshToken(_ctx, token) {
-        return refreshTokenTtl(ttl, token as unknown as { iiat?: number; iat?: number });
+      RefreshToken(ctx, token, client) {
+        // The client's idle period replaces the default; the absolute cap still applies.
+        const idle = clientTtl(client ?? ctx?.oidc?.client, 'refresh_token_ttl') ?? ttl.refreshTokenIdle;
+        return refreshTokenTtl({ ...ttl, refreshTokenIdle: idle }, token as unknown as { iiat?: number; iat?: number });
       },
     },
     clientBasedCORS(_ctx, origin, client) {

@@ -1,0 +1,84 @@
+import { z } from 'zod';
+
+import type { AuditFilter } from '../../audit/audit.service.js';
+import type { ConsolePages } from './console.routes.js';
+
+/** The audit log: newest first, filterable by actor, action, target, outcome, client and dates. */
+
+const optionalText = z
+  .string()
+  .max(200)
+  .transform((s) => s.trim())
+  .transform((s) => (s === '' ? undefined : s))
+  .optional();
+
+const optionalDate = z
+  .string()
+  .max(10)
+  .transform((s) => s.trim())
+  .pipe(z.union([z.literal(''), z.iso.date()]))
+  .transform((s) => (s === '' ? undefined : s))
+  .optional();
+
+const filterQuery = z.object({
+  actor: optionalText,
+  action: optionalText,
+  target: optionalText,
+  client: optionalText,
+  outcome: z.enum(['', 'success', 'failure']).optional(),
+  from: optionalDate,
+  to: optionalDate,
+  cursor: z
+    .string()
+    .regex(/^[0-9]{13}-[0-9a-f]{12}$/)
+    .optional(),
+});
+
+export const registerAuditPages: ConsolePages = (router, deps, kit) => {
+  const { audit } = deps;
+
+  router.get('/audit', kit.requireAdmin, async function auditLog(ctx) {
+    const parsed = filterQuery.safeParse(ctx.query);
+    const query = parsed.success ? parsed.data : {};
+    const filter: AuditFilter = {
+      actor: query.actor,
+      action: query.action,
+      target: query.target,
+      clientId: query.client,
+      outcome: query.outcome === 'success' || query.outcome === 'failure' ? query.outcome : undefined,
+      // Dates are whole UTC days: "to" includes the whole day.
+      from: query.from ? new Date(`${query.from}T00:00:00Z`) : undefined,
+      to: query.to ? new Date(new Date(`${query.to}T00:00:00Z`).getTime() + 24 * 60 * 60 * 1000) : undefined,
+    };
+    const page = await audit.list(filter, { limit: 50, cursor: query.cursor });
+    const keep = new URLSearchParams();
+    for (const [key, value] of Object.entries({ ...query, cursor: undefined })) if (value) keep.set(key, String(value));
+    const next = page.nextCursor ? new URLSearchParams(keep) : undefined;
+    next?.set('cursor', page.nextCursor ?? '');
+    await kit.render(
+      ctx,
+      'admin/audit',
+      'audit',
+      {
+        title: 'Audit log',
+        filter: { ...query, outcome: query.outcome ?? '' },
+        invalidFilter: !parsed.success,
+        events: page.events.map((event) => ({
+          at: event.at,
+          action: event.action,
+          outcome: event.outcome,
+          actor: event.actor.label ?? event.actor.id ?? event.actor.type,
+          actorId: event.actor.id,
+          target: event.target ? `${event.target.type}: ${event.target.label ?? event.target.id}` : '',
+          clientId: event.clientId ?? '',
+          ip: event.ip ?? '',
+          reason: event.reason ?? '',
+          details: event.details ? Object.entries(event.details).map(([k, v]) => `${k}=${Array.isArray(v) ? v.join(',') : String(v)}`).join(' ') : '',
+        })),
+        nextHref: next ? `/admin/audit?${next.toString()}` : undefined,
+        firstHref: query.cursor ? `/admin/audit?${keep.toString()}` : undefined,
+      },
+      parsed.success ? 200 : 400,
+    );
+  });
+};

@@ -1,0 +1,42 @@
+import Router from '@koa/router';
+
+import type { Deps } from '../../deps.js';
+import { createFirstPartySignIn } from '../../oidc/first-party-sign-in.js';
+import { ADMIN_BASE_PATH, ADMIN_CLIENT_ID } from '../admin-client.js';
+import type { ConsoleKit, ConsoleRouter, ConsoleState } from './console-kit.js';
+import { createConsoleKit } from './console-kit.js';
+
+/**
+ * The admin console (/admin): server-rendered pages over the same services as the CLI and the
+ * management API. Sign-in goes through this server as a relying party of itself (console-kit.ts).
+ */
+
+/** A section of the console: registers its pages on the console router. */
+export type ConsolePages = (router: ConsoleRouter, deps: Deps, kit: ConsoleKit) => void;
+
+export function createAdminConsoleRouter(deps: Deps, sections: ConsolePages[]): Router<ConsoleState> {
+  const { config, provider, accounts, pages, csrf } = deps;
+  const router = new Router<ConsoleState>({ prefix: ADMIN_BASE_PATH });
+  const signIn = createFirstPartySignIn({
+    provider,
+    config,
+    accounts,
+    clientId: ADMIN_CLIENT_ID,
+    basePath: ADMIN_BASE_PATH,
+    landingPath: `${ADMIN_BASE_PATH}/clients`,
+    cancelledPath: `${ADMIN_BASE_PATH}/signed-out`,
+  });
+  const kit = createConsoleKit({ config, pages, csrf, signIn });
+
+  router.get('/sign-in', signIn.start);
+  router.get('/callback', signIn.callback);
+  router.get('/signed-out', async function signedOut(ctx) {
+    await pages.render(ctx, 'admin/signed-out', { title: 'Admin console', signInHref: `${ADMIN_BASE_PATH}/sign-in` });
+  });
+  router.get('/', kit.requireAdmin, async function home(ctx) {
+    kit.redirect(ctx, `${ADMIN_BASE_PATH}/clients`);
+  });
+
+  for (const register of sections) register(router, deps, kit);
+  return router;
+}
