@@ -189,6 +189,18 @@ function decodeCursor(raw: string): ListCursor {
   throw new AppError(400, 'client.invalid_cursor', 'the cursor is not one this list returned');
 }
 
+/**
+ * Clients this server runs itself (its account page and admin console): rewritten at every start
+ * (account-client.ts, admin-client.ts), so admins may look at them but not change or delete them.
+ */
+export const BUILT_IN_CLIENT_IDS: readonly string[] = ['account-console', 'admin-console'];
+
+function refuseBuiltIn(clientId: string): void {
+  if (BUILT_IN_CLIENT_IDS.includes(clientId)) {
+    throw new AppError(409, 'client.built_in', `"${clientId}" is a built-in client of this server: it cannot be changed or deleted`);
+  }
+}
+
 export function createClientService(deps: ClientServiceDeps): ClientService {
   const { Client, secretBox, audit } = deps;
   const now = deps.now ?? Date.now;
@@ -268,6 +280,10 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
 
   const service: ClientService = {
     async create(input, actor) {
+      // Seeds pass their own ids; nobody may take a built-in one.
+      if (isNewClientInput(input) && input.clientId !== undefined && BUILT_IN_CLIENT_IDS.includes(input.clientId)) {
+        throw new AppError(409, 'client.built_in', `"${input.clientId}" is a built-in client of this server`);
+      }
       const { input: clientInput, clientId: requestedId } = isNewClientInput(input)
         ? parseNewClientInput(input)
         : { input, clientId: undefined };
@@ -299,6 +315,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
     },
 
     async update(clientId, input, actor) {
+      refuseBuiltIn(clientId);
       const existing = await load(clientId);
       const client = validateClientInput(input, rules);
       const before = JSON.parse(existing.metadata) as AdapterPayload;
@@ -328,6 +345,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
     },
 
     async rotateSecret(clientId, actor) {
+      refuseBuiltIn(clientId);
       const existing = await load(clientId);
       const metadata = JSON.parse(existing.metadata) as AdapterPayload;
       const method = String(metadata.token_endpoint_auth_method ?? 'client_secret_basic');
@@ -383,6 +401,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
     },
 
     async remove(clientId, actor) {
+      refuseBuiltIn(clientId);
       const existing = await Client.findById(clientId).lean();
       if (!existing) return false;
       const result = await Client.deleteOne({ _id: clientId });

@@ -673,6 +673,18 @@ describe('client service', () => {
     });
   });
 
+  describe('built-in clients', () => {
+    it('cannot be taken, changed, rotated or deleted by admins (the server rewrites them at every start)', async () => {
+      await clients.upsert('admin-console', { client_id: 'admin-console', client_name: 'Admin console', redirect_uris: ['https://id.example.com/admin/callback'], token_endpoint_auth_method: 'none' });
+      await expect(clients.create({ name: 'Impostor', redirectUris: ['https://x.example.com/cb'], clientId: 'account-console' })).rejects.toMatchObject({ status: 409, code: 'client.built_in' });
+      const input = { name: 'Changed', redirectUris: ['https://x.example.com/cb'], postLogoutRedirectUris: [], grantTypes: ['authorization_code' as const], applicationType: 'web' as const, tokenEndpointAuthMethod: 'none' as const, scopes: ['openid'], requireMfa: false, firstParty: false };
+      await expect(clients.update('admin-console', input)).rejects.toMatchObject({ status: 409, code: 'client.built_in' });
+      await expect(clients.rotateSecret('admin-console')).rejects.toMatchObject({ status: 409, code: 'client.built_in' });
+      await expect(clients.remove('admin-console')).rejects.toMatchObject({ status: 409, code: 'client.built_in' });
+      expect((await clients.find('admin-console'))?.client_name).toBe('Admin console');
+    });
+  });
+
   describe('remove', () => {
     it('deletes the client: get and find no longer see it, a second remove reports false', async () => {
       const created = await clients.create({ name: 'Doomed', redirectUris: ['https://doomed.example.com/cb'], public: false });
