@@ -9,6 +9,8 @@ import type { AccountService, AccountView } from '../accounts/account.service.js
 import { ACCOUNT_CALLBACK_PATH, ACCOUNT_CLIENT_ID } from './account-client.js';
 import type { FactorThrottle } from '../accounts/factor-throttle.js';
 import type { TotpService } from '../accounts/totp.service.js';
+import type { AuditOutcome, AuditService } from '../audit/audit.service.js';
+import { accountActor } from '../audit/audit.service.js';
 import type { Config } from '../config/config.js';
 import { AppError } from '../http/app-error.js';
 import { parseForm } from '../http/form-body.js';
@@ -52,6 +54,7 @@ export interface AccountRouterDeps {
   pages: PageRenderer;
   csrf: CsrfTokens;
   logger: Logger;
+  audit: AuditService;
 }
 
 const codeSchema = z
@@ -80,12 +83,16 @@ function sameString(a: string, b: string): boolean {
 }
 
 export function createAccountRouter(deps: AccountRouterDeps): Router<AccountState> {
-  const { config, provider, accounts, totp, factorThrottle, pages, csrf, logger } = deps;
+  const { config, provider, accounts, totp, factorThrottle, pages, csrf, logger, audit } = deps;
   const router = new Router<AccountState>({ prefix: '/account' });
   const redirectUri = `${config.issuer}${ACCOUNT_CALLBACK_PATH}`;
   const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, signed: true, path: '/account', overwrite: true };
   const logFor = (ctx: Ctx) => ctx.state.log ?? logger;
   const csrfKey = (ctx: Ctx) => `account:${ctx.state.sessionUid}`;
+  /** A change to the person's own second factor, in the audit log (never a code or the password). */
+  const auditChange = (ctx: Ctx, action: string, outcome: AuditOutcome, reason?: string) =>
+    audit.record({ action, outcome, actor: accountActor(ctx.state.account), target: accountActor(ctx.state.account), reason, details: { during: 'account' } });
+  const refusal = (check: { status: number }, wrong: string) => (check.status === 429 ? 'throttled' : wrong);
 
   const noStore: Step = async function noStore(ctx, next) {
     ctx.set('Cache-Control', 'no-store');
@@ -273,6 +280,7 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
     const gate = await factorThrottle.begin(account.id);
     if (!gate.allowed) {
       ctx.set('Retry-After', String(gate.retryAfterSeconds));
+      await auditChange(ctx, 'mfa.enrolled', 'failure', 'throttled');
       return renderEnrol(ctx, `Too many wrong codes. Wait ${describeWait(gate.retryAfterSeconds)}, then try again.`, 429);
     }
     const result = await totp.activate(account.id, code.data);
@@ -282,10 +290,12 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
     }
     if (!result.ok) {
       await gate.attempt.failed();
+      await auditChange(ctx, 'mfa.enrolled', 'failure', `code_${result.reason}`);
       return renderEnrol(ctx, 'That code is not right. Check that the app added this account, then enter its current code.', 401);
     }
     await gate.attempt.succeeded();
     logFor(ctx).info('authenticator app enrolled', { accountId: account.id, during: 'account' });
+    await auditChange(ctx, 'mfa.enrolled', 'success');
     return renderCodes(ctx, result.recoveryCodes);
   });
 
@@ -300,9 +310,13 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
     const code = codeSchema.safeParse(ctx.state.form.code);
     if (!code.success) return renderSecurity(ctx, { error: 'Enter the current 6-digit code from your authenticator app to make new recovery codes.', status: 400 });
     const check = await checkCurrentCode(ctx, code.data);
-    if (!check.ok) return renderSecurity(ctx, { error: check.message, status: check.status });
+    if (!check.ok) {
+      await auditChange(ctx, 'mfa.recovery_codes_regenerated', 'failure', refusal(check, 'code_invalid'));
+      return renderSecurity(ctx, { error: check.message, status: check.status });
+    }
     const codes = await totp.regenerateRecoveryCodes(account.id);
     logFor(ctx).info('recovery codes regenerated', { accountId: account.id });
+    await auditChange(ctx, 'mfa.recovery_codes_regenerated', 'success');
     return renderCodes(ctx, codes);
   });
 
@@ -316,16 +330,21 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
       const check = await guardedProof(ctx, () => accounts.verifyPassword(account.id, password), 'That password is not right.');
       if (!check.ok) {
         logFor(ctx).info('authenticator removal refused', { accountId: account.id, reason: 'password' });
+        await auditChange(ctx, 'mfa.removed', 'failure', refusal(check, 'wrong_password'));
         return renderSecurity(ctx, { error: check.message, status: check.status });
       }
     } else if (code?.success) {
       const check = await checkCurrentCode(ctx, code.data);
-      if (!check.ok) return renderSecurity(ctx, { error: check.message, status: check.status });
+      if (!check.ok) {
+        await auditChange(ctx, 'mfa.removed', 'failure', refusal(check, 'code_invalid'));
+        return renderSecurity(ctx, { error: check.message, status: check.status });
+      }
     } else {
       return renderSecurity(ctx, { error: 'Enter your current password or a current code from your authenticator app.', status: 400 });
     }
     await totp.remove(account.id);
     logFor(ctx).info('authenticator app removed', { accountId: account.id });
+    await auditChange(ctx, 'mfa.removed', 'success');
     return renderSecurity(ctx, { notice: 'Two-step verification is off. Your authenticator app and recovery codes no longer work.' });
   });
 

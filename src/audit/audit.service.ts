@@ -2,16 +2,19 @@ import { randomBytes } from 'node:crypto';
 
 import type { mongo } from 'mongoose';
 
-import type { Logger } from '../logging/logger.js';
+import { AppError } from '../http/app-error.js';
 import { currentRequest } from '../http/request-context.js';
+import type { Logger } from '../logging/logger.js';
 
 /**
- * The audit log: who did what, to what, from where, and whether it worked. Written by services
- * (admin changes, sign-in steps) and by provider event listeners (tokens); read by admins through
+ * The audit log: who did what, to what, from where, and whether it worked. Written by the
+ * sign-in pages and the account page where they decide, and by provider event listeners
+ * (src/oidc/events.ts) for tokens, sign-out and client registration; read by admins through
  * the console and the management API.
  *
- * NOTE: an event never carries a secret, password, code or token. `details` takes only short
- * scalar values, and callers pass identifiers and reasons, never credentials.
+ * NOTE: an event never carries a secret, password, code or token. Callers pass identifiers and
+ * reason codes, never credentials; `details` takes only short scalars, and drops keys named like
+ * credentials and values shaped like JWTs as a second line of defence (sanitiseDetails).
  */
 
 export type AuditOutcome = 'success' | 'failure';
@@ -49,6 +52,7 @@ export interface AuditEvent {
   details?: AuditDetails | undefined;
 }
 
+/** `ip` and `userAgent` default to the current request's (src/http/request-context.ts). */
 export type AuditInput = Omit<AuditEvent, 'id' | 'at'> & { at?: Date };
 
 export interface AuditFilter {
@@ -60,7 +64,9 @@ export interface AuditFilter {
   target?: string | undefined;
   outcome?: AuditOutcome | undefined;
   clientId?: string | undefined;
+  /** Inclusive, to the millisecond. */
   from?: Date | undefined;
+  /** Inclusive, to the millisecond. */
   to?: Date | undefined;
 }
 
@@ -73,19 +79,28 @@ export interface AuditPage {
 export interface AuditService {
   /** Records an event. Never throws: an audit write failing must not fail the action (it is logged). */
   record(input: AuditInput): Promise<void>;
-  /** Newest first. */
+  /**
+   * Newest first, at most `limit` (1–500) per page. Throws AppError 400 `audit.invalid_cursor`
+   * for a cursor that is not one this service handed out.
+   */
   list(filter: AuditFilter, page: { limit: number; cursor?: string | undefined }): Promise<AuditPage>;
-  /** Every matching event, newest first, as JSON lines. */
+  /** Every matching event, newest first, one JSON object per line (each ending in `\n`). */
   exportJsonl(filter: AuditFilter): AsyncIterable<string>;
+  /**
+   * Waits for the writes already started. Provider event listeners cannot await `record`
+   * (the provider emits synchronously), so tests and shutdown use this to see them land.
+   */
+  flush(): Promise<void>;
   ensureIndexes(): Promise<void>;
   /** Deletes events past retention (servers without TTL indexes). */
   sweep(now?: Date): Promise<number>;
 }
 
 interface AuditRecord {
-  /** Sortable: `<ms since epoch, 13 digits>-<random>`, so `_id` order is time order. */
+  /** Sortable: `<ms since epoch, 13 digits>-<sequence><random>`, so `_id` order is time order. */
   _id: string;
   at: Date;
+  /** `at` + AUDIT_RETENTION_DAYS: a TTL index (MongoDB) or the sweep removes the event then. */
   expiresAt: Date;
   action: string;
   outcome: AuditOutcome;
@@ -100,23 +115,45 @@ interface AuditRecord {
 
 export const AUDIT_COLLECTION = 'audit_events';
 
-function newId(at: Date): string {
-  return `${String(at.getTime()).padStart(13, '0')}-${randomBytes(6).toString('hex')}`;
+const ID_PATTERN = /^\d{13}-[0-9a-f]{4,40}$/;
+const DETAIL_KEY = /^[A-Za-z][A-Za-z0-9_]{0,40}$/;
+/**
+ * Detail keys that name a credential: dropped whatever their value. Covers OAuth parameter
+ * names (`access_token`, `client_secret`, `code`, `code_verifier`) in case a caller passes
+ * request parameters through, and our own field names (`password`, `otp`).
+ */
+const CREDENTIAL_KEY = /pass(word|wd|phrase)?|secret|cookie|authorization|credential|verifier|assertion|^(code|otp|totp|token|jti|hash|key|value)$|_(token|code|key)$/i;
+/** A compact JWS/JWE (an ID token, a JWT access token): never worth keeping in a detail. */
+const JWT_SHAPE = /eyJ[A-Za-z0-9_-]{2,}\.[A-Za-z0-9_-]{2,}\./;
+// eslint-disable-next-line no-control-regex -- the point is to drop control characters
+const CONTROL = /[\u0000-\u001f\u007f]/g;
+
+const pad13 = (ms: number) => String(Math.max(0, ms)).padStart(13, '0');
+
+function text(value: string, max: number): string {
+  return value.replace(CONTROL, '').slice(0, max);
 }
 
-function escapeRegex(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-/** Keeps details to short scalars: nothing large, nothing nested. */
-function cleanDetails(details: AuditDetails | undefined): AuditDetails | undefined {
-  if (!details) return undefined;
+/**
+ * Keeps details to short scalars (strings cut to 200 characters, at most 50 array items), with
+ * no nesting, no credential-named keys and no JWT-shaped strings.
+ */
+export function sanitiseDetails(details: unknown): AuditDetails | undefined {
+  if (!details || typeof details !== 'object' || Array.isArray(details)) return undefined;
   const out: AuditDetails = {};
-  for (const [key, value] of Object.entries(details)) {
-    if (!/^[A-Za-z][A-Za-z0-9_]{0,40}$/.test(key)) continue;
-    if (typeof value === 'string') out[key] = value.slice(0, 200);
-    else if (Array.isArray(value)) out[key] = value.slice(0, 20).map((v) => String(v).slice(0, 200));
-    else out[key] = value;
+  for (const [key, value] of Object.entries(details as Record<string, unknown>)) {
+    if (!DETAIL_KEY.test(key) || CREDENTIAL_KEY.test(key)) continue;
+    if (typeof value === 'string') {
+      if (!JWT_SHAPE.test(value)) out[key] = text(value, 200);
+    } else if (typeof value === 'boolean' || (typeof value === 'number' && Number.isFinite(value))) {
+      out[key] = value;
+    } else if (Array.isArray(value)) {
+      out[key] = value
+        .filter((v): v is string | number | boolean => ['string', 'number', 'boolean'].includes(typeof v))
+        .map((v) => text(String(v), 200))
+        .filter((v) => !JWT_SHAPE.test(v))
+        .slice(0, 50);
+    }
   }
   return Object.keys(out).length > 0 ? out : undefined;
 }
@@ -135,13 +172,65 @@ function toEvent(record: AuditRecord): AuditEvent {
 export function createAuditService(deps: { db: mongo.Db; logger: Logger; retentionDays: number; now?: () => number }): AuditService {
   const { db, logger, retentionDays, now = Date.now } = deps;
   const collection = db.collection<AuditRecord>(AUDIT_COLLECTION);
+  const pending = new Set<Promise<void>>();
+
+  // A sequence within the millisecond, so events this process records in the same millisecond
+  // list in the order they happened; the random part keeps ids of different nodes apart.
+  let lastMs = -1;
+  let sequence = 0;
+  const newId = (at: Date): string => {
+    const ms = at.getTime();
+    sequence = ms === lastMs ? (sequence + 1) % 0x10000 : 0;
+    lastMs = ms;
+    return `${pad13(ms)}-${sequence.toString(16).padStart(4, '0')}${randomBytes(5).toString('hex')}`;
+  };
+
+  const buildRecord = (input: AuditInput): AuditRecord => {
+    const at = input.at ?? new Date(now());
+    const request = currentRequest();
+    const record: AuditRecord = {
+      _id: newId(at),
+      at,
+      expiresAt: new Date(at.getTime() + retentionDays * 24 * 60 * 60 * 1000),
+      action: text(input.action, 100),
+      outcome: input.outcome === 'success' ? 'success' : 'failure',
+      actor: {
+        type: input.actor.type,
+        ...(input.actor.id ? { id: text(input.actor.id, 200) } : {}),
+        ...(input.actor.label ? { label: text(input.actor.label, 254) } : {}),
+      },
+    };
+    if (input.target) {
+      record.target = {
+        type: input.target.type,
+        id: text(input.target.id, 200),
+        ...(input.target.label ? { label: text(input.target.label, 254) } : {}),
+      };
+    }
+    if (input.clientId) record.clientId = text(input.clientId, 200);
+    const ip = input.ip ?? request?.ip;
+    const userAgent = input.userAgent ?? request?.userAgent;
+    if (ip) record.ip = text(ip, 64);
+    if (userAgent) record.userAgent = text(userAgent, 300);
+    if (input.reason) record.reason = text(input.reason, 100);
+    const details = sanitiseDetails(input.details);
+    if (details) record.details = details;
+    return record;
+  };
+
+  const write = async (input: AuditInput): Promise<void> => {
+    try {
+      await collection.insertOne(buildRecord(input));
+    } catch (err) {
+      logger.warn('audit event not recorded', { action: input.action, error: (err as Error).name, reason: (err as Error).message });
+    }
+  };
 
   const query = (filter: AuditFilter): mongo.Filter<AuditRecord> => {
-    const q: mongo.Filter<AuditRecord> = {};
     const and: mongo.Filter<AuditRecord>[] = [];
     if (filter.actor) and.push({ $or: [{ 'actor.id': filter.actor }, { 'actor.label': filter.actor.toLowerCase() }, { 'actor.label': filter.actor }] });
     if (filter.action) {
-      if (filter.action.endsWith('.')) and.push({ action: { $regex: `^${escapeRegex(filter.action)}` } });
+      if (filter.action.endsWith('.')) and.push({ action: { $regex: `^${filter.action.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}` } });
       else and.push({ action: filter.action });
     }
     if (filter.target) and.push({ 'target.id': filter.target });
@@ -149,61 +238,56 @@ export function createAuditService(deps: { db: mongo.Db; logger: Logger; retenti
     if (filter.clientId) and.push({ clientId: filter.clientId });
     if (filter.from || filter.to) {
       // `_id` starts with the time, so a range on `_id` is a range on time (and uses the _id index).
+      // '~' sorts after every character of the id's tail: `$lt "<to>~"` keeps all of that millisecond.
       const range: { $gte?: string; $lt?: string } = {};
-      if (filter.from) range.$gte = String(filter.from.getTime()).padStart(13, '0');
-      if (filter.to) range.$lt = `${String(filter.to.getTime()).padStart(13, '0')}~`;
+      if (filter.from) range.$gte = pad13(filter.from.getTime());
+      if (filter.to) range.$lt = `${pad13(filter.to.getTime())}~`;
       and.push({ _id: range });
     }
-    if (and.length > 0) q.$and = and;
-    return q;
+    return and.length > 0 ? { $and: and } : {};
+  };
+
+  const list: AuditService['list'] = async (filter, page) => {
+    const limit = Number.isFinite(page.limit) ? Math.min(Math.max(Math.trunc(page.limit), 1), 500) : 50;
+    const q = query(filter);
+    if (page.cursor !== undefined) {
+      if (typeof page.cursor !== 'string' || !ID_PATTERN.test(page.cursor)) {
+        throw new AppError(400, 'audit.invalid_cursor', 'The page cursor is not valid. Start again from the first page.');
+      }
+      // Strictly older than the last event of the previous page: no repeats, and (ids being
+      // unique and totally ordered) no gaps, even when events arrive between the two pages.
+      q.$and = [...(q.$and ?? []), { _id: { $lt: page.cursor } }];
+    }
+    const records = await collection.find(q).sort({ _id: -1 }).limit(limit + 1).toArray();
+    const events = records.slice(0, limit).map(toEvent);
+    const last = events.at(-1);
+    return records.length > limit && last ? { events, nextCursor: last.id } : { events };
   };
 
   return {
-    async record(input) {
-      const at = input.at ?? new Date(now());
-      const request = currentRequest();
-      const record: AuditRecord = {
-        _id: newId(at),
-        at,
-        expiresAt: new Date(at.getTime() + retentionDays * 24 * 60 * 60 * 1000),
-        action: input.action,
-        outcome: input.outcome,
-        actor: { type: input.actor.type, ...(input.actor.id ? { id: input.actor.id } : {}), ...(input.actor.label ? { label: input.actor.label } : {}) },
-      };
-      if (input.target) record.target = input.target;
-      if (input.clientId) record.clientId = input.clientId;
-      const ip = input.ip ?? request?.ip;
-      const userAgent = input.userAgent ?? request?.userAgent;
-      if (ip) record.ip = ip;
-      if (userAgent) record.userAgent = userAgent.slice(0, 300);
-      if (input.reason) record.reason = input.reason.slice(0, 100);
-      const details = cleanDetails(input.details);
-      if (details) record.details = details;
-      try {
-        await collection.insertOne(record);
-      } catch (err) {
-        logger.warn('audit event not recorded', { action: input.action, reason: (err as Error).message });
-      }
+    record(input) {
+      // NOTE: not an async function, so the write joins `pending` before record() returns:
+      // a provider listener's write is then visible to flush() as soon as the event is emitted.
+      const written = write(input);
+      pending.add(written);
+      void written.finally(() => pending.delete(written));
+      return written;
     },
 
-    async list(filter, page) {
-      const limit = Math.min(Math.max(page.limit, 1), 500);
-      const q = query(filter);
-      if (page.cursor) q.$and = [...(q.$and ?? []), { _id: { $lt: page.cursor } }];
-      const records = await collection.find(q).sort({ _id: -1 }).limit(limit + 1).toArray();
-      const events = records.slice(0, limit).map(toEvent);
-      const last = events.at(-1);
-      return records.length > limit && last ? { events, nextCursor: last.id } : { events };
-    },
+    list,
 
     async *exportJsonl(filter) {
       let cursor: string | undefined;
       for (;;) {
-        const page = await this.list(filter, { limit: 500, cursor });
+        const page = await list(filter, { limit: 500, cursor });
         for (const event of page.events) yield `${JSON.stringify(event)}\n`;
         if (!page.nextCursor) return;
         cursor = page.nextCursor;
       }
+    },
+
+    async flush() {
+      while (pending.size > 0) await Promise.allSettled([...pending]);
     },
 
     async ensureIndexes() {
@@ -216,6 +300,7 @@ export function createAuditService(deps: { db: mongo.Db; logger: Logger; retenti
       await collection.createIndex({ 'actor.id': 1, _id: -1 });
       await collection.createIndex({ 'target.id': 1, _id: -1 });
       await collection.createIndex({ action: 1, _id: -1 });
+      await collection.createIndex({ clientId: 1, _id: -1 });
     },
 
     async sweep(at = new Date(now())) {
@@ -223,4 +308,9 @@ export function createAuditService(deps: { db: mongo.Db; logger: Logger; retenti
       return result.deletedCount;
     },
   };
+}
+
+/** An account as actor or target: its id and, as the label, its email. */
+export function accountActor(account: { id: string; email: string }): { type: 'account'; id: string; label: string } {
+  return { type: 'account', id: account.id, label: account.email };
 }

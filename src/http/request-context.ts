@@ -5,18 +5,30 @@ import type { Middleware } from 'koa';
 /**
  * Who is on the other end of the current request, for code that has no `ctx` at hand: the
  * provider's model events (a token saved, destroyed) and services writing the audit log.
+ *
+ * NOTE: the store is bound around the whole rest of the Koa chain, the mounted provider
+ * included, and EventEmitter listeners run synchronously inside `emit`, so a provider event
+ * listener sees the request that caused the event (test/audit/audit-events.test.ts checks it).
  */
 export interface RequestInfo {
   requestId: string | undefined;
   /** The client IP: from X-Forwarded-For only with TRUST_PROXY (app.proxy). */
   ip: string | undefined;
   userAgent: string | undefined;
+  method: string;
+  /** The path as the host app saw it (the provider is mounted at the root, so it is the provider's too). */
+  path: string;
 }
 
 const storage = new AsyncLocalStorage<RequestInfo>();
 
 export function currentRequest(): RequestInfo | undefined {
   return storage.getStore();
+}
+
+/** Runs `fn` as if inside a request (tests, and work a request hands off). */
+export function runWithRequest<T>(info: RequestInfo, fn: () => T): T {
+  return storage.run(info, fn);
 }
 
 /** Runs the rest of the request inside its RequestInfo. Install after the request id. */
@@ -26,6 +38,8 @@ export function bindRequestContext(): Middleware {
       requestId: ctx.state.requestId as string | undefined,
       ip: ctx.ip || undefined,
       userAgent: ctx.get('user-agent').slice(0, 300) || undefined,
+      method: ctx.method,
+      path: ctx.path,
     };
     await storage.run(info, next);
   };
