@@ -1,12 +1,11 @@
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-
 import Router from '@koa/router';
 import type { RouterContext, RouterMiddleware } from '@koa/router';
 import type Provider from 'oidc-provider';
 import { z } from 'zod';
 
 import type { AccountService, AccountView } from '../accounts/account.service.js';
-import { ACCOUNT_CALLBACK_PATH, ACCOUNT_CLIENT_ID } from './account-client.js';
+import { ACCOUNT_CLIENT_ID } from './account-client.js';
+import { createFirstPartySignIn } from '../oidc/first-party-sign-in.js';
 import type { FactorThrottle } from '../accounts/factor-throttle.js';
 import type { TotpService } from '../accounts/totp.service.js';
 import type { AuditOutcome, AuditService } from '../audit/audit.service.js';
@@ -33,7 +32,6 @@ import type { Logger } from '../logging/logger.js';
  */
 
 const SECURITY_PATH = '/account/security';
-const LOGIN_COOKIE = 'account.login';
 
 interface AccountState {
   form: FormFields;
@@ -70,23 +68,18 @@ const removeForm = z.object({
   code: z.string().max(32).optional(),
 });
 
-const loginCookieSchema = z.object({ state: z.string(), verifier: z.string() });
-
-function s256(verifier: string): string {
-  return createHash('sha256').update(verifier).digest('base64url');
-}
-
-function sameString(a: string, b: string): boolean {
-  const left = Buffer.from(a);
-  const right = Buffer.from(b);
-  return left.length === right.length && timingSafeEqual(left, right);
-}
-
 export function createAccountRouter(deps: AccountRouterDeps): Router<AccountState> {
   const { config, provider, accounts, totp, factorThrottle, pages, csrf, logger, audit } = deps;
   const router = new Router<AccountState>({ prefix: '/account' });
-  const redirectUri = `${config.issuer}${ACCOUNT_CALLBACK_PATH}`;
-  const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, signed: true, path: '/account', overwrite: true };
+  const signIn = createFirstPartySignIn({
+    provider,
+    config,
+    accounts,
+    clientId: ACCOUNT_CLIENT_ID,
+    basePath: '/account',
+    landingPath: SECURITY_PATH,
+    cancelledPath: '/account/signed-out',
+  });
   const logFor = (ctx: Ctx) => ctx.state.log ?? logger;
   const csrfKey = (ctx: Ctx) => `account:${ctx.state.sessionUid}`;
   /** A change to the person's own second factor, in the audit log (never a code or the password). */
@@ -101,15 +94,14 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
 
   /** The account of the browser's SSO session, or a redirect to sign in. */
   const requireSession: Step = async function requireSession(ctx, next) {
-    const session = await provider.Session.get(ctx);
-    const account = session.accountId ? await accounts.findById(session.accountId) : undefined;
-    if (!account || account.disabled) {
+    const current = await signIn.current(ctx);
+    if (!current) {
       ctx.status = 303;
       ctx.redirect('/account/sign-in');
       return;
     }
-    ctx.state.account = account;
-    ctx.state.sessionUid = session.uid;
+    ctx.state.account = current.account;
+    ctx.state.sessionUid = current.sessionUid;
     ctx.state.formActionOrigins = [];
     await next();
   };
@@ -199,61 +191,8 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
     ctx.redirect(SECURITY_PATH);
   });
 
-  /** Starts an authorization request for the account console (RFC 7636 PKCE, state). */
-  router.get('/sign-in', noStore, async function startSignIn(ctx) {
-    const state = randomBytes(16).toString('base64url');
-    const verifier = randomBytes(32).toString('base64url');
-    ctx.cookies.set(LOGIN_COOKIE, JSON.stringify({ state, verifier }), { ...cookieOptions, maxAge: config.ttl.interaction * 1000 });
-    const url = new URL('/auth', config.issuer);
-    url.search = new URLSearchParams({
-      client_id: ACCOUNT_CLIENT_ID,
-      response_type: 'code',
-      scope: 'openid',
-      redirect_uri: redirectUri,
-      code_challenge: s256(verifier),
-      code_challenge_method: 'S256',
-      state,
-    }).toString();
-    ctx.status = 303;
-    ctx.redirect(url.pathname + url.search);
-  });
-
-  router.get('/callback', noStore, async function finishSignIn(ctx) {
-    const raw = ctx.cookies.get(LOGIN_COOKIE, { signed: true });
-    ctx.cookies.set(LOGIN_COOKIE, null, cookieOptions);
-    let pending: z.infer<typeof loginCookieSchema> | undefined;
-    try {
-      pending = raw ? loginCookieSchema.parse(JSON.parse(raw)) : undefined;
-    } catch {
-      pending = undefined;
-    }
-    const state = typeof ctx.query.state === 'string' ? ctx.query.state : '';
-    const code = typeof ctx.query.code === 'string' && ctx.query.code.length <= 256 ? ctx.query.code : undefined;
-    if (!pending || !sameString(state, pending.state)) {
-      throw new AppError(400, 'account.sign_in_state', 'This sign-in link has expired or was opened in another browser. Try again.');
-    }
-    if (!code) {
-      // access_denied and friends: the person cancelled.
-      ctx.status = 303;
-      ctx.redirect('/account/signed-out');
-      return;
-    }
-    const authorizationCode = await provider.AuthorizationCode.find(code);
-    const valid =
-      authorizationCode &&
-      !authorizationCode.isExpired &&
-      // NOTE: `consumed` is in the stored payload but missing from the type definitions.
-      !(authorizationCode as unknown as { consumed?: unknown }).consumed &&
-      authorizationCode.clientId === ACCOUNT_CLIENT_ID &&
-      authorizationCode.redirectUri === redirectUri &&
-      typeof authorizationCode.codeChallenge === 'string' &&
-      sameString(authorizationCode.codeChallenge, s256(pending.verifier));
-    if (!authorizationCode || !valid) throw new AppError(400, 'account.sign_in_code', 'This sign-in could not be completed. Try again.');
-    // Redeemed here, in-process: the page needs the session the sign-in created, not tokens.
-    await authorizationCode.consume();
-    ctx.status = 303;
-    ctx.redirect(SECURITY_PATH);
-  });
+  router.get('/sign-in', signIn.start);
+  router.get('/callback', signIn.callback);
 
   router.get('/signed-out', noStore, async function signedOut(ctx) {
     await pages.render(ctx, 'account/signed-out', { title: 'Not signed in', signInHref: '/account/sign-in' });
