@@ -4,6 +4,12 @@ export const SCOPE_DESCRIPTIONS: Record<string, string> = {
   email: 'See your email address',
   profile: 'See your name and basic profile',
   offline_access: 'Stay connected to your account when you are not using the app',
+  // The management API's scopes (admins only; the API refuses them to everyone else).
+  'admin:clients:read': 'See the registered applications (administrators)',
+  'admin:clients:write': 'Register, change and delete applications (administrators)',
+  'admin:users:read': 'See user accounts (administrators)',
+  'admin:users:write': 'Change, disable and delete user accounts (administrators)',
+  'admin:audit:read': 'Read the audit log (administrators)',
 };
 
 export const CLAIM_DESCRIPTIONS: Record<string, string> = {

@@ -1,0 +1,172 @@
+import { z } from 'zod';
+
+import type { UserAdminService } from '../../accounts/user-admin.service.js';
+import { userCreateSchema, userUpdateSchema } from '../../accounts/user-admin.service.js';
+import { AppError } from '../../http/app-error.js';
+import { ADMIN_API_PREFIX, pageQuerySchema } from './api-inputs.js';
+import type { ApiRoute } from './api-route.js';
+import { defineRoute } from './api-route.js';
+import { userPageSchema, userViewSchema } from './api-schemas.js';
+
+const userParams = z.strictObject({
+  userId: z.string().min(1).max(200).describe('The account id (the `sub` claim)'),
+});
+
+const notFound = () => new AppError(404, 'user.not_found', 'No user with this id.');
+
+const SELF_GUARD = ' An administrator cannot do this to their own account (409 `user.self`).';
+
+/** The four one-word actions: POST with no body, answering the user as it is afterwards. */
+function userAction(
+  users: UserAdminService,
+  spec: { path: string; operationId: string; summary: string; description: string; selfGuarded: boolean },
+  act: (id: string, actor: Parameters<UserAdminService['resetMfa']>[1]) => Promise<unknown>,
+): ApiRoute {
+  return defineRoute({
+    method: 'post',
+    path: spec.path,
+    operationId: spec.operationId,
+    tag: 'users',
+    summary: spec.summary,
+    description: spec.description + (spec.selfGuarded ? SELF_GUARD : ''),
+    scope: 'admin:users:write',
+    params: userParams,
+    errors: spec.selfGuarded ? [404, 409] : [404],
+    responses: { 200: { description: 'The user after the change', schema: userViewSchema } },
+    async handle({ params, principal }) {
+      return { status: 200, body: await act(params.userId, principal?.actor) };
+    },
+  });
+}
+
+export function userRoutes({ userAdmin }: { userAdmin: UserAdminService }): ApiRoute[] {
+  return [
+    defineRoute({
+      method: 'get',
+      path: '/users',
+      operationId: 'listUsers',
+      tag: 'users',
+      summary: 'List users',
+      description: 'Ordered by email; `search` matches a substring of the email or the name (case-insensitive), or the exact id.',
+      scope: 'admin:users:read',
+      query: pageQuerySchema,
+      responses: { 200: { description: 'A page of users', schema: userPageSchema } },
+      async handle({ query }) {
+        return { status: 200, body: await userAdmin.list(query) };
+      },
+    }),
+
+    defineRoute({
+      method: 'post',
+      path: '/users',
+      operationId: 'createUser',
+      tag: 'users',
+      summary: 'Create a user',
+      scope: 'admin:users:write',
+      body: userCreateSchema,
+      errors: [409],
+      responses: { 201: { description: 'The new user', schema: userViewSchema } },
+      async handle({ body, principal }) {
+        const user = await userAdmin.create(body, principal?.actor);
+        return { status: 201, body: user, headers: { Location: `${ADMIN_API_PREFIX}/users/${encodeURIComponent(user.id)}` } };
+      },
+    }),
+
+    defineRoute({
+      method: 'get',
+      path: '/users/{userId}',
+      operationId: 'getUser',
+      tag: 'users',
+      summary: 'Read a user',
+      scope: 'admin:users:read',
+      params: userParams,
+      errors: [404],
+      responses: { 200: { description: 'The user', schema: userViewSchema } },
+      async handle({ params }) {
+        const user = await userAdmin.get(params.userId);
+        if (!user) throw notFound();
+        return { status: 200, body: user };
+      },
+    }),
+
+    defineRoute({
+      method: 'patch',
+      path: '/users/{userId}',
+      operationId: 'updateUser',
+      tag: 'users',
+      summary: 'Change a user',
+      description:
+        'Members left out stay as they are. `disabled: true` ends the person\'s sessions and revokes their tokens.' + SELF_GUARD,
+      scope: 'admin:users:write',
+      params: userParams,
+      body: userUpdateSchema,
+      errors: [404, 409],
+      responses: { 200: { description: 'The user after the change', schema: userViewSchema } },
+      async handle({ params, body, principal }) {
+        return { status: 200, body: await userAdmin.update(params.userId, body, principal?.actor) };
+      },
+    }),
+
+    userAction(
+      userAdmin,
+      {
+        path: '/users/{userId}/disable',
+        operationId: 'disableUser',
+        summary: 'Disable a user',
+        description: 'The account can no longer sign in; its sessions end and its grants and tokens are revoked.',
+        selfGuarded: true,
+      },
+      (id, actor) => userAdmin.setDisabled(id, true, actor),
+    ),
+    userAction(
+      userAdmin,
+      {
+        path: '/users/{userId}/enable',
+        operationId: 'enableUser',
+        summary: 'Enable a user',
+        description: 'The account can sign in again.',
+        selfGuarded: false,
+      },
+      (id, actor) => userAdmin.setDisabled(id, false, actor),
+    ),
+    userAction(
+      userAdmin,
+      {
+        path: '/users/{userId}/reset-mfa',
+        operationId: 'resetUserMfa',
+        summary: "Reset a user's second factor",
+        description: 'Removes the authenticator app and the recovery codes.',
+        selfGuarded: false,
+      },
+      (id, actor) => userAdmin.resetMfa(id, actor),
+    ),
+    userAction(
+      userAdmin,
+      {
+        path: '/users/{userId}/require-password-reset',
+        operationId: 'requireUserPasswordReset',
+        summary: 'Make a user choose a new password',
+        description: "The next sign-in ends on the new-password page; the person's sessions end now.",
+        selfGuarded: false,
+      },
+      (id, actor) => userAdmin.requirePasswordReset(id, actor),
+    ),
+
+    defineRoute({
+      method: 'delete',
+      path: '/users/{userId}',
+      operationId: 'deleteUser',
+      tag: 'users',
+      summary: 'Delete a user',
+      description: 'Deletes the account and revokes everything issued to it.' + SELF_GUARD,
+      scope: 'admin:users:write',
+      params: userParams,
+      errors: [404, 409],
+      responses: { 204: { description: 'Deleted' } },
+      async handle({ params, principal }) {
+        if (!(await userAdmin.delete(params.userId, principal?.actor))) throw notFound();
+        return { status: 204 };
+      },
+    }),
+  ];
+}
