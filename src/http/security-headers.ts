@@ -21,7 +21,9 @@ export function securityHeaders({ hsts }: { hsts: boolean }): Middleware {
           "default-src 'none'",
           "script-src 'self'",
           "style-src 'self'",
-          "img-src 'self' data:",
+          // Client logos (consent page, admin console) are https URLs the client registered; they
+          // load without a referrer (Referrer-Policy below) and images run no script.
+          "img-src 'self' data: https:",
           "font-src 'self'",
           "connect-src 'self'",
           `form-action 'self'${extra.length ? ` ${extra.join(' ')}` : ''}`,

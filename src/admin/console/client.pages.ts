@@ -1,0 +1,592 @@
+import { z } from 'zod';
+
+import { defaults } from '../../../config/defaults.js';
+import { CLIENT_TTL_MAXIMA, usesSecret } from '../../clients/client-input.js';
+import { BUILT_IN_CLIENT_IDS, ClientValidationError } from '../../clients/client.service.js';
+import type { ClientInput, ClientView } from '../../clients/client.service.js';
+import type { Config } from '../../config/config.js';
+import { createSecretBox } from '../../crypto/secret-box.js';
+import type { SecretBox } from '../../crypto/secret-box.js';
+import { AppError } from '../../http/app-error.js';
+import type { FormFields } from '../../http/form-body.js';
+import { ADMIN_BASE_PATH } from '../admin-client.js';
+import type { ConsoleContext, ConsoleState, ConsoleStep } from './console-kit.js';
+import type { ConsolePages } from './console.routes.js';
+
+/**
+ * The console's Clients section: list (search, pagination), detail, create, edit, secret
+ * rotation and deletion, over the same ClientService as the management API and the CLI (which
+ * validates and records the audit events; the admin is the actor).
+ *
+ * A new secret is shown exactly once. NOTE: the POST that makes it does not render it: a reload
+ * of that page would post the form again (a second client, or a second rotation, which ends the
+ * grace period of the secret before at once: ClientService.rotateSecret). Instead the
+ * POST seals the secret into a short-lived cookie bound to this admin session and this client
+ * and redirects (303) to `/clients/:id/secret`, which reads the cookie once, deletes it and shows
+ * the secret; a reload, Back or Forward then finds no cookie and says the secret was shown.
+ */
+
+const CLIENTS_PATH = `${ADMIN_BASE_PATH}/clients`;
+
+/** Clients this server writes itself at every start: an admin may look at them, not change them. */
+const BUILT_IN_CLIENTS: ReadonlySet<string> = new Set(BUILT_IN_CLIENT_IDS);
+
+const GRANT_TYPES = [
+  { value: 'authorization_code', label: 'Authorization code', hint: 'People sign in (with PKCE).' },
+  { value: 'refresh_token', label: 'Refresh token', hint: 'Stay signed in; needs authorization code.' },
+  { value: 'client_credentials', label: 'Client credentials', hint: 'The client acts on its own behalf (needs a secret or keys).' },
+] as const;
+
+const AUTH_METHODS = [
+  { value: 'client_secret_basic', label: 'Client secret in HTTP Basic (client_secret_basic)' },
+  { value: 'client_secret_post', label: 'Client secret in the request body (client_secret_post)' },
+  { value: 'private_key_jwt', label: 'Signed JWT with the client’s key (private_key_jwt)' },
+  { value: 'none', label: 'None: a public client, PKCE only (none)' },
+] as const;
+
+/** What the form shows for each ClientInput field, in the form's order (the error summary follows it). */
+const FIELD_LABELS: Record<string, string> = {
+  name: 'Display name',
+  logoUri: 'Logo URL',
+  redirectUris: 'Redirect URIs',
+  postLogoutRedirectUris: 'Post-logout redirect URIs',
+  grantTypes: 'Grant types',
+  applicationType: 'Application type',
+  tokenEndpointAuthMethod: 'Token endpoint authentication',
+  jwksUri: 'JWKS URI',
+  jwks: 'JWKS',
+  scopes: 'Allowed scopes',
+  requireMfa: 'Require MFA',
+  firstParty: 'First-party',
+  accessTokenTtl: 'Access token lifetime',
+  idTokenTtl: 'ID token lifetime',
+  refreshTokenTtl: 'Refresh token lifetime',
+};
+
+/** The form as a person typed it: re-shown unchanged when the service refuses it. */
+interface ClientFormValues {
+  name: string;
+  logoUri: string;
+  redirectUris: string;
+  postLogoutRedirectUris: string;
+  grantTypes: string[];
+  applicationType: string;
+  tokenEndpointAuthMethod: string;
+  jwksUri: string;
+  jwks: string;
+  scopes: string[];
+  requireMfa: boolean;
+  firstParty: boolean;
+  accessTokenTtl: string;
+  idTokenTtl: string;
+  refreshTokenTtl: string;
+}
+
+const NEW_CLIENT_VALUES: ClientFormValues = {
+  name: '',
+  logoUri: '',
+  redirectUris: '',
+  postLogoutRedirectUris: '',
+  grantTypes: ['authorization_code', 'refresh_token'],
+  applicationType: 'web',
+  tokenEndpointAuthMethod: 'client_secret_basic',
+  jwksUri: '',
+  jwks: '',
+  scopes: [...defaults.scopes],
+  requireMfa: false,
+  firstParty: false,
+  accessTokenTtl: '',
+  idTokenTtl: '',
+  refreshTokenTtl: '',
+};
+
+/** Checkbox names: one field each (the form parser refuses a repeated name). */
+const grantField = (grant: string) => `grantTypes.${grant}`;
+const scopeField = (scope: string) => `scopes.${scope}`;
+
+function valuesFromView(client: ClientView, jwks: unknown): ClientFormValues {
+  const seconds = (n: number | undefined) => (n === undefined ? '' : String(n));
+  return {
+    name: client.name,
+    logoUri: client.logoUri ?? '',
+    redirectUris: client.redirectUris.join('\n'),
+    postLogoutRedirectUris: client.postLogoutRedirectUris.join('\n'),
+    grantTypes: client.grantTypes,
+    applicationType: client.applicationType,
+    tokenEndpointAuthMethod: client.tokenEndpointAuthMethod,
+    jwksUri: client.jwksUri ?? '',
+    jwks: jwks === undefined ? '' : JSON.stringify(jwks, null, 2),
+    scopes: client.scopes,
+    requireMfa: client.requireMfa,
+    firstParty: client.firstParty,
+    accessTokenTtl: seconds(client.accessTokenTtl),
+    idTokenTtl: seconds(client.idTokenTtl),
+    refreshTokenTtl: seconds(client.refreshTokenTtl),
+  };
+}
+
+function valuesFromForm(fields: FormFields, knownScopes: readonly string[]): ClientFormValues {
+  const text = (key: string) => fields[key] ?? '';
+  return {
+    name: text('name'),
+    logoUri: text('logoUri'),
+    redirectUris: text('redirectUris'),
+    postLogoutRedirectUris: text('postLogoutRedirectUris'),
+    grantTypes: GRANT_TYPES.map((g) => g.value).filter((g) => fields[grantField(g)] !== undefined),
+    applicationType: text('applicationType'),
+    tokenEndpointAuthMethod: text('tokenEndpointAuthMethod'),
+    jwksUri: text('jwksUri'),
+    jwks: text('jwks'),
+    scopes: knownScopes.filter((s) => fields[scopeField(s)] !== undefined),
+    requireMfa: fields.requireMfa !== undefined,
+    firstParty: fields.firstParty !== undefined,
+    accessTokenTtl: text('accessTokenTtl'),
+    idTokenTtl: text('idTokenTtl'),
+    refreshTokenTtl: text('refreshTokenTtl'),
+  };
+}
+
+const lines = (text: string) =>
+  text
+    .split(/\r?\n/)
+    .map((line) => line.trim())
+    .filter(Boolean);
+
+/**
+ * The form as a ClientInput for the service, which checks everything. What cannot even be read
+ * (JSON, numbers) gets its own message here, and is passed on as typed so that the service
+ * refuses that field too: a form with such a mistake can never be saved.
+ */
+function inputFromValues(values: ClientFormValues): { input: ClientInput; formErrors: Record<string, string> } {
+  const formErrors: Record<string, string> = {};
+  const optional = (text: string) => (text.trim() === '' ? undefined : text.trim());
+  const seconds = (key: string, text: string): unknown => {
+    const trimmed = text.trim();
+    if (trimmed === '') return undefined;
+    if (/^-?\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed);
+    formErrors[key] = 'must be a number of seconds (or blank for the server default)';
+    return trimmed;
+  };
+  let jwks: unknown;
+  if (values.jwks.trim() !== '') {
+    try {
+      jwks = JSON.parse(values.jwks) as unknown;
+    } catch {
+      formErrors.jwks = 'is not valid JSON: give a JSON object like {"keys": [ … ]}';
+      jwks = values.jwks;
+    }
+  }
+  const input = {
+    name: values.name,
+    logoUri: optional(values.logoUri),
+    redirectUris: lines(values.redirectUris),
+    postLogoutRedirectUris: lines(values.postLogoutRedirectUris),
+    grantTypes: values.grantTypes,
+    applicationType: values.applicationType,
+    tokenEndpointAuthMethod: values.tokenEndpointAuthMethod,
+    jwksUri: optional(values.jwksUri),
+    jwks,
+    scopes: values.scopes,
+    requireMfa: values.requireMfa,
+    firstParty: values.firstParty,
+    accessTokenTtl: seconds('accessTokenTtl', values.accessTokenTtl),
+    idTokenTtl: seconds('idTokenTtl', values.idTokenTtl),
+    refreshTokenTtl: seconds('refreshTokenTtl', values.refreshTokenTtl),
+  };
+  // Values the service has not checked yet (the select, radios, JSON): it refuses what is wrong.
+  return { input: input as unknown as ClientInput, formErrors };
+}
+
+/** "3 seconds", "1 day", "2 hours 30 minutes": how long a grace period is, in words. */
+function formatDuration(totalSeconds: number): string {
+  if (totalSeconds <= 0) return 'no time at all';
+  const units: [number, string][] = [
+    [86400, 'day'],
+    [3600, 'hour'],
+    [60, 'minute'],
+    [1, 'second'],
+  ];
+  const parts: string[] = [];
+  let rest = Math.trunc(totalSeconds);
+  for (const [size, name] of units) {
+    const count = Math.floor(rest / size);
+    rest -= count * size;
+    if (count > 0) parts.push(`${count} ${name}${count === 1 ? '' : 's'}`);
+  }
+  return parts.slice(0, 2).join(' ');
+}
+
+/** To the second, in UTC (a grace period may be seconds long). */
+function formatTime(date: Date | undefined): string {
+  return date ? `${date.toISOString().replace('T', ' ').slice(0, 19)} UTC` : '';
+}
+
+function clientHref(clientId: string, rest = ''): string {
+  return `${CLIENTS_PATH}/${encodeURIComponent(clientId)}${rest}`;
+}
+
+/** How the client authenticates, in words. */
+function secretStatus(client: ClientView): string {
+  if (client.tokenEndpointAuthMethod === 'none') return 'No secret: a public client (PKCE only).';
+  if (!usesSecret(client.tokenEndpointAuthMethod)) return `No secret: authenticates with ${client.tokenEndpointAuthMethod}.`;
+  if (!client.secretRotatedAt) return 'Set when the client was made (never rotated).';
+  const rotated = `Rotated at ${formatTime(client.secretRotatedAt)}`;
+  return client.previousSecretExpiresAt
+    ? `${rotated}, previous secret valid until ${formatTime(client.previousSecretExpiresAt)}.`
+    : `${rotated}; the previous secret no longer works.`;
+}
+
+function rowFor(client: ClientView) {
+  return {
+    clientId: client.clientId,
+    href: clientHref(client.clientId),
+    name: client.name,
+    logoUri: client.logoUri,
+    type: client.public ? 'public' : 'confidential',
+    grantTypes: client.grantTypes,
+    tags: [
+      ...(BUILT_IN_CLIENTS.has(client.clientId) ? ['built-in'] : []),
+      ...(client.dynamic ? ['registered dynamically'] : []),
+      ...(client.requireMfa ? ['requires MFA'] : []),
+      ...(client.firstParty ? ['first-party'] : []),
+    ],
+  };
+}
+
+function detailFor(client: ClientView, config: Pick<Config, 'ttl'>) {
+  const ttl = (value: number | undefined, fallback: number) =>
+    value === undefined ? `Server default (${fallback} s, ${formatDuration(fallback)})` : `${value} s (${formatDuration(value)})`;
+  return {
+    ...rowFor(client),
+    builtIn: BUILT_IN_CLIENTS.has(client.clientId),
+    redirectUris: client.redirectUris,
+    postLogoutRedirectUris: client.postLogoutRedirectUris,
+    responseTypes: client.responseTypes,
+    applicationType: client.applicationType,
+    tokenEndpointAuthMethod: client.tokenEndpointAuthMethod,
+    jwksUri: client.jwksUri,
+    hasJwks: client.hasJwks,
+    scopes: client.scopes,
+    requireMfa: client.requireMfa,
+    firstParty: client.firstParty,
+    dynamic: client.dynamic,
+    accessTokenTtl: ttl(client.accessTokenTtl, config.ttl.accessToken),
+    idTokenTtl: ttl(client.idTokenTtl, config.ttl.idToken),
+    refreshTokenTtl: ttl(client.refreshTokenTtl, config.ttl.refreshTokenIdle),
+    usesSecret: usesSecret(client.tokenEndpointAuthMethod),
+    secretStatus: secretStatus(client),
+    createdAt: formatTime(client.createdAt),
+    updatedAt: formatTime(client.updatedAt),
+  };
+}
+
+/** Fixed notices by key: nothing from the query string is shown as text. */
+const NOTICES: Record<string, string> = {
+  created: 'The client was created. It has no secret, so there is nothing to copy.',
+  updated: 'The changes were saved. They apply to the client’s next request.',
+  'secret-dropped': 'The changes were saved. The client no longer uses a secret: its old secrets stopped working.',
+  deleted: 'The client was deleted, with every code, token and grant issued to it.',
+};
+
+const noticeFor = (query: unknown) => {
+  const key = typeof query === 'string' ? query : '';
+  return Object.hasOwn(NOTICES, key) ? NOTICES[key] : undefined;
+};
+
+const listQuery = z.object({
+  q: z.string().max(200).optional(),
+  cursor: z.string().max(1000).optional(),
+});
+
+const clientIdParam = z.string().min(1).max(200);
+
+/** One shown-once secret on its way from the POST to the page that shows it. */
+interface PendingSecret {
+  kind: 'created' | 'updated' | 'rotated';
+  secret: string;
+  /** ISO time until which the previous secret still works (rotations). */
+  previousSecretExpiresAt?: string | undefined;
+}
+
+const pendingSecretSchema = z.object({
+  kind: z.enum(['created', 'updated', 'rotated']),
+  secret: z.string().min(1),
+  previousSecretExpiresAt: z.string().optional(),
+});
+
+const SECRET_COOKIE = 'admin-secret-once';
+/** Long enough for a redirect on a slow connection; the secret is not kept anywhere else readable. */
+const SECRET_COOKIE_MAX_AGE_MS = 5 * 60 * 1000;
+
+function pendingSecrets(secretBox: SecretBox) {
+  // Bound to this admin's SSO session and this client: another session, or another client's
+  // page, cannot open it.
+  const context = (ctx: ConsoleContext, clientId: string) => `console_secret_once:${ctx.state.admin.sessionUid}:${clientId}`;
+  const cookieOptions = (ctx: ConsoleContext, clientId: string) => ({
+    httpOnly: true,
+    sameSite: 'strict' as const,
+    secure: ctx.secure,
+    path: clientHref(clientId, '/secret'),
+    overwrite: true,
+  });
+  return {
+    /** Keeps the secret for the page and redirects there. */
+    showOnce(ctx: ConsoleContext, clientId: string, pending: PendingSecret): void {
+      const sealed = secretBox.seal(JSON.stringify(pending), context(ctx, clientId));
+      ctx.cookies.set(SECRET_COOKIE, sealed, { ...cookieOptions(ctx, clientId), maxAge: SECRET_COOKIE_MAX_AGE_MS });
+      ctx.status = 303;
+      ctx.redirect(clientHref(clientId, '/secret'));
+    },
+    /** The secret waiting for this page, once: the cookie is deleted whatever it held. */
+    take(ctx: ConsoleContext, clientId: string): PendingSecret | undefined {
+      const sealed = ctx.cookies.get(SECRET_COOKIE);
+      if (sealed === undefined) return undefined;
+      ctx.cookies.set(SECRET_COOKIE, null, cookieOptions(ctx, clientId));
+      try {
+        return pendingSecretSchema.parse(JSON.parse(secretBox.open(sealed, context(ctx, clientId))));
+      } catch {
+        return undefined;
+      }
+    },
+  };
+}
+
+/** What loadClient leaves for the steps after it. */
+type ClientPageState = ConsoleState & { client: ClientView };
+
+export const registerClientPages: ConsolePages = (router, deps, kit) => {
+  const { clients, config } = deps;
+  const knownScopes = [...defaults.scopes, ...config.adminApi.scopes];
+  const secrets = pendingSecrets(createSecretBox(config.encryptionKeys));
+  const graceSeconds = config.clientSecretGracePeriodSeconds;
+
+  const loadClient: ConsoleStep = async function loadClient(ctx, next) {
+    const parsed = clientIdParam.safeParse(ctx.params.id);
+    const client = parsed.success ? await clients.get(parsed.data) : undefined;
+    if (!client) throw new AppError(404, 'client.not_found', 'There is no client with this id. It may have been deleted.');
+    (ctx.state as ClientPageState).client = client;
+    await next();
+  };
+  const current = (ctx: ConsoleContext) => (ctx.state as ClientPageState).client;
+
+  // NOTE: the built-in clients are rewritten at every start (account-client.ts, admin-client.ts):
+  // an edit would be lost, and a deletion or a public-to-secret switch would break the pages
+  // that sign people in to /account and /admin. The service refuses too; refusing here first
+  // gives the console's own page and keeps the forms away from them.
+  const refuseBuiltIn: ConsoleStep = async function refuseBuiltIn(ctx, next) {
+    const client = current(ctx);
+    if (BUILT_IN_CLIENTS.has(client.clientId)) {
+      throw new AppError(
+        409,
+        'client.built_in',
+        `“${client.name}” is built into this server and is set up again at every start: it cannot be edited, have its secret rotated or be deleted.`,
+      );
+    }
+    await next();
+  };
+
+  const refuseWithoutSecret: ConsoleStep = async function refuseWithoutSecret(ctx, next) {
+    const client = current(ctx);
+    if (!usesSecret(client.tokenEndpointAuthMethod)) {
+      throw new AppError(409, 'client.no_secret', `This client authenticates with ${client.tokenEndpointAuthMethod} and has no secret to rotate.`);
+    }
+    await next();
+  };
+
+  const renderForm = (
+    ctx: ConsoleContext,
+    options: { mode: 'create' | 'edit'; values: ClientFormValues; errors?: Record<string, string>; client?: ClientView },
+    status = 200,
+  ) => {
+    const errors = options.errors ?? {};
+    const labelled = (key: string) => Object.hasOwn(FIELD_LABELS, key);
+    const ordered = [...Object.keys(FIELD_LABELS).filter((key) => Object.hasOwn(errors, key)), ...Object.keys(errors).filter((key) => !labelled(key))];
+    return kit.render(
+      ctx,
+      'admin/clients/form',
+      'clients',
+      {
+        title: options.mode === 'create' ? 'New client' : `Edit ${options.client?.name ?? 'client'}`,
+        mode: options.mode,
+        action: options.mode === 'create' ? CLIENTS_PATH : clientHref(options.client?.clientId ?? ''),
+        cancelHref: options.mode === 'create' ? CLIENTS_PATH : clientHref(options.client?.clientId ?? ''),
+        client: options.client ? { clientId: options.client.clientId, name: options.client.name } : undefined,
+        values: options.values,
+        errors,
+        errorSummary: ordered.map((key) => ({
+          key,
+          label: labelled(key) ? FIELD_LABELS[key] : 'The client',
+          message: errors[key],
+          href: labelled(key) ? `#f-${key}` : undefined,
+        })),
+        grantTypes: GRANT_TYPES.map((g) => ({ ...g, field: grantField(g.value), id: `f-grant-${g.value}` })),
+        authMethods: AUTH_METHODS,
+        scopes: knownScopes.map((scope) => ({
+          value: scope,
+          field: scopeField(scope),
+          id: `f-scope-${scope.replace(/[^A-Za-z0-9_-]/g, '-')}`,
+          admin: config.adminApi.scopes.includes(scope),
+        })),
+        ttlDefaults: {
+          accessToken: config.ttl.accessToken,
+          idToken: config.ttl.idToken,
+          refreshToken: config.ttl.refreshTokenIdle,
+        },
+        ttlMaxima: {
+          accessToken: CLIENT_TTL_MAXIMA.accessToken,
+          idToken: CLIENT_TTL_MAXIMA.idToken,
+          refreshToken: config.ttl.refreshTokenAbsolute,
+        },
+      },
+      status,
+    );
+  };
+
+  /** Runs a create or an update; a refusal re-renders the form with each message beside its field. */
+  const saveOr400 = async <T>(
+    ctx: ConsoleContext,
+    mode: 'create' | 'edit',
+    save: (input: ClientInput) => Promise<T>,
+    client?: ClientView,
+  ): Promise<T | undefined> => {
+    const values = valuesFromForm(ctx.state.form, knownScopes);
+    const { input, formErrors } = inputFromValues(values);
+    try {
+      return await save(input);
+    } catch (err) {
+      if (!(err instanceof ClientValidationError)) throw err;
+      await renderForm(ctx, { mode, values, errors: { ...err.fields, ...formErrors }, ...(client ? { client } : {}) }, 400);
+      return undefined;
+    }
+  };
+
+  router.get('/clients', kit.requireAdmin, async function clientList(ctx) {
+    const parsed = listQuery.safeParse(ctx.query);
+    const query = parsed.success ? parsed.data : {};
+    const search = query.q?.trim() ?? '';
+    const page = await clients.list({ search: search || undefined, cursor: query.cursor || undefined, limit: 25 });
+    const keep = new URLSearchParams(search ? { q: search } : {});
+    const next = page.nextCursor ? new URLSearchParams(keep) : undefined;
+    next?.set('cursor', page.nextCursor ?? '');
+    await kit.render(
+      ctx,
+      'admin/clients/list',
+      'clients',
+      {
+        title: 'Clients',
+        search,
+        total: page.total,
+        notice: noticeFor(ctx.query.notice),
+        invalidQuery: !parsed.success,
+        clients: page.clients.map(rowFor),
+        newHref: `${CLIENTS_PATH}/new`,
+        nextHref: next ? `${CLIENTS_PATH}?${next.toString()}` : undefined,
+        firstHref: query.cursor ? `${CLIENTS_PATH}${search ? `?${keep.toString()}` : ''}` : undefined,
+      },
+      parsed.success ? 200 : 400,
+    );
+  });
+
+  router.get('/clients/new', kit.requireAdmin, async function newClientForm(ctx) {
+    await renderForm(ctx, { mode: 'create', values: NEW_CLIENT_VALUES });
+  });
+
+  router.post('/clients', ...kit.post, async function createClient(ctx) {
+    const created = await saveOr400(ctx, 'create', (input) => clients.create(input, kit.actor(ctx)));
+    if (!created) return;
+    if (created.clientSecret) {
+      secrets.showOnce(ctx, created.clientId, { kind: 'created', secret: created.clientSecret });
+    } else {
+      kit.redirect(ctx, `${clientHref(created.clientId)}?notice=created`);
+    }
+  });
+
+  router.get('/clients/:id', kit.requireAdmin, loadClient, async function clientDetail(ctx) {
+    const client = current(ctx);
+    await kit.render(ctx, 'admin/clients/detail', 'clients', {
+      title: client.name,
+      client: detailFor(client, config),
+      notice: noticeFor(ctx.query.notice),
+      editHref: clientHref(client.clientId, '/edit'),
+      rotateHref: clientHref(client.clientId, '/rotate-secret'),
+      deleteHref: clientHref(client.clientId, '/delete'),
+      listHref: CLIENTS_PATH,
+    });
+  });
+
+  router.get('/clients/:id/secret', kit.requireAdmin, loadClient, async function shownOnceSecret(ctx) {
+    const client = current(ctx);
+    const pending = secrets.take(ctx, client.clientId);
+    const previousUntil = pending?.previousSecretExpiresAt ? new Date(pending.previousSecretExpiresAt) : undefined;
+    await kit.render(ctx, 'admin/clients/secret', 'clients', {
+      title: pending ? 'Copy the client secret' : 'Client secret',
+      client: { clientId: client.clientId, name: client.name, href: clientHref(client.clientId) },
+      shown: pending !== undefined,
+      kind: pending?.kind,
+      secret: pending?.secret,
+      previousSecretExpiresAt: previousUntil ? formatTime(previousUntil) : undefined,
+      gracePeriod: formatDuration(graceSeconds),
+      rotateHref: usesSecret(client.tokenEndpointAuthMethod) && !BUILT_IN_CLIENTS.has(client.clientId) ? clientHref(client.clientId, '/rotate-secret') : undefined,
+    });
+  });
+
+  router.get('/clients/:id/edit', kit.requireAdmin, loadClient, refuseBuiltIn, async function editClientForm(ctx) {
+    const client = current(ctx);
+    // The JWKS itself is not in the view (only whether there is one): read it from the metadata.
+    const jwks = client.hasJwks ? (await clients.find(client.clientId))?.jwks : undefined;
+    await renderForm(ctx, { mode: 'edit', values: valuesFromView(client, jwks), client });
+  });
+
+  router.post('/clients/:id', ...kit.post, loadClient, refuseBuiltIn, async function updateClient(ctx) {
+    const client = current(ctx);
+    const updated = await saveOr400(ctx, 'edit', (input) => clients.update(client.clientId, input, kit.actor(ctx)), client);
+    if (!updated) return;
+    if (updated.clientSecret) {
+      // A switch to a method with a secret made a new one.
+      secrets.showOnce(ctx, client.clientId, { kind: 'updated', secret: updated.clientSecret });
+      return;
+    }
+    const dropped = usesSecret(client.tokenEndpointAuthMethod) && !usesSecret(updated.tokenEndpointAuthMethod);
+    kit.redirect(ctx, `${clientHref(client.clientId)}?notice=${dropped ? 'secret-dropped' : 'updated'}`);
+  });
+
+  router.get('/clients/:id/rotate-secret', kit.requireAdmin, loadClient, refuseBuiltIn, refuseWithoutSecret, async function confirmRotate(ctx) {
+    const client = current(ctx);
+    await kit.render(ctx, 'admin/clients/confirm-rotate', 'clients', {
+      title: `Rotate the secret of ${client.name}`,
+      client: { clientId: client.clientId, name: client.name, href: clientHref(client.clientId) },
+      action: clientHref(client.clientId, '/rotate-secret'),
+      gracePeriodSeconds: graceSeconds,
+      gracePeriod: formatDuration(graceSeconds),
+      // A second rotation within the grace period ends the secret before the current one at once.
+      previousStillValid: client.previousSecretExpiresAt ? formatTime(client.previousSecretExpiresAt) : undefined,
+    });
+  });
+
+  router.post('/clients/:id/rotate-secret', ...kit.post, loadClient, refuseBuiltIn, refuseWithoutSecret, async function rotateSecret(ctx) {
+    const client = current(ctx);
+    const rotated = await clients.rotateSecret(client.clientId, kit.actor(ctx));
+    secrets.showOnce(ctx, client.clientId, {
+      kind: 'rotated',
+      secret: rotated.clientSecret,
+      previousSecretExpiresAt: graceSeconds > 0 ? rotated.previousSecretExpiresAt.toISOString() : undefined,
+    });
+  });
+
+  router.get('/clients/:id/delete', kit.requireAdmin, loadClient, refuseBuiltIn, async function confirmDelete(ctx) {
+    const client = current(ctx);
+    await kit.render(ctx, 'admin/clients/confirm-delete', 'clients', {
+      title: `Delete ${client.name}`,
+      client: { clientId: client.clientId, name: client.name, href: clientHref(client.clientId) },
+      action: clientHref(client.clientId, '/delete'),
+    });
+  });
+
+  router.post('/clients/:id/delete', ...kit.post, loadClient, refuseBuiltIn, async function deleteClient(ctx) {
+    const client = current(ctx);
+    if (!(await clients.remove(client.clientId, kit.actor(ctx)))) {
+      throw new AppError(404, 'client.not_found', 'There is no client with this id. It may have been deleted already.');
+    }
+    kit.redirect(ctx, `${CLIENTS_PATH}?notice=deleted`);
+  });
+};
