@@ -115,7 +115,7 @@ interface AuditRecord {
 
 export const AUDIT_COLLECTION = 'audit_events';
 
-const ID_PATTERN = /^\d{13}-[0-9a-f]{4,40}$/;
+export const AUDIT_ID_PATTERN = /^\d{13}-[0-9a-f]{4,40}$/;
 const DETAIL_KEY = /^[A-Za-z][A-Za-z0-9_]{0,40}$/;
 /**
  * Detail keys that name a credential: dropped whatever their value. Covers OAuth parameter
@@ -251,7 +251,7 @@ export function createAuditService(deps: { db: mongo.Db; logger: Logger; retenti
     const limit = Number.isFinite(page.limit) ? Math.min(Math.max(Math.trunc(page.limit), 1), 500) : 50;
     const q = query(filter);
     if (page.cursor !== undefined) {
-      if (typeof page.cursor !== 'string' || !ID_PATTERN.test(page.cursor)) {
+      if (typeof page.cursor !== 'string' || !AUDIT_ID_PATTERN.test(page.cursor)) {
         throw new AppError(400, 'audit.invalid_cursor', 'The page cursor is not valid. Start again from the first page.');
       }
       // Strictly older than the last event of the previous page: no repeats, and (ids being

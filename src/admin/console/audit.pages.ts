@@ -1,6 +1,7 @@
 import { z } from 'zod';
 
 import type { AuditFilter } from '../../audit/audit.service.js';
+import { AUDIT_ID_PATTERN } from '../../audit/audit.service.js';
 import type { ConsolePages } from './console.routes.js';
 
 /** The audit log: newest first, filterable by actor, action, target, outcome, client and dates. */
@@ -28,10 +29,7 @@ const filterQuery = z.object({
   outcome: z.enum(['', 'success', 'failure']).optional(),
   from: optionalDate,
   to: optionalDate,
-  cursor: z
-    .string()
-    .regex(/^[0-9]{13}-[0-9a-f]{12}$/)
-    .optional(),
+  cursor: z.string().regex(AUDIT_ID_PATTERN).optional(),
 });
 
 export const registerAuditPages: ConsolePages = (router, deps, kit) => {

@@ -1,0 +1,102 @@
+/**
+ * The console's audit log page: newest first, every filter the issue names (actor, action,
+ * target, outcome, client, date range), pagination without gaps, escaped output, and a bad
+ * filter answered with a 400 page rather than an error.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+
+import { signInToConsole } from '../../support/admin-console.js';
+import { startMailServer } from '../../support/mail-server.js';
+import type { MailServer } from '../../support/mail-server.js';
+import { startTestServer } from '../../support/test-server.js';
+import type { TestServer } from '../../support/test-server.js';
+import { UserAgent } from '../../support/user-agent.js';
+
+const ADMIN = { email: 'auditor@example.test', password: 'correct horse battery staple' };
+
+/** The action codes listed on a page, in order. */
+function actionsOn(html: string): string[] {
+  return [...html.matchAll(/<td data-label="Action"><code>([^<]+)<\/code><\/td>/g)].map((m) => m[1] ?? '');
+}
+
+describe('admin console: audit log page', () => {
+  let server: TestServer;
+  let smtp: MailServer;
+  let agent: UserAgent;
+  let adminId: string;
+
+  beforeAll(async () => {
+    smtp = await startMailServer();
+    server = await startTestServer('console-audit', { env: { SMTP_URL: smtp.url, MAIL_FROM: 'Id <id@example.test>' } });
+    adminId = (await server.deps.accounts.create({ ...ADMIN, roles: ['admin'] })).id;
+    const { audit } = server.deps;
+    // A known history: 60 events for one target, and a few distinctive ones.
+    for (let i = 0; i < 60; i += 1) {
+      await audit.record({ action: 'test.bulk', outcome: 'success', actor: { type: 'system' }, target: { type: 'client', id: 'bulk-target' }, at: new Date(Date.UTC(2026, 0, 1, 0, i)) });
+    }
+    await audit.record({ action: 'test.odd', outcome: 'failure', actor: { type: 'account', id: 'acct-1', label: 'odd@example.test' }, clientId: 'odd-client', reason: 'wrong_password', at: new Date(Date.UTC(2026, 1, 2, 12)) });
+    await audit.record({ action: 'test.markup', outcome: 'success', actor: { type: 'account', id: 'acct-2', label: '<script>alert(1)</script>' }, at: new Date(Date.UTC(2026, 1, 3, 12)) });
+    agent = new UserAgent(server.url);
+    await signInToConsole(agent, server, smtp, ADMIN);
+  });
+
+  afterAll(async () => {
+    await server.close();
+    await smtp.close();
+  });
+
+  it('lists events newest first, including the admin’s own sign-in', async () => {
+    const page = await agent.get(`${server.url}/admin/audit`);
+    expect(page.status).toBe(200);
+    const actions = actionsOn(page.body);
+    expect(actions.length).toBe(50);
+    // The console sign-in happened after the seeded history.
+    expect(actions[0]).not.toBe('test.bulk');
+    expect(page.body).toContain(ADMIN.email);
+    expect(await server.deps.audit.list({ actor: adminId }, { limit: 5 })).toMatchObject({ events: expect.arrayContaining([expect.objectContaining({ action: 'sign_in.password' })]) });
+  });
+
+  it('filters by action, outcome, actor, client and target', async () => {
+    const byAction = await agent.get(`${server.url}/admin/audit?action=test.odd`);
+    expect(actionsOn(byAction.body)).toEqual(['test.odd']);
+    const byPrefix = await agent.get(`${server.url}/admin/audit?action=test.&outcome=failure`);
+    expect(actionsOn(byPrefix.body)).toEqual(['test.odd']);
+    expect(byPrefix.body).toContain('reason=wrong_password');
+    expect(actionsOn((await agent.get(`${server.url}/admin/audit?actor=odd%40example.test`)).body)).toEqual(['test.odd']);
+    expect(actionsOn((await agent.get(`${server.url}/admin/audit?client=odd-client`)).body)).toEqual(['test.odd']);
+    expect(actionsOn((await agent.get(`${server.url}/admin/audit?target=bulk-target`)).body)).toHaveLength(50);
+  });
+
+  it('filters by date range (whole UTC days, "to" inclusive)', async () => {
+    const page = await agent.get(`${server.url}/admin/audit?action=test.&from=2026-02-02&to=2026-02-02`);
+    expect(actionsOn(page.body)).toEqual(['test.odd']);
+    const both = await agent.get(`${server.url}/admin/audit?action=test.&from=2026-02-02&to=2026-02-03`);
+    expect(actionsOn(both.body)).toEqual(['test.markup', 'test.odd']);
+  });
+
+  it('pages through older events without gaps or repeats', async () => {
+    const first = await agent.get(`${server.url}/admin/audit?target=bulk-target`);
+    const next = /<a href="(\/admin\/audit\?[^"]*cursor=[^"]+)">Older events<\/a>/.exec(first.body)?.[1]?.replace(/&amp;/g, '&');
+    expect(next).toBeDefined();
+    const second = await agent.get(`${server.url}${next}`);
+    expect(second.status).toBe(200);
+    expect(actionsOn(second.body)).toHaveLength(10);
+    expect(second.body).not.toContain('Older events');
+    const times = [...first.body.matchAll(/<td data-label="Time">([^<]+)<\/td>/g), ...second.body.matchAll(/<td data-label="Time">([^<]+)<\/td>/g)].map((m) => m[1]);
+    expect(new Set(times).size).toBe(60);
+  });
+
+  it('escapes what events carry', async () => {
+    const page = await agent.get(`${server.url}/admin/audit?action=test.markup`);
+    expect(page.body).not.toContain('<script>alert(1)</script>');
+    expect(page.body).toContain('&lt;script&gt;alert(1)&lt;/script&gt;');
+  });
+
+  it('answers a malformed filter with a 400 page that still lists events, never a 5xx', async () => {
+    for (const query of ['from=yesterday', 'cursor=not-a-cursor', 'outcome=maybe', `actor=${'a'.repeat(500)}`]) {
+      const page = await agent.get(`${server.url}/admin/audit?${query}`);
+      expect(page.status).toBe(400);
+      expect(page.body).toContain('were not valid');
+    }
+  });
+});
