@@ -7,24 +7,26 @@
  * and deletes it, and each change is checked from the relying party's side.
  *
  * The tests run in order and share the admin's browser and the client, as an admin's work would.
- *
- * NOTE: not rp.ts's REDIRECT_URI (http://127.0.0.1:9/callback): Chromium refuses port 9 as unsafe
- * (ERR_UNSAFE_PORT), so the browser needs a callback that really answers.
- * NOTE: never `npx playwright install` (no network for it): the browser is Debian's package.
- * Screenshots land in test-artifacts/screenshots/ (git-ignored) for a person to look at.
+ * The browser plumbing is in ../support/browser.ts.
  */
-import { constants as fsConstants } from 'node:fs';
-import { access, mkdir } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as oidc from 'openid-client';
-import { chromium } from 'playwright-core';
-import type { Browser, BrowserContext, BrowserContextOptions, Page, Response } from 'playwright-core';
+import type { BrowserContext, Page, Response } from 'playwright-core';
 
+import {
+  CONTEXT_FOR,
+  checkPage,
+  endSuite,
+  expectButtonPainted,
+  expectComputedStyle,
+  inNewContext,
+  inNewPage,
+  launchChromium,
+  redeemCallback,
+  screenshot,
+  startCallbackServer,
+} from '../support/browser.js';
+import type { CallbackServer, Chromium, CleanOptions, Size } from '../support/browser.js';
 import { codeFrom, startMailServer } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
 import { authorizationRequest, sleep } from '../support/rp.js';
@@ -32,188 +34,39 @@ import type { Started } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
 const SUITE_TIMEOUT = 90_000;
 const STEP_TIMEOUT = 20_000;
 const MAIL_TIMEOUT = 15_000;
 const GRACE_SECONDS = 3;
-
-const REPO_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
-const SCREENSHOTS = path.join(REPO_ROOT, 'test-artifacts', 'screenshots');
 
 const PASSWORD = 'a long and correct passphrase';
 const ADMIN = { email: 'margaret.admin@example.com', password: PASSWORD, name: 'Margaret Hamilton' };
 const PERSON = { email: 'annie@example.com', password: PASSWORD, name: 'Annie Easley' };
 const CLIENT_NAME = 'Console Registered App';
 
-const PHONE = { width: 390, height: 844 };
-const DESKTOP = { width: 1280, height: 800 };
-type Size = 'phone' | 'desktop';
-const CONTEXT_FOR: Record<Size, BrowserContextOptions> = {
-  phone: { viewport: PHONE, isMobile: true, hasTouch: true },
-  desktop: { viewport: DESKTOP },
-};
-
-async function requireChromium(): Promise<void> {
-  try {
-    await access(CHROMIUM, fsConstants.X_OK);
-  } catch {
-    throw new Error(
-      `Browser tests need Debian's Chromium at ${CHROMIUM}, which is missing. Install it with \`apt-get install -y chromium\` ` +
-        '(do not use `npx playwright install`: the tests drive the system browser).',
-    );
-  }
-}
-
-/** What the browser saw while a page was in use: console lines, network failures, HTTP errors. */
-interface BrowserRecord {
-  console: string[];
-  pageErrors: string[];
-  failedRequests: string[];
-  httpErrors: string[];
-  stylesheets: string[];
-}
-
-function record(page: Page, serverUrl: string): BrowserRecord {
-  const seen: BrowserRecord = { console: [], pageErrors: [], failedRequests: [], httpErrors: [], stylesheets: [] };
-  page.on('console', (message) => seen.console.push(`${message.type()}: ${message.text()}`));
-  page.on('pageerror', (error) => seen.pageErrors.push(error.message));
-  page.on('requestfailed', (request) => {
-    if (request.url().startsWith(serverUrl)) seen.failedRequests.push(`${request.method()} ${request.url()}: ${request.failure()?.errorText ?? '?'}`);
-  });
-  page.on('response', (response) => {
-    const request = response.request();
-    if (!response.url().startsWith(serverUrl)) return;
-    if (response.status() >= 400) seen.httpErrors.push(`${request.method()} ${new URL(response.url()).pathname} ${response.status()}`);
-    if (request.resourceType() === 'stylesheet') seen.stylesheets.push(`${new URL(response.url()).pathname} ${response.status()}`);
-  });
-  return seen;
-}
-
 /**
- * CSP violations are console errors. NOTE: older Chromium says "Refused to …"; Chromium 156 says
- * "Sending form data to '…' violates the following Content Security Policy directive: …".
- */
-const CSP_VIOLATION = /Refused to|Content Security Policy/i;
-
-/** `pages: false` when the browser only passed through redirects (no page of ours was shown). */
-function expectCleanBrowser(seen: BrowserRecord, { pages = true }: { pages?: boolean } = {}): void {
-  expect(seen.console.filter((line) => CSP_VIOLATION.test(line))).toEqual([]);
-  expect(seen.console.filter((line) => /^(error|warning):/.test(line))).toEqual([]);
-  expect(seen.pageErrors).toEqual([]);
-  expect(seen.failedRequests).toEqual([]);
-  expect(seen.httpErrors).toEqual([]);
-  if (pages) expect(seen.stylesheets.length).toBeGreaterThan(0);
-  for (const line of seen.stylesheets) expect(line).toMatch(/^\/static\/app\.css (200|304)$/);
-}
-
-async function screenshot(page: Page, name: string): Promise<void> {
-  await page.screenshot({ path: path.join(SCREENSHOTS, name), fullPage: true });
-}
-
-/** Minimal typing for the browser-side calls we make (the project compiles without the DOM lib). */
-interface BrowserElement {
-  type: string;
-  name: string;
-  id: string;
-  labels: { length: number } | null;
-  getAttribute(name: string): string | null;
-}
-interface BrowserGlobals {
-  getComputedStyle(element: unknown): { backgroundColor: string; color: string; borderTopLeftRadius: string; maxWidth: string };
-  document: {
-    documentElement: { scrollWidth: number; clientWidth: number };
-    querySelectorAll(selector: string): Iterable<BrowserElement>;
-  };
-}
-
-/**
- * The checks every console page gets: its heading, the stylesheet applied (the header and panels
- * are laid out, buttons painted), no sideways overflow on a phone, a label for every input a person
- * can see; then a screenshot.
+ * The checks every console page gets (checkPage in browser.ts), with the console's signs of the
+ * stylesheet applied: the header and panels are laid out, the primary button (if any) painted.
  */
 async function checkConsolePage(page: Page, size: Size, heading: string | RegExp, shot: string | undefined): Promise<void> {
-  await page.getByRole('heading', { level: 1, name: heading }).waitFor();
-  await page.waitForLoadState('load');
-
-  const panel = await page
-    .locator('.panel')
-    .first()
-    .evaluate((element) => (globalThis as unknown as BrowserGlobals).getComputedStyle(element).borderTopLeftRadius);
-  expect(panel).toBe('12px');
-  const main = await page.locator('.admin-main').evaluate((element) => (globalThis as unknown as BrowserGlobals).getComputedStyle(element).maxWidth);
-  expect(main).toBe('1152px');
-  const buttons = page.locator('.button-primary');
-  if ((await buttons.count()) > 0) {
-    const button = await buttons.first().evaluate((element) => {
-      const style = (globalThis as unknown as BrowserGlobals).getComputedStyle(element);
-      return { background: style.backgroundColor, color: style.color };
-    });
-    expect(button.background).not.toMatch(/^(rgb\(239, 239, 239\)|buttonface|rgba\(0, 0, 0, 0\))$/i);
-    expect(button.color).not.toBe(button.background);
-  }
-
-  if (size === 'phone') {
-    const overflow = await page.evaluate(() => {
-      const doc = (globalThis as unknown as BrowserGlobals).document;
-      return doc.documentElement.scrollWidth - doc.documentElement.clientWidth;
-    });
-    expect(overflow).toBeLessThanOrEqual(0);
-  }
-
-  const unlabelled = await page.evaluate(() => {
-    const inputs = [...(globalThis as unknown as BrowserGlobals).document.querySelectorAll('input, select, textarea')];
-    return inputs
-      .filter((input) => input.type !== 'hidden' && input.getAttribute('aria-hidden') !== 'true')
-      .filter((input) => !(input.labels && input.labels.length > 0) && !input.getAttribute('aria-label'))
-      .map((input) => `${input.type} name=${input.name} id=${input.id}`);
-  });
-  expect(unlabelled).toEqual([]);
-
-  if (shot) await screenshot(page, shot);
-}
-
-/** The relying party: records every callback it receives (any path under /callback) and shows a plain page. */
-interface RelyingPartyServer {
-  origin: string;
-  received: URL[];
-  close(): Promise<void>;
-}
-
-async function startRelyingParty(): Promise<RelyingPartyServer> {
-  const received: URL[] = [];
-  const server = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', `http://${req.headers.host ?? '127.0.0.1'}`);
-    if (req.method === 'GET' && url.pathname.startsWith('/callback')) {
-      received.push(url);
-      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'no-store' });
-      res.end('<!doctype html><html lang="en"><head><title>Back at the app</title><link rel="icon" href="data:,"></head><body><p>Back at the app.</p></body></html>');
-      return;
-    }
-    res.writeHead(404, { 'content-type': 'text/plain' });
-    res.end('not found');
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  return {
-    origin: `http://127.0.0.1:${port}`,
-    received,
-    async close() {
-      server.closeAllConnections();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
+  await checkPage(page, {
+    heading,
+    shot,
+    phone: size === 'phone',
+    styles: async () => {
+      await expectComputedStyle(page.locator('.panel').first(), { borderTopLeftRadius: '12px' });
+      await expectComputedStyle(page.locator('.admin-main'), { maxWidth: '1152px' });
+      const buttons = page.locator('.button-primary');
+      if ((await buttons.count()) > 0) await expectButtonPainted(buttons.first());
     },
-  };
+  });
 }
+
+/**
+ * A page that shows an error of ours on purpose (`httpErrors`, e.g. `GET /auth 400`): Chromium reports the
+ * status on the console itself, and nothing else may be said there.
+ */
+const expectedErrorPage = (...httpErrors: string[]): CleanOptions => ({ httpErrors, console: 'silent' });
 
 /** A relying party for the client, authenticating with this secret in HTTP Basic. */
 async function rpWithSecret(server: TestServer, clientId: string, secret: string): Promise<oidc.Configuration> {
@@ -245,9 +98,9 @@ async function oauthError(request: Promise<unknown>): Promise<string> {
 
 describe('admin console: clients, in a real browser (headless Chromium)', () => {
   let server: TestServer | undefined;
-  let relyingParty: RelyingPartyServer | undefined;
+  let relyingParty: CallbackServer | undefined;
   let smtp: MailServer | undefined;
-  let browser: Browser | undefined;
+  let chromium: Chromium | undefined;
   /** The admin's browser (desktop), signed in once; the phone screenshots borrow its cookies. */
   let adminContext: BrowserContext | undefined;
   /** The person's browser, signing in to the relying party. */
@@ -262,37 +115,17 @@ describe('admin console: clients, in a real browser (headless Chromium)', () => 
 
   const serverUrl = () => server!.url;
 
-  async function newContext(options: BrowserContextOptions): Promise<BrowserContext> {
-    const context = await browser!.newContext({ locale: 'en-GB', colorScheme: 'light', ...options });
-    context.setDefaultTimeout(STEP_TIMEOUT);
-    context.setDefaultNavigationTimeout(STEP_TIMEOUT);
-    return context;
-  }
-
-  /** A page of the admin's browser, recorded; closed (and checked clean) after `use`. */
-  async function asAdmin(use: (page: Page, seen: BrowserRecord) => Promise<void>): Promise<void> {
-    const page = await adminContext!.newPage();
-    const seen = record(page, serverUrl());
-    try {
-      await use(page, seen);
-      expectCleanBrowser(seen);
-    } finally {
-      await page.close();
-    }
+  /** A page of the admin's browser, watched; checked clean (`clean`: see expectCleanBrowser) and closed after `use`. */
+  function asAdmin(use: (page: Page) => Promise<void>, clean: CleanOptions = {}): Promise<void> {
+    return inNewPage(adminContext!, serverUrl(), use, clean);
   }
 
   /** The same console page at phone size, in a context with the admin's cookies. */
   async function phoneShot(pathname: string, heading: string | RegExp, shot: string): Promise<void> {
-    const phone = await newContext({ ...CONTEXT_FOR.phone, storageState: await adminContext!.storageState() });
-    try {
-      const page = await phone.newPage();
-      const seen = record(page, serverUrl());
+    await inNewContext(chromium!, { ...CONTEXT_FOR.phone, storageState: await adminContext!.storageState() }, serverUrl(), async (page) => {
       await page.goto(`${serverUrl()}${pathname}`);
       await checkConsolePage(page, 'phone', heading, shot);
-      expectCleanBrowser(seen);
-    } finally {
-      await phone.close();
-    }
+    });
   }
 
   /**
@@ -302,77 +135,70 @@ describe('admin console: clients, in a real browser (headless Chromium)', () => 
   async function personSignsIn(redirectUri: string, shotPrefix?: string) {
     const rp = await rpWithSecret(server!, clientId!, secret!);
     const started: Started = await authorizationRequest(rp, { redirect_uri: redirectUri });
-    const page = await personContext!.newPage();
-    const seen = record(page, serverUrl());
-    try {
-      const before = relyingParty!.received.length;
-      const arrived = page.waitForURL((url) => url.href.startsWith(redirectUri), { timeout: STEP_TIMEOUT });
-      await page.goto(started.url.toString());
-      // A first visit: sign in, then the consent page. Later: the session and the grant carry it.
-      const passedThrough = page.url().startsWith(redirectUri);
-      if (!passedThrough) {
-        const login = page.getByRole('heading', { level: 1, name: 'Sign in' });
-        const consent = page.getByRole('button', { name: 'Allow' });
-        await login.or(consent).first().waitFor();
-        if (await login.isVisible()) {
-          if (shotPrefix) await screenshot(page, `${shotPrefix}-login-desktop.png`);
-          await page.getByLabel('Email').fill(PERSON.email);
-          await page.getByLabel('Password').fill(PERSON.password);
-          await page.getByRole('button', { name: 'Sign in' }).click();
+    const { tokens } = await inNewPage(
+      personContext!,
+      serverUrl(),
+      async (page) => {
+        const before = relyingParty!.received.length;
+        const arrived = page.waitForURL((url) => url.href.startsWith(redirectUri), { timeout: STEP_TIMEOUT });
+        await page.goto(started.url.toString());
+        // A first visit: sign in, then the consent page. Later: the session and the grant carry it.
+        const passedThrough = page.url().startsWith(redirectUri);
+        if (!passedThrough) {
+          const login = page.getByRole('heading', { level: 1, name: 'Sign in' });
+          const consent = page.getByRole('button', { name: 'Allow' });
+          await login.or(consent).first().waitFor();
+          if (await login.isVisible()) {
+            if (shotPrefix) await screenshot(page, `${shotPrefix}-login-desktop.png`);
+            await page.getByLabel('Email').fill(PERSON.email);
+            await page.getByLabel('Password').fill(PERSON.password);
+            await page.getByRole('button', { name: 'Sign in' }).click();
+          }
+          const reached = page.waitForURL((url) => url.href.startsWith(redirectUri), { timeout: STEP_TIMEOUT }).then(() => true);
+          const asked = consent.waitFor().then(() => false);
+          if (!(await Promise.race([reached, asked]))) {
+            await page.getByRole('heading', { level: 1, name: new RegExp(`^${CLIENT_NAME}\\s+wants to access your account$`) }).waitFor();
+            if (shotPrefix) await screenshot(page, `${shotPrefix}-consent-desktop.png`);
+            await consent.click();
+          }
         }
-        const reached = page.waitForURL((url) => url.href.startsWith(redirectUri), { timeout: STEP_TIMEOUT }).then(() => true);
-        const asked = consent.waitFor().then(() => false);
-        if (!(await Promise.race([reached, asked]))) {
-          await page.getByRole('heading', { level: 1, name: new RegExp(`^${CLIENT_NAME}\\s+wants to access your account$`) }).waitFor();
-          if (shotPrefix) await screenshot(page, `${shotPrefix}-consent-desktop.png`);
-          await consent.click();
-        }
-      }
-      await arrived;
-      await page.getByText('Back at the app.').waitFor();
-      expect(relyingParty!.received).toHaveLength(before + 1);
-      const tokens = await oidc.authorizationCodeGrant(rp, relyingParty!.received[before]!, {
-        pkceCodeVerifier: started.verifier,
-        expectedState: started.state,
-        expectedNonce: started.nonce,
-        idTokenExpected: true,
-      });
-      expectCleanBrowser(seen, { pages: !passedThrough });
-      return tokens;
-    } finally {
-      await page.close();
-    }
+        await arrived;
+        await page.getByText('Back at the app.').waitFor();
+        const tokens = await redeemCallback(rp, started, relyingParty!.expectOneCallbackSince(before));
+        return { tokens, passedThrough };
+      },
+      // When the browser only passed through redirects, no page of ours was shown.
+      ({ passedThrough }) => ({ pages: !passedThrough }),
+    );
+    return tokens;
   }
 
   /** The person's browser is sent to /auth with this redirect URI and gets an error page, not a redirect. */
   async function refusedAtAuth(redirectUri: string, secretForRp: string, shot: string): Promise<string> {
     const rp = await rpWithSecret(server!, clientId!, secretForRp);
     const started = await authorizationRequest(rp, { redirect_uri: redirectUri });
-    const page = await personContext!.newPage();
-    const seen = record(page, serverUrl());
-    try {
-      const before = relyingParty!.received.length;
-      const response: Response | null = await page.goto(started.url.toString());
-      expect(response?.status()).toBe(400);
-      expect(new URL(page.url()).origin).toBe(serverUrl());
-      await page.getByRole('heading', { level: 1, name: 'Something is wrong with this request' }).waitFor();
-      await screenshot(page, shot);
-      expect(relyingParty!.received).toHaveLength(before);
+    return inNewPage(
+      personContext!,
+      serverUrl(),
+      async (page) => {
+        const before = relyingParty!.received.length;
+        const response: Response | null = await page.goto(started.url.toString());
+        expect(response?.status()).toBe(400);
+        expect(new URL(page.url()).origin).toBe(serverUrl());
+        await page.getByRole('heading', { level: 1, name: 'Something is wrong with this request' }).waitFor();
+        await screenshot(page, shot);
+        expect(relyingParty!.received).toHaveLength(before);
+        return (await page.locator('.support-info code').first().innerText()).trim();
+      },
       // The one console line is Chromium's report of the 400 itself; nothing else went wrong.
-      expect(seen.console.filter((line) => !/the server responded with a status of 400/.test(line))).toEqual([]);
-      expect(seen.httpErrors).toEqual([`GET /auth 400`]);
-      expect(seen.pageErrors).toEqual([]);
-      return (await page.locator('.support-info code').first().innerText()).trim();
-    } finally {
-      await page.close();
-    }
+      expectedErrorPage('GET /auth 400'),
+    );
   }
 
   beforeAll(async () => {
-    await requireChromium();
-    await mkdir(SCREENSHOTS, { recursive: true });
-    relyingParty = await startRelyingParty();
-    callbackUrl = `${relyingParty.origin}/callback`;
+    chromium = await launchChromium({ stepTimeout: STEP_TIMEOUT });
+    relyingParty = await startCallbackServer();
+    callbackUrl = relyingParty.callbackUrl;
     newCallbackUrl = `${relyingParty.origin}/callback-new`;
     smtp = await startMailServer();
     server = await startTestServer('browser_admin_console', {
@@ -380,20 +206,11 @@ describe('admin console: clients, in a real browser (headless Chromium)', () => 
     });
     await server.deps.accounts.create({ ...ADMIN, roles: ['admin'], emailVerified: true });
     personId = (await server.deps.accounts.create({ ...PERSON, emailVerified: true })).id;
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
-    adminContext = await newContext(CONTEXT_FOR.desktop);
-    personContext = await newContext(CONTEXT_FOR.desktop);
+    adminContext = await chromium.newContext(CONTEXT_FOR.desktop);
+    personContext = await chromium.newContext(CONTEXT_FOR.desktop);
   }, SUITE_TIMEOUT);
 
-  afterAll(async () => {
-    if (process.env.DEBUG_LOGS && server) console.log(server.logs.join('\n'));
-    await adminContext?.close();
-    await personContext?.close();
-    await browser?.close();
-    await relyingParty?.close();
-    await server?.close();
-    await smtp?.close();
-  }, SUITE_TIMEOUT);
+  afterAll(() => endSuite(server, [adminContext, personContext, chromium, relyingParty, server, smtp]), SUITE_TIMEOUT);
 
   it(
     'an admin signs in with a password and a code from the mail and lands on the client list',
@@ -429,9 +246,8 @@ describe('admin console: clients, in a real browser (headless Chromium)', () => 
       await phoneShot('/admin/clients/new', 'New client', 'admin-clients-create-phone.png');
 
       // A mistake first: the form comes back (400) with what was typed and the message beside the field.
-      const mistaken = await adminContext!.newPage();
-      try {
-        const seen = record(mistaken, serverUrl());
+      // Chromium reports the 400 itself; nothing else may go wrong.
+      await asAdmin(async (mistaken) => {
         await mistaken.goto(`${serverUrl()}/admin/clients/new`);
         await mistaken.getByLabel('Display name').fill(CLIENT_NAME);
         await mistaken.getByLabel('Redirect URIs', { exact: true }).fill('http://app.example.com/callback');
@@ -446,13 +262,7 @@ describe('admin console: clients, in a real browser (headless Chromium)', () => 
         // The summary links to the field.
         await mistaken.locator('.error-summary a').first().click();
         expect(new URL(mistaken.url()).hash).toBe('#f-redirectUris');
-        // Chromium reports the 400 itself; nothing else went wrong.
-        expect(seen.console.filter((line) => !/the server responded with a status of 400/.test(line))).toEqual([]);
-        expect(seen.httpErrors).toEqual(['POST /admin/clients 400']);
-        expect(seen.pageErrors).toEqual([]);
-      } finally {
-        await mistaken.close();
-      }
+      }, expectedErrorPage('POST /admin/clients 400'));
       expect((await server!.deps.clients.list({ search: CLIENT_NAME })).total).toBe(0);
 
       await asAdmin(async (page) => {
