@@ -70,6 +70,9 @@ async function main(): Promise<void> {
         : '  (the confidential demo secret was shown on first start; make a new client with `npm run cli -- client create`)',
       '  Try a sign-in:',
       `    ${demoAuthorizationUrl(config)}`,
+      `  Your security page (authenticator app):  ${config.issuer}/account/security`,
+      `  Admin console:  ${config.issuer}/admin  (make an admin: npm run cli -- user create --email … --password … --admin)`,
+      config.mail.smtp ? '' : '  Mail (sign-in codes) is written to this log: look for "development mail".',
       '',
     ];
     process.stdout.write(`${lines.join('\n')}\n`);
@@ -83,8 +86,11 @@ async function main(): Promise<void> {
     server.close();
     server.closeIdleConnections();
     deps.stop();
-    void connection
-      .close()
+    // Audit writes started by provider events are not awaited by requests: let them land first.
+    void deps.audit
+      .flush()
+      .catch(() => undefined)
+      .then(() => connection.close())
       .catch(() => undefined)
       .then(() => database.stop())
       .finally(() => process.exit(0));
