@@ -2,6 +2,8 @@ import { createHash, createHmac, randomBytes, randomInt, timingSafeEqual } from 
 
 import type { mongo } from 'mongoose';
 
+import { ensureExpiryIndex } from '../db/expiry-index.js';
+
 /**
  * One-time sign-in codes sent by email: 6 digits from a CSPRNG, stored only as a salted
  * HMAC, valid for `ttlSeconds`, single use, at most `maxAttempts` attempts in total, and at
@@ -151,15 +153,6 @@ function assertPolicy(policy: EmailCodePolicy): void {
     throw new RangeError('email code resendIntervalSeconds must be zero or more');
   }
   if (!(Number.isInteger(maxAttempts) && maxAttempts >= 1)) throw new RangeError('email code maxAttempts must be a whole number of at least 1');
-}
-
-async function ensureExpiryIndex(collection: mongo.Collection<mongo.Document>): Promise<void> {
-  try {
-    await collection.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0, name: 'expiresAt_ttl' });
-  } catch {
-    // No TTL indexes (FerretDB 1.x): the periodic sweep removes expired documents.
-    await collection.createIndex({ expiresAt: 1 }, { name: 'expiresAt_1' });
-  }
 }
 
 export function createEmailCodeService(db: mongo.Db, policy: EmailCodePolicy, now: () => number = Date.now): EmailCodeService {
@@ -332,7 +325,8 @@ export function createEmailCodeService(db: mongo.Db, policy: EmailCodePolicy, no
       await codes.createIndex({ binding: 1, purpose: 1 }, { name: 'binding_purpose' });
       await codes.createIndex({ emailKey: 1 }, { name: 'emailKey_1' });
       await resendClaims.createIndex({ emailKey: 1, slot: 1 }, { name: 'emailKey_slot' });
-      for (const collection of [codes, claims, resendClaims]) await ensureExpiryIndex(collection as unknown as mongo.Collection<mongo.Document>);
+      // Without TTL indexes, the periodic sweep removes expired codes and claims.
+      for (const collection of [codes, claims, resendClaims]) await ensureExpiryIndex(collection);
     },
 
     async sweep(at = new Date(now())) {

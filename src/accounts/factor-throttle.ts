@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 
 import type { mongo } from 'mongoose';
 
+import { ensureExpiryIndex } from '../db/expiry-index.js';
+
 /**
  * Progressive delays against guessing a second factor (TOTP, recovery or email code), per
  * ACCOUNT and across all sign-ins: a fresh authorization request, another browser or another
@@ -126,12 +128,8 @@ export function createFactorThrottle(db: mongo.Db, policy: FactorThrottlePolicy,
 
     async ensureIndexes() {
       await collection.createIndex({ accountId: 1 }, { name: 'accountId_1' });
-      try {
-        await collection.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0, name: 'expiresAt_ttl' });
-      } catch {
-        // No TTL indexes (FerretDB 1.x): the periodic sweep removes forgotten attempts.
-        await collection.createIndex({ expiresAt: 1 }, { name: 'expiresAt_1' });
-      }
+      // Without TTL indexes, the periodic sweep removes forgotten attempts.
+      await ensureExpiryIndex(collection);
     },
 
     async sweep(at = new Date(now())) {

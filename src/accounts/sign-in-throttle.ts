@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto';
 
 import type { mongo } from 'mongoose';
 
+import { ensureExpiryIndex } from '../db/expiry-index.js';
+
 /**
  * Progressive delays against password guessing, per email address.
  *
@@ -84,12 +86,8 @@ export function createSignInThrottle(
     },
 
     async ensureIndexes() {
-      try {
-        await collection.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0, name: 'expiresAt_ttl' });
-      } catch {
-        // No TTL indexes (FerretDB 1.x): the periodic sweep removes forgotten counters.
-        await collection.createIndex({ expiresAt: 1 }, { name: 'expiresAt_1' });
-      }
+      // Without TTL indexes, the periodic sweep removes forgotten counters.
+      await ensureExpiryIndex(collection);
     },
 
     async sweep(at = new Date(now())) {

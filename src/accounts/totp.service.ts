@@ -6,6 +6,7 @@ import QRCode from 'qrcode';
 
 import { SecretBoxError } from '../crypto/secret-box.js';
 import type { SecretBox } from '../crypto/secret-box.js';
+import { ensureExpiryIndex } from '../db/expiry-index.js';
 import { AppError } from '../http/app-error.js';
 import type { AccountModel } from './account.model.js';
 
@@ -357,12 +358,8 @@ export function createTotpService({ Account, db, secretBox, issuer, now = Date.n
     },
 
     async ensureIndexes() {
-      try {
-        await stepClaims.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0, name: 'expiresAt_ttl' });
-      } catch {
-        // No TTL indexes (FerretDB 1.x): the periodic sweep removes expired claims.
-        await stepClaims.createIndex({ expiresAt: 1 }, { name: 'expiresAt_1' });
-      }
+      // Without TTL indexes, the periodic sweep removes expired claims.
+      await ensureExpiryIndex(stepClaims);
       await recoveryClaims.createIndex({ usedAt: 1 });
     },
 

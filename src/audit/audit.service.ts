@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 
 import type { mongo } from 'mongoose';
 
+import { ensureExpiryIndex } from '../db/expiry-index.js';
 import { AppError } from '../http/app-error.js';
 import { currentRequest } from '../http/request-context.js';
 import type { Logger } from '../logging/logger.js';
@@ -291,12 +292,8 @@ export function createAuditService(deps: { db: mongo.Db; logger: Logger; retenti
     },
 
     async ensureIndexes() {
-      try {
-        await collection.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0, name: 'expiresAt_ttl' });
-      } catch {
-        // No TTL indexes (FerretDB 1.x): the periodic sweep applies the retention.
-        await collection.createIndex({ expiresAt: 1 }, { name: 'expiresAt_1' });
-      }
+      // Without TTL indexes, the periodic sweep applies the retention.
+      await ensureExpiryIndex(collection);
       await collection.createIndex({ 'actor.id': 1, _id: -1 });
       await collection.createIndex({ 'target.id': 1, _id: -1 });
       await collection.createIndex({ action: 1, _id: -1 });

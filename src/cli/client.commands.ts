@@ -1,7 +1,6 @@
-import type { AuditActor } from '../audit/audit.service.js';
 import type { ClientService, ClientView, CreatedClient } from '../clients/client.service.js';
 import type { CliCommand } from './command.js';
-import { EXIT_FAILURE, EXIT_OK, UsageError, formatTable, parseCommandArgs, toCommandFunction, writeJson } from './command.js';
+import { CLI_ACTOR, EXIT_OK, UsageError, listCommand, parseCommandArgs, singlePositional, toCommandFunction, writeFailure, writeJson } from './command.js';
 
 const createUsage = `Usage: npm run cli -- client create --name NAME --redirect-uri URI [--redirect-uri URI…] [options]
 
@@ -52,9 +51,6 @@ Options:
   --json       print one JSON object instead of text
   -h, --help   show this help
 `;
-
-/** Changes made here are audited as the system, through the command line. */
-const CLI_ACTOR: AuditActor = { type: 'system', label: 'cli' };
 
 /** Every client, page by page (the service pages its lists). */
 async function allClients(clients: ClientService): Promise<ClientView[]> {
@@ -153,33 +149,16 @@ export const clientCreateCommand: CliCommand = {
   },
 };
 
-export const clientListCommand: CliCommand = {
+export const clientListCommand = listCommand<ClientView>({
   name: 'client list',
   summary: 'list clients (never shows secrets)',
   usage: listUsage,
-  prepare(args) {
-    const { values } = parseCommandArgs(args, { json: { type: 'boolean' } });
-    if (values.help) return 'help';
-    const json = values.json ?? false;
-
-    return async ({ services, out }) => {
-      const clients = await allClients(services.clients);
-      if (json) {
-        writeJson(out, clients.map((client) => ({ ...toJson(client), created_at: client.createdAt.toISOString() })));
-      } else if (clients.length === 0) {
-        out.write('No clients.\n');
-      } else {
-        out.write(
-          formatTable(
-            ['CLIENT ID', 'TYPE', 'NAME', 'REDIRECT URIS'],
-            clients.map((c) => [c.clientId, c.public ? 'public' : 'confidential', c.name, c.redirectUris.join(' ')]),
-          ),
-        );
-      }
-      return EXIT_OK;
-    };
-  },
-};
+  load: (services) => allClients(services.clients),
+  toJson: (client) => ({ ...toJson(client), created_at: client.createdAt.toISOString() }),
+  empty: 'No clients.',
+  columns: ['CLIENT ID', 'TYPE', 'NAME', 'REDIRECT URIS'],
+  row: (c) => [c.clientId, c.public ? 'public' : 'confidential', c.name, c.redirectUris.join(' ')],
+});
 
 export const clientDeleteCommand: CliCommand = {
   name: 'client delete',
@@ -188,15 +167,10 @@ export const clientDeleteCommand: CliCommand = {
   prepare(args) {
     const { values, positionals } = parseCommandArgs(args, {}, { allowPositionals: true });
     if (values.help) return 'help';
-    const [clientId, ...extra] = positionals;
-    if (clientId === undefined) throw new UsageError('CLIENT_ID is required');
-    if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
+    const clientId = singlePositional(positionals, 'CLIENT_ID');
 
     return async ({ services, out, err }) => {
-      if (!(await services.clients.remove(clientId, CLI_ACTOR))) {
-        err.write(`error: no client with id "${clientId}"\n`);
-        return EXIT_FAILURE;
-      }
+      if (!(await services.clients.remove(clientId, CLI_ACTOR))) return writeFailure(err, `no client with id "${clientId}"`);
       out.write(`Deleted client ${clientId}.\n`);
       return EXIT_OK;
     };
@@ -217,9 +191,7 @@ export const clientRotateSecretCommand: CliCommand = {
   prepare(args) {
     const { values, positionals } = parseCommandArgs(args, { json: { type: 'boolean' } }, { allowPositionals: true });
     if (values.help) return 'help';
-    const [clientId, ...extra] = positionals;
-    if (clientId === undefined) throw new UsageError('CLIENT_ID is required');
-    if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
+    const clientId = singlePositional(positionals, 'CLIENT_ID');
     const json = values.json ?? false;
 
     return async ({ services, out }) => {

@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import type { ParseArgsOptionsConfig } from 'node:util';
 
+import type { AuditActor } from '../audit/audit.service.js';
 import type { ServiceDeps } from '../deps.js';
 import { AppError } from '../http/app-error.js';
 
@@ -8,6 +9,9 @@ import { AppError } from '../http/app-error.js';
 export const EXIT_OK = 0;
 export const EXIT_FAILURE = 1;
 export const EXIT_USAGE = 2;
+
+/** Who the audit log names for what the command line does: there is no signed-in account here. */
+export const CLI_ACTOR: AuditActor = { type: 'system', label: 'cli' };
 
 /** Where a command writes; process.stdout and process.stderr fit, and so does a test's collector. */
 export interface Output {
@@ -73,9 +77,26 @@ export function parseCommandArgs<const O extends ParseArgsOptionsConfig>(
   return parseOrUsage(() => parseArgs({ args, strict: true, allowPositionals, options: { ...options, ...HELP_OPTION } }));
 }
 
+/**
+ * The one positional argument a command takes (`ID`, `CLIENT_ID`, `EMAIL`): a usage error when
+ * it is missing or followed by another.
+ */
+export function singlePositional(positionals: string[], name: string): string {
+  const [value, ...extra] = positionals;
+  if (value === undefined) throw new UsageError(`${name} is required`);
+  if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
+  return value;
+}
+
 export function writeUsageError(err: Output, error: UsageError, usage: string): number {
   err.write(`error: ${error.message}\n\n${usage}`);
   return EXIT_USAGE;
+}
+
+/** A refusal or failure: one `error:` line on stderr, exit code 1. */
+export function writeFailure(err: Output, message: string): number {
+  err.write(`error: ${message}\n`);
+  return EXIT_FAILURE;
 }
 
 /** Runs prepared work, reporting our own errors (AppError: validation, conflicts) as one line on stderr. */
@@ -83,10 +104,7 @@ export async function runPrepared(prepared: PreparedCommand, ctx: CommandContext
   try {
     return await prepared(ctx);
   } catch (error) {
-    if (error instanceof AppError && error.expose) {
-      ctx.err.write(`error: ${error.message}\n`);
-      return EXIT_FAILURE;
-    }
+    if (error instanceof AppError && error.expose) return writeFailure(ctx.err, error.message);
     throw error;
   }
 }
@@ -122,4 +140,43 @@ export function formatTable(header: string[], rows: string[][]): string {
       .join('  ')
       .trimEnd();
   return `${[header, ...rows].map(line).join('\n')}\n`;
+}
+
+export interface ListCommandSpec<T> {
+  /** The words that name it, e.g. `user list`. */
+  name: string;
+  summary: string;
+  /** The full `--help` text; the command takes `--json` and nothing else. */
+  usage: string;
+  /** Every item, in the order listed. */
+  load(services: ServiceDeps): Promise<T[]>;
+  /** An item as `--json` prints it (the output is a JSON array of these). */
+  toJson(item: T): unknown;
+  /** The line printed when there is nothing to list, e.g. `No users.` */
+  empty: string;
+  /** The table's column titles, and an item's cells under them. */
+  columns: string[];
+  row(item: T): string[];
+}
+
+/** `<group> list [--json]`: every item as a JSON array, or as a table (a line of its own when there are none). */
+export function listCommand<T>(spec: ListCommandSpec<T>): CliCommand {
+  return {
+    name: spec.name,
+    summary: spec.summary,
+    usage: spec.usage,
+    prepare(args) {
+      const { values } = parseCommandArgs(args, { json: { type: 'boolean' } });
+      if (values.help) return 'help';
+      const json = values.json ?? false;
+
+      return async ({ services, out }) => {
+        const items = await spec.load(services);
+        if (json) writeJson(out, items.map((item) => spec.toJson(item)));
+        else if (items.length === 0) out.write(`${spec.empty}\n`);
+        else out.write(formatTable(spec.columns, items.map((item) => spec.row(item))));
+        return EXIT_OK;
+      };
+    },
+  };
 }

@@ -1,11 +1,7 @@
-import type { AuditActor } from '../audit/audit.service.js';
 import type { RegistrationTokenView } from '../clients/registration-token.service.js';
 import { MAX_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_USES } from '../clients/registration-token.service.js';
 import type { CliCommand } from './command.js';
-import { EXIT_FAILURE, EXIT_OK, UsageError, formatTable, parseCommandArgs, toCommandFunction, writeJson } from './command.js';
-
-/** Who the audit log names for what the command line does. */
-const CLI_ACTOR: AuditActor = { type: 'system', label: 'cli' };
+import { CLI_ACTOR, EXIT_OK, UsageError, listCommand, parseCommandArgs, singlePositional, toCommandFunction, writeFailure, writeJson } from './command.js';
 
 const createUsage = `Usage: npm run cli -- registration-token create [--expires-in SECONDS] [--uses N] [--json]
 
@@ -127,39 +123,22 @@ export const registrationTokenCreateCommand: CliCommand = {
   },
 };
 
-export const registrationTokenListCommand: CliCommand = {
+export const registrationTokenListCommand = listCommand<RegistrationTokenView>({
   name: 'registration-token list',
   summary: 'list initial access tokens (never shows the tokens)',
   usage: listUsage,
-  prepare(args) {
-    const { values } = parseCommandArgs(args, { json: { type: 'boolean' } });
-    if (values.help) return 'help';
-    const json = values.json ?? false;
-
-    return async ({ services, out }) => {
-      const views = await services.registrationTokens.list();
-      if (json) {
-        writeJson(out, views.map(toJson));
-      } else if (views.length === 0) {
-        out.write('No registration tokens.\n');
-      } else {
-        out.write(
-          formatTable(
-            ['ID', 'CREATED', 'EXPIRES', 'USES', 'STATUS'],
-            views.map((v) => [
-              v.id,
-              v.createdAt.toISOString(),
-              v.expiresAt?.toISOString() ?? 'never',
-              `${v.usesCount}/${v.usesAllowed ?? 'unlimited'}`,
-              tokenStatus(v),
-            ]),
-          ),
-        );
-      }
-      return EXIT_OK;
-    };
-  },
-};
+  load: (services) => services.registrationTokens.list(),
+  toJson,
+  empty: 'No registration tokens.',
+  columns: ['ID', 'CREATED', 'EXPIRES', 'USES', 'STATUS'],
+  row: (v) => [
+    v.id,
+    v.createdAt.toISOString(),
+    v.expiresAt?.toISOString() ?? 'never',
+    `${v.usesCount}/${v.usesAllowed ?? 'unlimited'}`,
+    tokenStatus(v),
+  ],
+});
 
 export const registrationTokenRevokeCommand: CliCommand = {
   name: 'registration-token revoke',
@@ -168,14 +147,11 @@ export const registrationTokenRevokeCommand: CliCommand = {
   prepare(args) {
     const { values, positionals } = parseCommandArgs(args, {}, { allowPositionals: true });
     if (values.help) return 'help';
-    const [id, ...extra] = positionals;
-    if (id === undefined) throw new UsageError('ID is required');
-    if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
+    const id = singlePositional(positionals, 'ID');
 
     return async ({ services, out, err }) => {
       if (!(await services.registrationTokens.revoke(id, CLI_ACTOR))) {
-        err.write(`error: no active registration token with id "${id}"\n`);
-        return EXIT_FAILURE;
+        return writeFailure(err, `no active registration token with id "${id}"`);
       }
       out.write(`Revoked registration token ${id}.\n`);
       return EXIT_OK;

@@ -2,9 +2,8 @@ import type { Role } from '../accounts/account.model.js';
 import type { AccountView } from '../accounts/account.service.js';
 import { PASSWORD_MIN_LENGTH } from '../accounts/password.js';
 import type { UserAdminView } from '../accounts/user-admin.service.js';
-import type { AuditActor } from '../audit/audit.service.js';
 import type { CliCommand, CommandContext } from './command.js';
-import { EXIT_FAILURE, EXIT_OK, UsageError, formatTable, parseCommandArgs, toCommandFunction, writeJson } from './command.js';
+import { CLI_ACTOR, EXIT_OK, UsageError, listCommand, parseCommandArgs, singlePositional, toCommandFunction, writeFailure, writeJson } from './command.js';
 
 const createUsage = `Usage: npm run cli -- user create --email EMAIL --password PASSWORD [--name NAME] [--admin] [--json]
 
@@ -87,42 +86,22 @@ export const userCreateCommand: CliCommand = {
   },
 };
 
-export const userListCommand: CliCommand = {
+export const userListCommand = listCommand<AccountView>({
   name: 'user list',
   summary: 'list users',
   usage: listUsage,
-  prepare(args) {
-    const { values } = parseCommandArgs(args, { json: { type: 'boolean' } });
-    if (values.help) return 'help';
-    const json = values.json ?? false;
-
-    return async ({ services, out }) => {
-      const accounts = await services.accounts.list();
-      if (json) {
-        writeJson(out, accounts.map(toJson));
-      } else if (accounts.length === 0) {
-        out.write('No users.\n');
-      } else {
-        out.write(
-          formatTable(
-            ['ID', 'EMAIL', 'ROLES', 'STATUS', 'NAME'],
-            accounts.map((a) => [a.id, a.email, a.roles.join(',') || '-', a.disabled ? 'disabled' : 'active', a.name ?? '']),
-          ),
-        );
-      }
-      return EXIT_OK;
-    };
-  },
-};
+  load: (services) => services.accounts.list(),
+  toJson,
+  empty: 'No users.',
+  columns: ['ID', 'EMAIL', 'ROLES', 'STATUS', 'NAME'],
+  row: (a) => [a.id, a.email, a.roles.join(',') || '-', a.disabled ? 'disabled' : 'active', a.name ?? ''],
+});
 
 export const userCreate = toCommandFunction(userCreateCommand);
 export const userList = toCommandFunction(userListCommand);
 
 // ---------------------------------------------------------------------------
 // Managing one user by email: disable, enable, reset-mfa, delete (src/accounts/user-admin.service.ts)
-
-/** Who the audit log names for changes made here: there is no signed-in account on a command line. */
-const CLI_ACTOR: AuditActor = { type: 'system', label: 'cli' };
 
 interface UserAdminJson extends UserJson {
   password_reset_required: boolean;
@@ -165,17 +144,12 @@ function userActionCommand(
     prepare(args) {
       const { values, positionals } = parseCommandArgs(args, { json: { type: 'boolean' } }, { allowPositionals: true });
       if (values.help) return 'help';
-      const [email, ...extra] = positionals;
-      if (email === undefined) throw new UsageError('EMAIL is required');
-      if (extra.length > 0) throw new UsageError(`unexpected argument '${extra[0]}'`);
+      const email = singlePositional(positionals, 'EMAIL');
       const json = values.json ?? false;
 
       return async (ctx) => {
         const account = await ctx.services.accounts.findByEmail(email);
-        if (!account) {
-          ctx.err.write(`error: no user with email "${email}"\n`);
-          return EXIT_FAILURE;
-        }
+        if (!account) return writeFailure(ctx.err, `no user with email "${email}"`);
         return act(ctx, account, json);
       };
     },
@@ -226,8 +200,7 @@ export const userDeleteCommand = userActionCommand(
   'Deletes the user for good, with their sessions, grants, tokens and codes. This cannot be undone;\n`user disable` keeps the account.',
   async ({ services, out, err }, account, json) => {
     if (!(await services.userAdmin.delete(account.id, CLI_ACTOR))) {
-      err.write(`error: no user with email "${account.email}"\n`);
-      return EXIT_FAILURE;
+      return writeFailure(err, `no user with email "${account.email}"`);
     }
     if (json) writeJson(out, { deleted: true, id: account.id, email: account.email });
     else out.write(`Deleted user ${account.email} (id ${account.id}).\n`);

@@ -98,8 +98,13 @@ interface UseRecord {
 
 /** What admins and the audit log see instead of the token: 96 bits of its SHA-256, base64url. */
 export function registrationTokenId(token: string): string {
-  return createHash('sha256').update(`registration_token:${token}`).digest('base64url').slice(0, 16);
+  // NOTE: hex, not base64url: an id starting with "-" would read as an option on the command line
+  // (`registration-token revoke -48…`). 16 hex digits are 64 bits, plenty for a handful of tokens.
+  return createHash('sha256').update(`registration_token:${token}`).digest('hex').slice(0, 16);
 }
+
+/** The shape of registrationTokenId(). */
+export const REGISTRATION_TOKEN_ID_PATTERN = /^[0-9a-f]{16}$/;
 
 const createOptionsSchema = z.object({
   expiresInSeconds: z.number().int().min(60).max(MAX_TOKEN_LIFETIME_SECONDS).optional(),

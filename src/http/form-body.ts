@@ -1,6 +1,7 @@
 import type { Middleware } from 'koa';
 
 import { AppError } from './app-error.js';
+import { readLimitedBody } from './limited-body.js';
 
 export type FormFields = Record<string, string>;
 
@@ -13,22 +14,7 @@ export function parseForm({ limit }: { limit: number }): Middleware {
     if (!ctx.is('application/x-www-form-urlencoded')) {
       throw new AppError(415, 'request.unsupported_media_type', 'Forms must be sent as application/x-www-form-urlencoded.');
     }
-    const declared = Number(ctx.get('content-length') || 0);
-    if (declared > limit) throw new AppError(413, 'request.too_large', 'The form is too large.');
-
-    const chunks: Buffer[] = [];
-    let size = 0;
-    for await (const chunk of ctx.req) {
-      size += (chunk as Buffer).length;
-      if (size > limit) {
-        // Stop reading; the connection is closed after the error response.
-        ctx.req.unpipe();
-        throw new AppError(413, 'request.too_large', 'The form is too large.');
-      }
-      chunks.push(chunk as Buffer);
-    }
-
-    const text = Buffer.concat(chunks).toString('utf8');
+    const text = (await readLimitedBody(ctx, limit, 'The form is too large.')).toString('utf8');
     const fields: FormFields = {};
     for (const [key, value] of new URLSearchParams(text)) {
       if (Object.hasOwn(fields, key)) {

@@ -1,6 +1,7 @@
 import type { Context, Middleware } from 'koa';
 
 import { AppError } from './app-error.js';
+import { readLimitedBody } from './limited-body.js';
 
 /** Bodies of the management API are small (a client's metadata is the largest): 64 KiB. */
 export const JSON_BODY_LIMIT = 64 * 1024;
@@ -26,23 +27,11 @@ export async function readJsonBody(ctx: Context, { limit = JSON_BODY_LIMIT }: { 
   if (charset !== '' && charset !== 'utf-8' && charset !== 'utf8') {
     throw new AppError(415, 'request.unsupported_media_type', 'Send JSON in UTF-8.');
   }
-  if (Number(declared || 0) > limit) throw new AppError(413, 'request.too_large', `The body is larger than ${limit} bytes.`);
-
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of ctx.req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) {
-      // Stop reading; the error handler closes the connection (Connection: close on 413).
-      ctx.req.unpipe();
-      throw new AppError(413, 'request.too_large', `The body is larger than ${limit} bytes.`);
-    }
-    chunks.push(chunk as Buffer);
-  }
+  const body = await readLimitedBody(ctx, limit, `The body is larger than ${limit} bytes.`);
 
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(Buffer.concat(chunks));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(body);
   } catch {
     throw new AppError(400, 'request.malformed_json', 'The body is not valid UTF-8.');
   }

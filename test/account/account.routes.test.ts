@@ -1,11 +1,19 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { generate } from 'otplib';
 
-import { startMailServer } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
 import { sleep } from '../support/rp.js';
-import { pageKind, recoveryCodesFrom, secretFromEnrolPage, submit } from '../support/second-factor.js';
-import { startTestServer } from '../support/test-server.js';
+import {
+  TOTP_STEP_MS,
+  clearOfStepEnd,
+  codeForStep,
+  enrolOnAccountPage,
+  pageKind,
+  recoveryCodesFrom,
+  secretFromEnrolPage,
+  submit,
+  wrongTotpCode,
+} from '../support/second-factor.js';
+import { startMailingServer, stopMailingServer } from '../support/sign-in-suite.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent, formAction, formField } from '../support/user-agent.js';
 import type { Reply } from '../support/user-agent.js';
@@ -20,20 +28,7 @@ import type { Reply } from '../support/user-agent.js';
  * step's end, and each one after the step the account last used (the server refuses older ones).
  */
 
-const STEP_MS = 30_000;
 const PASSWORD = 'correct horse battery staple 7';
-
-const stepNow = (): number => Math.floor(Date.now() / STEP_MS);
-
-function codeForStep(secret: string, step: number): Promise<string> {
-  return generate({ secret, epoch: step * 30 + 15 });
-}
-
-async function clearOfStepEnd(marginMs = 5_000): Promise<number> {
-  const left = STEP_MS - (Date.now() % STEP_MS);
-  if (left < marginMs) await sleep(left + 250);
-  return stepNow();
-}
 
 /**
  * A step whose code the server will take now: the current one, or the next (within the window)
@@ -42,19 +37,10 @@ async function clearOfStepEnd(marginMs = 5_000): Promise<number> {
 async function usableStep(lastUsed: number): Promise<number> {
   let now = await clearOfStepEnd();
   while (lastUsed > now) {
-    await sleep(STEP_MS - (Date.now() % STEP_MS) + 250);
+    await sleep(TOTP_STEP_MS - (Date.now() % TOTP_STEP_MS) + 250);
     now = await clearOfStepEnd();
   }
   return Math.max(now, lastUsed + 1);
-}
-
-async function wrongCode(secret: string): Promise<string> {
-  const step = stepNow();
-  const near = new Set(await Promise.all([-2, -1, 0, 1, 2].map((offset) => codeForStep(secret, step + offset))));
-  for (let n = 123_456; ; n = (n + 111_111) % 1_000_000) {
-    const candidate = String(n).padStart(6, '0');
-    if (!near.has(candidate)) return candidate;
-  }
 }
 
 function expectClientError(reply: Reply, status?: number): void {
@@ -89,15 +75,10 @@ describe('/account/security', () => {
   let smtp: MailServer;
 
   beforeAll(async () => {
-    smtp = await startMailServer();
-    server = await startTestServer('account_routes', { env: { SMTP_URL: smtp.url, MAIL_FROM: 'Id <id@example.com>' } });
+    ({ server, smtp } = await startMailingServer('account_routes'));
   });
 
-  afterAll(async () => {
-    if (process.env.DEBUG_LOGS) console.log(server.logs.join('\n'));
-    await server.close();
-    await smtp.close();
-  });
+  afterAll(() => stopMailingServer({ server, smtp }));
 
   const url = (path: string) => `${server.url}${path}`;
 
@@ -131,17 +112,11 @@ describe('/account/security', () => {
 
   /** Enrols the app from the page; returns the key, the recovery codes and the step whose code was used. */
   async function enrolFromPage(agent: UserAgent): Promise<{ secret: string; recoveryCodes: string[]; usedStep: number }> {
-    const enrol = await agent.follow(url('/account/security/totp'));
-    expect(pageKind(enrol)).toBe('enrol');
-    const secret = secretFromEnrolPage(enrol.body);
-    const usedStep = (await clearOfStepEnd()) - 1;
-    const codes = await submit(agent, enrol, '/account/security/totp', { code: await codeForStep(secret, usedStep) });
-    expect(pageKind(codes)).toBe('recovery-codes');
-    const recoveryCodes = recoveryCodesFrom(codes.body);
+    const { auth, recoveryCodes, page: codes } = await enrolOnAccountPage(agent, server.url);
     expect(recoveryCodes).toHaveLength(10);
     const page = await submit(agent, codes, '/account/security/done');
     expect(shownState(page.body)).toBe('On');
-    return { secret, recoveryCodes, usedStep };
+    return { secret: auth.secret, recoveryCodes, usedStep: auth.lastStep };
   }
 
   describe('signing in', () => {
@@ -296,7 +271,7 @@ describe('/account/security', () => {
       secret = secretFromEnrolPage(enrol.body);
       expect(secret).toMatch(/^[A-Z2-7]{16,}$/);
 
-      const wrong = await submit(agent, enrol, '/account/security/totp', { code: await wrongCode(secret) });
+      const wrong = await submit(agent, enrol, '/account/security/totp', { code: await wrongTotpCode(secret) });
       expect(wrong.status).toBe(401);
       expect(pageKind(wrong)).toBe('enrol');
       expect(secretFromEnrolPage(wrong.body)).toBe(secret);
@@ -332,7 +307,7 @@ describe('/account/security', () => {
       const page = await agent.get(url('/account/security'));
       expect(page.status).toBe(200);
 
-      const wrong = await submit(agent, page, '/account/security/recovery-codes', { code: await wrongCode(secret) });
+      const wrong = await submit(agent, page, '/account/security/recovery-codes', { code: await wrongTotpCode(secret) });
       expect(wrong.status).toBe(401);
       expect(wrong.body).toContain('That code is not right');
       expect(recoveryCodesFrom(wrong.body)).toEqual([]);
@@ -427,7 +402,7 @@ describe('/account/security', () => {
       expectClientError(nothing, 400);
       const empty = await submit(agent, page, '/account/security/totp/remove', { password: '', code: '' });
       expectClientError(empty, 400);
-      const wrongCodeReply = await submit(agent, page, '/account/security/totp/remove', { code: await wrongCode(secret) });
+      const wrongCodeReply = await submit(agent, page, '/account/security/totp/remove', { code: await wrongTotpCode(secret) });
       expect(wrongCodeReply.status).toBe(401);
       expect((await server.deps.totp.status(me.id)).enabled).toBe(true);
 

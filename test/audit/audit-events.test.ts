@@ -6,19 +6,27 @@
  */
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import * as oidc from 'openid-client';
-import { generate } from 'otplib';
 
 import type { AuditEvent } from '../../src/audit/audit.service.js';
 import { AUDIT_COLLECTION } from '../../src/audit/audit.service.js';
 import type { CreatedClient } from '../../src/clients/client.service.js';
 import { currentRequest } from '../../src/http/request-context.js';
 import type { RequestInfo } from '../../src/http/request-context.js';
-import { codeFrom, startMailServer } from '../support/mail-server.js';
+import { codeFrom } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
-import { authorizationRequest, redeem, REDIRECT_URI, rpFor, sleep } from '../support/rp.js';
+import { authorizationRequest, redeem, REDIRECT_URI, rpFor } from '../support/rp.js';
 import type { Started } from '../support/rp.js';
-import { pageKind, recoveryCodesFrom, requestSignInCode, secretFromEnrolPage, submit } from '../support/second-factor.js';
-import { startTestServer } from '../support/test-server.js';
+import {
+  freshTotp,
+  pageKind,
+  recoveryCodesFrom,
+  requestSignInCode,
+  secretFromEnrolPage,
+  submit,
+  wrongTotpCode,
+} from '../support/second-factor.js';
+import type { Authenticator } from '../support/second-factor.js';
+import { createPlainAndMfaClients, startMailingServer, stopMailingServer } from '../support/sign-in-suite.js';
 import type { TestServer } from '../support/test-server.js';
 import { formField, UserAgent } from '../support/user-agent.js';
 import type { Reply } from '../support/user-agent.js';
@@ -59,30 +67,11 @@ class Browser extends UserAgent {
   }
 }
 
-// TOTP: a code for an exact 30-second step, never one the server has already accepted.
-const STEP_MS = 30_000;
-const stepNow = () => Math.floor(Date.now() / STEP_MS);
-const codeAt = (secret: string, step: number) => generate({ secret, epoch: step * 30 + 1 });
-
-interface Authenticator {
-  secret: string;
-  lastStep: number;
-}
-
-async function freshTotp(auth: Authenticator): Promise<string> {
-  if (auth.lastStep >= stepNow() + 1) await sleep(auth.lastStep * STEP_MS - Date.now() + 100);
-  const step = Math.max(stepNow(), auth.lastStep + 1);
+/** A code for the next step the server will take, counted as used from now on. */
+async function nextTotp(auth: Authenticator): Promise<string> {
+  const { code, step } = await freshTotp(auth);
   auth.lastStep = step;
-  return codeAt(auth.secret, step);
-}
-
-/** Six digits no authenticator step near now produces (the server accepts ±1 step). */
-async function wrongTotp(secret: string): Promise<string> {
-  const near = new Set(await Promise.all([-2, -1, 0, 1, 2].map((d) => codeAt(secret, stepNow() + d))));
-  for (let n = 0; ; n += 1) {
-    const candidate = String(n).padStart(6, '0');
-    if (!near.has(candidate)) return candidate;
-  }
+  return code;
 }
 
 const wrongCode = (code: string) => (code === '000000' ? '111111' : '000000');
@@ -171,16 +160,10 @@ describe('audit events end to end', () => {
   };
 
   beforeAll(async () => {
-    smtp = await startMailServer();
-    server = await startTestServer('audit_events', {
-      // One account asks for several sign-in codes in a row here.
-      env: { SMTP_URL: smtp.url, MAIL_FROM: 'Id <id@example.com>', DYNAMIC_REGISTRATION: 'true', EMAIL_CODE_RESEND_INTERVAL: '0' },
-    });
-    notes = await server.deps.clients.create({ name: 'Notes', redirectUris: [REDIRECT_URI] });
-    bank = await server.deps.clients.create({ name: 'Bank', redirectUris: [REDIRECT_URI], requireMfa: true });
+    // One account asks for several sign-in codes in a row here.
+    ({ server, smtp } = await startMailingServer('audit_events', { DYNAMIC_REGISTRATION: 'true', EMAIL_CODE_RESEND_INTERVAL: '0' }));
+    ({ client: notes, mfaClient: bank, rp: notesRp, mfaRp: bankRp } = await createPlainAndMfaClients(server, rpWithUa));
     keep(notes.clientSecret, bank.clientSecret);
-    notesRp = await rpWithUa(notes);
-    bankRp = await rpWithUa(bank);
   });
 
   beforeEach(async () => {
@@ -188,11 +171,7 @@ describe('audit events end to end', () => {
     mark = (await server.deps.audit.list({}, { limit: 1 })).events[0]?.id;
   });
 
-  afterAll(async () => {
-    if (process.env.DEBUG_LOGS) console.log(server.logs.join('\n'));
-    await server?.close();
-    await smtp?.close();
-  });
+  afterAll(() => stopMailingServer({ server, smtp }));
 
   it('password sign-in failures and success, consent, tokens issued, refreshed and revoked, sign-out: each once', async () => {
     const user = await newUser('password');
@@ -417,11 +396,11 @@ describe('audit events end to end', () => {
     const { page } = await loginPage(agent, bankRp);
     const enrol = await signInWithCode(agent, page, user.email);
     expect(pageKind(enrol)).toBe('enrol');
-    const refusedEnrol = await submit(agent, enrol, '/second-factor/enrol', { code: await wrongTotp(secretFromEnrolPage(enrol.body)) });
+    const refusedEnrol = await submit(agent, enrol, '/second-factor/enrol', { code: await wrongTotpCode(secretFromEnrolPage(enrol.body)) });
     expect(refusedEnrol.status).toBe(401);
     const auth: Authenticator = { secret: secretFromEnrolPage(refusedEnrol.body), lastStep: 0 };
     keep(auth.secret);
-    const enrolCode = await freshTotp(auth);
+    const enrolCode = await nextTotp(auth);
     keep(enrolCode);
     const codesPage = await submit(agent, refusedEnrol, '/second-factor/enrol', { code: enrolCode });
     expect(pageKind(codesPage)).toBe('recovery-codes');
@@ -434,9 +413,9 @@ describe('audit events end to end', () => {
     const { page: login } = await loginPage(second, notesRp);
     const totpPage = await signInWithCode(second, login, user.email);
     expect(pageKind(totpPage)).toBe('totp');
-    const wrongTotpPage = await submit(second, totpPage, '/second-factor/totp', { code: await wrongTotp(auth.secret) });
+    const wrongTotpPage = await submit(second, totpPage, '/second-factor/totp', { code: await wrongTotpCode(auth.secret) });
     expect(wrongTotpPage.status).toBe(401);
-    const totpCode = await freshTotp(auth);
+    const totpCode = await nextTotp(auth);
     keep(totpCode);
     await consent(second, await submit(second, wrongTotpPage, '/second-factor/totp', { code: totpCode }));
 
@@ -487,19 +466,19 @@ describe('audit events end to end', () => {
 
     const enrol = await agent.follow(`${server.url}/account/security/totp`);
     expect(pageKind(enrol)).toBe('enrol');
-    const refused = await submit(agent, enrol, '/account/security/totp', { code: await wrongTotp(secretFromEnrolPage(enrol.body)) });
+    const refused = await submit(agent, enrol, '/account/security/totp', { code: await wrongTotpCode(secretFromEnrolPage(enrol.body)) });
     expect(refused.status).toBe(401);
     const auth: Authenticator = { secret: secretFromEnrolPage(refused.body), lastStep: 0 };
-    const enrolCode = await freshTotp(auth);
+    const enrolCode = await nextTotp(auth);
     keep(auth.secret, enrolCode);
     const codes = await submit(agent, refused, '/account/security/totp', { code: enrolCode });
     expect(pageKind(codes)).toBe('recovery-codes');
     keep(...recoveryCodesFrom(codes.body));
     const page = await submit(agent, codes, '/account/security/done');
 
-    const wrongRegenerate = await submit(agent, page, '/account/security/recovery-codes', { code: await wrongTotp(auth.secret) });
+    const wrongRegenerate = await submit(agent, page, '/account/security/recovery-codes', { code: await wrongTotpCode(auth.secret) });
     expect(wrongRegenerate.status).toBe(401);
-    const regenerateCode = await freshTotp(auth);
+    const regenerateCode = await nextTotp(auth);
     keep(regenerateCode);
     const newCodes = await submit(agent, wrongRegenerate, '/account/security/recovery-codes', { code: regenerateCode });
     expect(pageKind(newCodes)).toBe('recovery-codes');

@@ -1,10 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
 import mongoose from 'mongoose';
 import type { Connection } from 'mongoose';
@@ -12,7 +10,7 @@ import { generate } from 'otplib';
 
 import { clientCreate, clientDelete, clientList } from '../../src/cli/client.commands.js';
 import type { ClientJson } from '../../src/cli/client.commands.js';
-import type { CommandContext, CommandFunction } from '../../src/cli/command.js';
+import type { CommandFunction } from '../../src/cli/command.js';
 import { userCreate, userDelete, userDisable, userEnable, userList, userResetMfa } from '../../src/cli/user.commands.js';
 import { loadConfig } from '../../src/config/config.js';
 import { connectDatabase } from '../../src/db/connect.js';
@@ -20,13 +18,10 @@ import { findRunningDatabase, provisionDatabase, runningDatabaseFile } from '../
 import type { ProvisionedDatabase } from '../../src/db/provision.js';
 import { createServices } from '../../src/deps.js';
 import type { ServiceDeps } from '../../src/deps.js';
-import { createLogger } from '../../src/logging/logger.js';
-import { testDatabaseUri } from '../support/database.js';
-import { TEST_COOKIE_KEY, TEST_ENCRYPTION_KEYS } from '../support/test-server.js';
+import { baseEnv, createCliServices, createCliWorkspace, dropCliDatabase, openCliDatabase, quietLogger, runCli, runCommand } from '../support/cli.js';
+import type { CliWorkspace } from '../support/cli.js';
+import { TEST_COOKIE_KEY } from '../support/test-server.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const TSX = path.join(ROOT, 'node_modules/tsx/dist/cli.mjs');
-const CLI = path.join(ROOT, 'src/cli/main.ts');
 /** A first FerretDB build may run in the spawned CLI when the cache is empty. */
 const PROVISION_TIMEOUT_MS = 15 * 60_000;
 
@@ -47,49 +42,18 @@ interface UserJson {
   roles: string[];
 }
 
-interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function createServicesFor(connection: Connection): ServiceDeps {
-  const config = loadConfig({
-    NODE_ENV: 'test',
-    MONGODB_URI: 'mongodb://unused/',
-    COOKIE_KEYS: TEST_COOKIE_KEY,
-    ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS,
-  });
-  return createServices(connection, config, createLogger({ level: 'error', format: 'json', write: () => undefined }));
-}
-
 describe('cli commands, in process', () => {
   let connection: Connection;
   let services: ServiceDeps;
 
-  async function run(command: CommandFunction, args: string[]): Promise<RunResult> {
-    let stdout = '';
-    let stderr = '';
-    const ctx: CommandContext = {
-      services,
-      out: { write: (text: string) => (stdout += text) },
-      err: { write: (text: string) => (stderr += text) },
-    };
-    const code = await command(args, ctx);
-    return { code, stdout, stderr };
-  }
+  const run = (command: CommandFunction, args: string[]) => runCommand(command, args, services);
 
   beforeAll(async () => {
-    const logger = createLogger({ level: 'error', format: 'json', write: () => undefined });
-    connection = await connectDatabase(testDatabaseUri('cli'), logger);
-    services = createServicesFor(connection);
+    ({ connection, services } = await openCliDatabase('cli'));
     await services.accounts.ensureIndexes();
   });
 
-  afterAll(async () => {
-    await connection?.dropDatabase().catch(() => undefined);
-    await connection?.close();
-  });
+  afterAll(() => dropCliDatabase(connection));
 
   describe('client create', () => {
     it('prints the client_id and the secret once, saying it will not be shown again', async () => {
@@ -394,52 +358,18 @@ describe('cli commands, in process', () => {
 // ---------------------------------------------------------------------------
 // The real command line, as a child process
 
-/** The environment without any of our settings, so that each test says exactly what the CLI sees. */
-function baseEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const name of ['MONGODB_URI', 'DATA_DIR', 'COOKIE_KEYS', 'ENCRYPTION_KEYS', 'ISSUER', 'PORT', 'LOG_LEVEL', 'SEED_DEMO']) {
-    delete env[name];
-  }
-  return env;
-}
-
-/** Runs `tsx src/cli/main.ts …` (what `npm run cli` runs) in `cwd`, where no .env lies. */
-function runCli(args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [TSX, CLI, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
 describe('npm run cli, as a child process', () => {
+  let workspace: CliWorkspace;
   let workDir: string;
   let mongoUri: string;
   let env: NodeJS.ProcessEnv;
 
   beforeAll(async () => {
-    workDir = await mkdtemp(path.join(tmpdir(), 'cli-test-'));
-    mongoUri = testDatabaseUri('cli_spawn');
-    env = {
-      ...baseEnv(),
-      NODE_ENV: 'test',
-      MONGODB_URI: mongoUri,
-      COOKIE_KEYS: TEST_COOKIE_KEY,
-      ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS,
-      DATA_DIR: path.join(workDir, 'data'),
-    };
+    workspace = await createCliWorkspace('cli_spawn');
+    ({ workDir, mongoUri, env } = workspace);
   });
 
-  afterAll(async () => {
-    const connection = await mongoose.createConnection(mongoUri, { serverSelectionTimeoutMS: 3_000 }).asPromise();
-    await connection.dropDatabase().catch(() => undefined);
-    await connection.close();
-    if (workDir) await rm(workDir, { recursive: true, force: true });
-  });
+  afterAll(() => workspace?.remove());
 
   it('creates a client with --json (stdout is exactly the JSON) and lists it without the secret', async () => {
     const created = await runCli(
@@ -462,10 +392,9 @@ describe('npm run cli, as a child process', () => {
     ]);
 
     // Sealed under ENCRYPTION_KEYS: a server with the same keys opens it.
-    const logger = createLogger({ level: 'error', format: 'json', write: () => undefined });
-    const connection = await connectDatabase(mongoUri, logger);
+    const connection = await connectDatabase(mongoUri, quietLogger());
     try {
-      expect((await createServicesFor(connection).clients.find(client.client_id))?.client_secret).toBe(client.client_secret);
+      expect((await createCliServices(connection).clients.find(client.client_id))?.client_secret).toBe(client.client_secret);
     } finally {
       await connection.close();
     }
@@ -601,18 +530,14 @@ describeEmbedded('npm run cli on the embedded database', () => {
       encryptionKeys: { id: string; key: string }[];
     };
     const database = await provisionDatabase({ dataDir: path.join(dataDir, 'db'), pidFile: path.join(dataDir, 'db.pid') });
-    const connection = await connectDatabase(
-      database.uri,
-      createLogger({ level: 'error', format: 'json', write: () => undefined }),
-      { dbName: 'oidc' },
-    );
+    const connection = await connectDatabase(database.uri, quietLogger(), { dbName: 'oidc' });
     try {
       const config = loadConfig({
         NODE_ENV: 'test',
         COOKIE_KEYS: TEST_COOKIE_KEY,
         ENCRYPTION_KEYS: stored.encryptionKeys.map((k) => `${k.id}:${k.key}`).join(','),
       });
-      const services = createServices(connection, config, createLogger({ level: 'error', format: 'json', write: () => undefined }));
+      const services = createServices(connection, config, quietLogger());
       expect((await services.clients.find(client.client_id))?.client_secret).toBe(client.client_secret);
     } finally {
       await connection.close();

@@ -1,14 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { spawn } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 
-import mongoose from 'mongoose';
 import type { Connection } from 'mongoose';
 
-import type { CommandContext, CommandFunction } from '../../src/cli/command.js';
+import type { CommandFunction } from '../../src/cli/command.js';
 import type { RegistrationTokenJson } from '../../src/cli/registration-token.commands.js';
 import {
   registrationTokenCreate,
@@ -16,60 +10,23 @@ import {
   registrationTokenRevoke,
 } from '../../src/cli/registration-token.commands.js';
 import { registrationTokenId } from '../../src/clients/registration-token.service.js';
-import { loadConfig } from '../../src/config/config.js';
-import { connectDatabase } from '../../src/db/connect.js';
-import { createServices } from '../../src/deps.js';
 import type { ServiceDeps } from '../../src/deps.js';
-import { createLogger } from '../../src/logging/logger.js';
 import { collectionName } from '../../src/oidc/mongo-adapter.js';
-import { testDatabaseUri } from '../support/database.js';
-import { TEST_COOKIE_KEY, TEST_ENCRYPTION_KEYS } from '../support/test-server.js';
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const TSX = path.join(ROOT, 'node_modules/tsx/dist/cli.mjs');
-const CLI = path.join(ROOT, 'src/cli/main.ts');
-
-interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+import { baseEnv, createCliWorkspace, dropCliDatabase, openCliDatabase, runCli, runCommand } from '../support/cli.js';
+import type { CliWorkspace } from '../support/cli.js';
 
 type CreatedJson = RegistrationTokenJson & { token: string };
-
-const quietLogger = () => createLogger({ level: 'error', format: 'json', write: () => undefined });
 
 describe('registration-token commands, in process', () => {
   let connection: Connection;
   let services: ServiceDeps;
-
-  async function run(command: CommandFunction, args: string[]): Promise<RunResult> {
-    let stdout = '';
-    let stderr = '';
-    const ctx: CommandContext = {
-      services,
-      out: { write: (text: string) => (stdout += text) },
-      err: { write: (text: string) => (stderr += text) },
-    };
-    const code = await command(args, ctx);
-    return { code, stdout, stderr };
-  }
+  const run = (command: CommandFunction, args: string[]) => runCommand(command, args, services);
 
   beforeAll(async () => {
-    connection = await connectDatabase(testDatabaseUri('cli_regtoken'), quietLogger());
-    const config = loadConfig({
-      NODE_ENV: 'test',
-      MONGODB_URI: 'mongodb://unused/',
-      COOKIE_KEYS: TEST_COOKIE_KEY,
-      ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS,
-    });
-    services = createServices(connection, config, quietLogger());
+    ({ connection, services } = await openCliDatabase('cli_regtoken'));
   });
 
-  afterAll(async () => {
-    await connection?.dropDatabase().catch(() => undefined);
-    await connection?.close();
-  });
+  afterAll(() => dropCliDatabase(connection));
 
   it('create prints the token once with its id, expiry and uses', async () => {
     const result = await run(registrationTokenCreate, ['--expires-in', '3600', '--uses', '2']);
@@ -132,51 +89,17 @@ describe('registration-token commands, in process', () => {
   });
 });
 
-/** The environment without any of our settings (as in cli.test.ts). */
-function baseEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
-  for (const name of ['MONGODB_URI', 'DATA_DIR', 'COOKIE_KEYS', 'ENCRYPTION_KEYS', 'ISSUER', 'PORT', 'LOG_LEVEL', 'SEED_DEMO']) {
-    delete env[name];
-  }
-  return env;
-}
-
-function runCli(args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<RunResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [TSX, CLI, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-    child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-    child.once('error', reject);
-    child.once('close', (code) => resolve({ code: code ?? -1, stdout, stderr }));
-  });
-}
-
 describe('npm run cli -- registration-token, as a child process', () => {
-  let workDir: string;
-  let mongoUri: string;
+  let workspace: CliWorkspace;
   let env: NodeJS.ProcessEnv;
+  let workDir: string;
 
   beforeAll(async () => {
-    workDir = await mkdtemp(path.join(tmpdir(), 'cli-regtoken-'));
-    mongoUri = testDatabaseUri('cli_regtoken_spawn');
-    env = {
-      ...baseEnv(),
-      NODE_ENV: 'test',
-      MONGODB_URI: mongoUri,
-      COOKIE_KEYS: TEST_COOKIE_KEY,
-      ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS,
-      DATA_DIR: path.join(workDir, 'data'),
-    };
+    workspace = await createCliWorkspace('cli_regtoken_spawn');
+    ({ env, workDir } = workspace);
   });
 
-  afterAll(async () => {
-    const connection = await mongoose.createConnection(mongoUri, { serverSelectionTimeoutMS: 3_000 }).asPromise();
-    await connection.dropDatabase().catch(() => undefined);
-    await connection.close();
-    if (workDir) await rm(workDir, { recursive: true, force: true });
-  });
+  afterAll(() => workspace?.remove());
 
   it('create --json, list --json and revoke, with nothing but results on stdout', async () => {
     const created = await runCli(['registration-token', 'create', '--uses', '1', '--expires-in', '600', '--json'], env, workDir);

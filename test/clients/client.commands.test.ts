@@ -8,38 +8,15 @@ import type { Connection } from 'mongoose';
 import { AUDIT_COLLECTION, createAuditService } from '../../src/audit/audit.service.js';
 import { clientCreate, clientDelete, clientList, clientRotateSecret } from '../../src/cli/client.commands.js';
 import type { ClientJson, RotatedSecretJson } from '../../src/cli/client.commands.js';
-import type { CommandContext, CommandFunction } from '../../src/cli/command.js';
-import { loadConfig } from '../../src/config/config.js';
-import { connectDatabase } from '../../src/db/connect.js';
-import { createServices } from '../../src/deps.js';
+import type { CommandFunction } from '../../src/cli/command.js';
 import type { ServiceDeps } from '../../src/deps.js';
-import { createLogger } from '../../src/logging/logger.js';
-import { testDatabaseUri } from '../support/database.js';
-import { TEST_COOKIE_KEY, TEST_ENCRYPTION_KEYS } from '../support/test-server.js';
-
-const logger = createLogger({ level: 'error', format: 'json', write: () => undefined });
-
-interface RunResult {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
+import { dropCliDatabase, openCliDatabase, quietLogger, runCommand } from '../support/cli.js';
 
 describe('client commands and the client service', () => {
   let connection: Connection;
   let services: ServiceDeps;
 
-  async function run(command: CommandFunction, args: string[]): Promise<RunResult> {
-    let stdout = '';
-    let stderr = '';
-    const ctx: CommandContext = {
-      services,
-      out: { write: (text: string) => (stdout += text) },
-      err: { write: (text: string) => (stderr += text) },
-    };
-    const code = await command(args, ctx);
-    return { code, stdout, stderr };
-  }
+  const run = (command: CommandFunction, args: string[]) => runCommand(command, args, services);
 
   async function createConfidential(name: string): Promise<ClientJson> {
     const created = await run(clientCreate, ['--name', name, '--redirect-uri', 'https://app.example.com/cb', '--json']);
@@ -48,21 +25,10 @@ describe('client commands and the client service', () => {
   }
 
   beforeAll(async () => {
-    connection = await connectDatabase(testDatabaseUri('client_cli'), logger);
-    const config = loadConfig({
-      NODE_ENV: 'test',
-      MONGODB_URI: 'mongodb://unused/',
-      COOKIE_KEYS: TEST_COOKIE_KEY,
-      ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS,
-      CLIENT_SECRET_GRACE_PERIOD: '3600',
-    });
-    services = createServices(connection, config, logger);
+    ({ connection, services } = await openCliDatabase('client_cli', { CLIENT_SECRET_GRACE_PERIOD: '3600' }));
   });
 
-  afterAll(async () => {
-    await connection?.dropDatabase().catch(() => undefined);
-    await connection?.close();
-  });
+  afterAll(() => dropCliDatabase(connection));
 
   describe('client rotate-secret', () => {
     it('--json prints the new secret and when the old one stops working; both work until then', async () => {
@@ -130,7 +96,7 @@ describe('client commands and the client service', () => {
 
     const db = connection.db;
     if (!db) throw new Error('no database');
-    const audit = createAuditService({ db, logger, retentionDays: 1 });
+    const audit = createAuditService({ db, logger: quietLogger(), retentionDays: 1 });
     const { events } = await audit.list({ target: client.client_id }, { limit: 10 });
     expect(events.map((e) => e.action).sort()).toEqual(['client.created', 'client.deleted', 'client.secret_rotated']);
     for (const event of events) expect(event.actor).toEqual({ type: 'system', label: 'cli' });

@@ -5,15 +5,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type * as oidc from 'openid-client';
-import { generate } from 'otplib';
 
-import type { CreatedClient } from '../../src/clients/client.service.js';
-import { codeFrom, startMailServer } from '../support/mail-server.js';
+import { codeFrom } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
-import { authorizationRequest, REDIRECT_URI, redeem, rpFor, sleep } from '../support/rp.js';
+import { authorizationRequest, REDIRECT_URI, redeem, sleep } from '../support/rp.js';
 import type { Started } from '../support/rp.js';
-import { pageKind, secretFromEnrolPage, submit } from '../support/second-factor.js';
-import { startTestServer } from '../support/test-server.js';
+import { enrolOnAccountPage, freshTotp, pageKind, submit, wrongTotpCode } from '../support/second-factor.js';
+import type { Authenticator } from '../support/second-factor.js';
+import { createPlainAndMfaClients, startMailingServer, stopMailingServer } from '../support/sign-in-suite.js';
 import type { TestServer } from '../support/test-server.js';
 import { formField, UserAgent } from '../support/user-agent.js';
 import type { Reply } from '../support/user-agent.js';
@@ -23,33 +22,6 @@ const PASSWORD = 'correct horse battery staple';
 interface User {
   email: string;
   password: string;
-}
-
-// TOTP helpers: codes for an exact 30-second step, so a code is never a replay of the last one used.
-const STEP_MS = 30_000;
-const stepNow = () => Math.floor(Date.now() / STEP_MS);
-const codeAt = (secret: string, step: number) => generate({ secret, epoch: step * 30 + 1 });
-
-interface Authenticator {
-  secret: string;
-  /** The last time step the server accepted a code for (codes are single use per step). */
-  lastStep: number;
-}
-
-/** A code the server accepts now: the current step, or the next one if the current was used. */
-async function freshTotp(auth: Authenticator): Promise<{ code: string; step: number }> {
-  if (auth.lastStep >= stepNow() + 1) await sleep(auth.lastStep * STEP_MS - Date.now() + 100);
-  const step = Math.max(stepNow(), auth.lastStep + 1);
-  return { code: await codeAt(auth.secret, step), step };
-}
-
-/** Six digits that are not the code of any step near now (so never accepted, never a "replay"). */
-async function wrongTotp(auth: Authenticator): Promise<string> {
-  const now = stepNow();
-  const near = new Set(await Promise.all([-2, -1, 0, 1, 2, 3].map((offset) => codeAt(auth.secret, now + offset))));
-  let n = 135_791;
-  while (near.has(String(n).padStart(6, '0'))) n += 1;
-  return String(n).padStart(6, '0');
 }
 
 /** Another six digits than `code`. */
@@ -64,8 +36,6 @@ const uidOf = (page: Reply) => {
 describe('second-factor guessing and shortcuts', () => {
   let server: TestServer;
   let smtp: MailServer;
-  let client: CreatedClient;
-  let mfaClient: CreatedClient;
   let rp: oidc.Configuration;
   let mfaRp: oidc.Configuration;
   let userCount = 0;
@@ -109,14 +79,7 @@ describe('second-factor guessing and shortcuts', () => {
     expect(pageKind(login)).toBe('login');
     const security = await submit(agent, login, '/login', { email: user.email, password: user.password });
     expect(security.url).toBe(`${server.url}/account/security`);
-    const enrol = await agent.follow(`${server.url}/account/security/totp`);
-    expect(pageKind(enrol)).toBe('enrol');
-    const auth: Authenticator = { secret: secretFromEnrolPage(enrol.body), lastStep: 0 };
-    const { code, step } = await freshTotp(auth);
-    const codes = await submit(agent, enrol, '/account/security/totp', { code });
-    expect(pageKind(codes)).toBe('recovery-codes');
-    auth.lastStep = step;
-    return auth;
+    return (await enrolOnAccountPage(agent, server.url)).auth;
   };
 
   const expectWrongCode = (reply: Reply, kind: 'totp' | 'email-code') => {
@@ -151,27 +114,15 @@ describe('second-factor guessing and shortcuts', () => {
   };
 
   beforeAll(async () => {
-    smtp = await startMailServer();
-    server = await startTestServer('factor_guessing', {
-      env: {
-        SMTP_URL: smtp.url,
-        MAIL_FROM: 'Id <id@example.com>',
-        // Short delays keep the wait after the free attempts to a second or two.
-        FACTOR_MAX_DELAY: '2',
-        // Several sign-ins per account within a minute, each mailing a second-factor code.
-        EMAIL_CODE_RESEND_INTERVAL: '0',
-      },
-    });
-    client = await server.deps.clients.create({ name: 'Notes', redirectUris: [REDIRECT_URI] });
-    mfaClient = await server.deps.clients.create({ name: 'Bank', redirectUris: [REDIRECT_URI], requireMfa: true });
-    rp = await rpFor(server, client);
-    mfaRp = await rpFor(server, mfaClient);
+    ({ server, smtp } = await startMailingServer('factor_guessing', {
+      // Short delays keep the wait after the free attempts to a second or two.
+      FACTOR_MAX_DELAY: '2',
+      // Several sign-ins per account within a minute, each mailing a second-factor code.
+      EMAIL_CODE_RESEND_INTERVAL: '0',
+    }));
+    ({ rp, mfaRp } = await createPlainAndMfaClients(server));
   });
-  afterAll(async () => {
-    if (process.env.DEBUG_LOGS) console.log(server.logs.join('\n'));
-    await server.close();
-    await smtp.close();
-  });
+  afterAll(() => stopMailingServer({ server, smtp }));
 
   describe('failures add up per account across authorization requests and browsers', () => {
     it('TOTP: 5 wrong codes over 3 requests, then even the right code waits; after the wait it works and resets the count', async () => {
@@ -181,19 +132,19 @@ describe('second-factor guessing and shortcuts', () => {
       const first = await atTotp(user);
       let page = first.page;
       for (let i = 0; i < 2; i += 1) {
-        page = await submit(first.agent, page, '/second-factor/totp', { code: await wrongTotp(auth) });
+        page = await submit(first.agent, page, '/second-factor/totp', { code: await wrongTotpCode(auth.secret) });
         expectWrongCode(page, 'totp');
       }
       const second = await atTotp(user);
       page = second.page;
       for (let i = 0; i < 2; i += 1) {
-        page = await submit(second.agent, page, '/second-factor/totp', { code: await wrongTotp(auth) });
+        page = await submit(second.agent, page, '/second-factor/totp', { code: await wrongTotpCode(auth.secret) });
         expectWrongCode(page, 'totp');
       }
       const third = await atTotp(user);
       // Opened before the fifth failure, so the sixth attempt follows it within the 1 s delay.
       const fourth = await atTotp(user);
-      expectWrongCode(await submit(third.agent, third.page, '/second-factor/totp', { code: await wrongTotp(auth) }), 'totp');
+      expectWrongCode(await submit(third.agent, third.page, '/second-factor/totp', { code: await wrongTotpCode(auth.secret) }), 'totp');
 
       const right = await freshTotp(auth);
       const refused = await submit(fourth.agent, fourth.page, '/second-factor/totp', { code: right.code });
@@ -210,7 +161,7 @@ describe('second-factor guessing and shortcuts', () => {
 
       // The success forgot the failures: the next wrong code is an ordinary one.
       const fifth = await atTotp(user);
-      expectWrongCode(await submit(fifth.agent, fifth.page, '/second-factor/totp', { code: await wrongTotp(auth) }), 'totp');
+      expectWrongCode(await submit(fifth.agent, fifth.page, '/second-factor/totp', { code: await wrongTotpCode(auth.secret) }), 'totp');
     });
 
     it('email second factor: 5 wrong codes over 3 requests, then even the right code waits', async () => {

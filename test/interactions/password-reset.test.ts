@@ -8,12 +8,12 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type * as oidc from 'openid-client';
 
 import type { CreatedClient } from '../../src/clients/client.service.js';
-import { codeFrom, startMailServer } from '../support/mail-server.js';
+import { codeFrom } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
-import { REDIRECT_URI, authorizationRequest, callbackParams, redeem, rpFor } from '../support/rp.js';
+import { REDIRECT_URI, authorizationRequest, callbackParams, redeem } from '../support/rp.js';
 import type { Started, Tokens } from '../support/rp.js';
 import { pageKind, submit } from '../support/second-factor.js';
-import { startTestServer } from '../support/test-server.js';
+import { createPlainAndMfaClients, startMailingServer, stopMailingServer } from '../support/sign-in-suite.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent, formAction, formField } from '../support/user-agent.js';
 import type { Reply } from '../support/user-agent.js';
@@ -30,7 +30,6 @@ describe('password reset at next sign-in', () => {
   let server: TestServer;
   let smtp: MailServer;
   let client: CreatedClient;
-  let mfaClient: CreatedClient;
   let rp: oidc.Configuration;
   let mfaRp: oidc.Configuration;
 
@@ -62,18 +61,11 @@ describe('password reset at next sign-in', () => {
   };
 
   beforeAll(async () => {
-    smtp = await startMailServer();
-    server = await startTestServer('password_reset', { env: { SMTP_URL: smtp.url, MAIL_FROM: 'Id <id@example.com>' } });
-    client = await server.deps.clients.create({ name: 'Notes', redirectUris: [REDIRECT_URI] });
-    mfaClient = await server.deps.clients.create({ name: 'Bank', redirectUris: [REDIRECT_URI], requireMfa: true });
-    rp = await rpFor(server, client);
-    mfaRp = await rpFor(server, mfaClient);
+    ({ server, smtp } = await startMailingServer('password_reset'));
+    ({ client, rp, mfaRp } = await createPlainAndMfaClients(server));
   });
 
-  afterAll(async () => {
-    await server?.close();
-    await smtp?.close();
-  });
+  afterAll(() => stopMailingServer({ server, smtp }));
 
   it('after the password, asks for a new one; refuses bad ones with a 400; then signs in with tokens', async () => {
     const user = await userNeedingReset('pwd');

@@ -1,14 +1,22 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { generate } from 'otplib';
 import type * as oidc from 'openid-client';
 
 import type { CreatedClient } from '../../src/clients/client.service.js';
-import { startMailServer } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
 import { authorizationRequest, redeem, rpFor, sleep } from '../support/rp.js';
 import type { Started, Tokens } from '../support/rp.js';
-import { pageKind, recoveryCodesFrom, secretFromEnrolPage, submit } from '../support/second-factor.js';
-import { startTestServer } from '../support/test-server.js';
+import {
+  clearOfStepEnd,
+  codeForStep,
+  enrolOnAccountPage,
+  pageKind,
+  recoveryCodesFrom,
+  secretFromEnrolPage,
+  stepNow,
+  submit,
+  wrongTotpCode,
+} from '../support/second-factor.js';
+import { startMailingServer, stopMailingServer } from '../support/sign-in-suite.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent, formAction, formField } from '../support/user-agent.js';
 import type { Reply } from '../support/user-agent.js';
@@ -24,32 +32,7 @@ import type { Reply } from '../support/user-agent.js';
  * (never within a few seconds of a step's end, so the server sees the same step).
  */
 
-const STEP_MS = 30_000;
 const PASSWORD = 'correct horse battery staple 7';
-
-const stepNow = (): number => Math.floor(Date.now() / STEP_MS);
-
-/** The code an authenticator app shows for `secret` in time step `step`. */
-function codeForStep(secret: string, step: number): Promise<string> {
-  return generate({ secret, epoch: step * 30 + 15 });
-}
-
-/** Waits into the next step when fewer than `marginMs` are left in this one; returns the current step. */
-async function clearOfStepEnd(marginMs = 5_000): Promise<number> {
-  const left = STEP_MS - (Date.now() % STEP_MS);
-  if (left < marginMs) await sleep(left + 250);
-  return stepNow();
-}
-
-/** Six digits that are not the code of any step within two of now (so surely wrong). */
-async function wrongCode(secret: string): Promise<string> {
-  const step = stepNow();
-  const near = new Set(await Promise.all([-2, -1, 0, 1, 2].map((offset) => codeForStep(secret, step + offset))));
-  for (let n = 123_456; ; n = (n + 111_111) % 1_000_000) {
-    const candidate = String(n).padStart(6, '0');
-    if (!near.has(candidate)) return candidate;
-  }
-}
 
 function expectErrorFree4xx(reply: Reply): void {
   expect(reply.status).toBeGreaterThanOrEqual(400);
@@ -85,16 +68,10 @@ describe('TOTP second factor through the sign-in pages', () => {
     const security = await submit(agent, login, '/login', { email: person.email, password: person.password });
     expect(security.status).toBe(200);
     expect(security.body).toContain(person.email);
-    const enrol = await agent.follow(`${server.url}/account/security/totp`);
-    expect(pageKind(enrol)).toBe('enrol');
-    const secret = secretFromEnrolPage(enrol.body);
     // The code of the step before: sign-ins in this step can then use the current code.
-    const usedStep = (await clearOfStepEnd()) - 1;
-    const codes = await submit(agent, enrol, '/account/security/totp', { code: await codeForStep(secret, usedStep) });
-    expect(pageKind(codes)).toBe('recovery-codes');
-    const recoveryCodes = recoveryCodesFrom(codes.body);
+    const { auth, recoveryCodes } = await enrolOnAccountPage(agent, server.url);
     expect(recoveryCodes).toHaveLength(10);
-    return { secret, recoveryCodes, usedStep };
+    return { secret: auth.secret, recoveryCodes, usedStep: auth.lastStep };
   }
 
   async function person(name: string): Promise<Person & Enrolled> {
@@ -121,8 +98,7 @@ describe('TOTP second factor through the sign-in pages', () => {
   }
 
   beforeAll(async () => {
-    smtp = await startMailServer();
-    server = await startTestServer('totp_sign_in', { env: { SMTP_URL: smtp.url, MAIL_FROM: 'Id <id@example.com>' } });
+    ({ server, smtp } = await startMailingServer('totp_sign_in'));
     client = await server.deps.clients.create({ name: 'Notes', redirectUris: ['http://127.0.0.1:9/callback'] });
     rp = await rpFor(server, client);
     // First, so that a step boundary has most likely passed by the "one step behind" test.
@@ -130,11 +106,7 @@ describe('TOTP second factor through the sign-in pages', () => {
     for (const name of ['alice', 'bob', 'carol', 'dave', 'erin']) await person(name);
   });
 
-  afterAll(async () => {
-    if (process.env.DEBUG_LOGS) console.log(server.logs.join('\n'));
-    await server.close();
-    await smtp.close();
-  });
+  afterAll(() => stopMailingServer({ server, smtp }));
 
   it('password then a TOTP code gives tokens with amr pwd, otp, mfa and the multi-factor acr', async () => {
     const alice = people.alice as Person & Enrolled;
@@ -328,19 +300,12 @@ describe('TOTP enrolment forced during sign-in', () => {
   let rp: oidc.Configuration;
 
   beforeAll(async () => {
-    smtp = await startMailServer();
-    server = await startTestServer('totp_forced_enrol', {
-      env: { SMTP_URL: smtp.url, MAIL_FROM: 'Id <id@example.com>', MFA_EMAIL_FALLBACK: 'false' },
-    });
+    ({ server, smtp } = await startMailingServer('totp_forced_enrol', { MFA_EMAIL_FALLBACK: 'false' }));
     const client = await server.deps.clients.create({ name: 'Bank', redirectUris: ['http://127.0.0.1:9/callback'], requireMfa: true });
     rp = await rpFor(server, client);
   });
 
-  afterAll(async () => {
-    if (process.env.DEBUG_LOGS) console.log(server.logs.join('\n'));
-    await server.close();
-    await smtp.close();
-  });
+  afterAll(() => stopMailingServer({ server, smtp }));
 
   async function toEnrolPage(p: Person): Promise<{ agent: UserAgent; started: Started; page: Reply }> {
     const agent = new UserAgent(server.url);
@@ -364,7 +329,7 @@ describe('TOTP enrolment forced during sign-in', () => {
     // No email code was sent instead (MFA_EMAIL_FALLBACK=false).
     expect(smtp.countFor(frank.email)).toBe(0);
 
-    const wrong = await submit(agent, enrol, '/second-factor/enrol', { code: await wrongCode(secret) });
+    const wrong = await submit(agent, enrol, '/second-factor/enrol', { code: await wrongTotpCode(secret) });
     expect(wrong.status).toBe(401);
     expect(pageKind(wrong)).toBe('enrol');
     expect(secretFromEnrolPage(wrong.body)).toBe(secret); // the same key, not a new one

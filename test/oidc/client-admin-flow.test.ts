@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as oidc from 'openid-client';
 
 import type { ClientInput, CreatedClient } from '../../src/clients/client.service.js';
-import { REDIRECT_URI, authorizationRequest, redeem, rpFor, signInForTokens, sleep, userinfoStatus } from '../support/rp.js';
+import { REDIRECT_URI, authorizationRequest, oauthError, redeem, rpFor, signInForTokens, sleep, userinfoStatus } from '../support/rp.js';
 import type { Tokens } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
@@ -27,21 +27,6 @@ const INPUT: ClientInput = {
   tokenEndpointAuthMethod: 'client_secret_basic',
   scopes: ['openid', 'email', 'profile', 'offline_access'],
 };
-
-/**
- * The OAuth error a token request failed with: in the body (ResponseBodyError), or for a refused
- * Basic authentication in the WWW-Authenticate challenge (RFC 6749 §5.2).
- */
-async function oauthError(request: Promise<unknown>): Promise<string> {
-  try {
-    await request;
-  } catch (err) {
-    if (err instanceof oidc.ResponseBodyError) return err.error;
-    if (err instanceof oidc.WWWAuthenticateChallengeError) return String(err.cause[0]?.parameters.error);
-    throw err;
-  }
-  throw new Error('the request succeeded');
-}
 
 /** A relying party for `clientId` that authenticates with this secret, the way `auth` says. */
 async function rpWithSecret(server: TestServer, clientId: string, secret: string, auth: 'basic' | 'post' = 'basic'): Promise<oidc.Configuration> {

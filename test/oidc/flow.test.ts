@@ -3,7 +3,7 @@ import { createRemoteJWKSet, jwtVerify } from 'jose';
 import * as oidc from 'openid-client';
 
 import type { CreatedClient } from '../../src/clients/client.service.js';
-import { REDIRECT_URI, authorizationRequest, rpFor } from '../support/rp.js';
+import { REDIRECT_URI, authorizationRequest, redeem, rpFor } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent, signInThroughPages } from '../support/user-agent.js';
@@ -41,12 +41,7 @@ describe('authorization code flow with openid-client as the relying party', () =
     expect(callback.status).toBe(303);
     expect(callback.location).toMatch(/^http:\/\/127\.0\.0\.1:9\/callback\?code=/);
 
-    const tokens = await oidc.authorizationCodeGrant(rp, new URL(callback.location!), {
-      pkceCodeVerifier: started.verifier,
-      expectedState: started.state,
-      expectedNonce: started.nonce,
-      idTokenExpected: true,
-    });
+    const tokens = await redeem(rp, started, callback);
     const claims = tokens.claims()!;
     expect(claims.sub).toBe(accountId);
     expect(claims.iss).toBe(server.url);
@@ -76,11 +71,7 @@ describe('authorization code flow with openid-client as the relying party', () =
     const rp = await rpFor(server, publicClient);
     const started = await authorizationRequest(rp, { scope: 'openid offline_access', prompt: 'consent' });
     const callback = await signInThroughPages(new UserAgent(server.url), started.url.toString(), USER);
-    const tokens = await oidc.authorizationCodeGrant(rp, new URL(callback.location!), {
-      pkceCodeVerifier: started.verifier,
-      expectedState: started.state,
-      expectedNonce: started.nonce,
-    });
+    const tokens = await redeem(rp, started, callback);
     const first = tokens.refresh_token!;
     const second = await oidc.refreshTokenGrant(rp, first);
     expect(second.refresh_token).toBeTruthy();

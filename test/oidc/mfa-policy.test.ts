@@ -6,15 +6,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type * as oidc from 'openid-client';
-import { generate } from 'otplib';
 
-import type { CreatedClient } from '../../src/clients/client.service.js';
-import { codeFrom, startMailServer } from '../support/mail-server.js';
+import { codeFrom } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
 import { authorizationRequest, callbackParams, REDIRECT_URI, redeem, rpFor, sleep } from '../support/rp.js';
 import type { Started, Tokens } from '../support/rp.js';
-import { pageKind, requestSignInCode, secretFromEnrolPage, submit } from '../support/second-factor.js';
-import { startTestServer } from '../support/test-server.js';
+import { enrolOnAccountPage, freshTotp, pageKind, requestSignInCode, submit } from '../support/second-factor.js';
+import type { Authenticator } from '../support/second-factor.js';
+import { createPlainAndMfaClients, startMailingServer, stopMailingServer } from '../support/sign-in-suite.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent } from '../support/user-agent.js';
 import type { Reply } from '../support/user-agent.js';
@@ -30,27 +29,6 @@ interface User {
 let userCount = 0;
 const newUserEmail = (label: string) => `mfa-policy-${label}-${(userCount += 1)}@example.com`;
 
-// TOTP helpers: codes for an exact 30-second step, so a code is never a replay of the last one used.
-const STEP_MS = 30_000;
-const stepNow = () => Math.floor(Date.now() / STEP_MS);
-const codeAt = (secret: string, step: number) => generate({ secret, epoch: step * 30 + 1 });
-
-interface Authenticator {
-  secret: string;
-  /** The last time step the server accepted a code for (codes are single use per step). */
-  lastStep: number;
-}
-
-/** A code the server accepts now: the current step, or the next one if the current was used. */
-async function freshTotp(auth: Authenticator): Promise<{ code: string; step: number }> {
-  if (auth.lastStep >= stepNow() + 1) {
-    // Both the current and the next step are used up: wait for the next step to begin.
-    await sleep(auth.lastStep * STEP_MS - Date.now() + 100);
-  }
-  const step = Math.max(stepNow(), auth.lastStep + 1);
-  return { code: await codeAt(auth.secret, step), step };
-}
-
 function hasPasswordField(page: Reply): boolean {
   return /name="password"/.test(page.body) || /type="password"/.test(page.body);
 }
@@ -58,8 +36,6 @@ function hasPasswordField(page: Reply): boolean {
 describe('MFA policy (acr, amr, step-up)', () => {
   let server: TestServer;
   let smtp: MailServer;
-  let client: CreatedClient;
-  let mfaClient: CreatedClient;
   let rp: oidc.Configuration;
   let mfaRp: oidc.Configuration;
 
@@ -112,31 +88,17 @@ describe('MFA policy (acr, amr, step-up)', () => {
     const security = await passwordStep(agent, login, user);
     expect(security.status).toBe(200);
     expect(security.url).toBe(`${server.url}/account/security`);
-    const enrol = await agent.follow(`${server.url}/account/security/totp`);
-    expect(pageKind(enrol)).toBe('enrol');
-    const auth: Authenticator = { secret: secretFromEnrolPage(enrol.body), lastStep: 0 };
-    const { code, step } = await freshTotp(auth);
-    const codes = await submit(agent, enrol, '/account/security/totp', { code });
-    expect(pageKind(codes)).toBe('recovery-codes');
-    auth.lastStep = step;
+    const { auth, page: codes } = await enrolOnAccountPage(agent, server.url);
     const done = await submit(agent, codes, '/account/security/done');
     expect(done.status).toBe(200);
     return auth;
   };
 
   beforeAll(async () => {
-    smtp = await startMailServer();
-    server = await startTestServer('mfa_policy', { env: { SMTP_URL: smtp.url, MAIL_FROM: 'Id <id@example.com>' } });
-    client = await server.deps.clients.create({ name: 'Notes', redirectUris: [REDIRECT_URI] });
-    mfaClient = await server.deps.clients.create({ name: 'Bank', redirectUris: [REDIRECT_URI], requireMfa: true });
-    rp = await rpFor(server, client);
-    mfaRp = await rpFor(server, mfaClient);
+    ({ server, smtp } = await startMailingServer('mfa_policy'));
+    ({ rp, mfaRp } = await createPlainAndMfaClients(server));
   });
-  afterAll(async () => {
-    if (process.env.DEBUG_LOGS) console.log(server.logs.join('\n'));
-    await server.close();
-    await smtp.close();
-  });
+  afterAll(() => stopMailingServer({ server, smtp }));
 
   it('publishes both authentication context classes in discovery', () => {
     const supported = rp.serverMetadata().acr_values_supported;
@@ -317,17 +279,11 @@ describe('MFA policy with MFA_REQUIRED_FOR_ADMINS=false', () => {
   let rp: oidc.Configuration;
 
   beforeAll(async () => {
-    smtp = await startMailServer();
-    server = await startTestServer('mfa_policy_no_admin', {
-      env: { SMTP_URL: smtp.url, MAIL_FROM: 'Id <id@example.com>', MFA_REQUIRED_FOR_ADMINS: 'false' },
-    });
+    ({ server, smtp } = await startMailingServer('mfa_policy_no_admin', { MFA_REQUIRED_FOR_ADMINS: 'false' }));
     const client = await server.deps.clients.create({ name: 'Notes', redirectUris: [REDIRECT_URI] });
     rp = await rpFor(server, client);
   });
-  afterAll(async () => {
-    await server.close();
-    await smtp.close();
-  });
+  afterAll(() => stopMailingServer({ server, smtp }));
 
   it('an administrator signs in to a plain client with the password alone', async () => {
     const admin = { email: 'admin-no-mfa@example.com', password: PASSWORD };

@@ -8,7 +8,7 @@ import {
   registrationTokenId,
 } from '../../src/clients/registration-token.service.js';
 import { collectionName } from '../../src/oidc/mongo-adapter.js';
-import { REDIRECT_URI, authorizationRequest } from '../support/rp.js';
+import { REDIRECT_URI, authorizationRequest, redeem } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent, signInThroughPages } from '../support/user-agent.js';
@@ -241,12 +241,7 @@ describe('dynamic client registration (RFC 7591) and management (RFC 7592)', () 
     const started = await authorizationRequest(rp);
     const callback = await signInThroughPages(new UserAgent(server.url), started.url.toString(), USER);
     expect(callback.location).toMatch(/^http:\/\/127\.0\.0\.1:9\/callback\?code=/);
-    const tokens = await oidc.authorizationCodeGrant(rp, new URL(callback.location!), {
-      pkceCodeVerifier: started.verifier,
-      expectedState: started.state,
-      expectedNonce: started.nonce,
-      idTokenExpected: true,
-    });
+    const tokens = await redeem(rp, started, callback);
     expect(tokens.claims()?.aud).toBe(client.client_id);
 
     // PKCE is required of registered clients too (global policy).

@@ -125,6 +125,21 @@ export async function redeem(rp: oidc.Configuration, started: Started, callback:
   });
 }
 
+/**
+ * The OAuth error a token request failed with: in the body (ResponseBodyError), or for a refused
+ * Basic authentication in the WWW-Authenticate challenge (RFC 6749 §5.2).
+ */
+export async function oauthError(request: Promise<unknown>): Promise<string> {
+  try {
+    await request;
+  } catch (err) {
+    if (err instanceof oidc.ResponseBodyError) return err.error;
+    if (err instanceof oidc.WWWAuthenticateChallengeError) return String(err.cause[0]?.parameters.error);
+    throw err;
+  }
+  throw new Error('the request succeeded');
+}
+
 /** Bearer call to the userinfo endpoint without openid-client, to see the status itself. */
 export async function userinfoStatus(rp: oidc.Configuration, accessToken: string): Promise<{ status: number; wwwAuthenticate: string | null }> {
   const endpoint = rp.serverMetadata().userinfo_endpoint;

@@ -1,11 +1,14 @@
 /**
  * Helpers for second-factor tests: codes from an authenticator app (computed with otplib, as the
- * person's phone would), reading the enrolment page, and walking the sign-in pages.
+ * person's phone would, for the current or for an exact time step), reading the enrolment page,
+ * and walking the sign-in pages.
  */
+import { expect } from '@jest/globals';
 import { generate } from 'otplib';
 
 import type { MailServer } from './mail-server.js';
 import { codeFrom } from './mail-server.js';
+import { sleep } from './rp.js';
 import type { Reply, UserAgent } from './user-agent.js';
 import { formAction, formField } from './user-agent.js';
 
@@ -13,6 +16,69 @@ import { formAction, formField } from './user-agent.js';
 export async function totpCode(secret: string, offsetSteps = 0): Promise<string> {
   const epoch = Math.floor(Date.now() / 1000) + offsetSteps * 30;
   return generate({ secret, epoch });
+}
+
+// Codes for exact 30-second time steps. The server refuses a code whose step is not after the
+// last one the account used (RFC 6238 §5.2), so tests say which step each code belongs to.
+
+export const TOTP_STEP_MS = 30_000;
+
+/** The current time step. */
+export const stepNow = (): number => Math.floor(Date.now() / TOTP_STEP_MS);
+
+/** The code an authenticator app shows for `secret` in time step `step`. */
+export function codeForStep(secret: string, step: number): Promise<string> {
+  return generate({ secret, epoch: step * 30 + 15 });
+}
+
+/** Waits into the next step when fewer than `marginMs` are left in this one; returns the current step. */
+export async function clearOfStepEnd(marginMs = 5_000): Promise<number> {
+  const left = TOTP_STEP_MS - (Date.now() % TOTP_STEP_MS);
+  if (left < marginMs) await sleep(left + 250);
+  return stepNow();
+}
+
+/** Six digits that are not the code of any step near now (so surely wrong, and never a "replay"). */
+export async function wrongTotpCode(secret: string): Promise<string> {
+  const step = stepNow();
+  const near = new Set(await Promise.all([-2, -1, 0, 1, 2, 3].map((offset) => codeForStep(secret, step + offset))));
+  for (let n = 123_456; ; n = (n + 111_111) % 1_000_000) {
+    const candidate = String(n).padStart(6, '0');
+    if (!near.has(candidate)) return candidate;
+  }
+}
+
+/** An enrolled authenticator app, and the last step whose code the server accepted. */
+export interface Authenticator {
+  secret: string;
+  lastStep: number;
+}
+
+/**
+ * A code the server accepts now: the current step's, or the next one's if the current was used
+ * (waiting for the next step to begin when both were). The caller records `step` in `lastStep`
+ * once the server has taken the code.
+ */
+export async function freshTotp(auth: Authenticator): Promise<{ code: string; step: number }> {
+  if (auth.lastStep >= stepNow() + 1) await sleep(auth.lastStep * TOTP_STEP_MS - Date.now() + 100);
+  const step = Math.max(stepNow(), auth.lastStep + 1);
+  return { code: await codeForStep(auth.secret, step), step };
+}
+
+/**
+ * Sets up an authenticator app on the account page for `agent`, already signed in there: opens
+ * /account/security/totp and confirms with the code of the step before the current one (the
+ * server takes ±1 step), so that sign-ins in this step can use the current code. Returns the app,
+ * the recovery codes and the page that shows them.
+ */
+export async function enrolOnAccountPage(agent: UserAgent, serverUrl: string): Promise<{ auth: Authenticator; recoveryCodes: string[]; page: Reply }> {
+  const enrol = await agent.follow(`${serverUrl}/account/security/totp`);
+  expect(pageKind(enrol)).toBe('enrol');
+  const secret = secretFromEnrolPage(enrol.body);
+  const usedStep = (await clearOfStepEnd()) - 1;
+  const page = await submit(agent, enrol, '/account/security/totp', { code: await codeForStep(secret, usedStep) });
+  expect(pageKind(page)).toBe('recovery-codes');
+  return { auth: { secret, lastStep: usedStep }, recoveryCodes: recoveryCodesFrom(page.body), page };
 }
 
 /** The manual-entry key shown on an enrolment page (grouped in spans). */

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 
 import type { RegistrationTokenView } from '../../clients/registration-token.service.js';
-import { MAX_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_USES } from '../../clients/registration-token.service.js';
+import { MAX_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_USES, REGISTRATION_TOKEN_ID_PATTERN } from '../../clients/registration-token.service.js';
 import { AppError } from '../../http/app-error.js';
 import type { ConsoleContext } from './console-kit.js';
 import type { ConsolePages } from './console.routes.js';
@@ -15,8 +15,7 @@ import type { ConsolePages } from './console.routes.js';
 const BASE = '/admin/registration-tokens';
 const MAX_HOURS = MAX_TOKEN_LIFETIME_SECONDS / 3600;
 
-/** registrationTokenId(): 16 base64url characters. */
-const idSchema = z.string().regex(/^[A-Za-z0-9_-]{16}$/);
+const idSchema = z.string().regex(REGISTRATION_TOKEN_ID_PATTERN);
 
 const NOTICES = {
   revoked: 'The registration token was revoked: it can no longer register clients.',

@@ -1,0 +1,25 @@
+import type { Context } from 'koa';
+
+import { AppError } from './app-error.js';
+
+/**
+ * Reads the raw request body, at most `limit` bytes: a declared Content-Length over the limit is
+ * refused before reading, and reading stops at the first chunk past it. Both are 413
+ * `request.too_large` with `tooLargeMessage`.
+ */
+export async function readLimitedBody(ctx: Context, limit: number, tooLargeMessage: string): Promise<Buffer> {
+  if (Number(ctx.get('content-length') || 0) > limit) throw new AppError(413, 'request.too_large', tooLargeMessage);
+
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of ctx.req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) {
+      // Stop reading; the error handler closes the connection (Connection: close on 413).
+      ctx.req.unpipe();
+      throw new AppError(413, 'request.too_large', tooLargeMessage);
+    }
+    chunks.push(chunk as Buffer);
+  }
+  return Buffer.concat(chunks);
+}
