@@ -29,7 +29,7 @@ import {
 import type { CallbackServer, Chromium, CleanOptions, Size } from '../support/browser.js';
 import { codeFrom, startMailServer } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
-import { authorizationRequest, sleep } from '../support/rp.js';
+import { authorizationRequest, oauthError, sleep } from '../support/rp.js';
 import type { Started } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
@@ -79,21 +79,6 @@ async function rpWithSecret(server: TestServer, clientId: string, secret: string
   );
   oidc.enableNonRepudiationChecks(config);
   return config;
-}
-
-/**
- * The OAuth error a token request failed with: in the body (ResponseBodyError), or for a refused
- * Basic authentication in the WWW-Authenticate challenge (RFC 6749 §5.2).
- */
-async function oauthError(request: Promise<unknown>): Promise<string> {
-  try {
-    await request;
-  } catch (err) {
-    if (err instanceof oidc.ResponseBodyError) return err.error;
-    if (err instanceof oidc.WWWAuthenticateChallengeError) return String(err.cause[0]?.parameters.error);
-    throw err;
-  }
-  throw new Error('the request succeeded');
 }
 
 describe('admin console: clients, in a real browser (headless Chromium)', () => {
