@@ -97,21 +97,11 @@ export interface AuditService {
   sweep(now?: Date): Promise<number>;
 }
 
-interface AuditRecord {
+interface AuditRecord extends Omit<AuditEvent, 'id'> {
   /** Sortable: `<ms since epoch, 13 digits>-<sequence><random>`, so `_id` order is time order. */
   _id: string;
-  at: Date;
   /** `at` + AUDIT_RETENTION_DAYS: a TTL index (MongoDB) or the sweep removes the event then. */
   expiresAt: Date;
-  action: string;
-  outcome: AuditOutcome;
-  actor: AuditActor;
-  target?: AuditTarget | undefined;
-  clientId?: string | undefined;
-  ip?: string | undefined;
-  userAgent?: string | undefined;
-  reason?: string | undefined;
-  details?: AuditDetails | undefined;
 }
 
 export const AUDIT_COLLECTION = 'audit_events';
