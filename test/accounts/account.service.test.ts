@@ -7,9 +7,9 @@ import type { AccountModel } from '../../src/accounts/account.model.js';
 import { createAccountService } from '../../src/accounts/account.service.js';
 import type { AccountService, AccountView } from '../../src/accounts/account.service.js';
 import { connectDatabase } from '../../src/db/connect.js';
-import { AppError } from '../../src/http/app-error.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { testDatabaseUri } from '../support/database.js';
+import { appErrorOf } from '../support/app-error.js';
 
 const logger = createLogger({ level: 'error', format: 'json', write: () => {} });
 const INVALID = { ok: false, reason: 'invalid_credentials' } as const;
@@ -26,16 +26,6 @@ interface RawAccount {
 let sequence = 0;
 /** A unique address per call, so tests do not depend on each other's accounts. */
 const uniqueEmail = (name = 'user') => `${name}.${Date.now().toString(36)}.${(sequence += 1)}@example.com`;
-
-async function appErrorOf(promise: Promise<unknown>): Promise<AppError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(AppError);
-    return err as AppError;
-  }
-  throw new Error('expected an AppError');
-}
 
 describe('account service', () => {
   let connection: Connection;

@@ -12,24 +12,14 @@ import { loadConfig } from '../../src/config/config.js';
 import type { Config } from '../../src/config/config.js';
 import { createSecretBox } from '../../src/crypto/secret-box.js';
 import { connectDatabase } from '../../src/db/connect.js';
-import { AppError } from '../../src/http/app-error.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { testDatabaseUri } from '../support/database.js';
 import { TEST_COOKIE_KEY } from '../support/test-server.js';
+import { appErrorOf } from '../support/app-error.js';
 
 const logger = createLogger({ level: 'error', format: 'json', write: () => {} });
 const KEYS = [{ id: 'main', key: randomBytes(32) }];
 const GRACE_SECONDS = 600;
-
-async function appErrorOf(promise: Promise<unknown>): Promise<AppError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(AppError);
-    return err as AppError;
-  }
-  throw new Error('expected an AppError');
-}
 
 async function validationErrorOf(promise: Promise<unknown>): Promise<ClientValidationError> {
   const err = await appErrorOf(promise);
