@@ -108,8 +108,15 @@ export function secondFactorOptions(
   return { totp: false, email, password, enrol: !email && !password };
 }
 
-export interface MfaPolicyDeps extends MfaSettings {
-  findAccount(id: string): Promise<Pick<AccountView, 'totpEnabled' | 'roles' | 'disabled'> | undefined>;
+/**
+ * Where provider.ts's findAccount keeps our AccountView on the provider's Account object
+ * (`ctx.oidc.account`, loaded before the interaction policy runs).
+ */
+export const ACCOUNT_VIEW = Symbol('accountView');
+
+function sessionAccount(ctx: KoaContextWithOIDC): Pick<AccountView, 'totpEnabled' | 'roles'> | undefined {
+  const account = ctx.oidc.account as unknown as { [ACCOUNT_VIEW]?: AccountView } | undefined;
+  return account?.[ACCOUNT_VIEW];
 }
 
 /**
@@ -134,7 +141,7 @@ function acrValuesOf(ctx: KoaContextWithOIDC): string[] {
  * oidc-provider's default prompts (login, consent) with our `mfa` prompt between them. Its checks
  * run only for a session that already has an account; a session without one meets `login` first.
  */
-export function createInteractionPolicy(deps: MfaPolicyDeps): interactionPolicy.DefaultPolicy {
+export function createInteractionPolicy(settings: MfaSettings): interactionPolicy.DefaultPolicy {
   const { Prompt, Check, base } = interactionPolicy;
   const policy = base();
 
@@ -147,20 +154,18 @@ export function createInteractionPolicy(deps: MfaPolicyDeps): interactionPolicy.
     ),
   );
 
-  // One lookup per authorization request, shared by the four checks below.
-  const reasonsFor = async (ctx: KoaContextWithOIDC): Promise<Set<MfaReason>> => {
+  // Worked out once per authorization request, shared by the four checks below.
+  const reasonsFor = (ctx: KoaContextWithOIDC): Set<MfaReason> => {
     const cached = (ctx.state as { mfaReasons?: Set<MfaReason> }).mfaReasons;
     if (cached) return cached;
     const reasons = new Set<MfaReason>();
     const { session } = ctx.oidc;
-    const accountId = session?.accountId;
-    // Already multi-factor: nothing more to ask.
-    if (accountId && !session.amr?.includes('mfa')) {
-      const account = await deps.findAccount(accountId);
-      if (account && !account.disabled) {
-        for (const r of mfaReasons({ account, clientRequiresMfa: clientRequiresMfa(ctx), acrValues: acrValuesOf(ctx) }, deps)) {
-          reasons.add(r);
-        }
+    // The session's enabled account (findAccount refuses disabled ones); already multi-factor:
+    // nothing more to ask.
+    const account = sessionAccount(ctx);
+    if (account && session?.accountId && !session.amr?.includes('mfa')) {
+      for (const r of mfaReasons({ account, clientRequiresMfa: clientRequiresMfa(ctx), acrValues: acrValuesOf(ctx) }, settings)) {
+        reasons.add(r);
       }
     }
     (ctx.state as { mfaReasons?: Set<MfaReason> }).mfaReasons = reasons;
@@ -168,7 +173,7 @@ export function createInteractionPolicy(deps: MfaPolicyDeps): interactionPolicy.
   };
 
   const check = (reason: MfaReason, description: string) =>
-    new Check(reason, description, async (ctx) => ((await reasonsFor(ctx)).has(reason) ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT));
+    new Check(reason, description, (ctx) => (reasonsFor(ctx).has(reason) ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT));
 
   const mfa = new Prompt(
     { name: 'mfa', requestable: false },

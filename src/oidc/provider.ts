@@ -12,7 +12,7 @@ import type { Logger } from '../logging/logger.js';
 import type { PrivateJwk } from './keys.js';
 import type { ClientStore } from './mongo-adapter.js';
 import { createMongoAdapter } from './mongo-adapter.js';
-import { clientFlag, createInteractionPolicy } from './policy.js';
+import { ACCOUNT_VIEW, clientFlag, createInteractionPolicy } from './policy.js';
 import type { mongo } from 'mongoose';
 import type { PageRenderer } from '../http/render-page.js';
 
@@ -90,6 +90,8 @@ export function createProvider(deps: ProviderDeps): Provider {
       if (!account || account.disabled) return undefined;
       return {
         accountId: account.id,
+        // Read by the interaction policy's mfa checks (policy.ts), so they need no second lookup.
+        [ACCOUNT_VIEW]: account,
         async claims(_use, scope) {
           return accounts.claims(account, new Set(scope.split(' '))) as UnknownObject & { sub: string };
         },
@@ -98,11 +100,7 @@ export function createProvider(deps: ProviderDeps): Provider {
     interactions: {
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
       // login → mfa (second factor, step-up) → consent: src/oidc/policy.ts.
-      policy: createInteractionPolicy({
-        mfa: config.mfa,
-        acr: config.acr,
-        findAccount: (id) => accounts.findById(id),
-      }),
+      policy: createInteractionPolicy({ mfa: config.mfa, acr: config.acr }),
     },
     // Published in discovery (acr_values_supported); the ID token's acr is one of these.
     acrValues: [config.acr.singleFactor, config.acr.multiFactor],
