@@ -1,4 +1,5 @@
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomInt } from 'node:crypto';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 import type { mongo } from 'mongoose';
 
@@ -27,6 +28,13 @@ import { ensureExpiryIndex } from '../db/expiry-index.js';
  * later one sees at least freeAttempts, the latest of them just inserted, and has to wait.
  * A record that is never settled (the node died mid-check) counts as a failure until it
  * expires like one.
+ *
+ * That order is safe but not live on its own: when N callers all insert before any of them
+ * counts, every one sees the others and every one is refused, even on an account with no
+ * failures at all. So a caller refused while some of the records it saw were still PENDING
+ * (other attempts in flight, not failures yet) takes its record back, waits a short random
+ * time and tries again, a few times; random waits pull the contenders apart, and each try is
+ * the same safe protocol. A caller refused by settled failures alone is refused at once.
  *
  * NOTE: the wait is measured with each node's own clock against the other records' `at`, so
  * nodes must keep their clocks in step (NTP); a node running S seconds behind would let
@@ -69,6 +77,10 @@ export interface FactorAttemptRecord {
 
 export const FACTOR_ATTEMPTS_COLLECTION = 'factor_attempts';
 
+/** Tries, and the first backoff ceiling, for a caller refused while other attempts were in flight. */
+const CONTENDED_TRIES = 5;
+const CONTENDED_BACKOFF_MS = 20;
+
 /** Seconds to wait after the last failure, given the number of failures in a row. */
 export function delayAfter(failures: number, policy: Pick<FactorThrottlePolicy, 'freeAttempts' | 'maxDelaySeconds'>): number {
   if (failures < policy.freeAttempts) return 0;
@@ -99,27 +111,41 @@ export function createFactorThrottle(db: mongo.Db, policy: FactorThrottlePolicy,
     };
   }
 
+  /** One pass of the protocol; `contended`: refused while other attempts were still pending. */
+  async function tryBegin(
+    accountId: string,
+  ): Promise<{ allowed: true; attempt: FactorAttempt } | { allowed: false; retryAfterSeconds: number; contended: boolean }> {
+    const at = now();
+    const _id = randomBytes(16).toString('base64url');
+    // NOTE: insert first, count second; the other order lets N concurrent guesses all see
+    // the same count and all pass (see the comment at the top).
+    await collection.insertOne({ _id, accountId, at: new Date(at), state: 'pending', expiresAt: new Date(at + resetMs) });
+    const others = await collection
+      .find({ accountId, _id: { $ne: _id }, expiresAt: { $gt: new Date(at) } }, { projection: { at: 1, state: 1 } })
+      .toArray();
+    const delay = delayAfter(others.length, policy);
+    if (delay > 0) {
+      const latest = Math.max(...others.map((r) => r.at.getTime()));
+      const waitMs = latest + delay * 1000 - at;
+      if (waitMs > 0) {
+        // A refused caller did not get to guess: its record must not count as a failure.
+        await collection.deleteOne({ _id });
+        return { allowed: false, retryAfterSeconds: Math.ceil(waitMs / 1000), contended: others.some((r) => r.state === 'pending') };
+      }
+    }
+    return { allowed: true, attempt: attemptFor(_id, accountId) };
+  }
+
   return {
     async begin(accountId) {
-      const at = now();
-      const _id = randomBytes(16).toString('base64url');
-      // NOTE: insert first, count second; the other order lets N concurrent guesses all see
-      // the same count and all pass (see the comment at the top).
-      await collection.insertOne({ _id, accountId, at: new Date(at), state: 'pending', expiresAt: new Date(at + resetMs) });
-      const others = await collection
-        .find({ accountId, _id: { $ne: _id }, expiresAt: { $gt: new Date(at) } }, { projection: { at: 1 } })
-        .toArray();
-      const delay = delayAfter(others.length, policy);
-      if (delay > 0) {
-        const latest = Math.max(...others.map((r) => r.at.getTime()));
-        const waitMs = latest + delay * 1000 - at;
-        if (waitMs > 0) {
-          // A refused caller did not get to guess: its record must not count as a failure.
-          await collection.deleteOne({ _id });
-          return { allowed: false, retryAfterSeconds: Math.ceil(waitMs / 1000) };
+      for (let tryNumber = 1; ; tryNumber += 1) {
+        const gate = await tryBegin(accountId);
+        if (gate.allowed || !gate.contended || tryNumber === CONTENDED_TRIES) {
+          return gate.allowed ? gate : { allowed: false, retryAfterSeconds: gate.retryAfterSeconds };
         }
+        // Full jitter, growing: 0-20 ms, 0-40 ms, 0-80 ms …
+        await sleep(randomInt(0, CONTENDED_BACKOFF_MS * 2 ** (tryNumber - 1) + 1));
       }
-      return { allowed: true, attempt: attemptFor(_id, accountId) };
     },
 
     async failures(accountId) {
