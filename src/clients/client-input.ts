@@ -134,7 +134,10 @@ export const newClientSchema = z.object({
   /** Every sign-in to this client needs a second factor (src/oidc/policy.ts). */
   requireMfa: z.boolean().default(false),
   /** Only for seeding well-known demo clients; normally generated. */
-  clientId: z.string().regex(/^[A-Za-z0-9._~-]{8,64}$/, 'must be 8-64 of A-Z a-z 0-9 . _ ~ -').optional(),
+  clientId: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._~-]{7,63}$/, 'must be 8-64 of A-Z a-z 0-9 . _ ~ -, starting with a letter or digit')
+    .optional(),
 });
 
 export type NewClientInput = z.input<typeof newClientSchema>;

@@ -6,6 +6,7 @@ import type { AdapterPayload } from 'oidc-provider';
 import { defaults } from '../../config/defaults.js';
 import type { AuditActor, AuditService } from '../audit/audit.service.js';
 import type { Config } from '../config/config.js';
+import { newClientId } from '../crypto/identifiers.js';
 import type { SecretBox } from '../crypto/secret-box.js';
 import { AppError } from '../http/app-error.js';
 import type { ClientStore } from '../oidc/mongo-adapter.js';
@@ -125,10 +126,6 @@ const SYSTEM: AuditActor = { type: 'system' };
 /** base64url of 32 random bytes: URL-safe, because some RPs put secrets in Basic auth without encoding them. */
 function newSecret(): string {
   return randomBytes(32).toString('base64url');
-}
-
-function newClientId(): string {
-  return randomBytes(16).toString('base64url');
 }
 
 function escapeRegex(s: string): string {

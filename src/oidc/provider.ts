@@ -8,6 +8,7 @@ import type { AccountService } from '../accounts/account.service.js';
 import { adminApiResourceServer } from '../admin/api/api-tokens.js';
 import type { RegistrationPolicies } from '../clients/registration-token.service.js';
 import type { Config } from '../config/config.js';
+import { newClientId } from '../crypto/identifiers.js';
 import type { Logger } from '../logging/logger.js';
 import type { PrivateJwk } from './keys.js';
 import type { ClientStore } from './mongo-adapter.js';
@@ -192,7 +193,7 @@ export function createProvider(deps: ProviderDeps): Provider {
         policies: deps.registrationPolicies,
         // The same shapes as admin-created clients (client.service.ts); secrets base64url, as some
         // RPs put them into Basic auth without the encoding RFC 6749 §2.3.1 requires.
-        idFactory: () => randomBytes(16).toString('base64url'),
+        idFactory: newClientId,
         secretFactory: () => randomBytes(32).toString('base64url'),
       },
       // RFC 7592 §2.2 lets the server rotate the registration access token on update: a leaked

@@ -207,6 +207,14 @@ describe('cli commands, in process', () => {
       expect(await services.clients.get(clientId)).toBeUndefined();
     });
 
+    it('takes the id after "--" too, the escape for an id that starts with "-"', async () => {
+      const created = await run(clientCreate, ['--name', 'Doomed too', '--redirect-uri', 'https://doomed.example.com/cb', '--json']);
+      const { client_id: clientId } = JSON.parse(created.stdout) as ClientJson;
+      const result = await run(clientDelete, ['--', clientId]);
+      expect(result).toMatchObject({ code: 0, stderr: '' });
+      expect(await services.clients.get(clientId)).toBeUndefined();
+    });
+
     it('exits 1 with a clear message for an unknown id', async () => {
       const result = await run(clientDelete, ['no-such-client']);
       expect(result.code).toBe(1);

@@ -118,7 +118,8 @@ describe('client service', () => {
         dynamic: false,
         hasJwks: false,
       });
-      expect(created.clientId).toMatch(/^[A-Za-z0-9_-]{16,}$/);
+      // Letters and digits only: an id starting with '-' reads as an option on a command line.
+      expect(created.clientId).toMatch(/^[A-Za-z0-9]{22}$/);
       expect(created.createdAt).toBeInstanceOf(Date);
       expect(created.updatedAt).toBeInstanceOf(Date);
 
@@ -457,6 +458,14 @@ describe('client service', () => {
     const metadata = await clients.find(clientId);
     expect(metadata?.client_name).toBe('First');
     expect(metadata?.client_secret).toBe(first.clientSecret);
+  });
+
+  it('refuses a chosen clientId that starts with "-" or "_", so that it never reads as a command-line option', async () => {
+    for (const clientId of ['-wxyz12345', '_wxyz12345']) {
+      const err = await validationErrorOf(clients.create({ name: 'Dash', redirectUris: ['https://dash.example.com/cb'], clientId }));
+      expect(err.message).toMatch(/client id: must be 8-64 of .*starting with a letter or digit/);
+      expect(await clients.get(clientId)).toBeUndefined();
+    }
   });
 
   describe('update', () => {
