@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
-
 import { Schema } from 'mongoose';
 import type { Connection, Model } from 'mongoose';
+
+import { randomAlphanumeric } from '../crypto/identifiers.js';
 
 export type Role = 'admin';
 
@@ -40,8 +40,9 @@ export interface AccountRecord {
 
 export type AccountModel = Model<AccountRecord>;
 
+/** The account's `sub`: letters and digits only, like client ids (src/crypto/identifiers.ts). */
 export function newAccountId(): string {
-  return randomBytes(16).toString('base64url');
+  return randomAlphanumeric(22);
 }
 
 const accountSchema = new Schema<AccountRecord>(

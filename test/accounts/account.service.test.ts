@@ -65,7 +65,8 @@ describe('account service', () => {
       expect(doc?.email).toBe(`${local.toLowerCase()}@example.com`);
       // The sub is opaque: it does not carry the email.
       expect(created.id).not.toContain(local.toLowerCase());
-      expect(created.id).toMatch(/^[A-Za-z0-9_-]{16,}$/);
+      // Letters and digits, like client ids: never a leading '-' where people paste it.
+      expect(created.id).toMatch(/^[A-Za-z0-9]{22}$/);
     });
 
     it('refuses a duplicate email in any case or spacing with 409 account.email_taken', async () => {
