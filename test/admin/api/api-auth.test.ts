@@ -80,10 +80,12 @@ describe('without a usable token', () => {
       audience: server.config.adminApi.resource,
       accessTokenFormat: 'opaque',
     });
-    const token = new provider.AccessToken({ client, accountId, resourceServer, scope: 'admin:clients:read', expiresIn: 1 } as never);
+    // exp is whole seconds (floor(now) + expiresIn), so a 1 s token can die a millisecond after
+    // save: 3 s leaves the first call room on a slow machine.
+    const token = new provider.AccessToken({ client, accountId, resourceServer, scope: 'admin:clients:read', expiresIn: 3 } as never);
     const value = await token.save();
     expect((await call(server, 'GET', 'clients', { token: value })).status).toBe(200);
-    await new Promise((resolve) => setTimeout(resolve, 2100));
+    await new Promise((resolve) => setTimeout(resolve, 3100));
     expectProblem(await call(server, 'GET', 'clients', { token: value }), 401, 'auth.invalid_token');
   });
 
