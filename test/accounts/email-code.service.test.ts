@@ -18,10 +18,13 @@ import { testDatabaseUri } from '../support/database.js';
 const POLICY = { ttlSeconds: 600, resendIntervalSeconds: 60, maxAttempts: 5 };
 /** Claims outlive their code by a grace period (clock skew between nodes); a sweep must wait past it. */
 const GRACE_SECONDS = 5 * 60;
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 describe('email code service', () => {
   let connection: Connection;
-  let clock = Date.UTC(2026, 0, 1);
+  // A UTC midnight about a year ahead of the real clock, not a fixed date: nothing stored may be
+  // expired by real time, or MongoDB's TTL monitor (and the app's sweep) could remove it mid-test.
+  let clock = (Math.floor(Date.now() / DAY_MS) + 366) * DAY_MS;
   const now = () => clock;
   const advance = (seconds: number) => {
     clock += Math.round(seconds * 1000);

@@ -13,10 +13,13 @@ import { createLogger } from '../../src/logging/logger.js';
 import { testDatabaseUri } from '../support/database.js';
 
 const POLICY = { freeAttempts: 5, maxDelaySeconds: 60, resetAfterSeconds: 3600 };
+const DAY_MS = 24 * 60 * 60 * 1000;
 
 describe('second-factor throttle', () => {
   let connection: Connection;
-  let clock = Date.UTC(2026, 0, 1);
+  // A UTC midnight about a year ahead of the real clock, not a fixed date: nothing stored may be
+  // expired by real time, or MongoDB's TTL monitor (and the app's sweep) could remove it mid-test.
+  let clock = (Math.floor(Date.now() / DAY_MS) + 366) * DAY_MS;
   const now = () => clock;
   const advance = (seconds: number) => {
     clock += seconds * 1000;

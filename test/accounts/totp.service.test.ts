@@ -24,6 +24,7 @@ import { testDatabaseUri } from '../support/database.js';
 
 const logger = createLogger({ level: 'error', format: 'json', write: () => {} });
 const STEP_MS = 30_000;
+const DAY_MS = 24 * 60 * 60 * 1000;
 const RECOVERY_CODE_FORMAT = /^[0-9a-hjkmnp-tv-z]{5}-[0-9a-hjkmnp-tv-z]{5}$/;
 
 interface RawAccount {
@@ -44,8 +45,10 @@ describe('totp service', () => {
   let accounts: AccountService;
   let secretBox: SecretBox;
   let totp: TotpService;
-  // 15 s into a time step, so one step either side is a whole step away from the edges.
-  let clock = Date.UTC(2026, 0, 1) + 15_000;
+  // 15 s into a time step, so one step either side is a whole step away from the edges; from a UTC
+  // midnight about a year ahead of the real clock, not a fixed date, so that no step claim is expired
+  // by real time (MongoDB's TTL monitor would remove it mid-test and let a used code through again).
+  let clock = (Math.floor(Date.now() / DAY_MS) + 366) * DAY_MS + 15_000;
   const advance = (ms: number) => {
     clock += ms;
   };

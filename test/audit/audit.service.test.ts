@@ -16,7 +16,12 @@ import { createLogger } from '../../src/logging/logger.js';
 import { testDatabaseUri } from '../support/database.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
-const T0 = Date.UTC(2026, 2, 1, 12, 0, 0);
+/**
+ * Noon UTC about a year ahead of the real clock, not a fixed date: even the events the retention
+ * test back-dates by 31 days must not be expired by real time, or MongoDB's TTL monitor could
+ * remove them before the test's own sweep.
+ */
+const T0 = (Math.floor(Date.now() / DAY_MS) + 366) * DAY_MS + 12 * 60 * 60 * 1000;
 const quietLogger = () => createLogger({ level: 'error', format: 'json', write: () => {} });
 
 describe('audit service', () => {

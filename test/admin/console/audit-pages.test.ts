@@ -14,6 +14,19 @@ import { UserAgent } from '../../support/user-agent.js';
 
 const ADMIN = { email: 'auditor@example.test', password: 'correct horse battery staple' };
 
+const DAY_MS = 24 * 60 * 60 * 1000;
+/**
+ * The seeded history lies in the last few days of the real clock, not on fixed dates: before the
+ * admin's sign-in, yet well inside the retention (AUDIT_RETENTION_DAYS, 90 by default), so that
+ * neither MongoDB's TTL monitor nor the app's sweep removes it mid-suite.
+ */
+const TODAY = Math.floor(Date.now() / DAY_MS) * DAY_MS;
+const BULK_DAY = TODAY - 3 * DAY_MS;
+const ODD_DAY = TODAY - 2 * DAY_MS;
+const MARKUP_DAY = TODAY - DAY_MS;
+/** `YYYY-MM-DD` of a UTC day, as the date filter takes it. */
+const dayParam = (day: number) => new Date(day).toISOString().slice(0, 10);
+
 /** The action codes listed on a page, in order. */
 function actionsOn(html: string): string[] {
   return [...html.matchAll(/<td data-label="Action"><code>([^<]+)<\/code><\/td>/g)].map((m) => m[1] ?? '');
@@ -32,10 +45,10 @@ describe('admin console: audit log page', () => {
     const { audit } = server.deps;
     // A known history: 60 events for one target, and a few distinctive ones.
     for (let i = 0; i < 60; i += 1) {
-      await audit.record({ action: 'test.bulk', outcome: 'success', actor: { type: 'system' }, target: { type: 'client', id: 'bulk-target' }, at: new Date(Date.UTC(2026, 0, 1, 0, i)) });
+      await audit.record({ action: 'test.bulk', outcome: 'success', actor: { type: 'system' }, target: { type: 'client', id: 'bulk-target' }, at: new Date(BULK_DAY + i * 60_000) });
     }
-    await audit.record({ action: 'test.odd', outcome: 'failure', actor: { type: 'account', id: 'acct-1', label: 'odd@example.test' }, clientId: 'odd-client', reason: 'wrong_password', at: new Date(Date.UTC(2026, 1, 2, 12)) });
-    await audit.record({ action: 'test.markup', outcome: 'success', actor: { type: 'account', id: 'acct-2', label: '<script>alert(1)</script>' }, at: new Date(Date.UTC(2026, 1, 3, 12)) });
+    await audit.record({ action: 'test.odd', outcome: 'failure', actor: { type: 'account', id: 'acct-1', label: 'odd@example.test' }, clientId: 'odd-client', reason: 'wrong_password', at: new Date(ODD_DAY + 12 * 60 * 60 * 1000) });
+    await audit.record({ action: 'test.markup', outcome: 'success', actor: { type: 'account', id: 'acct-2', label: '<script>alert(1)</script>' }, at: new Date(MARKUP_DAY + 12 * 60 * 60 * 1000) });
     agent = new UserAgent(server.url);
     await signInToConsole(agent, server, smtp, ADMIN);
   });
@@ -68,9 +81,9 @@ describe('admin console: audit log page', () => {
   });
 
   it('filters by date range (whole UTC days, "to" inclusive)', async () => {
-    const page = await agent.get(`${server.url}/admin/audit?action=test.&from=2026-02-02&to=2026-02-02`);
+    const page = await agent.get(`${server.url}/admin/audit?action=test.&from=${dayParam(ODD_DAY)}&to=${dayParam(ODD_DAY)}`);
     expect(actionsOn(page.body)).toEqual(['test.odd']);
-    const both = await agent.get(`${server.url}/admin/audit?action=test.&from=2026-02-02&to=2026-02-03`);
+    const both = await agent.get(`${server.url}/admin/audit?action=test.&from=${dayParam(ODD_DAY)}&to=${dayParam(MARKUP_DAY)}`);
     expect(actionsOn(both.body)).toEqual(['test.markup', 'test.odd']);
   });
 
