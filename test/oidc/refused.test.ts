@@ -281,14 +281,19 @@ describe('refused requests', () => {
   });
 });
 
-describe('refresh token lifetimes (idle 3 s, absolute 5 s)', () => {
-  const IDLE_MS = 3000;
-  const ABSOLUTE_MS = 5000;
+describe('refresh token lifetimes (idle 4 s, absolute 7 s)', () => {
+  // NOTE: token times are whole seconds (exp = floor(now) + ttl), so a token lives between
+  // ttl - 1 and ttl seconds. An idle period of 4 s leaves a token used every 1.5 s at least 1.5 s
+  // to spare for a stalled request (a loaded machine); 3 s left only 0.5 s.
+  const IDLE_MS = 4000;
+  const ABSOLUTE_MS = 7000;
   let server: TestServer;
   let rp: oidc.Configuration;
 
   beforeAll(async () => {
-    server = await startTestServer('refused-ttl', { env: { REFRESH_TOKEN_IDLE_TTL: '3', REFRESH_TOKEN_ABSOLUTE_TTL: '5' } });
+    server = await startTestServer('refused-ttl', {
+      env: { REFRESH_TOKEN_IDLE_TTL: String(IDLE_MS / 1000), REFRESH_TOKEN_ABSOLUTE_TTL: String(ABSOLUTE_MS / 1000) },
+    });
     await server.deps.accounts.create({ ...USER, emailVerified: true });
     const client = await server.deps.clients.create({ name: 'Public RP', redirectUris: [REDIRECT_URI], public: true });
     rp = await rpFor(server, client);
@@ -313,7 +318,11 @@ describe('refresh token lifetimes (idle 3 s, absolute 5 s)', () => {
     rotations: Rotation[];
   }
 
-  /** Signs in, then rotates the refresh token every `everyMs` until it is refused (or for at most 8 s). */
+  /**
+   * Signs in, then rotates the refresh token every `everyMs` until it is refused, or until a
+   * request sent after the cap (at the latest ABSOLUTE_MS after the first refresh token arrived)
+   * was not: the assertions then say so.
+   */
   async function rotateUntilRefused(everyMs: number): Promise<Chain> {
     const started = await authorizationRequest(rp, { scope: 'openid offline_access', prompt: 'consent' });
     const callback = await signInThroughPages(new UserAgent(server.url), started.url.toString(), USER);
@@ -322,7 +331,7 @@ describe('refresh token lifetimes (idle 3 s, absolute 5 s)', () => {
     const firstIssuedWithin = Date.now() - chainStart;
     let previousSentAt = 0;
     const rotations: Rotation[] = [];
-    while (previousSentAt < 8000) {
+    while (previousSentAt < ABSOLUTE_MS + firstIssuedWithin) {
       // NOTE: scheduled from the previous request, not on a fixed grid, so one slow request
       // (a loaded machine) does not age every later token.
       await sleep(Math.max(0, chainStart + previousSentAt + everyMs - Date.now()));
@@ -353,13 +362,13 @@ describe('refresh token lifetimes (idle 3 s, absolute 5 s)', () => {
       // On failure the timings say why (a loaded machine can stall a request).
       const timings = JSON.stringify(chain);
       expect({ outcome: refused.outcome, timings }).toEqual({ outcome: 'invalid_grant', timings });
-      // The chain outlived the idle period: rotation kept it alive past 3 s...
+      // The chain outlived the idle period: rotation kept it alive past 4 s...
       expect({ rotatedAfterIdle: rotated.some((r) => r.sentAt >= IDLE_MS), timings }).toEqual({ rotatedAfterIdle: true, timings });
-      // ...but nothing was rotated after the cap: 5 s after the first refresh token was issued.
+      // ...but nothing was rotated after the cap: 7 s after the first refresh token was issued.
       const cap = ABSOLUTE_MS + firstIssuedWithin;
       expect({ rotatedAfterCap: rotated.filter((r) => r.sentAt >= cap), timings }).toEqual({ rotatedAfterCap: [], timings });
       // And the refused token was young: token times are whole seconds, so an idle expiry of
-      // 3 s can strike a token after 2 s at the earliest, never sooner. The cap refused it.
+      // 4 s can strike a token after 3 s at the earliest, never sooner. The cap refused it.
       expect({ refusedYoung: refused.tokenAge < IDLE_MS - 1000, timings }).toEqual({ refusedYoung: true, timings });
     }
   });
