@@ -9,7 +9,11 @@ import { adminToken, call, expectProblem } from './api-client.js';
 let server: TestServer;
 let token: string;
 let adminId: string;
-const T0 = new Date('2030-01-01T00:00:00.000Z');
+// A UTC midnight about a year ahead, never a fixed date: events must not be past their retention
+// (the sweep would take them mid-suite), and they stay apart from what the server records meanwhile.
+const DAY_MS = 24 * 60 * 60 * 1000;
+const T0 = new Date((Math.floor(Date.now() / DAY_MS) + 366) * DAY_MS);
+const at = (minutes: number) => new Date(T0.getTime() + minutes * 60_000).toISOString();
 
 beforeAll(async () => {
   server = await startTestServer('admin_api_audit', { logLevel: 'warn' });
@@ -40,13 +44,13 @@ describe('audit events', () => {
       action: 'test.even',
       outcome: 'failure',
       actor: { type: 'account', id: 'acct-audit', label: 'audited@example.test' },
-      at: '2030-01-01T00:04:00.000Z',
+      at: at(4),
     });
 
     const filtered = await call(
       server,
       'GET',
-      `audit-events?actor=audited@example.test&action=test.even&outcome=success&from=2030-01-01T00:01:00Z&to=2030-01-01T00:02:00Z`,
+      `audit-events?actor=audited@example.test&action=test.even&outcome=success&from=${at(1)}&to=${at(2)}`,
       { token },
     );
     expect(filtered.body.events.map((e: { target: { id: string } }) => e.target.id)).toEqual(['client-2']);
@@ -76,7 +80,7 @@ describe('audit events', () => {
       'outcome',
       'limit',
     ]);
-    expectProblem(await call(server, 'GET', 'audit-events?from=2030-01-02T00:00:00Z&to=2030-01-01T00:00:00Z', { token }), 400, 'request.invalid', ['to']);
+    expectProblem(await call(server, 'GET', `audit-events?from=${at(24 * 60)}&to=${at(0)}`, { token }), 400, 'request.invalid', ['to']);
     expectProblem(await call(server, 'GET', 'audit-events?cursor=nope', { token }), 400, 'audit.invalid_cursor', ['cursor']);
     expectProblem(await call(server, 'GET', 'audit-events?client_id=x', { token }), 400, 'request.invalid', ['client_id']);
   });
