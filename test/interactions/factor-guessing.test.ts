@@ -10,7 +10,7 @@ import { codeFrom } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
 import { authorizationRequest, REDIRECT_URI, redeem, sleep } from '../support/rp.js';
 import type { Started } from '../support/rp.js';
-import { enrolOnAccountPage, freshTotp, pageKind, submit, wrongTotpCode } from '../support/second-factor.js';
+import { clearOfStepEnd, enrolOnAccountPage, freshTotp, pageKind, submit, wrongTotpCode } from '../support/second-factor.js';
 import type { Authenticator } from '../support/second-factor.js';
 import { createPlainAndMfaClients, startMailingServer, stopMailingServer } from '../support/sign-in-suite.js';
 import type { TestServer } from '../support/test-server.js';
@@ -18,6 +18,17 @@ import { formField, UserAgent } from '../support/user-agent.js';
 import type { Reply } from '../support/user-agent.js';
 
 const PASSWORD = 'correct horse battery staple';
+
+/**
+ * Wrong codes in a row before the delays start (FACTOR_FREE_ATTEMPTS), and the longest delay.
+ * The tests make FREE + 2 failures, each one after the delay the one before it started (1 s,
+ * 2 s), so the attempt after them waits 4 s: refused however slowly a machine gets to its POST.
+ */
+const FREE = 3;
+const MAX_DELAY = 4;
+const FAILURES = FREE + 2;
+/** Seconds to wait after `failures` failures in a row (1, 2, 4 … after the free ones; src/accounts/factor-throttle.ts). */
+const delayAfter = (failures: number): number => (failures < FREE ? 0 : Math.min(2 ** (failures - FREE), MAX_DELAY));
 
 interface User {
   email: string;
@@ -79,6 +90,9 @@ describe('second-factor guessing and shortcuts', () => {
     expect(pageKind(login)).toBe('login');
     const security = await submit(agent, login, '/login', { email: user.email, password: user.password });
     expect(security.url).toBe(`${server.url}/account/security`);
+    // The helper confirms with the code of the step before, refused once the step has moved on:
+    // with 15 s left before it loads its page, its one POST has the rest of the step.
+    await clearOfStepEnd(15_000);
     return (await enrolOnAccountPage(agent, server.url)).auth;
   };
 
@@ -96,8 +110,20 @@ describe('second-factor guessing and shortcuts', () => {
     const retryAfter = Number(reply.headers.get('retry-after'));
     expect(Number.isInteger(retryAfter)).toBe(true);
     expect(retryAfter).toBeGreaterThanOrEqual(1);
-    expect(retryAfter).toBeLessThanOrEqual(2);
+    expect(retryAfter).toBeLessThanOrEqual(delayAfter(FAILURES));
+    expect(reply.body).toContain(`Wait ${retryAfter} second${retryAfter === 1 ? '' : 's'}`);
     return retryAfter;
+  };
+
+  /**
+   * A wrong code, counted as a failure: the free ones at once, later ones once the delay the
+   * previous failure started has passed (waiting longer is harmless). `failures` is the count so far.
+   */
+  const wrongCode = async (failures: number, agent: UserAgent, page: Reply, kind: 'totp' | 'email-code', code: () => Promise<string>) => {
+    if (delayAfter(failures) > 0) await sleep(delayAfter(failures) * 1000 + 100);
+    const reply = await submit(agent, page, kind === 'totp' ? '/second-factor/totp' : '/second-factor/email', { code: await code() });
+    expectWrongCode(reply, kind);
+    return reply;
   };
 
   const toCallback = async (agent: UserAgent, reply: Reply) => {
@@ -115,8 +141,9 @@ describe('second-factor guessing and shortcuts', () => {
 
   beforeAll(async () => {
     ({ server, smtp } = await startMailingServer('factor_guessing', {
-      // Short delays keep the wait after the free attempts to a second or two.
-      FACTOR_MAX_DELAY: '2',
+      // Few free attempts and short delays keep the waits to a few seconds.
+      FACTOR_FREE_ATTEMPTS: String(FREE),
+      FACTOR_MAX_DELAY: String(MAX_DELAY),
       // Several sign-ins per account within a minute, each mailing a second-factor code.
       EMAIL_CODE_RESEND_INTERVAL: '0',
     }));
@@ -129,24 +156,21 @@ describe('second-factor guessing and shortcuts', () => {
       const user = await createUser('totp');
       const auth = await enrolTotp(user);
 
+      const wrong = () => wrongTotpCode(auth.secret);
+      let failures = 0;
       const first = await atTotp(user);
       let page = first.page;
-      for (let i = 0; i < 2; i += 1) {
-        page = await submit(first.agent, page, '/second-factor/totp', { code: await wrongTotpCode(auth.secret) });
-        expectWrongCode(page, 'totp');
-      }
+      for (let i = 0; i < 2; i += 1) page = await wrongCode(failures++, first.agent, page, 'totp', wrong);
       const second = await atTotp(user);
       page = second.page;
-      for (let i = 0; i < 2; i += 1) {
-        page = await submit(second.agent, page, '/second-factor/totp', { code: await wrongTotpCode(auth.secret) });
-        expectWrongCode(page, 'totp');
-      }
+      for (let i = 0; i < 2; i += 1) page = await wrongCode(failures++, second.agent, page, 'totp', wrong);
       const third = await atTotp(user);
-      // Opened before the fifth failure, so the sixth attempt follows it within the 1 s delay.
+      // Opened before the fifth failure, so the sixth attempt is a single POST inside its 4 s delay.
       const fourth = await atTotp(user);
-      expectWrongCode(await submit(third.agent, third.page, '/second-factor/totp', { code: await wrongTotpCode(auth.secret) }), 'totp');
-
       const right = await freshTotp(auth);
+      await wrongCode(failures++, third.agent, third.page, 'totp', wrong);
+      expect(failures).toBe(FAILURES);
+
       const refused = await submit(fourth.agent, fourth.page, '/second-factor/totp', { code: right.code });
       const retryAfter = expectThrottled(refused, 'totp');
 
@@ -159,28 +183,27 @@ describe('second-factor guessing and shortcuts', () => {
       const tokens = await redeem(rp, fourth.started, await toCallback(fourth.agent, consent));
       expect(tokens.claims()?.amr).toEqual(['pwd', 'otp', 'mfa']);
 
-      // The success forgot the failures: the next wrong code is an ordinary one.
+      // The success forgot the failures: the free wrong codes are ordinary ones again, at once
+      // (had the five stayed, the second of these would wait 4 s).
       const fifth = await atTotp(user);
-      expectWrongCode(await submit(fifth.agent, fifth.page, '/second-factor/totp', { code: await wrongTotpCode(auth.secret) }), 'totp');
+      page = fifth.page;
+      for (let i = 0; i < FREE; i += 1) page = await wrongCode(0, fifth.agent, page, 'totp', wrong);
     });
 
     it('email second factor: 5 wrong codes over 3 requests, then even the right code waits', async () => {
       const user = await createUser('email');
+      let failures = 0;
       const first = await atEmailSecondFactor(user);
       let page = first.page;
-      for (let i = 0; i < 2; i += 1) {
-        page = await submit(first.agent, page, '/second-factor/email', { code: notThe(first.code) });
-        expectWrongCode(page, 'email-code');
-      }
+      for (let i = 0; i < 2; i += 1) page = await wrongCode(failures++, first.agent, page, 'email-code', async () => notThe(first.code));
       const second = await atEmailSecondFactor(user);
       page = second.page;
-      for (let i = 0; i < 2; i += 1) {
-        page = await submit(second.agent, page, '/second-factor/email', { code: notThe(second.code) });
-        expectWrongCode(page, 'email-code');
-      }
+      for (let i = 0; i < 2; i += 1) page = await wrongCode(failures++, second.agent, page, 'email-code', async () => notThe(second.code));
       const third = await atEmailSecondFactor(user);
+      // Opened (and its code mailed) before the fifth failure, as for TOTP.
       const fourth = await atEmailSecondFactor(user);
-      expectWrongCode(await submit(third.agent, third.page, '/second-factor/email', { code: notThe(third.code) }), 'email-code');
+      await wrongCode(failures++, third.agent, third.page, 'email-code', async () => notThe(third.code));
+      expect(failures).toBe(FAILURES);
 
       const refused = await submit(fourth.agent, fourth.page, '/second-factor/email', { code: fourth.code });
       const retryAfter = expectThrottled(refused, 'email-code');
@@ -193,7 +216,8 @@ describe('second-factor guessing and shortcuts', () => {
       expect(tokens.claims()?.amr).toEqual(['pwd', 'email', 'mfa']);
 
       const fifth = await atEmailSecondFactor(user);
-      expectWrongCode(await submit(fifth.agent, fifth.page, '/second-factor/email', { code: notThe(fifth.code) }), 'email-code');
+      page = fifth.page;
+      for (let i = 0; i < FREE; i += 1) page = await wrongCode(0, fifth.agent, page, 'email-code', async () => notThe(fifth.code));
     });
   });
 

@@ -28,9 +28,13 @@ import type { Reply } from '../support/user-agent.js';
  * sign-in, the secret sealed at rest, and clumsy form input.
  *
  * NOTE: the server refuses a code whose time step is not after the last one used (RFC 6238
- * §5.2), so each test works on its own account, and codes are computed for absolute time steps
- * (never within a few seconds of a step's end, so the server sees the same step).
+ * §5.2), so each test works on its own account, and codes are computed for absolute time steps.
+ * Every page a check needs is loaded first; then the code is computed with at least MARGIN_MS
+ * left in its step, so the one or two POSTs that follow reach the server in the same step even
+ * on a slow machine (and the replay check, which needs exactly that, is redone if a step
+ * boundary passed anyway).
  */
+const MARGIN_MS = 10_000;
 
 const PASSWORD = 'correct horse battery staple 7';
 
@@ -68,7 +72,11 @@ describe('TOTP second factor through the sign-in pages', () => {
     const security = await submit(agent, login, '/login', { email: person.email, password: person.password });
     expect(security.status).toBe(200);
     expect(security.body).toContain(person.email);
-    // The code of the step before: sign-ins in this step can then use the current code.
+    // The helper confirms with the code of the step before (sign-ins in this step can then use
+    // the current code), which the server refuses once the step has moved on. With 15 s left
+    // before the helper loads its page, its own wait (for under 5 s left) stays idle and its one
+    // POST has the rest of the step.
+    await clearOfStepEnd(15_000);
     const { auth, recoveryCodes } = await enrolOnAccountPage(agent, server.url);
     expect(recoveryCodes).toHaveLength(10);
     return { secret: auth.secret, recoveryCodes, usedStep: auth.lastStep };
@@ -110,10 +118,10 @@ describe('TOTP second factor through the sign-in pages', () => {
 
   it('password then a TOTP code gives tokens with amr pwd, otp, mfa and the multi-factor acr', async () => {
     const alice = people.alice as Person & Enrolled;
-    const step = await clearOfStepEnd();
     const { agent, started, page } = await passwordStep(alice);
     expect(pageKind(page)).toBe('totp');
     expect(page.body).toContain(alice.email);
+    const step = await clearOfStepEnd(MARGIN_MS);
     const consent = await submit(agent, page, '/second-factor/totp', { code: await codeForStep(alice.secret, step) });
     const tokens = await consentAndRedeem(agent, started, consent);
     const claims = tokens.claims();
@@ -129,40 +137,50 @@ describe('TOTP second factor through the sign-in pages', () => {
     const { agent, started, page } = await passwordStep(alice);
     expect(pageKind(page)).toBe('totp');
 
-    const step = await clearOfStepEnd();
     for (const offset of [2, -2]) {
+      // Per code, right before its POST: should the step move on before the server checks a code
+      // two steps ahead, that code would be the next step's, and accepted.
+      const step = await clearOfStepEnd(MARGIN_MS);
       const refused = await submit(agent, page, '/second-factor/totp', { code: await codeForStep(alice.secret, step + offset) });
       expect(refused.status).toBe(401);
       expect(pageKind(refused)).toBe('totp');
       expect(refused.body).toContain('That code is not right');
     }
 
-    const consent = await submit(agent, page, '/second-factor/totp', { code: await codeForStep(alice.secret, (await clearOfStepEnd()) + 1) });
+    const consent = await submit(agent, page, '/second-factor/totp', { code: await codeForStep(alice.secret, (await clearOfStepEnd(MARGIN_MS)) + 1) });
     const tokens = await consentAndRedeem(agent, started, consent);
     expect(tokens.claims()?.amr).toEqual(['pwd', 'otp', 'mfa']);
   });
 
   it('a code used in one browser is refused in another within its step ("already used")', async () => {
     const bob = people.bob as Person & Enrolled;
-    const step = await clearOfStepEnd(8_000);
-    const code = await codeForStep(bob.secret, step);
+    // Both browsers reach the code page first; then only two POSTs run in the code's step. The
+    // refusal must come within that step (else it might be for age): if a step boundary passed
+    // anyway, the check is made again in the new step with new browsers (its code is later than
+    // the one used, so the server takes it).
+    for (let tries = 1; ; tries += 1) {
+      const first = await passwordStep(bob);
+      expect(pageKind(first.page)).toBe('totp');
+      const second = await passwordStep(bob);
+      expect(pageKind(second.page)).toBe('totp');
 
-    const first = await passwordStep(bob);
-    expect(pageKind(first.page)).toBe('totp');
-    const consent = await submit(first.agent, first.page, '/second-factor/totp', { code });
-    expect(pageKind(consent)).toBe('consent');
+      const step = await clearOfStepEnd(MARGIN_MS);
+      const code = await codeForStep(bob.secret, step);
+      const consent = await submit(first.agent, first.page, '/second-factor/totp', { code });
+      expect(pageKind(consent)).toBe('consent');
+      const replayed = await submit(second.agent, second.page, '/second-factor/totp', { code });
+      if (stepNow() !== step && tries < 3) continue;
 
-    const second = await passwordStep(bob);
-    expect(pageKind(second.page)).toBe('totp');
-    const replayed = await submit(second.agent, second.page, '/second-factor/totp', { code });
-    expect(stepNow()).toBe(step); // still the code's own step: the refusal is for replay, not for age
-    expect(replayed.status).toBe(401);
-    expect(pageKind(replayed)).toBe('totp');
-    expect(replayed.body).toContain('already used');
+      expect(stepNow()).toBe(step); // still the code's own step: the refusal is for replay, not for age
+      expect(replayed.status).toBe(401);
+      expect(pageKind(replayed)).toBe('totp');
+      expect(replayed.body).toContain('already used');
 
-    // The first browser still finishes normally.
-    const tokens = await consentAndRedeem(first.agent, first.started, consent);
-    expect(tokens.claims()?.amr).toEqual(['pwd', 'otp', 'mfa']);
+      // The first browser still finishes normally.
+      const tokens = await consentAndRedeem(first.agent, first.started, consent);
+      expect(tokens.claims()?.amr).toEqual(['pwd', 'otp', 'mfa']);
+      break;
+    }
   });
 
   it('two browsers submitting the same code at once: exactly one continues', async () => {
@@ -172,7 +190,7 @@ describe('TOTP second factor through the sign-in pages', () => {
     expect(pageKind(a.page)).toBe('totp');
     expect(pageKind(b.page)).toBe('totp');
 
-    const code = await codeForStep(carol.secret, await clearOfStepEnd());
+    const code = await codeForStep(carol.secret, await clearOfStepEnd(MARGIN_MS));
     const post = (x: { agent: UserAgent; page: Reply }) => x.agent.post(formAction(x.page.body, '/second-factor/totp'), { csrf: formField(x.page.body, 'csrf'), code });
     const [replyA, replyB] = await Promise.all([post(a), post(b)]);
 
@@ -287,7 +305,8 @@ describe('TOTP second factor through the sign-in pages', () => {
     while (stepNow() - 1 <= behind.usedStep) await sleep(500);
     const { agent, started, page } = await passwordStep(behind);
     expect(pageKind(page)).toBe('totp');
-    const step = await clearOfStepEnd();
+    // Should the step move on before the server checks it, the step before would be two behind.
+    const step = await clearOfStepEnd(MARGIN_MS);
     const consent = await submit(agent, page, '/second-factor/totp', { code: await codeForStep(behind.secret, step - 1) });
     const tokens = await consentAndRedeem(agent, started, consent);
     expect(tokens.claims()?.amr).toEqual(['pwd', 'otp', 'mfa']);
@@ -335,7 +354,7 @@ describe('TOTP enrolment forced during sign-in', () => {
     expect(secretFromEnrolPage(wrong.body)).toBe(secret); // the same key, not a new one
     expect((await server.deps.totp.status(created.id)).enabled).toBe(false);
 
-    const step = await clearOfStepEnd();
+    const step = await clearOfStepEnd(MARGIN_MS);
     const codesPage = await submit(agent, wrong, '/second-factor/enrol', { code: await codeForStep(secret, step) });
     expect(codesPage.status).toBe(200);
     expect(pageKind(codesPage)).toBe('recovery-codes');
@@ -402,7 +421,7 @@ describe('TOTP enrolment forced during sign-in', () => {
       expectErrorFree4xx(reply);
     }
     // Even a right code without the CSRF token enables nothing.
-    const step = await clearOfStepEnd();
+    const step = await clearOfStepEnd(MARGIN_MS);
     const noCsrf = await agent.post(action, { code: await codeForStep(secret, step) });
     expect(noCsrf.status).toBe(403);
     expect((await server.deps.totp.status(created.id)).enabled).toBe(false);
