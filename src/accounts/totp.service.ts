@@ -74,7 +74,7 @@ export interface TotpServiceDeps {
   now?: () => number;
 }
 
-/** `{ _id: "<accountId>:<timeStep>" | "<accountId>:activation:<digest>", accountId, expiresAt }` */
+/** `{ _id: "<accountId>:<authenticator>:<timeStep>" | "<accountId>:activation:<digest>", accountId, expiresAt }` */
 export const TOTP_USED_STEPS_COLLECTION = 'totp_used_steps';
 /** `{ _id: "<accountId>:<codeHash>", accountId, usedAt }` */
 export const RECOVERY_CODE_USES_COLLECTION = 'recovery_code_uses';
@@ -105,6 +105,18 @@ const SWEEP_BATCH = 1000;
  */
 const RECOVERY_ALPHABET = '0123456789abcdefghjkmnpqrstvwxyz';
 const RECOVERY_CODE_PATTERN = /^[0-9a-hjkmnp-tv-z]{10}$/;
+
+/**
+ * A used time step is claimed per authenticator, not per account: a code the person's old app
+ * used in step S says nothing about the code a newly enrolled app shows for S. The sealed secret
+ * names the authenticator; it is written once at activation and never sealed again (NOTE: a
+ * future re-seal under a new key must carry this name over, or the current step's code could
+ * be used once more).
+ */
+function stepClaimId(accountId: string, secretSealed: string, step: number): string {
+  const authenticator = createHash('sha256').update(secretSealed).digest('base64url').slice(0, 16);
+  return `${accountId}:${authenticator}:${step}`;
+}
 
 interface StepClaim {
   _id: string;
@@ -264,9 +276,8 @@ export function createTotpService({ Account, db, secretBox, issuer, now = Date.n
       if (!(await claim(stepClaims, { _id: `${accountId}:activation:${digest}`, accountId, expiresAt }))) {
         return { ok: false, reason: 'already_enrolled' };
       }
-      // The code that proved the secret is used, like any other; lastUsedStep below refuses it
-      // too. A duplicate here is a step claimed under a previous authenticator: harmless.
-      await claim(stepClaims, { _id: `${accountId}:${step}`, accountId, expiresAt });
+      // The code that proved the secret is used, like any other; lastUsedStep below refuses it too.
+      await claim(stepClaims, { _id: stepClaimId(accountId, sealed, step), accountId, expiresAt });
 
       const recoveryCodes = newRecoveryCodes();
       await Account.updateOne(
@@ -295,7 +306,7 @@ export function createTotpService({ Account, db, secretBox, issuer, now = Date.n
       if (typeof totp.lastUsedStep === 'number' && step <= totp.lastUsedStep) return { ok: false, reason: 'replayed' };
       // The arbiter between concurrent submissions of the same code: lastUsedStep above is read
       // before any of them writes it.
-      if (!(await claim(stepClaims, { _id: `${accountId}:${step}`, accountId, expiresAt: new Date(now() + STEP_CLAIM_LIFETIME_MS) }))) {
+      if (!(await claim(stepClaims, { _id: stepClaimId(accountId, totp.secretSealed, step), accountId, expiresAt: new Date(now() + STEP_CLAIM_LIFETIME_MS) }))) {
         return { ok: false, reason: 'replayed' };
       }
       // NOTE: `$max` is a read and a write on FerretDB 1.x, so racing successes in different
