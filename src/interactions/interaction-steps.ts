@@ -25,6 +25,10 @@ export interface InteractionClient {
   tosUri?: string | undefined;
   /** The client's `require_mfa` metadata. */
   requiresMfa: boolean;
+  /** Registered itself (RFC 7591): its name and logo are its own claims, reviewed by nobody. */
+  registeredDynamically: boolean;
+  /** Where the person will be sent back: an origin, or a private-use scheme such as `com.example.app:`. */
+  returnTo?: string | undefined;
 }
 
 export interface InteractionState {
@@ -116,8 +120,10 @@ export function createInteractionSteps(deps: { provider: Provider; csrf: CsrfTok
       policyUri: client.policyUri ?? undefined,
       tosUri: client.tosUri ?? undefined,
       requiresMfa: clientFlag(client, 'require_mfa'),
+      registeredDynamically: clientFlag(client, 'dynamically_registered'),
+      returnTo: redirectTarget(interaction.params),
     };
-    const target = redirectTarget(interaction.params);
+    const target = ctx.state.client.returnTo;
     ctx.state.formActionOrigins = target ? [target] : [];
     await next();
   };

@@ -124,7 +124,7 @@ function sessionAccount(ctx: KoaContextWithOIDC): Pick<AccountView, 'totpEnabled
  * in provider.ts). NOTE: the provider keeps extra metadata under its snake_case name on the Client
  * instance; only the metadata it knows itself becomes camelCase.
  */
-export function clientFlag(client: unknown, name: 'require_mfa' | 'first_party'): boolean {
+export function clientFlag(client: unknown, name: 'require_mfa' | 'first_party' | 'dynamically_registered'): boolean {
   return typeof client === 'object' && client !== null && (client as Record<string, unknown>)[name] === true;
 }
 

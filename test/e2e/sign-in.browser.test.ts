@@ -13,6 +13,7 @@ import {
   DESKTOP,
   PHONE,
   allowAndReachCallback,
+  computedStyle,
   endSuite,
   expectButtonPainted,
   expectCentred,
@@ -50,7 +51,8 @@ describe('sign-in in a real browser (headless Chromium)', () => {
   beforeAll(async () => {
     chromium = await launchChromium({ stepTimeout: STEP_TIMEOUT });
     relyingParty = await startCallbackServer();
-    server = await startTestServer('browser');
+    // Dynamic registration on, for the self-registered app's consent page.
+    server = await startTestServer('browser', { env: { DYNAMIC_REGISTRATION: 'true' } });
     const account = await server.deps.accounts.create({ ...USER, emailVerified: true });
     accountId = account.id;
     client = await server.deps.clients.create({ name: CLIENT_NAME, redirectUris: [relyingParty.callbackUrl] });
@@ -170,6 +172,44 @@ describe('sign-in in a real browser (headless Chromium)', () => {
         const tokens = await redeemCallback(rp, started, callback);
         expect(tokens.claims()!.sub).toBe(accountId);
       }),
+    SUITE_TIMEOUT,
+  );
+
+  it(
+    'a self-registered app: the consent page on a phone warns that nobody reviewed it and names where Allow leads',
+    async () => {
+      const { token } = await server!.deps.registrationTokens.create({ uses: 1 });
+      const registered = await fetch(`${server!.url}/reg`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ client_name: 'Totally Official Bank', redirect_uris: [relyingParty!.callbackUrl] }),
+      });
+      expect(registered.status).toBe(201);
+      const { client_id: clientId, client_secret: clientSecret } = (await registered.json()) as { client_id: string; client_secret: string };
+      const selfRp = await oidc.discovery(new URL(server!.url), clientId, { client_secret: clientSecret }, oidc.ClientSecretBasic(clientSecret), {
+        execute: [oidc.allowInsecureRequests],
+      });
+
+      await inNewContext(chromium!, CONTEXT_FOR.phone, server!.url, async (page, seen) => {
+        const started = await startAuthorization(page, selfRp, relyingParty!, { scope: SCOPE });
+        await page.getByLabel('Email').fill(USER.email);
+        await page.getByLabel('Password').fill(USER.password);
+        await page.getByRole('button', { name: 'Sign in' }).click();
+        await page.getByRole('button', { name: 'Allow' }).waitFor();
+        const warning = page.getByRole('note');
+        await expect(warning.isVisible()).resolves.toBe(true);
+        const text = await warning.innerText();
+        expect(text).toContain('This app registered itself.');
+        expect(text).toContain(`Allowing sends you back to ${new URL(relyingParty!.callbackUrl).origin}.`);
+        // Styled as a warning, not as plain text: the stylesheet's border applies.
+        expect(await computedStyle(warning, ['borderLeftWidth'])).toEqual({ borderLeftWidth: '4px' });
+        await expectNoSidewaysOverflow(page);
+        await screenshot(page, 'consent-self-registered.png');
+
+        const callback = await allowAndReachCallback(page, seen, relyingParty!, started, 'failure-self-registered-after-allow.png');
+        expect((await redeemCallback(selfRp, started, callback)).claims()!.aud).toBe(clientId);
+      });
+    },
     SUITE_TIMEOUT,
   );
 

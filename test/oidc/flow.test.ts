@@ -7,6 +7,7 @@ import { REDIRECT_URI, authorizationRequest, redeem, rpFor } from '../support/rp
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent, signInThroughPages } from '../support/user-agent.js';
+import type { Reply } from '../support/user-agent.js';
 
 const USER = { email: 'Ada@Example.com', password: 'correct horse battery staple', name: 'Ada Lovelace' };
 
@@ -37,9 +38,14 @@ describe('authorization code flow with openid-client as the relying party', () =
 
     const started = await authorizationRequest(rp, { scope: 'openid email profile offline_access', prompt: 'consent' });
     const agent = new UserAgent(server.url);
-    const callback = await signInThroughPages(agent, started.url.toString(), USER);
+    const seen: Reply[] = [];
+    const callback = await signInThroughPages(agent, started.url.toString(), USER, { seen });
     expect(callback.status).toBe(303);
     expect(callback.location).toMatch(/^http:\/\/127\.0\.0\.1:9\/callback\?code=/);
+    // An admin registered this client: its consent page carries no "registered itself" warning.
+    const consent = seen.find((page) => page.body.includes('/confirm"'));
+    expect(consent?.body).toContain('wants to access your account');
+    expect(consent?.body).not.toContain('unreviewed-app');
 
     const tokens = await redeem(rp, started, callback);
     const claims = tokens.claims()!;

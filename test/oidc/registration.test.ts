@@ -12,6 +12,7 @@ import { REDIRECT_URI, authorizationRequest, redeem } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent, signInThroughPages } from '../support/user-agent.js';
+import type { Reply as PageReply } from '../support/user-agent.js';
 
 const USER = { email: 'reg@example.com', password: 'correct horse battery staple', name: 'Reg Istrant' };
 
@@ -239,10 +240,17 @@ describe('dynamic client registration (RFC 7591) and management (RFC 7592)', () 
       { execute: [oidc.allowInsecureRequests] },
     );
     const started = await authorizationRequest(rp);
-    const callback = await signInThroughPages(new UserAgent(server.url), started.url.toString(), USER);
+    const seen: PageReply[] = [];
+    const callback = await signInThroughPages(new UserAgent(server.url), started.url.toString(), USER, { seen });
     expect(callback.location).toMatch(/^http:\/\/127\.0\.0\.1:9\/callback\?code=/);
     const tokens = await redeem(rp, started, callback);
     expect(tokens.claims()?.aud).toBe(client.client_id);
+
+    // Its consent page says that nobody reviewed the app, and where Allow leads.
+    const consent = seen.find((page) => page.body.includes('/confirm"'));
+    expect(consent?.body).toContain('id="unreviewed-app"');
+    expect(consent?.body).toMatch(/This app registered itself\./);
+    expect(consent?.body).toMatch(/Allowing sends you back to <strong>http:\/\/127\.0\.0\.1:9<\/strong>/);
 
     // PKCE is required of registered clients too (global policy).
     const withoutPkce = new URL(started.url);

@@ -108,11 +108,12 @@ export async function signInThroughPages(
   agent: UserAgent,
   authorizationUrl: string,
   credentials: { email: string; password: string },
-  options: { consent?: 'allow' | 'deny' } = {},
+  options: { consent?: 'allow' | 'deny'; /** Collects every page shown on the way. */ seen?: Reply[] } = {},
 ): Promise<Reply> {
   let reply = await agent.follow(authorizationUrl);
   for (let steps = 0; steps < 5; steps += 1) {
     if (reply.status !== 200) return reply;
+    options.seen?.push(reply);
     if (reply.body.includes('/login"')) {
       reply = await agent.post(formAction(reply.body, '/login'), {
         csrf: formField(reply.body, 'csrf'),
