@@ -128,7 +128,7 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   const sweep = setInterval(() => {
     guardDatabase(async () => {
       let removed = ttlSupported ? 0 : await sweepExpired(db);
-      for (const store of [signInThrottle, emailCodes, factorThrottle, totp, audit, registrationTokens]) removed += await store.sweep();
+      for (const store of [signInThrottle, emailCodes, factorThrottle, totp, audit, registrationTokens, clients]) removed += await store.sweep();
       return removed;
     }).then(
       (n) => n > 0 && logger.debug('swept expired records', { removed: n }),

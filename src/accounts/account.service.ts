@@ -1,6 +1,7 @@
 import type { mongo } from 'mongoose';
 import { z } from 'zod';
 
+import { isDuplicateKey } from '../db/claims.js';
 import { AppError } from '../http/app-error.js';
 import type { Logger } from '../logging/logger.js';
 import type { AccountModel, AccountRecord, Role } from './account.model.js';
@@ -114,10 +115,6 @@ function toView(doc: AccountRecord): AccountView {
 
 function escapeRegex(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
-function isDuplicateKey(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 11000;
 }
 
 export interface AccountServiceDeps {

@@ -2,6 +2,7 @@ import { createHash, createHmac, randomBytes, randomInt, timingSafeEqual } from 
 
 import type { mongo } from 'mongoose';
 
+import { insertClaim, isDuplicateKey } from '../db/claims.js';
 import { ensureExpiryIndex } from '../db/expiry-index.js';
 
 /**
@@ -108,19 +109,9 @@ const RESEND_SLOTS = 30;
  */
 const CLAIM_GRACE_MS = 5 * 60 * 1000;
 
-function isDuplicateKey(err: unknown): boolean {
-  return (err as { code?: unknown }).code === 11000;
-}
-
 /** Inserts a claim; false when another caller already holds it. */
-async function claim<T extends { _id: string }>(collection: mongo.Collection<T>, doc: T): Promise<boolean> {
-  try {
-    await collection.insertOne(doc as mongo.OptionalUnlessRequiredId<T>);
-    return true;
-  } catch (err) {
-    if (isDuplicateKey(err)) return false;
-    throw err;
-  }
+function claim<T extends { _id: string }>(collection: mongo.Collection<T>, doc: T): Promise<boolean> {
+  return insertClaim(collection, doc as mongo.OptionalUnlessRequiredId<T>);
 }
 
 function normaliseEmail(email: string): string {

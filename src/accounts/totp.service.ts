@@ -6,6 +6,7 @@ import QRCode from 'qrcode';
 
 import { SecretBoxError } from '../crypto/secret-box.js';
 import type { SecretBox } from '../crypto/secret-box.js';
+import { insertClaim } from '../db/claims.js';
 import { ensureExpiryIndex } from '../db/expiry-index.js';
 import { AppError } from '../http/app-error.js';
 import type { AccountModel } from './account.model.js';
@@ -175,26 +176,13 @@ function storedHashes(codes: readonly string[]): string[] {
   return codes.map((code) => hashRecoveryCode(code.replace('-', '')));
 }
 
-function isDuplicateKey(err: unknown): boolean {
-  return typeof err === 'object' && err !== null && (err as { code?: unknown }).code === 11000;
-}
-
 const secretContext = (accountId: string) => `totp:${accountId}`;
 
 export function createTotpService({ Account, db, secretBox, issuer, now = Date.now }: TotpServiceDeps): TotpService {
   const stepClaims = db.collection<StepClaim>(TOTP_USED_STEPS_COLLECTION);
   const recoveryClaims = db.collection<RecoveryClaim>(RECOVERY_CODE_USES_COLLECTION);
 
-  /** True when this caller inserted the claim, false when someone already had. */
-  async function claim<T extends { _id: string }>(collection: mongo.Collection<T>, doc: mongo.OptionalUnlessRequiredId<T>): Promise<boolean> {
-    try {
-      await collection.insertOne(doc);
-      return true;
-    } catch (err) {
-      if (isDuplicateKey(err)) return false;
-      throw err;
-    }
-  }
+  const claim = insertClaim;
 
   /** The time step `token` is valid in, within ±1 step of now; undefined when it is not. */
   async function matchStep(secret: string, token: string): Promise<number | undefined> {

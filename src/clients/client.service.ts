@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 import type { QueryFilter, mongo } from 'mongoose';
 import type { AdapterPayload } from 'oidc-provider';
@@ -7,6 +7,8 @@ import { defaults } from '../../config/defaults.js';
 import type { AuditActor, AuditService } from '../audit/audit.service.js';
 import type { Config } from '../config/config.js';
 import { newClientId } from '../crypto/identifiers.js';
+import { insertClaim, isDuplicateKey } from '../db/claims.js';
+import { ensureExpiryIndex } from '../db/expiry-index.js';
 import type { SecretBox } from '../crypto/secret-box.js';
 import { AppError } from '../http/app-error.js';
 import type { ClientStore } from '../oidc/mongo-adapter.js';
@@ -104,6 +106,8 @@ export interface ClientService extends ClientStore {
   /** The previous secret while it is still valid (client-secret-rotation.ts). */
   previousSecret(clientId: string): Promise<string | undefined>;
   ensureIndexes(): Promise<void>;
+  /** Removes expired rotation claims (servers without TTL indexes). */
+  sweep(now?: Date): Promise<number>;
 }
 
 export interface ClientServiceDeps {
@@ -122,6 +126,17 @@ export interface ClientServiceDeps {
 }
 
 const SYSTEM: AuditActor = { type: 'system' };
+
+/** One document per secret rotated away: `{ _id: "<clientId>:<digest of the replaced sealed secret>" }`. */
+export const SECRET_ROTATIONS_COLLECTION = 'client_secret_rotations';
+/** Rotations race within milliseconds; an hour is plenty. */
+const ROTATION_CLAIM_LIFETIME_MS = 60 * 60 * 1000;
+
+interface RotationClaim {
+  _id: string;
+  clientId: string;
+  expiresAt: Date;
+}
 
 /** base64url of 32 random bytes: URL-safe, because some RPs put secrets in Basic auth without encoding them. */
 function newSecret(): string {
@@ -207,6 +222,13 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
     maxRefreshTokenTtl: deps.config?.ttl.refreshTokenAbsolute ?? defaults.ttl.refreshTokenAbsolute,
   };
 
+  const database = (): mongo.Db => {
+    const db = deps.db ?? Client.db.db;
+    if (!db) throw new Error('database connection is not open');
+    return db;
+  };
+  const rotations = () => database().collection<RotationClaim>(SECRET_ROTATIONS_COLLECTION);
+
   const toView = (record: ClientRecord): ClientView => {
     const metadata = JSON.parse(record.metadata) as AdapterPayload;
     const fields = editableFields(metadata, record.name);
@@ -262,8 +284,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
    * only when an admin deletes a client.
    */
   const removeArtifacts = async (clientId: string): Promise<number> => {
-    const db = deps.db ?? Client.db.db;
-    if (!db) throw new Error('database connection is not open');
+    const db = database();
     const collections = await db.listCollections({}, { nameOnly: true }).toArray();
     const names = collections.map((c) => c.name).filter((n) => n.startsWith('oidc_') && n !== 'oidc_session' && n !== 'oidc_consume_claims');
     const inPayload = escapeRegex(`"clientId":${JSON.stringify(clientId)}`);
@@ -298,7 +319,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
           public: client.tokenEndpointAuthMethod === 'none',
         });
       } catch (err) {
-        if ((err as { code?: unknown }).code === 11000) {
+        if (isDuplicateKey(err)) {
           throw new AppError(409, 'client.exists', `a client with id ${clientId} already exists`);
         }
         throw err;
@@ -350,6 +371,13 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
         throw new AppError(400, 'client.no_secret', `client "${clientId}" authenticates with ${method} and has no secret to rotate`);
       }
       const rotatedAt = new Date(now());
+      // Two admins (or pipelines) rotating at the same moment would each be shown a new secret
+      // while only the last one written works. One rotation per current secret: the claim is
+      // named after the sealed secret being replaced, which is never current again.
+      const replaced = createHash('sha256').update(existing.secretSealed).digest('base64url').slice(0, 22);
+      if (!(await insertClaim(rotations(), { _id: `${clientId}:${replaced}`, clientId, expiresAt: new Date(rotatedAt.getTime() + ROTATION_CLAIM_LIFETIME_MS) }))) {
+        throw new AppError(409, 'client.rotation_conflict', `the secret of client "${clientId}" was rotated by someone else just now; reload and rotate again if you still need to`);
+      }
       const previousSecretExpiresAt = new Date(rotatedAt.getTime() + gracePeriodSeconds * 1000);
       const clientSecret = newSecret();
       const graced = gracePeriodSeconds > 0;
@@ -417,6 +445,11 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
 
     async ensureIndexes() {
       await Client.createIndexes();
+      await ensureExpiryIndex(rotations());
+    },
+
+    async sweep(at = new Date(now())) {
+      return (await rotations().deleteMany({ expiresAt: { $lte: at } })).deletedCount;
     },
 
     // ClientStore: what oidc-provider's Client model reads and writes through the adapter.

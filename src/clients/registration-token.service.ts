@@ -7,6 +7,7 @@ import { z } from 'zod';
 
 import { defaults } from '../../config/defaults.js';
 import type { AuditActor, AuditService } from '../audit/audit.service.js';
+import { isDuplicateKey } from '../db/claims.js';
 import { AppError } from '../http/app-error.js';
 import type { Logger } from '../logging/logger.js';
 import type { ClientStore } from '../oidc/mongo-adapter.js';
@@ -125,10 +126,6 @@ function toView(record: TokenRecord, usesCount: number): RegistrationTokenView {
 
 function tokenTarget(id: string) {
   return { type: 'registration_token' as const, id };
-}
-
-function isDuplicateKey(err: unknown): boolean {
-  return (err as { code?: unknown }).code === 11000;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ import type { JsonWebKey } from 'node:crypto';
 import type { mongo } from 'mongoose';
 
 import type { SecretBox } from '../crypto/secret-box.js';
+import { isDuplicateKey } from '../db/claims.js';
 import type { Logger } from '../logging/logger.js';
 
 /**
@@ -80,7 +81,7 @@ export async function loadOrCreateSigningKeys({ db, secretBox, logger }: Signing
       logger.info('created signing key', { kid: jwk.kid, alg });
     } catch (err) {
       // Another node created it at the same moment: use theirs.
-      if ((err as { code?: unknown }).code !== 11000) throw err;
+      if (!isDuplicateKey(err)) throw err;
     }
   }
 

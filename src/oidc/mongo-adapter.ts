@@ -2,6 +2,7 @@ import type { mongo } from 'mongoose';
 import { errors } from 'oidc-provider';
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 
+import { insertClaim } from '../db/claims.js';
 import { guardDatabase } from '../db/unavailable.js';
 import type { Logger } from '../logging/logger.js';
 
@@ -182,17 +183,9 @@ class MongoAdapter implements Adapter {
     // NOTE: FerretDB 1.x matches an update's filter and writes the document in separate steps,
     // so concurrent conditional updates all report a modification. Inserting a claim under a
     // unique _id is atomic on every server: only the first consumer's claim goes in.
-    const claimed = await guardDatabase(async () => {
-      try {
-        await this.deps.db
-          .collection<ConsumeClaim>(CONSUME_CLAIMS_COLLECTION)
-          .insertOne({ _id: `${this.name}:${id}`, expiresAt: record.expiresAt });
-        return true;
-      } catch (err) {
-        if ((err as { code?: unknown }).code === 11000) return false;
-        throw err;
-      }
-    });
+    const claimed = await guardDatabase(() =>
+      insertClaim(this.deps.db.collection<ConsumeClaim>(CONSUME_CLAIMS_COLLECTION), { _id: `${this.name}:${id}`, expiresAt: record.expiresAt }),
+    );
     // NOTE: the claimant wins whatever the update reports: a loser may already have revoked
     // the grant (deleting this record), and judging by modifiedCount then left no winner at all.
     if (claimed && !record.consumedAt) {

@@ -6,7 +6,7 @@ import type { Connection, mongo } from 'mongoose';
 import { AUDIT_COLLECTION, createAuditService } from '../../src/audit/audit.service.js';
 import type { AuditService } from '../../src/audit/audit.service.js';
 import { createClientModel } from '../../src/clients/client.model.js';
-import { ClientValidationError, clientInputSchema, createClientService } from '../../src/clients/client.service.js';
+import { ClientValidationError, SECRET_ROTATIONS_COLLECTION, clientInputSchema, createClientService } from '../../src/clients/client.service.js';
 import type { ClientInput, ClientService, NewClientInput } from '../../src/clients/client.service.js';
 import { loadConfig } from '../../src/config/config.js';
 import type { Config } from '../../src/config/config.js';
@@ -663,6 +663,34 @@ describe('client service', () => {
       const second = await clients.rotateSecret(created.clientId);
       expect(await clients.previousSecret(created.clientId)).toBe(first.clientSecret);
       expect((await clients.find(created.clientId))?.client_secret).toBe(second.clientSecret);
+    });
+
+    it('of concurrent rotations exactly one wins; the others get 409 and nobody holds a secret that does not work', async () => {
+      const created = await clients.create(WEB);
+      const outcomes = await Promise.allSettled(Array.from({ length: 10 }, () => clients.rotateSecret(created.clientId)));
+      const won = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+      const lost = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
+      expect(won).toHaveLength(1);
+      for (const reason of lost) expect(reason).toMatchObject({ status: 409, code: 'client.rotation_conflict' });
+      // The one secret handed out is the one that works, and the replaced one is still in its grace period.
+      expect((await clients.find(created.clientId))?.client_secret).toBe(won[0]!.clientSecret);
+      expect(await clients.previousSecret(created.clientId)).toBe(created.clientSecret);
+      // Only the winner is on record.
+      const rotations = await db.collection('audit_events').countDocuments({ action: 'client.secret_rotated', 'target.id': created.clientId });
+      expect(rotations).toBe(1);
+      // And the next rotation, of the new secret, goes through.
+      await expect(clients.rotateSecret(created.clientId)).resolves.toMatchObject({ clientSecret: expect.any(String) });
+    });
+
+    it('sweeps rotation claims after an hour', async () => {
+      const created = await clients.create(WEB);
+      await clients.rotateSecret(created.clientId);
+      const claims = db.collection(SECRET_ROTATIONS_COLLECTION);
+      expect(await claims.countDocuments({ clientId: created.clientId })).toBe(1);
+      await clients.sweep(new Date(clock + 59 * 60 * 1000));
+      expect(await claims.countDocuments({ clientId: created.clientId })).toBe(1);
+      await clients.sweep(new Date(clock + 60 * 60 * 1000));
+      expect(await claims.countDocuments({ clientId: created.clientId })).toBe(0);
     });
 
     it('refuses a client without a secret, and an unknown client', async () => {

@@ -120,10 +120,11 @@ export function clientRoutes({ clients }: { clients: ClientService }): ApiRoute[
       summary: "Rotate a client's secret",
       description:
         'Makes a new secret, shown only in this response. The previous one keeps working until `previousSecretExpiresAt` ' +
-        '(CLIENT_SECRET_GRACE_PERIOD), so that the client can be reconfigured without downtime. No request body.',
+        '(CLIENT_SECRET_GRACE_PERIOD), so that the client can be reconfigured without downtime. No request body. ' +
+        'Of concurrent rotations of one client exactly one succeeds; the others get 409 `client.rotation_conflict`.',
       scope: 'admin:clients:write',
       params: clientParams,
-      errors: [404],
+      errors: [404, 409],
       responses: { 200: { description: 'The new secret', schema: secretRotationSchema } },
       async handle({ params, principal }) {
         return { status: 200, body: await clients.rotateSecret(params.clientId, principal?.actor) };

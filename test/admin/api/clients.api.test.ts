@@ -123,6 +123,23 @@ describe('clients', () => {
     expectProblem(await call(server, 'POST', 'clients/nope-nope/secret', { token }), 404, 'client.not_found');
   });
 
+  it('pipelines rotating one secret at once: a rotation that raced another gets 409, never a secret that does not work', async () => {
+    const created = await call(server, 'POST', 'clients', { token, json: webClient('Raced') });
+    const clientId = created.body.clientId as string;
+    const path = `clients/${encodeURIComponent(clientId)}/secret`;
+    const answers = await Promise.all(Array.from({ length: 6 }, () => call(server, 'POST', path, { token })));
+    // Requests that reach the server one after the other are rotations in turn (each replaces the
+    // one before); those that raced for the same current secret lose with 409 (exactly one of
+    // them wins: test/clients/client.service.test.ts).
+    const won = answers.filter((a) => a.status === 200);
+    expect(won.length).toBeGreaterThanOrEqual(1);
+    for (const lost of answers.filter((a) => a.status !== 200)) expectProblem(lost, 409, 'client.rotation_conflict');
+    const metadata = await server.deps.clients.find(clientId);
+    expect(won.map((a) => a.body.clientSecret)).toContain(metadata?.client_secret);
+    const recorded = await server.deps.db.collection('audit_events').countDocuments({ action: 'client.secret_rotated', 'target.id': clientId });
+    expect(recorded).toBe(won.length);
+  });
+
   it('deletes a client', async () => {
     const created = await call(server, 'POST', 'clients', { token, json: webClient('Doomed') });
     const path = `clients/${encodeURIComponent(created.body.clientId as string)}`;
