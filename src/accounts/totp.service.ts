@@ -182,8 +182,6 @@ export function createTotpService({ Account, db, secretBox, issuer, now = Date.n
   const stepClaims = db.collection<StepClaim>(TOTP_USED_STEPS_COLLECTION);
   const recoveryClaims = db.collection<RecoveryClaim>(RECOVERY_CODE_USES_COLLECTION);
 
-  const claim = insertClaim;
-
   /** The time step `token` is valid in, within ±1 step of now; undefined when it is not. */
   async function matchStep(secret: string, token: string): Promise<number | undefined> {
     // NOTE: otplib takes the time in seconds (`epoch`), not milliseconds.
@@ -261,11 +259,11 @@ export function createTotpService({ Account, db, secretBox, issuer, now = Date.n
       // both would answer with recovery codes and only the last written set would work.
       const expiresAt = new Date(now() + STEP_CLAIM_LIFETIME_MS);
       const digest = createHash('sha256').update(sealed).digest('base64url');
-      if (!(await claim(stepClaims, { _id: `${accountId}:activation:${digest}`, accountId, expiresAt }))) {
+      if (!(await insertClaim(stepClaims, { _id: `${accountId}:activation:${digest}`, accountId, expiresAt }))) {
         return { ok: false, reason: 'already_enrolled' };
       }
       // The code that proved the secret is used, like any other; lastUsedStep below refuses it too.
-      await claim(stepClaims, { _id: stepClaimId(accountId, sealed, step), accountId, expiresAt });
+      await insertClaim(stepClaims, { _id: stepClaimId(accountId, sealed, step), accountId, expiresAt });
 
       const recoveryCodes = newRecoveryCodes();
       await Account.updateOne(
@@ -294,7 +292,7 @@ export function createTotpService({ Account, db, secretBox, issuer, now = Date.n
       if (typeof totp.lastUsedStep === 'number' && step <= totp.lastUsedStep) return { ok: false, reason: 'replayed' };
       // The arbiter between concurrent submissions of the same code: lastUsedStep above is read
       // before any of them writes it.
-      if (!(await claim(stepClaims, { _id: stepClaimId(accountId, totp.secretSealed, step), accountId, expiresAt: new Date(now() + STEP_CLAIM_LIFETIME_MS) }))) {
+      if (!(await insertClaim(stepClaims, { _id: stepClaimId(accountId, totp.secretSealed, step), accountId, expiresAt: new Date(now() + STEP_CLAIM_LIFETIME_MS) }))) {
         return { ok: false, reason: 'replayed' };
       }
       // NOTE: `$max` is a read and a write on FerretDB 1.x, so racing successes in different
@@ -319,7 +317,7 @@ export function createTotpService({ Account, db, secretBox, issuer, now = Date.n
       if (!hashes.includes(hash)) return { ok: false, reason: 'invalid' };
       // Claim first: of concurrent uses of one code exactly one inserts, and a used code stays
       // refused even if the `$pull` below is lost.
-      if (!(await claim(recoveryClaims, { _id: `${accountId}:${hash}`, accountId, hash, usedAt: new Date(now()) }))) {
+      if (!(await insertClaim(recoveryClaims, { _id: `${accountId}:${hash}`, accountId, hash, usedAt: new Date(now()) }))) {
         return { ok: false, reason: 'invalid' };
       }
       await Account.updateOne({ _id: accountId }, { $pull: { 'mfa.recoveryCodes': hash } });
