@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { Connection, mongo } from 'mongoose';
@@ -665,21 +665,38 @@ describe('client service', () => {
       expect((await clients.find(created.clientId))?.client_secret).toBe(second.clientSecret);
     });
 
-    it('of concurrent rotations exactly one wins; the others get 409 and nobody holds a secret that does not work', async () => {
+    it('concurrent rotations form a chain: each one replaced a different secret, and the losers get 409', async () => {
       const created = await clients.create(WEB);
       const outcomes = await Promise.allSettled(Array.from({ length: 10 }, () => clients.rotateSecret(created.clientId)));
-      const won = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value] : []));
+      const won = outcomes.flatMap((o) => (o.status === 'fulfilled' ? [o.value.clientSecret] : []));
       const lost = outcomes.flatMap((o) => (o.status === 'rejected' ? [o.reason as unknown] : []));
-      expect(won).toHaveLength(1);
+      expect(won.length).toBeGreaterThanOrEqual(1);
       for (const reason of lost) expect(reason).toMatchObject({ status: 409, code: 'client.rotation_conflict' });
-      // The one secret handed out is the one that works, and the replaced one is still in its grace period.
-      expect((await clients.find(created.clientId))?.client_secret).toBe(won[0]!.clientSecret);
-      expect(await clients.previousSecret(created.clientId)).toBe(created.clientSecret);
-      // Only the winner is on record.
-      const rotations = await db.collection('audit_events').countDocuments({ action: 'client.secret_rotated', 'target.id': created.clientId });
-      expect(rotations).toBe(1);
-      // And the next rotation, of the new secret, goes through.
-      await expect(clients.rotateSecret(created.clientId)).resolves.toMatchObject({ clientSecret: expect.any(String) });
+      // The last rotation written is current, and it replaced the rotation before it, never the
+      // original secret a second time (which is what racing rotations used to do).
+      const current = (await clients.find(created.clientId))?.client_secret;
+      expect(won).toContain(current);
+      const previous = await clients.previousSecret(created.clientId);
+      if (won.length === 1) expect(previous).toBe(created.clientSecret);
+      else expect(won.filter((secret) => secret !== current)).toContain(previous);
+      // Every rotation handed out is on record, and only those.
+      const recorded = await db.collection('audit_events').countDocuments({ action: 'client.secret_rotated', 'target.id': created.clientId });
+      expect(recorded).toBe(won.length);
+    });
+
+    it('a rotation of a secret that another rotation has just claimed gets 409 and changes nothing', async () => {
+      // The middle of a race, held still: another node has claimed the current secret (the claim
+      // is named after the sealed secret it replaces) and is about to write its own.
+      const created = await clients.create(WEB);
+      const sealed = (await collection.findOne({ _id: created.clientId }))?.secretSealed ?? '';
+      const replaced = createHash('sha256').update(sealed).digest('base64url').slice(0, 22);
+      await db
+        .collection<{ _id: string; clientId: string; expiresAt: Date }>(SECRET_ROTATIONS_COLLECTION)
+        .insertOne({ _id: `${created.clientId}:${replaced}`, clientId: created.clientId, expiresAt: new Date(clock + 60_000) });
+      expect(await appErrorOf(clients.rotateSecret(created.clientId))).toMatchObject({ status: 409, code: 'client.rotation_conflict' });
+      expect((await clients.find(created.clientId))?.client_secret).toBe(created.clientSecret);
+      expect(await clients.previousSecret(created.clientId)).toBeUndefined();
+      expect(await db.collection('audit_events').countDocuments({ action: 'client.secret_rotated', 'target.id': created.clientId })).toBe(0);
     });
 
     it('sweeps rotation claims after an hour', async () => {
