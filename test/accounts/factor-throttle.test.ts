@@ -139,6 +139,33 @@ describe('second-factor throttle', () => {
     if (through.length < POLICY.freeAttempts) expect(await nodes[1]!.begin(id)).toMatchObject({ allowed: true });
   });
 
+  it('a caller refused only by attempts still in flight tries again; one refused by failures does not', async () => {
+    // Held still: five records that vanish one millisecond later, and a clock that moves one
+    // millisecond per read, so the first try sees them and a second try would not.
+    const seed = async (accountId: string, state: 'pending' | 'failed') => {
+      const docs = Array.from({ length: POLICY.freeAttempts }, (_, i) => ({
+        _id: `${accountId}:held:${i}`,
+        accountId,
+        at: new Date(clock),
+        state,
+        expiresAt: new Date(clock + 1),
+      }));
+      await connection.db!.collection<(typeof docs)[number]>(FACTOR_ATTEMPTS_COLLECTION).insertMany(docs);
+    };
+    const ticking = () => {
+      let ticks = 0;
+      return createFactorThrottle(connection.db!, POLICY, () => clock + ticks++);
+    };
+
+    const inFlight = account();
+    await seed(inFlight, 'pending');
+    expect(await ticking().begin(inFlight)).toMatchObject({ allowed: true });
+
+    const failedBefore = account();
+    await seed(failedBefore, 'failed');
+    expect(await ticking().begin(failedBefore)).toEqual({ allowed: false, retryAfterSeconds: 1 });
+  });
+
   it('lets someone through when a few attempts race on a fresh account (two tabs, a double submit)', async () => {
     // Insert-then-count alone would refuse every one of them when all insert before any counts;
     // a caller refused only by attempts still in flight backs off and tries again.
