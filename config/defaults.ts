@@ -32,8 +32,13 @@ export const defaults = {
      * the original sign-in. After it the person signs in again, however active the app is.
      */
     refreshTokenAbsolute: 90 * 24 * 60 * 60,
-    /** SESSION_TTL: the single sign-on session cookie and record. */
+    /** SESSION_TTL: the longest a single sign-on session lives, counted from the sign-in that began it. */
     session: 14 * 24 * 60 * 60,
+    /**
+     * SESSION_IDLE_TTL: a single sign-on session that no application used (no authorization request)
+     * for this long ends. At most SESSION_TTL.
+     */
+    sessionIdle: 3 * 24 * 60 * 60,
     /** INTERACTION_TTL: how long a person has to finish a sign-in page. */
     interaction: 60 * 60,
     /** GRANT_TTL: remembered consent; tokens cannot outlive their grant. */
@@ -74,8 +79,44 @@ export const defaults = {
    */
   acr: {
     singleFactor: 'urn:oidc-server:acr:1fa',
+    /**
+     * Two factors, the second a code sent by email (MFA_EMAIL_FALLBACK): weaker than an
+     * authenticator app, since whoever reads the mailbox has it. A relying party that asks for
+     * `multiFactor` never gets this level.
+     */
+    emailSecondFactor: 'urn:oidc-server:acr:2fa-email',
+    /** Two factors, one of them an authenticator app (or one of its recovery codes). */
     multiFactor: 'http://schemas.openid.net/pape/policies/2007/06/multi-factor',
   },
+
+  /**
+   * The admin console asks for a fresh sign-in when the admin's authentication is older than
+   * ADMIN_SESSION_MAX_AGE seconds, or after ADMIN_SESSION_IDLE seconds without a console page.
+   */
+  adminSession: { maxAge: 12 * 60 * 60, idle: 30 * 60 },
+
+  /**
+   * RECENT_AUTH_MAX_AGE (seconds): sensitive changes (an authenticator app, recovery codes) need an
+   * authentication at most this old; an older one signs in again first (step-up with max_age).
+   */
+  recentAuthMaxAge: 5 * 60,
+
+  /**
+   * Limits per client IP address, kept in MongoDB so that every node applies the same count.
+   * Each is "at most N in IP_LIMIT_WINDOW seconds":
+   * IP_SIGN_IN_FAILURE_LIMIT: refused passwords and codes on the sign-in pages;
+   * IP_CODE_SEND_LIMIT: sign-in codes asked for (by email);
+   * IP_CLIENT_AUTH_FAILURE_LIMIT: failed client authentications at the token, introspection and
+   * revocation endpoints.
+   */
+  ipLimits: { windowSeconds: 15 * 60, signInFailures: 30, codeSends: 20, clientAuthFailures: 30 },
+
+  /**
+   * Codes mailed to one address, whatever asks for them: EMAIL_CODE_ADDRESS_LIMIT per hour in all,
+   * EMAIL_CODE_ADDRESS_IP_LIMIT per hour from one IP address (so one source alone cannot use up
+   * the address's allowance and keep its owner from getting a code).
+   */
+  emailCodeAddressLimits: { perHour: 20, perHourFromOneIp: 5 },
 
   /** AUDIT_RETENTION_DAYS: audit events older than this are deleted (TTL index, or the sweep). */
   auditRetentionDays: 90,

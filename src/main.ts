@@ -4,7 +4,7 @@ import http from 'node:http';
 import { createApp } from './app.js';
 import { ConfigError } from './config/config.js';
 import type { Config } from './config/config.js';
-import { databaseName, embeddedDatabaseOptions, loadDotEnv, loadRuntimeConfig } from './config/runtime.js';
+import { applyDefaultEnvironment, databaseName, embeddedDatabaseOptions, loadDotEnv, loadRuntimeConfig } from './config/runtime.js';
 import { connectDatabase, describeUri } from './db/connect.js';
 import { resolveDatabase } from './db/provision.js';
 import { createDeps } from './deps.js';
@@ -32,6 +32,7 @@ function demoAuthorizationUrl(config: Config): string {
 
 async function main(): Promise<void> {
   loadDotEnv(process.env);
+  applyDefaultEnvironment(process.env, import.meta.url);
   const config = await loadRuntimeConfig(process.env);
   const production = config.env === 'production';
   const logger = createLogger({ level: config.logLevel, format: production ? 'json' : 'pretty' });

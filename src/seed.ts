@@ -22,6 +22,10 @@ export interface SeedResult {
 export async function seedDemo(
   { accounts, clients, config, logger }: { accounts: AccountService; clients: ClientService; config: Config; logger: Logger },
 ): Promise<SeedResult> {
+  // NOTE: loadConfig refuses SEED_DEMO for other issuers already; this guards other callers.
+  if (!['127.0.0.1', 'localhost', '[::1]'].includes(new URL(config.issuer).hostname)) {
+    throw new Error(`the demo seed runs only with a loopback issuer, not ${config.issuer}`);
+  }
   let created = false;
   let confidentialSecret: string | undefined;
   if (!(await accounts.findByEmail(DEMO_USER.email))) {

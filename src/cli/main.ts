@@ -87,8 +87,9 @@ async function run(argv: string[], out: Output, err: Output, env: NodeJS.Process
 
   // NOTE: loaded only now, so that `--help` and usage errors stay quick: the bootstrap pulls
   // in mongoose and the services.
-  const [{ openCliSession }, { loadDotEnv }] = await Promise.all([import('./cli-context.js'), import('../config/runtime.js')]);
+  const [{ openCliSession }, { applyDefaultEnvironment, loadDotEnv }] = await Promise.all([import('./cli-context.js'), import('../config/runtime.js')]);
   loadDotEnv(env);
+  applyDefaultEnvironment(env, import.meta.url);
   const session = await openCliSession(env, err);
   try {
     return await runPrepared(prepared, { services: session.services, out, err });

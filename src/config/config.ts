@@ -52,6 +52,7 @@ const envSchema = z.object({
   COOKIE_KEYS: cookieKeyList.optional(),
   ENCRYPTION_KEYS: encryptionKeyList.optional(),
   TRUST_PROXY: booleanFlag.default(false),
+  PROXY_HOPS: z.coerce.number().int().min(1).max(10).default(1),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default(defaults.logLevel),
   DATA_DIR: z.string().min(1).default(defaults.dataDir),
   PRODUCT_NAME: z.string().min(1).max(60).default(defaults.productName),
@@ -62,6 +63,16 @@ const envSchema = z.object({
   REFRESH_TOKEN_IDLE_TTL: seconds(defaults.ttl.refreshTokenIdle),
   REFRESH_TOKEN_ABSOLUTE_TTL: seconds(defaults.ttl.refreshTokenAbsolute),
   SESSION_TTL: seconds(defaults.ttl.session),
+  SESSION_IDLE_TTL: seconds(defaults.ttl.sessionIdle),
+  ADMIN_SESSION_MAX_AGE: seconds(defaults.adminSession.maxAge),
+  ADMIN_SESSION_IDLE: seconds(defaults.adminSession.idle),
+  RECENT_AUTH_MAX_AGE: seconds(defaults.recentAuthMaxAge),
+  IP_LIMIT_WINDOW: seconds(defaults.ipLimits.windowSeconds),
+  IP_SIGN_IN_FAILURE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(defaults.ipLimits.signInFailures),
+  IP_CODE_SEND_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(defaults.ipLimits.codeSends),
+  IP_CLIENT_AUTH_FAILURE_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(defaults.ipLimits.clientAuthFailures),
+  EMAIL_CODE_ADDRESS_LIMIT: z.coerce.number().int().min(1).max(10_000).default(defaults.emailCodeAddressLimits.perHour),
+  EMAIL_CODE_ADDRESS_IP_LIMIT: z.coerce.number().int().min(1).max(10_000).default(defaults.emailCodeAddressLimits.perHourFromOneIp),
   INTERACTION_TTL: seconds(defaults.ttl.interaction),
   GRANT_TTL: seconds(defaults.ttl.grant),
   SIGN_IN_FREE_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(defaults.signInFreeAttempts),
@@ -94,7 +105,10 @@ export interface Ttl {
   idToken: number;
   refreshTokenIdle: number;
   refreshTokenAbsolute: number;
+  /** The absolute lifetime of an SSO session. */
   session: number;
+  /** An SSO session unused this long ends. */
+  sessionIdle: number;
   interaction: number;
   grant: number;
 }
@@ -112,6 +126,8 @@ export interface Config {
   cookieKeys: string[];
   encryptionKeys: { id: string; key: Buffer }[];
   trustProxy: boolean;
+  /** With trustProxy: how many proxies stand in front (X-Forwarded-For is read this many entries from the right). */
+  proxyHops: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   dataDir: string;
   productName: string;
@@ -138,7 +154,15 @@ export interface Config {
     emailFallback: boolean;
   };
   factorThrottle: { freeAttempts: number; maxDelaySeconds: number };
-  acr: { singleFactor: string; multiFactor: string };
+  /** Per client IP, each "at most N per windowSeconds" (src/limits). */
+  ipLimits: { windowSeconds: number; signInFailures: number; codeSends: number; clientAuthFailures: number };
+  /** Sign-in codes mailed to one address per hour: in all, and from one IP. */
+  emailCodeAddressLimits: { perHour: number; perHourFromOneIp: number };
+  /** The admin console's own limits on the admin's authentication: its age, and idle time (seconds). */
+  adminSession: { maxAgeSeconds: number; idleSeconds: number };
+  /** Sensitive account changes need an authentication at most this old (seconds). */
+  recentAuthMaxAgeSeconds: number;
+  acr: { singleFactor: string; emailSecondFactor: string; multiFactor: string };
   audit: { retentionDays: number };
   clientSecretGracePeriodSeconds: number;
   /** RFC 7591 dynamic client registration (with initial access tokens admins issue). */
@@ -203,9 +227,20 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
   if (production && !issuer.startsWith('https://')) {
     throw new ConfigError('Invalid configuration:\n  ISSUER: must be https:// when NODE_ENV=production');
   }
+  if (e.SESSION_TTL < e.SESSION_IDLE_TTL) {
+    throw new ConfigError('Invalid configuration:\n  SESSION_IDLE_TTL: must be at most SESSION_TTL');
+  }
   if (e.REFRESH_TOKEN_ABSOLUTE_TTL < e.REFRESH_TOKEN_IDLE_TTL) {
     throw new ConfigError(
       'Invalid configuration:\n  REFRESH_TOKEN_ABSOLUTE_TTL: must be at least REFRESH_TOKEN_IDLE_TTL',
+    );
+  }
+
+  // The demo seed creates a user with a published password: only ever on this machine.
+  const loopbackIssuer = ['127.0.0.1', 'localhost', '[::1]'].includes(new URL(issuer).hostname);
+  if (e.SEED_DEMO === true && !loopbackIssuer) {
+    throw new ConfigError(
+      'Invalid configuration:\n  SEED_DEMO: the demo user has a published password; it is seeded only with a loopback ISSUER (localhost, 127.0.0.1, [::1])',
     );
   }
 
@@ -217,10 +252,11 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
     cookieKeys,
     encryptionKeys,
     trustProxy: e.TRUST_PROXY,
+    proxyHops: e.PROXY_HOPS,
     logLevel: e.LOG_LEVEL,
     dataDir: e.DATA_DIR,
     productName: e.PRODUCT_NAME,
-    seedDemo: e.SEED_DEMO ?? e.NODE_ENV === 'development',
+    seedDemo: e.SEED_DEMO ?? (e.NODE_ENV === 'development' && loopbackIssuer),
     ttl: {
       accessToken: e.ACCESS_TOKEN_TTL,
       authorizationCode: e.AUTHORIZATION_CODE_TTL,
@@ -228,6 +264,7 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
       refreshTokenIdle: e.REFRESH_TOKEN_IDLE_TTL,
       refreshTokenAbsolute: e.REFRESH_TOKEN_ABSOLUTE_TTL,
       session: e.SESSION_TTL,
+      sessionIdle: e.SESSION_IDLE_TTL,
       interaction: e.INTERACTION_TTL,
       grant: e.GRANT_TTL,
     },
@@ -245,6 +282,15 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
     },
     mfa: { requiredForAdmins: e.MFA_REQUIRED_FOR_ADMINS, emailFallback: e.MFA_EMAIL_FALLBACK },
     factorThrottle: { freeAttempts: e.FACTOR_FREE_ATTEMPTS, maxDelaySeconds: e.FACTOR_MAX_DELAY },
+    ipLimits: {
+      windowSeconds: e.IP_LIMIT_WINDOW,
+      signInFailures: e.IP_SIGN_IN_FAILURE_LIMIT,
+      codeSends: e.IP_CODE_SEND_LIMIT,
+      clientAuthFailures: e.IP_CLIENT_AUTH_FAILURE_LIMIT,
+    },
+    emailCodeAddressLimits: { perHour: e.EMAIL_CODE_ADDRESS_LIMIT, perHourFromOneIp: e.EMAIL_CODE_ADDRESS_IP_LIMIT },
+    adminSession: { maxAgeSeconds: e.ADMIN_SESSION_MAX_AGE, idleSeconds: e.ADMIN_SESSION_IDLE },
+    recentAuthMaxAgeSeconds: e.RECENT_AUTH_MAX_AGE,
     acr: { ...defaults.acr },
     audit: { retentionDays: e.AUDIT_RETENTION_DAYS },
     clientSecretGracePeriodSeconds: e.CLIENT_SECRET_GRACE_PERIOD,

@@ -13,6 +13,17 @@ import { loadOrCreateDevSecrets } from './dev-secrets.js';
  * see the same settings, development secrets and embedded database.
  */
 
+/**
+ * NODE_ENV when the environment does not say: `development` when running the TypeScript sources
+ * (`npm start`, `npm run cli`), `production` when running the compiled build (`node dist/…`, the
+ * Docker image). NOTE: a deployed build without NODE_ENV must never fall back to development
+ * (generated keys, a demo user with a known password, codes in the log).
+ */
+export function applyDefaultEnvironment(env: NodeJS.ProcessEnv, entryModuleUrl: string): void {
+  if (env.NODE_ENV) return;
+  env.NODE_ENV = new URL(entryModuleUrl).pathname.endsWith('.ts') ? 'development' : 'production';
+}
+
 /** Reads `.env` in development into `env`; variables already set win. */
 export function loadDotEnv(env: NodeJS.ProcessEnv): void {
   if (env.NODE_ENV !== 'production' && existsSync('.env')) dotenv.config({ path: '.env', quiet: true, processEnv: env });

@@ -54,6 +54,13 @@ export async function startTestServer(label: string, options: TestServerOptions 
     MONGODB_URI: mongoUri,
     COOKIE_KEYS: TEST_COOKIE_KEY,
     ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS,
+    // NOTE: every test request comes from 127.0.0.1, so the per-IP limits would count the whole
+    // suite as one visitor. Suites that test those limits set their own values.
+    IP_SIGN_IN_FAILURE_LIMIT: '100000',
+    IP_CODE_SEND_LIMIT: '100000',
+    IP_CLIENT_AUTH_FAILURE_LIMIT: '100000',
+    EMAIL_CODE_ADDRESS_LIMIT: '10000',
+    EMAIL_CODE_ADDRESS_IP_LIMIT: '10000',
     ...options.env,
   });
   const logs: string[] = [];
