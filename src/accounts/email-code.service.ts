@@ -8,11 +8,14 @@ import { ensureExpiryIndex } from '../db/expiry-index.js';
 /**
  * One-time sign-in codes sent by email: 6 digits from a CSPRNG, stored only as a salted
  * HMAC, valid for `ttlSeconds`, single use, at most `maxAttempts` attempts in total, and at
- * most one new code per email and purpose every `resendIntervalSeconds`.
+ * most one new code per interaction, address and purpose every `resendIntervalSeconds`.
  *
  * A code belongs to the interaction that asked for it (`binding`, the interaction uid): it is
  * only ever looked up through that binding, so a code typed into another browser's
- * interaction finds nothing there.
+ * interaction finds nothing there. For the same reason a code asked for in one browser never
+ * withdraws the code another browser is using: a stranger who asks for codes for someone's
+ * address cannot cancel the owner's. How many codes one address (or one IP) may get in all is
+ * the limiter's business (src/limits/sign-in-limits.ts), not this service's.
  *
  * NOTE: every "only once" and "at most N" rule here rests on inserting a document under a
  * unique `_id` and treating a duplicate key error (11000) as "someone else got it". FerretDB
@@ -44,9 +47,8 @@ export interface EmailCodeService {
   /** The code currently pending for this binding (for the code page: which address, when a resend is allowed). */
   pending(input: { binding: string; purpose: EmailCodePurpose }): Promise<{ email: string; expiresAt: Date; resendAfterSeconds: number } | undefined>;
   /**
-   * Kills the code pending for this binding (its mail could not be sent). The resend throttle
-   * stays: it is per address whether or not an account exists, and releasing it only where a
-   * mail was attempted would tell known addresses from unknown ones.
+   * Kills the code pending for this binding (its mail could not be sent). The resend wait stays,
+   * so a failing mail server is not asked again at once.
    */
   discard(input: { binding: string; purpose: EmailCodePurpose }): Promise<void>;
   ensureIndexes(): Promise<void>;
@@ -61,7 +63,7 @@ export interface EmailCodeRecord {
   /** The interaction uid the code was issued for; verify looks nowhere else. */
   binding: string;
   purpose: EmailCodePurpose;
-  /** sha256 of purpose and normalised email: finds the previous code to replace without an index on plain addresses. */
+  /** sha256 of purpose, binding and normalised email: names the resend slots of this interaction and address. */
   emailKey: string;
   /** Normalised address, only to show "sent to …" on the code page. */
   email: string;
@@ -118,8 +120,8 @@ function normaliseEmail(email: string): string {
   return email.trim().toLowerCase();
 }
 
-function emailKeyFor(purpose: EmailCodePurpose, email: string): string {
-  return createHash('sha256').update(`${purpose}\n${normaliseEmail(email)}`).digest('base64url');
+function emailKeyFor(purpose: EmailCodePurpose, binding: string, email: string): string {
+  return createHash('sha256').update(`${purpose}\n${binding}\n${normaliseEmail(email)}`).digest('base64url');
 }
 
 /**
@@ -249,13 +251,14 @@ export function createEmailCodeService(db: mongo.Db, policy: EmailCodePolicy, no
       // address, known or not, and an unknown address gets a real (unredeemable) code record.
       const at = now();
       const normalised = normaliseEmail(email);
-      const emailKey = emailKeyFor(purpose, normalised);
+      const emailKey = emailKeyFor(purpose, binding, normalised);
       const slot = await claimResendSlots(emailKey, at);
       if (!slot.ok) return { ok: false, reason: 'throttled', retryAfterSeconds: slot.retryAfterSeconds };
 
-      // A new code replaces every earlier one of this address and purpose, and whatever this
-      // interaction was sent before (another address typed first): verify sees one code only.
-      await withdraw({ purpose, $or: [{ emailKey }, { binding }] });
+      // A new code replaces whatever this interaction was sent before (for this address or
+      // another typed first): verify sees one code only. NOTE: codes of other interactions stay,
+      // even for the same address: they may be the owner's, in another browser.
+      await withdraw({ purpose, binding });
       const code = newCode();
       const salt = randomBytes(16).toString('base64url');
       const expiresAt = new Date(at + ttlMs);
@@ -314,7 +317,6 @@ export function createEmailCodeService(db: mongo.Db, policy: EmailCodePolicy, no
 
     async ensureIndexes() {
       await codes.createIndex({ binding: 1, purpose: 1 }, { name: 'binding_purpose' });
-      await codes.createIndex({ emailKey: 1 }, { name: 'emailKey_1' });
       await resendClaims.createIndex({ emailKey: 1, slot: 1 }, { name: 'emailKey_slot' });
       // Without TTL indexes, the periodic sweep removes expired codes and claims.
       for (const collection of [codes, claims, resendClaims]) await ensureExpiryIndex(collection);

@@ -1,0 +1,104 @@
+import { createHmac, hkdfSync } from 'node:crypto';
+import { isIPv4, isIPv6 } from 'node:net';
+
+import type { Config } from '../config/config.js';
+import type { AttemptLimiter, Gate, LimitRule } from './attempt-limiter.js';
+
+/**
+ * The limits of this server, named: which key each one counts and under which rule. One place, so
+ * that every route asks for the same gate the same way (src/interactions, src/account, the token
+ * endpoint's client authentication).
+ *
+ * The rules that hold them together:
+ *  - One counter per factor. Guessing one factor never delays another: email codes are counted
+ *    per address, passwords per address, authenticator and recovery codes per account, each on
+ *    its own. Whoever knows only an address can slow down codes and passwords for it (as for any
+ *    server), never the owner's authenticator app.
+ *  - Keys that name an address are the same whether or not an account has it, so a limit reveals
+ *    nothing about who has an account. Addresses are kept as keyed hashes, never in the clear.
+ *  - Everything a sign-in page checks is also counted per client IP (IPv6 per /64, what one
+ *    subscriber usually gets), so one source cannot spray guesses across many addresses.
+ */
+
+export type FactorKind = 'totp' | 'recovery';
+
+export interface SignInLimits {
+  limiter: AttemptLimiter;
+  /** Wrong passwords for an address (first step or second), known or not. */
+  password(email: string): Gate;
+  /** Wrong email codes for an address (first factor or second), known or not. */
+  emailCode(email: string): Gate;
+  /** Wrong authenticator (or enrolment) codes, or recovery codes, for an account. */
+  factor(accountId: string, kind: FactorKind): Gate;
+  /** Refused passwords and codes on the sign-in pages from one IP (network). */
+  signInFromIp(ip: string): Gate;
+  /** Codes asked for from one IP (network). */
+  codeSendsFromIp(ip: string): Gate;
+  /** Codes mailed to one address in an hour. */
+  codesToAddress(email: string): Gate;
+  /** Codes mailed to one address in an hour at the request of one IP (network). */
+  codesToAddressFromIp(email: string, ip: string): Gate;
+  /** Failed client authentications at the token, introspection and revocation endpoints from one IP (network). */
+  clientAuthFromIp(ip: string): Gate;
+  /** The keys that belong to an account (forgotten when it is deleted). */
+  accountKeys(accountId: string): string[];
+}
+
+/** Failures of a factor are forgotten a day after they happened (or at the next success). */
+const FORGET_AFTER_SECONDS = 24 * 60 * 60;
+const HOUR_SECONDS = 60 * 60;
+
+/**
+ * The part of an address that one party controls: an IPv4 address as it is (IPv4-mapped IPv6
+ * included), an IPv6 address by its /64 prefix (RFC 6177: a subscriber commonly gets at least a
+ * /64, so counting single IPv6 addresses would let one party rotate through billions).
+ */
+export function ipNetwork(ip: string): string {
+  const address = ip.startsWith('::ffff:') && isIPv4(ip.slice(7)) ? ip.slice(7) : ip;
+  if (isIPv4(address)) return address;
+  if (!isIPv6(address)) return 'unknown';
+  const [head = '', tail = ''] = address.split('::');
+  const left = head ? head.split(':') : [];
+  const right = tail ? tail.split(':') : [];
+  // (An embedded IPv4 tail counts as one group here; it only ever sits in the last 32 bits.)
+  const groups = [...left, ...Array.from({ length: Math.max(0, 8 - left.length - right.length) }, () => '0'), ...right];
+  return `${groups
+    .slice(0, 4)
+    .map((g) => g.toLowerCase().replace(/^0+(?=.)/, ''))
+    .join(':')}::/64`;
+}
+
+export function createSignInLimits(limiter: AttemptLimiter, config: Pick<Config, 'signInThrottle' | 'factorThrottle' | 'ipLimits' | 'emailCodeAddressLimits' | 'encryptionKeys'>): SignInLimits {
+  const [current] = config.encryptionKeys;
+  if (!current) throw new Error('no encryption key');
+  // NOTE: a key of its own (HKDF, RFC 5869), never the encryption key itself. A new first
+  // ENCRYPTION_KEYS entry starts the counts afresh, which only ever forgives recent failures.
+  const hashKey = Buffer.from(hkdfSync('sha256', current.key, Buffer.alloc(0), 'oidc-server limit keys v1', 32));
+  const address = (email: string) => createHmac('sha256', hashKey).update(email.trim().toLowerCase()).digest('base64url').slice(0, 32);
+
+  const factorRule = (policy: { freeAttempts: number; maxDelaySeconds: number }): LimitRule => ({
+    kind: 'progressive',
+    freeAttempts: policy.freeAttempts,
+    maxDelaySeconds: policy.maxDelaySeconds,
+    forgetAfterSeconds: FORGET_AFTER_SECONDS,
+  });
+  const passwordRule = factorRule(config.signInThrottle);
+  const codeRule = factorRule(config.factorThrottle);
+  const window = (limit: number, windowSeconds = config.ipLimits.windowSeconds): LimitRule => ({ kind: 'window', limit, windowSeconds });
+
+  return {
+    limiter,
+    password: (email) => ({ key: `password:${address(email)}`, rule: passwordRule }),
+    emailCode: (email) => ({ key: `email-code:${address(email)}`, rule: codeRule }),
+    factor: (accountId, kind) => ({ key: `${kind}:${accountId}`, rule: codeRule }),
+    signInFromIp: (ip) => ({ key: `ip:sign-in:${ipNetwork(ip)}`, rule: window(config.ipLimits.signInFailures) }),
+    codeSendsFromIp: (ip) => ({ key: `ip:code-send:${ipNetwork(ip)}`, rule: window(config.ipLimits.codeSends) }),
+    codesToAddress: (email) => ({ key: `code-send:${address(email)}`, rule: window(config.emailCodeAddressLimits.perHour, HOUR_SECONDS) }),
+    codesToAddressFromIp: (email, ip) => ({
+      key: `code-send:${address(email)}:${ipNetwork(ip)}`,
+      rule: window(config.emailCodeAddressLimits.perHourFromOneIp, HOUR_SECONDS),
+    }),
+    clientAuthFromIp: (ip) => ({ key: `ip:client-auth:${ipNetwork(ip)}`, rule: window(config.ipLimits.clientAuthFailures) }),
+    accountKeys: (accountId) => [`totp:${accountId}`, `recovery:${accountId}`],
+  };
+}
