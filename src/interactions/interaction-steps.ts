@@ -84,6 +84,16 @@ export function describeWait(seconds: number): string {
   return `${minutes} minute${minutes === 1 ? '' : 's'}`;
 }
 
+/**
+ * What a refused attempt says. The IP's limit is named as such, so that people on a shared
+ * network know why; neither says anything about whether an account exists.
+ */
+export function tooManyAttempts(fromIp: boolean, retryAfterSeconds: number): string {
+  return fromIp
+    ? `Too many failed sign-in attempts from your network. Wait ${describeWait(retryAfterSeconds)}, then try again.`
+    : `Too many failed attempts. Wait ${describeWait(retryAfterSeconds)}, then try again.`;
+}
+
 /** Where the browser may end up after a form POST on these pages (see security-headers.ts). */
 function redirectTarget(params: Record<string, unknown>): string | undefined {
   const uri = typeof params.redirect_uri === 'string' ? URL.parse(params.redirect_uri) : null;
@@ -143,9 +153,16 @@ export function createInteractionSteps(deps: { provider: Provider; csrf: CsrfTok
     await next();
   };
 
-  /** Ends this interaction: the provider continues the authorization with this result. */
+  /**
+   * Ends this interaction: the provider continues the authorization with this result.
+   * NOTE: merged with the earlier interactions' results of the same authorization request. The
+   * provider's `login_prompt` and `max_age` checks look for a `login` result of the current
+   * request, so a consent result without it would make prompt=login (and max_age=0) ask for the
+   * password again after consent — and prompt=login consent loop between the two pages forever.
+   * (Error results are never merged.)
+   */
   const finish = async (ctx: StepContext, result: InteractionResults) => {
-    const redirectTo = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: false });
+    const redirectTo = await provider.interactionResult(ctx.req, ctx.res, result, { mergeWithLastSubmission: true });
     ctx.status = 303;
     ctx.redirect(redirectTo);
   };
