@@ -9,6 +9,7 @@ import views from 'koa-views';
 import type { Deps } from './deps.js';
 import { handleErrors } from './http/error-handler.js';
 import { createHealthRouter } from './http/health.routes.js';
+import { cachePublicMetadata, pinPublicOrigin } from './http/public-origin.js';
 import { requestId, securityHeaders } from './http/security-headers.js';
 import { bindRequestContext } from './http/request-context.js';
 import { serveStatic } from './http/static.routes.js';
@@ -33,11 +34,15 @@ export function createApp(deps: Deps): Koa {
   const { config, provider, logger, pages } = deps;
   const app = new Koa();
   // NOTE: the provider runs inside this app, so it reads cookies with this app's keys and
-  // honours X-Forwarded-* only through this app's `proxy` flag (NOTES-toolchain.md).
+  // honours X-Forwarded-For only through this app's `proxy` flag (NOTES-toolchain.md); never
+  // X-Forwarded-Host/Proto, which pinPublicOrigin removes.
   app.keys = config.cookieKeys;
   app.proxy = config.trustProxy;
   app.silent = true;
 
+  // First: nothing below may build a URL from the request's Host or X-Forwarded-Host/Proto.
+  app.use(pinPublicOrigin({ issuer: config.issuer }));
+  app.use(cachePublicMetadata({ paths: ['/.well-known/openid-configuration', provider.pathFor('jwks')] }));
   app.use(requestId({ trustProxy: config.trustProxy }));
   app.use(async function bindRequestLog(ctx, next) {
     // ctx.ip is the proxy's X-Forwarded-For only when TRUST_PROXY says to believe it (app.proxy).

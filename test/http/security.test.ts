@@ -6,6 +6,7 @@ import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent, formAction, formField } from '../support/user-agent.js';
 import type { Reply } from '../support/user-agent.js';
+import { freePort } from './raw-client.js';
 
 /**
  * Security properties a person's browser relies on during sign-in: headers, markup that the
@@ -106,8 +107,8 @@ async function walkSignIn(agent: UserAgent, url: string): Promise<Walk> {
   return { login, consent, callback };
 }
 
-async function setUp(label: string, env: Record<string, string> = {}): Promise<{ server: TestServer; client: CreatedClient }> {
-  const server = await startTestServer(label, { env });
+async function setUp(label: string, env: Record<string, string> = {}, port?: number): Promise<{ server: TestServer; client: CreatedClient }> {
+  const server = await startTestServer(label, { env, ...(port === undefined ? {} : { port }) });
   await server.deps.accounts.create({ ...USER, emailVerified: true });
   const client = await server.deps.clients.create({ name: 'Security RP', redirectUris: [REDIRECT_URI] });
   return { server, client };
@@ -309,21 +310,26 @@ describe('security of the sign-in pages (plain http issuer, no trusted proxy)', 
   });
 });
 
-describe('security behind a trusted TLS-terminating proxy (TRUST_PROXY=true)', () => {
+describe('security behind a trusted TLS-terminating proxy (TRUST_PROXY=true, https ISSUER)', () => {
   let server: TestServer;
   let client: CreatedClient;
+  let issuer: string;
 
   beforeAll(async () => {
-    ({ server, client } = await setUp('security_proxy', { TRUST_PROXY: 'true' }));
+    // As in docker-compose.yml: the public URL is https, TLS ends at the proxy, and the server
+    // listens on plain http (the agents below map the https URLs back to it).
+    const port = await freePort();
+    issuer = `https://127.0.0.1:${port}`;
+    ({ server, client } = await setUp('security_proxy', { TRUST_PROXY: 'true', ISSUER: issuer }, port));
   });
 
   afterAll(async () => {
     await server?.close();
   });
 
-  it('sets every cookie Secure (and still HttpOnly, SameSite=Lax) when the proxy says https', async () => {
+  it('sets every cookie Secure (and still HttpOnly, SameSite=Lax)', async () => {
     const agent = new RecordingAgent(server.url, { 'x-forwarded-proto': 'https' });
-    await walkSignIn(agent, authorizationUrl(server, client, pkcePair().challenge));
+    await walkSignIn(agent, authorizationUrlFor(issuer, client.clientId, { code_challenge: pkcePair().challenge }));
     const cookies = agent.setCookies.map(parseSetCookie);
     expect(cookies.map((c) => c.name)).toEqual(expect.arrayContaining(['_interaction', '_session']));
     for (const cookie of cookies) {
@@ -333,27 +339,33 @@ describe('security behind a trusted TLS-terminating proxy (TRUST_PROXY=true)', (
     }
   });
 
-  it('keeps cookies non-Secure for a request that did not come through TLS', async () => {
-    const agent = new RecordingAgent(server.url);
-    const login = await agent.follow(authorizationUrl(server, client, pkcePair().challenge));
-    expect(login.status).toBe(200);
-    expect(agent.setCookies.length).toBeGreaterThan(0);
-    for (const cookie of agent.setCookies.map(parseSetCookie)) expect(cookie.attributes).not.toContain('secure');
+  it('sets cookies Secure by the issuer’s scheme, not by X-Forwarded-Proto', async () => {
+    // A proxy (or a client it passes the header through for) saying http cannot downgrade them.
+    for (const forwarded of [{}, { 'x-forwarded-proto': 'http' }]) {
+      const agent = new RecordingAgent(server.url, forwarded);
+      const login = await agent.follow(authorizationUrlFor(issuer, client.clientId, { code_challenge: pkcePair().challenge }));
+      expect(login.status).toBe(200);
+      expect(agent.setCookies.length).toBeGreaterThan(0);
+      for (const cookie of agent.setCookies.map(parseSetCookie)) expect(cookie.attributes).toContain('secure');
+    }
   });
 
   it('takes the client address from X-Forwarded-For', async () => {
     const proxied = new RecordingAgent(server.url, { 'x-forwarded-proto': 'https', 'x-forwarded-for': '203.0.113.9' });
-    const login = await proxied.follow(authorizationUrl(server, client, pkcePair().challenge));
+    const login = await proxied.follow(authorizationUrlFor(issuer, client.clientId, { code_challenge: pkcePair().challenge }));
     await proxied.post(formAction(login.body, '/login'), { csrf: formField(login.body, 'csrf'), email: USER.email, password: 'wrong password!' });
     const line = server.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'sign-in failed').pop();
     expect(line?.ip).toBe('203.0.113.9');
   });
 
-  it("follows the proxy's scheme in discovery endpoints but never changes the issuer", async () => {
-    const discovery = await fetch(`${server.url}/.well-known/openid-configuration`, { headers: { 'x-forwarded-proto': 'https' } });
+  it('publishes the issuer’s https endpoints whatever the proxy headers say, and sends HSTS', async () => {
+    const discovery = await fetch(`${server.url}/.well-known/openid-configuration`, { headers: { 'x-forwarded-proto': 'http', 'x-forwarded-host': 'evil.example' } });
     expect(discovery.status).toBe(200);
+    expect(discovery.headers.get('strict-transport-security')).toBe('max-age=31536000; includeSubDomains');
     const metadata = (await discovery.json()) as Record<string, unknown>;
-    expect(metadata.issuer).toBe(server.url);
-    expect(String(metadata.token_endpoint)).toMatch(/^https:\/\//);
+    expect(metadata.issuer).toBe(issuer);
+    for (const key of ['authorization_endpoint', 'token_endpoint', 'jwks_uri', 'userinfo_endpoint']) {
+      expect(String(metadata[key]).startsWith(`${issuer}/`)).toBe(true);
+    }
   });
 });
