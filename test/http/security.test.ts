@@ -341,7 +341,7 @@ describe('security behind a trusted TLS-terminating proxy (TRUST_PROXY=true, htt
 
   it('sets cookies Secure by the issuer’s scheme, not by X-Forwarded-Proto', async () => {
     // A proxy (or a client it passes the header through for) saying http cannot downgrade them.
-    for (const forwarded of [{}, { 'x-forwarded-proto': 'http' }]) {
+    for (const forwarded of [{}, { 'x-forwarded-proto': 'http' }] as Record<string, string>[]) {
       const agent = new RecordingAgent(server.url, forwarded);
       const login = await agent.follow(authorizationUrlFor(issuer, client.clientId, { code_challenge: pkcePair().challenge }));
       expect(login.status).toBe(200);
