@@ -38,6 +38,10 @@ export function createApp(deps: Deps): Koa {
   // X-Forwarded-Host/Proto, which pinPublicOrigin removes.
   app.keys = config.cookieKeys;
   app.proxy = config.trustProxy;
+  // NOTE: X-Forwarded-For is read from the right (Koa's maxIpsCount): each proxy appends the
+  // address it was connected from, so only the last PROXY_HOPS entries were written by our
+  // proxies; anything to their left is whatever the client sent and would be its own choice.
+  app.maxIpsCount = config.proxyHops;
   app.silent = true;
 
   // First: nothing below may build a URL from the request's Host or X-Forwarded-Host/Proto.
@@ -45,7 +49,7 @@ export function createApp(deps: Deps): Koa {
   app.use(cachePublicMetadata({ paths: ['/.well-known/openid-configuration', provider.pathFor('jwks')] }));
   app.use(requestId({ trustProxy: config.trustProxy }));
   app.use(async function bindRequestLog(ctx, next) {
-    // ctx.ip is the proxy's X-Forwarded-For only when TRUST_PROXY says to believe it (app.proxy).
+    // ctx.ip: with TRUST_PROXY the PROXY_HOPS-th X-Forwarded-For entry from the right, else the socket's.
     ctx.state.log = logger.child({ requestId: ctx.state.requestId, ip: ctx.ip });
     await next();
   });

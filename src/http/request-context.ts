@@ -12,7 +12,11 @@ import type { Middleware } from 'koa';
  */
 export interface RequestInfo {
   requestId: string | undefined;
-  /** The client IP: from X-Forwarded-For only with TRUST_PROXY (app.proxy). */
+  /**
+   * The client IP (Koa's ctx.ip): without TRUST_PROXY the socket's address; with it, the
+   * PROXY_HOPS-th X-Forwarded-For entry counted from the right (app.maxIpsCount), never the
+   * leftmost one, which the client writes itself.
+   */
   ip: string | undefined;
   userAgent: string | undefined;
   method: string;
