@@ -61,6 +61,11 @@ const codeSchema = z
   .transform((s) => s.replace(/\s+/g, ''))
   .pipe(z.string().regex(/^\d{6}$/));
 
+/** The sealed enrolment the enrolment form carries (totp.service.ts); opened and checked there. */
+const enrolmentField = z.string().max(2048);
+
+const ENROLMENT_EXPIRED = 'This setup page has expired. Scan the new QR code (or enter the new key), then enter the code the app shows.';
+
 /** Removing the authenticator: the current password or a current code from the app. */
 const removeForm = z.object({
   csrf: z.string(),
@@ -132,9 +137,14 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
     );
   };
 
-  const renderEnrol = async (ctx: Ctx, error?: string, status = 200) => {
+  /**
+   * The enrolment page. Writes nothing (a GET must not): the secret travels sealed in the form
+   * (totp.service.ts); `enrolment` is that sealed value when re-rendering after a wrong code, so
+   * the person need not scan again.
+   */
+  const renderEnrol = async (ctx: Ctx, options: { error?: string; status?: number; enrolment?: string | undefined } = {}) => {
     const { account } = ctx.state;
-    const enrolment = await totp.beginEnrolment({ id: account.id, email: account.email });
+    const enrolment = await totp.beginEnrolment({ id: account.id, email: account.email }, { continueFrom: options.enrolment });
     await pages.render(
       ctx,
       'interactions/totp-enrol',
@@ -143,12 +153,13 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
         required: false,
         qrCodeDataUrl: enrolment.qrCodeDataUrl,
         secretGroups: enrolment.secret.match(/.{1,4}/g) ?? [enrolment.secret],
+        enrolment: enrolment.sealed,
         action: `${SECURITY_PATH}/totp`,
         csrf: csrf.issue(csrfKey(ctx)),
         cancelHref: SECURITY_PATH,
-        error,
+        error: options.error,
       },
-      status,
+      options.status ?? 200,
     );
   };
 
@@ -214,15 +225,16 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
   router.post('/security/totp', noStore, form, requireSession, checkCsrf, async function activate(ctx) {
     const { account } = ctx.state;
     if (account.totpEnabled) return renderSecurity(ctx, { notice: 'Two-step verification is already on.' });
+    const enrolment = enrolmentField.safeParse(ctx.state.form.enrolment).data;
     const code = codeSchema.safeParse(ctx.state.form.code);
-    if (!code.success) return renderEnrol(ctx, 'Enter the 6-digit code your app shows for this account.', 400);
+    if (!code.success) return renderEnrol(ctx, { error: 'Enter the 6-digit code your app shows for this account.', status: 400, enrolment });
     const gate = await factorThrottle.begin(account.id);
     if (!gate.allowed) {
       ctx.set('Retry-After', String(gate.retryAfterSeconds));
       await auditChange(ctx, 'mfa.enrolled', 'failure', 'throttled');
-      return renderEnrol(ctx, `Too many wrong codes. Wait ${describeWait(gate.retryAfterSeconds)}, then try again.`, 429);
+      return renderEnrol(ctx, { error: `Too many wrong codes. Wait ${describeWait(gate.retryAfterSeconds)}, then try again.`, status: 429, enrolment });
     }
-    const result = await totp.activate(account.id, code.data);
+    const result = await totp.activate(account.id, code.data, enrolment ?? '');
     if (!result.ok && result.reason === 'already_enrolled') {
       await gate.attempt.failed();
       return renderSecurity(ctx, { notice: 'Two-step verification is already on.' });
@@ -230,7 +242,8 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
     if (!result.ok) {
       await gate.attempt.failed();
       await auditChange(ctx, 'mfa.enrolled', 'failure', `code_${result.reason}`);
-      return renderEnrol(ctx, 'That code is not right. Check that the app added this account, then enter its current code.', 401);
+      if (result.reason === 'expired') return renderEnrol(ctx, { error: ENROLMENT_EXPIRED, status: 400 });
+      return renderEnrol(ctx, { error: 'That code is not right. Check that the app added this account, then enter its current code.', status: 401, enrolment });
     }
     await gate.attempt.succeeded();
     logFor(ctx).info('authenticator app enrolled', { accountId: account.id, during: 'account' });

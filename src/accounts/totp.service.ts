@@ -3,6 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { mongo } from 'mongoose';
 import { generateSecret, generateURI, verify as verifyOtp } from 'otplib';
 import QRCode from 'qrcode';
+import { z } from 'zod';
 
 import { SecretBoxError } from '../crypto/secret-box.js';
 import type { SecretBox } from '../crypto/secret-box.js';
@@ -15,8 +16,12 @@ import type { AccountModel } from './account.model.js';
  * Authenticator apps (TOTP, RFC 6238) and recovery codes.
  *
  * The secret is sealed with the secret box under the context `totp:<accountId>`, so a sealed
- * value copied onto another account does not open. A pending secret and the active one use
- * the same context: activation moves the sealed value as it is.
+ * value copied onto another account does not open.
+ *
+ * Enrolment stores nothing until activation: showing the enrolment page (a GET) must not write.
+ * The page gets a fresh secret sealed with its expiry under `totp-enrolment:<accountId>` and
+ * carries it in its form; activation opens it (so it works only for that account and only until
+ * it expires), checks the code against it and only then stores the secret on the account.
  *
  * NOTE: FerretDB 1.x has no transactions and applies a conditional update (or `$inc`, `$max`,
  * `$pull`) as a separate read and write, so concurrent requests can all "win" such an update.
@@ -32,7 +37,13 @@ export interface TotpEnrolment {
   otpauthUri: string;
   /** `data:image/png;base64,…` */
   qrCodeDataUrl: string;
+  /** The secret sealed to the account with its expiry: the enrolment form carries it to `activate`. */
+  sealed: string;
+  expiresAt: Date;
 }
+
+/** Why an activation was refused. `expired`: the sealed enrolment is missing, not this account's, tampered with or too old. */
+export type TotpActivateRefusal = 'invalid' | 'expired' | 'already_enrolled';
 
 export type TotpVerifyResult = { ok: true } | { ok: false; reason: 'invalid' | 'replayed' | 'not_enrolled' };
 
@@ -40,17 +51,21 @@ export type RecoveryVerifyResult = { ok: true; remaining: number } | { ok: false
 
 export interface TotpService {
   /**
-   * Starts (or continues) enrolment: a pending secret sealed on the account. Calling again
-   * while one is pending returns the same secret (a page re-rendered after a wrong code shows
-   * the same QR code); `restart: true` makes a new one. Throws `mfa.already_enrolled` (409)
-   * when an authenticator is active: remove it first.
+   * A new secret for the enrolment page, sealed for the form; writes nothing. `continueFrom`: a
+   * sealed enrolment from the form, reused when it still opens for this account (a page
+   * re-rendered after a wrong code shows the same QR code); otherwise a new secret is made.
+   * Throws `mfa.already_enrolled` (409) when an authenticator is active: remove it first.
    */
-  beginEnrolment(account: { id: string; email: string }, options?: { restart?: boolean }): Promise<TotpEnrolment>;
-  /** Activates the pending secret if `code` is valid for it; returns 10 fresh recovery codes (shown once; stored hashed). */
+  beginEnrolment(account: { id: string; email: string }, options?: { continueFrom?: string | undefined }): Promise<TotpEnrolment>;
+  /**
+   * Activates the secret in `enrolment` (the sealed value from `beginEnrolment`) if `code` is
+   * valid for it; returns 10 fresh recovery codes (shown once; stored hashed).
+   */
   activate(
     accountId: string,
     code: string,
-  ): Promise<{ ok: true; recoveryCodes: string[] } | { ok: false; reason: 'invalid' | 'no_pending' | 'already_enrolled' }>;
+    enrolment: string,
+  ): Promise<{ ok: true; recoveryCodes: string[] } | { ok: false; reason: TotpActivateRefusal }>;
   verify(accountId: string, code: string): Promise<TotpVerifyResult>;
   verifyRecoveryCode(accountId: string, code: string): Promise<RecoveryVerifyResult>;
   /** Replaces every recovery code (the old ones stop working). Throws `mfa.not_enrolled` (409) without an authenticator. */
@@ -75,7 +90,11 @@ export interface TotpServiceDeps {
   now?: () => number;
 }
 
-/** `{ _id: "<accountId>:<authenticator>:<timeStep>" | "<accountId>:activation:<digest>", accountId, expiresAt }` */
+/**
+ * `{ _id, accountId, expiresAt }` with `_id` one of `<accountId>:<authenticator>:<timeStep>` (a used
+ * code), `<accountId>:enrolment:<digest>` (an enrolment page activated once) or
+ * `<accountId>:activating` (the short lock around an activation).
+ */
 export const TOTP_USED_STEPS_COLLECTION = 'totp_used_steps';
 /** `{ _id: "<accountId>:<codeHash>", accountId, usedAt }` */
 export const RECOVERY_CODE_USES_COLLECTION = 'recovery_code_uses';
@@ -99,6 +118,11 @@ const STEP_CLAIM_LIFETIME_MS = 5 * 60 * 1000;
  */
 const RECOVERY_CLAIM_SETTLE_MS = 24 * 60 * 60 * 1000;
 const SWEEP_BATCH = 1000;
+
+/** How long an enrolment page can be used: scanning and typing a code takes a minute or two. */
+export const ENROLMENT_LIFETIME_MS = 30 * 60 * 1000;
+/** Longer than any activation takes; a lock left by a crashed process expires after this. */
+const ACTIVATION_LOCK_MS = 60 * 1000;
 
 /**
  * Crockford's base32 alphabet, lower-cased: no i, l, o or u, so nothing reads as 1 or 0 by
@@ -177,6 +201,11 @@ function storedHashes(codes: readonly string[]): string[] {
 }
 
 const secretContext = (accountId: string) => `totp:${accountId}`;
+const enrolmentContext = (accountId: string) => `totp-enrolment:${accountId}`;
+/** What a sealed enrolment holds: the secret and when the page stops working (ms). */
+const enrolmentSchema = z.object({ secret: z.string().regex(/^[A-Z2-7]{16,128}$/), exp: z.number().int() });
+/** A sealed enrolment is a few hundred characters; anything much longer is not one. */
+const SEALED_ENROLMENT_MAX_LENGTH = 1024;
 
 export function createTotpService({ Account, db, secretBox, issuer, now = Date.now }: TotpServiceDeps): TotpService {
   const stepClaims = db.collection<StepClaim>(TOTP_USED_STEPS_COLLECTION);
@@ -207,6 +236,21 @@ export function createTotpService({ Account, db, secretBox, issuer, now = Date.n
     return hashes.length - used;
   }
 
+  /** The secret and expiry of a sealed enrolment made for this account; undefined if it is not one, or expired. */
+  function openEnrolment(accountId: string, sealed: string | undefined): z.infer<typeof enrolmentSchema> | undefined {
+    if (!sealed || sealed.length > SEALED_ENROLMENT_MAX_LENGTH) return undefined;
+    let opened: z.infer<typeof enrolmentSchema>;
+    try {
+      opened = enrolmentSchema.parse(JSON.parse(secretBox.open(sealed, enrolmentContext(accountId))));
+    } catch (err) {
+      // Tampered with, another account's, or sealed under a key no longer configured: the
+      // person starts again with a new QR code. Anything else is a bug.
+      if (err instanceof SecretBoxError || err instanceof SyntaxError || err instanceof z.ZodError) return undefined;
+      throw err;
+    }
+    return opened.exp > now() ? opened : undefined;
+  }
+
   async function qrCodeFor(otpauthUri: string): Promise<string> {
     // Error correction M survives a phone camera at an angle; the margin is the quiet zone
     // scanners need, so the page need not add one.
@@ -219,64 +263,61 @@ export function createTotpService({ Account, db, secretBox, issuer, now = Date.n
       if (!doc) throw new AppError(404, 'account.not_found', 'no such account');
       if (doc.mfa?.totp?.secretSealed) throw new AppError(409, 'mfa.already_enrolled', 'an authenticator app is already set up');
 
-      let secret: string | undefined;
-      const pending = doc.mfa?.pendingTotp;
-      if (pending?.secretSealed && !options.restart) {
-        try {
-          secret = secretBox.open(pending.secretSealed, secretContext(account.id));
-        } catch (err) {
-          // A pending secret sealed under a key no longer configured is simply replaced:
-          // nobody relies on it yet.
-          if (!(err instanceof SecretBoxError)) throw err;
-        }
-      }
-      if (!secret) {
-        secret = generateSecret(); // 20 bytes (160 bits, RFC 4226 §4 R6), base32
-        // NOTE: two concurrent first calls each store a secret and the last write stays; the
-        // other page's QR code then fails activation as a wrong code and a re-render shows
-        // the stored one. Nothing is enabled by this write, so no claim is needed.
-        await Account.updateOne(
-          { _id: account.id },
-          { $set: { 'mfa.pendingTotp': { secretSealed: secretBox.seal(secret, secretContext(account.id)), createdAt: new Date(now()) } } },
-        );
-      }
+      const resumed = openEnrolment(account.id, options.continueFrom);
+      const secret = resumed?.secret ?? generateSecret(); // 20 bytes (160 bits, RFC 4226 §4 R6), base32
+      const exp = resumed?.exp ?? now() + ENROLMENT_LIFETIME_MS;
+      const sealed = resumed && options.continueFrom ? options.continueFrom : secretBox.seal(JSON.stringify({ secret, exp }), enrolmentContext(account.id));
       const otpauthUri = generateURI({ issuer, label: account.email, secret });
-      return { secret, otpauthUri, qrCodeDataUrl: await qrCodeFor(otpauthUri) };
+      return { secret, otpauthUri, qrCodeDataUrl: await qrCodeFor(otpauthUri), sealed, expiresAt: new Date(exp) };
     },
 
-    async activate(accountId, code) {
+    async activate(accountId, code, enrolment) {
       const token = normaliseTotpCode(code);
       if (!token) return { ok: false, reason: 'invalid' };
+      const opened = openEnrolment(accountId, enrolment);
+      if (!opened) return { ok: false, reason: 'expired' };
       const doc = await Account.findById(accountId, { mfa: 1 }).lean();
-      if (doc?.mfa?.totp?.secretSealed) return { ok: false, reason: 'already_enrolled' };
-      const sealed = doc?.mfa?.pendingTotp?.secretSealed;
-      if (!sealed) return { ok: false, reason: 'no_pending' };
+      if (!doc) return { ok: false, reason: 'expired' };
+      if (doc.mfa?.totp?.secretSealed) return { ok: false, reason: 'already_enrolled' };
 
-      const step = await matchStep(secretBox.open(sealed, secretContext(accountId)), token);
+      const step = await matchStep(opened.secret, token);
       if (step === undefined) return { ok: false, reason: 'invalid' };
 
-      // One activation per pending secret, even when two different valid codes race: otherwise
-      // both would answer with recovery codes and only the last written set would work.
-      const expiresAt = new Date(now() + STEP_CLAIM_LIFETIME_MS);
-      const digest = createHash('sha256').update(sealed).digest('base64url');
-      if (!(await insertClaim(stepClaims, { _id: `${accountId}:activation:${digest}`, accountId, expiresAt }))) {
-        return { ok: false, reason: 'already_enrolled' };
-      }
-      // The code that proved the secret is used, like any other; lastUsedStep below refuses it too.
-      await insertClaim(stepClaims, { _id: stepClaimId(accountId, sealed, step), accountId, expiresAt });
+      // An enrolment page activates once, for as long as it could be used: two valid codes
+      // racing from one page get one set of recovery codes, and a page kept open does not
+      // re-enable its secret after the authenticator was removed.
+      const digest = createHash('sha256').update(opened.secret).digest('base64url');
+      const enrolmentClaim = { _id: `${accountId}:enrolment:${digest}`, accountId, expiresAt: new Date(Math.max(opened.exp, now() + STEP_CLAIM_LIFETIME_MS)) };
+      if (!(await insertClaim(stepClaims, enrolmentClaim))) return { ok: false, reason: 'already_enrolled' };
+      // Two pages (two tabs) hold two different secrets: one activation per account at a time,
+      // and the account read again inside the lock, so the second finds the first one's app
+      // instead of overwriting it (its recovery codes would then be the ones shown but not kept).
+      const lock = { _id: `${accountId}:activating`, accountId, expiresAt: new Date(now() + ACTIVATION_LOCK_MS) };
+      if (!(await insertClaim(stepClaims, lock))) return { ok: false, reason: 'already_enrolled' };
+      try {
+        const current = await Account.findById(accountId, { mfa: 1 }).lean();
+        if (current?.mfa?.totp?.secretSealed) return { ok: false, reason: 'already_enrolled' };
+        // Sealed once, here; stepClaimId names the authenticator by this value.
+        const sealed = secretBox.seal(opened.secret, secretContext(accountId));
+        // The code that proved the secret is used, like any other; lastUsedStep below refuses it too.
+        await insertClaim(stepClaims, { _id: stepClaimId(accountId, sealed, step), accountId, expiresAt: new Date(now() + STEP_CLAIM_LIFETIME_MS) });
 
-      const recoveryCodes = newRecoveryCodes();
-      await Account.updateOne(
-        { _id: accountId },
-        {
-          $set: {
-            'mfa.totp': { secretSealed: sealed, enabledAt: new Date(now()), lastUsedStep: step },
-            'mfa.pendingTotp': null,
-            'mfa.recoveryCodes': storedHashes(recoveryCodes),
+        const recoveryCodes = newRecoveryCodes();
+        await Account.updateOne(
+          { _id: accountId },
+          {
+            $set: {
+              'mfa.totp': { secretSealed: sealed, enabledAt: new Date(now()), lastUsedStep: step },
+              // Left by older versions, which stored the secret when the page was shown.
+              'mfa.pendingTotp': null,
+              'mfa.recoveryCodes': storedHashes(recoveryCodes),
+            },
           },
-        },
-      );
-      return { ok: true, recoveryCodes };
+        );
+        return { ok: true, recoveryCodes };
+      } finally {
+        await stepClaims.deleteOne({ _id: lock._id });
+      }
     },
 
     async verify(accountId, code) {

@@ -220,9 +220,14 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     );
   };
 
-  const renderEnrol = async (ctx: StepContext, context: SecondFactorContext, error?: string, status = 200) => {
+  /**
+   * Forced enrolment. Writes nothing (the page is also shown on a GET): the secret travels sealed
+   * in the form (totp.service.ts); `enrolment` is that sealed value when re-rendering after a
+   * wrong code, so the person need not scan again.
+   */
+  const renderEnrol = async (ctx: StepContext, context: SecondFactorContext, error?: string, status = 200, enrolment?: string) => {
     const base = common(ctx);
-    const enrolment = await totp.beginEnrolment({ id: context.account.id, email: context.account.email });
+    const fresh = await totp.beginEnrolment({ id: context.account.id, email: context.account.email }, { continueFrom: enrolment });
     await pages.render(
       ctx,
       'interactions/totp-enrol',
@@ -231,8 +236,9 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
         title: 'Set up two-step verification',
         stepUp: context.stepUp,
         required: true,
-        qrCodeDataUrl: enrolment.qrCodeDataUrl,
-        secretGroups: enrolment.secret.match(/.{1,4}/g) ?? [enrolment.secret],
+        qrCodeDataUrl: fresh.qrCodeDataUrl,
+        secretGroups: fresh.secret.match(/.{1,4}/g) ?? [fresh.secret],
+        enrolment: fresh.sealed,
         action: `/interaction/${base.uid}/second-factor/enrol`,
         error,
       },
@@ -569,11 +575,13 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
   /** Forced enrolment: the policy needs a second factor and the account has none it may use. */
   const activateTotp: Step = async function activateTotp(ctx) {
     const context = await requireMethod(ctx, 'enrol');
+    // The sealed secret from the enrolment form; totp.activate opens and checks it.
+    const enrolment = z.string().max(2048).safeParse(ctx.state.form.enrolment).data;
     const parsed = codeForm.safeParse(ctx.state.form);
-    if (!parsed.success) return renderEnrol(ctx, context, 'Enter the 6-digit code your app shows for this account.', 400);
+    if (!parsed.success) return renderEnrol(ctx, context, 'Enter the 6-digit code your app shows for this account.', 400, enrolment);
     const { account } = context;
-    return guarded(ctx, account.id, 'enrol', (message) => renderEnrol(ctx, context, message, 429), async (attempt) => {
-      const result = await totp.activate(account.id, parsed.data.code);
+    return guarded(ctx, account.id, 'enrol', (message) => renderEnrol(ctx, context, message, 429, enrolment), async (attempt) => {
+      const result = await totp.activate(account.id, parsed.data.code, enrolment ?? '');
       if (!result.ok && result.reason === 'already_enrolled') {
         // Finished in another tab a moment ago: the page for the current step now asks for a code.
         // Counted as a failure (conservative): only a verified code may reset the count.
@@ -583,7 +591,11 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
       if (!result.ok) {
         await attempt.failed();
         await auditFactor(ctx, 'mfa.enrolled', account, 'failure', { reason: `code_${result.reason}`, details: { during: 'sign-in' } });
-        return renderEnrol(ctx, context, 'That code is not right. Check that the app added this account, then enter its current code.', 401);
+        if (result.reason === 'expired') {
+          // A new secret: the old page can no longer be activated.
+          return renderEnrol(ctx, context, 'This setup page has expired. Scan the new QR code (or enter the new key), then enter the code the app shows.', 400);
+        }
+        return renderEnrol(ctx, context, 'That code is not right. Check that the app added this account, then enter its current code.', 401, enrolment);
       }
       await attempt.succeeded();
       logFor(ctx).info('authenticator app enrolled', { accountId: account.id, during: 'sign-in' });

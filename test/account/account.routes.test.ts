@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { mongo } from 'mongoose';
 
 import type { MailServer } from '../support/mail-server.js';
 import { sleep } from '../support/rp.js';
@@ -81,6 +82,10 @@ describe('/account/security', () => {
   afterAll(() => stopMailingServer({ server, smtp }));
 
   const url = (path: string) => `${server.url}${path}`;
+
+  /** Every account document as stored (BSON, in _id order): equal bytes, nothing written. */
+  const accountsBytes = async () =>
+    Buffer.concat((await server.deps.db.collection('accounts').find({}).sort({ _id: 1 }).toArray()).map((doc) => mongo.BSON.serialize(doc)));
 
   async function newPerson(name: string): Promise<Person & { id: string }> {
     const p = { email: `${name}@example.com`, password: PASSWORD };
@@ -264,7 +269,13 @@ describe('/account/security', () => {
     });
 
     it('enrols from the page: QR code and key, a wrong code is 401, the right one shows 10 recovery codes once', async () => {
+      // Showing the enrolment page writes nothing, however often (the key travels sealed in the form).
+      const before = await accountsBytes();
+      const shown = await agent.get(url('/account/security/totp'));
+      expect(pageKind(shown)).toBe('enrol');
       const enrol = await agent.get(url('/account/security/totp'));
+      expect((await accountsBytes()).equals(before)).toBe(true);
+      expect(secretFromEnrolPage(enrol.body)).not.toBe(secretFromEnrolPage(shown.body));
       expect(enrol.status).toBe(200);
       expect(pageKind(enrol)).toBe('enrol');
       expect(enrol.body).toMatch(/<img[^>]*src="data:image\/png;base64,[A-Za-z0-9+/=]+"/);

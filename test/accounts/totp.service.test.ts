@@ -11,6 +11,7 @@ import type { AccountService } from '../../src/accounts/account.service.js';
 import {
   RECOVERY_CODE_USES_COLLECTION,
   TOTP_USED_STEPS_COLLECTION,
+  ENROLMENT_LIFETIME_MS,
   createTotpService,
   hashRecoveryCode,
 } from '../../src/accounts/totp.service.js';
@@ -84,8 +85,8 @@ describe('totp service', () => {
   /** An account with an active authenticator, the clock moved on so that now ±1 step are all unused. */
   const enrolled = async () => {
     const account = await newAccount();
-    const { secret } = await totp.beginEnrolment(account);
-    const result = await totp.activate(account.id, await codeAt(secret));
+    const { secret, sealed } = await totp.beginEnrolment(account);
+    const result = await totp.activate(account.id, await codeAt(secret), sealed);
     if (!result.ok) throw new Error(`activation failed: ${result.reason}`);
     advance(2 * STEP_MS);
     return { ...account, secret, recoveryCodes: result.recoveryCodes };
@@ -101,9 +102,11 @@ describe('totp service', () => {
   };
 
   describe('enrolment', () => {
-    it('shows a secret, URI and QR code, keeps them across re-renders, and activates with a current code', async () => {
+    it('shows a secret, URI and QR code, writes nothing, keeps them across re-renders, and activates with a current code', async () => {
       const account = await newAccount();
       expect(await totp.status(account.id)).toEqual({ enabled: false, recoveryCodesLeft: 0 });
+      const before = await rawAccount(account.id);
+      const claimsBefore = await connection.db!.collection(TOTP_USED_STEPS_COLLECTION).countDocuments({ accountId: account.id });
 
       const first = await totp.beginEnrolment(account);
       expect(first.secret).toMatch(/^[A-Z2-7]{32}$/);
@@ -114,15 +117,23 @@ describe('totp service', () => {
       expect(uri.searchParams.get('secret')).toBe(first.secret);
       expect(uri.searchParams.get('issuer')).toBe('Acme ID');
       expect(first.qrCodeDataUrl).toMatch(/^data:image\/png;base64,[A-Za-z0-9+/]+=*$/);
+      expect(first.expiresAt).toEqual(new Date(clock + ENROLMENT_LIFETIME_MS));
+      // The secret travels sealed (to this account, with its expiry), never in the clear.
+      expect(first.sealed).toMatch(/^v1\.k1\./);
+      expect(first.sealed.toLowerCase()).not.toContain(first.secret.toLowerCase());
 
-      // A re-render (say after a wrong code) shows the same secret; restart makes a new one.
-      expect((await totp.beginEnrolment(account)).secret).toBe(first.secret);
-      const restarted = await totp.beginEnrolment(account, { restart: true });
-      expect(restarted.secret).not.toBe(first.secret);
-      expect((await totp.beginEnrolment(account)).secret).toBe(restarted.secret);
+      // Showing the page stored nothing: the account and the claims are as they were.
+      expect(await rawAccount(account.id)).toEqual(before);
+      expect(await connection.db!.collection(TOTP_USED_STEPS_COLLECTION).countDocuments({ accountId: account.id })).toBe(claimsBefore);
+
+      // A re-render (say after a wrong code) continues the same enrolment; a new page makes a new secret.
+      const again = await totp.beginEnrolment(account, { continueFrom: first.sealed });
+      expect(again).toMatchObject({ secret: first.secret, sealed: first.sealed, expiresAt: first.expiresAt });
+      const other = await totp.beginEnrolment(account);
+      expect(other.secret).not.toBe(first.secret);
       expect(await totp.status(account.id)).toMatchObject({ enabled: false });
 
-      const result = await totp.activate(account.id, await codeAt(restarted.secret));
+      const result = await totp.activate(account.id, await codeAt(other.secret), other.sealed);
       expect(result.ok).toBe(true);
       if (!result.ok) return;
       expect(result.recoveryCodes).toHaveLength(10);
@@ -135,39 +146,63 @@ describe('totp service', () => {
       expect(raw?.mfa?.pendingTotp).toBeNull();
       expect(raw?.mfa?.recoveryCodes).toHaveLength(10);
 
-      // Once active: no second activation, no new enrolment over it, and the next step's code signs in.
-      expect(await totp.activate(account.id, await codeAt(restarted.secret, clock + STEP_MS))).toEqual({
-        ok: false,
-        reason: 'already_enrolled',
-      });
+      // Once active: no second activation (from this page or another), no new enrolment over it,
+      // and the next step's code signs in.
+      expect(await totp.activate(account.id, await codeAt(other.secret, clock + STEP_MS), other.sealed)).toEqual({ ok: false, reason: 'already_enrolled' });
+      expect(await totp.activate(account.id, await codeAt(first.secret), first.sealed)).toEqual({ ok: false, reason: 'already_enrolled' });
       await expect(totp.beginEnrolment(account)).rejects.toMatchObject({ status: 409, code: 'mfa.already_enrolled' });
       advance(STEP_MS);
-      expect(await totp.verify(account.id, await codeAt(restarted.secret))).toEqual({ ok: true });
+      expect(await totp.verify(account.id, await codeAt(other.secret))).toEqual({ ok: true });
     });
 
-    it('does not activate with a wrong code, an old secret, or nothing pending', async () => {
+    it("does not activate with a wrong code, another page's code, another account's page, a forged page or none", async () => {
       const account = await newAccount();
-      expect(await totp.activate(account.id, '123456')).toEqual({ ok: false, reason: 'no_pending' });
-
-      const { secret: oldSecret } = await totp.beginEnrolment(account);
-      expect(await totp.activate(account.id, await wrongCode(oldSecret))).toEqual({ ok: false, reason: 'invalid' });
+      const { secret: oldSecret, sealed: oldSealed } = await totp.beginEnrolment(account);
+      expect(await totp.activate(account.id, await codeAt(oldSecret), '')).toEqual({ ok: false, reason: 'expired' });
+      expect(await totp.activate(account.id, await wrongCode(oldSecret), oldSealed)).toEqual({ ok: false, reason: 'invalid' });
       expect(await totp.status(account.id)).toMatchObject({ enabled: false });
 
-      const { secret } = await totp.beginEnrolment(account, { restart: true });
+      const { secret, sealed } = await totp.beginEnrolment(account);
       const oldCode = await codeAt(oldSecret);
       if (oldCode !== (await codeAt(secret))) {
-        expect(await totp.activate(account.id, oldCode)).toEqual({ ok: false, reason: 'invalid' });
+        expect(await totp.activate(account.id, oldCode, sealed)).toEqual({ ok: false, reason: 'invalid' });
       }
+      // Another account's enrolment page does not open for this one, nor does this one's for it.
+      const stranger = await newAccount();
+      const strangers = await totp.beginEnrolment(stranger);
+      expect(await totp.activate(account.id, await codeAt(strangers.secret), strangers.sealed)).toEqual({ ok: false, reason: 'expired' });
+      expect(await totp.activate(stranger.id, await codeAt(secret), sealed)).toEqual({ ok: false, reason: 'expired' });
+      // A sealed value of the right shape but made up, or the active secret's own sealing, is no enrolment.
+      const forged = secretBox.seal(JSON.stringify({ secret, exp: clock + 60_000 }), `totp:${account.id}`);
+      expect(await totp.activate(account.id, await codeAt(secret), forged)).toEqual({ ok: false, reason: 'expired' });
+      const tampered = `${sealed.slice(0, -2)}${sealed.endsWith('A') ? 'B' : 'A'}A`;
+      expect(await totp.activate(account.id, await codeAt(secret), tampered)).toEqual({ ok: false, reason: 'expired' });
+      // Continuing from any of those makes a new secret rather than trusting it.
+      expect((await totp.beginEnrolment(account, { continueFrom: strangers.sealed })).secret).not.toBe(strangers.secret);
+
       expect(await totp.verify(account.id, await codeAt(secret))).toEqual({ ok: false, reason: 'not_enrolled' });
       expect(await totp.status(account.id)).toMatchObject({ enabled: false });
-      expect((await totp.activate(account.id, await codeAt(secret))).ok).toBe(true);
+      expect((await totp.activate(account.id, await codeAt(secret), sealed)).ok).toBe(true);
     });
 
-    it('activates a pending secret once when activations race', async () => {
+    it('an enrolment page works until it expires, then a re-render makes a new secret', async () => {
       const account = await newAccount();
-      const { secret } = await totp.beginEnrolment(account);
+      const page = await totp.beginEnrolment(account);
+      advance(ENROLMENT_LIFETIME_MS - 1000);
+      expect((await totp.beginEnrolment(account, { continueFrom: page.sealed })).secret).toBe(page.secret);
+      advance(1000);
+      expect(await totp.activate(account.id, await codeAt(page.secret), page.sealed)).toEqual({ ok: false, reason: 'expired' });
+      const renewed = await totp.beginEnrolment(account, { continueFrom: page.sealed });
+      expect(renewed.secret).not.toBe(page.secret);
+      expect((await totp.activate(account.id, await codeAt(renewed.secret), renewed.sealed)).ok).toBe(true);
+      midStep();
+    });
+
+    it('activates one page once when activations race', async () => {
+      const account = await newAccount();
+      const { secret, sealed } = await totp.beginEnrolment(account);
       const codes = await Promise.all([-1, 0, 1].map((s) => codeAt(secret, clock + s * STEP_MS)));
-      const results = await Promise.all(Array.from({ length: 9 }, (_, i) => totp.activate(account.id, codes[i % 3]!)));
+      const results = await Promise.all(Array.from({ length: 9 }, (_, i) => totp.activate(account.id, codes[i % 3]!, sealed)));
       const winners = results.filter((r) => r.ok);
       expect(winners).toHaveLength(1);
       for (const r of results) if (!r.ok) expect(r.reason).toBe('already_enrolled');
@@ -175,6 +210,30 @@ describe('totp service', () => {
       const [winner] = winners;
       if (!winner?.ok) throw new Error('unreachable');
       expect(await totp.verifyRecoveryCode(account.id, winner.recoveryCodes[0]!)).toEqual({ ok: true, remaining: 9 });
+    });
+
+    it('of two pages (two tabs) activated at once, one wins and its app and recovery codes are the ones kept', async () => {
+      const account = await newAccount();
+      const pages = await Promise.all([totp.beginEnrolment(account), totp.beginEnrolment(account), totp.beginEnrolment(account)]);
+      const results = await Promise.all(pages.map(async (page) => totp.activate(account.id, await codeAt(page.secret), page.sealed)));
+      const winning = results.findIndex((r) => r.ok);
+      expect(results.filter((r) => r.ok)).toHaveLength(1);
+      for (const r of results) if (!r.ok) expect(r.reason).toBe('already_enrolled');
+      const winner = results[winning];
+      if (!winner?.ok) throw new Error('unreachable');
+      expect(await totp.verifyRecoveryCode(account.id, winner.recoveryCodes[0]!)).toEqual({ ok: true, remaining: 9 });
+      advance(2 * STEP_MS);
+      expect(await totp.verify(account.id, await codeAt(pages[winning]!.secret))).toEqual({ ok: true });
+    });
+
+    it('an activated page does not turn its app on again after the app was removed', async () => {
+      const account = await newAccount();
+      const page = await totp.beginEnrolment(account);
+      expect((await totp.activate(account.id, await codeAt(page.secret), page.sealed)).ok).toBe(true);
+      await totp.remove(account.id);
+      advance(2 * STEP_MS);
+      expect(await totp.activate(account.id, await codeAt(page.secret), page.sealed)).toEqual({ ok: false, reason: 'already_enrolled' });
+      expect(await totp.status(account.id)).toMatchObject({ enabled: false });
     });
   });
 
@@ -242,7 +301,7 @@ describe('totp service', () => {
       // An unknown account would answer not_enrolled: invalid means the input never got that far.
       for (const input of ['', '12345', '1234567', 'abcdef', '12345a', '12-345', '１２３４５６', '١٢٣٤٥٦', ' ', '1'.repeat(100)]) {
         expect(await totp.verify('no-such-account', input)).toEqual({ ok: false, reason: 'invalid' });
-        expect(await totp.activate('no-such-account', input)).toEqual({ ok: false, reason: 'invalid' });
+        expect(await totp.activate('no-such-account', input, 'v1.k1.x.y.z')).toEqual({ ok: false, reason: 'invalid' });
       }
       expect(await totp.verify('no-such-account', null as unknown as string)).toEqual({ ok: false, reason: 'invalid' });
       expect(await totp.verify('no-such-account', '123456')).toEqual({ ok: false, reason: 'not_enrolled' });
@@ -319,12 +378,8 @@ describe('totp service', () => {
   describe('at rest', () => {
     it('keeps the secret sealed to its account and the recovery codes hashed', async () => {
       const account = await newAccount();
-      const { secret } = await totp.beginEnrolment(account);
-      const pending = await rawAccount(account.id);
-      expect(JSON.stringify(pending)).not.toContain(secret);
-      expect(JSON.stringify(pending).toLowerCase()).not.toContain(secret.toLowerCase());
-
-      const result = await totp.activate(account.id, await codeAt(secret));
+      const { secret, sealed: enrolment } = await totp.beginEnrolment(account);
+      const result = await totp.activate(account.id, await codeAt(secret), enrolment);
       if (!result.ok) throw new Error(result.reason);
       const raw = await rawAccount(account.id);
       const stored = JSON.stringify(raw).toLowerCase();
@@ -369,7 +424,7 @@ describe('totp service', () => {
       const again = await totp.beginEnrolment(account);
       expect(again.secret).not.toBe(account.secret);
       advance(STEP_MS);
-      expect((await totp.activate(account.id, await codeAt(again.secret))).ok).toBe(true);
+      expect((await totp.activate(account.id, await codeAt(again.secret), again.sealed)).ok).toBe(true);
     });
 
     it('a new app enrolled right after the old one was used signs in within the same minute', async () => {
@@ -381,7 +436,7 @@ describe('totp service', () => {
       await totp.remove(account.id);
       const again = await totp.beginEnrolment(account);
       // Activated with the code of the step before (the window allows it), as a slow typist would.
-      expect((await totp.activate(account.id, await codeAt(again.secret, clock - STEP_MS))).ok).toBe(true);
+      expect((await totp.activate(account.id, await codeAt(again.secret, clock - STEP_MS), again.sealed)).ok).toBe(true);
       expect(await totp.verify(account.id, await codeAt(again.secret))).toEqual({ ok: true });
       // Replay protection holds for the new app as for the old one.
       expect(await totp.verify(account.id, await codeAt(again.secret))).toEqual({ ok: false, reason: 'replayed' });

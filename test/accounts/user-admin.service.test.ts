@@ -349,7 +349,7 @@ describe('user administration service', () => {
     it('removes the authenticator app and the recovery codes', async () => {
       const user = await users.create({ email: uniqueEmail('mfa'), password: PASSWORD });
       const enrolment = await server.deps.totp.beginEnrolment(user);
-      const activated = await server.deps.totp.activate(user.id, await generate({ secret: enrolment.secret }));
+      const activated = await server.deps.totp.activate(user.id, await generate({ secret: enrolment.secret }), enrolment.sealed);
       expect(activated.ok).toBe(true);
       const before = await users.get(user.id);
       expect(before).toMatchObject({ totpEnabled: true, signInMethods: ['password', 'email_code', 'totp'], mfa: { totp: true, recoveryCodesLeft: 10 } });

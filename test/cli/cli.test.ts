@@ -319,7 +319,7 @@ describe('cli commands, in process', () => {
       expect(none.stdout).toMatch(/had no authenticator app; nothing to remove/);
 
       const enrolment = await services.totp.beginEnrolment(account);
-      expect((await services.totp.activate(account.id, await generate({ secret: enrolment.secret }))).ok).toBe(true);
+      expect((await services.totp.activate(account.id, await generate({ secret: enrolment.secret }), enrolment.sealed)).ok).toBe(true);
       const removed = await run(userResetMfa, ['lostphone@example.com']);
       expect(removed.code).toBe(0);
       expect(removed.stdout).toMatch(/^Removed the authenticator app and recovery codes of lostphone@example\.com/);

@@ -6,6 +6,7 @@
  * sign-in.browser.test.ts. The browser plumbing is in ../support/browser.ts.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { mongo } from 'mongoose';
 import type * as oidc from 'openid-client';
 import type { BrowserContextOptions, Page } from 'playwright-core';
 
@@ -30,7 +31,7 @@ import type { CallbackServer, Chromium, Size } from '../support/browser.js';
 import { codeFrom, startMailServer } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
 import { rpFor } from '../support/rp.js';
-import { totpCode } from '../support/second-factor.js';
+import { totpCode, wrongTotpCode } from '../support/second-factor.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 
@@ -109,26 +110,38 @@ describe('second factors in a real browser (headless Chromium)', () => {
 
   afterAll(() => endSuite(server, [chromium, relyingParty, server, smtp]), SUITE_TIMEOUT);
 
+  /** Every account document as stored (BSON, in _id order): equal bytes, nothing written. */
+  const accountsBytes = async () =>
+    Buffer.concat((await server!.deps.db.collection('accounts').find({}).sort({ _id: 1 }).toArray()).map((doc) => mongo.BSON.serialize(doc)));
+
   /**
    * A fresh browser (`options`, clean throughout) is sent to a new authorization request of `relying`;
    * `toConsent` takes it to the consent page; Allow brings it back to the app with a code from our
    * server (RFC 9207 iss), which is redeemed. `afterwards` goes on in the same page with the ID token's claims.
+   * `toConsent` may return the HTTP errors it caused on purpose (`POST /interaction/…/enrol 401`).
    */
   async function signInAndAllow(
     options: BrowserContextOptions,
     relying: oidc.Configuration,
     failureShot: string,
-    toConsent: (page: Page) => Promise<void>,
+    toConsent: (page: Page) => Promise<string[] | void>,
     afterwards: (page: Page, claims: oidc.IDToken) => Promise<void>,
   ): Promise<void> {
-    await inNewContext(chromium!, options, server!.url, async (page, seen) => {
-      const authorization = await startAuthorization(page, relying, relyingParty!);
-      await toConsent(page);
-      const callback = await allowAndReachCallback(page, seen, relyingParty!, authorization, failureShot);
-      expect(callback.searchParams.get('iss')).toBe(server!.url);
-      const tokens = await redeemCallback(relying, authorization, callback);
-      await afterwards(page, tokens.claims()!);
-    });
+    await inNewContext(
+      chromium!,
+      options,
+      server!.url,
+      async (page, seen) => {
+        const authorization = await startAuthorization(page, relying, relyingParty!);
+        const httpErrors = (await toConsent(page)) ?? [];
+        const callback = await allowAndReachCallback(page, seen, relyingParty!, authorization, failureShot);
+        expect(callback.searchParams.get('iss')).toBe(server!.url);
+        const tokens = await redeemCallback(relying, authorization, callback);
+        await afterwards(page, tokens.claims()!);
+        return httpErrors;
+      },
+      (httpErrors) => ({ httpErrors }),
+    );
   }
 
   /** The login page, then the password of TOTP_USER. */
@@ -264,14 +277,29 @@ describe('second factors in a real browser (headless Chromium)', () => {
           expect(qrBox!.width).toBeGreaterThanOrEqual(150);
 
           // The key for typing by hand, as the person reads it off the screen.
-          const groups = await page.locator('.secret-key code span').allInnerTexts();
-          expect(groups.length).toBeGreaterThan(1);
-          const secret = groups.join('').replace(/\s+/g, '');
+          const shownKey = async () => (await page.locator('.secret-key code span').allInnerTexts()).join('').replace(/\s+/g, '');
+          expect((await page.locator('.secret-key code span').allInnerTexts()).length).toBeGreaterThan(1);
+          const firstKey = await shownKey();
+          expect(firstKey).toMatch(/^[A-Z2-7]{16,}$/);
+
+          // Showing the page again (a GET) stores nothing: the key lives in the page until activation.
+          const before = await accountsBytes();
+          await page.reload();
+          await page.getByRole('button', { name: 'Turn on two-step verification' }).waitFor();
+          expect((await accountsBytes()).equals(before)).toBe(true);
+          const secret = await shownKey();
           expect(secret).toMatch(/^[A-Z2-7]{16,}$/);
 
+          // A wrong code shows the same key again: nothing to scan a second time.
           const codeInput = page.getByLabel('Enter the 6-digit code the app shows');
           expect(await codeInput.getAttribute('autocomplete')).toBe('one-time-code');
-          await codeInput.fill(await totpCode(secret));
+          await codeInput.fill(await wrongTotpCode(secret));
+          await page.getByRole('button', { name: 'Turn on two-step verification' }).click();
+          await expect(page.locator('.alert').first().innerText()).resolves.toContain('That code is not right');
+          expect(await shownKey()).toBe(secret);
+          const refused = `POST ${new URL(page.url()).pathname} 401`;
+
+          await page.getByLabel('Enter the 6-digit code the app shows').fill(await totpCode(secret));
           await page.getByRole('button', { name: 'Turn on two-step verification' }).click();
 
           await checkPage(page, 'phone', 'Save your recovery codes', 'totp-recovery-codes-phone.png');
@@ -285,6 +313,7 @@ describe('second factors in a real browser (headless Chromium)', () => {
           await page.getByRole('button', { name: "I've saved them, continue" }).click();
           await page.getByRole('button', { name: 'Allow' }).waitFor();
           await checkPage(page, 'phone', consentHeading(MFA_CLIENT_NAME), 'totp-enrol-consent-phone.png');
+          return [refused];
         },
         async (_page, claims) => expectTotpUserWithTwoFactors(claims),
       ),

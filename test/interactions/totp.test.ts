@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { mongo } from 'mongoose';
 import type * as oidc from 'openid-client';
 
 import type { CreatedClient } from '../../src/clients/client.service.js';
@@ -326,6 +327,10 @@ describe('TOTP enrolment forced during sign-in', () => {
 
   afterAll(() => stopMailingServer({ server, smtp }));
 
+  /** Every account document, serialised as stored (BSON, in _id order): equal bytes, nothing written. */
+  const accountsBytes = async () =>
+    Buffer.concat((await server.deps.db.collection('accounts').find({}).sort({ _id: 1 }).toArray()).map((doc) => mongo.BSON.serialize(doc)));
+
   async function toEnrolPage(p: Person): Promise<{ agent: UserAgent; started: Started; page: Reply }> {
     const agent = new UserAgent(server.url);
     const started = await authorizationRequest(rp);
@@ -347,6 +352,9 @@ describe('TOTP enrolment forced during sign-in', () => {
     expect(secret).toMatch(/^[A-Z2-7]{16,}$/);
     // No email code was sent instead (MFA_EMAIL_FALLBACK=false).
     expect(smtp.countFor(frank.email)).toBe(0);
+    // The secret travels in the form, sealed; never in the clear.
+    expect(formField(enrol.body, 'enrolment')).toMatch(/^v1\./);
+    expect(formField(enrol.body, 'enrolment')).not.toContain(secret);
 
     const wrong = await submit(agent, enrol, '/second-factor/enrol', { code: await wrongTotpCode(secret) });
     expect(wrong.status).toBe(401);
@@ -426,9 +434,44 @@ describe('TOTP enrolment forced during sign-in', () => {
     expect(noCsrf.status).toBe(403);
     expect((await server.deps.totp.status(created.id)).enabled).toBe(false);
 
-    // The page still works afterwards, with the same key.
+    // The page still works afterwards. Loading it again shows a new key (nothing was stored to
+    // show again), and the old page, still open, can be finished too.
     const again = await agent.follow(page.url);
     expect(pageKind(again)).toBe('enrol');
-    expect(secretFromEnrolPage(again.body)).toBe(secret);
+    expect(secretFromEnrolPage(again.body)).not.toBe(secret);
+    // A forged or another account's sealed secret is refused as an expired page (new key, nothing enabled).
+    const forged = await agent.post(action, { csrf, code: await codeForStep(secret, step), enrolment: `${formField(page.body, 'enrolment')}x` });
+    expect(forged.status).toBe(400);
+    expect(forged.body).toContain('This setup page has expired');
+    expect(secretFromEnrolPage(forged.body)).not.toBe(secret);
+    expect((await server.deps.totp.status(created.id)).enabled).toBe(false);
+  });
+
+  it('showing the enrol page (GET) writes nothing; the page, even re-shown after a wrong code, activates', async () => {
+    const heidi = { email: 'heidi@example.com', password: PASSWORD };
+    const created = await server.deps.accounts.create(heidi);
+    const { agent, page } = await toEnrolPage(heidi);
+    expect(pageKind(page)).toBe('enrol');
+
+    const before = await accountsBytes();
+    const shown = await agent.follow(page.url);
+    expect(pageKind(shown)).toBe('enrol');
+    const shownAgain = await agent.follow(page.url);
+    expect(pageKind(shownAgain)).toBe('enrol');
+    expect((await accountsBytes()).equals(before)).toBe(true);
+
+    // The first of the three pages shown: a wrong code, then its re-rendered page with the same key.
+    const secret = secretFromEnrolPage(page.body);
+    const wrong = await submit(agent, page, '/second-factor/enrol', { code: await wrongTotpCode(secret) });
+    expect(wrong.status).toBe(401);
+    expect(secretFromEnrolPage(wrong.body)).toBe(secret);
+    const step = await clearOfStepEnd(MARGIN_MS);
+    const codes = await submit(agent, wrong, '/second-factor/enrol', { code: await codeForStep(secret, step) });
+    expect(pageKind(codes)).toBe('recovery-codes');
+    expect((await server.deps.totp.status(created.id)).enabled).toBe(true);
+    // The other pages shown cannot replace the app now.
+    const late = await submit(agent, shown, '/second-factor/enrol', { code: await codeForStep(secretFromEnrolPage(shown.body), step) });
+    expect(pageKind(late)).not.toBe('recovery-codes');
+    expect(await server.deps.totp.verify(created.id, await codeForStep(secret, step + 1))).toEqual({ ok: true });
   });
 });

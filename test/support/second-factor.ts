@@ -93,9 +93,13 @@ export function recoveryCodesFrom(html: string): string[] {
   return [...html.matchAll(/<li><code>([a-z0-9-]+)<\/code><\/li>/g)].map((m) => m[1] ?? '');
 }
 
-/** Posts a form found on `page` (by the end of its action) with its CSRF token plus `fields`. */
+/**
+ * Posts a form found on `page` (by the end of its action) with its CSRF token plus `fields`, and
+ * the sealed secret an enrolment page carries in its form (nothing is stored before activation).
+ */
 export async function submit(agent: UserAgent, page: Reply, actionEnd: string, fields: Record<string, string> = {}): Promise<Reply> {
-  const reply = await agent.post(formAction(page.body, actionEnd), { csrf: formField(page.body, 'csrf'), ...fields });
+  const enrolment: Record<string, string> = /name="enrolment" value="/.test(page.body) ? { enrolment: formField(page.body, 'enrolment') } : {};
+  const reply = await agent.post(formAction(page.body, actionEnd), { csrf: formField(page.body, 'csrf'), ...enrolment, ...fields });
   if (reply.status === 303 && reply.location) return agent.follow(reply.location);
   return reply;
 }

@@ -119,8 +119,8 @@ describe('admin console: users', () => {
 
   it('shows one user: sign-in methods, MFA with its date and recovery codes left, reset flag, status, roles', async () => {
     const user = await newUser('detail', { password: PASSWORD, name: 'Dee Tail' });
-    const { secret } = await server.deps.totp.beginEnrolment(user);
-    const activated = await server.deps.totp.activate(user.id, await totpCode(secret));
+    const { secret, sealed } = await server.deps.totp.beginEnrolment(user);
+    const activated = await server.deps.totp.activate(user.id, await totpCode(secret), sealed);
     expect(activated.ok).toBe(true);
 
     const page = await agent.get(url(userPath(user.id)));
@@ -177,8 +177,8 @@ describe('admin console: users', () => {
 
   it('resets the second factor', async () => {
     const user = await newUser('mfa', { password: PASSWORD });
-    const { secret } = await server.deps.totp.beginEnrolment(user);
-    expect((await server.deps.totp.activate(user.id, await totpCode(secret))).ok).toBe(true);
+    const { secret, sealed } = await server.deps.totp.beginEnrolment(user);
+    expect((await server.deps.totp.activate(user.id, await totpCode(secret), sealed)).ok).toBe(true);
     expect((await server.deps.userAdmin.get(user.id))?.mfa.totp).toBe(true);
 
     const shown = await confirmAndPost(user.id, 'reset-mfa', `${userPath(user.id)}?notice=mfa-reset`);
