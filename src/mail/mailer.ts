@@ -48,8 +48,10 @@ const SMTP_TIMEOUTS = {
 const productName = z.string().min(1);
 const email = z.string().min(3);
 
-// The subject is built here rather than in the templates, so that a template cannot forget it
-// and the code sits at the end of the subject line, readable in a notification preview.
+// The subject is built here rather than in the templates, so that a template cannot forget it.
+// NOTE: a subject is made from the product name only, never from the other locals: subjects
+// show in notification previews on a locked phone and in mail lists, so a sign-in code there
+// would be readable by anyone holding the phone. The code is only in the body.
 const templates = {
   'sign-in-code': defineTemplate({
     locals: z.object({
@@ -58,17 +60,18 @@ const templates = {
       expiresInMinutes: z.number().int().positive(),
       email,
     }),
-    subject: (locals) => `${locals.productName} sign-in code: ${locals.code}`,
+    subject: (name) => `Your ${name} sign-in code`,
   }),
   'no-account': defineTemplate({
     locals: z.object({ productName, email }),
-    subject: (locals) => `${locals.productName}: sign-in attempt`,
+    subject: (name) => `${name}: sign-in attempt`,
   }),
 } satisfies Record<MailTemplate, unknown>;
 
 interface TemplateSpec<Locals extends z.ZodType> {
   locals: Locals;
-  subject(locals: z.infer<Locals>): string;
+  /** From the product name alone (see the NOTE above). */
+  subject(productName: string): string;
 }
 
 function defineTemplate<Locals extends z.ZodType>(spec: TemplateSpec<Locals>): TemplateSpec<Locals> {
@@ -88,7 +91,7 @@ export function createMailer(deps: { config: Config; logger: Logger }): Mailer {
       await transport.deliver(message);
     } catch (err) {
       const reason = errorCode(err);
-      // Only what helps the operator: never the body or the subject, which carry the code.
+      // Only what helps the operator: never the body, which carries the code, nor the subject.
       logger.warn('mail delivery failed', {
         recipientDomain: recipientDomain(message.to),
         template,
@@ -112,7 +115,7 @@ export function createMailer(deps: { config: Config; logger: Logger }): Mailer {
       }
       const { html, text } = renderers[template];
       await deliver(
-        { to, subject: spec.subject(parsed.data), html: html(parsed.data), text: text(parsed.data) },
+        { to, subject: spec.subject(String(parsed.data.productName)), html: html(parsed.data), text: text(parsed.data) },
         template,
       );
     },
@@ -161,8 +164,8 @@ function createLogTransport(config: Config, logger: Logger): MailTransport {
   }
   return {
     async deliver({ to, subject, text }) {
-      // NOTE: the logger redacts a field named `code`, so the code travels inside `subject` and
-      // `text`, which it leaves alone: the developer has to read the code here to sign in.
+      // NOTE: the logger redacts a field named `code`, so the code travels inside `text`, which
+      // it leaves alone: the developer has to read the code here to sign in.
       // Acceptable because this transport only exists outside production (checked above).
       logger.info('mail not sent (no SMTP configured): development mail', { to, subject, text });
     },
