@@ -84,7 +84,7 @@ export function createServices(connection: Connection, config: Config, logger: L
   const secretBox = createSecretBox(config.encryptionKeys);
   const Account = createAccountModel(connection);
   const accounts = createAccountService({ Account, logger });
-  const totp = createTotpService({ Account, db, secretBox, issuer: config.productName });
+  const totp = createTotpService({ Account, db, secretBox, keys: config.encryptionKeys, issuer: config.productName });
   // Its own audit writer over the same collection: the CLI has no Deps, only these services.
   const audit = createAuditService({ db, logger, retentionDays: config.audit.retentionDays });
   const clients = createClientService({ Client: createClientModel(connection), secretBox, audit, config, db });

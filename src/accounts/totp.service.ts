@@ -1,4 +1,4 @@
-import { createHash, randomBytes } from 'node:crypto';
+import { createHash, createHmac, hkdfSync, randomBytes } from 'node:crypto';
 
 import type { mongo } from 'mongoose';
 import { generateSecret, generateURI, verify as verifyOtp } from 'otplib';
@@ -85,6 +85,11 @@ export interface TotpServiceDeps {
   Account: AccountModel;
   db: mongo.Db;
   secretBox: SecretBox;
+  /**
+   * ENCRYPTION_KEYS (first = current): recovery codes are hashed with a key derived from the
+   * current one; the others keep verifying codes hashed before a rotation.
+   */
+  keys: readonly { id: string; key: Buffer }[];
   /** Product name shown in the authenticator app. */
   issuer: string;
   now?: () => number;
@@ -96,7 +101,7 @@ export interface TotpServiceDeps {
  * `<accountId>:activating` (the short lock around an activation).
  */
 export const TOTP_USED_STEPS_COLLECTION = 'totp_used_steps';
-/** `{ _id: "<accountId>:<codeHash>", accountId, usedAt }` */
+/** `{ _id: "<accountId>:<stored hash>", accountId, hash: <stored hash>, usedAt }` */
 export const RECOVERY_CODE_USES_COLLECTION = 'recovery_code_uses';
 
 export const RECOVERY_CODE_COUNT = 10;
@@ -176,11 +181,59 @@ export function normaliseRecoveryCode(code: unknown): string | undefined {
 }
 
 /**
- * SHA-256 without salt or stretching is enough here: a recovery code carries 50 random bits
- * from a CSPRNG, so there is no dictionary to precompute and brute force of a leaked hash
- * costs 2^50 hashes per account; slow hashes are for low-entropy secrets like passwords.
+ * How recovery codes are stored: `h1.<keyId>.<HMAC-SHA256(code)>` (base64url), keyed with a key
+ * derived (HKDF-SHA256, RFC 5869, with its own label) from an ENCRYPTION_KEYS entry, never the
+ * raw key, which also seals secrets. A code carries 50 random bits, so no slow hash is needed;
+ * the key makes a copied database useless for testing guesses offline, and the key id beside
+ * each hash lets codes made before a key rotation verify as long as their key is configured.
+ * Hashes stored by older versions are bare SHA-256 hex; they keep working until used or
+ * replaced (regenerating codes writes keyed hashes only).
  */
-export function hashRecoveryCode(canonical: string): string {
+export interface RecoveryCodeHasher {
+  /** The stored form of a canonical code, under the current key. */
+  hash(canonical: string): string;
+  /** The entry of `stored` that is this code's hash (under any configured key, or a legacy one). */
+  find(canonical: string, stored: readonly string[]): string | undefined;
+}
+
+/** HKDF `info`: a key derived for this use only. NOTE: changing it invalidates every stored recovery code. */
+const RECOVERY_HASH_KEY_LABEL = 'oidc-server/recovery-code-hmac/v1';
+const LEGACY_RECOVERY_HASH = /^[0-9a-f]{64}$/;
+
+export function createRecoveryCodeHasher(keys: readonly { id: string; key: Buffer }[]): RecoveryCodeHasher {
+  const [current] = keys;
+  if (!current) throw new Error('no encryption key configured');
+  // RFC 5869 §3.1: the salt is optional; the input keys are already uniformly random.
+  const derived = new Map(keys.map(({ id, key }) => [id, Buffer.from(hkdfSync('sha256', key, Buffer.alloc(0), RECOVERY_HASH_KEY_LABEL, 32))]));
+  const mac = (keyId: string, canonical: string) => {
+    const key = derived.get(keyId);
+    return key ? `h1.${keyId}.${createHmac('sha256', key).update(canonical, 'utf8').digest('base64url')}` : undefined;
+  };
+  return {
+    hash: (canonical) => mac(current.id, canonical)!,
+    find(canonical, stored) {
+      // One MAC per key id present. The comparison runs on MACs of the input under a key the
+      // caller does not know, so its timing tells nothing useful about the stored values.
+      const candidates = new Map<string, string | undefined>();
+      let legacy: string | undefined;
+      for (const entry of stored) {
+        if (LEGACY_RECOVERY_HASH.test(entry)) {
+          legacy ??= legacyRecoveryCodeHash(canonical);
+          if (entry === legacy) return entry;
+          continue;
+        }
+        const keyId = /^h1\.([A-Za-z0-9_-]+)\./.exec(entry)?.[1];
+        if (!keyId) continue;
+        if (!candidates.has(keyId)) candidates.set(keyId, mac(keyId, canonical));
+        if (candidates.get(keyId) === entry) return entry;
+      }
+      return undefined;
+    },
+  };
+}
+
+/** How older versions stored recovery codes (unsalted SHA-256 hex); read, never written. */
+export function legacyRecoveryCodeHash(canonical: string): string {
   return createHash('sha256').update(canonical, 'utf8').digest('hex');
 }
 
@@ -196,8 +249,8 @@ function newRecoveryCodes(): string[] {
 }
 
 /** What the account keeps of freshly made codes (already canonical but for the dash). */
-function storedHashes(codes: readonly string[]): string[] {
-  return codes.map((code) => hashRecoveryCode(code.replace('-', '')));
+function storedHashes(hasher: RecoveryCodeHasher, codes: readonly string[]): string[] {
+  return codes.map((code) => hasher.hash(code.replace('-', '')));
 }
 
 const secretContext = (accountId: string) => `totp:${accountId}`;
@@ -207,7 +260,8 @@ const enrolmentSchema = z.object({ secret: z.string().regex(/^[A-Z2-7]{16,128}$/
 /** A sealed enrolment is a few hundred characters; anything much longer is not one. */
 const SEALED_ENROLMENT_MAX_LENGTH = 1024;
 
-export function createTotpService({ Account, db, secretBox, issuer, now = Date.now }: TotpServiceDeps): TotpService {
+export function createTotpService({ Account, db, secretBox, keys, issuer, now = Date.now }: TotpServiceDeps): TotpService {
+  const hasher = createRecoveryCodeHasher(keys);
   const stepClaims = db.collection<StepClaim>(TOTP_USED_STEPS_COLLECTION);
   const recoveryClaims = db.collection<RecoveryClaim>(RECOVERY_CODE_USES_COLLECTION);
 
@@ -310,7 +364,7 @@ export function createTotpService({ Account, db, secretBox, issuer, now = Date.n
               'mfa.totp': { secretSealed: sealed, enabledAt: new Date(now()), lastUsedStep: step },
               // Left by older versions, which stored the secret when the page was shown.
               'mfa.pendingTotp': null,
-              'mfa.recoveryCodes': storedHashes(recoveryCodes),
+              'mfa.recoveryCodes': storedHashes(hasher, recoveryCodes),
             },
           },
         );
@@ -352,10 +406,9 @@ export function createTotpService({ Account, db, secretBox, issuer, now = Date.n
       const mfa = (await Account.findById(accountId, { mfa: 1 }).lean())?.mfa;
       if (!mfa?.totp?.secretSealed) return { ok: false, reason: 'not_enrolled' };
 
-      const hash = hashRecoveryCode(canonical);
       const hashes = mfa.recoveryCodes ?? [];
-      // Comparing hashes of the input leaks nothing useful through timing.
-      if (!hashes.includes(hash)) return { ok: false, reason: 'invalid' };
+      const hash = hasher.find(canonical, hashes);
+      if (!hash) return { ok: false, reason: 'invalid' };
       // Claim first: of concurrent uses of one code exactly one inserts, and a used code stays
       // refused even if the `$pull` below is lost.
       if (!(await insertClaim(recoveryClaims, { _id: `${accountId}:${hash}`, accountId, hash, usedAt: new Date(now()) }))) {
@@ -369,7 +422,7 @@ export function createTotpService({ Account, db, secretBox, issuer, now = Date.n
       const recoveryCodes = newRecoveryCodes();
       const result = await Account.updateOne(
         { _id: accountId, 'mfa.totp.secretSealed': { $exists: true } },
-        { $set: { 'mfa.recoveryCodes': storedHashes(recoveryCodes) } },
+        { $set: { 'mfa.recoveryCodes': storedHashes(hasher, recoveryCodes) } },
       );
       if (result.matchedCount === 0) throw new AppError(409, 'mfa.not_enrolled', 'no authenticator app is set up');
       return recoveryCodes;

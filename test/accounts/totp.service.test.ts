@@ -1,4 +1,4 @@
-import { randomBytes } from 'node:crypto';
+import { createHash, createHmac, randomBytes } from 'node:crypto';
 
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { Connection } from 'mongoose';
@@ -12,8 +12,8 @@ import {
   RECOVERY_CODE_USES_COLLECTION,
   TOTP_USED_STEPS_COLLECTION,
   ENROLMENT_LIFETIME_MS,
+  createRecoveryCodeHasher,
   createTotpService,
-  hashRecoveryCode,
 } from '../../src/accounts/totp.service.js';
 import type { TotpService } from '../../src/accounts/totp.service.js';
 import { SecretBoxError, createSecretBox } from '../../src/crypto/secret-box.js';
@@ -46,6 +46,9 @@ describe('totp service', () => {
   let accounts: AccountService;
   let secretBox: SecretBox;
   let totp: TotpService;
+  const keys = [{ id: 'k1', key: randomBytes(32) }];
+  /** The stored form of a recovery code as this server writes it. */
+  const hashRecoveryCode = (canonical: string) => createRecoveryCodeHasher(keys).hash(canonical);
   // 15 s into a time step, so one step either side is a whole step away from the edges; from a UTC
   // midnight about a year ahead of the real clock, not a fixed date, so that no step claim is expired
   // by real time (MongoDB's TTL monitor would remove it mid-test and let a used code through again).
@@ -67,8 +70,8 @@ describe('totp service', () => {
     Account = createAccountModel(connection);
     accounts = createAccountService({ Account, logger });
     await accounts.ensureIndexes();
-    secretBox = createSecretBox([{ id: 'k1', key: randomBytes(32) }]);
-    totp = createTotpService({ Account, db: connection.db!, secretBox, issuer: 'Acme ID', now: () => clock });
+    secretBox = createSecretBox(keys);
+    totp = createTotpService({ Account, db: connection.db!, secretBox, keys, issuer: 'Acme ID', now: () => clock });
     await totp.ensureIndexes();
   });
 
@@ -375,6 +378,76 @@ describe('totp service', () => {
     });
   });
 
+  describe('recovery code storage', () => {
+    const sha256 = (text: string) => createHash('sha256').update(text, 'utf8').digest('hex');
+    const canonical = (code: string) => code.replace('-', '');
+
+    it('is an HMAC under a key derived from the current encryption key, not SHA-256, nor keyed with the raw key', async () => {
+      const { id, recoveryCodes } = await enrolled();
+      const stored = (await rawAccount(id))?.mfa?.recoveryCodes ?? [];
+      expect(stored).toHaveLength(10);
+      for (const code of recoveryCodes) {
+        const mine = stored.find((entry) => entry === hashRecoveryCode(canonical(code)));
+        expect(mine).toMatch(/^h1\.k1\.[A-Za-z0-9_-]{43}$/);
+        const rawKeyMac = createHmac('sha256', keys[0]!.key).update(canonical(code)).digest('base64url');
+        for (const entry of stored) {
+          expect(entry).not.toContain(sha256(canonical(code)));
+          expect(entry).not.toContain(sha256(code));
+          expect(entry).not.toContain(rawKeyMac);
+        }
+      }
+    });
+
+    it('differs between two servers with different keys, and one server cannot verify the other\'s codes', async () => {
+      const code = 'k3x9q7mf2a';
+      const a = createRecoveryCodeHasher([{ id: 'k1', key: randomBytes(32) }]);
+      const b = createRecoveryCodeHasher([{ id: 'k1', key: randomBytes(32) }]);
+      expect(a.hash(code)).not.toBe(b.hash(code));
+      expect(a.hash(code)).toBe(a.hash(code));
+      expect(a.find(code, [a.hash(code)])).toBe(a.hash(code));
+      expect(b.find(code, [a.hash(code)])).toBeUndefined();
+
+      // Through the service: another server (same database, other key) refuses this one's codes.
+      const { id, recoveryCodes } = await enrolled();
+      const otherKeys = [{ id: 'k1', key: randomBytes(32) }];
+      const otherServer = createTotpService({ Account, db: connection.db!, secretBox: createSecretBox(otherKeys), keys: otherKeys, issuer: 'Acme ID', now: () => clock });
+      expect(await otherServer.verifyRecoveryCode(id, recoveryCodes[0]!)).toEqual({ ok: false, reason: 'invalid' });
+      expect(await totp.verifyRecoveryCode(id, recoveryCodes[0]!)).toEqual({ ok: true, remaining: 9 });
+    });
+
+    it('keeps verifying after a key rotation; codes made afterwards use the new key', async () => {
+      const { id, recoveryCodes } = await enrolled();
+      const rotatedKeys = [{ id: 'k2', key: randomBytes(32) }, ...keys];
+      const rotated = createTotpService({ Account, db: connection.db!, secretBox: createSecretBox(rotatedKeys), keys: rotatedKeys, issuer: 'Acme ID', now: () => clock });
+      expect(await rotated.verifyRecoveryCode(id, recoveryCodes[0]!)).toEqual({ ok: true, remaining: 9 });
+      expect(await rotated.verifyRecoveryCode(id, recoveryCodes[0]!)).toEqual({ ok: false, reason: 'invalid' });
+      expect(await rotated.status(id)).toMatchObject({ recoveryCodesLeft: 9 });
+
+      const fresh = await rotated.regenerateRecoveryCodes(id);
+      const stored = (await rawAccount(id))?.mfa?.recoveryCodes ?? [];
+      expect(stored.every((entry) => entry.startsWith('h1.k2.'))).toBe(true);
+      expect(await rotated.verifyRecoveryCode(id, fresh[0]!)).toEqual({ ok: true, remaining: 9 });
+      // A server that does not have the new key yet cannot verify them (nothing opens without its key).
+      expect(await totp.verifyRecoveryCode(id, fresh[1]!)).toEqual({ ok: false, reason: 'invalid' });
+    });
+
+    it('codes stored the old way (bare SHA-256) still work, once each, until replaced', async () => {
+      const { id } = await enrolled();
+      const legacy = ['abcde-fghjk', '01234-56789', 'zyxwv-tsrqp'];
+      await connection.db!.collection<RawAccount>('accounts').updateOne({ _id: id }, { $set: { 'mfa.recoveryCodes': legacy.map((c) => sha256(canonical(c))) } });
+      expect(await totp.status(id)).toMatchObject({ recoveryCodesLeft: 3 });
+
+      expect(await totp.verifyRecoveryCode(id, legacy[0]!.toUpperCase())).toEqual({ ok: true, remaining: 2 });
+      expect(await totp.verifyRecoveryCode(id, legacy[0]!)).toEqual({ ok: false, reason: 'invalid' });
+      expect((await rawAccount(id))?.mfa?.recoveryCodes).toEqual(legacy.slice(1).map((c) => sha256(canonical(c))));
+
+      // Regenerating replaces them with keyed hashes: the old ones stop working.
+      await totp.regenerateRecoveryCodes(id);
+      expect(await totp.verifyRecoveryCode(id, legacy[1]!)).toEqual({ ok: false, reason: 'invalid' });
+      expect((await rawAccount(id))?.mfa?.recoveryCodes?.every((entry) => entry.startsWith('h1.k1.'))).toBe(true);
+    });
+  });
+
   describe('at rest', () => {
     it('keeps the secret sealed to its account and the recovery codes hashed', async () => {
       const account = await newAccount();
@@ -389,7 +462,7 @@ describe('totp service', () => {
         expect(stored).not.toContain(code);
         expect(stored).not.toContain(code.replace('-', ''));
       }
-      expect(raw?.mfa?.recoveryCodes?.every((h) => /^[0-9a-f]{64}$/.test(h))).toBe(true);
+      expect(raw?.mfa?.recoveryCodes?.every((h) => /^h1\.k1\.[A-Za-z0-9_-]{43}$/.test(h))).toBe(true);
       // Nor in the claim collections.
       for (const name of [TOTP_USED_STEPS_COLLECTION, RECOVERY_CODE_USES_COLLECTION]) {
         const docs = await connection.db!.collection(name).find({}).toArray();
