@@ -14,6 +14,7 @@ import type { PrivateJwk } from './keys.js';
 import type { ClientStore } from './mongo-adapter.js';
 import { createMongoAdapter } from './mongo-adapter.js';
 import { ACCOUNT_VIEW, clientFlag, createInteractionPolicy } from './policy.js';
+import { createSessionTtl } from './session-ttl.js';
 import type { mongo } from 'mongoose';
 import type { PageRenderer } from '../http/render-page.js';
 
@@ -248,7 +249,8 @@ export function createProvider(deps: ProviderDeps): Provider {
         return clientTtl(client ?? ctx?.oidc?.client, 'id_token_ttl') ?? ttl.idToken;
       },
       Interaction: ttl.interaction,
-      Session: ttl.session,
+      // Idle time, never past the absolute lifetime counted from the session's first save.
+      Session: createSessionTtl(ttl),
       Grant: ttl.grant,
       RefreshToken(ctx, token, client) {
         // The client's idle period replaces the default; the absolute cap still applies.
