@@ -8,6 +8,7 @@ import views from 'koa-views';
 
 import type { Deps } from './deps.js';
 import { handleErrors } from './http/error-handler.js';
+import { refuseCrossSiteWrites } from './http/fetch-metadata.js';
 import { createHealthRouter } from './http/health.routes.js';
 import { cachePublicMetadata, pinPublicOrigin } from './http/public-origin.js';
 import { requestId, securityHeaders } from './http/security-headers.js';
@@ -58,6 +59,8 @@ export function createApp(deps: Deps): Koa {
   app.use(views(VIEWS_DIR, { extension: 'pug', options: { cache: config.env === 'production', basedir: VIEWS_DIR } }));
   app.use(handleErrors({ logger, pages }));
   app.use(serveStatic({ viewsDir: VIEWS_DIR }));
+  // Before the routers read any body: a refused cross-site form does nothing (fetch-metadata.ts).
+  app.use(refuseCrossSiteWrites({ issuer: config.issuer, prefixes: ['/interaction', '/account', '/admin'] }));
 
   const health = createHealthRouter({ connection: deps.connection });
   app.use(health.routes());
