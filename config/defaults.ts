@@ -127,8 +127,12 @@ export const defaults = {
    */
   clientSecretGracePeriod: 24 * 60 * 60,
 
-  /** The management API's scopes (its resource indicator is `$ISSUER/api/admin/v1`). */
-  adminScopes: ['admin:clients:read', 'admin:clients:write', 'admin:users:read', 'admin:users:write', 'admin:audit:read'] as const,
+  /**
+   * The management API's scopes (its resource indicator is `$ISSUER/api/admin/v1`).
+   * `admin:clients:grant` gives clients management API scopes (only ones the caller holds) or
+   * first-party status (src/clients/admin-authority.ts).
+   */
+  adminScopes: ['admin:clients:read', 'admin:clients:write', 'admin:clients:grant', 'admin:users:read', 'admin:users:write', 'admin:audit:read'] as const,
 
   /** Largest form body our own pages accept (bytes). */
   formBodyLimit: 16 * 1024,

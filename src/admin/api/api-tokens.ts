@@ -1,6 +1,7 @@
 import type Provider from 'oidc-provider';
 import type { Client, ResourceServer } from 'oidc-provider';
 
+import type { defaults } from '../../../config/defaults.js';
 import type { Config } from '../../config/config.js';
 import { ADMIN_CLIENT_ID } from '../admin-client.js';
 
@@ -10,7 +11,18 @@ import { ADMIN_CLIENT_ID } from '../admin-client.js';
  * revoked token (disabled account, deleted client) stops working at once.
  */
 
-export type AdminScope = 'admin:clients:read' | 'admin:clients:write' | 'admin:users:read' | 'admin:users:write' | 'admin:audit:read';
+export type AdminScope =
+  | 'admin:clients:read'
+  | 'admin:clients:write'
+  /** Give clients management API scopes (only ones the caller holds) or first-party status: src/clients/admin-authority.ts. */
+  | 'admin:clients:grant'
+  | 'admin:users:read'
+  | 'admin:users:write'
+  | 'admin:audit:read';
+
+// The union and the configured list are the same scopes (a compile error here if they drift).
+const SAME_SCOPES: [AdminScope, (typeof defaults.adminScopes)[number]] extends [(typeof defaults.adminScopes)[number], AdminScope] ? true : never = true;
+void SAME_SCOPES;
 
 type ApiConfig = Pick<Config, 'adminApi' | 'ttl'>;
 
