@@ -1,7 +1,9 @@
 import type { mongo } from 'mongoose';
 import { z } from 'zod';
 
-import type { AuditActor, AuditDetails, AuditService } from '../audit/audit.service.js';
+import type { AuditDetails, AuditService } from '../audit/audit.service.js';
+import type { AdminAuthority } from '../clients/admin-authority.js';
+import { NO_AUTHORITY, managementScopesNotHeld } from '../clients/admin-authority.js';
 import { AppError } from '../http/app-error.js';
 import type { Logger } from '../logging/logger.js';
 import { revokeAccountRecords } from '../oidc/mongo-adapter.js';
@@ -21,6 +23,12 @@ import { RECOVERY_CODE_USES_COLLECTION, TOTP_USED_STEPS_COLLECTION } from './tot
  *
  * Every change records an audit event whose details name fields, never their values where those
  * could be secret: a password never reaches the audit log.
+ *
+ * Every change takes the caller's authority (src/clients/admin-authority.ts; default
+ * NO_AUTHORITY). Giving the admin role, or acting on an account that has it, needs every
+ * management API scope: an administrator holds them all, and nobody gives what they do not hold
+ * (a token with admin:users:write alone cannot make an administrator, nor disable, reset or
+ * delete one). Otherwise 403 `user.scope_not_held`, nothing changed, the refusal audited.
  */
 
 export type SignInMethod = 'password' | 'email_code' | 'totp';
@@ -85,17 +93,17 @@ export interface UserAdminService {
   /** Ordered by email; cursor-based. */
   list(options?: UserListOptions): Promise<UserPage>;
   get(id: string): Promise<UserAdminView | undefined>;
-  create(input: UserCreateInput, actor?: AuditActor): Promise<UserAdminView>;
+  create(input: UserCreateInput, by?: AdminAuthority): Promise<UserAdminView>;
   /** Role changes are audited as `user.role_granted` / `user.role_revoked`, `disabled` as `user.disabled` / `user.enabled`. */
-  update(id: string, input: UserUpdateInput, actor?: AuditActor): Promise<UserAdminView>;
+  update(id: string, input: UserUpdateInput, by?: AdminAuthority): Promise<UserAdminView>;
   /** Disabling also ends the person's sessions and revokes their grants and tokens. */
-  setDisabled(id: string, disabled: boolean, actor?: AuditActor): Promise<UserAdminView>;
+  setDisabled(id: string, disabled: boolean, by?: AdminAuthority): Promise<UserAdminView>;
   /** Removes the authenticator app and the recovery codes. */
-  resetMfa(id: string, actor?: AuditActor): Promise<UserAdminView>;
+  resetMfa(id: string, by?: AdminAuthority): Promise<UserAdminView>;
   /** The next sign-in ends on the new-password page; the person's sessions end now, so that it comes soon. */
-  requirePasswordReset(id: string, actor?: AuditActor): Promise<UserAdminView>;
+  requirePasswordReset(id: string, by?: AdminAuthority): Promise<UserAdminView>;
   /** Deletes the account and revokes everything issued to it. False when there was no such account. */
-  delete(id: string, actor?: AuditActor): Promise<boolean>;
+  delete(id: string, by?: AdminAuthority): Promise<boolean>;
 }
 
 /** 400 `user.invalid`, with a message per field (`fields`), for forms and API clients. */
@@ -131,7 +139,21 @@ function parse<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
 
 const notFound = () => new AppError(404, 'user.not_found', 'No user with this id.');
 
-const SYSTEM: AuditActor = { type: 'system' };
+/** The role that holds every management API scope (src/admin/api/api-auth.ts lets it use them all). */
+const ADMIN_ROLE: Role = 'admin';
+
+/** What a refusal says was attempted, by the audit action it records. */
+const ADMIN_ACTIONS = {
+  'user.role_granted': 'Giving the admin role',
+  'user.updated': 'Changing an administrator’s account',
+  'user.role_revoked': 'Taking the admin role from an administrator',
+  'user.disabled': 'Disabling an administrator',
+  'user.enabled': 'Enabling an administrator',
+  'user.mfa_reset': 'Resetting an administrator’s second factor',
+  'user.password_reset_required': 'Requiring a new password of an administrator',
+  'user.deleted': 'Deleting an administrator',
+} as const;
+type AdminAction = keyof typeof ADMIN_ACTIONS;
 
 const DEFAULT_LIMIT = 50;
 const MAX_LIMIT = 200;
@@ -175,29 +197,57 @@ export function createUserAdminService({ accounts, totp, db, audit, logger }: Us
     return account;
   };
 
-  const record = (action: string, actor: AuditActor | undefined, account: Pick<AccountView, 'id' | 'email'>, details?: AuditDetails) =>
+  const record = (action: string, by: AdminAuthority, account: Pick<AccountView, 'id' | 'email'>, details?: AuditDetails) =>
     audit.record({
       action,
       outcome: 'success',
-      actor: actor ?? SYSTEM,
+      actor: by.actor,
       target: { type: 'account', id: account.id, label: account.email },
       ...(details ? { details } : {}),
     });
 
+  /**
+   * Refuses (403, audited as a failure) unless `by` holds every management API scope: what it
+   * takes to give the admin role or to act on an administrator. `account` is the target, or for
+   * a new account its email.
+   */
+  const requireAdminPower = async (by: AdminAuthority, action: AdminAction, account: Pick<AccountView, 'id' | 'email'> | { email: string }) => {
+    const missing = managementScopesNotHeld(by);
+    if (missing.length === 0) return;
+    await audit.record({
+      action,
+      outcome: 'failure',
+      actor: by.actor,
+      ...('id' in account ? { target: { type: 'account', id: account.id, label: account.email } } : {}),
+      reason: 'scope_not_held',
+      details: {
+        missingScopes: missing,
+        ...(action === 'user.role_granted' || action === 'user.role_revoked' ? { role: ADMIN_ROLE } : {}),
+        ...('id' in account ? {} : { email: account.email }),
+      },
+    });
+    throw new AppError(
+      403,
+      'user.scope_not_held',
+      `${ADMIN_ACTIONS[action]} needs every management API scope, as an administrator holds them; the caller does not hold ${missing.join(', ')}.`,
+    );
+  };
+  const isAdmin = (account: Pick<AccountView, 'roles'>) => account.roles.includes(ADMIN_ROLE);
+
   /** An admin cannot lock themselves out: someone must always be able to get in and fix things. */
-  const refuseSelf = (actor: AuditActor | undefined, id: string, what: string) => {
-    if (actor?.type === 'account' && actor.id === id) {
+  const refuseSelf = (by: AdminAuthority, id: string, what: string) => {
+    if (by.actor.type === 'account' && by.actor.id === id) {
       throw new AppError(409, 'user.self', `You cannot ${what} your own account. Ask another administrator.`);
     }
   };
 
-  const recordRoleChanges = async (actor: AuditActor | undefined, account: AccountView, before: readonly Role[], after: readonly Role[]) => {
-    for (const role of after.filter((r) => !before.includes(r))) await record('user.role_granted', actor, account, { role });
-    for (const role of before.filter((r) => !after.includes(r))) await record('user.role_revoked', actor, account, { role });
+  const recordRoleChanges = async (by: AdminAuthority, account: AccountView, before: readonly Role[], after: readonly Role[]) => {
+    for (const role of after.filter((r) => !before.includes(r))) await record('user.role_granted', by, account, { role });
+    for (const role of before.filter((r) => !after.includes(r))) await record('user.role_revoked', by, account, { role });
   };
 
-  const changeDisabled = async (account: AccountView, disabled: boolean, actor: AuditActor | undefined): Promise<AccountView> => {
-    if (disabled) refuseSelf(actor, account.id, 'disable');
+  const changeDisabled = async (account: AccountView, disabled: boolean, by: AdminAuthority): Promise<AccountView> => {
+    if (disabled) refuseSelf(by, account.id, 'disable');
     const updated = await accounts.setDisabled(account.id, disabled);
     if (!updated) throw notFound();
     if (disabled) {
@@ -205,9 +255,9 @@ export function createUserAdminService({ accounts, totp, db, audit, logger }: Us
       // session it wrote a moment earlier is removed here (or refused: findAccount, provider.ts).
       const revokedRecords = await revokeAccountRecords(db, account.id);
       logger.debug('account disabled; sessions and tokens revoked', { accountId: account.id, revokedRecords });
-      if (!account.disabled) await record('user.disabled', actor, updated, { revokedRecords });
+      if (!account.disabled) await record('user.disabled', by, updated, { revokedRecords });
     } else if (account.disabled) {
-      await record('user.enabled', actor, updated);
+      await record('user.enabled', by, updated);
     }
     return updated;
   };
@@ -232,8 +282,9 @@ export function createUserAdminService({ accounts, totp, db, audit, logger }: Us
       return account ? toAdminView(account) : undefined;
     },
 
-    async create(input, actor) {
+    async create(input, by = NO_AUTHORITY) {
       const data = parse(userCreateSchema, input);
+      if (data.roles?.includes(ADMIN_ROLE)) await requireAdminPower(by, 'user.role_granted', { email: data.email });
       let account: AccountView;
       try {
         account = await accounts.create({
@@ -251,17 +302,23 @@ export function createUserAdminService({ accounts, totp, db, audit, logger }: Us
       }
       // Field names only: never the password, and not the values.
       const fields = Object.keys(data).filter((k) => (data as Record<string, unknown>)[k] !== undefined);
-      await record('user.created', actor, account, { fields });
-      await recordRoleChanges(actor, account, [], account.roles);
+      await record('user.created', by, account, { fields });
+      await recordRoleChanges(by, account, [], account.roles);
       return toAdminView(account);
     },
 
-    async update(id, input, actor) {
+    async update(id, input, by = NO_AUTHORITY) {
       const data = parse(userUpdateSchema, input);
       let account = await load(id);
       const roles = data.roles === undefined ? undefined : [...new Set(data.roles)];
-      if (roles && account.roles.includes('admin') && !roles.includes('admin')) refuseSelf(actor, id, 'remove the admin role from');
-      if (data.disabled === true) refuseSelf(actor, id, 'disable');
+      if (roles && isAdmin(account) && !roles.includes(ADMIN_ROLE)) refuseSelf(by, id, 'remove the admin role from');
+      if (data.disabled === true) refuseSelf(by, id, 'disable');
+      if (isAdmin(account)) {
+        const action: AdminAction = roles && !roles.includes(ADMIN_ROLE) ? 'user.role_revoked' : data.disabled === true ? 'user.disabled' : 'user.updated';
+        await requireAdminPower(by, action, account);
+      } else if (roles?.includes(ADMIN_ROLE)) {
+        await requireAdminPower(by, 'user.role_granted', account);
+      }
 
       const changed: string[] = [];
       if (data.name !== undefined && (data.name || undefined) !== account.name) changed.push('name');
@@ -275,43 +332,47 @@ export function createUserAdminService({ accounts, totp, db, audit, logger }: Us
         });
         if (!updated) throw notFound();
         account = updated;
-        await record('user.updated', actor, account, { fields: changed });
-        if (rolesChanged) await recordRoleChanges(actor, account, before.roles, account.roles);
+        await record('user.updated', by, account, { fields: changed });
+        if (rolesChanged) await recordRoleChanges(by, account, before.roles, account.roles);
       }
-      if (data.disabled !== undefined && data.disabled !== account.disabled) account = await changeDisabled(account, data.disabled, actor);
+      if (data.disabled !== undefined && data.disabled !== account.disabled) account = await changeDisabled(account, data.disabled, by);
       return toAdminView(account);
     },
 
-    async setDisabled(id, disabled, actor) {
-      if (disabled) refuseSelf(actor, id, 'disable');
+    async setDisabled(id, disabled, by = NO_AUTHORITY) {
+      if (disabled) refuseSelf(by, id, 'disable');
       const account = await load(id);
-      return toAdminView(await changeDisabled(account, disabled, actor));
+      if (isAdmin(account)) await requireAdminPower(by, disabled ? 'user.disabled' : 'user.enabled', account);
+      return toAdminView(await changeDisabled(account, disabled, by));
     },
 
-    async resetMfa(id, actor) {
+    async resetMfa(id, by = NO_AUTHORITY) {
       const account = await load(id);
+      if (isAdmin(account)) await requireAdminPower(by, 'user.mfa_reset', account);
       const before = await totp.status(id);
       await totp.remove(id);
-      await record('user.mfa_reset', actor, account, { hadTotp: before.enabled, recoveryCodesRemoved: before.recoveryCodesLeft });
+      await record('user.mfa_reset', by, account, { hadTotp: before.enabled, recoveryCodesRemoved: before.recoveryCodesLeft });
       return toAdminView((await accounts.findById(id)) ?? account);
     },
 
-    async requirePasswordReset(id, actor) {
+    async requirePasswordReset(id, by = NO_AUTHORITY) {
       const account = await load(id);
+      if (isAdmin(account)) await requireAdminPower(by, 'user.password_reset_required', account);
       const updated = await accounts.setPasswordResetRequired(id, true);
       if (!updated) throw notFound();
       // NOTE: a live SSO session would let the person into applications without signing in
       // (no reset) until it expires: end them, so the next authorization request signs in.
       // Tokens already issued stay valid; disable the account to revoke those too.
       const endedSessions = await revokeAccountRecords(db, id, ['Session']);
-      await record('user.password_reset_required', actor, account, { endedSessions });
+      await record('user.password_reset_required', by, account, { endedSessions });
       return toAdminView(updated);
     },
 
-    async delete(id, actor) {
-      refuseSelf(actor, id, 'delete');
+    async delete(id, by = NO_AUTHORITY) {
+      refuseSelf(by, id, 'delete');
       const account = typeof id === 'string' && id ? await accounts.findById(id) : undefined;
       if (!account) return false;
+      if (isAdmin(account)) await requireAdminPower(by, 'user.deleted', account);
       // The account first: nothing can sign in as it any more, then what was issued to it goes.
       if (!(await accounts.delete(id))) return false;
       const revokedRecords = await revokeAccountRecords(db, id);
@@ -321,7 +382,7 @@ export function createUserAdminService({ accounts, totp, db, audit, logger }: Us
         await db.collection<{ accountId: string }>(name).deleteMany({ accountId: id });
       }
       logger.debug('account deleted; sessions and tokens revoked', { accountId: id, revokedRecords });
-      await record('user.deleted', actor, account, { revokedRecords });
+      await record('user.deleted', by, account, { revokedRecords });
       return true;
     },
   };

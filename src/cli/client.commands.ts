@@ -1,6 +1,6 @@
 import type { ClientService, ClientView, CreatedClient } from '../clients/client.service.js';
 import type { CliCommand } from './command.js';
-import { CLI_ACTOR, EXIT_OK, UsageError, listCommand, parseCommandArgs, singlePositional, toCommandFunction, writeFailure, writeJson } from './command.js';
+import { CLI_AUTHORITY, EXIT_OK, UsageError, listCommand, parseCommandArgs, singlePositional, toCommandFunction, writeFailure, writeJson } from './command.js';
 
 const createUsage = `Usage: npm run cli -- client create --name NAME --redirect-uri URI [--redirect-uri URI…] [options]
 
@@ -141,7 +141,7 @@ export const clientCreateCommand: CliCommand = {
 
     return async ({ services, out }) => {
       // The service checks the name and every redirect URI (src/clients/redirect-uri.ts) before it stores anything.
-      const client = await services.clients.create(input, CLI_ACTOR);
+      const client = await services.clients.create(input, CLI_AUTHORITY);
       if (json) writeJson(out, createdJson(client));
       else out.write(createdText(client));
       return EXIT_OK;
@@ -170,7 +170,7 @@ export const clientDeleteCommand: CliCommand = {
     const clientId = singlePositional(positionals, 'CLIENT_ID');
 
     return async ({ services, out, err }) => {
-      if (!(await services.clients.remove(clientId, CLI_ACTOR))) return writeFailure(err, `no client with id "${clientId}"`);
+      if (!(await services.clients.remove(clientId, CLI_AUTHORITY))) return writeFailure(err, `no client with id "${clientId}"`);
       out.write(`Deleted client ${clientId}.\n`);
       return EXIT_OK;
     };
@@ -196,7 +196,7 @@ export const clientRotateSecretCommand: CliCommand = {
 
     return async ({ services, out }) => {
       // Unknown client (404) and a client without a secret (400) are AppErrors: one line on stderr, exit 1.
-      const rotated = await services.clients.rotateSecret(clientId, CLI_ACTOR);
+      const rotated = await services.clients.rotateSecret(clientId, CLI_AUTHORITY);
       const until = rotated.previousSecretExpiresAt.toISOString();
       if (json) {
         const body: RotatedSecretJson = { client_id: clientId, client_secret: rotated.clientSecret, previous_secret_expires_at: until };

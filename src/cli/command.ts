@@ -2,6 +2,8 @@ import { parseArgs } from 'node:util';
 import type { ParseArgsOptionsConfig } from 'node:util';
 
 import type { AuditActor } from '../audit/audit.service.js';
+import type { AdminAuthority } from '../clients/admin-authority.js';
+import { fullAuthority } from '../clients/admin-authority.js';
 import type { ServiceDeps } from '../deps.js';
 import { AppError } from '../http/app-error.js';
 
@@ -12,6 +14,12 @@ export const EXIT_USAGE = 2;
 
 /** Who the audit log names for what the command line does: there is no signed-in account here. */
 export const CLI_ACTOR: AuditActor = { type: 'system', label: 'cli' };
+
+/**
+ * The command line acts with full authority (src/clients/admin-authority.ts): whoever runs it
+ * has the database and its keys, which is every power this server has.
+ */
+export const CLI_AUTHORITY: AdminAuthority = fullAuthority(CLI_ACTOR);
 
 /** Where a command writes; process.stdout and process.stderr fit, and so does a test's collector. */
 export interface Output {

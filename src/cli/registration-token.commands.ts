@@ -1,7 +1,7 @@
 import type { RegistrationTokenView } from '../clients/registration-token.service.js';
 import { MAX_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_USES } from '../clients/registration-token.service.js';
 import type { CliCommand } from './command.js';
-import { CLI_ACTOR, EXIT_OK, UsageError, listCommand, parseCommandArgs, singlePositional, toCommandFunction, writeFailure, writeJson } from './command.js';
+import { CLI_AUTHORITY, EXIT_OK, UsageError, listCommand, parseCommandArgs, singlePositional, toCommandFunction, writeFailure, writeJson } from './command.js';
 
 const createUsage = `Usage: npm run cli -- registration-token create [--expires-in SECONDS] [--uses N] [--json]
 
@@ -98,7 +98,7 @@ export const registrationTokenCreateCommand: CliCommand = {
     return async ({ services, out }) => {
       const { token, view } = await services.registrationTokens.create(
         { ...(expiresInSeconds !== undefined ? { expiresInSeconds } : {}), ...(uses !== undefined ? { uses } : {}) },
-        CLI_ACTOR,
+        CLI_AUTHORITY,
       );
       if (json) {
         const { id, ...rest } = toJson(view);
@@ -150,7 +150,7 @@ export const registrationTokenRevokeCommand: CliCommand = {
     const id = singlePositional(positionals, 'ID');
 
     return async ({ services, out, err }) => {
-      if (!(await services.registrationTokens.revoke(id, CLI_ACTOR))) {
+      if (!(await services.registrationTokens.revoke(id, CLI_AUTHORITY))) {
         return writeFailure(err, `no active registration token with id "${id}"`);
       }
       out.write(`Revoked registration token ${id}.\n`);

@@ -3,7 +3,7 @@ import type { AccountView } from '../accounts/account.service.js';
 import { PASSWORD_MIN_LENGTH } from '../accounts/password.js';
 import type { UserAdminView } from '../accounts/user-admin.service.js';
 import type { CliCommand, CommandContext } from './command.js';
-import { CLI_ACTOR, EXIT_OK, UsageError, listCommand, parseCommandArgs, singlePositional, toCommandFunction, writeFailure, writeJson } from './command.js';
+import { CLI_AUTHORITY, EXIT_OK, UsageError, listCommand, parseCommandArgs, singlePositional, toCommandFunction, writeFailure, writeJson } from './command.js';
 
 const createUsage = `Usage: npm run cli -- user create --email EMAIL --password PASSWORD [--name NAME] [--admin] [--json]
 
@@ -161,7 +161,7 @@ export const userDisableCommand = userActionCommand(
   'disable a user: no sign-in, sessions and tokens revoked',
   'Disables the user: they can no longer sign in, and their sessions, grants and tokens are\nrevoked now. `user enable` lets them sign in again (revoked tokens stay revoked).',
   async ({ services, out }, account, json) => {
-    const user = await services.userAdmin.setDisabled(account.id, true, CLI_ACTOR);
+    const user = await services.userAdmin.setDisabled(account.id, true, CLI_AUTHORITY);
     if (json) writeJson(out, toAdminJson(user));
     else out.write(`Disabled user ${user.email} (id ${user.id}); their sessions and tokens are revoked.\n`);
     return EXIT_OK;
@@ -173,7 +173,7 @@ export const userEnableCommand = userActionCommand(
   'enable a disabled user',
   'Enables a disabled user: they can sign in again.',
   async ({ services, out }, account, json) => {
-    const user = await services.userAdmin.setDisabled(account.id, false, CLI_ACTOR);
+    const user = await services.userAdmin.setDisabled(account.id, false, CLI_AUTHORITY);
     if (json) writeJson(out, toAdminJson(user));
     else out.write(`Enabled user ${user.email} (id ${user.id}).\n`);
     return EXIT_OK;
@@ -186,7 +186,7 @@ export const userResetMfaCommand = userActionCommand(
   "Removes the user's authenticator app (TOTP) and recovery codes, for someone who lost them.\nWhere a second factor is required, they will set up a new one at their next sign-in.",
   async ({ services, out }, account, json) => {
     const hadTotp = account.totpEnabled;
-    const user = await services.userAdmin.resetMfa(account.id, CLI_ACTOR);
+    const user = await services.userAdmin.resetMfa(account.id, CLI_AUTHORITY);
     if (json) writeJson(out, toAdminJson(user));
     else if (hadTotp) out.write(`Removed the authenticator app and recovery codes of ${user.email} (id ${user.id}).\n`);
     else out.write(`${user.email} (id ${user.id}) had no authenticator app; nothing to remove.\n`);
@@ -199,7 +199,7 @@ export const userDeleteCommand = userActionCommand(
   'delete a user and revoke everything issued to them',
   'Deletes the user for good, with their sessions, grants, tokens and codes. This cannot be undone;\n`user disable` keeps the account.',
   async ({ services, out, err }, account, json) => {
-    if (!(await services.userAdmin.delete(account.id, CLI_ACTOR))) {
+    if (!(await services.userAdmin.delete(account.id, CLI_AUTHORITY))) {
       return writeFailure(err, `no user with email "${account.email}"`);
     }
     if (json) writeJson(out, { deleted: true, id: account.id, email: account.email });

@@ -4,7 +4,7 @@ import type { QueryFilter, mongo } from 'mongoose';
 import type { AdapterPayload } from 'oidc-provider';
 
 import { defaults } from '../../config/defaults.js';
-import type { AuditActor, AuditService } from '../audit/audit.service.js';
+import type { AuditService } from '../audit/audit.service.js';
 import type { Config } from '../config/config.js';
 import { newClientId } from '../crypto/identifiers.js';
 import type { SecretBox } from '../crypto/secret-box.js';
@@ -12,6 +12,8 @@ import { insertClaim, isDuplicateKey } from '../db/claims.js';
 import { ensureExpiryIndex } from '../db/expiry-index.js';
 import { AppError } from '../http/app-error.js';
 import type { ClientStore } from '../oidc/mongo-adapter.js';
+import type { AdminAuthority } from './admin-authority.js';
+import { CLIENTS_GRANT_SCOPE, NO_AUTHORITY, scopesNotHeld } from './admin-authority.js';
 import type { ClientInput, NewClientInput, ValidClient } from './client-input.js';
 import {
   MANAGED_METADATA,
@@ -87,22 +89,28 @@ export interface ClientListOptions {
   cursor?: string | undefined;
 }
 
+/**
+ * Every change takes the caller's authority (admin-authority.ts; default NO_AUTHORITY). A
+ * privileged client, one with management API scopes or `firstParty`, may be created, changed,
+ * have its secret rotated or be deleted only by a caller holding `admin:clients:grant` and each
+ * of those scopes: otherwise 403 `client.scope_not_held`, nothing stored, and the refusal audited.
+ */
 export interface ClientService extends ClientStore {
   /** `public`/`clientId` without any ClientInput-only field: the CLI's and seed's NewClientInput. */
-  create(input: NewClientInput | ClientInput, actor?: AuditActor): Promise<CreatedClient>;
+  create(input: NewClientInput | ClientInput, by?: AdminAuthority): Promise<CreatedClient>;
   /**
    * Replaces every editable field (other metadata, e.g. from dynamic registration, is kept). The
    * secret is kept; a switch to a method without a secret drops it, a switch to a secret method
    * from one without makes a new secret, returned here once.
    */
-  update(clientId: string, input: ClientInput, actor?: AuditActor): Promise<ClientWithSecret>;
+  update(clientId: string, input: ClientInput, by?: AdminAuthority): Promise<ClientWithSecret>;
   /** A new secret; the one before stays valid for CLIENT_SECRET_GRACE_PERIOD seconds. */
-  rotateSecret(clientId: string, actor?: AuditActor): Promise<{ clientSecret: string; previousSecretExpiresAt: Date }>;
+  rotateSecret(clientId: string, by?: AdminAuthority): Promise<{ clientSecret: string; previousSecretExpiresAt: Date }>;
   get(clientId: string): Promise<ClientView | undefined>;
   /** Ordered by name, then client id. */
   list(options?: ClientListOptions): Promise<ClientPage>;
   /** Deletes the client and every token, code and grant issued to it. */
-  remove(clientId: string, actor?: AuditActor): Promise<boolean>;
+  remove(clientId: string, by?: AdminAuthority): Promise<boolean>;
   /** The previous secret while it is still valid (client-secret-rotation.ts). */
   previousSecret(clientId: string): Promise<string | undefined>;
   ensureIndexes(): Promise<void>;
@@ -124,8 +132,6 @@ export interface ClientServiceDeps {
   db?: mongo.Db | undefined;
   now?: () => number;
 }
-
-const SYSTEM: AuditActor = { type: 'system' };
 
 /** One document per secret rotated away: `{ _id: "<clientId>:<digest of the replaced sealed secret>" }`. */
 export const SECRET_ROTATIONS_COLLECTION = 'client_secret_rotations';
@@ -207,6 +213,37 @@ function decodeCursor(raw: string): ListCursor {
  */
 export const BUILT_IN_CLIENT_IDS: readonly string[] = ['account-console', 'admin-console'];
 
+/** What makes a client privileged: its management API scopes, and whether it skips consent. */
+interface Powers {
+  scopes: readonly string[];
+  firstParty: boolean;
+}
+
+/** The privileged operations on a client, as the refusal names them. */
+const OPERATIONS = {
+  'client.created': 'Creating',
+  'client.updated': 'Changing',
+  'client.secret_rotated': 'Rotating the secret of',
+  'client.deleted': 'Deleting',
+} as const;
+type ClientAction = keyof typeof OPERATIONS;
+
+/** 403: the change would give (or reach) powers the caller does not hold. */
+export class ScopeNotHeldError extends AppError {
+  override name = 'ScopeNotHeldError';
+  readonly missingScopes: string[];
+
+  constructor(action: ClientAction, missingScopes: string[]) {
+    super(
+      403,
+      'client.scope_not_held',
+      `${OPERATIONS[action]} a client with management API scopes or first-party status needs ${CLIENTS_GRANT_SCOPE} and each of ` +
+        `its management API scopes; the caller does not hold ${missingScopes.join(', ')}`,
+    );
+    this.missingScopes = missingScopes;
+  }
+}
+
 function refuseBuiltIn(clientId: string): void {
   if (BUILT_IN_CLIENT_IDS.includes(clientId)) {
     throw new AppError(409, 'client.built_in', `"${clientId}" is a built-in client of this server: it cannot be changed or deleted`);
@@ -266,14 +303,42 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
     return doc;
   };
 
-  const recordChange = (action: string, actor: AuditActor | undefined, clientId: string, name: string, changed?: string[]) =>
+  const recordChange = (action: ClientAction, by: AdminAuthority, clientId: string, name: string, changed?: string[]) =>
     audit?.record({
       action,
       outcome: 'success',
-      actor: actor ?? SYSTEM,
+      actor: by.actor,
       target: { type: 'client', id: clientId, label: name },
       ...(changed ? { details: { changed } } : {}),
     });
+
+  const managementScopes: ReadonlySet<string> = new Set(deps.config?.adminApi.scopes ?? defaults.adminScopes);
+  const powersOf = (record: ClientRecord): Powers => {
+    const fields = editableFields(JSON.parse(record.metadata) as AdapterPayload, record.name);
+    return { scopes: fields.scopes as string[], firstParty: fields.firstParty as boolean };
+  };
+
+  /**
+   * Refuses (403, audited as a failure) unless `by` may give or reach these powers: nothing is
+   * needed for an ordinary client; a client with management API scopes or first-party status
+   * needs admin:clients:grant and each of those scopes. Changing such a client, rotating its
+   * secret (which is obtaining its powers) or deleting it needs the same as giving them.
+   */
+  const authorize = async (action: ClientAction, by: AdminAuthority, powers: Powers[], target: { id?: string; name: string }) => {
+    const scopes = powers.flatMap((p) => p.scopes.filter((s) => managementScopes.has(s)));
+    const privileged = scopes.length > 0 || powers.some((p) => p.firstParty);
+    const missing = privileged ? scopesNotHeld(by, [CLIENTS_GRANT_SCOPE, ...scopes]) : [];
+    if (missing.length === 0) return;
+    await audit?.record({
+      action,
+      outcome: 'failure',
+      actor: by.actor,
+      ...(target.id !== undefined ? { target: { type: 'client', id: target.id, label: target.name } } : {}),
+      reason: 'scope_not_held',
+      details: { missingScopes: missing, ...(target.id === undefined ? { name: target.name } : {}) },
+    });
+    throw new ScopeNotHeldError(action, missing);
+  };
 
   /**
    * Every code, token and grant issued to the client, in the provider's collections. Their
@@ -297,7 +362,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
   };
 
   const service: ClientService = {
-    async create(input, actor) {
+    async create(input, by = NO_AUTHORITY) {
       // Seeds pass their own ids; nobody may take a built-in one.
       if (isNewClientInput(input) && input.clientId !== undefined && BUILT_IN_CLIENT_IDS.includes(input.clientId)) {
         throw new AppError(409, 'client.built_in', `"${input.clientId}" is a built-in client of this server`);
@@ -306,6 +371,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
         ? parseNewClientInput(input)
         : { input, clientId: undefined };
       const client: ValidClient = validateClientInput(clientInput, rules);
+      await authorize('client.created', by, [client], { name: client.name });
       const clientId = requestedId ?? newClientId();
       const clientSecret = usesSecret(client.tokenEndpointAuthMethod) ? newSecret() : undefined;
       const metadata = metadataFor(clientId, client);
@@ -328,14 +394,19 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
       const set = Object.entries(editableFields(metadata, client.name))
         .filter(([, v]) => v !== undefined && v !== false && !(Array.isArray(v) && v.length === 0))
         .map(([k]) => k);
-      await recordChange('client.created', actor, clientId, client.name, set);
+      await recordChange('client.created', by, clientId, client.name, set);
       return { ...view, clientSecret };
     },
 
-    async update(clientId, input, actor) {
+    async update(clientId, input, by = NO_AUTHORITY) {
       refuseBuiltIn(clientId);
       const existing = await load(clientId);
+      const target = { id: clientId, name: existing.name };
+      // The client as it is first (a caller who may not touch it learns that before any input
+      // problem), then what it would become.
+      await authorize('client.updated', by, [powersOf(existing)], target);
       const client = validateClientInput(input, rules);
+      await authorize('client.updated', by, [powersOf(existing), client], target);
       const before = JSON.parse(existing.metadata) as AdapterPayload;
       const kept = Object.fromEntries(Object.entries(before).filter(([key]) => !(MANAGED_METADATA as readonly string[]).includes(key)));
       const metadata: AdapterPayload = { ...kept, ...metadataFor(clientId, client) };
@@ -358,13 +429,14 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
       }
       const updated = await Client.findOneAndUpdate({ _id: clientId }, { $set: set }, { returnDocument: 'after' }).lean();
       if (!updated) throw new AppError(404, 'client.not_found', `no client with id "${clientId}"`);
-      await recordChange('client.updated', actor, clientId, client.name, changed);
+      await recordChange('client.updated', by, clientId, client.name, changed);
       return { ...toView(updated), clientSecret };
     },
 
-    async rotateSecret(clientId, actor) {
+    async rotateSecret(clientId, by = NO_AUTHORITY) {
       refuseBuiltIn(clientId);
       const existing = await load(clientId);
+      await authorize('client.secret_rotated', by, [powersOf(existing)], { id: clientId, name: existing.name });
       const metadata = JSON.parse(existing.metadata) as AdapterPayload;
       const method = String(metadata.token_endpoint_auth_method ?? 'client_secret_basic');
       if (!usesSecret(method) || !existing.secretSealed) {
@@ -395,7 +467,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
           },
         },
       );
-      await recordChange('client.secret_rotated', actor, clientId, existing.name, ['clientSecret']);
+      await recordChange('client.secret_rotated', by, clientId, existing.name, ['clientSecret']);
       return { clientSecret, previousSecretExpiresAt };
     },
 
@@ -425,15 +497,16 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
       return docs.length > limit && last ? { clients, nextCursor: encodeCursor({ name: last.name, id: last.clientId }), total } : { clients, total };
     },
 
-    async remove(clientId, actor) {
+    async remove(clientId, by = NO_AUTHORITY) {
       refuseBuiltIn(clientId);
       const existing = await Client.findById(clientId).lean();
       if (!existing) return false;
+      await authorize('client.deleted', by, [powersOf(existing)], { id: clientId, name: existing.name });
       const result = await Client.deleteOne({ _id: clientId });
       // After the client: a token issued in between would fail at once anyway (no client).
       await removeArtifacts(clientId);
       if (result.deletedCount !== 1) return false;
-      await recordChange('client.deleted', actor, clientId, existing.name);
+      await recordChange('client.deleted', by, clientId, existing.name);
       return true;
     },
 

@@ -12,6 +12,8 @@ import { AppError } from '../http/app-error.js';
 import type { Logger } from '../logging/logger.js';
 import type { ClientStore } from '../oidc/mongo-adapter.js';
 import { collectionName, createMongoAdapter } from '../oidc/mongo-adapter.js';
+import type { AdminAuthority } from './admin-authority.js';
+import { NO_AUTHORITY } from './admin-authority.js';
 import { RedirectUriError, classifyRedirectUri } from './redirect-uri.js';
 
 /**
@@ -69,12 +71,19 @@ export interface CreatedRegistrationToken {
   view: RegistrationTokenView;
 }
 
+/**
+ * `by` is who acts (admin-authority.ts; the audit log and `createdBy` name its actor). A token
+ * needs no scope beyond the surface's own (admin:clients:write on the management API): what it
+ * lets anyone register is bounded by the registration policies (client-rules: OIDC scopes only,
+ * no first party, no client_credentials), never by who issued it, so it gives less than an
+ * ordinary client writer holds.
+ */
 export interface RegistrationTokenService {
-  create(options: { expiresInSeconds?: number; uses?: number }, actor?: AuditActor): Promise<CreatedRegistrationToken>;
+  create(options: { expiresInSeconds?: number; uses?: number }, by?: AdminAuthority): Promise<CreatedRegistrationToken>;
   /** Newest first, expired and revoked ones too (until the sweep removes them). */
   list(): Promise<RegistrationTokenView[]>;
   /** false when there is no such token or it was already revoked. */
-  revoke(id: string, actor?: AuditActor): Promise<boolean>;
+  revoke(id: string, by?: AdminAuthority): Promise<boolean>;
   ensureIndexes(): Promise<void>;
   /** Removes the records of tokens that ended (expired or revoked) over 30 days ago. */
   sweep(now?: Date): Promise<number>;
@@ -370,7 +379,8 @@ function buildService(deps: Omit<RegistrationTokenServiceDeps, 'provider'> & { m
   }
 
   return {
-    async create(options, actor = { type: 'system' }) {
+    async create(options, by = NO_AUTHORITY) {
+      const { actor } = by;
       const parsed = createOptionsSchema.safeParse(options);
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
@@ -418,7 +428,8 @@ function buildService(deps: Omit<RegistrationTokenServiceDeps, 'provider'> & { m
       return records.map((r) => toView(r, counts.get(r._id) ?? 0));
     },
 
-    async revoke(id, actor = { type: 'system' }) {
+    async revoke(id, by = NO_AUTHORITY) {
+      const { actor } = by;
       const record = await tokens.findOne({ _id: id });
       if (!record || record.revokedAt) return false;
       await tokens.updateOne({ _id: id }, { $set: { revokedAt: new Date(now()) } });

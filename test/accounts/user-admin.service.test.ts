@@ -11,6 +11,8 @@ import type { UserAdminService, UserAdminView } from '../../src/accounts/user-ad
 import { UserValidationError } from '../../src/accounts/user-admin.service.js';
 import type { AuditActor, AuditEvent } from '../../src/audit/audit.service.js';
 import { AUDIT_COLLECTION } from '../../src/audit/audit.service.js';
+import type { AdminAuthority } from '../../src/clients/admin-authority.js';
+import { MANAGEMENT_SCOPES, fullAuthority, scopedAuthority } from '../../src/clients/admin-authority.js';
 import type { CreatedClient } from '../../src/clients/client.service.js';
 import { AppError } from '../../src/http/app-error.js';
 import { ADAPTER_MODELS, collectionName, revokeAccountRecords } from '../../src/oidc/mongo-adapter.js';
@@ -27,6 +29,9 @@ const PASSWORDS = [PASSWORD, 'another long passphrase'];
 let count = 0;
 const uniqueEmail = (label: string) => `ua-${label}-${(count += 1)}@example.com`;
 
+/** Test setup acts as the command line would: with every power. */
+const SETUP = fullAuthority({ type: 'system', label: 'test setup' });
+
 async function errorOf(promise: Promise<unknown>): Promise<AppError> {
   try {
     await promise;
@@ -42,6 +47,8 @@ describe('user administration service', () => {
   let users: UserAdminService;
   let admin: UserAdminView;
   let actor: AuditActor;
+  /** The admin acting in the console: every management API scope. */
+  let by: AdminAuthority;
   let client: CreatedClient;
   let rp: oidc.Configuration;
 
@@ -74,8 +81,9 @@ describe('user administration service', () => {
     // MFA is not the point here: admins sign in with a password alone.
     server = await startTestServer('user_admin', { env: { MFA_REQUIRED_FOR_ADMINS: 'false' } });
     users = server.deps.userAdmin;
-    admin = await users.create({ email: uniqueEmail('admin'), password: PASSWORD, roles: ['admin'] });
+    admin = await users.create({ email: uniqueEmail('admin'), password: PASSWORD, roles: ['admin'] }, SETUP);
     actor = { type: 'account', id: admin.id, label: admin.email };
+    by = fullAuthority(actor);
     client = await server.deps.clients.create({ name: 'Notes', redirectUris: [REDIRECT_URI] });
     rp = await rpFor(server, client);
   });
@@ -87,7 +95,7 @@ describe('user administration service', () => {
   describe('create', () => {
     it('creates a user with a password: sign-in methods, MFA state, audit event with field names only', async () => {
       const email = uniqueEmail('pwd');
-      const user = await users.create({ email: `  ${email.toUpperCase()} `, password: PASSWORD, name: ' Grace Hopper ' }, actor);
+      const user = await users.create({ email: `  ${email.toUpperCase()} `, password: PASSWORD, name: ' Grace Hopper ' }, by);
       expect(user).toMatchObject({
         email,
         name: 'Grace Hopper',
@@ -123,7 +131,7 @@ describe('user administration service', () => {
     });
 
     it('an admin created with the role has it granted in the audit log', async () => {
-      const user = await users.create({ email: uniqueEmail('newadmin'), password: PASSWORD, roles: ['admin', 'admin'] }, actor);
+      const user = await users.create({ email: uniqueEmail('newadmin'), password: PASSWORD, roles: ['admin', 'admin'] }, by);
       expect(user.roles).toEqual(['admin']);
       expect((await eventsFor(user.id)).map((e) => [e.action, e.details?.role])).toEqual([
         ['user.created', undefined],
@@ -132,7 +140,7 @@ describe('user administration service', () => {
     });
 
     it('refuses bad input with a message per field, never repeating the password', async () => {
-      const err = await errorOf(users.create({ email: 'not an email', password: 'short', roles: ['root' as 'admin'], extra: 1 } as never, actor));
+      const err = await errorOf(users.create({ email: 'not an email', password: 'short', roles: ['root' as 'admin'], extra: 1 } as never, by));
       expect(err).toBeInstanceOf(UserValidationError);
       expect(err).toMatchObject({ status: 400, code: 'user.invalid' });
       const { fields } = err as UserValidationError;
@@ -151,7 +159,7 @@ describe('user administration service', () => {
     it('refuses an email that is taken, whatever its case: 409 user.email_taken', async () => {
       const email = uniqueEmail('dup');
       await users.create({ email, password: PASSWORD });
-      const err = await errorOf(users.create({ email: email.toUpperCase(), password: 'another long passphrase' }, actor));
+      const err = await errorOf(users.create({ email: email.toUpperCase(), password: 'another long passphrase' }, by));
       expect(err).toMatchObject({ status: 409, code: 'user.email_taken' });
     });
   });
@@ -222,13 +230,13 @@ describe('user administration service', () => {
   describe('update', () => {
     it('changes the name and the roles, each audited', async () => {
       const user = await users.create({ email: uniqueEmail('upd'), password: PASSWORD, name: 'Old' });
-      const granted = await users.update(user.id, { name: 'New Name', roles: ['admin'] }, actor);
+      const granted = await users.update(user.id, { name: 'New Name', roles: ['admin'] }, by);
       expect(granted).toMatchObject({ name: 'New Name', roles: ['admin'] });
-      const revoked = await users.update(user.id, { roles: [], name: null }, actor);
+      const revoked = await users.update(user.id, { roles: [], name: null }, by);
       expect(revoked.roles).toEqual([]);
       expect(revoked.name).toBeUndefined();
       // Nothing changed: no event.
-      await users.update(user.id, { roles: [] }, actor);
+      await users.update(user.id, { roles: [] }, by);
 
       const events = (await eventsFor(user.id)).filter((e) => e.action !== 'user.created');
       expect(events.map((e) => [e.action, e.details?.fields ?? e.details?.role])).toEqual([
@@ -241,9 +249,9 @@ describe('user administration service', () => {
     });
 
     it('refuses an unknown user (404) and fields that cannot be changed here (400)', async () => {
-      expect(await errorOf(users.update('no-such-user', { name: 'x' }, actor))).toMatchObject({ status: 404, code: 'user.not_found' });
+      expect(await errorOf(users.update('no-such-user', { name: 'x' }, by))).toMatchObject({ status: 404, code: 'user.not_found' });
       const user = await users.create({ email: uniqueEmail('upd-bad'), password: PASSWORD });
-      const err = (await errorOf(users.update(user.id, { email: 'other@example.com', password: 'x' } as never, actor))) as UserValidationError;
+      const err = (await errorOf(users.update(user.id, { email: 'other@example.com', password: 'x' } as never, by))) as UserValidationError;
       expect(err).toMatchObject({ status: 400, code: 'user.invalid' });
       expect(Object.keys(err.fields).sort()).toEqual(['email', 'password']);
       expect((await users.get(user.id))?.email).toBe(user.email);
@@ -251,8 +259,8 @@ describe('user administration service', () => {
 
     it('disables and enables through update too', async () => {
       const user = await users.create({ email: uniqueEmail('upd-dis'), password: PASSWORD });
-      expect((await users.update(user.id, { disabled: true }, actor)).disabled).toBe(true);
-      expect((await users.update(user.id, { disabled: false }, actor)).disabled).toBe(false);
+      expect((await users.update(user.id, { disabled: true }, by)).disabled).toBe(true);
+      expect((await users.update(user.id, { disabled: false }, by)).disabled).toBe(false);
       expect((await eventsFor(user.id)).map((e) => e.action)).toEqual(['user.created', 'user.disabled', 'user.enabled']);
     });
   });
@@ -260,10 +268,10 @@ describe('user administration service', () => {
   describe('an admin cannot lock themselves out', () => {
     it('refuses removing their own admin role, disabling or deleting themselves: 409 user.self', async () => {
       for (const attempt of [
-        () => users.update(admin.id, { roles: [] }, actor),
-        () => users.update(admin.id, { disabled: true }, actor),
-        () => users.setDisabled(admin.id, true, actor),
-        () => users.delete(admin.id, actor),
+        () => users.update(admin.id, { roles: [] }, by),
+        () => users.update(admin.id, { disabled: true }, by),
+        () => users.setDisabled(admin.id, true, by),
+        () => users.delete(admin.id, by),
       ]) {
         const err = await errorOf(attempt());
         expect(err).toMatchObject({ status: 409, code: 'user.self' });
@@ -273,12 +281,12 @@ describe('user administration service', () => {
     });
 
     it('may still change their own name, and another admin may do what they may not', async () => {
-      expect((await users.update(admin.id, { name: 'The Boss', roles: ['admin'] }, actor)).name).toBe('The Boss');
-      const other = await users.create({ email: uniqueEmail('admin2'), password: PASSWORD, roles: ['admin'] });
+      expect((await users.update(admin.id, { name: 'The Boss', roles: ['admin'] }, by)).name).toBe('The Boss');
+      const other = await users.create({ email: uniqueEmail('admin2'), password: PASSWORD, roles: ['admin'] }, SETUP);
       const otherActor: AuditActor = { type: 'account', id: other.id, label: other.email };
-      expect((await users.update(admin.id, { roles: [] }, otherActor)).roles).toEqual([]);
-      expect((await users.update(admin.id, { roles: ['admin'] }, otherActor)).roles).toEqual(['admin']);
-      expect(await users.delete(other.id, actor)).toBe(true);
+      expect((await users.update(admin.id, { roles: [] }, fullAuthority(otherActor))).roles).toEqual([]);
+      expect((await users.update(admin.id, { roles: ['admin'] }, fullAuthority(otherActor))).roles).toEqual(['admin']);
+      expect(await users.delete(other.id, by)).toBe(true);
     });
   });
 
@@ -290,14 +298,14 @@ describe('user administration service', () => {
       expect((await userinfoStatus(rp, tokens.access_token)).status).toBe(200);
       expect(await oidcRecordsOf(user.id)).toBeGreaterThanOrEqual(4); // session, grant, access and refresh token
 
-      const disabled = await users.setDisabled(user.id, true, actor);
+      const disabled = await users.setDisabled(user.id, true, by);
       expect(disabled.disabled).toBe(true);
       expect(await oidcRecordsOf(user.id)).toBe(0);
       expect((await userinfoStatus(rp, tokens.access_token)).status).toBe(401);
       await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token ?? '')).rejects.toMatchObject({ error: 'invalid_grant' });
 
       // Revoked, not merely refused while disabled.
-      const enabled = await users.setDisabled(user.id, false, actor);
+      const enabled = await users.setDisabled(user.id, false, by);
       expect(enabled.disabled).toBe(false);
       expect((await userinfoStatus(rp, tokens.access_token)).status).toBe(401);
       await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token ?? '')).rejects.toMatchObject({ error: 'invalid_grant' });
@@ -311,7 +319,7 @@ describe('user administration service', () => {
     }, 60_000);
 
     it('404 for an unknown user', async () => {
-      expect(await errorOf(users.setDisabled('no-such-user', true, actor))).toMatchObject({ status: 404, code: 'user.not_found' });
+      expect(await errorOf(users.setDisabled('no-such-user', true, by))).toMatchObject({ status: 404, code: 'user.not_found' });
     });
   });
 
@@ -355,13 +363,13 @@ describe('user administration service', () => {
       expect(before).toMatchObject({ totpEnabled: true, signInMethods: ['password', 'email_code', 'totp'], mfa: { totp: true, recoveryCodesLeft: 10 } });
       expect(before?.mfa.enabledAt).toBeInstanceOf(Date);
 
-      const after = await users.resetMfa(user.id, actor);
+      const after = await users.resetMfa(user.id, by);
       expect(after).toMatchObject({ totpEnabled: false, signInMethods: ['password', 'email_code'], mfa: { totp: false, recoveryCodesLeft: 0 } });
       expect(after.mfa.enabledAt).toBeUndefined();
       expect(await server.deps.totp.status(user.id)).toEqual({ enabled: false, recoveryCodesLeft: 0 });
       const event = (await eventsFor(user.id)).at(-1);
       expect(event).toMatchObject({ action: 'user.mfa_reset', actor, details: { hadTotp: true, recoveryCodesRemoved: 10 } });
-      expect(await errorOf(users.resetMfa('no-such-user', actor))).toMatchObject({ status: 404, code: 'user.not_found' });
+      expect(await errorOf(users.resetMfa('no-such-user', by))).toMatchObject({ status: 404, code: 'user.not_found' });
     });
   });
 
@@ -373,13 +381,13 @@ describe('user administration service', () => {
       const sessions = server.deps.db.collection(collectionName('Session'));
       expect(await sessions.countDocuments({ accountId: user.id })).toBe(1);
 
-      const updated = await users.requirePasswordReset(user.id, actor);
+      const updated = await users.requirePasswordReset(user.id, by);
       expect(updated.passwordResetRequired).toBe(true);
       expect((await server.deps.accounts.findById(user.id))?.passwordResetRequired).toBe(true);
       expect(await sessions.countDocuments({ accountId: user.id })).toBe(0);
       expect((await userinfoStatus(rp, tokens.access_token)).status).toBe(200);
       expect((await eventsFor(user.id)).at(-1)).toMatchObject({ action: 'user.password_reset_required', actor, details: { endedSessions: 1 } });
-      expect(await errorOf(users.requirePasswordReset('no-such-user', actor))).toMatchObject({ status: 404 });
+      expect(await errorOf(users.requirePasswordReset('no-such-user', by))).toMatchObject({ status: 404 });
     }, 30_000);
   });
 
@@ -390,7 +398,7 @@ describe('user administration service', () => {
       const tokens = await signIn(email);
       expect(await oidcRecordsOf(user.id)).toBeGreaterThanOrEqual(4);
 
-      expect(await users.delete(user.id, actor)).toBe(true);
+      expect(await users.delete(user.id, by)).toBe(true);
       expect(await users.get(user.id)).toBeUndefined();
       expect(await server.deps.accounts.findByEmail(email)).toBeUndefined();
       expect(await oidcRecordsOf(user.id)).toBe(0);
@@ -399,10 +407,86 @@ describe('user administration service', () => {
 
       const event = (await eventsFor(user.id)).at(-1);
       expect(event).toMatchObject({ action: 'user.deleted', actor, target: { type: 'account', id: user.id, label: email } });
-      expect(await users.delete(user.id, actor)).toBe(false);
+      expect(await users.delete(user.id, by)).toBe(false);
       // The address is free again.
       expect((await users.create({ email, password: PASSWORD })).id).not.toBe(user.id);
     }, 30_000);
+  });
+
+  describe('the admin role: nobody gives what they do not hold', () => {
+    /** Everything the database holds about the account, to show a refusal changed nothing. */
+    const raw = (id: string) => server.deps.db.collection('accounts').findOne({ _id: id as never });
+
+    it('without an authority (the default), nobody creates an administrator or gives the role: 403, nothing stored, audited', async () => {
+      const email = uniqueEmail('no-authority');
+      const created = await errorOf(users.create({ email, password: PASSWORD, roles: ['admin'] }));
+      expect(created).toMatchObject({ status: 403, code: 'user.scope_not_held' });
+      expect(await server.deps.accounts.findByEmail(email)).toBeUndefined();
+
+      const user = await users.create({ email: uniqueEmail('plain') });
+      const before = await raw(user.id);
+      expect(await errorOf(users.update(user.id, { roles: ['admin'] }))).toMatchObject({ status: 403, code: 'user.scope_not_held' });
+      expect(await raw(user.id)).toEqual(before);
+      expect((await eventsFor(user.id)).at(-1)).toMatchObject({
+        action: 'user.role_granted',
+        outcome: 'failure',
+        reason: 'scope_not_held',
+        actor: { type: 'system' },
+        details: { role: 'admin', missingScopes: [...MANAGEMENT_SCOPES] },
+      });
+    });
+
+    it('an authority short of one management API scope cannot act on an administrator in any way', async () => {
+      const target = await users.create({ email: uniqueEmail('guarded-admin'), password: PASSWORD, name: 'Ada', roles: ['admin'] }, SETUP);
+      const before = await raw(target.id);
+      const almost = scopedAuthority(actor, MANAGEMENT_SCOPES.filter((s) => s !== 'admin:audit:read'));
+      for (const attempt of [
+        () => users.update(target.id, { name: 'Mallory' }, almost),
+        () => users.update(target.id, { roles: [] }, almost),
+        () => users.setDisabled(target.id, true, almost),
+        () => users.resetMfa(target.id, almost),
+        () => users.requirePasswordReset(target.id, almost),
+        () => users.delete(target.id, almost),
+      ]) {
+        const err = await errorOf(attempt());
+        expect(err).toMatchObject({ status: 403, code: 'user.scope_not_held' });
+        expect(err.message).toMatch(/admin:audit:read/);
+      }
+      expect(await raw(target.id)).toEqual(before);
+      const failures = (await eventsFor(target.id)).filter((e) => e.outcome === 'failure');
+      expect(failures.map((e) => e.action)).toEqual([
+        'user.updated',
+        'user.role_revoked',
+        'user.disabled',
+        'user.mfa_reset',
+        'user.password_reset_required',
+        'user.deleted',
+      ]);
+      for (const event of failures) expect(event).toMatchObject({ actor, reason: 'scope_not_held', details: { missingScopes: ['admin:audit:read'] } });
+    });
+
+    it('every management API scope is enough, and the role change is audited with the actor', async () => {
+      const holder = scopedAuthority(actor, MANAGEMENT_SCOPES);
+      const user = await users.create({ email: uniqueEmail('promoted') });
+      expect((await users.update(user.id, { roles: ['admin'] }, holder)).roles).toEqual(['admin']);
+      expect((await users.setDisabled(user.id, true, holder)).disabled).toBe(true);
+      const events = await eventsFor(user.id);
+      expect(events.map((e) => [e.action, e.outcome])).toEqual([
+        ['user.created', 'success'],
+        ['user.updated', 'success'],
+        ['user.role_granted', 'success'],
+        ['user.disabled', 'success'],
+      ]);
+      expect(events.find((e) => e.action === 'user.role_granted')).toMatchObject({ actor, details: { role: 'admin' } });
+    });
+
+    it('ordinary accounts need no more than the caller has', async () => {
+      const user = await users.create({ email: uniqueEmail('ordinary'), password: PASSWORD });
+      const none = scopedAuthority(actor, []);
+      expect((await users.update(user.id, { name: 'Ord' }, none)).name).toBe('Ord');
+      expect((await users.requirePasswordReset(user.id, none)).passwordResetRequired).toBe(true);
+      expect(await users.delete(user.id, none)).toBe(true);
+    });
   });
 
   describe('the audit log, after all of the above', () => {

@@ -327,6 +327,18 @@ describe('cli commands, in process', () => {
       expect((await auditOf(account.id)).map((e) => e.action)).toEqual(['user.mfa_reset', 'user.mfa_reset']);
     });
 
+    it('acts on administrators too (the command line has the database: full authority)', async () => {
+      const account = await services.accounts.create({ email: 'chief@example.com', password, roles: ['admin'] });
+      expect((await run(userDisable, ['chief@example.com'])).code).toBe(0);
+      expect((await run(userEnable, ['chief@example.com'])).code).toBe(0);
+      expect((await run(userResetMfa, ['chief@example.com'])).code).toBe(0);
+      expect((await run(userDelete, ['chief@example.com'])).code).toBe(0);
+      expect(await services.accounts.findById(account.id)).toBeUndefined();
+      const events = await auditOf(account.id);
+      expect(events.map((e) => e.action)).toEqual(['user.disabled', 'user.enabled', 'user.mfa_reset', 'user.deleted']);
+      for (const event of events) expect(event).toMatchObject({ outcome: 'success', actor: { type: 'system', label: 'cli' } });
+    });
+
     it('delete removes the user; --json prints what was deleted', async () => {
       const account = await services.accounts.create({ email: 'leaving@example.com', password });
       const result = await run(userDelete, ['leaving@example.com', '--json']);

@@ -9,6 +9,8 @@ import { AUDIT_COLLECTION, createAuditService } from '../../src/audit/audit.serv
 import { clientCreate, clientDelete, clientList, clientRotateSecret } from '../../src/cli/client.commands.js';
 import type { ClientJson, RotatedSecretJson } from '../../src/cli/client.commands.js';
 import type { CommandFunction } from '../../src/cli/command.js';
+import { CLI_AUTHORITY } from '../../src/cli/command.js';
+import { MANAGEMENT_SCOPES, fullAuthority } from '../../src/clients/admin-authority.js';
 import type { ServiceDeps } from '../../src/deps.js';
 import { dropCliDatabase, openCliDatabase, quietLogger, runCommand } from '../support/cli.js';
 
@@ -87,6 +89,25 @@ describe('client commands and the client service', () => {
     const clients = JSON.parse(listed.stdout) as ClientJson[];
     expect(clients.length).toBe((await services.clients.list()).total);
     expect(clients.map((c) => c.client_name)).toEqual(expect.arrayContaining(names));
+  });
+
+  it('acts with full authority: rotates the secret of and deletes a client with every management API scope and first-party status', async () => {
+    // Made as an administrator would (the command line has no option for scopes).
+    const strong = await services.clients.create(
+      { name: 'Strong service', grantTypes: ['client_credentials'], redirectUris: [], scopes: [...MANAGEMENT_SCOPES], firstParty: true },
+      fullAuthority({ type: 'system', label: 'test setup' }),
+    );
+    const rotated = await run(clientRotateSecret, [strong.clientId, '--json']);
+    expect(rotated).toMatchObject({ code: 0, stderr: '' });
+    expect((await services.clients.find(strong.clientId))?.client_secret).toBe((JSON.parse(rotated.stdout) as RotatedSecretJson).client_secret);
+    expect(await run(clientDelete, [strong.clientId])).toMatchObject({ code: 0, stderr: '' });
+    expect(await services.clients.get(strong.clientId)).toBeUndefined();
+    // The command line's power is what it says it has: the service without an authority refuses.
+    const again = await services.clients.create(
+      { name: 'Strong again', grantTypes: ['client_credentials'], redirectUris: [], scopes: ['admin:users:write'] },
+      CLI_AUTHORITY,
+    );
+    await expect(services.clients.remove(again.clientId)).rejects.toMatchObject({ status: 403, code: 'client.scope_not_held' });
   });
 
   it('what the command line changes is audited as the system, labelled cli, without secrets', async () => {

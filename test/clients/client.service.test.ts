@@ -4,9 +4,17 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { Connection, mongo } from 'mongoose';
 
 import { AUDIT_COLLECTION, createAuditService } from '../../src/audit/audit.service.js';
+import type { AdminAuthority } from '../../src/clients/admin-authority.js';
+import { MANAGEMENT_SCOPES, fullAuthority, scopedAuthority } from '../../src/clients/admin-authority.js';
 import type { AuditService } from '../../src/audit/audit.service.js';
 import { createClientModel } from '../../src/clients/client.model.js';
-import { ClientValidationError, SECRET_ROTATIONS_COLLECTION, clientInputSchema, createClientService } from '../../src/clients/client.service.js';
+import {
+  ClientValidationError,
+  SECRET_ROTATIONS_COLLECTION,
+  ScopeNotHeldError,
+  clientInputSchema,
+  createClientService,
+} from '../../src/clients/client.service.js';
 import type { ClientInput, ClientService, NewClientInput } from '../../src/clients/client.service.js';
 import { loadConfig } from '../../src/config/config.js';
 import type { Config } from '../../src/config/config.js';
@@ -20,6 +28,8 @@ import { appErrorOf } from '../support/app-error.js';
 const logger = createLogger({ level: 'error', format: 'json', write: () => {} });
 const KEYS = [{ id: 'main', key: randomBytes(32) }];
 const GRACE_SECONDS = 600;
+/** Test setup acts as the command line would: with every power. */
+const SETUP = fullAuthority({ type: 'system', label: 'test setup' });
 
 async function validationErrorOf(promise: Promise<unknown>): Promise<ClientValidationError> {
   const err = await appErrorOf(promise);
@@ -251,7 +261,7 @@ describe('client service', () => {
         accessTokenTtl: 300,
         idTokenTtl: 600,
         refreshTokenTtl: 3600,
-      });
+      }, SETUP);
       expect(created.clientSecret).toMatch(/^[A-Za-z0-9_-]{43}$/);
       const { client_secret: secret, ...metadata } = (await clients.find(created.clientId)) ?? {};
       expect(secret).toBe(created.clientSecret);
@@ -289,7 +299,7 @@ describe('client service', () => {
         redirectUris: [],
         grantTypes: ['client_credentials'],
         scopes: ['admin:users:read'],
-      });
+      }, SETUP);
       expect(created).toMatchObject({ redirectUris: [], responseTypes: [], grantTypes: ['client_credentials'], public: false });
       expect(created.clientSecret).toBeDefined();
       expect((await clients.find(created.clientId))?.response_types).toEqual([]);
@@ -775,14 +785,108 @@ describe('client service', () => {
     });
   });
 
+  describe('authority: nobody gives a client more than they hold', () => {
+    const SERVICE: ClientInput = { name: 'Service', redirectUris: [], grantTypes: ['client_credentials'], scopes: ['admin:users:write'] };
+    const actor = { type: 'client' as const, id: 'ci-client', label: 'CI' };
+    /** A management API token's authority: admin:clients:write only (the route's scope). */
+    const writer = scopedAuthority(actor, ['admin:clients:write']);
+    const raw = (clientId: string) => collection.findOne({ _id: clientId });
+
+    async function refusal(promise: Promise<unknown>, missing: string[]): Promise<void> {
+      const err = await appErrorOf(promise);
+      expect(err).toBeInstanceOf(ScopeNotHeldError);
+      expect(err).toMatchObject({ status: 403, code: 'client.scope_not_held', missingScopes: missing });
+    }
+
+    it('without an authority (the default), creates ordinary clients only: management API scopes and first party are refused, nothing stored', async () => {
+      const before = await collection.countDocuments();
+      await refusal(clients.create({ ...SERVICE, name: 'No authority' }), ['admin:clients:grant', 'admin:users:write']);
+      await refusal(clients.create({ ...WEB, name: 'No authority', firstParty: true }), ['admin:clients:grant']);
+      expect(await collection.countDocuments()).toBe(before);
+      const { events } = await audit.list({ action: 'client.created', outcome: 'failure' }, { limit: 2 });
+      expect(events.map((e) => e.details?.missingScopes)).toEqual([['admin:clients:grant'], ['admin:clients:grant', 'admin:users:write']]);
+      for (const event of events) expect(event).toMatchObject({ actor: { type: 'system' }, reason: 'scope_not_held', details: { name: 'No authority' } });
+      expect((await clients.create({ ...WEB, name: 'Ordinary' })).clientId).toEqual(expect.any(String));
+    });
+
+    it('admin:clients:write alone cannot give management API scopes or first party, on create or update', async () => {
+      const before = await collection.countDocuments();
+      await refusal(clients.create(SERVICE, writer), ['admin:clients:grant', 'admin:users:write']);
+      await refusal(clients.create({ ...WEB, firstParty: true }, writer), ['admin:clients:grant']);
+      expect(await collection.countDocuments()).toBe(before);
+
+      const own = await clients.create({ ...WEB, name: 'Own' }, writer);
+      const stored = await raw(own.clientId);
+      await refusal(clients.update(own.clientId, { ...WEB, scopes: ['openid', 'admin:audit:read'] }, writer), ['admin:clients:grant', 'admin:audit:read']);
+      await refusal(clients.update(own.clientId, { ...WEB, firstParty: true }, writer), ['admin:clients:grant']);
+      expect(await raw(own.clientId)).toEqual(stored);
+      const { events } = await audit.list({ target: own.clientId, action: 'client.updated' }, { limit: 5 });
+      expect(events.map((e) => [e.outcome, e.reason])).toEqual([
+        ['failure', 'scope_not_held'],
+        ['failure', 'scope_not_held'],
+      ]);
+      expect(events[0]).toMatchObject({ actor, target: { type: 'client', id: own.clientId, label: 'Own' } });
+    });
+
+    it('a client with powers the caller lacks cannot be changed, have its secret rotated or be deleted by it', async () => {
+      const strong = await clients.create(SERVICE, SETUP);
+      const firstParty = await clients.create({ ...WEB, firstParty: true }, SETUP);
+      for (const [client, missing] of [
+        [strong, ['admin:clients:grant', 'admin:users:write']],
+        [firstParty, ['admin:clients:grant']],
+      ] as const) {
+        const stored = await raw(client.clientId);
+        // Even a change that would take its powers away.
+        await refusal(clients.update(client.clientId, { ...WEB, scopes: ['openid'] }, writer), [...missing]);
+        await refusal(clients.rotateSecret(client.clientId, writer), [...missing]);
+        await refusal(clients.remove(client.clientId, writer), [...missing]);
+        expect(await raw(client.clientId)).toEqual(stored);
+        expect(await clients.previousSecret(client.clientId)).toBeUndefined();
+        expect(await db.collection(SECRET_ROTATIONS_COLLECTION).countDocuments({ clientId: client.clientId })).toBe(0);
+      }
+    });
+
+    it('admin:clients:grant gives only scopes the caller holds, and reaches only clients within them', async () => {
+      const granter = scopedAuthority(actor, ['admin:clients:write', 'admin:clients:grant', 'admin:audit:read', 'admin:clients:read']);
+      const before = await collection.countDocuments();
+      await refusal(clients.create({ ...SERVICE, scopes: ['admin:audit:read', 'admin:users:write'] }, granter), ['admin:users:write']);
+      expect(await collection.countDocuments()).toBe(before);
+
+      const made = await clients.create({ ...SERVICE, scopes: ['admin:audit:read'] }, granter);
+      expect(made.scopes).toEqual(['admin:audit:read']);
+      expect((await clients.update(made.clientId, { ...SERVICE, scopes: ['admin:clients:read', 'admin:audit:read'] }, granter)).scopes).toEqual([
+        'admin:clients:read',
+        'admin:audit:read',
+      ]);
+      expect((await clients.rotateSecret(made.clientId, granter)).clientSecret).toEqual(expect.any(String));
+      expect(await clients.remove(made.clientId, granter)).toBe(true);
+
+      const firstParty = await clients.create({ ...WEB, firstParty: true }, granter);
+      expect(firstParty.firstParty).toBe(true);
+      const strong = await clients.create(SERVICE, SETUP);
+      await refusal(clients.rotateSecret(strong.clientId, granter), ['admin:users:write']);
+    });
+
+    it('every management API scope, or full authority (console, CLI), may do everything', async () => {
+      const holder: AdminAuthority = scopedAuthority(actor, MANAGEMENT_SCOPES);
+      for (const by of [holder, SETUP]) {
+        const made = await clients.create({ ...SERVICE, scopes: [...MANAGEMENT_SCOPES], name: 'All' }, by);
+        await clients.update(made.clientId, { ...WEB, firstParty: true }, by);
+        await clients.rotateSecret(made.clientId, by);
+        expect(await clients.remove(made.clientId, by)).toBe(true);
+      }
+    });
+  });
+
   describe('audit', () => {
     it('records created, updated, secret_rotated and deleted with actor, target and changed field names, never a secret', async () => {
       const actor = { type: 'account' as const, id: 'admin-1', label: 'admin@example.com' };
-      const created = await clients.create({ ...WEB, name: 'Audited' }, actor);
-      const switched = await clients.update(created.clientId, { ...WEB, name: 'Audited', tokenEndpointAuthMethod: 'none' }, actor);
-      const back = await clients.update(created.clientId, { ...WEB, name: 'Audited too', redirectUris: ['https://other.example.com/cb'] }, actor);
-      const rotated = await clients.rotateSecret(created.clientId, actor);
-      expect(await clients.remove(created.clientId, actor)).toBe(true);
+      const by = fullAuthority(actor);
+      const created = await clients.create({ ...WEB, name: 'Audited' }, by);
+      const switched = await clients.update(created.clientId, { ...WEB, name: 'Audited', tokenEndpointAuthMethod: 'none' }, by);
+      const back = await clients.update(created.clientId, { ...WEB, name: 'Audited too', redirectUris: ['https://other.example.com/cb'] }, by);
+      const rotated = await clients.rotateSecret(created.clientId, by);
+      expect(await clients.remove(created.clientId, by)).toBe(true);
       expect(switched.clientSecret).toBeUndefined();
 
       const { events } = await audit.list({ target: created.clientId }, { limit: 20 });

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 
+import { fullAuthority } from '../../src/clients/admin-authority.js';
 import {
   REGISTRATION_POLICIES,
   REGISTRATION_TOKENS_COLLECTION,
@@ -13,6 +14,8 @@ import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 
 const ADMIN = { type: 'account' as const, id: 'admin-1', label: 'admin@example.com' };
+/** An administrator acting in the console (registration tokens need no scope beyond the surface's). */
+const BY_ADMIN = fullAuthority(ADMIN);
 const DAY_MS = 24 * 60 * 60 * 1000;
 
 describe('registration token service', () => {
@@ -40,7 +43,7 @@ describe('registration token service', () => {
 
   it('creates a token: the value once, a hash-derived id, limits and creator on record', async () => {
     const before = Date.now();
-    const { token, view } = await server.deps.registrationTokens.create({ expiresInSeconds: 3600, uses: 2 }, ADMIN);
+    const { token, view } = await server.deps.registrationTokens.create({ expiresInSeconds: 3600, uses: 2 }, BY_ADMIN);
     expect(token).toMatch(/^[A-Za-z0-9_-]{43}$/);
     expect(view.id).toBe(registrationTokenId(token));
     expect(view.id).not.toContain(token.slice(0, 8));
@@ -112,9 +115,9 @@ describe('registration token service', () => {
 
   it('revokes once: the provider record goes, later registrations are refused, an audit event names the admin', async () => {
     const { token, view } = await server.deps.registrationTokens.create({ uses: 5 });
-    expect(await server.deps.registrationTokens.revoke(view.id, ADMIN)).toBe(true);
-    expect(await server.deps.registrationTokens.revoke(view.id, ADMIN)).toBe(false);
-    expect(await server.deps.registrationTokens.revoke('no-such-token', ADMIN)).toBe(false);
+    expect(await server.deps.registrationTokens.revoke(view.id, BY_ADMIN)).toBe(true);
+    expect(await server.deps.registrationTokens.revoke(view.id, BY_ADMIN)).toBe(false);
+    expect(await server.deps.registrationTokens.revoke('no-such-token', BY_ADMIN)).toBe(false);
 
     expect(await iatRecords().countDocuments({ _id: token })).toBe(0);
     expect((await server.deps.registrationTokens.list()).find((v) => v.id === view.id)).toMatchObject({ revoked: true });

@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as oidc from 'openid-client';
 
 import type { AuditEvent } from '../../src/audit/audit.service.js';
+import { CLI_AUTHORITY } from '../../src/cli/command.js';
 import {
   REGISTRATION_TOKENS_COLLECTION,
   createStandaloneRegistrationTokenService,
@@ -315,7 +316,7 @@ describe('dynamic client registration (RFC 7591) and management (RFC 7592)', () 
       clientStore: server.deps.clients,
       logger: server.deps.logger,
     });
-    const { token, view } = await cli.create({ uses: 1 }, { type: 'system', label: 'cli' });
+    const { token, view } = await cli.create({ uses: 1 }, CLI_AUTHORITY);
     expect(view.id).toBe(registrationTokenId(token));
     expect(await server.deps.db.collection(REGISTRATION_TOKENS_COLLECTION).countDocuments({ _id: view.id } as never)).toBe(1);
     expect((await register(webClient(), token)).status).toBe(201);

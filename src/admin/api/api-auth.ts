@@ -3,6 +3,8 @@ import type Provider from 'oidc-provider';
 
 import type { AccountService } from '../../accounts/account.service.js';
 import type { AuditActor } from '../../audit/audit.service.js';
+import type { AdminAuthority } from '../../clients/admin-authority.js';
+import { scopedAuthority } from '../../clients/admin-authority.js';
 import type { Config } from '../../config/config.js';
 import { AppError } from '../../http/app-error.js';
 import type { AdminScope } from './api-tokens.js';
@@ -63,6 +65,17 @@ export function principalOf(ctx: Context): ApiPrincipal {
   const principal = ctx.state.apiPrincipal as ApiPrincipal | undefined;
   if (!principal) throw new Error('no API principal: authenticate must run first');
   return principal;
+}
+
+/**
+ * What the caller may give (src/clients/admin-authority.ts): exactly its token's scopes still in
+ * force, whoever the token acts for. An administrator who minted a token with fewer scopes gave
+ * it less than they hold, and a service client holds what an administrator granted it.
+ */
+export function authorityOf(principal: ApiPrincipal | undefined): AdminAuthority {
+  // Only public routes have no principal, and they change nothing.
+  if (!principal) throw new Error('no API principal: authenticate must run first');
+  return scopedAuthority(principal.actor, principal.scopes);
 }
 
 export function createApiAuth({ provider, config, accounts }: ApiAuthDeps): ApiAuth {

@@ -58,6 +58,11 @@ export interface ApiRoute<P extends AnyObject = AnyObject, Q extends AnyObject =
   responses: Record<number, ApiResponseSpec>;
   /** Error statuses this operation may answer besides the ones every operation may (see openapi.ts). */
   errors?: number[];
+  /**
+   * Why the operation may answer 403 although the token has the route's scope (a change that
+   * needs more than the caller holds): added to the document's 403 description.
+   */
+  forbidden?: string;
   // NOTE: a method, not a function-valued property: method parameters are compared bivariantly,
   // so a route with specific schemas fits in the one ApiRoute[] table.
   handle(input: ApiInput<z.output<P>, z.output<Q>, z.output<B>>): Promise<ApiReply>;

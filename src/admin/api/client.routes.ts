@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { ClientService } from '../../clients/client.service.js';
 import { clientInputSchema } from '../../clients/client.service.js';
 import { AppError } from '../../http/app-error.js';
+import { authorityOf } from './api-auth.js';
 import type { ApiRoute } from './api-route.js';
 import { defineRoute } from './api-route.js';
 import { clientPageSchema, clientViewSchema, clientWithSecretSchema, secretRotationSchema } from './api-schemas.js';
@@ -21,6 +22,11 @@ const clientParams = z.strictObject({
 const clientBody = clientInputSchema.strict();
 
 const notFound = (clientId: string) => new AppError(404, 'client.not_found', `No client with id "${clientId}".`);
+
+/** The 403 that the client service's authority rule adds (src/clients/admin-authority.ts). */
+const GRANT_NEEDED = (which: string) =>
+  `${which} management API scopes or first-party status, which needs admin:clients:grant and each of those scopes ` +
+  '(`client.scope_not_held`; nothing is changed)';
 
 export function clientRoutes({ clients }: { clients: ClientService }): ApiRoute[] {
   return [
@@ -45,12 +51,15 @@ export function clientRoutes({ clients }: { clients: ClientService }): ApiRoute[
       operationId: 'createClient',
       tag: 'clients',
       summary: 'Register a client',
-      description: 'The response carries the client secret (for methods that use one): it is shown only here.',
+      description:
+        'The response carries the client secret (for methods that use one): it is shown only here. Giving the client ' +
+        'management API scopes (`scopes`) or `firstParty` also needs admin:clients:grant and each of those scopes.',
       scope: 'admin:clients:write',
+      forbidden: GRANT_NEEDED('the client would get'),
       body: clientBody,
       responses: { 201: { description: 'The new client, with its secret', schema: clientWithSecretSchema } },
       async handle({ body, principal }) {
-        const created = await clients.create(body, principal?.actor);
+        const created = await clients.create(body, authorityOf(principal));
         return {
           status: 201,
           body: created,
@@ -84,14 +93,16 @@ export function clientRoutes({ clients }: { clients: ClientService }): ApiRoute[
       summary: 'Change a client',
       description:
         'Replaces every editable field (members left out take their defaults). The secret is kept; switching to a method ' +
-        'without a secret drops it, switching to one with a secret makes a new one, returned here once.',
+        'without a secret drops it, switching to one with a secret makes a new one, returned here once. A client that has ' +
+        'or would get management API scopes or `firstParty` can be changed only with admin:clients:grant and each of its scopes.',
       scope: 'admin:clients:write',
+      forbidden: GRANT_NEEDED('the client has or would get'),
       params: clientParams,
       body: clientBody,
       errors: [404],
       responses: { 200: { description: 'The changed client (with a secret only if a new one was made)', schema: clientWithSecretSchema } },
       async handle({ params, body, principal }) {
-        return { status: 200, body: await clients.update(params.clientId, body, principal?.actor) };
+        return { status: 200, body: await clients.update(params.clientId, body, authorityOf(principal)) };
       },
     }),
 
@@ -101,13 +112,16 @@ export function clientRoutes({ clients }: { clients: ClientService }): ApiRoute[
       operationId: 'deleteClient',
       tag: 'clients',
       summary: 'Delete a client',
-      description: 'Also deletes every code, token and grant issued to it.',
+      description:
+        'Also deletes every code, token and grant issued to it. A client with management API scopes or `firstParty` can be ' +
+        'deleted only with admin:clients:grant and each of its scopes.',
       scope: 'admin:clients:write',
+      forbidden: GRANT_NEEDED('the client has'),
       params: clientParams,
       errors: [404],
       responses: { 204: { description: 'Deleted' } },
       async handle({ params, principal }) {
-        if (!(await clients.remove(params.clientId, principal?.actor))) throw notFound(params.clientId);
+        if (!(await clients.remove(params.clientId, authorityOf(principal)))) throw notFound(params.clientId);
         return { status: 204 };
       },
     }),
@@ -121,13 +135,16 @@ export function clientRoutes({ clients }: { clients: ClientService }): ApiRoute[
       description:
         'Makes a new secret, shown only in this response. The previous one keeps working until `previousSecretExpiresAt` ' +
         '(CLIENT_SECRET_GRACE_PERIOD), so that the client can be reconfigured without downtime. No request body. ' +
-        'Of concurrent rotations of one client exactly one succeeds; the others get 409 `client.rotation_conflict`.',
+        'Of concurrent rotations of one client exactly one succeeds; the others get 409 `client.rotation_conflict`. The new ' +
+        "secret is the client's powers: a client with management API scopes or `firstParty` needs admin:clients:grant and " +
+        'each of its scopes.',
       scope: 'admin:clients:write',
+      forbidden: GRANT_NEEDED('the client has'),
       params: clientParams,
       errors: [404, 409],
       responses: { 200: { description: 'The new secret', schema: secretRotationSchema } },
       async handle({ params, principal }) {
-        return { status: 200, body: await clients.rotateSecret(params.clientId, principal?.actor) };
+        return { status: 200, body: await clients.rotateSecret(params.clientId, authorityOf(principal)) };
       },
     }),
   ];

@@ -18,8 +18,13 @@ type JsonObject = Record<string, unknown>;
 const SCOPE_DESCRIPTIONS: Record<string, string> = {
   'admin:clients:read': 'List and read OAuth clients and registration tokens',
   'admin:clients:write': 'Create, change and delete OAuth clients, rotate their secrets, issue and revoke registration tokens',
+  'admin:clients:grant':
+    'Give clients management API scopes (only ones the token holds itself) or first-party status; change, rotate the secret of, ' +
+    'or delete such clients. Needed with admin:clients:write for any change to such a client.',
   'admin:users:read': 'List and read users',
-  'admin:users:write': 'Create, change, disable and delete users, reset their second factor and password',
+  'admin:users:write':
+    'Create, change, disable and delete users, reset their second factor and password. Giving the admin role, or acting on an ' +
+    'administrator, needs every scope of this API besides.',
   'admin:audit:read': 'Read and export the audit log',
 };
 
@@ -67,7 +72,8 @@ function errorStatuses(route: ApiRoute): Map<number, string> {
   if (route.params || route.query || route.body) out.set(400, 'The request is invalid: `errors` lists the fields');
   if (route.scope) {
     out.set(401, 'No bearer token, or one that is unknown, expired, revoked or not for this API (WWW-Authenticate says which)');
-    out.set(403, `The token lacks the scope ${route.scope}, or its account is not an enabled administrator`);
+    const base = `The token lacks the scope ${route.scope}, or its account is not an enabled administrator`;
+    out.set(403, route.forbidden ? `${base}; or ${route.forbidden}` : base);
   }
   for (const status of route.errors ?? []) out.set(status, STATUS_CODES[status] ?? 'Error');
   if (route.body) {
@@ -126,7 +132,11 @@ export function buildOpenApiDocument(
         'Manage OAuth clients, users, registration tokens and the audit log. Every operation except this document needs an ' +
         `access token issued by this server for the resource \`${config.adminApi.resource}\` (RFC 8707): a service client ` +
         'gets one with the client_credentials grant (`resource` and `scope` parameters; the client must list the scopes in ' +
-        'its `scope` metadata), an administrator gets one from the admin console. Errors are RFC 9457 problem details.',
+        'its `scope` metadata), an administrator gets one from the admin console. Errors are RFC 9457 problem details. ' +
+        'Nobody gives more than they hold: giving a client scopes of this API or first-party status needs `admin:clients:grant` ' +
+        'and each of those scopes, as does changing, rotating the secret of or deleting such a client (403 ' +
+        '`client.scope_not_held`); giving the admin role, or acting on an administrator, needs every scope of this API (403 ' +
+        '`user.scope_not_held`).',
     },
     servers: [{ url: config.adminApi.resource }],
     tags,

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { RegistrationTokenService } from '../../clients/registration-token.service.js';
 import { MAX_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_USES } from '../../clients/registration-token.service.js';
 import { AppError } from '../../http/app-error.js';
+import { authorityOf } from './api-auth.js';
 import type { ApiRoute } from './api-route.js';
 import { defineRoute } from './api-route.js';
 import { createdRegistrationTokenSchema, registrationTokenListSchema } from './api-schemas.js';
@@ -59,7 +60,7 @@ export function registrationTokenRoutes({ registrationTokens }: { registrationTo
       body: createBody,
       responses: { 201: { description: 'The new token, with its value', schema: createdRegistrationTokenSchema } },
       async handle({ body, principal }) {
-        const { token, view } = await registrationTokens.create(body, principal?.actor);
+        const { token, view } = await registrationTokens.create(body, authorityOf(principal));
         return { status: 201, body: { ...view, token } };
       },
     }),
@@ -75,7 +76,7 @@ export function registrationTokenRoutes({ registrationTokens }: { registrationTo
       errors: [404],
       responses: { 204: { description: 'Revoked' } },
       async handle({ params, principal }) {
-        if (!(await registrationTokens.revoke(params.tokenId, principal?.actor))) {
+        if (!(await registrationTokens.revoke(params.tokenId, authorityOf(principal)))) {
           throw new AppError(404, 'registration_token.not_found', 'No registration token with this id, or it was already revoked.');
         }
         return { status: 204 };

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import type { UserAdminService } from '../../accounts/user-admin.service.js';
 import { userCreateSchema, userUpdateSchema } from '../../accounts/user-admin.service.js';
 import { AppError } from '../../http/app-error.js';
+import { authorityOf } from './api-auth.js';
 import { ADMIN_API_PREFIX, pageQuerySchema } from './api-inputs.js';
 import type { ApiRoute } from './api-route.js';
 import { defineRoute } from './api-route.js';
@@ -16,6 +17,12 @@ const notFound = () => new AppError(404, 'user.not_found', 'No user with this id
 
 const SELF_GUARD = ' An administrator cannot do this to their own account (409 `user.self`).';
 
+/** The 403 that the user service's authority rule adds (src/clients/admin-authority.ts). */
+const ADMIN_POWER =
+  'the user is an administrator, which needs every management API scope (an administrator holds them all; ' +
+  '`user.scope_not_held`; nothing is changed)';
+const ADMIN_GUARD = ' Acting on an administrator needs every management API scope (403 `user.scope_not_held`).';
+
 /** The four one-word actions: POST with no body, answering the user as it is afterwards. */
 function userAction(
   users: UserAdminService,
@@ -28,13 +35,14 @@ function userAction(
     operationId: spec.operationId,
     tag: 'users',
     summary: spec.summary,
-    description: spec.description + (spec.selfGuarded ? SELF_GUARD : ''),
+    description: spec.description + (spec.selfGuarded ? SELF_GUARD : '') + ADMIN_GUARD,
     scope: 'admin:users:write',
+    forbidden: ADMIN_POWER,
     params: userParams,
     errors: spec.selfGuarded ? [404, 409] : [404],
     responses: { 200: { description: 'The user after the change', schema: userViewSchema } },
     async handle({ params, principal }) {
-      return { status: 200, body: await act(params.userId, principal?.actor) };
+      return { status: 200, body: await act(params.userId, authorityOf(principal)) };
     },
   });
 }
@@ -62,12 +70,14 @@ export function userRoutes({ userAdmin }: { userAdmin: UserAdminService }): ApiR
       operationId: 'createUser',
       tag: 'users',
       summary: 'Create a user',
+      description: 'Giving the `admin` role needs every management API scope (403 `user.scope_not_held`).',
       scope: 'admin:users:write',
+      forbidden: 'the user would get the admin role, which needs every management API scope (`user.scope_not_held`; nothing is stored)',
       body: userCreateSchema,
       errors: [409],
       responses: { 201: { description: 'The new user', schema: userViewSchema } },
       async handle({ body, principal }) {
-        const user = await userAdmin.create(body, principal?.actor);
+        const user = await userAdmin.create(body, authorityOf(principal));
         return { status: 201, body: user, headers: { Location: `${ADMIN_API_PREFIX}/users/${encodeURIComponent(user.id)}` } };
       },
     }),
@@ -96,14 +106,19 @@ export function userRoutes({ userAdmin }: { userAdmin: UserAdminService }): ApiR
       tag: 'users',
       summary: 'Change a user',
       description:
-        'Members left out stay as they are. `disabled: true` ends the person\'s sessions and revokes their tokens.' + SELF_GUARD,
+        'Members left out stay as they are. `disabled: true` ends the person\'s sessions and revokes their tokens.' +
+        SELF_GUARD +
+        ' Giving the `admin` role, or any change to an administrator, needs every management API scope (403 `user.scope_not_held`).',
       scope: 'admin:users:write',
+      forbidden:
+        'the user is, or would become, an administrator: that needs every management API scope (`user.scope_not_held`; ' +
+        'nothing is changed)',
       params: userParams,
       body: userUpdateSchema,
       errors: [404, 409],
       responses: { 200: { description: 'The user after the change', schema: userViewSchema } },
       async handle({ params, body, principal }) {
-        return { status: 200, body: await userAdmin.update(params.userId, body, principal?.actor) };
+        return { status: 200, body: await userAdmin.update(params.userId, body, authorityOf(principal)) };
       },
     }),
 
@@ -158,13 +173,14 @@ export function userRoutes({ userAdmin }: { userAdmin: UserAdminService }): ApiR
       operationId: 'deleteUser',
       tag: 'users',
       summary: 'Delete a user',
-      description: 'Deletes the account and revokes everything issued to it.' + SELF_GUARD,
+      description: 'Deletes the account and revokes everything issued to it.' + SELF_GUARD + ADMIN_GUARD,
       scope: 'admin:users:write',
+      forbidden: ADMIN_POWER,
       params: userParams,
       errors: [404, 409],
       responses: { 204: { description: 'Deleted' } },
       async handle({ params, principal }) {
-        if (!(await userAdmin.delete(params.userId, principal?.actor))) throw notFound();
+        if (!(await userAdmin.delete(params.userId, authorityOf(principal)))) throw notFound();
         return { status: 204 };
       },
     }),

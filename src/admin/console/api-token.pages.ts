@@ -12,6 +12,8 @@ import type { ConsolePages } from './console.routes.js';
 const SCOPE_DESCRIPTIONS: Record<string, string> = {
   'admin:clients:read': 'Read clients',
   'admin:clients:write': 'Create, change and delete clients, rotate secrets',
+  'admin:clients:grant':
+    'Give clients management API scopes (only those this token also has) or first-party status; change, rotate the secret of or delete such clients',
   'admin:users:read': 'Read users',
   'admin:users:write': 'Create, change, disable and delete users',
   'admin:audit:read': 'Read and export the audit log',

@@ -2,6 +2,7 @@ import { z } from 'zod';
 
 import { defaults } from '../../../config/defaults.js';
 import { CLIENT_TTL_MAXIMA, usesSecret } from '../../clients/client-input.js';
+import { fullAuthority } from '../../clients/admin-authority.js';
 import { BUILT_IN_CLIENT_IDS, ClientValidationError } from '../../clients/client.service.js';
 import type { ClientInput, ClientView } from '../../clients/client.service.js';
 import type { Config } from '../../config/config.js';
@@ -359,6 +360,9 @@ export const registerClientPages: ConsolePages = (router, deps, kit) => {
   const knownScopes = [...defaults.scopes, ...config.adminApi.scopes];
   const secrets = pendingSecrets(createSecretBox(config.encryptionKeys));
   const graceSeconds = config.clientSecretGracePeriodSeconds;
+  // An administrator in the console holds every management API scope: kit.requireAdmin checked
+  // the admin role (and a second factor) on this request. So the console acts with full authority.
+  const authority = (ctx: ConsoleContext) => fullAuthority(kit.actor(ctx));
 
   const loadClient: ConsoleStep = async function loadClient(ctx, next) {
     const parsed = clientIdParam.safeParse(ctx.params.id);
@@ -492,7 +496,7 @@ export const registerClientPages: ConsolePages = (router, deps, kit) => {
   });
 
   router.post('/clients', ...kit.post, async function createClient(ctx) {
-    const created = await saveOr400(ctx, 'create', (input) => clients.create(input, kit.actor(ctx)));
+    const created = await saveOr400(ctx, 'create', (input) => clients.create(input, authority(ctx)));
     if (!created) return;
     if (created.clientSecret) {
       secrets.showOnce(ctx, created.clientId, { kind: 'created', secret: created.clientSecret });
@@ -539,7 +543,7 @@ export const registerClientPages: ConsolePages = (router, deps, kit) => {
 
   router.post('/clients/:id', ...kit.post, loadClient, refuseBuiltIn, async function updateClient(ctx) {
     const client = current(ctx);
-    const updated = await saveOr400(ctx, 'edit', (input) => clients.update(client.clientId, input, kit.actor(ctx)), client);
+    const updated = await saveOr400(ctx, 'edit', (input) => clients.update(client.clientId, input, authority(ctx)), client);
     if (!updated) return;
     if (updated.clientSecret) {
       // A switch to a method with a secret made a new one.
@@ -565,7 +569,7 @@ export const registerClientPages: ConsolePages = (router, deps, kit) => {
 
   router.post('/clients/:id/rotate-secret', ...kit.post, loadClient, refuseBuiltIn, refuseWithoutSecret, async function rotateSecret(ctx) {
     const client = current(ctx);
-    const rotated = await clients.rotateSecret(client.clientId, kit.actor(ctx));
+    const rotated = await clients.rotateSecret(client.clientId, authority(ctx));
     secrets.showOnce(ctx, client.clientId, {
       kind: 'rotated',
       secret: rotated.clientSecret,
@@ -584,7 +588,7 @@ export const registerClientPages: ConsolePages = (router, deps, kit) => {
 
   router.post('/clients/:id/delete', ...kit.post, loadClient, refuseBuiltIn, async function deleteClient(ctx) {
     const client = current(ctx);
-    if (!(await clients.remove(client.clientId, kit.actor(ctx)))) {
+    if (!(await clients.remove(client.clientId, authority(ctx)))) {
       throw new AppError(404, 'client.not_found', 'There is no client with this id. It may have been deleted already.');
     }
     kit.redirect(ctx, `${CLIENTS_PATH}?notice=deleted`);

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 
+import { fullAuthority } from '../../clients/admin-authority.js';
 import type { RegistrationTokenView } from '../../clients/registration-token.service.js';
 import { MAX_TOKEN_LIFETIME_SECONDS, MAX_TOKEN_USES, REGISTRATION_TOKEN_ID_PATTERN } from '../../clients/registration-token.service.js';
 import { AppError } from '../../http/app-error.js';
@@ -81,6 +82,9 @@ function tokenModel(token: RegistrationTokenView, now: number) {
 
 export const registerRegistrationTokenPages: ConsolePages = (router, deps, kit) => {
   const { registrationTokens, config } = deps;
+  // An administrator in the console holds every management API scope: kit.requireAdmin checked
+  // the admin role (and a second factor) on this request. So the console acts with full authority.
+  const authority = (ctx: ConsoleContext) => fullAuthority(kit.actor(ctx));
   const registrationEndpoint = `${config.issuer}/reg`;
 
   const renderList = async (ctx: ConsoleContext, values: FormValues, errors: FormErrors, extra: { notice?: string | undefined }, statusCode = 200) => {
@@ -135,7 +139,7 @@ export const registerRegistrationTokenPages: ConsolePages = (router, deps, kit) 
     const { expiresInHours, uses } = parsed.data;
     const created = await registrationTokens.create(
       { ...(expiresInHours !== undefined ? { expiresInSeconds: expiresInHours * 3600 } : {}), ...(uses !== undefined ? { uses } : {}) },
-      kit.actor(ctx),
+      authority(ctx),
     );
     // Shown once, rendered directly (no redirect): pages.render sets Cache-Control: no-store.
     await kit.render(
@@ -172,7 +176,7 @@ export const registerRegistrationTokenPages: ConsolePages = (router, deps, kit) 
 
   router.post('/registration-tokens/:id/revoke', ...kit.post, async function revokeRegistrationToken(ctx) {
     const token = await loadToken(ctx);
-    const revoked = await registrationTokens.revoke(token.id, kit.actor(ctx));
+    const revoked = await registrationTokens.revoke(token.id, authority(ctx));
     kit.redirect(ctx, `${BASE}?notice=${revoked ? 'revoked' : 'already-revoked'}`);
   });
 };

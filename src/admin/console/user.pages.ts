@@ -1,8 +1,9 @@
 import { z } from 'zod';
 
-import type { AuditActor } from '../../audit/audit.service.js';
 import type { SignInMethod, UserAdminService, UserAdminView } from '../../accounts/user-admin.service.js';
 import { UserValidationError } from '../../accounts/user-admin.service.js';
+import type { AdminAuthority } from '../../clients/admin-authority.js';
+import { fullAuthority } from '../../clients/admin-authority.js';
 import { AppError } from '../../http/app-error.js';
 import type { ConsoleContext } from './console-kit.js';
 import type { ConsolePages } from './console.routes.js';
@@ -66,7 +67,7 @@ interface ActionSpec {
   offered(user: UserAdminView, self: boolean): boolean;
   /** Said on the detail page instead of the button when not offered for yourself. */
   selfNote?: string;
-  run(users: UserAdminService, user: UserAdminView, actor: AuditActor): Promise<unknown>;
+  run(users: UserAdminService, user: UserAdminView, by: AdminAuthority): Promise<unknown>;
   notice: NoticeCode;
 }
 
@@ -80,7 +81,7 @@ const ACTIONS: Record<ActionId, ActionSpec> = {
     danger: true,
     offered: (user, self) => !user.disabled && !self,
     selfNote: 'You cannot disable your own account.',
-    run: (users, user, actor) => users.setDisabled(user.id, true, actor),
+    run: (users, user, by) => users.setDisabled(user.id, true, by),
     notice: 'disabled',
   },
   enable: {
@@ -90,7 +91,7 @@ const ACTIONS: Record<ActionId, ActionSpec> = {
     confirm: false,
     danger: false,
     offered: (user) => user.disabled,
-    run: (users, user, actor) => users.setDisabled(user.id, false, actor),
+    run: (users, user, by) => users.setDisabled(user.id, false, by),
     notice: 'enabled',
   },
   'reset-mfa': {
@@ -101,7 +102,7 @@ const ACTIONS: Record<ActionId, ActionSpec> = {
     confirm: true,
     danger: true,
     offered: (user) => user.mfa.totp || user.mfa.recoveryCodesLeft > 0,
-    run: (users, user, actor) => users.resetMfa(user.id, actor),
+    run: (users, user, by) => users.resetMfa(user.id, by),
     notice: 'mfa-reset',
   },
   'require-password-reset': {
@@ -112,7 +113,7 @@ const ACTIONS: Record<ActionId, ActionSpec> = {
     confirm: true,
     danger: true,
     offered: (user) => user.hasPassword && !user.passwordResetRequired,
-    run: (users, user, actor) => users.requirePasswordReset(user.id, actor),
+    run: (users, user, by) => users.requirePasswordReset(user.id, by),
     notice: 'password-reset-required',
   },
   'grant-admin': {
@@ -123,7 +124,7 @@ const ACTIONS: Record<ActionId, ActionSpec> = {
     confirm: true,
     danger: false,
     offered: (user) => !user.roles.includes('admin'),
-    run: (users, user, actor) => users.update(user.id, { roles: [...new Set([...user.roles, 'admin' as const])] }, actor),
+    run: (users, user, by) => users.update(user.id, { roles: [...new Set([...user.roles, 'admin' as const])] }, by),
     notice: 'admin-granted',
   },
   'revoke-admin': {
@@ -134,7 +135,7 @@ const ACTIONS: Record<ActionId, ActionSpec> = {
     danger: true,
     offered: (user, self) => user.roles.includes('admin') && !self,
     selfNote: 'You cannot remove the admin role from your own account.',
-    run: (users, user, actor) => users.update(user.id, { roles: user.roles.filter((r) => r !== 'admin') }, actor),
+    run: (users, user, by) => users.update(user.id, { roles: user.roles.filter((r) => r !== 'admin') }, by),
     notice: 'admin-revoked',
   },
   delete: {
@@ -146,8 +147,8 @@ const ACTIONS: Record<ActionId, ActionSpec> = {
     danger: true,
     offered: (_user, self) => !self,
     selfNote: 'You cannot delete your own account.',
-    run: async (users, user, actor) => {
-      if (!(await users.delete(user.id, actor))) throw notFound();
+    run: async (users, user, by) => {
+      if (!(await users.delete(user.id, by))) throw notFound();
     },
     notice: 'deleted',
   },
@@ -198,6 +199,9 @@ const CREATE_FIELDS = ['email', 'name', 'password', 'roles'] as const;
 
 export const registerUserPages: ConsolePages = (router, deps, kit) => {
   const { userAdmin } = deps;
+  // An administrator in the console holds every management API scope: kit.requireAdmin checked
+  // the admin role (and a second factor) on this request. So the console acts with full authority.
+  const authority = (ctx: ConsoleContext) => fullAuthority(kit.actor(ctx));
 
   const loadUser = async (ctx: ConsoleContext): Promise<UserAdminView> => {
     const id = idSchema.safeParse(ctx.params.id);
@@ -304,7 +308,7 @@ export const registerUserPages: ConsolePages = (router, deps, kit) => {
           roles: values.admin ? ['admin'] : [],
           emailVerified: values.emailVerified,
         },
-        kit.actor(ctx),
+        authority(ctx),
       );
       kit.redirect(ctx, `${userHref(user.id)}?notice=created`);
     } catch (err) {
@@ -350,7 +354,7 @@ export const registerUserPages: ConsolePages = (router, deps, kit) => {
     const user = await loadUser(ctx);
     const spec = ACTIONS[actionId];
     try {
-      await spec.run(userAdmin, user, kit.actor(ctx));
+      await spec.run(userAdmin, user, authority(ctx));
     } catch (err) {
       // Refusals the admin can act on (409 user.self, 400): shown on the person's page.
       if (err instanceof AppError && err.status >= 400 && err.status < 500 && err.status !== 404) {

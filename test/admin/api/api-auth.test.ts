@@ -4,7 +4,7 @@ import { ADMIN_CLIENT_ID } from '../../../src/admin/admin-client.js';
 import { mintAdminApiToken } from '../../../src/admin/api/api-tokens.js';
 import { startTestServer } from '../../support/test-server.js';
 import type { TestServer } from '../../support/test-server.js';
-import { adminToken, call, clientCredentialsToken, expectProblem } from './api-client.js';
+import { SETUP, adminToken, call, clientCredentialsToken, expectProblem } from './api-client.js';
 
 /**
  * Who may call the management API: bearer tokens our provider issued for the API's resource
@@ -29,7 +29,7 @@ async function serviceClient(scopes: string[]): Promise<{ clientId: string; clie
     redirectUris: [],
     tokenEndpointAuthMethod: 'client_secret_basic',
     scopes,
-  });
+  }, SETUP);
   if (!created.clientSecret) throw new Error('expected a secret');
   return { clientId: created.clientId, clientSecret: created.clientSecret };
 }
@@ -140,17 +140,17 @@ describe('admin tokens minted for the console', () => {
   it('answer 403 once the admin role is taken away, and stop when the account is disabled', async () => {
     const { token, accountId } = await adminToken(server, ['admin:users:read']);
     expect((await call(server, 'GET', 'users', { token })).status).toBe(200);
-    await server.deps.userAdmin.update(accountId, { roles: [] });
+    await server.deps.userAdmin.update(accountId, { roles: [] }, SETUP);
     expectProblem(await call(server, 'GET', 'users', { token }), 403, 'auth.not_admin');
-    await server.deps.userAdmin.update(accountId, { roles: ['admin'] });
+    await server.deps.userAdmin.update(accountId, { roles: ['admin'] }, SETUP);
     expect((await call(server, 'GET', 'users', { token })).status).toBe(200);
-    await server.deps.userAdmin.setDisabled(accountId, true);
+    await server.deps.userAdmin.setDisabled(accountId, true, SETUP);
     // Disabling revokes the account's tokens (user-admin.service.ts).
     expectProblem(await call(server, 'GET', 'users', { token }), 401, 'auth.invalid_token');
     // A token that outlived the revocation (minted after it) is refused all the same.
     const late = await mintAdminApiToken(server.deps.provider, server.config, { accountId, scopes: ['admin:users:read'] });
     expectProblem(await call(server, 'GET', 'users', { token: late.token }), 403, 'auth.account_disabled');
-    await server.deps.userAdmin.delete(accountId);
+    await server.deps.userAdmin.delete(accountId, SETUP);
     expectProblem(await call(server, 'GET', 'users', { token: late.token }), 401, 'auth.invalid_token');
   });
 });
@@ -234,11 +234,11 @@ describe('service clients (client_credentials)', () => {
       redirectUris: [],
       tokenEndpointAuthMethod: 'client_secret_basic',
       scopes: ['admin:clients:read'],
-    });
+    }, SETUP);
     expectProblem(await call(server, 'GET', 'audit-events', { token }), 403, 'auth.insufficient_scope');
     expect((await call(server, 'GET', 'clients', { token })).status).toBe(200);
 
-    await server.deps.clients.remove(client.clientId);
+    await server.deps.clients.remove(client.clientId, SETUP);
     expectProblem(await call(server, 'GET', 'clients', { token }), 401, 'auth.invalid_token');
   });
 });

@@ -1,13 +1,18 @@
 import { expect } from '@jest/globals';
 
 import { mintAdminApiToken } from '../../../src/admin/api/api-tokens.js';
+import type { AdminAuthority } from '../../../src/clients/admin-authority.js';
+import { fullAuthority } from '../../../src/clients/admin-authority.js';
 import type { TestServer } from '../../support/test-server.js';
 
 /** Calls to the management API of a test server, and what the tests check on every answer. */
 
 export const PREFIX = '/api/admin/v1';
 
-export const ALL_SCOPES = ['admin:clients:read', 'admin:clients:write', 'admin:users:read', 'admin:users:write', 'admin:audit:read'];
+export const ALL_SCOPES = ['admin:clients:read', 'admin:clients:write', 'admin:clients:grant', 'admin:users:read', 'admin:users:write', 'admin:audit:read'];
+
+/** Test setup acts as the command line would: with every power. */
+export const SETUP: AdminAuthority = fullAuthority({ type: 'system', label: 'test setup' });
 
 export interface ApiAnswer {
   status: number;
@@ -68,7 +73,7 @@ let adminCounter = 0;
 export async function adminToken(server: TestServer, scopes: string[] = ALL_SCOPES): Promise<{ token: string; accountId: string; email: string }> {
   adminCounter += 1;
   const email = `admin${adminCounter}-${Date.now()}@example.test`;
-  const admin = await server.deps.userAdmin.create({ email, roles: ['admin'], emailVerified: true });
+  const admin = await server.deps.userAdmin.create({ email, roles: ['admin'], emailVerified: true }, SETUP);
   const { token } = await mintAdminApiToken(server.deps.provider, server.config, { accountId: admin.id, scopes });
   return { token, accountId: admin.id, email };
 }

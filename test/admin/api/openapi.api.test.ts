@@ -90,6 +90,40 @@ describe('the OpenAPI document', () => {
     expect(doc.paths['/audit-events/export'].get.responses['200'].content).toHaveProperty(['application/x-ndjson']);
   });
 
+  it('describes admin:clients:grant and the 403s of the rule that nobody gives more than they hold', async () => {
+    const doc = (await call(server, 'GET', 'openapi.json')).body;
+    const scopes = doc.components.securitySchemes.oauth2.flows.clientCredentials.scopes as Record<string, string>;
+    expect(scopes['admin:clients:grant']).toMatch(/management API scopes .*first-party/);
+    expect(doc.info.description).toMatch(/client\.scope_not_held/);
+    expect(doc.info.description).toMatch(/user\.scope_not_held/);
+    const forbidden = (path: string, method: string) => doc.paths[path][method].responses['403'].description as string;
+    const clientChanges: [string, string][] = [
+      ['/clients', 'post'],
+      ['/clients/{clientId}', 'put'],
+      ['/clients/{clientId}', 'delete'],
+      ['/clients/{clientId}/secret', 'post'],
+    ];
+    for (const [path, method] of clientChanges) {
+      expect(forbidden(path, method)).toMatch(/admin:clients:grant.*client\.scope_not_held/);
+      expect(doc.paths[path][method].responses['403'].content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/Problem' });
+    }
+    const userChanges: [string, string][] = [
+      ['/users', 'post'],
+      ['/users/{userId}', 'patch'],
+      ['/users/{userId}', 'delete'],
+      ['/users/{userId}/disable', 'post'],
+      ['/users/{userId}/enable', 'post'],
+      ['/users/{userId}/reset-mfa', 'post'],
+      ['/users/{userId}/require-password-reset', 'post'],
+    ];
+    for (const [path, method] of userChanges) {
+      expect(forbidden(path, method)).toMatch(/every management API scope.*user\.scope_not_held/);
+    }
+    // Reading needs only its scope: no such 403.
+    expect(forbidden('/clients', 'get')).not.toMatch(/scope_not_held/);
+    expect(forbidden('/registration-tokens', 'post')).not.toMatch(/scope_not_held/);
+  });
+
   it('is reachable through the discovery of nothing else: the provider does not answer under the prefix', async () => {
     const answer = await call(server, 'GET', `${PREFIX}`);
     expectProblem(answer, 404, 'not_found');

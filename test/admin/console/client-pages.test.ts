@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 
 import { ACCOUNT_CLIENT_ID } from '../../../src/account/account-client.js';
 import { ADMIN_CLIENT_ID } from '../../../src/admin/admin-client.js';
+import { fullAuthority } from '../../../src/clients/admin-authority.js';
 import { signInToConsole } from '../../support/admin-console.js';
 import { startMailServer } from '../../support/mail-server.js';
 import type { MailServer } from '../../support/mail-server.js';
@@ -19,6 +20,8 @@ const PASSWORD = 'a long and correct passphrase';
 const ADMIN = { email: 'grace.admin@example.com', password: PASSWORD, name: 'Grace Hopper' };
 const PERSON = { email: 'not.an.admin@example.com', password: PASSWORD, name: 'Not Admin' };
 const GRACE_SECONDS = 600;
+/** Test setup acts as the command line would: with every power. */
+const SETUP = fullAuthority({ type: 'system', label: 'test setup' });
 
 /** The form as a person fills it in for a confidential web client; `extra` adds or replaces fields. */
 function clientForm(csrf: string, extra: Record<string, string> = {}): Record<string, string> {
@@ -279,7 +282,7 @@ describe('admin console: client pages', () => {
           redirectUris: ['https://paged.example.com/cb'],
           grantTypes: ['authorization_code'],
           ...(i === 0 ? { tokenEndpointAuthMethod: 'none' as const, requireMfa: true, firstParty: true } : {}),
-        });
+        }, SETUP);
         made.push(client.clientId);
       }
       const first = await admin.get(url('/admin/clients?q=paged'));
@@ -313,7 +316,7 @@ describe('admin console: client pages', () => {
       // The search box keeps what was searched for.
       expect(tagWithId(byId.body, 'q')).toContain(`value="${made[5]}"`);
 
-      for (const id of made) await server.deps.clients.remove(id);
+      for (const id of made) await server.deps.clients.remove(id, SETUP);
     });
 
     it('marks dynamically registered clients', async () => {
@@ -510,6 +513,43 @@ describe('admin console: client pages', () => {
       expect(events[0]!.actor).toMatchObject({ type: 'account', id: adminId });
       // Gone: its pages are 404s.
       expect((await admin.get(url(`/admin/clients/${clientId}`))).status).toBe(404);
+    });
+  });
+
+  describe('an administrator holds every management API scope', () => {
+    it('gives a client every management API scope and first-party status, changes it, rotates its secret and deletes it', async () => {
+      const adminScopes = server.config.adminApi.scopes;
+      expect(adminScopes).toContain('admin:clients:grant');
+      // The form offers every scope, the new one too.
+      const { reply: form, csrf } = await page('/admin/clients/new');
+      for (const scope of adminScopes) expect(tagWithId(form.body, `f-scope-${scope.replace(/[^A-Za-z0-9_-]/g, '-')}`)).toContain(`scopes.${scope}`);
+      const everything = Object.fromEntries(adminScopes.map((scope) => [`scopes.${scope}`, 'on']));
+      const serviceForm = (token: string, name: string) =>
+        without(
+          clientForm(token, { name, redirectUris: '', 'grantTypes.client_credentials': 'on', firstParty: 'on', ...everything }),
+          'grantTypes.authorization_code',
+          'grantTypes.refresh_token',
+        );
+      const created = await admin.post(url('/admin/clients'), serviceForm(csrf, 'Everything Service'));
+      expect(created.status).toBe(303);
+      const clientId = decodeURIComponent(/\/admin\/clients\/([^/?]+)/.exec(created.location ?? '')?.[1] ?? '');
+      const stored = await server.deps.clients.get(clientId);
+      expect(stored).toMatchObject({ firstParty: true, grantTypes: ['client_credentials'] });
+      expect(stored?.scopes).toEqual(expect.arrayContaining([...adminScopes]));
+
+      const edit = await page(`/admin/clients/${clientId}/edit`);
+      expect((await admin.post(url(`/admin/clients/${clientId}`), serviceForm(edit.csrf, 'Everything Service, renamed'))).status).toBe(303);
+      expect((await server.deps.clients.get(clientId))?.name).toBe('Everything Service, renamed');
+
+      const rotate = await page(`/admin/clients/${clientId}/rotate-secret`);
+      expect((await admin.post(url(`/admin/clients/${clientId}/rotate-secret`), { csrf: rotate.csrf })).status).toBe(303);
+      const remove = await page(`/admin/clients/${clientId}/delete`);
+      expect((await admin.post(url(`/admin/clients/${clientId}/delete`), { csrf: remove.csrf })).location).toBe(url('/admin/clients?notice=deleted'));
+      expect(await server.deps.clients.get(clientId)).toBeUndefined();
+      for (const action of ['client.created', 'client.updated', 'client.secret_rotated', 'client.deleted']) {
+        const events = await auditFor(action, clientId);
+        expect(events.map((e) => [e.outcome, e.actor.id])).toEqual([['success', adminId]]);
+      }
     });
   });
 

@@ -186,6 +186,36 @@ describe('admin console: registration tokens and API tokens', () => {
     await expectNowhereRecorded(token);
   });
 
+  it('lists admin:clients:grant; a token gives clients only what it holds itself', async () => {
+    const form = await agent.get(url('/admin/api-token'));
+    expect(form.body).toMatch(/<label for="scope-admin:clients:grant"><code>admin:clients:grant<\/code> — Give clients management API scopes \(only those this token also has\) or first-party status/);
+    // Reading is the common case: writing and granting are deliberate choices.
+    expect(form.body).not.toMatch(/id="scope-admin:clients:grant"[^>]*checked/);
+
+    const service = { name: 'Minted service', grantTypes: ['client_credentials'], redirectUris: [], scopes: ['admin:audit:read'] };
+    const create = (token: string) =>
+      fetch(`${server.config.adminApi.resource}/clients`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, accept: 'application/json', 'content-type': 'application/json' },
+        body: JSON.stringify(service),
+      });
+
+    const writer = shownOnce(await postFrom(form, '/admin/api-token', { 'scope-admin:clients:write': 'on' }));
+    const before = await server.deps.db.collection('clients').countDocuments();
+    const refused = await create(writer);
+    expect(refused.status).toBe(403);
+    expect(((await refused.json()) as { code: string }).code).toBe('client.scope_not_held');
+    expect(await server.deps.db.collection('clients').countDocuments()).toBe(before);
+
+    const again = await agent.get(url('/admin/api-token'));
+    const granter = shownOnce(
+      await postFrom(again, '/admin/api-token', { 'scope-admin:clients:write': 'on', 'scope-admin:clients:grant': 'on', 'scope-admin:audit:read': 'on' }),
+    );
+    const created = await create(granter);
+    expect(created.status).toBe(201);
+    expect(((await created.json()) as { scopes: string[] }).scopes).toEqual(['admin:audit:read']);
+  });
+
   it('mints nothing for a POST without this session’s CSRF token', async () => {
     const before = await server.deps.db.collection('oidc_access_token').countDocuments();
     const refused = await agent.post(url('/admin/api-token'), { 'scope-admin:clients:read': 'on' });

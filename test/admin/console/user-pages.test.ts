@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 
 import type { UserAdminView } from '../../../src/accounts/user-admin.service.js';
+import { fullAuthority } from '../../../src/clients/admin-authority.js';
 import { signInToConsole } from '../../support/admin-console.js';
 import { startMailServer } from '../../support/mail-server.js';
 import type { MailServer } from '../../support/mail-server.js';
@@ -20,6 +21,8 @@ const PASSWORD = 'correct horse battery staple';
 
 let counter = 0;
 const uniqueEmail = (label: string) => `console-${label}-${(counter += 1)}@example.test`;
+/** Test setup acts as the command line would: with every power. */
+const SETUP = fullAuthority({ type: 'system', label: 'test setup' });
 
 describe('admin console: users', () => {
   let server: TestServer;
@@ -32,7 +35,7 @@ describe('admin console: users', () => {
 
   /** A user made through the service (not under test here). */
   const newUser = async (label: string, extra: { roles?: 'admin'[]; password?: string; name?: string } = {}): Promise<UserAdminView> =>
-    server.deps.userAdmin.create({ email: uniqueEmail(label), emailVerified: true, ...extra });
+    server.deps.userAdmin.create({ email: uniqueEmail(label), emailVerified: true, ...extra }, SETUP);
 
   /** Posts the form on `page` whose action ends with `actionEnd`, with its CSRF token; does not follow. */
   const postFrom = (page: Reply, actionEnd: string, fields: Record<string, string> = {}) =>
@@ -206,6 +209,18 @@ describe('admin console: users', () => {
     expect(shown.body).toContain('The admin role was revoked');
     expect((await server.deps.userAdmin.get(user.id))?.roles).toEqual([]);
     expect((await expectAuditedByAdmin('user.role_revoked', user.id))?.details).toEqual({ role: 'admin' });
+  });
+
+  it('acts on another administrator: the console admin holds every management API scope', async () => {
+    const other = await newUser('other-admin', { password: PASSWORD, roles: ['admin'] });
+    await confirmAndPost(other.id, 'require-password-reset', `${userPath(other.id)}?notice=password-reset-required`);
+    await confirmAndPost(other.id, 'disable', `${userPath(other.id)}?notice=disabled`);
+    expect(await server.deps.userAdmin.get(other.id)).toMatchObject({ disabled: true, passwordResetRequired: true, roles: ['admin'] });
+    await expectAuditedByAdmin('user.password_reset_required', other.id);
+    await expectAuditedByAdmin('user.disabled', other.id);
+    await confirmAndPost(other.id, 'delete', '/admin/users?notice=deleted');
+    expect(await server.deps.userAdmin.get(other.id)).toBeUndefined();
+    await expectAuditedByAdmin('user.deleted', other.id);
   });
 
   it('deletes a user, then lands on the list', async () => {
