@@ -175,7 +175,16 @@ const REGISTRANT_METADATA = new Set([
   'require_mfa',
 ]);
 
-const ALLOWED_GRANT_TYPES = new Set(['authorization_code', 'refresh_token', 'client_credentials']);
+/**
+ * No client_credentials: a registrant acts for the people who sign in to it, never on its own
+ * behalf (a client that gets tokens with no person behind them is an admin's decision).
+ */
+const ALLOWED_GRANT_TYPES = new Set(['authorization_code', 'refresh_token']);
+/**
+ * URLs a registrant gives that the consent page shows or links (RFC 7591 §2): https only, so that
+ * what the person sees cannot be swapped on the way (and no javascript:, data: or plain http).
+ */
+const HTTPS_METADATA = ['logo_uri', 'client_uri', 'policy_uri', 'tos_uri'] as const;
 const ALLOWED_AUTH_METHODS = new Set(['client_secret_basic', 'client_secret_post', 'none']);
 /** The OIDC scopes only: never the management API's (config.adminApi.scopes). */
 const REGISTRANT_SCOPES: readonly string[] = defaults.scopes;
@@ -203,6 +212,16 @@ function checkUris(uris: string[], key: string, publicClient: boolean): void {
   }
 }
 
+function isHttpsUrl(value: unknown): boolean {
+  if (typeof value !== 'string' || value.length > 2000) return false;
+  try {
+    const url = new URL(value);
+    return url.protocol === 'https:' && url.hostname !== '' && url.username === '' && url.password === '';
+  } catch {
+    return false;
+  }
+}
+
 /** House rules for a registrant's metadata, on registration and on every RFC 7592 update. */
 function applyClientRules(properties: ClientMetadata): void {
   const record = properties as Record<string, unknown>;
@@ -220,6 +239,11 @@ function applyClientRules(properties: ClientMetadata): void {
 
   const disallowed = stringList(properties, 'grant_types').find((g) => !ALLOWED_GRANT_TYPES.has(g));
   if (disallowed) throw new errors.InvalidClientMetadata(`grant_types: ${disallowed} is not allowed`);
+
+  for (const key of HTTPS_METADATA) {
+    const value = record[key];
+    if (value !== undefined && !isHttpsUrl(value)) throw new errors.InvalidClientMetadata(`${key} must be an https URL`);
+  }
 
   if (record.scope === undefined) {
     // Without `scope` a client may ask for any scope the server knows; a registrant gets the

@@ -218,6 +218,55 @@ describe('dynamic client registration (RFC 7591) and management (RFC 7592)', () 
     expect(stored).not.toHaveProperty('access_token_ttl');
   });
 
+  it('refuses the client_credentials grant and non-https logo, client, policy and terms URLs, storing nothing and using no use', async () => {
+    const token = await newToken({ uses: 1 });
+    const before = await clientCount();
+    const id = registrationTokenId(token);
+    const refused: [string, Record<string, unknown>][] = [
+      ['client_credentials', { grant_types: ['client_credentials'], response_types: [] }],
+      ['client_credentials with a code flow', { grant_types: ['authorization_code', 'client_credentials'] }],
+      ['http logo_uri', { logo_uri: 'http://rp.example.com/logo.png' }],
+      ['data logo_uri', { logo_uri: 'data:image/png;base64,iVBORw0KGgo=' }],
+      ['javascript client_uri', { client_uri: 'javascript:alert(1)' }],
+      ['http policy_uri', { policy_uri: 'http://rp.example.com/privacy' }],
+      ['http tos_uri', { tos_uri: 'http://rp.example.com/terms' }],
+      ['a tos_uri that is not a URL', { tos_uri: 'terms' }],
+    ];
+    for (const [what, metadata] of refused) {
+      const reply = await register(webClient(metadata), token);
+      expect({ what, status: reply.status, error: reply.body.error }).toEqual({ what, status: 400, error: 'invalid_client_metadata' });
+      expect(reply.body).not.toHaveProperty('client_secret');
+    }
+    expect(await clientCount()).toBe(before);
+    expect((await server.deps.registrationTokens.list()).find((v) => v.id === id)).toMatchObject({ usesCount: 0 });
+
+    // https URLs are fine, and the one use is still there.
+    const https = {
+      logo_uri: 'https://rp.example.com/logo.png',
+      client_uri: 'https://rp.example.com/',
+      policy_uri: 'https://rp.example.com/privacy',
+      tos_uri: 'https://rp.example.com/terms',
+    };
+    const registered = await register(webClient(https), token);
+    expect(registered.status).toBe(201);
+    expect(registered.body).toMatchObject(https);
+    expect(await clientCount()).toBe(before + 1);
+
+    // The same rules on an RFC 7592 update, which leaves the client as it was.
+    const client = registered.body as unknown as Registered;
+    for (const body of [
+      { client_id: client.client_id, redirect_uris: [REDIRECT_URI], grant_types: ['authorization_code', 'client_credentials'] },
+      { client_id: client.client_id, redirect_uris: [REDIRECT_URI], logo_uri: 'http://rp.example.com/logo.png' },
+    ]) {
+      const update = await call(client.registration_client_uri, { method: 'PUT', token: client.registration_access_token, body });
+      expect(update.status).toBe(400);
+      expect(update.body.error).toBe('invalid_client_metadata');
+    }
+    const stored = await server.deps.clients.find(client.client_id);
+    expect(stored).toMatchObject(https);
+    expect(stored?.grant_types).not.toContain('client_credentials');
+  });
+
   it('a registered client is stored marked dynamically_registered, its secret sealed, and completes a code flow with PKCE', async () => {
     const token = await newToken({ uses: 1 });
     const reply = await register(webClient({ grant_types: ['authorization_code', 'refresh_token'] }), token);
