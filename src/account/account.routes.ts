@@ -29,14 +29,26 @@ import type { Logger } from '../logging/logger.js';
  * browser through an ordinary authorization request with PKCE, so the login page, second factors
  * and the MFA policy all apply. Its callback checks state and PKCE and redeems the code in-process
  * (it needs the session, not tokens).
+ *
+ * Changing the second factor (showing the enrolment page, turning the app on, removing it, new
+ * recovery codes) needs a recent authentication, younger than RECENT_AUTH_MAX_AGE: a session
+ * borrowed from an unattended browser must not be enough. Otherwise the page sends the person
+ * through a new authentication for the same account (first-party-sign-in.ts, `fresh`), then
+ * back: to the page itself after a GET; after a POST, which did nothing, to the security page
+ * with a notice to do it again (the form's contents are not kept across the sign-in).
  */
 
 const SECURITY_PATH = '/account/security';
+const ENROL_PATH = `${SECURITY_PATH}/totp`;
+/** Where a POST refused for an old authentication returns after the new one (shows a notice). */
+const AFTER_STEP_UP_PATH = `${SECURITY_PATH}?signed-in-again=1`;
 
 interface AccountState {
   form: FormFields;
   account: AccountView;
   sessionUid: string;
+  /** When the person last authenticated (auth_time), epoch seconds. */
+  authTime: number | undefined;
   formActionOrigins: string[];
   log?: Logger;
 }
@@ -53,6 +65,8 @@ export interface AccountRouterDeps {
   csrf: CsrfTokens;
   logger: Logger;
   audit: AuditService;
+  /** Epoch milliseconds. */
+  now?: () => number;
 }
 
 const codeSchema = z
@@ -74,7 +88,7 @@ const removeForm = z.object({
 });
 
 export function createAccountRouter(deps: AccountRouterDeps): Router<AccountState> {
-  const { config, provider, accounts, totp, factorThrottle, pages, csrf, logger, audit } = deps;
+  const { config, provider, accounts, totp, factorThrottle, pages, csrf, logger, audit, now = Date.now } = deps;
   const router = new Router<AccountState>({ prefix: '/account' });
   const signIn = createFirstPartySignIn({
     provider,
@@ -84,6 +98,7 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
     basePath: '/account',
     landingPath: SECURITY_PATH,
     cancelledPath: '/account/signed-out',
+    returnPaths: [SECURITY_PATH, ENROL_PATH, AFTER_STEP_UP_PATH],
   });
   const logFor = (ctx: Ctx) => ctx.state.log ?? logger;
   const csrfKey = (ctx: Ctx) => `account:${ctx.state.sessionUid}`;
@@ -107,8 +122,23 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
     }
     ctx.state.account = current.account;
     ctx.state.sessionUid = current.sessionUid;
+    ctx.state.authTime = current.authTime;
     ctx.state.formActionOrigins = [];
     await next();
+  };
+
+  /**
+   * The authentication must be younger than RECENT_AUTH_MAX_AGE; otherwise a new one (303 to the
+   * fresh sign-in) and nothing else: a GET comes back to its page, a POST to the security page
+   * with a notice to do it again.
+   */
+  const requireRecentAuth: Step = async function requireRecentAuth(ctx, next) {
+    const { authTime } = ctx.state;
+    const age = authTime === undefined ? Infinity : Math.floor(now() / 1000) - authTime;
+    if (age <= config.recentAuthMaxAgeSeconds) return next();
+    logFor(ctx).info('recent authentication required', { accountId: ctx.state.account.id, path: ctx.path, method: ctx.method });
+    ctx.status = 303;
+    ctx.redirect(signIn.signInPath({ fresh: true, returnTo: ctx.method === 'GET' ? ctx.path : AFTER_STEP_UP_PATH }));
   };
 
   const checkCsrf: Step = async function checkCsrf(ctx, next) {
@@ -210,19 +240,23 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
   });
 
   router.get('/security', noStore, requireSession, async function showSecurity(ctx) {
-    await renderSecurity(ctx);
+    // Back from the new authentication a refused change asked for (the link itself changes nothing).
+    const notice = ctx.query['signed-in-again'] === '1' ? 'You signed in again. Nothing was changed yet: do it once more now.' : undefined;
+    await renderSecurity(ctx, { notice });
   });
 
-  router.get('/security/totp', noStore, requireSession, async function showEnrol(ctx) {
-    if (ctx.state.account.totpEnabled) {
-      ctx.status = 303;
-      ctx.redirect(SECURITY_PATH);
-      return;
-    }
+  /** The enrolment page is for accounts without an app; with one, the security page. */
+  const unlessEnrolled: Step = async function unlessEnrolled(ctx, next) {
+    if (!ctx.state.account.totpEnabled) return next();
+    ctx.status = 303;
+    ctx.redirect(SECURITY_PATH);
+  };
+
+  router.get('/security/totp', noStore, requireSession, unlessEnrolled, requireRecentAuth, async function showEnrol(ctx) {
     await renderEnrol(ctx);
   });
 
-  router.post('/security/totp', noStore, form, requireSession, checkCsrf, async function activate(ctx) {
+  router.post('/security/totp', noStore, form, requireSession, checkCsrf, requireRecentAuth, async function activate(ctx) {
     const { account } = ctx.state;
     if (account.totpEnabled) return renderSecurity(ctx, { notice: 'Two-step verification is already on.' });
     const enrolment = enrolmentField.safeParse(ctx.state.form.enrolment).data;
@@ -256,7 +290,7 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
     ctx.redirect(SECURITY_PATH);
   });
 
-  router.post('/security/recovery-codes', noStore, form, requireSession, checkCsrf, async function regenerate(ctx) {
+  router.post('/security/recovery-codes', noStore, form, requireSession, checkCsrf, requireRecentAuth, async function regenerate(ctx) {
     const { account } = ctx.state;
     if (!account.totpEnabled) return renderSecurity(ctx, { error: 'Set up an authenticator app first.', status: 400 });
     const code = codeSchema.safeParse(ctx.state.form.code);
@@ -272,7 +306,7 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
     return renderCodes(ctx, codes);
   });
 
-  router.post('/security/totp/remove', noStore, form, requireSession, checkCsrf, async function remove(ctx) {
+  router.post('/security/totp/remove', noStore, form, requireSession, checkCsrf, requireRecentAuth, async function remove(ctx) {
     const { account } = ctx.state;
     if (!account.totpEnabled) return renderSecurity(ctx, { notice: 'Two-step verification is already off.' });
     const parsed = removeForm.safeParse(ctx.state.form);

@@ -16,6 +16,13 @@ import { AppError } from '../http/app-error.js';
  * and single sign-on all apply. The callback checks state and PKCE and redeems the code in-process
  * (the page needs the session the sign-in created, not tokens); afterwards who is signed in comes
  * from the SSO session itself, so signing out anywhere signs out here too.
+ *
+ * A page that needs a recent authentication (the admin console after its maximum age or idle
+ * time, a sensitive change on the account page) sends the browser to `${basePath}/sign-in?fresh=1`:
+ * the authorization request then carries `max_age=0` (OIDC Core §3.1.2.1), so the provider asks
+ * for the person's factors again even with a session, and `login_hint` with the signed-in
+ * account's email. `return=<path>` lands there afterwards, only if the path is one the page
+ * listed (`returnPaths`): never a path from the request itself, so no open redirect.
  */
 
 export interface FirstPartySignInOptions {
@@ -31,6 +38,16 @@ export interface FirstPartySignInOptions {
   cancelledPath: string;
   /** Extra authorization request parameters (e.g. acr_values). */
   extraParams?: Record<string, string>;
+  /** Local paths (query included, exact match) a sign-in may land on instead of landingPath. */
+  returnPaths?: readonly string[];
+}
+
+/** What a sign-in asks of the provider, and where it lands. */
+export interface SignInRequest {
+  /** A new authentication even with a session (`max_age=0`), for the signed-in account (`login_hint`). */
+  fresh?: boolean;
+  /** Land here afterwards; one of `returnPaths`, otherwise ignored (landingPath). */
+  returnTo?: string;
 }
 
 export interface SignedIn {
@@ -39,18 +56,24 @@ export interface SignedIn {
   sessionUid: string;
   /** RFC 8176 methods of the session's sign-in. */
   amr: string[];
+  /** The session's authentication context class (OIDC Core §2 `acr`), as the sign-in set it. */
+  acr: string | undefined;
+  /** When the person last authenticated (OIDC Core §2 `auth_time`, the session's loginTs), in epoch seconds. */
+  authTime: number | undefined;
 }
 
 export interface FirstPartySignIn {
-  /** GET `${basePath}/sign-in`: starts the authorization request. */
+  /** GET `${basePath}/sign-in[?fresh=1][&return=<path>]`: starts the authorization request. */
   start: Middleware;
+  /** The sign-in URL for `request` (what `start` reads back). */
+  signInPath(request?: SignInRequest): string;
   /** GET `${basePath}/callback`. */
   callback: Middleware;
   /** The signed-in, enabled account of this browser's SSO session, if any. */
   current(ctx: Context): Promise<SignedIn | undefined>;
 }
 
-const pendingSchema = z.object({ state: z.string(), verifier: z.string() });
+const pendingSchema = z.object({ state: z.string(), verifier: z.string(), returnTo: z.string().optional() });
 
 function s256(verifier: string): string {
   return createHash('sha256').update(verifier).digest('base64url');
@@ -68,11 +91,40 @@ export function createFirstPartySignIn(options: FirstPartySignInOptions): FirstP
   const cookieName = `${basePath.replace(/^\//, '').replace(/\W+/g, '-')}.login`;
   const cookieOptions = { httpOnly: true, sameSite: 'lax' as const, signed: true, path: basePath, overwrite: true };
 
+  const returnPaths = new Set(options.returnPaths ?? []);
+  /** Only a path the page listed, compared as a whole string: nothing from the request is trusted. */
+  const allowedReturn = (path: unknown): string | undefined => (typeof path === 'string' && returnPaths.has(path) ? path : undefined);
+
+  async function current(ctx: Context): Promise<SignedIn | undefined> {
+    const session = await provider.Session.get(ctx);
+    if (!session.accountId) return undefined;
+    const account = await accounts.findById(session.accountId);
+    if (!account || account.disabled) return undefined;
+    return {
+      account,
+      sessionUid: session.uid,
+      amr: Array.isArray(session.amr) ? session.amr : [],
+      acr: typeof session.acr === 'string' ? session.acr : undefined,
+      authTime: typeof session.loginTs === 'number' ? session.loginTs : undefined,
+    };
+  }
+
   return {
+    signInPath(request = {}) {
+      const query = new URLSearchParams();
+      if (request.fresh) query.set('fresh', '1');
+      const returnTo = allowedReturn(request.returnTo);
+      if (returnTo) query.set('return', returnTo);
+      const search = query.toString();
+      return `${basePath}/sign-in${search ? `?${search}` : ''}`;
+    },
+
     async start(ctx) {
+      const fresh = ctx.query.fresh === '1';
+      const returnTo = allowedReturn(ctx.query.return);
       const state = randomBytes(16).toString('base64url');
       const verifier = randomBytes(32).toString('base64url');
-      ctx.cookies.set(cookieName, JSON.stringify({ state, verifier }), { ...cookieOptions, maxAge: config.ttl.interaction * 1000 });
+      ctx.cookies.set(cookieName, JSON.stringify({ state, verifier, returnTo }), { ...cookieOptions, maxAge: config.ttl.interaction * 1000 });
       const query = new URLSearchParams({
         client_id: clientId,
         response_type: 'code',
@@ -83,6 +135,14 @@ export function createFirstPartySignIn(options: FirstPartySignInOptions): FirstP
         state,
         ...options.extraParams,
       });
+      if (fresh) {
+        // OIDC Core §3.1.2.1: max_age=0 makes the provider authenticate the person again
+        // whatever session the browser has; the login page is filled in for the account that is
+        // signed in (another account there ends this session first, the provider's own rule).
+        query.set('max_age', '0');
+        const signedIn = await current(ctx);
+        if (signedIn) query.set('login_hint', signedIn.account.email);
+      }
       ctx.set('Cache-Control', 'no-store');
       ctx.status = 303;
       ctx.redirect(`/auth?${query.toString()}`);
@@ -123,15 +183,10 @@ export function createFirstPartySignIn(options: FirstPartySignInOptions): FirstP
       // Redeemed here, in-process: the page needs the session the sign-in created, not tokens.
       await authorizationCode.consume();
       ctx.status = 303;
-      ctx.redirect(options.landingPath);
+      // Checked again: the cookie is signed, but the list is what decides.
+      ctx.redirect(allowedReturn(pending.returnTo) ?? options.landingPath);
     },
 
-    async current(ctx) {
-      const session = await provider.Session.get(ctx);
-      if (!session.accountId) return undefined;
-      const account = await accounts.findById(session.accountId);
-      if (!account || account.disabled) return undefined;
-      return { account, sessionUid: session.uid, amr: Array.isArray(session.amr) ? session.amr : [] };
-    },
+    current,
   };
 }

@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mongo } from 'mongoose';
 
+import { collectionName } from '../../src/oidc/mongo-adapter.js';
 import type { MailServer } from '../support/mail-server.js';
 import { sleep } from '../support/rp.js';
 import {
@@ -442,6 +443,144 @@ describe('/account/security', () => {
       expect(removed.status).toBe(200);
       expect(shownState(removed.body)).toBe('Off');
       expect((await server.deps.totp.status(remover.id)).enabled).toBe(false);
+    });
+  });
+  describe('changes need a recent authentication', () => {
+    const RECENT = () => server.config.recentAuthMaxAgeSeconds;
+
+    /**
+     * Makes the browser's authentication `seconds` old, as time would: the stored session's loginTs
+     * (what auth_time is read from) moved back. The session itself stays valid.
+     */
+    async function ageAuthentication(accountId: string, seconds: number): Promise<void> {
+      const sessions = server.deps.db.collection<{ _id: string; payload: string; accountId?: string }>(collectionName('Session'));
+      const mine = await sessions.find({ accountId }).toArray();
+      expect(mine.length).toBeGreaterThan(0);
+      for (const record of mine) {
+        const payload = JSON.parse(record.payload) as { loginTs: number };
+        await sessions.updateOne({ _id: record._id }, { $set: { payload: JSON.stringify({ ...payload, loginTs: Math.floor(Date.now() / 1000) - seconds }) } });
+      }
+    }
+
+    /** Follows a refusal to the provider's authorization request; checks it asks for a new authentication of this account. */
+    async function expectFreshSignIn(agent: UserAgent, refused: Reply, email: string, returnTo: string): Promise<Reply> {
+      expect(refused.status).toBe(303);
+      const signInUrl = new URL(refused.location ?? '');
+      expect(signInUrl.pathname).toBe('/account/sign-in');
+      expect(signInUrl.searchParams.get('fresh')).toBe('1');
+      expect(signInUrl.searchParams.get('return')).toBe(returnTo);
+      const start = await agent.get(signInUrl.toString());
+      expect(start.status).toBe(303);
+      const auth = new URL(start.location ?? '');
+      expect(auth.pathname).toBe('/auth');
+      expect(auth.searchParams.get('client_id')).toBe('account-console');
+      expect(auth.searchParams.get('max_age')).toBe('0');
+      expect(auth.searchParams.get('login_hint')).toBe(email);
+      // The provider asks again although the session is alive: the login page, for this account.
+      const login = await agent.follow(auth.toString());
+      expect(pageKind(login)).toBe('login');
+      expect(login.body).toContain(`value="${email}"`);
+      return login;
+    }
+
+    it('showing the enrolment page: a step-up sign-in (max_age=0, login_hint), then back to the page', async () => {
+      const p = await newPerson('stale-enrol');
+      const { agent } = await signIn(p);
+      expect((await agent.get(url('/account/security/totp'))).status).toBe(200);
+
+      await ageAuthentication(p.id, RECENT() + 60);
+      const before = await accountsBytes();
+      const refused = await agent.get(url('/account/security/totp'));
+      expect((await accountsBytes()).equals(before)).toBe(true);
+      // The security page itself needs no recent authentication.
+      expect((await agent.get(url('/account/security'))).status).toBe(200);
+
+      const login = await expectFreshSignIn(agent, refused, p.email, '/account/security/totp');
+      const back = await submit(agent, login, '/login', { email: p.email, password: p.password });
+      expect(back.status).toBe(200);
+      expect(back.url).toBe(url('/account/security/totp'));
+      expect(pageKind(back)).toBe('enrol');
+    });
+
+    it('a stale POST turning the app on does nothing, asks again, and comes back to the security page with a notice', async () => {
+      const p = await newPerson('stale-activate');
+      const { agent } = await signIn(p);
+      const enrol = await agent.get(url('/account/security/totp'));
+      const secret = secretFromEnrolPage(enrol.body);
+
+      await ageAuthentication(p.id, RECENT() + 1);
+      const step = await clearOfStepEnd();
+      const refused = await agent.post(url('/account/security/totp'), {
+        csrf: formField(enrol.body, 'csrf'),
+        enrolment: formField(enrol.body, 'enrolment'),
+        code: await codeForStep(secret, step),
+      });
+      expect((await server.deps.totp.status(p.id)).enabled).toBe(false);
+
+      const login = await expectFreshSignIn(agent, refused, p.email, '/account/security?signed-in-again=1');
+      const back = await submit(agent, login, '/login', { email: p.email, password: p.password });
+      expect(back.status).toBe(200);
+      expect(back.url).toBe(url('/account/security?signed-in-again=1'));
+      expect(back.body).toContain('You signed in again. Nothing was changed yet');
+      expect(shownState(back.body)).toBe('Off');
+
+      // Now fresh: the same page, still open, turns it on (the code was never used).
+      const codes = await submit(agent, enrol, '/account/security/totp', { code: await codeForStep(secret, step) });
+      expect(pageKind(codes)).toBe('recovery-codes');
+      expect((await server.deps.totp.status(p.id)).enabled).toBe(true);
+    });
+
+    it('stale POSTs making new recovery codes or removing the app do nothing; after the step-up (password and app) they work, with their proofs', async () => {
+      const p = await newPerson('stale-remove');
+      const { agent } = await signIn(p);
+      const enrolled = await enrolFromPage(agent);
+      const [recoveryA, recoveryB] = enrolled.recoveryCodes as [string, string];
+
+      await ageAuthentication(p.id, RECENT() + 60);
+      const page = await agent.get(url('/account/security'));
+      expect(shownState(page.body)).toBe('On');
+      const step = await usableStep(enrolled.usedStep);
+      const code = await codeForStep(enrolled.secret, step);
+      const regenerate = await agent.post(url('/account/security/recovery-codes'), { csrf: formField(page.body, 'csrf'), code });
+      expect(regenerate.status).toBe(303);
+      expect(new URL(regenerate.location ?? '').pathname).toBe('/account/sign-in');
+      const remove = await agent.post(url('/account/security/totp/remove'), { csrf: formField(page.body, 'csrf'), password: p.password });
+      expect(remove.status).toBe(303);
+      // Nothing happened: still on, the same ten recovery codes, and the code not spent.
+      expect(await server.deps.totp.status(p.id)).toMatchObject({ enabled: true, recoveryCodesLeft: 10 });
+
+      // The step-up asks for every factor the account has: password, then the app (a recovery code here).
+      const login = await expectFreshSignIn(agent, remove, p.email, '/account/security?signed-in-again=1');
+      const second = await submit(agent, login, '/login', { email: p.email, password: p.password });
+      expect(pageKind(second)).toBe('totp');
+      const recovery = await agent.follow(`${second.url}?method=recovery`);
+      const back = await submit(agent, recovery, '/second-factor/recovery', { code: recoveryA });
+      expect(back.url).toBe(url('/account/security?signed-in-again=1'));
+      expect(back.body).toContain('do it once more now');
+
+      // Fresh now, and the proofs still apply: removal without the password or a code is refused.
+      const nothing = await submit(agent, back, '/account/security/totp/remove', {});
+      expectClientError(nothing, 400);
+      const fresh = await submit(agent, back, '/account/security/recovery-codes', { code });
+      expect(pageKind(fresh)).toBe('recovery-codes');
+      expect(await server.deps.totp.verifyRecoveryCode(p.id, recoveryB)).toEqual({ ok: false, reason: 'invalid' });
+      const removed = await submit(agent, await agent.get(url('/account/security')), '/account/security/totp/remove', { password: p.password });
+      expect(shownState(removed.body)).toBe('Off');
+      expect((await server.deps.totp.status(p.id)).enabled).toBe(false);
+    });
+
+    it('a sign-in returns only to paths the page lists, whatever the link says', async () => {
+      const p = await newPerson('return-paths');
+      for (const returnTo of ['https://evil.example/', '//evil.example/account/security', '/account/security/../../admin', '/admin/clients', '/account/security/totp?x=1']) {
+        const agent = new UserAgent(server.url);
+        const start = await agent.get(url(`/account/sign-in?return=${encodeURIComponent(returnTo)}`));
+        expect(start.status).toBe(303);
+        const login = await agent.follow(start.location ?? '');
+        const posted = await agent.post(formAction(login.body, '/login'), { csrf: formField(login.body, 'csrf'), email: p.email, password: p.password });
+        const { callbackUrl } = await untilCallback(agent, posted);
+        const landed = await agent.get(callbackUrl);
+        expect({ returnTo, location: landed.location }).toEqual({ returnTo, location: url('/account/security') });
+      }
     });
   });
 });
