@@ -3,15 +3,14 @@ import type { Connection, mongo } from 'mongoose';
 
 import { createAccountModel } from './accounts/account.model.js';
 import type { AccountService } from './accounts/account.service.js';
-import type { SignInThrottle } from './accounts/sign-in-throttle.js';
-import { createSignInThrottle } from './accounts/sign-in-throttle.js';
 import { createAccountService } from './accounts/account.service.js';
 import type { EmailCodeService } from './accounts/email-code.service.js';
 import { createEmailCodeService } from './accounts/email-code.service.js';
-import type { FactorThrottle } from './accounts/factor-throttle.js';
-import { createFactorThrottle } from './accounts/factor-throttle.js';
 import type { TotpService } from './accounts/totp.service.js';
 import { createTotpService } from './accounts/totp.service.js';
+import { createAttemptLimiter } from './limits/attempt-limiter.js';
+import type { SignInLimits } from './limits/sign-in-limits.js';
+import { createSignInLimits } from './limits/sign-in-limits.js';
 import type { UserAdminService } from './accounts/user-admin.service.js';
 import { createUserAdminService } from './accounts/user-admin.service.js';
 import { ensureAccountClient } from './account/account-client.js';
@@ -51,12 +50,12 @@ export interface Deps {
   db: mongo.Db;
   accounts: AccountService;
   clients: ClientService;
-  signInThrottle: SignInThrottle;
   emailCodes: EmailCodeService;
   totp: TotpService;
   /** What administrators do to people (console, management API, CLI). */
   userAdmin: UserAdminService;
-  factorThrottle: FactorThrottle;
+  /** Every limit on guessing and sending, per address, account and client IP (src/limits). */
+  limits: SignInLimits;
   mailer: Mailer;
   audit: AuditService;
   /** Initial access tokens for RFC 7591 dynamic registration. */
@@ -103,17 +102,16 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   await accounts.ensureIndexes();
   await clients.ensureIndexes();
   const { ttlSupported } = await ensureAdapterIndexes(db, logger);
-  const signInThrottle = createSignInThrottle(db, { ...config.signInThrottle, resetAfterSeconds: 60 * 60 });
-  await signInThrottle.ensureIndexes();
   const emailCodes = createEmailCodeService(db, {
     ttlSeconds: config.emailCode.ttlSeconds,
     resendIntervalSeconds: config.emailCode.resendIntervalSeconds,
     maxAttempts: config.emailCode.maxAttempts,
   });
   await emailCodes.ensureIndexes();
-  // Second-factor failures are forgotten after a day without one (or at the next success).
-  const factorThrottle = createFactorThrottle(db, { ...config.factorThrottle, resetAfterSeconds: 24 * 60 * 60 });
-  await factorThrottle.ensureIndexes();
+  // Every limit on guessing and sending (passwords, codes, second factors, per IP): src/limits.
+  const limiter = createAttemptLimiter(db);
+  await limiter.ensureIndexes();
+  const limits = createSignInLimits(limiter, config);
   await totp.ensureIndexes();
   const mailer = createMailer({ config, logger });
   const audit = createAuditService({ db, logger, retentionDays: config.audit.retentionDays });
@@ -128,7 +126,7 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   const sweep = setInterval(() => {
     guardDatabase(async () => {
       let removed = ttlSupported ? 0 : await sweepExpired(db);
-      for (const store of [signInThrottle, emailCodes, factorThrottle, totp, audit, registrationTokens, clients]) removed += await store.sweep();
+      for (const store of [emailCodes, limiter, totp, audit, registrationTokens, clients]) removed += await store.sweep();
       return removed;
     }).then(
       (n) => n > 0 && logger.debug('swept expired records', { removed: n }),
@@ -158,11 +156,10 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
     db,
     accounts,
     clients,
-    signInThrottle,
     emailCodes,
     totp,
     userAdmin,
-    factorThrottle,
+    limits,
     mailer,
     audit,
     registrationTokens,

@@ -6,7 +6,6 @@ import { z } from 'zod';
 import type { AccountService, AccountView } from '../accounts/account.service.js';
 import { ACCOUNT_CLIENT_ID } from './account-client.js';
 import { createFirstPartySignIn } from '../oidc/first-party-sign-in.js';
-import type { FactorThrottle } from '../accounts/factor-throttle.js';
 import type { TotpService } from '../accounts/totp.service.js';
 import type { AuditOutcome, AuditService } from '../audit/audit.service.js';
 import { accountActor } from '../audit/audit.service.js';
@@ -18,6 +17,8 @@ import type { PageRenderer } from '../http/render-page.js';
 import { describeWait } from '../interactions/interaction-steps.js';
 import type { CsrfTokens } from '../interactions/csrf.js';
 import { recoveryCodesText } from '../interactions/factor.routes.js';
+import type { Gate } from '../limits/attempt-limiter.js';
+import type { SignInLimits } from '../limits/sign-in-limits.js';
 import type { Logger } from '../logging/logger.js';
 
 /**
@@ -60,7 +61,7 @@ export interface AccountRouterDeps {
   provider: Provider;
   accounts: AccountService;
   totp: TotpService;
-  factorThrottle: FactorThrottle;
+  limits: SignInLimits;
   pages: PageRenderer;
   csrf: CsrfTokens;
   logger: Logger;
@@ -88,7 +89,7 @@ const removeForm = z.object({
 });
 
 export function createAccountRouter(deps: AccountRouterDeps): Router<AccountState> {
-  const { config, provider, accounts, totp, factorThrottle, pages, csrf, logger, audit, now = Date.now } = deps;
+  const { config, provider, accounts, totp, limits, pages, csrf, logger, audit, now = Date.now } = deps;
   const router = new Router<AccountState>({ prefix: '/account' });
   const signIn = createFirstPartySignIn({
     provider,
@@ -204,12 +205,18 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
     });
   };
 
+  /** The gates of a proof on this page: the client IP's, and the factor's own (src/limits). */
+  const proofGates = (ctx: Ctx, factor: 'totp' | 'password'): Gate[] => [
+    limits.signInFromIp(ctx.ip),
+    factor === 'password' ? limits.password(ctx.state.account.email) : limits.factor(ctx.state.account.id, 'totp'),
+  ];
+
   /**
-   * One guarded proof (a current authenticator code or the password), counted per account like
-   * every second-factor attempt, so a borrowed session cannot be used to guess either.
+   * One guarded proof (a current authenticator code or the password), counted like the same
+   * factor on the sign-in pages, so a borrowed session cannot be used to guess either.
    */
-  const guardedProof = async (ctx: Ctx, prove: () => Promise<boolean>, wrong: string): Promise<{ ok: true } | { ok: false; message: string; status: number }> => {
-    const gate = await factorThrottle.begin(ctx.state.account.id);
+  const guardedProof = async (ctx: Ctx, factor: 'totp' | 'password', prove: () => Promise<boolean>, wrong: string): Promise<{ ok: true } | { ok: false; message: string; status: number }> => {
+    const gate = await limits.limiter.begin(proofGates(ctx, factor));
     if (!gate.allowed) {
       ctx.set('Retry-After', String(gate.retryAfterSeconds));
       return { ok: false, message: `Too many wrong attempts. Wait ${describeWait(gate.retryAfterSeconds)}, then try again.`, status: 429 };
@@ -223,7 +230,7 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
   };
 
   const checkCurrentCode = (ctx: Ctx, code: string) =>
-    guardedProof(ctx, async () => (await totp.verify(ctx.state.account.id, code)).ok, 'That code is not right. Check your authenticator app and try again.');
+    guardedProof(ctx, 'totp', async () => (await totp.verify(ctx.state.account.id, code)).ok, 'That code is not right. Check your authenticator app and try again.');
 
   const form = parseForm({ limit: config.formBodyLimit });
 
@@ -262,7 +269,7 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
     const enrolment = enrolmentField.safeParse(ctx.state.form.enrolment).data;
     const code = codeSchema.safeParse(ctx.state.form.code);
     if (!code.success) return renderEnrol(ctx, { error: 'Enter the 6-digit code your app shows for this account.', status: 400, enrolment });
-    const gate = await factorThrottle.begin(account.id);
+    const gate = await limits.limiter.begin(proofGates(ctx, 'totp'));
     if (!gate.allowed) {
       ctx.set('Retry-After', String(gate.retryAfterSeconds));
       await auditChange(ctx, 'mfa.enrolled', 'failure', 'throttled');
@@ -313,7 +320,7 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
     const password = parsed.success ? parsed.data.password : undefined;
     const code = parsed.success && parsed.data.code ? codeSchema.safeParse(parsed.data.code) : undefined;
     if (password) {
-      const check = await guardedProof(ctx, () => accounts.verifyPassword(account.id, password), 'That password is not right.');
+      const check = await guardedProof(ctx, 'password', () => accounts.verifyPassword(account.id, password), 'That password is not right.');
       if (!check.ok) {
         logFor(ctx).info('authenticator removal refused', { accountId: account.id, reason: 'password' });
         await auditChange(ctx, 'mfa.removed', 'failure', refusal(check, 'wrong_password'));

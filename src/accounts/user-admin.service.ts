@@ -11,7 +11,9 @@ import type { Role } from './account.model.js';
 import type { AccountService, AccountView } from './account.service.js';
 import { emailSchema, passwordSchema, safeText } from './account.service.js';
 import { EMAIL_CODES_COLLECTION } from './email-code.service.js';
-import { FACTOR_ATTEMPTS_COLLECTION } from './factor-throttle.js';
+import type { AttemptRecord } from '../limits/attempt-limiter.js';
+import { LIMIT_ATTEMPTS_COLLECTION } from '../limits/attempt-limiter.js';
+import { accountLimitKeys } from '../limits/sign-in-limits.js';
 import type { TotpService } from './totp.service.js';
 import { RECOVERY_CODE_USES_COLLECTION, TOTP_USED_STEPS_COLLECTION } from './totp.service.js';
 
@@ -378,9 +380,10 @@ export function createUserAdminService({ accounts, totp, db, audit, logger }: Us
       const revokedRecords = await revokeAccountRecords(db, id);
       // Per-account working data (codes, throttles, used-code claims): nothing to keep once the
       // person is gone, and the codes carry their address.
-      for (const name of [EMAIL_CODES_COLLECTION, FACTOR_ATTEMPTS_COLLECTION, TOTP_USED_STEPS_COLLECTION, RECOVERY_CODE_USES_COLLECTION]) {
+      for (const name of [EMAIL_CODES_COLLECTION, TOTP_USED_STEPS_COLLECTION, RECOVERY_CODE_USES_COLLECTION]) {
         await db.collection<{ accountId: string }>(name).deleteMany({ accountId: id });
       }
+      await db.collection<AttemptRecord>(LIMIT_ATTEMPTS_COLLECTION).deleteMany({ key: { $in: accountLimitKeys(id) } });
       logger.debug('account deleted; sessions and tokens revoked', { accountId: id, revokedRecords });
       await record('user.deleted', by, account, { revokedRecords });
       return true;

@@ -5,7 +5,6 @@ import { z } from 'zod';
 import type { AccountService, AccountView } from '../accounts/account.service.js';
 import { emailSchema, passwordSchema } from '../accounts/account.service.js';
 import type { EmailCodePurpose, EmailCodeService } from '../accounts/email-code.service.js';
-import type { FactorAttempt, FactorThrottle } from '../accounts/factor-throttle.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../accounts/password.js';
 import type { TotpService } from '../accounts/totp.service.js';
 import type { AuditDetails, AuditOutcome, AuditService } from '../audit/audit.service.js';
@@ -13,13 +12,15 @@ import { accountActor } from '../audit/audit.service.js';
 import type { Config } from '../config/config.js';
 import { AppError } from '../http/app-error.js';
 import type { PageRenderer } from '../http/render-page.js';
+import type { Attempt, Gate } from '../limits/attempt-limiter.js';
+import type { SignInLimits } from '../limits/sign-in-limits.js';
 import type { Logger } from '../logging/logger.js';
 import type { Mailer, MailTemplate } from '../mail/mailer.js';
 import type { Factor } from '../oidc/policy.js';
 import { factorsFromAmr, isMultiFactor, loginResult, mfaReasons, secondFactorOptions } from '../oidc/policy.js';
 import type { CsrfTokens } from './csrf.js';
 import type { InteractionState, InteractionSteps, SignInProgress, Step, StepContext } from './interaction-steps.js';
-import { describeWait, readProgress, saveProgress, uniqueFactors } from './interaction-steps.js';
+import { describeWait, readProgress, saveProgress, tooManyAttempts as tooManyFailedAttempts, uniqueFactors } from './interaction-steps.js';
 
 /**
  * Every factor after (or instead of) the password: the sign-in code by email, the authenticator
@@ -37,7 +38,7 @@ export interface FactorRouteDeps {
   accounts: AccountService;
   emailCodes: EmailCodeService;
   totp: TotpService;
-  factorThrottle: FactorThrottle;
+  limits: SignInLimits;
   mailer: Mailer;
   pages: PageRenderer;
   csrf: CsrfTokens;
@@ -80,9 +81,6 @@ const newPasswordForm = z.object({
 
 type Method = 'totp' | 'recovery' | 'email' | 'password' | 'enrol';
 
-/** Audit actions of the guarded checks; `email` is the sign-in code or the second factor (by step). */
-const GUARDED_ACTIONS: Partial<Record<string, string>> = { totp: 'mfa.totp', recovery: 'mfa.recovery_code', password: 'mfa.password', enrol: 'mfa.enrolled' };
-
 interface SecondFactorContext {
   account: AccountView;
   /** Factors already done: the session's (step-up) and this interaction's. */
@@ -98,7 +96,7 @@ const SESSION_ENDED = 'Your sign-in has ended. Go back to the application and si
 const WRONG_STEP = 'This step of the sign-in is not the current one. Go back to the application and try again.';
 
 export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps) {
-  const { config, accounts, emailCodes, totp, factorThrottle, mailer, pages, csrf, logger, audit } = deps;
+  const { config, accounts, emailCodes, totp, limits, mailer, pages, csrf, logger, audit } = deps;
   const { finish, showCurrentStep } = steps;
   const logFor = (ctx: StepContext) => ctx.state.log ?? logger;
   /** One factor check in the audit log, against the account it was for (never the code itself). */
@@ -301,14 +299,54 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
 
   // Shared steps -----------------------------------------------------------------------------
 
-  const tooManyAttempts = (ctx: StepContext, retryAfterSeconds: number) => {
+  /** What a refused check says, with Retry-After set: the IP's limit, or the factor's own. */
+  const tooManyAttempts = (ctx: StepContext, retryAfterSeconds: number, fromIp: boolean, method: Method) => {
     ctx.set('Retry-After', String(retryAfterSeconds));
+    if (fromIp || method === 'password') return tooManyFailedAttempts(fromIp, retryAfterSeconds);
     return `Too many wrong codes. Wait ${describeWait(retryAfterSeconds)}, then try again.`;
   };
 
   /**
-   * Mails a code. A failure is logged (by the mailer, without the code) and the code is
-   * discarded, so nothing half-done stays behind; the caller shows a retry message.
+   * The gates a check passes: the client IP's sign-in failures, and the factor's own counter.
+   * NOTE: one counter per factor, so that guessing one (say, email codes, which anyone who knows
+   * an address can ask for) never delays the owner's others (the authenticator app). Email codes
+   * and passwords are counted per address, known or not, so a delay says nothing about accounts.
+   */
+  const gatesFor = (ctx: StepContext, method: Method, account: { id?: string | undefined; email: string }): Gate[] => {
+    const ip = limits.signInFromIp(ctx.ip);
+    if (method === 'email') return [ip, limits.emailCode(account.email)];
+    if (method === 'password') return [ip, limits.password(account.email)];
+    if (!account.id) throw new Error(`a ${method} check needs an account`);
+    return [ip, limits.factor(account.id, method === 'recovery' ? 'recovery' : 'totp')];
+  };
+
+  /** The gates of mailing a code: from this IP, to this address, and to this address from this IP. */
+  const sendingGates = (ctx: StepContext, email: string): Gate[] => [
+    limits.codeSendsFromIp(ctx.ip),
+    limits.codesToAddress(email),
+    limits.codesToAddressFromIp(email, ctx.ip),
+  ];
+
+  /**
+   * Reserves the sending of one code (counted once `sent()` is called, released otherwise), or
+   * says how long to wait and why. The same for known and unknown addresses.
+   */
+  const beginSending = async (ctx: StepContext, email: string) => {
+    const gates = sendingGates(ctx, email);
+    const verdict = await limits.limiter.begin(gates);
+    if (verdict.allowed) return verdict;
+    ctx.set('Retry-After', String(verdict.retryAfterSeconds));
+    const fromIp = verdict.key === gates[0]?.key;
+    const message = fromIp
+      ? `Too many codes were asked for from your network. You can ask for a new one in ${describeWait(verdict.retryAfterSeconds)}.`
+      : `Too many codes were sent to this address. You can ask for a new one in ${describeWait(verdict.retryAfterSeconds)}.`;
+    return { allowed: false as const, retryAfterSeconds: verdict.retryAfterSeconds, message, reason: fromIp ? 'throttled_ip' : 'throttled_address' };
+  };
+
+  /**
+   * Mails a code. A failure is logged (by the mailer, without the code); with `discard`, the
+   * code is withdrawn too, so nothing half-done stays behind and the caller shows a retry message
+   * (only where the account is known already: a second factor).
    */
   const mailCode = async (ctx: StepContext, to: string, template: MailTemplate, locals: Record<string, unknown>, discard?: () => Promise<void>) => {
     try {
@@ -326,11 +364,15 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
   /** Sends the code for a second factor by email (accounts without an authenticator app). */
   const sendSecondFactorCode = async (ctx: StepContext, account: AccountView): Promise<{ error?: string; notice?: string; status?: number }> => {
     const binding = ctx.state.interaction.uid;
+    const sending = await beginSending(ctx, account.email);
+    if (!sending.allowed) return { notice: sending.message, status: 429 };
     const issued = await emailCodes.issue({ email: account.email, accountId: account.id, binding, purpose: 'second-factor' });
     if (!issued.ok) {
+      await sending.attempt.released();
       ctx.set('Retry-After', String(issued.retryAfterSeconds));
       return { notice: `A code was sent moments ago. You can ask for a new one in ${describeWait(issued.retryAfterSeconds)}.`, status: 429 };
     }
+    await sending.attempt.failed();
     const sent = await mailCode(ctx, account.email, 'sign-in-code', { code: issued.code, expiresInMinutes: codeMinutes }, () =>
       emailCodes.discard({ binding, purpose: 'second-factor' }),
     );
@@ -368,53 +410,68 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     return showCurrentStep(ctx);
   };
 
-  /** Runs one guarded attempt: counted per account, delayed after repeated failures. */
+  /**
+   * Runs one guarded check: reserved at the client IP's gate and the factor's own before it runs
+   * (src/limits), refused with a wait after repeated failures.
+   */
   const guarded = async (
     ctx: StepContext,
-    accountId: string,
-    method: string,
+    check: { method: Method; account: { id?: string | undefined; email: string }; auditAction: string },
     onRefused: (message: string) => Promise<void>,
-    verify: (attempt: FactorAttempt) => Promise<void>,
+    verify: (attempt: Attempt) => Promise<void>,
   ) => {
-    const gate = await factorThrottle.begin(accountId);
-    if (!gate.allowed) {
-      logFor(ctx).info('second factor delayed', { accountId, method, retryAfterSeconds: gate.retryAfterSeconds });
-      const action = GUARDED_ACTIONS[method] ?? (readProgress(ctx.state.interaction)?.step === 'email-code' ? 'sign_in.email_code' : 'mfa.email_code');
-      await auditFactor(ctx, action, { id: accountId }, 'failure', { reason: 'throttled' });
-      return onRefused(tooManyAttempts(ctx, gate.retryAfterSeconds));
+    const gates = gatesFor(ctx, check.method, check.account);
+    const verdict = await limits.limiter.begin(gates);
+    if (!verdict.allowed) {
+      const fromIp = verdict.key === gates[0]?.key;
+      logFor(ctx).info('second factor delayed', { accountId: check.account.id, method: check.method, limit: fromIp ? 'ip' : 'factor', retryAfterSeconds: verdict.retryAfterSeconds });
+      const reason = fromIp ? 'throttled_ip' : 'throttled';
+      await (check.account.id
+        ? auditFactor(ctx, check.auditAction, { id: check.account.id }, 'failure', { reason })
+        : audit.record({ action: check.auditAction, outcome: 'failure', actor: { type: 'anonymous' }, clientId: String(ctx.state.interaction.params.client_id), reason }));
+      return onRefused(tooManyAttempts(ctx, verdict.retryAfterSeconds, fromIp, check.method));
     }
-    return verify(gate.attempt);
+    return verify(verdict.attempt);
   };
 
   // Routes ----------------------------------------------------------------------------------
 
   /**
    * Issues a sign-in code for `email` bound to this interaction and mails it when the address
-   * belongs to a usable account. The same writes and the same answer for unknown and disabled
+   * belongs to a usable account. The same writes, limits and answer for unknown and disabled
    * accounts (no enumeration): their code is recorded but can never be redeemed, and not mailed.
    */
-  const issueSignInCode = async (ctx: StepContext, email: string): Promise<{ ok: true } | { ok: false; retryAfterSeconds: number }> => {
+  const issueSignInCode = async (ctx: StepContext, email: string): Promise<{ ok: true } | { ok: false; message: string }> => {
     const binding = ctx.state.interaction.uid;
     const account = await accounts.findByEmail(email);
     const usable = account && !account.disabled ? account : undefined;
-    const issued = await emailCodes.issue({ email, accountId: usable?.id ?? null, binding, purpose: 'sign-in' });
     // Against the account when the address names one; anonymous (the address left out) when not.
     const requested = (outcome: AuditOutcome, reason?: string) =>
       audit.record({ action: 'sign_in.email_code_requested', outcome, actor: account ? accountActor(account) : { type: 'anonymous' }, target: account ? accountActor(account) : undefined, clientId: String(ctx.state.interaction.params.client_id), reason });
+    const sending = await beginSending(ctx, email);
+    if (!sending.allowed) {
+      await requested('failure', sending.reason);
+      return { ok: false, message: sending.message };
+    }
+    const issued = await emailCodes.issue({ email, accountId: usable?.id ?? null, binding, purpose: 'sign-in' });
     if (!issued.ok) {
+      await sending.attempt.released();
       ctx.set('Retry-After', String(issued.retryAfterSeconds));
       await requested('failure', 'throttled');
-      return { ok: false, retryAfterSeconds: issued.retryAfterSeconds };
+      return { ok: false, message: `A code was sent to this address moments ago. You can ask for a new one in ${describeWait(issued.retryAfterSeconds)}.` };
     }
+    await sending.attempt.failed();
     await saveProgress(ctx.state.interaction, { factors: [], step: 'email-code', email });
     const expiresInMinutes = codeMinutes;
     // NOTE: mailed in the background so the answer takes the same time whether or not an
-    // account exists. A failed delivery discards the code; the code page then says so.
+    // account exists. A failed delivery is logged and the code kept: discarding it only for
+    // addresses that were mailed would tell known addresses from unknown ones (the page would
+    // say "no valid code is waiting" for those alone).
     const log = logFor(ctx);
     const background = (delivery: Promise<unknown>) =>
       void delivery.catch((err: unknown) => log.warn('code mail handling failed', { reason: (err as Error).message }));
     if (usable) {
-      background(mailCode(ctx, usable.email, 'sign-in-code', { code: issued.code, expiresInMinutes }, () => emailCodes.discard({ binding, purpose: 'sign-in' })));
+      background(mailCode(ctx, usable.email, 'sign-in-code', { code: issued.code, expiresInMinutes }));
     } else if (!account && config.emailCode.noAccountMail) {
       background(mailCode(ctx, email, 'no-account', {}));
     }
@@ -429,13 +486,7 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     if (!parsed.success) return renderLoginAgain(ctx, { error: 'Enter your email address to get a sign-in code.', status: 400 });
     const { email } = parsed.data;
     const outcome = await issueSignInCode(ctx, email);
-    if (!outcome.ok) {
-      return renderLoginAgain(ctx, {
-        email,
-        error: `A code was sent to this address moments ago. You can ask for a new one in ${describeWait(outcome.retryAfterSeconds)}.`,
-        status: 429,
-      });
-    }
+    if (!outcome.ok) return renderLoginAgain(ctx, { email, error: outcome.message, status: 429 });
     return showCurrentStep(ctx);
   };
 
@@ -447,23 +498,29 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     if (!parsed.success) return renderEmailCode(ctx, { purpose: 'sign-in', email, error: 'Enter the 6-digit code from the email.', status: 400 });
     const account = await accounts.findByEmail(email);
     const usable = account && !account.disabled ? account : undefined;
-    const check = async (attempt: FactorAttempt | undefined) => {
-      const result = await emailCodes.verify({ binding: ctx.state.interaction.uid, purpose: 'sign-in', code: parsed.data.code });
-      if (!result.ok || !usable || result.accountId !== usable.id) {
-        await attempt?.failed();
-        logFor(ctx).info('sign-in code refused', { reason: result.ok ? 'account' : result.reason, client: ctx.state.interaction.params.client_id });
-        const reason = !account ? 'unknown_account' : account.disabled ? 'account_disabled' : result.ok ? 'account_mismatch' : `code_${result.reason}`;
-        await (account ? auditFactor(ctx, 'sign_in.email_code', account, 'failure', { reason }) : audit.record({ action: 'sign_in.email_code', outcome: 'failure', actor: { type: 'anonymous' }, clientId: String(ctx.state.interaction.params.client_id), reason }));
-        return renderEmailCode(ctx, { purpose: 'sign-in', email, error: codeError(result.ok ? 'invalid' : result.reason), status: 401 });
-      }
-      await attempt?.succeeded();
-      await accounts.markEmailVerified(usable.id);
-      await auditFactor(ctx, 'sign_in.email_code', usable, 'success');
-      return advance(ctx, usable.id, ['email']);
-    };
-    // Unknown addresses have no account to count against; their code can never match anyway.
-    if (!usable) return check(undefined);
-    return guarded(ctx, usable.id, 'email', (message) => renderEmailCode(ctx, { purpose: 'sign-in', email, error: message, status: 429 }), check);
+    // NOTE: guarded per address, for known and unknown addresses alike, so that the answers to a
+    // run of wrong codes (401 … then 429) are the same whoever has the address.
+    return guarded(
+      ctx,
+      { method: 'email', account: { id: usable?.id, email }, auditAction: 'sign_in.email_code' },
+      (message) => renderEmailCode(ctx, { purpose: 'sign-in', email, error: message, status: 429 }),
+      async (attempt) => {
+        const result = await emailCodes.verify({ binding: ctx.state.interaction.uid, purpose: 'sign-in', code: parsed.data.code });
+        if (!result.ok || !usable || result.accountId !== usable.id) {
+          await attempt.failed();
+          logFor(ctx).info('sign-in code refused', { reason: result.ok ? 'account' : result.reason, client: ctx.state.interaction.params.client_id });
+          const reason = !account ? 'unknown_account' : account.disabled ? 'account_disabled' : result.ok ? 'account_mismatch' : `code_${result.reason}`;
+          await (account
+            ? auditFactor(ctx, 'sign_in.email_code', account, 'failure', { reason })
+            : audit.record({ action: 'sign_in.email_code', outcome: 'failure', actor: { type: 'anonymous' }, clientId: String(ctx.state.interaction.params.client_id), reason }));
+          return renderEmailCode(ctx, { purpose: 'sign-in', email, error: codeError(result.ok ? 'invalid' : result.reason), status: 401 });
+        }
+        await attempt.succeeded();
+        await accounts.markEmailVerified(usable.id);
+        await auditFactor(ctx, 'sign_in.email_code', usable, 'success');
+        return advance(ctx, usable.id, ['email']);
+      },
+    );
   };
 
   const resendCode: Step = async function resendCode(ctx) {
@@ -472,14 +529,7 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     if (interaction.prompt.name === 'login' && progress?.step === 'email-code' && progress.email) {
       // Same as the first request: throttled per address, mailed only to a usable account.
       const outcome = await issueSignInCode(ctx, progress.email);
-      if (!outcome.ok) {
-        return renderEmailCode(ctx, {
-          purpose: 'sign-in',
-          email: progress.email,
-          notice: `A code was sent moments ago. You can ask for a new one in ${describeWait(outcome.retryAfterSeconds)}.`,
-          status: 429,
-        });
-      }
+      if (!outcome.ok) return renderEmailCode(ctx, { purpose: 'sign-in', email: progress.email, notice: outcome.message, status: 429 });
       return showCurrentStep(ctx);
     }
     const context = await requireMethod(ctx, 'email');
@@ -495,7 +545,7 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     const parsed = codeForm.safeParse(ctx.state.form);
     if (!parsed.success) return renderTotp(ctx, context, 'totp', 'Enter the 6-digit code from your authenticator app.', 400);
     const { account } = context;
-    return guarded(ctx, account.id, 'totp', (message) => renderTotp(ctx, context, 'totp', message, 429), async (attempt) => {
+    return guarded(ctx, { method: 'totp', account, auditAction: 'mfa.totp' }, (message) => renderTotp(ctx, context, 'totp', message, 429), async (attempt) => {
       const result = await totp.verify(account.id, parsed.data.code);
       if (!result.ok) {
         await attempt.failed();
@@ -516,7 +566,7 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     const parsed = recoveryForm.safeParse(ctx.state.form);
     if (!parsed.success) return renderTotp(ctx, context, 'recovery', 'Enter one of your recovery codes.', 400);
     const { account } = context;
-    return guarded(ctx, account.id, 'recovery', (message) => renderTotp(ctx, context, 'recovery', message, 429), async (attempt) => {
+    return guarded(ctx, { method: 'recovery', account, auditAction: 'mfa.recovery_code' }, (message) => renderTotp(ctx, context, 'recovery', message, 429), async (attempt) => {
       const result = await totp.verifyRecoveryCode(account.id, parsed.data.code);
       if (!result.ok) {
         await attempt.failed();
@@ -537,7 +587,7 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     const render = (error: string, status: number) => renderEmailCode(ctx, { purpose: 'second-factor', email: account.email, stepUp: context.stepUp, error, status });
     const parsed = codeForm.safeParse(ctx.state.form);
     if (!parsed.success) return render('Enter the 6-digit code from the email.', 400);
-    return guarded(ctx, account.id, 'email', (message) => render(message, 429), async (attempt) => {
+    return guarded(ctx, { method: 'email', account, auditAction: 'mfa.email_code' }, (message) => render(message, 429), async (attempt) => {
       const result = await emailCodes.verify({ binding: ctx.state.interaction.uid, purpose: 'second-factor', code: parsed.data.code });
       if (!result.ok || result.accountId !== account.id) {
         await attempt.failed();
@@ -558,7 +608,7 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     const parsed = passwordForm.safeParse(ctx.state.form);
     if (!parsed.success) return renderPassword(ctx, context, 'Enter your password.', 400);
     const { account } = context;
-    return guarded(ctx, account.id, 'password', (message) => renderPassword(ctx, context, message, 429), async (attempt) => {
+    return guarded(ctx, { method: 'password', account, auditAction: 'mfa.password' }, (message) => renderPassword(ctx, context, message, 429), async (attempt) => {
       if (!(await accounts.verifyPassword(account.id, parsed.data.password))) {
         await attempt.failed();
         logFor(ctx).info('second factor failed', { accountId: account.id, method: 'password' });
@@ -580,7 +630,7 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     const parsed = codeForm.safeParse(ctx.state.form);
     if (!parsed.success) return renderEnrol(ctx, context, 'Enter the 6-digit code your app shows for this account.', 400, enrolment);
     const { account } = context;
-    return guarded(ctx, account.id, 'enrol', (message) => renderEnrol(ctx, context, message, 429, enrolment), async (attempt) => {
+    return guarded(ctx, { method: 'enrol', account, auditAction: 'mfa.enrolled' }, (message) => renderEnrol(ctx, context, message, 429, enrolment), async (attempt) => {
       const result = await totp.activate(account.id, parsed.data.code, enrolment ?? '');
       if (!result.ok && result.reason === 'already_enrolled') {
         // Finished in another tab a moment ago: the page for the current step now asks for a code.

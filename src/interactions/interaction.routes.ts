@@ -2,18 +2,18 @@ import Router from '@koa/router';
 import { z } from 'zod';
 
 import { safeText } from '../accounts/account.service.js';
-import type { SignInThrottle } from '../accounts/sign-in-throttle.js';
 import { accountActor } from '../audit/audit.service.js';
 import { AppError } from '../http/app-error.js';
 import { parseForm } from '../http/form-body.js';
+import type { SignInLimits } from '../limits/sign-in-limits.js';
 import type { FactorRouteDeps } from './factor.routes.js';
 import { createFactorFlow } from './factor.routes.js';
 import type { InteractionState, Step, StepContext } from './interaction-steps.js';
-import { createInteractionSteps, describeWait, noStore, readProgress } from './interaction-steps.js';
+import { createInteractionSteps, noStore, readProgress, tooManyAttempts } from './interaction-steps.js';
 import { describeClaim, describeScope } from './scope-descriptions.js';
 
 export interface InteractionRouterDeps extends FactorRouteDeps {
-  signInThrottle: SignInThrottle;
+  limits: SignInLimits;
 }
 
 const loginForm = z.object({
@@ -23,7 +23,7 @@ const loginForm = z.object({
 });
 
 export function createInteractionRouter(deps: InteractionRouterDeps): Router<InteractionState> {
-  const { provider, accounts, signInThrottle, pages, csrf, config, logger, audit } = deps;
+  const { provider, accounts, limits, pages, csrf, config, logger, audit } = deps;
   const router = new Router<InteractionState>({ prefix: '/interaction' });
   const steps = createInteractionSteps({ provider, csrf });
   const { loadInteraction, requirePrompt, checkCsrf, finish } = steps;
@@ -79,7 +79,7 @@ export function createInteractionRouter(deps: InteractionRouterDeps): Router<Int
    * A refused password sign-in in the audit log: against the account when the email names one,
    * anonymous (and without the address) when it does not. Only admins read the reason.
    */
-  const auditPasswordFailure = async (ctx: StepContext, email: string, reason?: 'throttled') => {
+  const auditPasswordFailure = async (ctx: StepContext, email: string, reason?: 'throttled' | 'throttled_ip') => {
     const account = await accounts.findByEmail(email);
     const why = reason ?? (!account ? 'unknown_account' : account.disabled ? 'account_disabled' : account.hasPassword ? 'wrong_password' : 'no_password');
     const actor = account ? accountActor(account) : undefined;
@@ -113,27 +113,27 @@ export function createInteractionRouter(deps: InteractionRouterDeps): Router<Int
     }
     const { email, password } = parsed.data;
     const log = ctx.state.log ?? logger;
-    const gate = await signInThrottle.check(email);
+    // NOTE: the attempt is reserved at both gates BEFORE the password is checked (and counted as
+    // a failure until it succeeds), so however many requests race, at most the free attempts per
+    // address reach argon2 (src/limits/attempt-limiter.ts). Known and unknown addresses alike.
+    const ipGate = limits.signInFromIp(ctx.ip);
+    const gate = await limits.limiter.begin([ipGate, limits.password(email)]);
     if (!gate.allowed) {
-      // Checked before the password, for known and unknown emails alike (sign-in-throttle.ts).
-      log.info('sign-in delayed', { retryAfterSeconds: gate.retryAfterSeconds, client: ctx.state.interaction.params.client_id });
-      await auditPasswordFailure(ctx, email, 'throttled');
+      const fromIp = gate.key === ipGate.key;
+      log.info('sign-in delayed', { retryAfterSeconds: gate.retryAfterSeconds, limit: fromIp ? 'ip' : 'address', client: ctx.state.interaction.params.client_id });
+      await auditPasswordFailure(ctx, email, fromIp ? 'throttled_ip' : 'throttled');
       ctx.set('Retry-After', String(gate.retryAfterSeconds));
-      return renderLogin(ctx, {
-        email,
-        error: `Too many failed attempts. Wait ${describeWait(gate.retryAfterSeconds)}, then try again.`,
-        status: 429,
-      });
+      return renderLogin(ctx, { email, error: tooManyAttempts(fromIp, gate.retryAfterSeconds), status: 429 });
     }
     const result = await accounts.authenticate(email, password);
     if (!result.ok) {
-      await signInThrottle.recordFailure(email);
+      await gate.attempt.failed();
       log.info('sign-in failed', { reason: result.reason, client: ctx.state.interaction.params.client_id });
       await auditPasswordFailure(ctx, email);
       // One message for unknown email, wrong password and disabled account (no enumeration).
       return renderLogin(ctx, { email, error: 'Incorrect email or password.', status: 401 });
     }
-    await signInThrottle.recordSuccess(email);
+    await gate.attempt.succeeded();
     log.info('password accepted', { accountId: result.account.id, client: ctx.state.interaction.params.client_id });
     await audit.record({ action: 'sign_in.password', outcome: 'success', actor: accountActor(result.account), target: accountActor(result.account), clientId: String(ctx.state.interaction.params.client_id) });
     // The policy decides whether a second factor follows (factor.routes.ts).

@@ -44,6 +44,11 @@ export interface SignInLimits {
   accountKeys(accountId: string): string[];
 }
 
+/** The keys of an account's own factors (the address's keys do not name the account). */
+export function accountLimitKeys(accountId: string): string[] {
+  return [`totp:${accountId}`, `recovery:${accountId}`];
+}
+
 /** Failures of a factor are forgotten a day after they happened (or at the next success). */
 const FORGET_AFTER_SECONDS = 24 * 60 * 60;
 const HOUR_SECONDS = 60 * 60;
@@ -99,6 +104,6 @@ export function createSignInLimits(limiter: AttemptLimiter, config: Pick<Config,
       rule: window(config.emailCodeAddressLimits.perHourFromOneIp, HOUR_SECONDS),
     }),
     clientAuthFromIp: (ip) => ({ key: `ip:client-auth:${ipNetwork(ip)}`, rule: window(config.ipLimits.clientAuthFailures) }),
-    accountKeys: (accountId) => [`totp:${accountId}`, `recovery:${accountId}`],
+    accountKeys: accountLimitKeys,
   };
 }

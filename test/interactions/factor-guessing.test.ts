@@ -27,7 +27,7 @@ const PASSWORD = 'correct horse battery staple';
 const FREE = 3;
 const MAX_DELAY = 4;
 const FAILURES = FREE + 2;
-/** Seconds to wait after `failures` failures in a row (1, 2, 4 … after the free ones; src/accounts/factor-throttle.ts). */
+/** Seconds to wait after `failures` failures in a row (1, 2, 4 … after the free ones; src/limits/attempt-limiter.ts). */
 const delayAfter = (failures: number): number => (failures < FREE ? 0 : Math.min(2 ** (failures - FREE), MAX_DELAY));
 
 interface User {

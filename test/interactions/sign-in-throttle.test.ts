@@ -16,7 +16,7 @@ const FREE = 3;
  * however slowly a machine gets from the last failure to that one POST.
  */
 const FAILURES = FREE + 2;
-/** Seconds to wait after `failures` failures in a row (1, 2, 4 … after the free ones; src/accounts/sign-in-throttle.ts). */
+/** Seconds to wait after `failures` failures in a row (1, 2, 4 … after the free ones; src/limits/attempt-limiter.ts). */
 const delayAfter = (failures: number): number => (failures < FREE ? 0 : 2 ** (failures - FREE));
 
 interface LoginPage {

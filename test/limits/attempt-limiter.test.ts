@@ -25,7 +25,7 @@ describe('attempt limiter', () => {
     seq += 1;
     return { key: `factor:account-${seq}`, rule: PROGRESSIVE };
   };
-  const windowed = (limit = WINDOW.limit): Gate => {
+  const windowed = (limit: number = WINDOW.limit): Gate => {
     seq += 1;
     return { key: `ip:test:${seq}`, rule: { ...WINDOW, limit } };
   };

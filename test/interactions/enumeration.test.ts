@@ -1,0 +1,123 @@
+/**
+ * No account enumeration on the sign-in forms: a known address and an unknown one, driven through
+ * the same sequence side by side, get the same answer at every step — status, page (without the
+ * interaction's own uid, token and the address typed), Retry-After and cookies — from the first
+ * code request through wrong codes, delays and resends, and for passwords the same.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type * as oidc from 'openid-client';
+
+import type { MailServer } from '../support/mail-server.js';
+import { REDIRECT_URI, authorizationRequest, rpFor, sleep } from '../support/rp.js';
+import { pageKind } from '../support/second-factor.js';
+import { startMailingServer, stopMailingServer } from '../support/sign-in-suite.js';
+import type { TestServer } from '../support/test-server.js';
+import { UserAgent, formAction, formField } from '../support/user-agent.js';
+import type { Reply } from '../support/user-agent.js';
+
+const FREE = 3;
+
+/** What anyone could compare of an answer: everything but this interaction's uid, its token, the address typed and the seconds left. */
+function observed(reply: Reply, email: string) {
+  return {
+    status: reply.status,
+    kind: pageKind(reply),
+    retryAfter: reply.headers.get('retry-after') === null ? 'none' : 'set',
+    cookies: reply.headers
+      .getSetCookie()
+      .map((c) => c.split('=')[0])
+      .sort(),
+    location: (reply.location ?? '').replace(/\/interaction\/[A-Za-z0-9_-]+/g, '/interaction/UID'),
+    body: reply.body
+      .replace(/\/interaction\/[A-Za-z0-9_-]+/g, '/interaction/UID')
+      .replace(/name="csrf" value="[^"]*"/g, 'name="csrf" value="CSRF"')
+      .replace(/\b\d+ (second|minute)s?\b/g, 'N units')
+      .replaceAll(email, 'EMAIL'),
+  };
+}
+
+describe('a known and an unknown address get the same answers, step by step', () => {
+  let server: TestServer;
+  let smtp: MailServer;
+  let rp: oidc.Configuration;
+  const known = { email: 'someone.real@example.com', password: 'the real password, long enough' };
+  const unknown = 'no.one.here@example.com';
+
+  beforeAll(async () => {
+    ({ server, smtp } = await startMailingServer('enumeration', {
+      FACTOR_FREE_ATTEMPTS: String(FREE),
+      FACTOR_MAX_DELAY: '4',
+      SIGN_IN_FREE_ATTEMPTS: String(FREE),
+      SIGN_IN_MAX_DELAY: '4',
+      EMAIL_CODE_RESEND_INTERVAL: '2',
+    }));
+    await server.deps.accounts.create(known);
+    const client = await server.deps.clients.create({ name: 'Enumeration app', redirectUris: [REDIRECT_URI] });
+    rp = await rpFor(server, client);
+  });
+
+  afterAll(() => stopMailingServer({ server, smtp }));
+
+  async function loginPage(): Promise<{ agent: UserAgent; page: Reply }> {
+    const agent = new UserAgent(server.url);
+    const page = await agent.follow((await authorizationRequest(rp)).url.toString());
+    expect(pageKind(page)).toBe('login');
+    return { agent, page };
+  }
+
+  /**
+   * Runs `steps` for both addresses side by side (each step for both before the next), and
+   * compares what came back; a step may wait for what the answer asked (Retry-After).
+   */
+  async function sideBySide(steps: ((agent: UserAgent, page: Reply, email: string) => Promise<Reply>)[]) {
+    const both = await Promise.all([loginPage(), loginPage()]);
+    const emails = [known.email, unknown];
+    const pages = both.map((b) => b.page);
+    const trace: { known: unknown; unknown: unknown }[] = [];
+    for (const step of steps) {
+      const replies = await Promise.all(both.map((b, i) => step(b.agent, pages[i]!, emails[i]!)));
+      const [k, u] = replies as [Reply, Reply];
+      trace.push({ known: observed(k, known.email), unknown: observed(u, unknown) });
+      replies.forEach((reply, i) => {
+        if (reply.status === 200 || reply.status === 401 || reply.status === 429) pages[i] = reply;
+      });
+      // Wait out a delay the way a patient attacker would, for both at once.
+      const waits = replies.map((r) => Number(r.headers.get('retry-after') ?? 0));
+      if (Math.max(...waits) > 0) await sleep(Math.max(...waits) * 1000 + 150);
+    }
+    return trace;
+  }
+
+  const follow = async (agent: UserAgent, reply: Reply) => (reply.status === 303 && reply.location ? agent.follow(reply.location) : reply);
+  const askForCode = async (agent: UserAgent, page: Reply, email: string) =>
+    follow(agent, await agent.post(formAction(page.body, '/email-code'), { csrf: formField(page.body, 'csrf'), email }));
+  const wrongCode = (n: number) => (agent: UserAgent, page: Reply) =>
+    agent.post(formAction(page.body, '/email-code/verify'), { csrf: formField(page.body, 'csrf'), code: String(100000 + n) });
+  const resend = async (agent: UserAgent, page: Reply) =>
+    follow(agent, await agent.post(formAction(page.body, '/email-code/resend'), { csrf: formField(page.body, 'csrf') }));
+  const wrongPassword = (n: number) => (agent: UserAgent, page: Reply, email: string) =>
+    agent.post(formAction(page.body, '/login'), { csrf: formField(page.body, 'csrf'), email, password: `not it ${n}` });
+
+  it('sign-in codes: the request, eight wrong codes (through the delays and the dead code), an early resend, a later resend', async () => {
+    const trace = await sideBySide([
+      askForCode,
+      ...Array.from({ length: 8 }, (_, n) => wrongCode(n)),
+      resend,
+      async (agent, page) => {
+        await sleep(2200);
+        return resend(agent, page);
+      },
+      wrongCode(99),
+    ]);
+    for (const [i, step] of trace.entries()) expect({ step: i, ...(step.unknown as object) }).toEqual({ step: i, ...(step.known as object) });
+    // The sequence really went through the limits: some wrong codes were delayed.
+    expect(trace.some((s) => (s.known as { status: number }).status === 429)).toBe(true);
+    expect(trace.filter((s) => (s.known as { status: number }).status === 401).length).toBeGreaterThanOrEqual(FREE);
+  }, 120_000);
+
+  it('passwords: eight wrong passwords, through the delays', async () => {
+    const trace = await sideBySide(Array.from({ length: 8 }, (_, n) => wrongPassword(n)));
+    for (const [i, step] of trace.entries()) expect({ step: i, ...(step.unknown as object) }).toEqual({ step: i, ...(step.known as object) });
+    expect(trace.some((s) => (s.known as { status: number }).status === 429)).toBe(true);
+  }, 120_000);
+});
