@@ -1,7 +1,8 @@
 /**
  * The admin console's Clients section in a real browser: Debian's headless Chromium driven by
- * playwright-core, against the real app (startTestServer) and a real SMTP server on loopback (the
- * admin's second factor is read from the mail). An admin registers a client through the form; the
+ * playwright-core, against the real app (startTestServer) and a real SMTP server on loopback. The
+ * admin's second factor is an authenticator app (the console accepts nothing weaker), whose codes
+ * the test computes as the admin's phone would. An admin registers a client through the form; the
  * client then signs a person in as a relying party (openid-client, with a tiny HTTP server of our
  * own whose /callback receives the code); the admin changes its redirect URI, rotates its secret
  * and deletes it, and each change is checked from the relying party's side.
@@ -27,16 +28,18 @@ import {
   startCallbackServer,
 } from '../support/browser.js';
 import type { CallbackServer, Chromium, CleanOptions, Size } from '../support/browser.js';
-import { codeFrom, startMailServer } from '../support/mail-server.js';
+import { enrolAuthenticator } from '../support/admin-console.js';
+import { startMailServer } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
 import { authorizationRequest, oauthError, sleep } from '../support/rp.js';
 import type { Started } from '../support/rp.js';
+import { freshTotp } from '../support/second-factor.js';
+import type { Authenticator } from '../support/second-factor.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 
 const SUITE_TIMEOUT = 90_000;
 const STEP_TIMEOUT = 20_000;
-const MAIL_TIMEOUT = 15_000;
 // Long enough for a browser round trip and the token requests on a loaded machine; the rotation
 // test uses the grace period for its other checks and sleeps out only what is left.
 const GRACE_SECONDS = 15;
@@ -44,6 +47,8 @@ const GRACE_SECONDS = 15;
 const PASSWORD = 'a long and correct passphrase';
 const ADMIN = { email: 'margaret.admin@example.com', password: PASSWORD, name: 'Margaret Hamilton' };
 const PERSON = { email: 'annie@example.com', password: PASSWORD, name: 'Annie Easley' };
+/** An admin who has no authenticator app yet (the server offers codes by email as a second factor). */
+const NEW_ADMIN = { email: 'dorothy.admin@example.com', password: PASSWORD, name: 'Dorothy Vaughan' };
 const CLIENT_NAME = 'Console Registered App';
 
 /**
@@ -109,6 +114,8 @@ describe('admin console: clients, in a real browser (headless Chromium)', () => 
   /** The person's browser, signing in to the relying party. */
   let personContext: BrowserContext | undefined;
   let personId: string;
+  /** The admin's authenticator app (its key, and the last step whose code the server took). */
+  let adminApp: Authenticator | undefined;
 
   /** What the admin learnt in the console. */
   let clientId: string | undefined;
@@ -207,8 +214,12 @@ describe('admin console: clients, in a real browser (headless Chromium)', () => 
     server = await startTestServer('browser_admin_console', {
       env: { SMTP_URL: smtp.url, MAIL_FROM: 'Id <id@example.com>', CLIENT_SECRET_GRACE_PERIOD: String(GRACE_SECONDS) },
     });
-    await server.deps.accounts.create({ ...ADMIN, roles: ['admin'], emailVerified: true });
+    const admin = await server.deps.accounts.create({ ...ADMIN, roles: ['admin'], emailVerified: true });
+    // Set up earlier on the account page, as every admin must.
+    const enrolled = await enrolAuthenticator(server, admin);
+    adminApp = { secret: enrolled.secret, lastStep: enrolled.lastStep };
     personId = (await server.deps.accounts.create({ ...PERSON, emailVerified: true })).id;
+    await server.deps.accounts.create({ ...NEW_ADMIN, roles: ['admin'], emailVerified: true });
     adminContext = await chromium.newContext(CONTEXT_FOR.desktop);
     personContext = await chromium.newContext(CONTEXT_FOR.desktop);
   }, SUITE_TIMEOUT);
@@ -216,21 +227,21 @@ describe('admin console: clients, in a real browser (headless Chromium)', () => 
   afterAll(() => endSuite(server, [adminContext, personContext, chromium, relyingParty, server, smtp]), SUITE_TIMEOUT);
 
   it(
-    'an admin signs in with a password and a code from the mail and lands on the client list',
+    'an admin signs in with a password and a code from the authenticator app and lands on the client list',
     async () => {
       await asAdmin(async (page) => {
         await page.goto(`${serverUrl()}/admin`);
         await page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
         await page.getByLabel('Email').fill(ADMIN.email);
         await page.getByLabel('Password').fill(ADMIN.password);
-        const mailsBefore = smtp!.countFor(ADMIN.email);
         await page.getByRole('button', { name: 'Sign in' }).click();
 
-        // The console requires a second factor: a code by email, sent after the password.
-        await page.getByRole('heading', { level: 1, name: 'Check your email' }).waitFor();
-        const mail = await smtp!.waitForMail(ADMIN.email, { after: mailsBefore, timeoutMs: MAIL_TIMEOUT });
-        await page.getByLabel('Code from the email').fill(codeFrom(mail));
-        await page.getByRole('button', { name: 'Continue' }).click();
+        // The console requires the authenticator app after the password (never a code by email).
+        await page.getByRole('heading', { level: 1, name: 'Two-step verification' }).waitFor();
+        const { code, step } = await freshTotp(adminApp!);
+        await page.getByLabel('Authentication code').fill(code);
+        await page.getByRole('button', { name: 'Verify' }).click();
+        adminApp!.lastStep = step;
 
         await page.waitForURL(`${serverUrl()}/admin/clients`);
         await checkConsolePage(page, 'desktop', 'Clients', undefined);
@@ -459,6 +470,26 @@ describe('admin console: clients, in a real browser (headless Chromium)', () => 
 
       expect(await oauthError(oidc.clientCredentialsGrant(rp))).toBe('invalid_client');
       expect(await refusedAtAuth(newCallbackUrl, secret, 'admin-clients-deleted-client-refused-desktop.png')).toBe('invalid_client');
+    },
+    SUITE_TIMEOUT,
+  );
+  it(
+    'an admin without an authenticator app is asked to set one up at the console sign-in, never for a code by email',
+    async () => {
+      expect(server!.config.mfa.emailFallback).toBe(true);
+      const mailsBefore = smtp!.countFor(NEW_ADMIN.email);
+      await inNewContext(chromium!, CONTEXT_FOR.desktop, serverUrl(), async (page) => {
+        await page.goto(`${serverUrl()}/admin`);
+        await page.getByRole('heading', { level: 1, name: 'Sign in' }).waitFor();
+        await page.getByLabel('Email').fill(NEW_ADMIN.email);
+        await page.getByLabel('Password').fill(NEW_ADMIN.password);
+        await page.getByRole('button', { name: 'Sign in' }).click();
+        const next = page.getByRole('heading', { level: 1, name: /^(Set up two-step verification|Check your email|Two-step verification)$/ });
+        await next.waitFor();
+        await expect(next.innerText()).resolves.toBe('Set up two-step verification');
+        await expect(page.getByRole('img', { name: /QR code for your authenticator app/ }).isVisible()).resolves.toBe(true);
+      });
+      expect(smtp!.countFor(NEW_ADMIN.email)).toBe(mailsBefore);
     },
     SUITE_TIMEOUT,
   );

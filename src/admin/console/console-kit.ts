@@ -15,6 +15,15 @@ import { ADMIN_BASE_PATH } from '../admin-client.js';
 /**
  * What every console page is built from: the signed-in admin, CSRF, forms and rendering.
  * Page modules (client.pages.ts, user.pages.ts, …) register their routes with these steps.
+ *
+ * The console is used only with a recent, multi-factor authentication:
+ *  - the session's `acr` must be the multi-factor class, which the sign-in gives only for an
+ *    authenticator app (TOTP or one of its recovery codes; src/oidc/policy.ts), not for a code
+ *    by email; anything less signs in again, asking for that (`acr_values`, a step-up);
+ *  - the authentication (`auth_time`) must be younger than ADMIN_SESSION_MAX_AGE, and a console
+ *    page must have been used within ADMIN_SESSION_IDLE; otherwise the console sign-in forces a
+ *    new authentication (`max_age=0`). The last use is a signed cookie bound to the SSO
+ *    session's uid, so it costs no database write and says nothing about another session.
  */
 
 export interface ConsoleState {
@@ -32,7 +41,10 @@ export type ConsoleRouter = Router<ConsoleState>;
 export type ConsoleSection = 'clients' | 'users' | 'audit' | 'registration-tokens' | 'api-token';
 
 export interface ConsoleKit {
-  /** Loads the signed-in admin: sign-in if none, 403 page if not an admin, step-up if no second factor. */
+  /**
+   * Loads the signed-in admin: sign-in if none, 403 page if not an admin, a new authentication
+   * if too old or idle, step-up if not multi-factor (POST: 401, nothing done).
+   */
   requireAdmin: ConsoleStep;
   /** Parses a url-encoded form (size-limited). */
   form: ConsoleStep;
@@ -47,29 +59,101 @@ export interface ConsoleKit {
   redirect(ctx: ConsoleContext, path: string): void;
 }
 
+/** Why the console asks for a sign-in again. */
+export type AdminSessionVerdict = 'ok' | 'too_old' | 'idle' | 'not_multi_factor';
+
+export interface AdminSessionInput {
+  acr: string | undefined;
+  /** auth_time, epoch seconds. */
+  authTime: number | undefined;
+  /** The last console use this session made (the activity cookie), epoch seconds. */
+  lastActivity: number | undefined;
+  now: number;
+}
+
+export interface AdminSessionSettings {
+  multiFactorAcr: string;
+  maxAgeSeconds: number;
+  idleSeconds: number;
+}
+
+/**
+ * Whether a signed-in admin's session may use the console now. The authentication itself counts
+ * as use: right after signing in the console is not idle, whatever the cookie says.
+ */
+export function adminSessionVerdict(input: AdminSessionInput, settings: AdminSessionSettings): AdminSessionVerdict {
+  const { authTime, now } = input;
+  if (authTime === undefined || now - authTime > settings.maxAgeSeconds) return 'too_old';
+  const lastUse = Math.max(authTime, input.lastActivity ?? authTime);
+  if (now - lastUse > settings.idleSeconds) return 'idle';
+  if (input.acr !== settings.multiFactorAcr) return 'not_multi_factor';
+  return 'ok';
+}
+
+/** The console's activity cookie: `<session uid>.<epoch seconds>`, signed with the app's keys. */
+export const ADMIN_ACTIVITY_COOKIE = 'admin.activity';
+
 export function createConsoleKit(deps: {
   config: Config;
   pages: PageRenderer;
   csrf: CsrfTokens;
   signIn: FirstPartySignIn;
+  /** Epoch milliseconds. */
+  now?: () => number;
 }): ConsoleKit {
-  const { config, pages, csrf, signIn } = deps;
+  const { config, pages, csrf, signIn, now = Date.now } = deps;
   const csrfKey = (ctx: ConsoleContext) => `admin:${ctx.state.admin.sessionUid}`;
+  const settings: AdminSessionSettings = {
+    multiFactorAcr: config.acr.multiFactor,
+    maxAgeSeconds: config.adminSession.maxAgeSeconds,
+    idleSeconds: config.adminSession.idleSeconds,
+  };
+  const activityCookie = {
+    httpOnly: true,
+    sameSite: 'lax' as const,
+    signed: true,
+    path: ADMIN_BASE_PATH,
+    overwrite: true,
+    // It cannot matter for longer than an authentication is accepted.
+    maxAge: config.adminSession.maxAgeSeconds * 1000,
+  };
+
+  /** The last console use of this SSO session; another session's cookie says nothing. */
+  const lastActivity = (ctx: ConsoleContext, sessionUid: string): number | undefined => {
+    const raw = ctx.cookies.get(ADMIN_ACTIVITY_COOKIE, { signed: true });
+    const dot = raw?.lastIndexOf('.') ?? -1;
+    if (!raw || dot <= 0 || raw.slice(0, dot) !== sessionUid) return undefined;
+    const at = Number(raw.slice(dot + 1));
+    return Number.isSafeInteger(at) ? at : undefined;
+  };
+
+  /** GET: to the console sign-in (303). Anything else: 401, and nothing is done. */
+  const signInAgain = (ctx: ConsoleContext, fresh: boolean, message: string) => {
+    if (ctx.method !== 'GET') throw new AppError(401, 'admin.signed_out', message);
+    ctx.status = 303;
+    ctx.redirect(signIn.signInPath({ fresh }));
+  };
 
   const requireAdmin: ConsoleStep = async function requireAdmin(ctx, next) {
     ctx.set('Cache-Control', 'no-store');
     const current = await signIn.current(ctx);
-    // No session, or one without a second factor (the console client requires one: signing in
-    // again is a step-up that asks only for the missing factor).
-    if (!current || !current.amr.includes('mfa')) {
-      if (ctx.method !== 'GET') throw new AppError(401, 'admin.signed_out', 'Your admin session has ended. Sign in again.');
-      ctx.status = 303;
-      ctx.redirect(`${ADMIN_BASE_PATH}/sign-in`);
-      return;
-    }
+    if (!current) return signInAgain(ctx, false, 'Your admin session has ended. Sign in again.');
     if (!current.account.roles.includes('admin')) {
       throw new AppError(403, 'admin.forbidden', 'This account is not an administrator. Sign in with an admin account to use the console.');
     }
+    const nowSeconds = Math.floor(now() / 1000);
+    const verdict = adminSessionVerdict(
+      { acr: current.acr, authTime: current.authTime, lastActivity: lastActivity(ctx, current.sessionUid), now: nowSeconds },
+      settings,
+    );
+    if (verdict !== 'ok') {
+      ctx.state.log?.info('admin console asks for a sign-in again', { accountId: current.account.id, reason: verdict });
+      // Too old or idle: a new authentication, whatever the session has. Not multi-factor: the
+      // console sign-in asks for the authenticator app (acr_values), a step-up.
+      if (verdict === 'not_multi_factor') return signInAgain(ctx, false, 'The admin console needs your authenticator app. Sign in again.');
+      return signInAgain(ctx, true, 'Your admin session has ended. Sign in again.');
+    }
+    ctx.cookies.set(ADMIN_ACTIVITY_COOKIE, `${current.sessionUid}.${nowSeconds}`, activityCookie);
     ctx.state.admin = current;
     ctx.state.formActionOrigins = [];
     await next();

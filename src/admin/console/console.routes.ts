@@ -25,6 +25,9 @@ export function createAdminConsoleRouter(deps: Deps, sections: ConsolePages[]): 
     basePath: ADMIN_BASE_PATH,
     landingPath: `${ADMIN_BASE_PATH}/clients`,
     cancelledPath: `${ADMIN_BASE_PATH}/signed-out`,
+    // The console accepts only the multi-factor class (console-kit.ts): ask for it, so the
+    // provider's policy asks for the authenticator app (or its enrolment) at this sign-in.
+    extraParams: { acr_values: config.acr.multiFactor },
   });
   const kit = createConsoleKit({ config, pages, csrf, signIn });
 

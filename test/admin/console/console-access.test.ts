@@ -1,21 +1,50 @@
 /**
  * Who reaches the admin console: nobody without a session (GET → sign-in, POST → 401), nobody
- * without the admin role (403 page), no admin without a second factor (a step-up asks for that
- * factor only), and nobody after signing out at /session/end.
+ * without the admin role (403 page), no admin without an authenticator app (the multi-factor
+ * class; a step-up asks for it), no admin whose authentication is older than
+ * ADMIN_SESSION_MAX_AGE or who left the console unused for ADMIN_SESSION_IDLE (the console
+ * sign-in then forces a new authentication), and nobody after signing out at /session/end.
  *
  * The server runs with MFA_REQUIRED_FOR_ADMINS=false so that an admin can hold a password-only
  * session from an ordinary client; the console's own client still requires a second factor.
+ * Time is moved by editing the stored session (its loginTs, i.e. auth_time), never by sleeping.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 
-import { completeEmailSecondFactor, CONSOLE_LANDING, signInToConsole } from '../../support/admin-console.js';
+import { adminSessionVerdict } from '../../../src/admin/console/console-kit.js';
+import type { AdminSessionInput } from '../../../src/admin/console/console-kit.js';
+import { collectionName } from '../../../src/oidc/mongo-adapter.js';
+import { CONSOLE_LANDING, completeEmailSecondFactor, completeSecondFactor, enrolAuthenticator, signInToConsole } from '../../support/admin-console.js';
 import { startMailServer } from '../../support/mail-server.js';
 import type { MailServer } from '../../support/mail-server.js';
 import { REDIRECT_URI, authorizationUrlFor, pkcePair } from '../../support/rp.js';
-import { pageKind } from '../../support/second-factor.js';
+import { pageKind, submit } from '../../support/second-factor.js';
 import { startTestServer } from '../../support/test-server.js';
 import type { TestServer } from '../../support/test-server.js';
+import type { Reply } from '../../support/user-agent.js';
 import { UserAgent, formField, signInThroughPages } from '../../support/user-agent.js';
+
+describe('adminSessionVerdict', () => {
+  const settings = { multiFactorAcr: 'mfa-acr', maxAgeSeconds: 12 * 3600, idleSeconds: 30 * 60 };
+  const NOW = 1_750_000_000;
+  const input = (over: Partial<AdminSessionInput>): AdminSessionInput => ({ acr: 'mfa-acr', authTime: NOW - 60, lastActivity: NOW - 10, now: NOW, ...over });
+
+  it.each<[string, ReturnType<typeof adminSessionVerdict>, Partial<AdminSessionInput>]>([
+    ['signed in a minute ago, used just now', 'ok', {}],
+    ['signed in just now, no console use yet', 'ok', { authTime: NOW, lastActivity: undefined }],
+    ['signed in exactly the maximum age ago, used just now', 'ok', { authTime: NOW - 12 * 3600 }],
+    ['signed in a second more than the maximum age ago, however busy', 'too_old', { authTime: NOW - 12 * 3600 - 1 }],
+    ['no auth_time at all', 'too_old', { authTime: undefined }],
+    ['signed in 31 min ago, never used the console since', 'idle', { authTime: NOW - 31 * 60, lastActivity: undefined }],
+    ['signed in 2 h ago, last used 31 min ago', 'idle', { authTime: NOW - 2 * 3600, lastActivity: NOW - 31 * 60 }],
+    ['signed in 2 h ago, last used exactly the idle time ago', 'ok', { authTime: NOW - 2 * 3600, lastActivity: NOW - 30 * 60 }],
+    ['signed in again after a long pause: the new authentication counts as use', 'ok', { authTime: NOW - 5, lastActivity: NOW - 5 * 3600 }],
+    ['multi-factor, but not the multi-factor class (a code by email)', 'not_multi_factor', { acr: 'email-acr' }],
+    ['no acr', 'not_multi_factor', { acr: undefined }],
+  ])('%s → %s', (_label, expected, over) => {
+    expect(adminSessionVerdict(input(over), settings)).toBe(expected);
+  });
+});
 
 const PASSWORD = 'correct horse battery staple';
 
@@ -26,6 +55,7 @@ describe('admin console: access', () => {
   let server: TestServer;
   let smtp: MailServer;
   let plainClientId: string;
+  let mfaClientId: string;
   let someUserId: string;
   let tokenId: string;
 
@@ -64,6 +94,54 @@ describe('admin console: access', () => {
     return { email, password: PASSWORD };
   };
 
+  const accountOf = async (email: string) => {
+    const account = await server.deps.accounts.findByEmail(email);
+    if (!account) throw new Error(`no account ${email}`);
+    return account;
+  };
+
+  interface SessionPayload {
+    accountId: string;
+    loginTs: number;
+    acr?: string;
+    amr?: string[];
+    [key: string]: unknown;
+  }
+  const sessions = () => server.deps.db.collection<{ _id: string; payload: string; accountId?: string }>(collectionName('Session'));
+
+  /** The account's one live SSO session (each test signs its own account in, in one browser at a time). */
+  const sessionOf = async (email: string): Promise<SessionPayload> => {
+    const records = await sessions().find({ accountId: (await accountOf(email)).id, expiresAt: { $gt: new Date() } }).toArray();
+    expect(records).toHaveLength(1);
+    return JSON.parse(records[0]!.payload) as SessionPayload;
+  };
+
+  /** Rewrites the account's stored sessions, as time or another sign-in would have left them. */
+  const editSession = async (email: string, change: (payload: SessionPayload) => SessionPayload) => {
+    for (const record of await sessions().find({ accountId: (await accountOf(email)).id }).toArray()) {
+      await sessions().updateOne({ _id: record._id }, { $set: { payload: JSON.stringify(change(JSON.parse(record.payload) as SessionPayload)) } });
+    }
+  };
+
+  /** Makes the authentication `seconds` old (the session's loginTs, which is auth_time). */
+  const ageAuthentication = (email: string, seconds: number) => editSession(email, (payload) => ({ ...payload, loginTs: Math.floor(Date.now() / 1000) - seconds }));
+
+  /** Signs the account out everywhere (its sessions gone), as /session/end would for each browser. */
+  const endSessions = async (email: string) => {
+    await sessions().deleteMany({ accountId: (await accountOf(email)).id });
+  };
+
+  /** Signs in at the ordinary client: password, then the app (the account has one), consent. */
+  const signInElsewhere = async (agent: UserAgent, person: { email: string; password: string }): Promise<Reply> => {
+    const login = await agent.follow(authorizationUrlFor(server.url, plainClientId, { code_challenge: pkcePair().challenge }));
+    const second = await submit(agent, login, '/login', person);
+    const consent = await completeSecondFactor(agent, server, second, person.email, smtp, smtp.countFor(person.email));
+    expect(pageKind(consent)).toBe('consent');
+    const left = await submit(agent, consent, '/confirm');
+    expect(left.location?.startsWith(REDIRECT_URI)).toBe(true);
+    return left;
+  };
+
   const expectUnchanged = async () => {
     expect(await server.deps.userAdmin.get(someUserId)).toMatchObject({ disabled: false });
     expect((await server.deps.registrationTokens.list()).find((t) => t.id === tokenId)?.revoked).toBe(false);
@@ -75,6 +153,7 @@ describe('admin console: access', () => {
       env: { SMTP_URL: smtp.url, MAIL_FROM: 'Id <id@example.com>', MFA_REQUIRED_FOR_ADMINS: 'false' },
     });
     plainClientId = (await server.deps.clients.create({ name: 'Plain app', redirectUris: [REDIRECT_URI] })).clientId;
+    mfaClientId = (await server.deps.clients.create({ name: 'Strict app', redirectUris: [REDIRECT_URI], requireMfa: true })).clientId;
     someUserId = (await server.deps.userAdmin.create({ email: uniqueEmail('someone') })).id;
     tokenId = (await server.deps.registrationTokens.create({ uses: 1 })).view.id;
   });
@@ -127,7 +206,7 @@ describe('admin console: access', () => {
     await expectUnchanged();
   });
 
-  it('asks an admin with a password-only session for the second factor only (step-up) before the console', async () => {
+  it('asks an admin with a password-only session for the authenticator app only (step-up) before the console', async () => {
     const admin = await newAccount('stepup', ['admin']);
     const agent = new UserAgent(server.url);
 
@@ -137,6 +216,8 @@ describe('admin console: access', () => {
     });
     expect(left.location?.startsWith(REDIRECT_URI)).toBe(true);
     expect(new URL(left.location ?? '').searchParams.get('code')).toEqual(expect.any(String));
+    // The app was set up afterwards (on the account page, say).
+    await enrolAuthenticator(server, await accountOf(admin.email));
 
     // That session is not enough for the console.
     const refused = await agent.get(url('/admin/users'));
@@ -149,14 +230,151 @@ describe('admin console: access', () => {
     const before = smtp.countFor(admin.email);
     const stepUp = await agent.follow(refused.location ?? '');
     expect(stepUp.status).toBe(200);
-    expect(pageKind(stepUp)).toBe('email-code');
+    expect(pageKind(stepUp)).toBe('totp');
     expect(stepUp.body).not.toMatch(/type="password"/);
-    const landed = await completeEmailSecondFactor(agent, stepUp, admin.email, smtp, before);
+    const landed = await completeSecondFactor(agent, server, stepUp, admin.email, smtp, before);
     expect(landed.url).toBe(url(CONSOLE_LANDING));
 
     const users = await agent.get(url('/admin/users'));
     expect(users.status).toBe(200);
     expect(users.body).toContain(admin.email);
+    expect(await sessionOf(admin.email)).toMatchObject({ acr: server.config.acr.multiFactor });
+  });
+
+  it('asks for the multi-factor class at the console sign-in, and for a new authentication with fresh=1', async () => {
+    const admin = await newAccount('signin-request', ['admin']);
+    const agent = new UserAgent(server.url);
+    await enrolAuthenticator(server, await accountOf(admin.email));
+    await signInToConsole(agent, server, smtp, admin);
+
+    const plain = new URL((await agent.get(url('/admin/sign-in'))).location ?? '');
+    expect(plain.pathname).toBe('/auth');
+    expect(plain.searchParams.get('acr_values')).toBe(server.config.acr.multiFactor);
+    expect(plain.searchParams.get('max_age')).toBeNull();
+    const fresh = new URL((await agent.get(url('/admin/sign-in?fresh=1'))).location ?? '');
+    expect(fresh.searchParams.get('acr_values')).toBe(server.config.acr.multiFactor);
+    expect(fresh.searchParams.get('max_age')).toBe('0');
+    expect(fresh.searchParams.get('login_hint')).toBe(admin.email);
+  });
+
+  it('sends an admin whose session is multi-factor but not of the multi-factor class to sign in again', async () => {
+    const admin = await newAccount('weak-acr', ['admin']);
+    const agent = new UserAgent(server.url);
+    await enrolAuthenticator(server, await accountOf(admin.email));
+    await signInToConsole(agent, server, smtp, admin);
+    expect((await agent.get(url('/admin/users'))).status).toBe(200);
+    const confirm = await agent.get(url(`/admin/users/${someUserId}/disable`));
+
+    // What a password and a code by email give: two factors (amr mfa), the email class.
+    await editSession(admin.email, (payload) => ({ ...payload, acr: server.config.acr.emailSecondFactor }));
+    expect((await sessionOf(admin.email)).amr).toContain('mfa');
+    const refused = await agent.get(url('/admin/users'));
+    expect(refused.status).toBe(303);
+    expect(refused.location).toBe(url('/admin/sign-in'));
+    const stale = await agent.post(url(`/admin/users/${someUserId}/disable`), { csrf: formField(confirm.body, 'csrf') });
+    expect(stale.status).toBe(401);
+    await expectUnchanged();
+  });
+
+  it('asks again once the authentication is older than ADMIN_SESSION_MAX_AGE, however busy the admin is: GET → a new sign-in, POST → 401', async () => {
+    const admin = await newAccount('max-age', ['admin']);
+    const agent = new UserAgent(server.url);
+    await enrolAuthenticator(server, await accountOf(admin.email));
+    await signInToConsole(agent, server, smtp, admin);
+    const confirm = await agent.get(url(`/admin/users/${someUserId}/disable`));
+    expect(confirm.status).toBe(200);
+
+    await ageAuthentication(admin.email, server.config.adminSession.maxAgeSeconds + 60);
+    const stale = await agent.post(url(`/admin/users/${someUserId}/disable`), { csrf: formField(confirm.body, 'csrf') });
+    expect(stale.status).toBe(401);
+    expect(stale.body).toContain('Your admin session has ended');
+    await expectUnchanged();
+    const refused = await agent.get(url('/admin/users'));
+    expect(refused.status).toBe(303);
+    expect(refused.location).toBe(url('/admin/sign-in?fresh=1'));
+
+    // The console sign-in makes the provider ask for the password and the app again, session or not.
+    const landing = await signInToConsole(agent, server, smtp, admin, refused.location ?? '');
+    expect(landing.status).toBe(200);
+    const renewed = await sessionOf(admin.email);
+    expect(renewed.loginTs).toBeGreaterThanOrEqual(Math.floor(Date.now() / 1000) - 60);
+    expect((await agent.get(url('/admin/users'))).status).toBe(200);
+  });
+
+  it('asks again after ADMIN_SESSION_IDLE without a console page; console use keeps it going; the activity cookie counts only for its own session', async () => {
+    const admin = await newAccount('idle', ['admin']);
+    await enrolAuthenticator(server, await accountOf(admin.email));
+    const idleSeconds = server.config.adminSession.idleSeconds;
+
+    // Signed in on an ordinary client (password and app: the multi-factor class), console never used.
+    const elsewhere = new UserAgent(server.url);
+    await signInElsewhere(elsewhere, admin);
+    expect((await sessionOf(admin.email)).acr).toBe(server.config.acr.multiFactor);
+    await ageAuthentication(admin.email, idleSeconds + 60);
+    const idle = await elsewhere.get(url('/admin/users'));
+    expect(idle.status).toBe(303);
+    expect(idle.location).toBe(url('/admin/sign-in?fresh=1'));
+    expect(idle.headers.getSetCookie().some((line) => line.startsWith('admin.activity='))).toBe(false);
+
+    // In the console, the same age of authentication is fine: the last use counts.
+    const busy = new UserAgent(server.url);
+    await endSessions(admin.email);
+    await signInToConsole(busy, server, smtp, admin);
+    const used = await busy.get(url('/admin/users'));
+    expect(used.status).toBe(200);
+    const cookie = used.headers.getSetCookie().find((line) => line.startsWith('admin.activity='));
+    expect(cookie).toMatch(/httponly/i);
+    expect(cookie).toMatch(/samesite=lax/i);
+    expect(cookie).toMatch(/path=\/admin/i);
+    expect(used.headers.getSetCookie().some((line) => line.startsWith('admin.activity.sig='))).toBe(true);
+    await ageAuthentication(admin.email, idleSeconds + 60);
+    expect((await busy.get(url('/admin/users'))).status).toBe(200);
+
+    // The same browser, another session (signed out, then in on the ordinary client): the cookie
+    // from the console's earlier session says nothing about this one.
+    await endSessions(admin.email);
+    await signInElsewhere(busy, admin);
+    await ageAuthentication(admin.email, idleSeconds + 60);
+    const other = await busy.get(url('/admin/users'));
+    expect(other.status).toBe(303);
+    expect(other.location).toBe(url('/admin/sign-in?fresh=1'));
+  });
+
+  it('an admin without an authenticator app does not get in with a password and a code by email (MFA_EMAIL_FALLBACK on); with the app they do', async () => {
+    expect(server.config.mfa.emailFallback).toBe(true);
+    const admin = await newAccount('email-only', ['admin']);
+
+    // 1. A session from an ordinary client that requires a second factor: password and email code.
+    const agent = new UserAgent(server.url);
+    const before = smtp.countFor(admin.email);
+    const login = await agent.follow(authorizationUrlFor(server.url, mfaClientId, { code_challenge: pkcePair().challenge }));
+    const codePage = await submit(agent, login, '/login', admin);
+    expect(pageKind(codePage)).toBe('email-code');
+    const consent = await completeEmailSecondFactor(agent, codePage, admin.email, smtp, before);
+    expect(pageKind(consent)).toBe('consent');
+    const refused = await agent.get(url('/admin/users'));
+    expect(refused.status).toBe(303);
+    expect(refused.location).toBe(url('/admin/sign-in'));
+
+    // 2. The console's own sign-in: after the password the server asks for an authenticator app
+    //    (here: to set one up), never for a code by email; and an email code, were it offered,
+    //    does not open the console.
+    const fresh = new UserAgent(server.url);
+    const consoleLogin = await fresh.follow(url('/admin/sign-in'));
+    const second = await submit(fresh, consoleLogin, '/login', admin);
+    const offered = pageKind(second);
+    if (offered === 'email-code') await completeEmailSecondFactor(fresh, second, admin.email, smtp, before + 1);
+    expect((await fresh.get(url('/admin/users'))).status).toBe(303);
+    expect(offered).toBe('enrol');
+
+    // 3. With the app: in.
+    const withApp = await newAccount('with-app', ['admin']);
+    await enrolAuthenticator(server, await accountOf(withApp.email));
+    const inside = new UserAgent(server.url);
+    const landing = await signInToConsole(inside, server, smtp, withApp);
+    expect(landing.status).toBe(200);
+    expect((await sessionOf(withApp.email)).acr).toBe(server.config.acr.multiFactor);
+    expect((await inside.get(url('/admin/users'))).status).toBe(200);
   });
 
   it('ends console access when the admin signs out at /session/end', async () => {
