@@ -15,6 +15,7 @@ import { requestId, securityHeaders } from './http/security-headers.js';
 import { bindRequestContext } from './http/request-context.js';
 import { serveStatic } from './http/static.routes.js';
 import { createInteractionRouter } from './interactions/interaction.routes.js';
+import { limitClientAuthentication } from './limits/client-auth-limit.js';
 import { createDemoRouter } from './demo/demo.routes.js';
 import { createAccountRouter } from './account/account.routes.js';
 import { createAdminApi } from './admin/api/api.router.js';
@@ -77,6 +78,8 @@ export function createApp(deps: Deps): Koa {
   app.use(adminConsole.allowedMethods());
   if (config.seedDemo) app.use(createDemoRouter({ config, pages }).routes());
 
+  // Failed client authentication per client IP, in front of the provider's token endpoints.
+  app.use(limitClientAuthentication({ limits: deps.limits, logger }));
   app.use(mount(provider));
 
   app.on('error', (err: unknown) => {
