@@ -17,7 +17,8 @@ import type { SignInLimits } from '../limits/sign-in-limits.js';
 import type { Logger } from '../logging/logger.js';
 import type { Mailer, MailTemplate } from '../mail/mailer.js';
 import type { Factor } from '../oidc/policy.js';
-import { factorsFromAmr, isMultiFactor, loginResult, mfaReasons, secondFactorOptions } from '../oidc/policy.js';
+import type { Assurance } from '../oidc/policy.js';
+import { assuranceOf, factorsFromAmr, loginResult, mfaReasons, requiredAssurance, secondFactorOptions } from '../oidc/policy.js';
 import type { CsrfTokens } from './csrf.js';
 import type { InteractionState, InteractionSteps, SignInProgress, Step, StepContext } from './interaction-steps.js';
 import { describeWait, readProgress, saveProgress, tooManyAttempts as tooManyFailedAttempts, uniqueFactors } from './interaction-steps.js';
@@ -86,6 +87,8 @@ interface SecondFactorContext {
   /** Factors already done: the session's (step-up) and this interaction's. */
   factors: Factor[];
   stepUp: boolean;
+  /** The level this sign-in must reach (src/oidc/policy.ts). */
+  required: Assurance;
 }
 
 function acrValuesOf(params: Record<string, unknown>): string[] {
@@ -138,11 +141,15 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     }
     const account = accountId ? await accounts.findById(accountId) : undefined;
     if (!account || account.disabled) throw new AppError(400, 'interaction.no_account', SESSION_ENDED);
-    return { account, factors, stepUp };
+    return { account, factors, stepUp, required: requiredFor(ctx, account) };
   };
 
+  /** The level the policy asks of this sign-in, for this account. */
+  const requiredFor = (ctx: StepContext, account: AccountView): Assurance =>
+    requiredAssurance({ account, clientRequiresMfa: ctx.state.client.requiresMfa, acrValues: acrValuesOf(ctx.state.interaction.params) }, config);
+
   const methodFor = (context: SecondFactorContext, requested: unknown): Method => {
-    const options = secondFactorOptions(context.account, context.factors, config);
+    const options = secondFactorOptions(context.account, context.factors, config, context.required);
     if (options.totp) return requested === 'recovery' ? 'recovery' : 'totp';
     if (options.email) return 'email';
     if (options.password) return 'password';
@@ -387,8 +394,12 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     const { interaction, client } = ctx.state;
     const account = await accounts.findById(accountId);
     if (!account || account.disabled) throw new AppError(400, 'interaction.no_account', SESSION_ENDED);
-    const reasons = mfaReasons({ account, clientRequiresMfa: client.requiresMfa, acrValues: acrValuesOf(interaction.params) }, config);
-    if (reasons.length === 0 || isMultiFactor(factors)) {
+    const input = { account, clientRequiresMfa: client.requiresMfa, acrValues: acrValuesOf(interaction.params) };
+    const reasons = mfaReasons(input, config);
+    const required = requiredAssurance(input, config);
+    // Done when the factors reach the level asked for; a step-up (mfa prompt) never ends with
+    // fewer factors than the session already had, since `factors` includes the session's.
+    if (assuranceOf(factors) >= required) {
       // NOTE: every factor is done, but an administrator asked for a new password: the provider
       // hears `login` only after it is set (setNewPassword comes back here).
       if (account.passwordResetRequired) {
@@ -402,7 +413,7 @@ export function createFactorFlow(deps: FactorRouteDeps, steps: InteractionSteps)
     }
     await saveProgress(interaction, { accountId, factors, step: 'second-factor' });
     logFor(ctx).info('second factor required', { accountId, reasons, client: interaction.params.client_id });
-    const options = secondFactorOptions(account, factors, config);
+    const options = secondFactorOptions(account, factors, config, required);
     if (options.email) {
       const outcome = await sendSecondFactorCode(ctx, account);
       if (outcome.error) return renderEmailCode(ctx, { purpose: 'second-factor', email: account.email, ...outcome });

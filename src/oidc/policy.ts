@@ -28,6 +28,17 @@ export const AMR: Record<Factor, string> = { pwd: 'pwd', email: 'email', totp: '
 /** Why a sign-in needs a second factor: the `mfa` prompt's check reasons. */
 export type MfaReason = 'totp_enrolled' | 'client_requires_mfa' | 'acr_requested' | 'admin_role';
 
+/**
+ * How strongly a sign-in was proven, in order:
+ *  1. one factor;
+ *  2. two kinds of factor, neither of them an authenticator app (a password and a code by email:
+ *     whoever reads the mailbox and knows the password, which one phishing page can collect);
+ *  3. two kinds of factor, one of them an authenticator app or one of its recovery codes.
+ * The ID token's `acr` names the level (config.acr), so a relying party can tell 2 from 3, and ask
+ * for 3 alone with `acr_values=<multiFactor>`.
+ */
+export type Assurance = 1 | 2 | 3;
+
 export interface MfaInput {
   account: Pick<AccountView, 'totpEnabled' | 'roles'>;
   /** The client's `require_mfa` metadata. */
@@ -41,21 +52,70 @@ export interface MfaSettings {
   acr: Config['acr'];
 }
 
-export function mfaReasons(input: MfaInput, settings: MfaSettings): MfaReason[] {
-  const reasons: MfaReason[] = [];
-  if (input.account.totpEnabled) reasons.push('totp_enrolled');
-  if (input.clientRequiresMfa) reasons.push('client_requires_mfa');
-  // acr_values are voluntary claims (OIDC Core §5.5.1.1), but a relying party that names the
+/** The level an `acr` value of ours stands for (undefined: not one of ours). */
+export function assuranceOfAcr(acr: string, settings: Pick<MfaSettings, 'acr'>): Assurance | undefined {
+  if (acr === settings.acr.multiFactor) return 3;
+  if (acr === settings.acr.emailSecondFactor) return 2;
+  if (acr === settings.acr.singleFactor) return 1;
+  return undefined;
+}
+
+/**
+ * The level `acr_values` asks for: the lowest of the classes it names that we know (each listed
+ * class is acceptable to the relying party, OIDC Core §3.1.2.1), or undefined when it names none.
+ */
+export function requestedAssurance(acrValues: readonly string[], settings: Pick<MfaSettings, 'acr'>): Assurance | undefined {
+  const levels = acrValues.map((v) => assuranceOfAcr(v, settings)).filter((l): l is Assurance => l !== undefined);
+  return levels.length > 0 ? (Math.min(...levels) as Assurance) : undefined;
+}
+
+/** The reasons a sign-in needs more than one factor, each with the level it needs. */
+export function mfaRequirements(input: MfaInput, settings: MfaSettings): Map<MfaReason, Assurance> {
+  const reasons = new Map<MfaReason, Assurance>();
+  // An account that has an authenticator app always uses it.
+  if (input.account.totpEnabled) reasons.set('totp_enrolled', 3);
+  // A client's require_mfa takes any second factor this server offers (the email code included,
+  // with MFA_EMAIL_FALLBACK); a client that wants an authenticator says so with acr_values.
+  if (input.clientRequiresMfa) reasons.set('client_requires_mfa', 2);
+  // acr_values are voluntary claims (OIDC Core §5.5.1.1), but a relying party that names a
   // multi-factor class is asking for it: we honour the request rather than downgrade silently.
-  if (input.acrValues.includes(settings.acr.multiFactor)) reasons.push('acr_requested');
-  if (settings.mfa.requiredForAdmins && input.account.roles.includes('admin')) reasons.push('admin_role');
+  const requested = requestedAssurance(input.acrValues, settings);
+  if (requested !== undefined && requested > 1) reasons.set('acr_requested', requested);
+  // Administrators: an authenticator app, never a code by email.
+  if (settings.mfa.requiredForAdmins && input.account.roles.includes('admin')) reasons.set('admin_role', 3);
   return reasons;
+}
+
+export function mfaReasons(input: MfaInput, settings: MfaSettings): MfaReason[] {
+  return [...mfaRequirements(input, settings).keys()];
+}
+
+/** The level the reasons need together (1: none). */
+export function requiredAssurance(input: MfaInput, settings: MfaSettings): Assurance {
+  return Math.max(1, ...mfaRequirements(input, settings).values()) as Assurance;
 }
 
 /** Two different kinds of factor make a multi-factor sign-in; two passwords would not. */
 export function isMultiFactor(factors: readonly Factor[]): boolean {
   const kinds = new Set(factors.map((f) => (f === 'recovery' ? 'totp' : f)));
   return kinds.size >= 2;
+}
+
+/** The level these factors reach together. */
+export function assuranceOf(factors: readonly Factor[]): Assurance {
+  if (!isMultiFactor(factors)) return 1;
+  return factors.some((f) => f === 'totp' || f === 'recovery') ? 3 : 2;
+}
+
+/** The level a session reached, from its `amr` (`otp` is an authenticator or recovery code). */
+export function assuranceOfAmr(amr: readonly string[] | undefined): Assurance {
+  if (!amr?.includes('mfa')) return 1;
+  return amr.includes('otp') ? 3 : 2;
+}
+
+export function acrFor(factors: readonly Factor[], settings: Pick<MfaSettings, 'acr'>): string {
+  const level = assuranceOf(factors);
+  return level === 3 ? settings.acr.multiFactor : level === 2 ? settings.acr.emailSecondFactor : settings.acr.singleFactor;
 }
 
 export function amrFor(factors: readonly Factor[]): string[] {
@@ -69,7 +129,7 @@ export function loginResult(accountId: string, factors: readonly Factor[], setti
   return {
     accountId,
     amr: amrFor(factors),
-    acr: isMultiFactor(factors) ? settings.acr.multiFactor : settings.acr.singleFactor,
+    acr: acrFor(factors, settings),
     // auth_time (OIDC Core §2): when the person last authenticated, so a step-up renews it.
     ts: Math.floor(now / 1000),
     remember: true,
@@ -97,12 +157,18 @@ export interface SecondFactorOptions {
   enrol: boolean;
 }
 
+/**
+ * `required`: the level the sign-in must reach. Level 3 leaves only the authenticator app (or
+ * setting one up); the email code and the password count for level 2 alone.
+ */
 export function secondFactorOptions(
   account: Pick<AccountView, 'totpEnabled' | 'hasPassword'>,
   done: readonly Factor[],
   settings: MfaSettings,
+  required: Assurance = 2,
 ): SecondFactorOptions {
   if (account.totpEnabled) return { totp: true, email: false, password: false, enrol: false };
+  if (required >= 3) return { totp: false, email: false, password: false, enrol: true };
   const email = settings.mfa.emailFallback && !done.includes('email');
   const password = account.hasPassword && !done.includes('pwd');
   return { totp: false, email, password, enrol: !email && !password };
@@ -160,13 +226,14 @@ export function createInteractionPolicy(settings: MfaSettings): interactionPolic
     if (cached) return cached;
     const reasons = new Set<MfaReason>();
     const { session } = ctx.oidc;
-    // The session's enabled account (findAccount refuses disabled ones); already multi-factor:
-    // nothing more to ask.
+    // The session's enabled account (findAccount refuses disabled ones). A reason asks for more
+    // only when the session's sign-in is below the level it needs: a password and an email code
+    // satisfy require_mfa, never an administrator or acr_values=<multiFactor>.
     const account = sessionAccount(ctx);
-    if (account && session?.accountId && !session.amr?.includes('mfa')) {
-      for (const r of mfaReasons({ account, clientRequiresMfa: clientRequiresMfa(ctx), acrValues: acrValuesOf(ctx) }, settings)) {
-        reasons.add(r);
-      }
+    if (account && session?.accountId) {
+      const reached = assuranceOfAmr(session.amr);
+      const requirements = mfaRequirements({ account, clientRequiresMfa: clientRequiresMfa(ctx), acrValues: acrValuesOf(ctx) }, settings);
+      for (const [reason, level] of requirements) if (level > reached) reasons.add(reason);
     }
     (ctx.state as { mfaReasons?: Set<MfaReason> }).mfaReasons = reasons;
     return reasons;
@@ -180,7 +247,7 @@ export function createInteractionPolicy(settings: MfaSettings): interactionPolic
     check('totp_enrolled', 'the account has an authenticator app'),
     check('client_requires_mfa', 'the client requires a second factor'),
     check('acr_requested', 'the request asked for a multi-factor authentication context'),
-    check('admin_role', 'administrators sign in with a second factor'),
+    check('admin_role', 'administrators sign in with an authenticator app'),
   );
   const consentIndex = policy.findIndex((p) => p.name === 'consent');
   policy.splice(consentIndex === -1 ? policy.length : consentIndex, 0, mfa);

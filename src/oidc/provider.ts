@@ -105,7 +105,7 @@ export function createProvider(deps: ProviderDeps): Provider {
       policy: createInteractionPolicy({ mfa: config.mfa, acr: config.acr }),
     },
     // Published in discovery (acr_values_supported); the ID token's acr is one of these.
-    acrValues: [config.acr.singleFactor, config.acr.multiFactor],
+    acrValues: [config.acr.singleFactor, config.acr.emailSecondFactor, config.acr.multiFactor],
     extraClientMetadata: {
       // Our own client metadata: every sign-in to this client needs a second factor.
       // first_party: our own apps (the account console); their sign-ins skip the consent page.

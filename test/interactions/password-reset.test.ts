@@ -139,7 +139,7 @@ describe('password reset at next sign-in', () => {
     const next = await postNewPassword(agent, page, { password: NEW_PASSWORD, confirm: NEW_PASSWORD });
     expect(next.status).toBe(303);
     const tokens = await toTokens(agent, mfaRp, started, await agent.follow(next.location ?? ''));
-    expect(tokens.claims()).toMatchObject({ sub: user.id, amr: ['pwd', 'email', 'mfa'], acr: server.config.acr.multiFactor });
+    expect(tokens.claims()).toMatchObject({ sub: user.id, amr: ['pwd', 'email', 'mfa'], acr: server.config.acr.emailSecondFactor });
     expect((await server.deps.accounts.authenticate(user.email, NEW_PASSWORD)).ok).toBe(true);
   }, 30_000);
 

@@ -94,16 +94,35 @@ describe('MFA policy (acr, amr, step-up)', () => {
     return auth;
   };
 
+  /**
+   * Signs in with the password and a code by email (a require_mfa client), then enrols an
+   * authenticator app on the account page in the same browser: the session stays at the email
+   * second-factor level.
+   */
+  const enrolTotpAfterEmailSession = async (agent: UserAgent, user: User): Promise<Authenticator> => {
+    const started = await authorizationRequest(mfaRp);
+    const login = await agent.follow(started.url.toString());
+    const { page, code } = await passwordThenMailedCode(agent, login, user);
+    const claims = (await finish(agent, mfaRp, started, await submit(agent, page, '/second-factor/email', { code }))).claims();
+    expect(claims?.acr).toBe(server.config.acr.emailSecondFactor);
+    const security = await agent.follow(`${server.url}/account/security`);
+    expect(security.url).toBe(`${server.url}/account/security`);
+    const { auth, page: codes } = await enrolOnAccountPage(agent, server.url);
+    await submit(agent, codes, '/account/security/done');
+    return auth;
+  };
+
   beforeAll(async () => {
     ({ server, smtp } = await startMailingServer('mfa_policy'));
     ({ rp, mfaRp } = await createPlainAndMfaClients(server));
   });
   afterAll(() => stopMailingServer({ server, smtp }));
 
-  it('publishes both authentication context classes in discovery', () => {
+  it('publishes the three authentication context classes in discovery', () => {
     const supported = rp.serverMetadata().acr_values_supported;
-    expect(supported).toEqual(expect.arrayContaining([server.config.acr.singleFactor, server.config.acr.multiFactor]));
+    expect(supported).toEqual(expect.arrayContaining([server.config.acr.singleFactor, server.config.acr.emailSecondFactor, server.config.acr.multiFactor]));
     expect(server.config.acr.singleFactor).toBe('urn:oidc-server:acr:1fa');
+    expect(server.config.acr.emailSecondFactor).toBe('urn:oidc-server:acr:2fa-email');
     expect(server.config.acr.multiFactor).toBe('http://schemas.openid.net/pape/policies/2007/06/multi-factor');
   });
 
@@ -119,7 +138,7 @@ describe('MFA policy (acr, amr, step-up)', () => {
     expect(claims?.auth_time).toBeLessThanOrEqual(Math.floor(Date.now() / 1000) + 1);
   });
 
-  it('a require_mfa client: password then a code by email → amr pwd+email+mfa, multi-factor acr', async () => {
+  it('a require_mfa client: password then a code by email → amr pwd+email+mfa, and the email second-factor acr (not the multi-factor one)', async () => {
     const user = await createUser('require');
     const agent = new UserAgent(server.url);
     const started = await authorizationRequest(mfaRp);
@@ -128,19 +147,49 @@ describe('MFA policy (acr, amr, step-up)', () => {
     const next = await submit(agent, page, '/second-factor/email', { code });
     const claims = (await finish(agent, mfaRp, started, next)).claims();
     expect(claims?.amr).toEqual(['pwd', 'email', 'mfa']);
-    expect(claims?.acr).toBe(server.config.acr.multiFactor);
+    expect(claims?.acr).toBe(server.config.acr.emailSecondFactor);
     expect(typeof claims?.auth_time).toBe('number');
   });
 
-  it('acr_values with the multi-factor class on a plain client asks for a second factor', async () => {
-    const user = await createUser('acr-multi');
+  it('acr_values with the email second-factor class on a plain client asks for a second factor, and a code by email does', async () => {
+    const user = await createUser('acr-email');
     const agent = new UserAgent(server.url);
-    const started = await authorizationRequest(rp, { acr_values: server.config.acr.multiFactor });
+    const started = await authorizationRequest(rp, { acr_values: server.config.acr.emailSecondFactor });
     const login = await agent.follow(started.url.toString());
     const { page, code } = await passwordThenMailedCode(agent, login, user);
     const next = await submit(agent, page, '/second-factor/email', { code });
     const claims = (await finish(agent, rp, started, next)).claims();
     expect(claims?.amr).toEqual(['pwd', 'email', 'mfa']);
+    expect(claims?.acr).toBe(server.config.acr.emailSecondFactor);
+  });
+
+  it('acr_values with the multi-factor class asks for an authenticator app: an account without one sets it up, no code is mailed', async () => {
+    const user = await createUser('acr-multi');
+    const agent = new UserAgent(server.url);
+    const before = smtp.countFor(user.email);
+    const started = await authorizationRequest(rp, { acr_values: server.config.acr.multiFactor });
+    const login = await agent.follow(started.url.toString());
+    const enrol = await passwordStep(agent, login, user);
+    expect(pageKind(enrol)).toBe('enrol');
+    expect(smtp.countFor(user.email)).toBe(before);
+    // The email second factor is not offered for this request: its route is not the current step.
+    const uid = /\/interaction\/([A-Za-z0-9_-]+)/.exec(enrol.url)?.[1];
+    const email = await agent.post(`${server.url}/interaction/${uid}/second-factor/email`, { csrf: /name="csrf" value="([^"]*)"/.exec(enrol.body)![1]!, code: '123456' });
+    expect(email.status).toBe(400);
+  });
+
+  it('a session with password + email code meets acr_values=multi-factor: a step-up to the authenticator app, and the multi-factor acr', async () => {
+    const user = await createUser('email-then-app');
+    const agent = new UserAgent(server.url);
+    const auth = await enrolTotpAfterEmailSession(agent, user);
+    const started = await authorizationRequest(rp, { acr_values: server.config.acr.multiFactor });
+    const page = await agent.follow(started.url.toString());
+    expect(pageKind(page)).toBe('totp');
+    const { code, step } = await freshTotp(auth);
+    const next = await submit(agent, page, '/second-factor/totp', { code });
+    auth.lastStep = step;
+    const claims = (await finish(agent, rp, started, next)).claims();
+    expect(claims?.amr).toEqual(expect.arrayContaining(['otp', 'mfa']));
     expect(claims?.acr).toBe(server.config.acr.multiFactor);
   });
 
@@ -158,16 +207,15 @@ describe('MFA policy (acr, amr, step-up)', () => {
     expect(smtp.countFor(user.email)).toBe(before);
   });
 
-  it('administrators are asked for a second factor, even by a plain client', async () => {
+  it('administrators are asked for an authenticator app, even by a plain client: never a code by email', async () => {
     const admin = await createUser('admin', { roles: ['admin'] });
     const agent = new UserAgent(server.url);
+    const before = smtp.countFor(admin.email);
     const started = await authorizationRequest(rp);
     const login = await agent.follow(started.url.toString());
-    const { page, code } = await passwordThenMailedCode(agent, login, admin);
-    const next = await submit(agent, page, '/second-factor/email', { code });
-    const claims = (await finish(agent, rp, started, next)).claims();
-    expect(claims?.amr).toEqual(['pwd', 'email', 'mfa']);
-    expect(claims?.acr).toBe(server.config.acr.multiFactor);
+    const enrol = await passwordStep(agent, login, admin);
+    expect(pageKind(enrol)).toBe('enrol');
+    expect(smtp.countFor(admin.email)).toBe(before);
   });
 
   it('step-up: a password-only session meets a require_mfa client and is asked only for the second factor', async () => {
@@ -196,7 +244,7 @@ describe('MFA policy (acr, amr, step-up)', () => {
     const next = await submit(agent, page, '/second-factor/email', { code });
     const claims = (await finish(agent, mfaRp, started, next)).claims();
     expect(claims?.amr).toEqual(['pwd', 'email', 'mfa']);
-    expect(claims?.acr).toBe(server.config.acr.multiFactor);
+    expect(claims?.acr).toBe(server.config.acr.emailSecondFactor);
     expect(Number(claims?.auth_time)).toBeGreaterThanOrEqual(firstAuthTime);
     // The step-up is an authentication: it renews auth_time (OIDC Core §2).
     expect(Number(claims?.auth_time)).toBeGreaterThan(firstAuthTime);
@@ -236,7 +284,7 @@ describe('MFA policy (acr, amr, step-up)', () => {
     const next = await submit(agent, passwordPage, '/second-factor/password', { password: user.password });
     const claims = (await finish(agent, mfaRp, started, next)).claims();
     expect(claims?.amr).toEqual(['email', 'pwd', 'mfa']);
-    expect(claims?.acr).toBe(server.config.acr.multiFactor);
+    expect(claims?.acr).toBe(server.config.acr.emailSecondFactor);
   });
 
   it('prompt=none to a require_mfa client with a single-factor session → interaction_required', async () => {
@@ -267,7 +315,7 @@ describe('MFA policy (acr, amr, step-up)', () => {
     expect(callbackParams(reply).get('code')).toBeTruthy();
     const claims = (await redeem(mfaRp, again, reply)).claims();
     expect(claims?.amr).toEqual(['pwd', 'email', 'mfa']);
-    expect(claims?.acr).toBe(server.config.acr.multiFactor);
+    expect(claims?.acr).toBe(server.config.acr.emailSecondFactor);
     expect(claims?.auth_time).toBe(first?.auth_time);
     expect(smtp.countFor(user.email)).toBe(mails);
   });
