@@ -69,12 +69,13 @@ export const userCreateCommand: CliCommand = {
     if (email === undefined) throw new UsageError('--email is required');
     if (password === undefined) throw new UsageError('--password is required');
     const roles: Role[] = values.admin ? ['admin'] : [];
-    const input = { email, password, name, roles };
+    const input = { email, password, ...(name !== undefined ? { name } : {}), roles };
     const json = values.json ?? false;
 
     return async ({ services, out }) => {
-      // The service validates email, password and name; its messages never contain the password.
-      const account = await services.accounts.create(input);
+      // The service validates email, password and name (its messages never contain the password)
+      // and records the creation and the admin role in the audit log, with the CLI as the actor.
+      const account = await services.userAdmin.create(input, CLI_AUTHORITY);
       if (json) {
         writeJson(out, toJson(account));
       } else {

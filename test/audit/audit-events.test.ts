@@ -7,6 +7,7 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
 import * as oidc from 'openid-client';
 
+import { fullAuthority } from '../../src/clients/admin-authority.js';
 import type { AuditEvent } from '../../src/audit/audit.service.js';
 import { AUDIT_COLLECTION } from '../../src/audit/audit.service.js';
 import type { CreatedClient } from '../../src/clients/client.service.js';
@@ -541,13 +542,17 @@ describe('audit events end to end', () => {
   });
 
   it('client credentials: a token issued to a service client and revoked by it', async () => {
-    const service = await server.deps.clients.create({
-      name: 'Reporter',
-      grantTypes: ['client_credentials'],
-      redirectUris: [],
-      tokenEndpointAuthMethod: 'client_secret_basic',
-      scopes: ['admin:audit:read'],
-    });
+    const service = await server.deps.clients.create(
+      {
+        name: 'Reporter',
+        grantTypes: ['client_credentials'],
+        redirectUris: [],
+        tokenEndpointAuthMethod: 'client_secret_basic',
+        scopes: ['admin:audit:read'],
+      },
+      // A client with a management API scope: only someone who holds it may make one.
+      fullAuthority({ type: 'system', label: 'test setup' }),
+    );
     keep(service.clientSecret);
     const rp = await rpWithUa(service);
     const tokens = await oidc.clientCredentialsGrant(rp, { scope: 'admin:audit:read', resource: server.config.adminApi.resource });

@@ -248,6 +248,10 @@ describe('cli commands, in process', () => {
       const user = JSON.parse(result.stdout) as UserJson;
       expect(user).toMatchObject({ email: 'root@example.com', roles: ['admin'], name: null });
       expect((await services.accounts.findById(user.id))?.roles).toEqual(['admin']);
+      // Creating an administrator is a role change like any other: in the audit log, by the CLI.
+      const events = (await connection.db?.collection<{ action: string; actor: { type: string }; details?: { role?: string } }>('audit_events').find({ 'target.id': user.id }).toArray()) ?? [];
+      expect(events.map((e) => e.action).sort()).toEqual(['user.created', 'user.role_granted']);
+      expect(events.find((e) => e.action === 'user.role_granted')).toMatchObject({ actor: { type: 'system', label: 'cli' }, details: { role: 'admin' } });
     });
 
     it('refuses a duplicate email (case-insensitive): exit 1, nothing stored', async () => {
@@ -255,7 +259,7 @@ describe('cli commands, in process', () => {
       const result = await run(userCreate, ['--email', 'GRACE@example.com', '--password', 'another passphrase']);
       expect(result.code).toBe(1);
       expect(result.stdout).toBe('');
-      expect(result.stderr).toBe('error: an account with this email already exists\n');
+      expect(result.stderr).toBe('error: A user with this email address already exists.\n');
       expect(await services.accounts.list()).toHaveLength(before);
     });
 

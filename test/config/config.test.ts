@@ -9,6 +9,7 @@ import { defaults } from '../../config/defaults.js';
 import { ConfigError, loadConfig } from '../../src/config/config.js';
 import type { DevSecrets, Env } from '../../src/config/config.js';
 import { loadOrCreateDevSecrets } from '../../src/config/dev-secrets.js';
+import { applyDefaultEnvironment } from '../../src/config/runtime.js';
 
 const COOKIE_KEY = 'c'.repeat(32);
 const ENCRYPTION_KEY = `k1:${randomBytes(32).toString('base64url')}`;
@@ -60,10 +61,45 @@ describe('loadConfig', () => {
       refreshTokenIdle: defaults.ttl.refreshTokenIdle,
       refreshTokenAbsolute: defaults.ttl.refreshTokenAbsolute,
       session: defaults.ttl.session,
+      sessionIdle: defaults.ttl.sessionIdle,
       interaction: defaults.ttl.interaction,
       grant: defaults.ttl.grant,
     });
     expect(config.formBodyLimit).toBe(defaults.formBodyLimit);
+    expect(config.proxyHops).toBe(1);
+    expect(config.ipLimits).toEqual(defaults.ipLimits);
+    expect(config.emailCodeAddressLimits).toEqual(defaults.emailCodeAddressLimits);
+    expect(config.adminSession).toEqual({ maxAgeSeconds: defaults.adminSession.maxAge, idleSeconds: defaults.adminSession.idle });
+    expect(config.recentAuthMaxAgeSeconds).toBe(defaults.recentAuthMaxAge);
+  });
+
+  it('never runs a deployed build as development: without NODE_ENV, the compiled server is production, the sources development', () => {
+    const compiled: NodeJS.ProcessEnv = {};
+    applyDefaultEnvironment(compiled, 'file:///app/dist/src/main.js');
+    expect(compiled.NODE_ENV).toBe('production');
+    const sources: NodeJS.ProcessEnv = {};
+    applyDefaultEnvironment(sources, 'file:///work/src/main.ts');
+    expect(sources.NODE_ENV).toBe('development');
+    // An explicit setting always wins.
+    const told: NodeJS.ProcessEnv = { NODE_ENV: 'development' };
+    applyDefaultEnvironment(told, 'file:///app/dist/src/main.js');
+    expect(told.NODE_ENV).toBe('development');
+    // And production without its settings refuses to start, instead of inventing development ones.
+    expect(configError({ NODE_ENV: compiled.NODE_ENV }, null)).toMatch(/COOKIE_KEYS: required when NODE_ENV=production/);
+  });
+
+  it('seeds the demo user (with its published password) only for a loopback issuer', () => {
+    expect(loadConfig({ ISSUER: 'http://127.0.0.1:3000' }, DEV_SECRETS).seedDemo).toBe(true);
+    expect(loadConfig({ ISSUER: 'http://[::1]:3000' }, DEV_SECRETS).seedDemo).toBe(true);
+    // Development on a reachable address: no demo user unless asked, and asking is refused.
+    expect(loadConfig({ ISSUER: 'http://192.168.1.20:3000' }, DEV_SECRETS).seedDemo).toBe(false);
+    expect(configError({ ISSUER: 'https://id.example.com', SEED_DEMO: 'true' })).toMatch(/SEED_DEMO: .*loopback ISSUER/);
+    expect(configError({ ...PRODUCTION, SEED_DEMO: 'true' })).toMatch(/SEED_DEMO/);
+  });
+
+  it('refuses an idle session lifetime longer than the session itself', () => {
+    expect(configError({ SESSION_TTL: '3600', SESSION_IDLE_TTL: '7200' })).toMatch(/SESSION_IDLE_TTL: must be at most SESSION_TTL/);
+    expect(loadConfig({ SESSION_TTL: '7200', SESSION_IDLE_TTL: '3600' }, DEV_SECRETS).ttl).toMatchObject({ session: 7200, sessionIdle: 3600 });
   });
 
   it('does not seed demo data outside development unless asked', () => {
