@@ -32,6 +32,13 @@ export function classifyRedirectUri(raw: string, options: { publicClient: boolea
   if (raw.length > MAX_LENGTH) {
     throw new RedirectUriError(`${raw.slice(0, 40)}…`, `is too long (${MAX_LENGTH} characters at most)`);
   }
+  // NOTE: the WHATWG URL parser drops or percent-encodes control characters and spaces, so a URI
+  // "with" them parses; but the raw string is what gets stored and compared. RFC 3986 §2 allows
+  // neither, and bidirectional overrides only serve to make a URI read as another one.
+  // eslint-disable-next-line no-control-regex -- the point is to find control characters
+  if (/[\u0000-\u0020\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/.test(raw)) {
+    throw new RedirectUriError(raw.replace(/[^\x21-\x7e]/g, '?'), 'must not contain spaces, control or direction characters');
+  }
   let url: URL;
   try {
     url = new URL(raw);

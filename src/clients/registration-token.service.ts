@@ -198,8 +198,12 @@ function stringList(properties: ClientMetadata, key: string): string[] {
   return value as string[];
 }
 
+/** As many redirect URIs as an admin may give a client (client-input.ts). */
+const MAX_URIS = 20;
+
 /** The same redirect URI rules as for admin-created clients (src/clients/redirect-uri.ts: https or loopback, no fragment, no wildcard). */
 function checkUris(uris: string[], key: string, publicClient: boolean): void {
+  if (uris.length > MAX_URIS) throw new errors.InvalidClientMetadata(`${key}: at most ${MAX_URIS} URIs`);
   for (const uri of uris) {
     try {
       classifyRedirectUri(uri, { publicClient });

@@ -31,6 +31,13 @@ const refused: Refused[] = [
   ['https://app.example.com/callback#frag', false, /fragment/],
   ['https://app.example.com/callback#', false, /fragment/],
   ['http://127.0.0.1/cb#x', true, /fragment/],
+  // The URL parser would percent-encode or drop these, but the raw string is what is stored.
+  ['https://app.example.com/cb\u0000', false, /control or direction characters/],
+  ['https://app.example.com/c\u001bb', false, /control or direction characters/],
+  ['https://app.example.com/cb\u007f', false, /control or direction characters/],
+  ['https://app.example.com/a b', false, /spaces/],
+  ['\thttps://app.example.com/cb', false, /control/],
+  ['https://app.example.com/\u202ebc/', false, /direction/],
   ['/callback', false, /not an absolute URI/],
   ['callback', true, /not an absolute URI/],
   ['//app.example.com/cb', false, /not an absolute URI/],

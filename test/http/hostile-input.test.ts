@@ -170,14 +170,13 @@ const HUGE_VALUE = 'h'.repeat(MIB);
 const SAME_PARSER = ['json', 'json-as-form', 'text-plain', 'multipart', 'xml', 'no-type', 'charset', 'huge'];
 
 /**
- * Hostile values accepted today by code outside this suite's owners' area. Each is left out of
- * the table above and kept below as `it.failing`, so that the fix shows up as a test to move
- * back into the table.
+ * Hostile values this suite found accepted and stored when it was written, refused since (in the
+ * table like every other row, and once more each below, on every way in).
  */
-const KNOWN_FINDINGS = {
-  /** src/clients: a redirect URI with NUL and control characters is stored (RFC 3986 allows neither). */
+const FORMER_FINDINGS = {
+  /** A redirect URI with NUL and control characters (RFC 3986 allows neither): src/clients/redirect-uri.ts. */
   redirectUriControls: 'redirectUris: NUL and control characters',
-  /** src/clients registration policy: dynamic registration takes 500 redirect URIs (the management API refuses them). */
+  /** Dynamic registration with 500 redirect URIs (the management API takes 20): the registration policy. */
   manyRedirectUris: 'redirect_uris: 500 items of 100 characters',
 };
 
@@ -274,7 +273,7 @@ interface JsonTarget {
   valid: () => Record<string, JsonValue>;
   /** Members to corrupt: a string member, or a list of strings. */
   members: { name: string; type: 'string' | 'string[]' }[];
-  /** Row labels left out (see KNOWN_FINDINGS). */
+  /** Row labels left out. */
   skip?: string[];
   state: () => Promise<unknown>;
 }
@@ -763,7 +762,6 @@ describe('hostile input against every form and endpoint', () => {
     headers: bearer,
     valid: () => ({ name: 'API app', redirectUris: ['https://api-app.example.test/callback'] }),
     members: [{ name: 'name', type: 'string' }, { name: 'redirectUris', type: 'string[]' }],
-    skip: [`${KNOWN_FINDINGS.redirectUriControls} in an item`],
     state: clientsState,
   });
   jsonGroup({
@@ -774,7 +772,6 @@ describe('hostile input against every form and endpoint', () => {
     headers: bearer,
     valid: () => ({ name: 'Edited by API', redirectUris: ['https://editable.example.test/cb'] }),
     members: [{ name: 'name', type: 'string' }, { name: 'redirectUris', type: 'string[]' }],
-    skip: [`${KNOWN_FINDINGS.redirectUriControls} in an item`],
     state: clientsState,
   });
   jsonGroup({
@@ -908,8 +905,6 @@ describe('hostile input against every form and endpoint', () => {
     valid: () => ({ client_name: 'Self-registered', redirect_uris: ['https://self.example.test/cb'] }),
     members: [{ name: 'client_name', type: 'string' }, { name: 'redirect_uris', type: 'string[]' }],
     skip: [
-      `${KNOWN_FINDINGS.redirectUriControls.replace('redirectUris', 'redirect_uris')} in an item`,
-      KNOWN_FINDINGS.manyRedirectUris,
       // RFC 7591 §2: the server MUST ignore metadata it does not understand (checked below: it
       // is ignored and pollutes nothing).
       'a __proto__ member',
@@ -926,8 +921,8 @@ describe('hostile input against every form and endpoint', () => {
     expect(since.map((event) => event.action)).toEqual([]);
   });
 
-  // Last: these rows are accepted today and store what they send (KNOWN_FINDINGS).
-  describe('known findings (it.failing: they pass once the input is refused)', () => {
+  // Rows that were findings of this suite (accepted and stored once), refused since.
+  describe('former findings: redirect URIs with control characters, and too many of them', () => {
     const apiClient = (redirectUri: string): Sent => ({
       method: 'POST',
       target: '/api/admin/v1/clients',
@@ -948,13 +943,13 @@ describe('hostile input against every form and endpoint', () => {
       body: typeof body === 'string' ? body : JSON.stringify(body),
     });
     const clientCount = () => Promise.all([count('clients')]);
-    it.failing(`POST /api/admin/v1/clients: ${KNOWN_FINDINGS.redirectUriControls} in an item`, async () => refuses('api', clientsState, () => apiClient(controls)));
-    it.failing(`POST /admin/clients: ${KNOWN_FINDINGS.redirectUriControls}`, async () => refuses('page', clientsState, () => consoleClient(controls)));
-    it.failing(`PUT /api/admin/v1/clients/{clientId}: ${KNOWN_FINDINGS.redirectUriControls} in an item`, async () =>
+    it(`POST /api/admin/v1/clients: ${FORMER_FINDINGS.redirectUriControls} in an item`, async () => refuses('api', clientsState, () => apiClient(controls)));
+    it(`POST /admin/clients: ${FORMER_FINDINGS.redirectUriControls}`, async () => refuses('page', clientsState, () => consoleClient(controls)));
+    it(`PUT /api/admin/v1/clients/{clientId}: ${FORMER_FINDINGS.redirectUriControls} in an item`, async () =>
       refuses('api', clientsState, () => ({ ...apiClient(controls), method: 'PUT', target: `/api/admin/v1/clients/${editableClientId}` })),
     );
-    it.failing(`POST /reg: redirect_uris with NUL and control characters`, async () => refuses('oauth', clientCount, () => register({ client_name: 'Controls', redirect_uris: [controls] })));
-    it.failing(`POST /reg: ${KNOWN_FINDINGS.manyRedirectUris}`, async () =>
+    it(`POST /reg: redirect_uris with NUL and control characters`, async () => refuses('oauth', clientCount, () => register({ client_name: 'Controls', redirect_uris: [controls] })));
+    it(`POST /reg: ${FORMER_FINDINGS.manyRedirectUris}`, async () =>
       refuses('oauth', clientCount, () => register({ client_name: 'Many', redirect_uris: Array.from({ length: 500 }, (_, i) => `https://self.example.test/${String(i).padStart(80, 'x')}`) })),
     );
 
