@@ -36,7 +36,7 @@ export function createApp(deps: Deps): Koa {
   const { config, provider, logger, pages } = deps;
   const app = new Koa();
   // NOTE: the provider runs inside this app, so it reads cookies with this app's keys and
-  // honours X-Forwarded-For only through this app's `proxy` flag (NOTES-toolchain.md); never
+  // honours X-Forwarded-For only through this app's `proxy` flag (koa-mount shares the host app's ctx); never
   // X-Forwarded-Host/Proto, which pinPublicOrigin removes.
   app.keys = config.cookieKeys;
   app.proxy = config.trustProxy;

@@ -42,7 +42,7 @@ import { ensureAdapterIndexes, sweepExpired } from './oidc/mongo-adapter.js';
 import { createProvider } from './oidc/provider.js';
 import { installClientSecretRotation } from './oidc/client-secret-rotation.js';
 
-/** Everything a request handler may need, built once (DESIGN.md convention 3: no globals). */
+/** Everything a request handler may need, built once (no globals: one object built at start and passed down). */
 export interface Deps {
   config: Config;
   logger: Logger;

@@ -13,9 +13,11 @@ export interface AccountMfa {
   /** The active authenticator app; absent when none is enrolled. */
   totp?: { secretSealed: string; enabledAt: Date; lastUsedStep?: number | undefined } | null | undefined;
   /** A secret shown for enrolment, active only once the person proves they have it. */
+  /** Written by older versions only (enrolment now stores nothing before activation); cleared at activation. */
   pendingTotp?: { secretSealed: string; createdAt: Date } | null | undefined;
   /**
-   * SHA-256 hashes of the unused recovery codes. A used code is pulled from here, but its claim
+   * Keyed hashes of the unused recovery codes (`h1.<keyId>.<HMAC>`, or bare SHA-256 from older
+   * versions; totp.service.ts). A used code is pulled from here, but its claim
    * in `recovery_code_uses` is what refuses it (see totp.service.ts).
    */
   recoveryCodes?: string[] | undefined;

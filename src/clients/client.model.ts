@@ -8,7 +8,7 @@ export interface ClientRecord {
   /**
    * The provider's client metadata without the secret, serialised: metadata is open-ended
    * (extensions, `jwks`, URLs as values) and FerretDB refuses some document shapes, so it
-   * is stored the way the adapter stores payloads (DESIGN.md, "The database").
+   * is stored the way the adapter stores payloads (docs/ARCHITECTURE.md, "State").
    */
   metadata: string;
   /** client_secret sealed with AES-256-GCM (src/crypto/secret-box.ts); absent for public clients. */

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { defaults } from '../../config/defaults.js';
 
 /**
- * The one reader of process.env (DESIGN.md): parse once at start, fail fast naming the bad setting.
+ * The one reader of process.env: parse once at start, fail fast naming the bad setting.
  */
 
 const seconds = (fallback: number) => z.coerce.number().int().positive().default(fallback);

@@ -1,5 +1,5 @@
 /**
- * Our own errors (DESIGN.md convention 5): a status, a namespaced code and whether the
+ * Our own errors: a status, a namespaced code and whether the
  * message may be shown. Protocol failures use oidc-provider's `errors.*` instead.
  */
 export class AppError extends Error {

@@ -40,7 +40,7 @@ function toPublicError(err: unknown): PublicError {
   return { status: 500, code: 'server_error', message: 'Something went wrong on our side. Try again later.' };
 }
 
-/** The one error handler at the top (DESIGN.md convention 5): page for browsers, JSON otherwise, never a stack. */
+/** The one error handler at the top: page for browsers, JSON otherwise, never a stack. */
 export function handleErrors({ logger, pages }: { logger: Logger; pages: PageRenderer }): Middleware {
   return async function errorHandler(ctx, next) {
     try {

@@ -11,7 +11,7 @@ import type { Logger } from '../logging/logger.js';
 import type { CsrfTokens } from './csrf.js';
 
 /**
- * The small named middleware every interaction route is built from (DESIGN.md convention 6),
+ * The small named middleware every interaction route is built from (multi-step handlers are arrays of small named middleware),
  * and the sign-in progress kept between pages.
  */
 

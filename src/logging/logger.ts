@@ -1,7 +1,7 @@
 /**
  * A small structured logger: one JSON object per line in production (for log shippers),
  * a readable line in development. Fields whose names look secret are redacted, so a
- * careless `log.info('x', { password })` cannot leak (DESIGN.md: nothing secret in logs).
+ * careless `log.info('x', { password })` cannot leak (nothing secret in logs).
  */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFields = Record<string, unknown>;

@@ -12,7 +12,7 @@ import type { Config, SmtpSettings } from '../config/config.js';
 import type { Logger } from '../logging/logger.js';
 
 /**
- * Outgoing mail (DESIGN.md, src/mail): sign-in codes and notices, rendered from pug templates
+ * Outgoing mail: sign-in codes and notices, rendered from pug templates
  * under views/mail/ and sent over SMTP, or written to the log in development and tests.
  */
 

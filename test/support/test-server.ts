@@ -39,7 +39,7 @@ export interface TestServerOptions {
 
 /**
  * Builds the server exactly as production does (createDeps + createApp) on a real port:
- * listen first, then build the Provider with the real issuer (NOTES-toolchain.md).
+ * listen first, then build the Provider with the real issuer (its endpoint URLs name the issuer's port).
  */
 export async function startTestServer(label: string, options: TestServerOptions = {}): Promise<TestServer> {
   const mongoUri = options.mongoUri ?? testDatabaseUri(label);
