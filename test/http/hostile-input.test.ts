@@ -15,7 +15,7 @@ import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent } from '../support/user-agent.js';
 import type { Reply } from '../support/user-agent.js';
-import { rawHttp } from './raw-client.js';
+import { rawHttp, storeCookies } from './raw-client.js';
 import type { RawReply } from './raw-client.js';
 
 /**
@@ -65,13 +65,7 @@ class JarAgent extends UserAgent {
 
   override async request(url: string, init: RequestInit = {}): Promise<Reply> {
     const reply = await super.request(url, init);
-    for (const line of reply.headers.getSetCookie()) {
-      const pair = line.split(';')[0] ?? '';
-      const eq = pair.indexOf('=');
-      const value = pair.slice(eq + 1);
-      if (value === '' || /expires=Thu, 01 Jan 1970/i.test(line)) this.jar.delete(pair.slice(0, eq));
-      else this.jar.set(pair.slice(0, eq), value);
-    }
+    storeCookies(this.jar, reply.headers.getSetCookie());
     return reply;
   }
 

@@ -58,6 +58,17 @@ export function rawHttp(port: number, { method = 'GET', target, headers = {}, bo
  * headers) and keeps cookies by name. NOTE: cookie paths are ignored; our cookies have distinct
  * names, so sending all of them everywhere changes nothing for these tests.
  */
+/** Keeps Set-Cookie lines in a jar by name (our cookies have distinct names); a cleared cookie leaves it. */
+export function storeCookies(jar: Map<string, string>, setCookies: readonly string[]): void {
+  for (const line of setCookies) {
+    const pair = line.split(';')[0] ?? '';
+    const eq = pair.indexOf('=');
+    const value = pair.slice(eq + 1);
+    if (value === '' || /expires=Thu, 01 Jan 1970/i.test(line)) jar.delete(pair.slice(0, eq));
+    else jar.set(pair.slice(0, eq), value);
+  }
+}
+
 export class RawBrowser {
   private readonly cookies = new Map<string, string>();
 
@@ -75,13 +86,7 @@ export class RawBrowser {
       headers['content-type'] = 'application/x-www-form-urlencoded';
     }
     const reply = await rawHttp(this.port, { method, target, headers, ...(body === undefined ? {} : { body }) });
-    for (const line of reply.setCookies) {
-      const pair = line.split(';')[0] ?? '';
-      const eq = pair.indexOf('=');
-      const value = pair.slice(eq + 1);
-      if (value === '' || /expires=Thu, 01 Jan 1970/i.test(line)) this.cookies.delete(pair.slice(0, eq));
-      else this.cookies.set(pair.slice(0, eq), value);
-    }
+    storeCookies(this.cookies, reply.setCookies);
     return reply;
   }
 }

@@ -106,7 +106,6 @@ describe('per-IP and per-address limits', () => {
     const statuses = replies.map((r) => r.status);
     expect(statuses.filter((s) => s >= 500)).toEqual([]);
     expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(5);
-    expect(statuses.filter((s) => s === 401).length).toBeGreaterThanOrEqual(1);
     expect(await server.deps.limits.limiter.count(server.deps.limits.signInFromIp(ip).key)).toBe(statuses.filter((s) => s === 401).length);
   }, 120_000);
 
