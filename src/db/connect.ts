@@ -7,9 +7,14 @@ import type { Logger } from '../logging/logger.js';
  * One Mongoose connection per process, created in main.ts and passed down (no global
  * `mongoose.connect`). The driver reconnects by itself after an outage.
  */
-export async function connectDatabase(uri: string, logger: Logger, options: { dbName?: string } = {}): Promise<Connection> {
+export async function connectDatabase(
+  uri: string,
+  logger: Logger,
+  options: { dbName?: string; /** Emit the driver's command events (tests count database commands per request). */ monitorCommands?: boolean } = {},
+): Promise<Connection> {
   const connection = mongoose.createConnection(uri, {
     ...(options.dbName ? { dbName: options.dbName } : {}),
+    ...(options.monitorCommands ? { monitorCommands: true } : {}),
     // Fail fast while the database is down, so requests get a 503 within seconds instead
     // of hanging for the driver's default 30 s.
     serverSelectionTimeoutMS: 3000,

@@ -9,22 +9,44 @@ import type { SignInLimits } from './sign-in-limits.js';
  * every request from that IP (network) is answered 429 with Retry-After until the oldest failure
  * leaves the window, without reaching the provider.
  *
- * NOTE: unlike the sign-in limits, this one counts after the fact (one read before, one insert
- * per failure) instead of reserving an attempt before the check: a busy service client would
- * otherwise pay three database commands per token. So the requests already in flight when the
- * limit is reached are still answered; what that lets through is nothing an attacker can use
- * (client secrets are 256 random bits, assertions are signed), and the limit holds for every
- * request that arrives after it.
+ * NOTE: unlike the sign-in limits, this one counts after the fact instead of reserving an attempt
+ * before the check, and it reads the shared count only for an IP this node has seen fail within
+ * the window: a busy service client that authenticates correctly pays no database command for
+ * it, on the hottest endpoint there is. So each node lets one failure through before it starts
+ * checking an IP, and the requests already in flight when the limit is reached are still answered:
+ * nothing an attacker can use (client secrets are 256 random bits, assertions are signed); every
+ * request after that is refused, on every node that has seen the IP fail.
  */
 
 /** oidc-provider's routes that authenticate the client (its defaults; provider.ts changes none). */
 export const CLIENT_AUTH_PATHS: ReadonlySet<string> = new Set(['/token', '/token/introspection', '/token/revocation', '/request']);
 
-export function limitClientAuthentication({ limits, logger }: { limits: SignInLimits; logger: Logger }): Middleware {
+/** How many failing IPs a node remembers at once (the oldest is forgotten first): a bound on memory. */
+const MAX_REMEMBERED = 10_000;
+
+export function limitClientAuthentication({ limits, logger, now = Date.now }: { limits: SignInLimits; logger: Logger; now?: () => number }): Middleware {
+  /** IP keys this node saw fail, until when they are worth a look at the shared count. */
+  const failing = new Map<string, number>();
+  const seenFailing = (key: string): boolean => {
+    const until = failing.get(key);
+    if (until === undefined) return false;
+    if (until > now()) return true;
+    failing.delete(key);
+    return false;
+  };
+  const rememberFailure = (key: string, windowSeconds: number) => {
+    failing.delete(key);
+    if (failing.size >= MAX_REMEMBERED) {
+      const oldest = failing.keys().next().value;
+      if (oldest !== undefined) failing.delete(oldest);
+    }
+    failing.set(key, now() + windowSeconds * 1000);
+  };
+
   return async function limitClientAuthentication(ctx, next) {
     if (ctx.method !== 'POST' || !CLIENT_AUTH_PATHS.has(ctx.path)) return next();
     const gate = limits.clientAuthFromIp(ctx.ip);
-    const verdict = await limits.limiter.peek(gate);
+    const verdict = seenFailing(gate.key) ? await limits.limiter.peek(gate) : ({ allowed: true } as const);
     if (!verdict.allowed) {
       (ctx.state.log as Logger | undefined ?? logger).info('client authentication refused: too many failures from this address', { path: ctx.path, retryAfterSeconds: verdict.retryAfterSeconds });
       ctx.status = 429;
@@ -42,6 +64,7 @@ export function limitClientAuthentication({ limits, logger }: { limits: SignInLi
     const body = ctx.body as { error?: unknown } | undefined;
     if (ctx.status === 401 && typeof body === 'object' && body !== null && body.error === 'invalid_client') {
       await limits.limiter.record(gate);
+      rememberFailure(gate.key, gate.rule.kind === 'window' ? gate.rule.windowSeconds : 0);
     }
   };
 }

@@ -9,11 +9,13 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as oidc from 'openid-client';
 
 import type { CreatedClient } from '../../src/clients/client.service.js';
+import { LIMIT_ATTEMPTS_COLLECTION } from '../../src/limits/attempt-limiter.js';
 import { ipNetwork } from '../../src/limits/sign-in-limits.js';
 import type { MailServer } from '../support/mail-server.js';
 import { REDIRECT_URI, authorizationRequest, oauthError, rpFor } from '../support/rp.js';
 import { pageKind } from '../support/second-factor.js';
 import { startMailingServer, stopMailingServer } from '../support/sign-in-suite.js';
+import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent, formAction, formField } from '../support/user-agent.js';
 import type { Reply } from '../support/user-agent.js';
@@ -177,6 +179,45 @@ describe('per-IP and per-address limits', () => {
       expect(await server.deps.limits.limiter.count(loopback.key)).toBe(3);
       expect(await oauthError(oidc.clientCredentialsGrant(rp, {}))).toBe('temporarily_unavailable');
       await server.deps.limits.limiter.forget([loopback.key]);
+    });
+  });
+
+  describe('what the client authentication limit costs a well-behaved client', () => {
+    let counted: TestServer;
+    let service: CreatedClient;
+    let limitCommands = 0;
+
+    beforeAll(async () => {
+      counted = await startTestServer('client_auth_cost', { monitorCommands: true, env: { IP_CLIENT_AUTH_FAILURE_LIMIT: '3' } });
+      service = await counted.deps.clients.create({ name: 'Busy service', redirectUris: [REDIRECT_URI] });
+      counted.connection.getClient().on('commandStarted', (event) => {
+        const command = event.command as Record<string, unknown>;
+        if (['find', 'insert', 'count', 'aggregate', 'delete', 'update'].some((verb) => command[verb] === LIMIT_ATTEMPTS_COLLECTION)) limitCommands += 1;
+      });
+    });
+    afterAll(() => counted?.close());
+
+    const tokenRequest = (secret: string) =>
+      fetch(`${counted.url}/token`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded', authorization: `Basic ${Buffer.from(`${service.clientId}:${secret}`).toString('base64')}` },
+        body: new URLSearchParams({ grant_type: 'authorization_code', code: 'made-up', redirect_uri: REDIRECT_URI, code_verifier: 'x'.repeat(43) }),
+      });
+
+    it('no database command for an address that never failed; the shared count once it has', async () => {
+      // Authenticated (the made-up code then fails at the grant): nothing read or written for the limit.
+      for (let i = 0; i < 5; i += 1) expect((await tokenRequest(service.clientSecret!)).status).toBe(400);
+      expect(limitCommands).toBe(0);
+      // One failure is recorded, and from then on this node looks at the shared count.
+      expect((await tokenRequest('wrong')).status).toBe(401);
+      expect(limitCommands).toBe(1);
+      expect((await tokenRequest(service.clientSecret!)).status).toBe(400);
+      expect(limitCommands).toBe(2);
+      // The failures another node records are seen here too: the limit holds across nodes.
+      const gate = counted.deps.limits.clientAuthFromIp('127.0.0.1');
+      await counted.deps.limits.limiter.record(gate);
+      await counted.deps.limits.limiter.record(gate);
+      expect((await tokenRequest(service.clientSecret!)).status).toBe(429);
     });
   });
 });

@@ -35,6 +35,8 @@ export interface TestServerOptions {
   port?: number;
   env?: Env;
   logLevel?: LogLevel;
+  /** Emit the driver's command events on `connection.getClient()` (to count database commands). */
+  monitorCommands?: boolean;
 }
 
 /**
@@ -65,7 +67,7 @@ export async function startTestServer(label: string, options: TestServerOptions 
   });
   const logs: string[] = [];
   const logger = createLogger({ level: options.logLevel ?? 'debug', format: 'json', write: (line) => logs.push(line) });
-  const connection = await connectDatabase(mongoUri, logger);
+  const connection = await connectDatabase(mongoUri, logger, options.monitorCommands ? { monitorCommands: true } : {});
   const deps = await createDeps(config, logger, connection);
   const app = createApp(deps);
   server.on('request', app.callback());
