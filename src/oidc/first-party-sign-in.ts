@@ -124,7 +124,7 @@ export function createFirstPartySignIn(options: FirstPartySignInOptions): FirstP
       const returnTo = allowedReturn(ctx.query.return);
       const state = randomBytes(16).toString('base64url');
       const verifier = randomBytes(32).toString('base64url');
-      ctx.cookies.set(cookieName, JSON.stringify({ state, verifier, returnTo }), { ...cookieOptions, maxAge: config.ttl.interaction * 1000 });
+      ctx.cookies.set(cookieName, JSON.stringify({ state, verifier, returnTo }), { ...cookieOptions, secure: ctx.secure, maxAge: config.ttl.interaction * 1000 });
       const query = new URLSearchParams({
         client_id: clientId,
         response_type: 'code',
@@ -151,7 +151,7 @@ export function createFirstPartySignIn(options: FirstPartySignInOptions): FirstP
     async callback(ctx) {
       ctx.set('Cache-Control', 'no-store');
       const raw = ctx.cookies.get(cookieName, { signed: true });
-      ctx.cookies.set(cookieName, null, cookieOptions);
+      ctx.cookies.set(cookieName, null, { ...cookieOptions, secure: ctx.secure });
       let pending: z.infer<typeof pendingSchema> | undefined;
       try {
         pending = raw ? pendingSchema.parse(JSON.parse(raw)) : undefined;

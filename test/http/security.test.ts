@@ -339,6 +339,20 @@ describe('security behind a trusted TLS-terminating proxy (TRUST_PROXY=true, htt
     }
   });
 
+  it('sets our own pages’ cookies Secure too (the account and console sign-in state)', async () => {
+    for (const path of ['/account/sign-in', '/admin/sign-in']) {
+      const agent = new RecordingAgent(server.url, {});
+      const reply = await agent.get(`${issuer}${path}`);
+      expect(reply.status).toBe(303);
+      const cookies = agent.setCookies.map(parseSetCookie).filter((c) => c.name.endsWith('.login'));
+      expect(cookies.length).toBeGreaterThan(0);
+      for (const cookie of cookies) {
+        expect({ path, cookie: cookie.name, secure: cookie.attributes.includes('secure') }).toEqual({ path, cookie: cookie.name, secure: true });
+        expect(cookie.attributes).toContain('httponly');
+      }
+    }
+  });
+
   it('sets cookies Secure by the issuer’s scheme, not by X-Forwarded-Proto', async () => {
     // A proxy (or a client it passes the header through for) saying http cannot downgrade them.
     for (const forwarded of [{}, { 'x-forwarded-proto': 'http' }] as Record<string, string>[]) {

@@ -153,7 +153,8 @@ export function createConsoleKit(deps: {
       if (verdict === 'not_multi_factor') return signInAgain(ctx, false, 'The admin console needs your authenticator app. Sign in again.');
       return signInAgain(ctx, true, 'Your admin session has ended. Sign in again.');
     }
-    ctx.cookies.set(ADMIN_ACTIVITY_COOKIE, `${current.sessionUid}.${nowSeconds}`, activityCookie);
+    // Secure whenever the issuer is https (ctx.secure follows the issuer: src/http/public-origin.ts).
+    ctx.cookies.set(ADMIN_ACTIVITY_COOKIE, `${current.sessionUid}.${nowSeconds}`, { ...activityCookie, secure: ctx.secure });
     ctx.state.admin = current;
     ctx.state.formActionOrigins = [];
     await next();
