@@ -340,15 +340,16 @@ export function createTotpService({ Account, db, secretBox, keys, issuer, now = 
       // An enrolment page activates once, for as long as it could be used: two valid codes
       // racing from one page get one set of recovery codes, and a page kept open does not
       // re-enable its secret after the authenticator was removed.
-      const digest = createHash('sha256').update(opened.secret).digest('base64url');
-      const enrolmentClaim = { _id: `${accountId}:enrolment:${digest}`, accountId, expiresAt: new Date(Math.max(opened.exp, now() + STEP_CLAIM_LIFETIME_MS)) };
-      if (!(await insertClaim(stepClaims, enrolmentClaim))) return { ok: false, reason: 'already_enrolled' };
       // Two pages (two tabs) hold two different secrets: one activation per account at a time,
       // and the account read again inside the lock, so the second finds the first one's app
       // instead of overwriting it (its recovery codes would then be the ones shown but not kept).
+      // The lock comes first, so that a lock left by a crashed process does not use up the page.
       const lock = { _id: `${accountId}:activating`, accountId, expiresAt: new Date(now() + ACTIVATION_LOCK_MS) };
       if (!(await insertClaim(stepClaims, lock))) return { ok: false, reason: 'already_enrolled' };
       try {
+        const digest = createHash('sha256').update(opened.secret).digest('base64url');
+        const enrolmentClaim = { _id: `${accountId}:enrolment:${digest}`, accountId, expiresAt: new Date(Math.max(opened.exp, now() + STEP_CLAIM_LIFETIME_MS)) };
+        if (!(await insertClaim(stepClaims, enrolmentClaim))) return { ok: false, reason: 'already_enrolled' };
         const current = await Account.findById(accountId, { mfa: 1 }).lean();
         if (current?.mfa?.totp?.secretSealed) return { ok: false, reason: 'already_enrolled' };
         // Sealed once, here; stepClaimId names the authenticator by this value.
