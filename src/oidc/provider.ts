@@ -13,6 +13,7 @@ import type { Logger } from '../logging/logger.js';
 import type { PrivateJwk } from './keys.js';
 import type { ClientStore } from './mongo-adapter.js';
 import { createMongoAdapter } from './mongo-adapter.js';
+import { explainProviderError } from './error-explanations.js';
 import { ACCOUNT_VIEW, clientFlag, createInteractionPolicy } from './policy.js';
 import { createSessionTtl } from './session-ttl.js';
 import type { mongo } from 'mongoose';
@@ -268,15 +269,23 @@ export function createProvider(deps: ProviderDeps): Provider {
       // A database outage (503) is expected: a warning, as src/http/error-handler.ts logs it, not an error with a stack.
       if (status === 503) logger.warn('database unavailable', { path: ctx.path, reason: error.message });
       else if (status >= 500) logger.error('provider error', { err: error, path: ctx.path });
+      const client = ctx.oidc?.client;
+      const explained = explainProviderError(
+        out,
+        client ? { name: client.clientName ?? undefined, homeUri: client.clientUri ?? undefined } : undefined,
+        `${config.issuer}/account`,
+        error instanceof errors.SessionNotFound,
+      );
       await pages.render(
         ctx,
         'errors/error',
         {
           title: 'Error',
           status,
-          message: out.error_description ? String(out.error_description) : 'The request could not be completed.',
+          message: explained.message,
           code: String(out.error),
-          description: undefined,
+          developerDetail: explained.developerDetail,
+          wayBack: explained.wayBack,
           requestId: ctx.state.requestId as string | undefined,
         },
         status,
