@@ -4,7 +4,8 @@ import type { Middleware } from 'koa';
 
 /**
  * Security headers for every response, the provider's included.
- * CSP has no 'unsafe-inline' and no script at all is needed by our pages.
+ * CSP has no 'unsafe-inline': scripts come only from our own files (progressive enhancement; every
+ * page works without them).
  * NOTE: Chromium applies form-action to the redirects that follow a form POST, so the sign-in
  * forms must be allowed to end at the client's redirect URI: handlers add that origin to
  * ctx.state.formActionOrigins.
