@@ -183,6 +183,7 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
         title: 'Set up two-step verification',
         required: false,
         qrCodeDataUrl: enrolment.qrCodeDataUrl,
+        otpauthUri: enrolment.otpauthUri,
         secretGroups: enrolment.secret.match(/.{1,4}/g) ?? [enrolment.secret],
         enrolment: enrolment.sealed,
         action: `${SECURITY_PATH}/totp`,

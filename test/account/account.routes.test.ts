@@ -282,6 +282,10 @@ describe('/account/security', () => {
       expect(enrol.body).toMatch(/<img[^>]*src="data:image\/png;base64,[A-Za-z0-9+/=]+"/);
       secret = secretFromEnrolPage(enrol.body);
       expect(secret).toMatch(/^[A-Z2-7]{16,}$/);
+      // A phone cannot scan its own screen: the same key as an otpauth:// link, and help without an app.
+      const link = /<a class="button button-secondary" href="(otpauth:\/\/totp\/[^"]+)">Open in authenticator app<\/a>/.exec(enrol.body)?.[1];
+      expect(new URL(link!.replace(/&amp;/g, '&')).searchParams.get('secret')).toBe(secret);
+      expect(enrol.body).toContain('<summary>No authenticator app?</summary>');
 
       const wrong = await submit(agent, enrol, '/account/security/totp', { code: await wrongTotpCode(secret) });
       expect(wrong.status).toBe(401);
