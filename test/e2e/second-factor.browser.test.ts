@@ -60,6 +60,7 @@ async function checkPage(page: Page, size: Size | 'no-js', heading: string | Reg
     heading,
     shot,
     phone: size !== 'desktop',
+    javaScript: size !== 'no-js',
     styles: async () => {
       await expectComputedStyle(
         page.locator('.card'),

@@ -23,6 +23,7 @@ import type { Browser, BrowserContext, BrowserContextOptions, Locator, Page } fr
 import { authorizationRequest } from './rp.js';
 import type { Started, Tokens } from './rp.js';
 import type { TestServer } from './test-server.js';
+import { expectAccessible } from './accessibility.js';
 
 // ---------------------------------------------------------------------------------------------
 // The browser
@@ -302,18 +303,25 @@ export interface PageChecks {
   phone: boolean;
   /** The screenshot's file name; none when undefined. */
   shot: string | undefined;
+  /**
+   * Whether the page runs JavaScript, so that axe can run in it (default true).
+   * NOTE: page.evaluate never returns in a context with JavaScript disabled.
+   */
+  javaScript?: boolean;
 }
 
 /**
  * The checks every page gets: its heading, the page loaded, the stylesheet applied, no sideways
- * overflow on a phone, a label for every input a person can see; then a screenshot.
+ * overflow on a phone, a label for every input a person can see, no WCAG 2.1 A/AA violation that
+ * axe finds; then a screenshot.
  */
-export async function checkPage(page: Page, { heading, styles, phone, shot }: PageChecks): Promise<void> {
+export async function checkPage(page: Page, { heading, styles, phone, shot, javaScript = true }: PageChecks): Promise<void> {
   await page.getByRole('heading', { level: 1, name: heading }).waitFor();
   await page.waitForLoadState('load');
   await styles(page);
   if (phone) await expectNoSidewaysOverflow(page);
   await expectInputsLabelled(page);
+  if (javaScript) await expectAccessible(page, typeof heading === 'string' ? heading : heading.source);
   if (shot) await screenshot(page, shot);
 }
 
