@@ -118,7 +118,7 @@ export const auditEventSchema = z
     actor: auditActorSchema,
     target: z
       .object({
-        type: z.enum(['account', 'client', 'registration_token', 'grant', 'token', 'session']),
+        type: z.enum(['account', 'client', 'registration_token', 'invitation', 'grant', 'token', 'session']),
         id: z.string(),
         label: z.string().optional(),
       })
