@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { AUDIT_COLLECTION } from '../../src/audit/audit.service.js';
 import { fullAuthority } from '../../src/clients/admin-authority.js';
 import { AppError } from '../../src/http/app-error.js';
+import { createMailer } from '../../src/mail/mailer.js';
 import {
   INVITATIONS_COLLECTION,
   INVITATION_USES_COLLECTION,
@@ -213,6 +214,24 @@ describe('invitation service', () => {
     expect(mail.html).toContain(`href="${created.link}"`);
     expect(mail.text).toContain(created.view.expiresAt.toISOString().slice(0, 10));
     await expectTokenNowhere(created.token);
+  });
+
+  it('a mail that cannot be sent leaves the invitation standing, says so, and logs no link', async () => {
+    // A real SMTP transport to a port nobody listens on.
+    const closed = await startMailServer();
+    const port = closed.port;
+    await closed.close();
+    const mailer = createMailer({ config: { ...server.config, mail: { ...server.config.mail, smtp: { url: `smtp://127.0.0.1:${port}` } } }, logger: server.deps.logger });
+    const service = createInvitationService({ db: server.deps.db, audit: server.deps.audit, logger: server.deps.logger, issuer: server.url, mailer });
+    try {
+      const created = await service.create({ email: 'unreachable@example.com', sendEmail: true });
+      expect(created.mailed).toBe(false);
+      expect(await service.check(created.token, 'unreachable@example.com')).toMatchObject({ valid: true });
+      expect(server.logs.join('\n')).toContain('invitation mail failed');
+      await expectTokenNowhere(created.token);
+    } finally {
+      mailer.close();
+    }
   });
 
   it('sweeps invitations that ended over 30 days ago, with their uses', async () => {
