@@ -25,6 +25,7 @@ import { registerClientPages } from './admin/console/client.pages.js';
 import { registerUserPages } from './admin/console/user.pages.js';
 import { registerRegistrationTokenPages } from './admin/console/registration-token.pages.js';
 import { registerApiTokenPages } from './admin/console/api-token.pages.js';
+import { registerInvitationPages } from './admin/console/invitation.pages.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // src/app.ts in development, dist/src/app.js when compiled: views/ sits at the project root.
@@ -73,7 +74,7 @@ export function createApp(deps: Deps): Koa {
   app.use(account.allowedMethods());
   // The management API answers everything under /api/admin/v1 itself (problem+json errors).
   app.use(createAdminApi(deps).middleware);
-  const adminConsole = createAdminConsoleRouter(deps, [registerClientPages, registerAuditPages, registerUserPages, registerRegistrationTokenPages, registerApiTokenPages]);
+  const adminConsole = createAdminConsoleRouter(deps, [registerClientPages, registerAuditPages, registerUserPages, registerInvitationPages, registerRegistrationTokenPages, registerApiTokenPages]);
   app.use(adminConsole.routes());
   app.use(adminConsole.allowedMethods());
   if (config.seedDemo) app.use(createDemoRouter({ config, pages }).routes());

@@ -18,6 +18,8 @@ import { ensureAdminClient } from './admin/admin-client.js';
 import type { AuditService } from './audit/audit.service.js';
 import { createAuditService } from './audit/audit.service.js';
 import type { Mailer } from './mail/mailer.js';
+import type { InvitationService } from './invitations/invitation.service.js';
+import { createInvitationService } from './invitations/invitation.service.js';
 import { createMailer } from './mail/mailer.js';
 import { createClientModel } from './clients/client.model.js';
 import type { ClientService } from './clients/client.service.js';
@@ -60,6 +62,8 @@ export interface Deps {
   audit: AuditService;
   /** Initial access tokens for RFC 7591 dynamic registration. */
   registrationTokens: RegistrationTokenService;
+  /** Invitations to sign up (SIGN_UP=invite). */
+  invitations: InvitationService;
   provider: Provider;
   pages: PageRenderer;
   csrf: CsrfTokens;
@@ -75,6 +79,8 @@ export interface ServiceDeps {
   userAdmin: UserAdminService;
   /** Mints tokens on a provider of its own (registration-token.service.ts, createStandaloneRegistrationTokenService). */
   registrationTokens: RegistrationTokenService;
+  /** Mails invitations through a mailer built on first use. */
+  invitations: InvitationService;
 }
 
 export function createServices(connection: Connection, config: Config, logger: Logger): ServiceDeps {
@@ -89,7 +95,11 @@ export function createServices(connection: Connection, config: Config, logger: L
   const clients = createClientService({ Client: createClientModel(connection), secretBox, audit, config, db });
   const userAdmin = createUserAdminService({ accounts, totp, db, audit, logger });
   const registrationTokens = createStandaloneRegistrationTokenService({ issuer: config.issuer, db, audit, clientStore: clients, logger });
-  return { accounts, clients, totp, userAdmin, registrationTokens };
+  // The CLI's mailer is built only when an invitation is mailed (it compiles every template).
+  let mailer: Mailer | undefined;
+  const lazyMailer = { sendTemplate: (...args: Parameters<Mailer['sendTemplate']>) => (mailer ??= createMailer({ config, logger })).sendTemplate(...args) };
+  const invitations = createInvitationService({ db, audit, logger, issuer: config.issuer, mailer: lazyMailer });
+  return { accounts, clients, totp, userAdmin, registrationTokens, invitations };
 }
 
 export async function createDeps(config: Config, logger: Logger, connection: Connection): Promise<Deps> {
@@ -117,6 +127,8 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   const audit = createAuditService({ db, logger, retentionDays: config.audit.retentionDays });
   await audit.ensureIndexes();
   const registrationPolicies = createRegistrationPolicies({ db, audit });
+  const invitations = createInvitationService({ db, audit, logger, issuer: config.issuer, mailer });
+  await invitations.ensureIndexes();
   await ensureAccountClient(clients, config);
   await ensureAdminClient(clients, config);
 
@@ -126,7 +138,7 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   const sweep = setInterval(() => {
     guardDatabase(async () => {
       let removed = ttlSupported ? 0 : await sweepExpired(db);
-      for (const store of [emailCodes, limiter, totp, audit, registrationTokens, clients]) removed += await store.sweep();
+      for (const store of [emailCodes, limiter, totp, audit, registrationTokens, clients, invitations]) removed += await store.sweep();
       return removed;
     }).then(
       (n) => n > 0 && logger.debug('swept expired records', { removed: n }),
@@ -163,6 +175,7 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
     mailer,
     audit,
     registrationTokens,
+    invitations,
     provider,
     pages,
     csrf,

@@ -29,7 +29,7 @@ export interface AuditActor {
 }
 
 export interface AuditTarget {
-  type: 'account' | 'client' | 'registration_token' | 'grant' | 'token' | 'session';
+  type: 'account' | 'client' | 'registration_token' | 'invitation' | 'grant' | 'token' | 'session';
   id: string;
   label?: string | undefined;
 }

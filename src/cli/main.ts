@@ -6,6 +6,7 @@
 import { ConfigError } from '../config/config.js';
 import { clientCreateCommand, clientDeleteCommand, clientListCommand, clientRotateSecretCommand } from './client.commands.js';
 import type { CliCommand, Output } from './command.js';
+import { invitationCreateCommand, invitationListCommand, invitationRevokeCommand } from './invitation.commands.js';
 import { EXIT_FAILURE, EXIT_OK, UsageError, runPrepared, writeUsageError } from './command.js';
 import {
   registrationTokenCreateCommand,
@@ -29,6 +30,9 @@ const commands: readonly CliCommand[] = [
   registrationTokenCreateCommand,
   registrationTokenListCommand,
   registrationTokenRevokeCommand,
+  invitationCreateCommand,
+  invitationListCommand,
+  invitationRevokeCommand,
   userCreateCommand,
   userListCommand,
   userDisableCommand,

@@ -23,7 +23,7 @@ export interface MailMessage {
   html: string;
 }
 
-export type MailTemplate = 'sign-in-code' | 'no-account';
+export type MailTemplate = 'sign-in-code' | 'no-account' | 'invitation';
 
 export interface Mailer {
   send(message: MailMessage): Promise<void>;
@@ -65,6 +65,11 @@ const templates = {
   'no-account': defineTemplate({
     locals: z.object({ productName, email }),
     subject: (name) => `${name}: sign-in attempt`,
+  }),
+  invitation: defineTemplate({
+    locals: z.object({ productName, email, link: z.url({ protocol: /^https?$/ }), expiresAt: z.date() }),
+    // NOTE: the link (a secret) is only in the body.
+    subject: (name) => `You are invited to ${name}`,
   }),
 } satisfies Record<MailTemplate, unknown>;
 
@@ -197,7 +202,7 @@ function compileTemplates(): Record<MailTemplate, { html: RenderFn; text: Render
     // put `&amp;` into a plain-text mail.
     text: compile(`${name}.text.pug`),
   });
-  return { 'sign-in-code': both('sign-in-code'), 'no-account': both('no-account') };
+  return { 'sign-in-code': both('sign-in-code'), 'no-account': both('no-account'), invitation: both('invitation') };
 }
 
 function recipientDomain(to: string): string {

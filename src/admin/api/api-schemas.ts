@@ -118,7 +118,7 @@ export const auditEventSchema = z
     actor: auditActorSchema,
     target: z
       .object({
-        type: z.enum(['account', 'client', 'registration_token', 'grant', 'token', 'session']),
+        type: z.enum(['account', 'client', 'registration_token', 'invitation', 'grant', 'token', 'session']),
         id: z.string(),
         label: z.string().optional(),
       })
@@ -159,3 +159,30 @@ export const createdRegistrationTokenSchema = registrationTokenViewSchema
   .describe('A new registration token, with its value');
 
 export const registrationTokenListSchema = z.object({ registrationTokens: z.array(registrationTokenViewSchema).describe('Newest first') });
+
+// ---------------------------------------------------------------------------------------------
+// Invitations
+// ---------------------------------------------------------------------------------------------
+
+export const invitationViewSchema = z
+  .object({
+    id: z.string().describe('The invitation id (not its token)'),
+    email: z.string().optional().describe('The only address that may sign up with it; absent for an open invitation'),
+    createdAt: timestamp,
+    expiresAt: timestamp,
+    maxUses: z.number().int().describe('How many accounts it may create'),
+    usesCount: z.number().int(),
+    revokedAt: timestamp.optional(),
+    createdBy: auditActorSchema.optional(),
+    state: z.enum(['pending', 'used', 'expired', 'revoked']).describe('revoked, else used (no uses left), else expired, else pending'),
+  })
+  .describe('An invitation to sign up (never its token)');
+
+export const createdInvitationSchema = invitationViewSchema
+  .extend({
+    link: z.string().describe('The sign-up link carrying the token, shown only in this response'),
+    mailed: z.boolean().describe('Whether the link was mailed to the bound address'),
+  })
+  .describe('A new invitation, with its link');
+
+export const invitationListSchema = z.object({ invitations: z.array(invitationViewSchema).describe('Newest first') });

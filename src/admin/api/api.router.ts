@@ -11,6 +11,7 @@ import type { AuditService } from '../../audit/audit.service.js';
 import type { ClientService } from '../../clients/client.service.js';
 import type { RegistrationTokenService } from '../../clients/registration-token.service.js';
 import type { Config } from '../../config/config.js';
+import type { InvitationService } from '../../invitations/invitation.service.js';
 import { readJsonBody, JSON_BODY_LIMIT } from '../../http/json-body.js';
 import type { Logger } from '../../logging/logger.js';
 import { createApiAuth } from './api-auth.js';
@@ -21,6 +22,7 @@ import { defineRoute, koaPath } from './api-route.js';
 import { auditRoutes } from './audit.routes.js';
 import { clientRoutes } from './client.routes.js';
 import { buildOpenApiDocument } from './openapi.js';
+import { invitationRoutes } from './invitation.routes.js';
 import { InputError, ProblemError, fieldProblemsFrom, problemErrors } from './problem.js';
 import { registrationTokenRoutes } from './registration-token.routes.js';
 import { userRoutes } from './user.routes.js';
@@ -40,6 +42,7 @@ export interface AdminApiDeps {
   userAdmin: UserAdminService;
   audit: AuditService;
   registrationTokens: RegistrationTokenService;
+  invitations: InvitationService;
 }
 
 export interface AdminApi {
@@ -70,6 +73,7 @@ export function adminApiRoutes(deps: AdminApiDeps, openApiDocument: () => Record
     ...clientRoutes(deps),
     ...registrationTokenRoutes(deps),
     ...userRoutes(deps),
+    ...invitationRoutes(deps),
     ...auditRoutes(deps),
   ];
 }

@@ -21,9 +21,9 @@ const SCOPE_DESCRIPTIONS: Record<string, string> = {
   'admin:clients:grant':
     'Give clients management API scopes (only ones the token holds itself) or first-party status; change, rotate the secret of, ' +
     'or delete such clients. Needed with admin:clients:write for any change to such a client.',
-  'admin:users:read': 'List and read users',
+  'admin:users:read': 'List and read users and invitations',
   'admin:users:write':
-    'Create, change, disable and delete users, reset their second factor and password. Giving the admin role, or acting on an ' +
+    'Create, change, disable and delete users, reset their second factor and password, issue and revoke invitations. Giving the admin role, or acting on an ' +
     'administrator, needs every scope of this API besides.',
   'admin:audit:read': 'Read and export the audit log',
 };
@@ -32,6 +32,7 @@ const TAG_DESCRIPTIONS: Record<string, string> = {
   clients: 'OAuth clients (relying parties)',
   'registration-tokens': 'Initial access tokens for RFC 7591 dynamic client registration',
   users: 'People who sign in',
+  invitations: 'Invitations to sign up (SIGN_UP=invite)',
   audit: 'The audit log',
   meta: 'About this API',
 };
