@@ -324,9 +324,12 @@ export function createMailOutbox(deps: {
     return sent;
   };
 
-  /** Runs a pass unless one is running (then one more runs after it). */
+  /**
+   * Runs a pass unless one is running (then one more runs after it). Only on a node whose worker
+   * runs: an instance that only enqueues (a CLI, say) leaves delivery to the workers.
+   */
   const kick = () => {
-    if (stopped) return;
+    if (stopped || !timer) return;
     if (pass) {
       again = true;
       return;
