@@ -262,10 +262,17 @@ export function createMailOutbox(deps: {
       else await mails.updateOne({ _id: mail._id }, { $set: { attempts: attempt + 1, nextAttemptAt: new Date(next), lastError: code } });
       return false;
     }
-    await mails.updateOne(
-      { _id: mail._id },
-      { $set: { state: 'sent', sentAt: new Date(now()), attempts: attempt + 1 }, $unset: { sealed: '', lastError: '' } },
-    );
+    try {
+      await mails.updateOne(
+        { _id: mail._id },
+        { $set: { state: 'sent', sentAt: new Date(now()), attempts: attempt + 1 }, $unset: { sealed: '', lastError: '' } },
+      );
+    } catch (err) {
+      // Sent all the same: the caller hears so. Unmarked, it is sent again after the lease (the
+      // at-least-once window of the header).
+      logger.warn('mail sent but not marked sent', { mailId: mail._id, template: mail.template, reason: err instanceof Error ? err.message : String(err) });
+      return true;
+    }
     logger.debug('mail sent', { mailId: mail._id, template: mail.template, attempt });
     return true;
   };
