@@ -21,6 +21,8 @@ import type { Mailer } from './mail/mailer.js';
 import type { InvitationService } from './invitations/invitation.service.js';
 import { createInvitationService } from './invitations/invitation.service.js';
 import { createMailer } from './mail/mailer.js';
+import type { MailOutbox } from './mail/outbox.service.js';
+import { createMailOutbox, outboxSettingsFrom } from './mail/outbox.service.js';
 import { createClientModel } from './clients/client.model.js';
 import type { ClientService } from './clients/client.service.js';
 import { createClientService } from './clients/client.service.js';
@@ -59,6 +61,8 @@ export interface Deps {
   /** Every limit on guessing and sending, per address, account and client IP (src/limits). */
   limits: SignInLimits;
   mailer: Mailer;
+  /** Stored mail, delivered by a worker on every node (src/mail/outbox.service.ts). */
+  outbox: MailOutbox;
   audit: AuditService;
   /** Initial access tokens for RFC 7591 dynamic registration. */
   registrationTokens: RegistrationTokenService;
@@ -126,6 +130,8 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   const mailer = createMailer({ config, logger });
   const audit = createAuditService({ db, logger, retentionDays: config.audit.retentionDays });
   await audit.ensureIndexes();
+  const outbox = createMailOutbox({ db, mailer, secretBox, audit, logger, settings: outboxSettingsFrom(config.mail.outbox) });
+  await outbox.ensureIndexes();
   const registrationPolicies = createRegistrationPolicies({ db, audit });
   const invitations = createInvitationService({ db, audit, logger, issuer: config.issuer, mailer });
   await invitations.ensureIndexes();
@@ -138,7 +144,7 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   const sweep = setInterval(() => {
     guardDatabase(async () => {
       let removed = ttlSupported ? 0 : await sweepExpired(db);
-      for (const store of [emailCodes, limiter, totp, audit, registrationTokens, clients, invitations]) removed += await store.sweep();
+      for (const store of [emailCodes, limiter, totp, audit, registrationTokens, clients, invitations, outbox]) removed += await store.sweep();
       return removed;
     }).then(
       (n) => n > 0 && logger.debug('swept expired records', { removed: n }),
@@ -160,6 +166,8 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   const [cookieKey] = config.cookieKeys;
   if (!cookieKey) throw new Error('no cookie key');
   const csrf = createCsrfTokens(cookieKey);
+  // Last, so a failed start leaves no worker behind; stop() stops it.
+  outbox.start();
 
   return {
     config,
@@ -173,6 +181,7 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
     userAdmin,
     limits,
     mailer,
+    outbox,
     audit,
     registrationTokens,
     invitations,
@@ -181,6 +190,8 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
     csrf,
     stop() {
       clearInterval(sweep);
+      // The sends in flight finish on their own; a mail cut off is retried after its lease.
+      void outbox.stop();
       mailer.close();
     },
   };

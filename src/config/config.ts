@@ -84,6 +84,12 @@ const envSchema = z.object({
   SMTP_PASSWORD: z.string().min(1).optional(),
   SMTP_SECURE: booleanFlag.optional(),
   MAIL_FROM: z.string().min(3).max(320).optional(),
+  // The mail outbox (src/mail/outbox.service.ts); defaults kept here, beside their only reader.
+  MAIL_RETRY_MAX_AGE: z.coerce.number().int().min(60).max(30 * 86_400).default(86_400),
+  MAIL_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(1000).default(30),
+  MAIL_RETRY_MAX_DELAY: z.coerce.number().int().min(1).max(86_400).default(900),
+  MAIL_WORKER_INTERVAL: z.coerce.number().int().min(1).max(3600).default(5),
+  MAIL_SENT_RETENTION_DAYS: z.coerce.number().int().min(1).max(365).default(7),
   EMAIL_CODE_TTL: seconds(defaults.emailCode.ttl),
   EMAIL_CODE_RESEND_INTERVAL: z.coerce.number().int().min(0).default(defaults.emailCode.resendInterval),
   EMAIL_CODE_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(defaults.emailCode.maxAttempts),
@@ -139,6 +145,14 @@ export interface Config {
     /** Undefined: mail is written to the log (never in production, see loadConfig). */
     smtp: SmtpSettings | undefined;
     from: string;
+    /** The outbox: retries with back-off up to maxAttempts or retryMaxAgeSeconds, then dead-letter. */
+    outbox: {
+      retryMaxAgeSeconds: number;
+      maxAttempts: number;
+      retryMaxDelaySeconds: number;
+      workerIntervalSeconds: number;
+      sentRetentionDays: number;
+    };
   };
   emailCode: {
     ttlSeconds: number;
@@ -273,6 +287,13 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
     mail: {
       smtp,
       from: e.MAIL_FROM ?? `${e.PRODUCT_NAME ?? defaults.productName} <no-reply@localhost>`,
+      outbox: {
+        retryMaxAgeSeconds: e.MAIL_RETRY_MAX_AGE,
+        maxAttempts: e.MAIL_MAX_ATTEMPTS,
+        retryMaxDelaySeconds: e.MAIL_RETRY_MAX_DELAY,
+        workerIntervalSeconds: e.MAIL_WORKER_INTERVAL,
+        sentRetentionDays: e.MAIL_SENT_RETENTION_DAYS,
+      },
     },
     emailCode: {
       ttlSeconds: e.EMAIL_CODE_TTL,

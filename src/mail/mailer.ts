@@ -26,8 +26,12 @@ export interface MailMessage {
 export type MailTemplate = 'sign-in-code' | 'no-account' | 'invitation';
 
 export interface Mailer {
-  send(message: MailMessage): Promise<void>;
+  /** `template` only names the mail in the failure log line. */
+  send(message: MailMessage, template?: MailTemplate): Promise<void>;
+  /** Renders and sends at once (no outbox): throws MailDeliveryError when SMTP refuses or is down. */
   sendTemplate(to: string, template: MailTemplate, locals: Record<string, unknown>): Promise<void>;
+  /** Renders a template into a message without sending it (the outbox stores it, sealed). */
+  render(to: string, template: MailTemplate, locals: Record<string, unknown>): MailMessage;
   close(): void;
 }
 
@@ -107,22 +111,23 @@ export function createMailer(deps: { config: Config; logger: Logger }): Mailer {
     }
   }
 
-  return {
-    send: (message) => deliver(message),
+  const render = (to: string, template: MailTemplate, locals: Record<string, unknown>): MailMessage => {
+    const spec = templates[template] as TemplateSpec<z.ZodType<Record<string, unknown>>>;
+    const parsed = spec.locals.safeParse({ productName: config.productName, ...locals });
+    if (!parsed.success) {
+      // A programming error in the caller; the issues name fields, not their values.
+      const fields = parsed.error.issues.map((issue) => issue.path.join('.')).join(', ');
+      throw new TypeError(`mail template ${template}: invalid locals (${fields})`);
+    }
+    const { html, text } = renderers[template];
+    return { to, subject: spec.subject(String(parsed.data.productName)), html: html(parsed.data), text: text(parsed.data) };
+  };
 
+  return {
+    send: (message, template) => deliver(message, template),
+    render,
     async sendTemplate(to, template, locals) {
-      const spec = templates[template] as TemplateSpec<z.ZodType<Record<string, unknown>>>;
-      const parsed = spec.locals.safeParse({ productName: config.productName, ...locals });
-      if (!parsed.success) {
-        // A programming error in the caller; the issues name fields, not their values.
-        const fields = parsed.error.issues.map((issue) => issue.path.join('.')).join(', ');
-        throw new TypeError(`mail template ${template}: invalid locals (${fields})`);
-      }
-      const { html, text } = renderers[template];
-      await deliver(
-        { to, subject: spec.subject(String(parsed.data.productName)), html: html(parsed.data), text: text(parsed.data) },
-        template,
-      );
+      await deliver(render(to, template, locals), template);
     },
 
     close: () => transport.close(),
@@ -205,13 +210,13 @@ function compileTemplates(): Record<MailTemplate, { html: RenderFn; text: Render
   return { 'sign-in-code': both('sign-in-code'), 'no-account': both('no-account'), invitation: both('invitation') };
 }
 
-function recipientDomain(to: string): string {
+export function recipientDomain(to: string): string {
   const match = /@([^@\s>]+)>?\s*$/.exec(to);
   return match?.[1]?.toLowerCase() ?? 'unknown';
 }
 
 /** nodemailer's error code (ECONNECTION, ETIMEDOUT, EAUTH, EENVELOPE, ...), or the error's name. */
-function errorCode(err: unknown): string {
+export function errorCode(err: unknown): string {
   if (err && typeof err === 'object' && 'code' in err && typeof err.code === 'string') return err.code;
   return err instanceof Error ? err.name : 'unknown';
 }

@@ -5,6 +5,7 @@ import { createFirstPartySignIn } from '../../oidc/first-party-sign-in.js';
 import { ADMIN_BASE_PATH, ADMIN_CLIENT_ID } from '../admin-client.js';
 import type { ConsoleKit, ConsoleRouter, ConsoleState } from './console-kit.js';
 import { createConsoleKit } from './console-kit.js';
+import { registerMailPages } from './mail.pages.js';
 
 /**
  * The admin console (/admin): server-rendered pages over the same services as the CLI and the
@@ -40,6 +41,7 @@ export function createAdminConsoleRouter(deps: Deps, sections: ConsolePages[]): 
     kit.redirect(ctx, `${ADMIN_BASE_PATH}/clients`);
   });
 
-  for (const register of sections) register(router, deps, kit);
+  // The mail section is always there (every node runs the outbox), whatever the caller lists.
+  for (const register of [...sections, registerMailPages]) register(router, deps, kit);
   return router;
 }
