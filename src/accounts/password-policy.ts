@@ -121,18 +121,21 @@ export function createPasswordPolicy(config: Pick<Config, 'passwordMinLength' | 
   const productName = config.productName;
 
   // NOTE: building the dictionaries takes about 200 ms of CPU and tens of MB: once per policy
-  // (one per process), never per request.
-  const zxcvbn = new ZxcvbnFactory({
-    dictionary: { ...zxcvbnCommon.dictionary, ...zxcvbnEn.dictionary },
-    graphs: zxcvbnCommon.adjacencyGraphs,
-    translations: zxcvbnEn.translations,
-    // NOTE: zxcvbn's cost grows fast with length and with l33t look-alikes ('@', '$', '4', '1'):
-    // with its defaults a 128-character '4@1$4@1$…' took over a second of CPU. The first 64
-    // characters are analysed (longer passwords are judged by them), with at most 4 l33t
-    // substitutions ("P@$$w0rd" is still found): about 50 ms in the worst case measured.
-    maxLength: ANALYSED_LENGTH,
-    l33tMaxSubstitutions: 4,
-  });
+  // (one per process), never per request, and only when a password is first checked (a CLI
+  // command that sets none never pays it).
+  let analyser: ZxcvbnFactory | undefined;
+  const zxcvbn = () =>
+      (analyser ??= new ZxcvbnFactory({
+      dictionary: { ...zxcvbnCommon.dictionary, ...zxcvbnEn.dictionary },
+      graphs: zxcvbnCommon.adjacencyGraphs,
+      translations: zxcvbnEn.translations,
+      // NOTE: zxcvbn's cost grows fast with length and with l33t look-alikes ('@', '$', '4', '1'):
+      // with its defaults a 128-character '4@1$4@1$…' took over a second of CPU. The first 64
+      // characters are analysed (longer passwords are judged by them), with at most 4 l33t
+      // substitutions ("P@$$w0rd" is still found): about 50 ms in the worst case measured.
+      maxLength: ANALYSED_LENGTH,
+      l33tMaxSubstitutions: 4,
+    }));
 
   const messages = {
     too_short: `Use at least ${minLength} characters. A few unrelated words together make a long password that is easy to remember.`,
@@ -161,7 +164,7 @@ export function createPasswordPolicy(config: Pick<Config, 'passwordMinLength' | 
       if (/[\u0000-\u001f\u007f]/.test(normalised)) return refuse('control_characters');
 
       const words = contextWords(context, productName);
-      const result = zxcvbn.check(normalised, [...words.keys()]);
+      const result = zxcvbn().check(normalised, [...words.keys()]);
 
       // The context words in it: as typed (case-insensitive), and as zxcvbn found them (reversed, l33t: "Al1ce").
       const lower = normalised.toLowerCase();
@@ -178,7 +181,7 @@ export function createPasswordPolicy(config: Pick<Config, 'passwordMinLength' | 
         hits.sort((a, b) => b.token.length - a.token.length);
         let rest = lower;
         for (const { token } of hits) rest = removeAll(rest, token);
-        const restWeak = [...rest].length < minLength || zxcvbn.check(rest).score < MIN_SCORE;
+        const restWeak = [...rest].length < minLength || zxcvbn().check(rest).score < MIN_SCORE;
         if (restWeak) {
           const order: ContextKind[] = ['email', 'name', 'product'];
           const kind = order.find((k) => hits.some((h) => h.kind === k)) ?? 'name';

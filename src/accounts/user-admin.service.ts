@@ -10,7 +10,7 @@ import { revokeAccountRecords } from '../oidc/mongo-adapter.js';
 import type { Role } from './account.model.js';
 import type { AccountService, AccountView } from './account.service.js';
 import { emailSchema, safeText } from './account.service.js';
-import { PASSWORD_MAX_LENGTH } from './password.js';
+import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from './password.js';
 import type { PasswordPolicy } from './password-policy.js';
 import { PasswordPolicyError } from './password-policy.js';
 import { EMAIL_CODES_COLLECTION } from './email-code.service.js';
@@ -58,9 +58,11 @@ export const userCreateSchema = z
   .strictObject({
     email: emailSchema.describe('Sign-in email address; stored lower-cased, unique'),
     // The length and strength rules are the password policy's (password-policy.ts), which gives
-    // the reason of a refusal; this bound only keeps the input small.
+    // the reason of a refusal. These bounds keep the input small, and name an input too short
+    // under any configuration together with the other fields' problems.
     password: z
       .string()
+      .min(PASSWORD_MIN_LENGTH, `must be at least ${PASSWORD_MIN_LENGTH} characters`)
       .max(PASSWORD_MAX_LENGTH)
       .optional()
       .describe(
