@@ -14,6 +14,11 @@ export const defaults = {
   dataDir: '.data',
   /** PRODUCT_NAME: shown on the sign-in pages. */
   productName: 'Identity',
+  /**
+   * PASSWORD_MIN_LENGTH: the shortest new password, in Unicode characters after NFKC. NIST SP
+   * 800-63B asks for at least 8 (never less here) and 15 where the password is the only factor.
+   */
+  passwordMinLength: 12,
 
   ttl: {
     /** ACCESS_TOKEN_TTL (seconds): bearer access tokens; short, because they cannot be recalled from resource servers that cache them. */

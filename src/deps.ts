@@ -8,6 +8,8 @@ import type { EmailCodeService } from './accounts/email-code.service.js';
 import { createEmailCodeService } from './accounts/email-code.service.js';
 import type { TotpService } from './accounts/totp.service.js';
 import { createTotpService } from './accounts/totp.service.js';
+import type { PasswordPolicy } from './accounts/password-policy.js';
+import { createPasswordPolicy } from './accounts/password-policy.js';
 import { createAttemptLimiter } from './limits/attempt-limiter.js';
 import type { SignInLimits } from './limits/sign-in-limits.js';
 import { createSignInLimits } from './limits/sign-in-limits.js';
@@ -58,6 +60,8 @@ export interface Deps {
   totp: TotpService;
   /** What administrators do to people (console, management API, CLI). */
   userAdmin: UserAdminService;
+  /** The rules for new passwords (built once: its dictionaries are costly). */
+  passwordPolicy: PasswordPolicy;
   /** Every limit on guessing and sending, per address, account and client IP (src/limits). */
   limits: SignInLimits;
   mailer: Mailer;
@@ -81,6 +85,7 @@ export interface ServiceDeps {
   clients: ClientService;
   totp: TotpService;
   userAdmin: UserAdminService;
+  passwordPolicy: PasswordPolicy;
   /** Mints tokens on a provider of its own (registration-token.service.ts, createStandaloneRegistrationTokenService). */
   registrationTokens: RegistrationTokenService;
   /** Mails invitations through a mailer built on first use. */
@@ -97,20 +102,21 @@ export function createServices(connection: Connection, config: Config, logger: L
   // Its own audit writer over the same collection: the CLI has no Deps, only these services.
   const audit = createAuditService({ db, logger, retentionDays: config.audit.retentionDays });
   const clients = createClientService({ Client: createClientModel(connection), secretBox, audit, config, db });
-  const userAdmin = createUserAdminService({ accounts, totp, db, audit, logger });
+  const passwordPolicy = createPasswordPolicy(config);
+  const userAdmin = createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy });
   const registrationTokens = createStandaloneRegistrationTokenService({ issuer: config.issuer, db, audit, clientStore: clients, logger });
   // The CLI's mailer is built only when an invitation is mailed (it compiles every template).
   let mailer: Mailer | undefined;
   const lazyMailer = { sendTemplate: (...args: Parameters<Mailer['sendTemplate']>) => (mailer ??= createMailer({ config, logger })).sendTemplate(...args) };
   const invitations = createInvitationService({ db, audit, logger, issuer: config.issuer, mailer: lazyMailer });
-  return { accounts, clients, totp, userAdmin, registrationTokens, invitations };
+  return { accounts, clients, totp, userAdmin, passwordPolicy, registrationTokens, invitations };
 }
 
 export async function createDeps(config: Config, logger: Logger, connection: Connection): Promise<Deps> {
   const db = connection.db;
   if (!db) throw new Error('database connection is not open');
   const secretBox = createSecretBox(config.encryptionKeys);
-  const { accounts, clients, totp, userAdmin } = createServices(connection, config, logger);
+  const { accounts, clients, totp, userAdmin, passwordPolicy } = createServices(connection, config, logger);
 
   // Indexes once, at start (not per request).
   await accounts.ensureIndexes();
@@ -179,6 +185,7 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
     emailCodes,
     totp,
     userAdmin,
+    passwordPolicy,
     limits,
     mailer,
     outbox,

@@ -9,7 +9,10 @@ import type { Logger } from '../logging/logger.js';
 import { revokeAccountRecords } from '../oidc/mongo-adapter.js';
 import type { Role } from './account.model.js';
 import type { AccountService, AccountView } from './account.service.js';
-import { emailSchema, passwordSchema, safeText } from './account.service.js';
+import { emailSchema, safeText } from './account.service.js';
+import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from './password.js';
+import type { PasswordPolicy } from './password-policy.js';
+import { PasswordPolicyError } from './password-policy.js';
 import { EMAIL_CODES_COLLECTION } from './email-code.service.js';
 import type { AttemptRecord } from '../limits/attempt-limiter.js';
 import { LIMIT_ATTEMPTS_COLLECTION } from '../limits/attempt-limiter.js';
@@ -54,9 +57,19 @@ const nameSchema = safeText(200)
 export const userCreateSchema = z
   .strictObject({
     email: emailSchema.describe('Sign-in email address; stored lower-cased, unique'),
-    password: passwordSchema
+    // The length and strength rules are the password policy's (password-policy.ts), which gives
+    // the reason of a refusal. These bounds keep the input small, and name an input too short
+    // under any configuration together with the other fields' problems.
+    password: z
+      .string()
+      .min(PASSWORD_MIN_LENGTH, `must be at least ${PASSWORD_MIN_LENGTH} characters`)
+      .max(PASSWORD_MAX_LENGTH)
       .optional()
-      .describe('Initial password (at least 8 characters); omit for a passwordless account that signs in with a code by email'),
+      .describe(
+        'Initial password: PASSWORD_MIN_LENGTH (default 12) to 128 characters, not a common or leaked password, not built from ' +
+          'the email, the name or the product name (400 `password.<reason>`, e.g. `password.too_common`; nothing is stored). ' +
+          'Omit for a passwordless account that signs in with a code by email',
+      ),
     name: nameSchema.optional(),
     roles: z.array(roleSchema).max(10).optional().describe('Roles to grant; none by default'),
     emailVerified: z.boolean().optional().describe('Whether the address is known to reach the person; false by default'),
@@ -176,9 +189,11 @@ export interface UserAdminServiceDeps {
   db: mongo.Db;
   audit: AuditService;
   logger: Logger;
+  /** New passwords set here go through it (NIST SP 800-63B rules, password-policy.ts). */
+  passwordPolicy: PasswordPolicy;
 }
 
-export function createUserAdminService({ accounts, totp, db, audit, logger }: UserAdminServiceDeps): UserAdminService {
+export function createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy }: UserAdminServiceDeps): UserAdminService {
   const toAdminView = async (account: AccountView): Promise<UserAdminView> => {
     const status = await totp.status(account.id);
     const signInMethods: SignInMethod[] = [];
@@ -287,11 +302,18 @@ export function createUserAdminService({ accounts, totp, db, audit, logger }: Us
     async create(input, by = NO_AUTHORITY) {
       const data = parse(userCreateSchema, input);
       if (data.roles?.includes(ADMIN_ROLE)) await requireAdminPower(by, 'user.role_granted', { email: data.email });
+      let password: string | undefined;
+      if (data.password !== undefined) {
+        // Before anything is stored (and before hashing): a refusal leaves no account behind.
+        const verdict = await passwordPolicy.check(data.password, { email: data.email, name: data.name });
+        if (!verdict.ok) throw new PasswordPolicyError(verdict);
+        password = verdict.normalised;
+      }
       let account: AccountView;
       try {
         account = await accounts.create({
           email: data.email,
-          ...(data.password !== undefined ? { password: data.password } : {}),
+          ...(password !== undefined ? { password } : {}),
           ...(data.name ? { name: data.name } : {}),
           roles: [...new Set(data.roles ?? [])],
           emailVerified: data.emailVerified ?? false,

@@ -1,6 +1,5 @@
 import type { Role } from '../accounts/account.model.js';
 import type { AccountView } from '../accounts/account.service.js';
-import { PASSWORD_MIN_LENGTH } from '../accounts/password.js';
 import type { UserAdminView } from '../accounts/user-admin.service.js';
 import type { CliCommand, CommandContext } from './command.js';
 import { CLI_AUTHORITY, EXIT_OK, UsageError, listCommand, parseCommandArgs, singlePositional, toCommandFunction, writeFailure, writeJson } from './command.js';
@@ -11,7 +10,9 @@ Creates a user who signs in with this email and password.
 
 Options:
   --email EMAIL         sign-in email, stored lower-cased (required)
-  --password PASSWORD   at least ${PASSWORD_MIN_LENGTH} characters (required; never printed)
+  --password PASSWORD   required; never printed. PASSWORD_MIN_LENGTH (default 12) to 128
+                        characters, not a common or leaked password, not built from the
+                        email, the name or the product name
   --name NAME           display name (the \`name\` claim)
   --admin               give the admin role
   --json                print one JSON object instead of text
@@ -73,8 +74,8 @@ export const userCreateCommand: CliCommand = {
     const json = values.json ?? false;
 
     return async ({ services, out }) => {
-      // The service validates email, password and name (its messages never contain the password)
-      // and records the creation and the admin role in the audit log, with the CLI as the actor.
+      // The service validates email, password (the password policy: a refusal prints its reason
+      // and exits 1, nothing stored) and name (its messages never contain the password) and records the creation and the admin role in the audit log, with the CLI as the actor.
       const account = await services.userAdmin.create(input, CLI_AUTHORITY);
       if (json) {
         writeJson(out, toJson(account));

@@ -56,6 +56,8 @@ const envSchema = z.object({
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default(defaults.logLevel),
   DATA_DIR: z.string().min(1).default(defaults.dataDir),
   PRODUCT_NAME: z.string().min(1).max(60).default(defaults.productName),
+  // NIST SP 800-63B §3.1.1.2: never under 8; at most 64, since passwords of 64 must be accepted.
+  PASSWORD_MIN_LENGTH: z.coerce.number().int().min(8, 'must be at least 8').max(64, 'must be at most 64').default(defaults.passwordMinLength),
   SEED_DEMO: booleanFlag.optional(),
   ACCESS_TOKEN_TTL: seconds(defaults.ttl.accessToken),
   AUTHORIZATION_CODE_TTL: seconds(defaults.ttl.authorizationCode),
@@ -137,6 +139,8 @@ export interface Config {
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   dataDir: string;
   productName: string;
+  /** New passwords: at least this many characters (password-policy.ts). */
+  passwordMinLength: number;
   seedDemo: boolean;
   ttl: Ttl;
   signInThrottle: { freeAttempts: number; maxDelaySeconds: number };
@@ -270,6 +274,7 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
     logLevel: e.LOG_LEVEL,
     dataDir: e.DATA_DIR,
     productName: e.PRODUCT_NAME,
+    passwordMinLength: e.PASSWORD_MIN_LENGTH,
     seedDemo: e.SEED_DEMO ?? (e.NODE_ENV === 'development' && loopbackIssuer),
     ttl: {
       accessToken: e.ACCESS_TOKEN_TTL,

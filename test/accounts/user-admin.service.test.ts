@@ -8,6 +8,7 @@ import * as oidc from 'openid-client';
 import { generate } from 'otplib';
 
 import type { UserAdminService, UserAdminView } from '../../src/accounts/user-admin.service.js';
+import { PasswordPolicyError } from '../../src/accounts/password-policy.js';
 import { UserValidationError } from '../../src/accounts/user-admin.service.js';
 import type { AuditActor, AuditEvent } from '../../src/audit/audit.service.js';
 import { AUDIT_COLLECTION } from '../../src/audit/audit.service.js';
@@ -148,6 +149,32 @@ describe('user administration service', () => {
       expect(fields.password).toMatch(/at least 8 characters/);
       expect(err.message).not.toContain('short');
       expect(JSON.stringify(fields)).not.toContain('short');
+    });
+
+    it('refuses a weak password (PasswordPolicyError, 400 password.<reason>) before storing or auditing anything', async () => {
+      const email = uniqueEmail('weak');
+      const cases = [
+        { password: 'qwertyuiop12', reason: 'too_common' },
+        { password: `${email.split('@')[0] ?? ''}-2024!!`, reason: 'contains_email' },
+        { password: 'Bartholomew1987!', reason: 'contains_name' },
+        { password: 'Identity2024!!', reason: 'contains_product_name' },
+      ];
+      for (const { password, reason } of cases) {
+        const err = await errorOf(users.create({ email, password, name: 'Bartholomew Jones' }, by));
+        expect(err).toBeInstanceOf(PasswordPolicyError);
+        expect(err).toMatchObject({ status: 400, code: `password.${reason}`, reason, fields: { password: err.message } });
+        expect(err.message).not.toContain(password);
+      }
+      expect(await server.deps.accounts.findByEmail(email)).toBeUndefined();
+      expect((await server.deps.audit.list({ action: 'user.' }, { limit: 200 })).events.some((e) => e.target?.label === email)).toBe(false);
+    });
+
+    it('stores the NFKC form: a full-width or ligature password signs in with its plain equivalent', async () => {
+      const email = uniqueEmail('nfkc');
+      await users.create({ email, password: 'Ｐlankton ﬁsh violin sunrise', emailVerified: true }, by);
+      expect((await server.deps.accounts.authenticate(email, 'Plankton fish violin sunrise')).ok).toBe(true);
+      expect((await server.deps.accounts.authenticate(email, 'Ｐlankton ﬁsh violin sunrise')).ok).toBe(true);
+      expect((await server.deps.accounts.authenticate(email, 'plankton fish violin sunrise')).ok).toBe(false);
     });
 
     it('refuses a name with control characters and a missing email', async () => {

@@ -275,6 +275,23 @@ describe('cli commands, in process', () => {
       expect(await services.accounts.findByEmail('short@example.com')).toBeUndefined();
     });
 
+    it('refuses a weak password with the reason (exit 1), storing nothing', async () => {
+      const before = (await services.accounts.list()).length;
+      const common = await run(userCreate, ['--email', 'weak@example.com', '--password', 'password1234']);
+      expect(common.code).toBe(1);
+      expect(common.stderr).toMatch(/^error: This password is on lists of common or leaked passwords/);
+      expect(common.stderr).not.toContain('password1234');
+      const fromEmail = await run(userCreate, ['--email', 'ferdinand@example.com', '--password', 'Ferdinand2024!']);
+      expect(fromEmail.code).toBe(1);
+      expect(fromEmail.stderr).toMatch(/^error: .*email address/);
+      const tooLong = await run(userCreate, ['--email', 'weak@example.com', '--password', 'y'.repeat(129)]);
+      expect(tooLong.code).toBe(1);
+      expect(tooLong.stderr).toMatch(/at most 128 characters/);
+      expect(await services.accounts.findByEmail('weak@example.com')).toBeUndefined();
+      expect(await services.accounts.findByEmail('ferdinand@example.com')).toBeUndefined();
+      expect(await services.accounts.list()).toHaveLength(before);
+    });
+
     it('lists users as text and JSON, without password hashes', async () => {
       const text = await run(userList, []);
       expect(text.code).toBe(0);

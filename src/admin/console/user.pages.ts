@@ -1,6 +1,7 @@
 import { z } from 'zod';
 
 import type { SignInMethod, UserAdminService, UserAdminView } from '../../accounts/user-admin.service.js';
+import { PasswordPolicyError } from '../../accounts/password-policy.js';
 import { UserValidationError } from '../../accounts/user-admin.service.js';
 import type { AdminAuthority } from '../../clients/admin-authority.js';
 import { fullAuthority } from '../../clients/admin-authority.js';
@@ -247,7 +248,8 @@ export const registerUserPages: ConsolePages = (router, deps, kit) => {
     errors: Record<string, string>,
     status = 200,
   ) => {
-    await kit.render(ctx, 'admin/users/new', 'users', { title: 'New user', values, errors, hasErrors: Object.keys(errors).length > 0 }, status);
+    const passwordRules = { minLength: deps.passwordPolicy.minLength, maxLength: deps.passwordPolicy.maxLength, productName: deps.config.productName };
+    await kit.render(ctx, 'admin/users/new', 'users', { title: 'New user', values, errors, hasErrors: Object.keys(errors).length > 0, passwordRules }, status);
   };
 
   router.get('/users', kit.requireAdmin, async function listUsers(ctx) {
@@ -312,6 +314,11 @@ export const registerUserPages: ConsolePages = (router, deps, kit) => {
       );
       kit.redirect(ctx, `${userHref(user.id)}?notice=created`);
     } catch (err) {
+      if (err instanceof PasswordPolicyError) {
+        // The reason beside the password field; the password itself is never sent back.
+        await renderCreate(ctx, values, { password: err.message }, err.status);
+        return;
+      }
       if (err instanceof UserValidationError) {
         const errors: Record<string, string> = {};
         for (const [field, message] of Object.entries(err.fields)) {

@@ -62,6 +62,27 @@ describe('users', () => {
     expectProblem(await call(server, 'POST', 'users', { token, json: {} }), 400, 'request.invalid', ['email']);
   });
 
+  it('refuses a weak password with the reason (400 password.<reason>), storing nothing', async () => {
+    const cases = [
+      { password: 'password1234', code: 'password.too_common', email: 'weak-common@example.test' },
+      { password: 'eleven char', code: 'password.too_short', email: 'weak-short@example.test' },
+      { password: 'x'.repeat(129), code: 'password.too_long', email: 'weak-long@example.test' },
+      { password: 'Ferdinand2024!', code: 'password.contains_email', email: 'ferdinand@example.test' },
+      { password: 'Bartholomew1987!', code: 'password.contains_name', email: 'weak-name@example.test', name: 'Bartholomew Jones' },
+      { password: 'Identity2024!!', code: 'password.contains_product_name', email: 'weak-product@example.test' },
+    ];
+    for (const { password, code, email, name } of cases) {
+      const answer = await call(server, 'POST', 'users', { token, json: { email, password, ...(name ? { name } : {}) } });
+      expectProblem(answer, 400, code, ['password']);
+      const [problem] = answer.body.errors as { field: string; message: string }[];
+      expect(problem?.message).toMatch(/characters|common|guess|email|name|Identity/);
+      expect(answer.text).not.toContain(password);
+      expect(await server.deps.accounts.findByEmail(email)).toBeUndefined();
+    }
+    // The same input with a strong password goes through.
+    await createUser('weak-common@example.test', { password: PASSWORD });
+  });
+
   it('lists users by email with search, limit and cursor', async () => {
     for (const n of [2, 3, 1]) await createUser(`listed${n}@example.test`);
     const first = await call(server, 'GET', 'users?search=listed&limit=2', { token: readOnly });

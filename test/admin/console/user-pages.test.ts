@@ -249,8 +249,23 @@ describe('admin console: users', () => {
     // The password typed is never sent back.
     expect(invalid.body).not.toContain('value="short"');
 
+    // A weak password: the reason beside the field (aria-describedby), nothing stored, the password not sent back.
+    const weakEmail = uniqueEmail('weak');
+    const weak = await postFrom(invalid, '/admin/users/new', { email: weakEmail, name: 'Nia', password: 'qwertyuiop12' });
+    expect(weak.status).toBe(400);
+    expect(weak.body).toMatch(/id="password"[^>]*aria-invalid="true"[^>]*aria-describedby="password-error password-hint"/);
+    expect(weak.body).toMatch(/<p class="field-error" id="password-error">[^<]*common or leaked passwords/);
+    expect(weak.body).toContain(`value="${weakEmail}"`);
+    expect(weak.body).not.toContain('qwertyuiop12');
+    expect(await server.deps.accounts.findByEmail(weakEmail)).toBeUndefined();
+    const fromName = await postFrom(weak, '/admin/users/new', { email: weakEmail, name: 'Bartholomew Jones', password: 'Bartholomew1987!' });
+    expect(fromName.status).toBe(400);
+    expect(fromName.body).toMatch(/id="password-error">[^<]*your name/);
+    expect(await server.deps.accounts.findByEmail(weakEmail)).toBeUndefined();
+    expect(form.body).toMatch(/id="password-hint">[^<]*12 to 128 characters/);
+
     const email = uniqueEmail('created');
-    const created = await postFrom(invalid, '/admin/users/new', { email, name: 'New Admin', admin: 'on', password: PASSWORD });
+    const created = await postFrom(fromName, '/admin/users/new', { email, name: 'New Admin', admin: 'on', password: PASSWORD });
     expect(created.status).toBe(303);
     const user = await server.deps.accounts.findByEmail(email);
     expect(user).toBeDefined();
