@@ -12,6 +12,13 @@ import { createAttemptLimiter } from './limits/attempt-limiter.js';
 import type { SignInLimits } from './limits/sign-in-limits.js';
 import { createSignInLimits } from './limits/sign-in-limits.js';
 import type { UserAdminService } from './accounts/user-admin.service.js';
+import { createBackgroundMail } from './accounts/background-mail.js';
+import { PASSWORD_MIN_LENGTH } from './accounts/password.js';
+import type { PasswordResetService } from './accounts/password-reset.service.js';
+import { createPasswordResetService } from './accounts/password-reset.service.js';
+import { selfServiceLinks } from './accounts/self-service-links.js';
+import type { PasswordPolicy, SignUpService } from './accounts/sign-up.service.js';
+import { createSignUpService } from './accounts/sign-up.service.js';
 import { createUserAdminService } from './accounts/user-admin.service.js';
 import { ensureAccountClient } from './account/account-client.js';
 import { ensureAdminClient } from './admin/admin-client.js';
@@ -60,6 +67,10 @@ export interface Deps {
   audit: AuditService;
   /** Initial access tokens for RFC 7591 dynamic registration. */
   registrationTokens: RegistrationTokenService;
+  /** Self-service sign-up with email verification (SIGN_UP). */
+  signUp: SignUpService;
+  /** Self-service password reset, and the reset mail administrators send (PASSWORD_RESET). */
+  passwordReset: PasswordResetService;
   provider: Provider;
   pages: PageRenderer;
   csrf: CsrfTokens;
@@ -106,6 +117,7 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
     ttlSeconds: config.emailCode.ttlSeconds,
     resendIntervalSeconds: config.emailCode.resendIntervalSeconds,
     maxAttempts: config.emailCode.maxAttempts,
+    purposes: { 'sign-up': { ttlSeconds: config.signUp.codeTtlSeconds }, 'password-reset': { ttlSeconds: config.passwordReset.ttlSeconds } },
   });
   await emailCodes.ensureIndexes();
   // Every limit on guessing and sending (passwords, codes, second factors, per IP): src/limits.
@@ -120,13 +132,26 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   await ensureAccountClient(clients, config);
   await ensureAdminClient(clients, config);
 
+  // Self-service sign-up and password reset. NOTE: the length-only policy stands in until the
+  // password policy is wired here.
+  const passwordPolicy: PasswordPolicy = {
+    check: async (password) =>
+      password.length >= PASSWORD_MIN_LENGTH ? { ok: true } : { ok: false, reason: 'too_short', message: `Use at least ${PASSWORD_MIN_LENGTH} characters.` },
+  };
+  const selfServiceMail = createBackgroundMail(mailer, logger);
+  const selfService = { config, accounts, db, emailCodes, limits, passwordPolicy, mail: selfServiceMail, links: selfServiceLinks(config.issuer), audit, logger };
+  const signUp = createSignUpService({ ...selfService, Account: createAccountModel(connection) });
+  const passwordReset = createPasswordResetService(selfService);
+  await signUp.ensureIndexes();
+  await passwordReset.ensureIndexes();
+
   // Without TTL indexes expired records would pile up (they are never returned either way), so a
   // sweep removes them. It runs on MongoDB too: used recovery codes have no expiry a TTL index
   // could act on (totp.service.ts), and the other stores' sweeps are cheap indexed deletes.
   const sweep = setInterval(() => {
     guardDatabase(async () => {
       let removed = ttlSupported ? 0 : await sweepExpired(db);
-      for (const store of [emailCodes, limiter, totp, audit, registrationTokens, clients]) removed += await store.sweep();
+      for (const store of [emailCodes, limiter, totp, audit, registrationTokens, clients, signUp, passwordReset]) removed += await store.sweep();
       return removed;
     }).then(
       (n) => n > 0 && logger.debug('swept expired records', { removed: n }),
@@ -163,6 +188,8 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
     mailer,
     audit,
     registrationTokens,
+    signUp,
+    passwordReset,
     provider,
     pages,
     csrf,
