@@ -21,8 +21,9 @@ import type { SelfServiceLinks } from './self-service-links.js';
  * Self-service sign-up with email verification.
  *
  * `start` answers the same for every address: `{ ok: true, flowId, email, expiresAt }`, after
- * the same work (argon2id of the password, one account read, one account write, one flow record,
- * one code record; mail leaves in the background). What differs is only what reaches the
+ * the same work (argon2id of the password, one account read, one account insert, which for a
+ * taken address fails on the unique index and writes nothing, one flow record, one code record;
+ * mail leaves in the background). What differs is only what reaches the
  * address's inbox:
  *  - free address: an account is created UNVERIFIED and PENDING (`emailVerified: false`,
  *    `signUpPendingUntil`), holding only the address; the password hash and name wait in the
@@ -42,7 +43,7 @@ import type { SelfServiceLinks } from './self-service-links.js';
  * a sign-in with a code by email (it then has no password; a reset gives it one), or by a
  * password reset. The sign-in steps resume an unfinished sign-up by starting a new one for the
  * address (its code then goes to the inbox again). A pending account nobody verifies is deleted by
- * `sweep` PENDING_DAYS after its last sign-up.
+ * `sweep` PENDING_DAYS after it was created, once no sign-up flow for it is live.
  */
 
 /** The password policy, injected (the real one weighs the password against lists and the person's own data). */
@@ -157,28 +158,23 @@ export function createSignUpService(deps: SignUpServiceDeps): SignUpService {
   const anonymousFailure = (action: string, reason: string) => audit.record({ action, outcome: 'failure', actor: { type: 'anonymous' }, reason });
 
   /**
-   * Exactly one account write, whichever branch: create the pending account for a free address,
-   * push back the deletion of a pending one, or (for any other account) an update whose filter
-   * matches nothing, so that the branches cost the same round trips.
+   * One account read and one account insert, whichever branch: the insert creates the pending
+   * account for a free address, and for a taken one fails on the unique email index, writing
+   * nothing, after the same round trip. NOTE: a pending account is never updated here (a hundred
+   * sign-ups for one address would all write one document; FerretDB on SQLite then refuses with
+   * "database is locked"): the sweep keeps it while any flow for it is live.
    */
   async function claimAddress(email: string, pendingUntil: Date): Promise<{ kind: 'pending'; accountId: string } | { kind: 'taken'; account: AccountRecord | null }> {
     const existing = await Account.findOne({ email }).lean();
-    if (!existing) {
-      try {
-        const created = await Account.create({ email, emailVerified: false, roles: [], signUpPendingUntil: pendingUntil });
-        return { kind: 'pending', accountId: created._id };
-      } catch (err) {
-        if (!isDuplicateKey(err)) throw err;
-        // A concurrent sign-up created it a moment ago: share it (it is pending, unless verified already).
-        const raced = await Account.findOne({ email }).lean();
-        return raced && isPending(raced) ? { kind: 'pending', accountId: raced._id } : { kind: 'taken', account: raced };
-      }
+    try {
+      const created = await Account.create({ email, emailVerified: false, roles: [], signUpPendingUntil: pendingUntil });
+      return { kind: 'pending', accountId: created._id };
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err;
     }
-    // NOTE: FerretDB evaluates the filter and writes separately, so this can land just after a
-    // verification; a verified account with a date left here is still not pending (emailVerified
-    // decides), and the sweep deletes only unverified ones.
-    await Account.updateOne({ _id: existing._id, emailVerified: false, signUpPendingUntil: { $ne: null } }, { $max: { signUpPendingUntil: pendingUntil } });
-    return isPending(existing) ? { kind: 'pending', accountId: existing._id } : { kind: 'taken', account: existing };
+    // Taken, or created by a concurrent sign-up a moment ago: share it while it is pending.
+    const current = existing ?? (await Account.findOne({ email }).lean());
+    return current && isPending(current) ? { kind: 'pending', accountId: current._id } : { kind: 'taken', account: current };
   }
 
   /** Issues the flow's code (unredeemable when the flow has no account) and mails what the address should get. */
@@ -325,7 +321,8 @@ export function createSignUpService(deps: SignUpServiceDeps): SignUpService {
           $unset: { signUpPendingUntil: '' },
         },
       );
-      await flows.deleteOne({ _id: flow._id });
+      // Every flow of the account ends here: the other passwords waiting in them go too.
+      await flows.deleteMany({ accountId });
       const account = await accounts.findById(accountId);
       if (!account) throw new Error('verified account vanished');
       logger.info('sign-up verified', { accountId });
@@ -362,6 +359,7 @@ export function createSignUpService(deps: SignUpServiceDeps): SignUpService {
     },
 
     async ensureIndexes() {
+      await flows.createIndex({ accountId: 1 }, { name: 'accountId_1', sparse: true });
       await ensureExpiryIndex(flows);
       await ensureExpiryIndex(claims);
     },
@@ -369,8 +367,13 @@ export function createSignUpService(deps: SignUpServiceDeps): SignUpService {
     async sweep(at = new Date(now())) {
       let removed = (await flows.deleteMany({ expiresAt: { $lte: at } })).deletedCount;
       removed += (await claims.deleteMany({ expiresAt: { $lte: at } })).deletedCount;
-      // Pending accounts nobody verified: only ever ones without a password, a session or a token.
-      removed += (await Account.deleteMany({ emailVerified: false, signUpPendingUntil: { $lte: at } })).deletedCount;
+      // Pending accounts nobody verified (only ever ones without a password, a session or a
+      // token), unless a sign-up for them is still under way.
+      const stale = await Account.find({ emailVerified: false, signUpPendingUntil: { $lte: at } }, { _id: 1 }).lean();
+      for (const { _id } of stale) {
+        if (await flows.countDocuments({ accountId: _id, expiresAt: { $gt: at } }, { limit: 1 })) continue;
+        removed += (await Account.deleteOne({ _id, emailVerified: false, signUpPendingUntil: { $lte: at } })).deletedCount;
+      }
       return removed;
     },
   };
