@@ -6,7 +6,8 @@ import { insertClaim, isDuplicateKey } from '../db/claims.js';
 import { ensureExpiryIndex } from '../db/expiry-index.js';
 
 /**
- * One-time sign-in codes sent by email: 6 digits from a CSPRNG, stored only as a salted
+ * One-time codes sent by email, for each purpose (sign-in, second factor, sign-up verification,
+ * password reset; a purpose may have its own lifetime): 6 digits from a CSPRNG, stored only as a salted
  * HMAC, valid for `ttlSeconds`, single use, at most `maxAttempts` attempts in total, and at
  * most one new code per interaction, address and purpose every `resendIntervalSeconds`.
  *
