@@ -123,6 +123,22 @@ export const defaults = {
    */
   emailCodeAddressLimits: { perHour: 20, perHourFromOneIp: 5 },
 
+  /**
+   * Self-service sign-up (SIGN_UP = open | invite | closed; closed unless the development demo).
+   * The verification code mailed to the address lives `codeTtl` seconds. SIGN_UP_IP_LIMIT: sign-ups
+   * from one IP per IP_LIMIT_WINDOW; SIGN_UP_ADDRESS_LIMIT: sign-ups for one address per hour.
+   */
+  signUp: { codeTtl: 15 * 60, perIp: 10, perAddressPerHour: 5 },
+
+  /**
+   * Self-service password reset (PASSWORD_RESET, on by default): a code and a link by email, each
+   * valid `ttl` seconds; proving either gives `grantTtl` seconds to choose the new password.
+   * PASSWORD_RESET_IP_LIMIT: requests from one IP per IP_LIMIT_WINDOW; PASSWORD_RESET_ADDRESS_LIMIT:
+   * requests for one address per hour. PASSWORD_RESET_NO_ACCOUNT_MAIL: tell an address without an
+   * account that it has none (on by default).
+   */
+  passwordReset: { ttl: 30 * 60, grantTtl: 10 * 60, perIp: 10, perAddressPerHour: 5 },
+
   /** AUDIT_RETENTION_DAYS: audit events older than this are deleted (TTL index, or the sweep). */
   auditRetentionDays: 90,
 

@@ -14,6 +14,12 @@ import { createAttemptLimiter } from './limits/attempt-limiter.js';
 import type { SignInLimits } from './limits/sign-in-limits.js';
 import { createSignInLimits } from './limits/sign-in-limits.js';
 import type { UserAdminService } from './accounts/user-admin.service.js';
+import { createBackgroundMail } from './accounts/background-mail.js';
+import type { PasswordResetService } from './accounts/password-reset.service.js';
+import { createPasswordResetService } from './accounts/password-reset.service.js';
+import { selfServiceLinks } from './accounts/self-service-links.js';
+import type { SignUpService } from './accounts/sign-up.service.js';
+import { createSignUpService } from './accounts/sign-up.service.js';
 import { createUserAdminService } from './accounts/user-admin.service.js';
 import { ensureAccountClient } from './account/account-client.js';
 import { ensureAdminClient } from './admin/admin-client.js';
@@ -72,6 +78,10 @@ export interface Deps {
   registrationTokens: RegistrationTokenService;
   /** Invitations to sign up (SIGN_UP=invite). */
   invitations: InvitationService;
+  /** Self-service sign-up with email verification (SIGN_UP). */
+  signUp: SignUpService;
+  /** Self-service password reset, and the reset mail administrators send (PASSWORD_RESET). */
+  passwordReset: PasswordResetService;
   provider: Provider;
   pages: PageRenderer;
   csrf: CsrfTokens;
@@ -126,6 +136,7 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
     ttlSeconds: config.emailCode.ttlSeconds,
     resendIntervalSeconds: config.emailCode.resendIntervalSeconds,
     maxAttempts: config.emailCode.maxAttempts,
+    purposes: { 'sign-up': { ttlSeconds: config.signUp.codeTtlSeconds }, 'password-reset': { ttlSeconds: config.passwordReset.ttlSeconds } },
   });
   await emailCodes.ensureIndexes();
   // Every limit on guessing and sending (passwords, codes, second factors, per IP): src/limits.
@@ -144,13 +155,23 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   await ensureAccountClient(clients, config);
   await ensureAdminClient(clients, config);
 
+  // Self-service sign-up and password reset, under the same password policy as everything else.
+  const selfServiceMail = createBackgroundMail(mailer, logger);
+  const selfService = { config, accounts, db, emailCodes, limits, passwordPolicy, mail: selfServiceMail, links: selfServiceLinks(config.issuer), audit, logger };
+  // SIGN_UP=invite: a sign-up spends one use of its invitation (a unique-insert claim).
+  const invitationCheck = { accept: async (token: string, email: string) => (await invitations.redeem(token, email)).ok };
+  const signUp = createSignUpService({ ...selfService, invitations: invitationCheck, Account: createAccountModel(connection) });
+  const passwordReset = createPasswordResetService(selfService);
+  await signUp.ensureIndexes();
+  await passwordReset.ensureIndexes();
+
   // Without TTL indexes expired records would pile up (they are never returned either way), so a
   // sweep removes them. It runs on MongoDB too: used recovery codes have no expiry a TTL index
   // could act on (totp.service.ts), and the other stores' sweeps are cheap indexed deletes.
   const sweep = setInterval(() => {
     guardDatabase(async () => {
       let removed = ttlSupported ? 0 : await sweepExpired(db);
-      for (const store of [emailCodes, limiter, totp, audit, registrationTokens, clients, invitations, outbox]) removed += await store.sweep();
+      for (const store of [emailCodes, limiter, totp, audit, registrationTokens, clients, invitations, outbox, signUp, passwordReset]) removed += await store.sweep();
       return removed;
     }).then(
       (n) => n > 0 && logger.debug('swept expired records', { removed: n }),
@@ -192,6 +213,8 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
     audit,
     registrationTokens,
     invitations,
+    signUp,
+    passwordReset,
     provider,
     pages,
     csrf,

@@ -36,6 +36,13 @@ export interface AccountRecord {
   /** Set by an administrator: the next sign-in ends on the new-password page (src/interactions/factor.routes.ts). */
   passwordResetRequired?: boolean | undefined;
   mfa?: AccountMfa | undefined;
+  /**
+   * Set while the account is a self-service sign-up nobody has verified yet (sign-up.service.ts):
+   * it then holds no password and no name, only the address, and the sweep deletes it after this
+   * time unless `emailVerified` became true. A pending account is whatever `emailVerified: false`
+   * with this field set; an account an administrator made unverified never has it.
+   */
+  signUpPendingUntil?: Date | null | undefined;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -57,6 +64,7 @@ const accountSchema = new Schema<AccountRecord>(
     roles: { type: [String], default: [] },
     disabledAt: { type: Date, default: null },
     passwordResetRequired: { type: Boolean, default: false },
+    signUpPendingUntil: { type: Date },
     mfa: {
       type: new Schema<AccountMfa>(
         {
@@ -72,6 +80,7 @@ const accountSchema = new Schema<AccountRecord>(
   { collection: 'accounts', timestamps: true, versionKey: false, autoIndex: false },
 );
 accountSchema.index({ email: 1 }, { unique: true });
+accountSchema.index({ signUpPendingUntil: 1 }, { sparse: true });
 
 export function createAccountModel(connection: Connection): AccountModel {
   return connection.models.Account ?? connection.model<AccountRecord>('Account', accountSchema);

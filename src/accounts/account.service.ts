@@ -74,7 +74,7 @@ export interface AccountService {
   setDisabled(id: string, disabled: boolean): Promise<AccountView | undefined>;
   /** Checks the password of a known account (second step of a sign-in, removing a factor). */
   verifyPassword(id: string, password: string): Promise<boolean>;
-  /** The person proved they receive mail at this address (a sign-in code arrived). */
+  /** The person proved they receive mail at this address (a sign-in code arrived); a pending sign-up becomes a normal account. */
   markEmailVerified(id: string): Promise<void>;
   /**
    * Sets a new password (passwordSchema, argon2id) and clears `passwordResetRequired`.
@@ -203,7 +203,11 @@ export function createAccountService({ Account, logger }: AccountServiceDeps): A
     },
 
     async markEmailVerified(id) {
-      await Account.updateOne({ _id: id, emailVerified: { $ne: true } }, { $set: { emailVerified: true } });
+      // Also ends a pending self-service sign-up (sign-up.service.ts): the inbox is now proven.
+      await Account.updateOne(
+        { _id: id, $or: [{ emailVerified: { $ne: true } }, { signUpPendingUntil: { $ne: null } }] },
+        { $set: { emailVerified: true }, $unset: { signUpPendingUntil: '' } },
+      );
     },
 
     async changePassword(id, newPassword) {

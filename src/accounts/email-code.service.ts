@@ -6,7 +6,8 @@ import { insertClaim, isDuplicateKey } from '../db/claims.js';
 import { ensureExpiryIndex } from '../db/expiry-index.js';
 
 /**
- * One-time sign-in codes sent by email: 6 digits from a CSPRNG, stored only as a salted
+ * One-time codes sent by email, for each purpose (sign-in, second factor, sign-up verification,
+ * password reset; a purpose may have its own lifetime): 6 digits from a CSPRNG, stored only as a salted
  * HMAC, valid for `ttlSeconds`, single use, at most `maxAttempts` attempts in total, and at
  * most one new code per interaction, address and purpose every `resendIntervalSeconds`.
  *
@@ -24,12 +25,18 @@ import { ensureExpiryIndex } from '../db/expiry-index.js';
  * every server we support, MongoDB and FerretDB alike, and needs no transaction.
  */
 
-export type EmailCodePurpose = 'sign-in' | 'second-factor';
+/**
+ * What a code is for. Codes of one purpose are never found by another's verify: a sign-up or
+ * password-reset code cannot sign anyone in.
+ */
+export type EmailCodePurpose = 'sign-in' | 'second-factor' | 'sign-up' | 'password-reset';
 
 export interface EmailCodePolicy {
   ttlSeconds: number;
   resendIntervalSeconds: number;
   maxAttempts: number;
+  /** Settings that differ for a purpose (e.g. a sign-up code lives longer than a sign-in code). */
+  purposes?: Partial<Record<EmailCodePurpose, Partial<Omit<EmailCodePolicy, 'purposes'>>>> | undefined;
 }
 
 export type IssueResult =
@@ -51,6 +58,8 @@ export interface EmailCodeService {
    * so a failing mail server is not asked again at once.
    */
   discard(input: { binding: string; purpose: EmailCodePurpose }): Promise<void>;
+  /** Kills every pending code of this purpose for an account, whatever its binding (its password was just reset). */
+  discardForAccount(input: { accountId: string; purpose: EmailCodePurpose }): Promise<void>;
   ensureIndexes(): Promise<void>;
   /** Removes expired codes and claims (servers without TTL indexes); returns how many documents went. */
   sweep(now?: Date): Promise<number>;
@@ -139,7 +148,7 @@ function newCode(): string {
     .padStart(CODE_DIGITS, '0');
 }
 
-function assertPolicy(policy: EmailCodePolicy): void {
+function assertPolicy(policy: Omit<EmailCodePolicy, 'purposes'>): void {
   const { ttlSeconds, resendIntervalSeconds, maxAttempts } = policy;
   if (!(Number.isFinite(ttlSeconds) && ttlSeconds > 0)) throw new RangeError('email code ttlSeconds must be a positive number');
   if (!(Number.isFinite(resendIntervalSeconds) && resendIntervalSeconds >= 0)) {
@@ -149,19 +158,36 @@ function assertPolicy(policy: EmailCodePolicy): void {
 }
 
 export function createEmailCodeService(db: mongo.Db, policy: EmailCodePolicy, now: () => number = Date.now): EmailCodeService {
-  assertPolicy(policy);
   const codes = db.collection<EmailCodeRecord>(EMAIL_CODES_COLLECTION);
   const claims = db.collection<CodeClaim>(EMAIL_CODE_CLAIMS_COLLECTION);
   const resendClaims = db.collection<ResendClaim>(EMAIL_CODE_RESEND_CLAIMS_COLLECTION);
 
-  const ttlMs = policy.ttlSeconds * 1000;
-  const intervalMs = policy.resendIntervalSeconds * 1000;
-  const slotMs = Math.max(1, Math.ceil(intervalMs / RESEND_SLOTS));
-  /** Slots a code holds after its own: slotsAhead * slotMs >= the interval. */
-  const slotsAhead = Math.ceil(intervalMs / slotMs);
+  interface Settings {
+    ttlMs: number;
+    intervalMs: number;
+    slotMs: number;
+    /** Slots a code holds after its own: slotsAhead * slotMs >= the interval. */
+    slotsAhead: number;
+    maxAttempts: number;
+  }
+  const settingsFor = (purpose: EmailCodePurpose): Settings => {
+    const { purposes, ...base } = policy;
+    const merged = { ...base, ...purposes?.[purpose] };
+    assertPolicy(merged);
+    const intervalMs = merged.resendIntervalSeconds * 1000;
+    const slotMs = Math.max(1, Math.ceil(intervalMs / RESEND_SLOTS));
+    return { ttlMs: merged.ttlSeconds * 1000, intervalMs, slotMs, slotsAhead: Math.ceil(intervalMs / slotMs), maxAttempts: merged.maxAttempts };
+  };
+  // Checked at construction, every purpose: a bad setting fails the start, not a request.
+  const settings = Object.fromEntries(
+    (['sign-in', 'second-factor', 'sign-up', 'password-reset'] as const).map((purpose) => [purpose, settingsFor(purpose)]),
+  ) as Record<EmailCodePurpose, Settings>;
 
-  /** Seconds until the resend slots held for this key let a new code through (0: now). */
-  async function resendWait(emailKey: string, at: number): Promise<number> {
+  /**
+   * Seconds until the resend slots held for this key let a new code through (0: now). NOTE: the
+   * key names the purpose, so purposes with different slot sizes never share slots.
+   */
+  async function resendWait({ intervalMs, slotMs }: Settings, emailKey: string, at: number): Promise<number> {
     if (intervalMs === 0) return 0;
     const latest = await resendClaims.findOne({ emailKey, slot: { $gte: Math.floor(at / slotMs) } }, { sort: { slot: -1 } });
     if (!latest) return 0;
@@ -190,10 +216,11 @@ export function createEmailCodeService(db: mongo.Db, policy: EmailCodePolicy, no
    * Each claim expires at the end of its slot (plus a grace): after that no caller can start
    * at or below it, so the sweep or a TTL index can remove it without reopening anything.
    */
-  async function claimResendSlots(emailKey: string, at: number): Promise<{ ok: true } | { ok: false; retryAfterSeconds: number }> {
+  async function claimResendSlots(s: Settings, emailKey: string, at: number): Promise<{ ok: true } | { ok: false; retryAfterSeconds: number }> {
+    const { intervalMs, slotMs, slotsAhead } = s;
     if (intervalMs === 0) return { ok: true };
     // A cheap read first: a caller who is plainly too early writes nothing.
-    const wait = await resendWait(emailKey, at);
+    const wait = await resendWait(s, emailKey, at);
     if (wait > 0) return { ok: false, retryAfterSeconds: wait };
     const first = Math.floor(at / slotMs);
     const run: ResendClaim[] = [];
@@ -205,7 +232,7 @@ export function createEmailCodeService(db: mongo.Db, policy: EmailCodePolicy, no
       return { ok: true };
     } catch (err) {
       if (!isDuplicateKey(err)) throw err;
-      return { ok: false, retryAfterSeconds: Math.max(1, await resendWait(emailKey, at)) };
+      return { ok: false, retryAfterSeconds: Math.max(1, await resendWait(s, emailKey, at)) };
     }
   }
 
@@ -229,12 +256,12 @@ export function createEmailCodeService(db: mongo.Db, policy: EmailCodePolicy, no
    * are always 1..m, so counting them is a safe place to start; concurrent callers that counted
    * the same m just move on to the next k after a duplicate key.
    */
-  async function claimAttempt(record: EmailCodeRecord): Promise<number | undefined> {
+  async function claimAttempt(record: EmailCodeRecord, maxAttempts: number): Promise<number | undefined> {
     const prefix = `${record._id}:attempt:`;
     // ';' is the character after ':', so this range is exactly the ids starting with the prefix.
     const taken = await claims.countDocuments({ _id: { $gt: prefix, $lt: `${record._id}:attempt;` } });
     const expiresAt = new Date(record.expiresAt.getTime() + CLAIM_GRACE_MS);
-    for (let k = taken + 1; k <= policy.maxAttempts; k += 1) {
+    for (let k = taken + 1; k <= maxAttempts; k += 1) {
       if (await claim(claims, { _id: `${prefix}${k}`, expiresAt })) return k;
     }
     return undefined;
@@ -252,7 +279,8 @@ export function createEmailCodeService(db: mongo.Db, policy: EmailCodePolicy, no
       const at = now();
       const normalised = normaliseEmail(email);
       const emailKey = emailKeyFor(purpose, binding, normalised);
-      const slot = await claimResendSlots(emailKey, at);
+      const s = settings[purpose];
+      const slot = await claimResendSlots(s, emailKey, at);
       if (!slot.ok) return { ok: false, reason: 'throttled', retryAfterSeconds: slot.retryAfterSeconds };
 
       // A new code replaces whatever this interaction was sent before (for this address or
@@ -261,7 +289,7 @@ export function createEmailCodeService(db: mongo.Db, policy: EmailCodePolicy, no
       await withdraw({ purpose, binding });
       const code = newCode();
       const salt = randomBytes(16).toString('base64url');
-      const expiresAt = new Date(at + ttlMs);
+      const expiresAt = new Date(at + s.ttlMs);
       await codes.insertOne({
         _id: randomBytes(16).toString('base64url'),
         binding,
@@ -284,7 +312,8 @@ export function createEmailCodeService(db: mongo.Db, policy: EmailCodePolicy, no
 
       // Every attempt, right or wrong, takes a slot first: N concurrent guesses get at most
       // maxAttempts comparisons between them.
-      const attempt = await claimAttempt(record);
+      const { maxAttempts } = settings[purpose];
+      const attempt = await claimAttempt(record, maxAttempts);
       if (attempt === undefined) return { ok: false, reason: 'exhausted' };
 
       const given = hashCode(record.salt, code.replace(/\s+/g, ''));
@@ -292,7 +321,7 @@ export function createEmailCodeService(db: mongo.Db, policy: EmailCodePolicy, no
       const matches = stored.length === given.length && timingSafeEqual(stored, given);
       if (!matches || record.accountId === null) {
         // The last wrong attempt already says so: the person needs a new code, not another try.
-        return { ok: false, reason: attempt >= policy.maxAttempts ? 'exhausted' : 'invalid' };
+        return { ok: false, reason: attempt >= maxAttempts ? 'exhausted' : 'invalid' };
       }
       // The slot may have been taken just as the code ran out.
       if (record.expiresAt.getTime() <= now()) return { ok: false, reason: 'expired' };
@@ -308,15 +337,20 @@ export function createEmailCodeService(db: mongo.Db, policy: EmailCodePolicy, no
       const record = await current(binding, purpose);
       const at = now();
       if (!record || record.expiresAt.getTime() <= at) return undefined;
-      return { email: record.email, expiresAt: record.expiresAt, resendAfterSeconds: await resendWait(record.emailKey, at) };
+      return { email: record.email, expiresAt: record.expiresAt, resendAfterSeconds: await resendWait(settings[purpose], record.emailKey, at) };
     },
 
     async discard({ binding, purpose }) {
       await withdraw({ binding, purpose });
     },
 
+    async discardForAccount({ accountId, purpose }) {
+      if (accountId) await withdraw({ accountId, purpose });
+    },
+
     async ensureIndexes() {
       await codes.createIndex({ binding: 1, purpose: 1 }, { name: 'binding_purpose' });
+      await codes.createIndex({ accountId: 1, purpose: 1 }, { name: 'accountId_purpose', sparse: true });
       await resendClaims.createIndex({ emailKey: 1, slot: 1 }, { name: 'emailKey_slot' });
       // Without TTL indexes, the periodic sweep removes expired codes and claims.
       for (const collection of [codes, claims, resendClaims]) await ensureExpiryIndex(collection);

@@ -96,6 +96,13 @@ const envSchema = z.object({
   EMAIL_CODE_RESEND_INTERVAL: z.coerce.number().int().min(0).default(defaults.emailCode.resendInterval),
   EMAIL_CODE_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(20).default(defaults.emailCode.maxAttempts),
   EMAIL_CODE_NO_ACCOUNT_MAIL: booleanFlag.default(false),
+  SIGN_UP: z.enum(['open', 'invite', 'closed']).optional(),
+  SIGN_UP_IP_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(defaults.signUp.perIp),
+  SIGN_UP_ADDRESS_LIMIT: z.coerce.number().int().min(1).max(10_000).default(defaults.signUp.perAddressPerHour),
+  PASSWORD_RESET: booleanFlag.default(true),
+  PASSWORD_RESET_IP_LIMIT: z.coerce.number().int().min(1).max(1_000_000).default(defaults.passwordReset.perIp),
+  PASSWORD_RESET_ADDRESS_LIMIT: z.coerce.number().int().min(1).max(10_000).default(defaults.passwordReset.perAddressPerHour),
+  PASSWORD_RESET_NO_ACCOUNT_MAIL: booleanFlag.default(true),
   MFA_REQUIRED_FOR_ADMINS: booleanFlag.default(true),
   MFA_EMAIL_FALLBACK: booleanFlag.default(true),
   FACTOR_FREE_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(defaults.factorFreeAttempts),
@@ -165,6 +172,13 @@ export interface Config {
     /** Mail "you have no account" to unknown addresses that ask for a code (default: send nothing). */
     noAccountMail: boolean;
   };
+  /**
+   * Self-service sign-up: `open` to anyone, `invite` only with an invitation, `closed`. Counts per
+   * client IP (in `ipLimits.windowSeconds`) and per address (per hour).
+   */
+  signUp: { mode: 'open' | 'invite' | 'closed'; codeTtlSeconds: number; perIp: number; perAddressPerHour: number };
+  /** Self-service password reset by a code and a link by email; requests per IP and per address. */
+  passwordReset: { enabled: boolean; ttlSeconds: number; grantTtlSeconds: number; perIp: number; perAddressPerHour: number; noAccountMail: boolean };
   mfa: {
     /** Accounts with the admin role always need a second factor. */
     requiredForAdmins: boolean;
@@ -305,6 +319,22 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
       resendIntervalSeconds: e.EMAIL_CODE_RESEND_INTERVAL,
       maxAttempts: e.EMAIL_CODE_MAX_ATTEMPTS,
       noAccountMail: e.EMAIL_CODE_NO_ACCOUNT_MAIL,
+    },
+    signUp: {
+      // Open for the development demo on this machine (the condition SEED_DEMO defaults on), closed
+      // anywhere else unless the deployer opens it.
+      mode: e.SIGN_UP ?? (e.NODE_ENV === 'development' && loopbackIssuer ? 'open' : 'closed'),
+      codeTtlSeconds: defaults.signUp.codeTtl,
+      perIp: e.SIGN_UP_IP_LIMIT,
+      perAddressPerHour: e.SIGN_UP_ADDRESS_LIMIT,
+    },
+    passwordReset: {
+      enabled: e.PASSWORD_RESET,
+      ttlSeconds: defaults.passwordReset.ttl,
+      grantTtlSeconds: defaults.passwordReset.grantTtl,
+      perIp: e.PASSWORD_RESET_IP_LIMIT,
+      perAddressPerHour: e.PASSWORD_RESET_ADDRESS_LIMIT,
+      noAccountMail: e.PASSWORD_RESET_NO_ACCOUNT_MAIL,
     },
     mfa: { requiredForAdmins: e.MFA_REQUIRED_FOR_ADMINS, emailFallback: e.MFA_EMAIL_FALLBACK },
     factorThrottle: { freeAttempts: e.FACTOR_FREE_ATTEMPTS, maxDelaySeconds: e.FACTOR_MAX_DELAY },

@@ -1,6 +1,7 @@
 import { createHmac, hkdfSync } from 'node:crypto';
 import { isIPv4, isIPv6 } from 'node:net';
 
+import { defaults } from '../../config/defaults.js';
 import type { Config } from '../config/config.js';
 import type { AttemptLimiter, Gate, LimitRule } from './attempt-limiter.js';
 
@@ -40,6 +41,18 @@ export interface SignInLimits {
   codesToAddressFromIp(email: string, ip: string): Gate;
   /** Failed client authentications at the token, introspection and revocation endpoints from one IP (network). */
   clientAuthFromIp(ip: string): Gate;
+  /** Sign-ups started from one IP (network), per IP_LIMIT_WINDOW. */
+  signUpsFromIp(ip: string): Gate;
+  /** Sign-ups started for one address (known or not) in an hour. */
+  signUpsForAddress(email: string): Gate;
+  /** Wrong sign-up verification codes for an address. */
+  signUpCode(email: string): Gate;
+  /** Password resets asked for from one IP (network), per IP_LIMIT_WINDOW. */
+  resetRequestsFromIp(ip: string): Gate;
+  /** Password resets asked for one address (known or not) in an hour. */
+  resetRequestsForAddress(email: string): Gate;
+  /** Wrong password-reset codes (and unknown reset links) for an address. */
+  resetCode(email: string): Gate;
   /** The keys that belong to an account (forgotten when it is deleted). */
   accountKeys(accountId: string): string[];
 }
@@ -73,7 +86,8 @@ export function ipNetwork(ip: string): string {
     .join(':')}::/64`;
 }
 
-export function createSignInLimits(limiter: AttemptLimiter, config: Pick<Config, 'signInThrottle' | 'factorThrottle' | 'ipLimits' | 'emailCodeAddressLimits' | 'encryptionKeys'>): SignInLimits {
+export function createSignInLimits(limiter: AttemptLimiter, config: Pick<Config, 'signInThrottle' | 'factorThrottle' | 'ipLimits' | 'emailCodeAddressLimits' | 'encryptionKeys'> &
+    Partial<Pick<Config, 'signUp' | 'passwordReset'>>): SignInLimits {
   const [current] = config.encryptionKeys;
   if (!current) throw new Error('no encryption key');
   // NOTE: a key of its own (HKDF, RFC 5869), never the encryption key itself. A new first
@@ -104,6 +118,20 @@ export function createSignInLimits(limiter: AttemptLimiter, config: Pick<Config,
       rule: window(config.emailCodeAddressLimits.perHourFromOneIp, HOUR_SECONDS),
     }),
     clientAuthFromIp: (ip) => ({ key: `ip:client-auth:${ipNetwork(ip)}`, rule: window(config.ipLimits.clientAuthFailures) }),
+    // NOTE: sign-up and reset keys name the address the same way whether or not an account has
+    // it, like every other address key here, so these limits reveal nothing either.
+    signUpsFromIp: (ip) => ({ key: `ip:sign-up:${ipNetwork(ip)}`, rule: window(config.signUp?.perIp ?? defaults.signUp.perIp) }),
+    signUpsForAddress: (email) => ({
+      key: `sign-up:${address(email)}`,
+      rule: window(config.signUp?.perAddressPerHour ?? defaults.signUp.perAddressPerHour, HOUR_SECONDS),
+    }),
+    signUpCode: (email) => ({ key: `sign-up-code:${address(email)}`, rule: codeRule }),
+    resetRequestsFromIp: (ip) => ({ key: `ip:reset:${ipNetwork(ip)}`, rule: window(config.passwordReset?.perIp ?? defaults.passwordReset.perIp) }),
+    resetRequestsForAddress: (email) => ({
+      key: `reset:${address(email)}`,
+      rule: window(config.passwordReset?.perAddressPerHour ?? defaults.passwordReset.perAddressPerHour, HOUR_SECONDS),
+    }),
+    resetCode: (email) => ({ key: `reset-code:${address(email)}`, rule: codeRule }),
     accountKeys: accountLimitKeys,
   };
 }

@@ -23,7 +23,15 @@ export interface MailMessage {
   html: string;
 }
 
-export type MailTemplate = 'sign-in-code' | 'no-account' | 'invitation';
+export type MailTemplate =
+  | 'sign-in-code'
+  | 'no-account'
+  | 'sign-up-code'
+  | 'sign-up-existing'
+  | 'password-reset'
+  | 'password-reset-no-account'
+  | 'password-changed'
+  | 'invitation';
 
 export interface Mailer {
   /** `template` only names the mail in the failure log line. */
@@ -74,6 +82,33 @@ const templates = {
     locals: z.object({ productName, email, link: z.url({ protocol: /^https?$/ }), expiresAt: z.date() }),
     // NOTE: the link (a secret) is only in the body.
     subject: (name) => `You are invited to ${name}`,
+  }),
+  'sign-up-code': defineTemplate({
+    locals: z.object({ code: z.string().regex(/^\d{6}$/, 'must be 6 digits'), productName, expiresInMinutes: z.number().int().positive(), email }),
+    subject: (name) => `Confirm your ${name} email address`,
+  }),
+  'sign-up-existing': defineTemplate({
+    locals: z.object({ productName, email, signInUrl: z.url(), resetUrl: z.url() }),
+    subject: (name) => `${name}: you already have an account`,
+  }),
+  'password-reset': defineTemplate({
+    locals: z.object({
+      // Left out when an administrator sent the mail: no page holds a flow to type it into.
+      code: z.string().regex(/^\d{6}$/, 'must be 6 digits').optional(),
+      link: z.url(),
+      productName,
+      expiresInMinutes: z.number().int().positive(),
+      email,
+    }),
+    subject: (name) => `Reset your ${name} password`,
+  }),
+  'password-reset-no-account': defineTemplate({
+    locals: z.object({ productName, email }),
+    subject: (name) => `${name}: password reset`,
+  }),
+  'password-changed': defineTemplate({
+    locals: z.object({ productName, email, resetUrl: z.url() }),
+    subject: (name) => `Your ${name} password was changed`,
   }),
 } satisfies Record<MailTemplate, unknown>;
 
@@ -207,7 +242,16 @@ function compileTemplates(): Record<MailTemplate, { html: RenderFn; text: Render
     // put `&amp;` into a plain-text mail.
     text: compile(`${name}.text.pug`),
   });
-  return { 'sign-in-code': both('sign-in-code'), 'no-account': both('no-account'), invitation: both('invitation') };
+  return {
+    'sign-in-code': both('sign-in-code'),
+    'no-account': both('no-account'),
+    'sign-up-code': both('sign-up-code'),
+    'sign-up-existing': both('sign-up-existing'),
+    'password-reset': both('password-reset'),
+    'password-reset-no-account': both('password-reset-no-account'),
+    'password-changed': both('password-changed'),
+    invitation: both('invitation'),
+  };
 }
 
 export function recipientDomain(to: string): string {

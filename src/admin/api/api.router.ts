@@ -6,6 +6,7 @@ import type Provider from 'oidc-provider';
 import { z } from 'zod';
 
 import type { AccountService } from '../../accounts/account.service.js';
+import type { PasswordResetService } from '../../accounts/password-reset.service.js';
 import type { UserAdminService } from '../../accounts/user-admin.service.js';
 import type { AuditService } from '../../audit/audit.service.js';
 import type { ClientService } from '../../clients/client.service.js';
@@ -43,6 +44,8 @@ export interface AdminApiDeps {
   audit: AuditService;
   registrationTokens: RegistrationTokenService;
   invitations: InvitationService;
+  /** Reset mails administrators send (POST /users/{userId}/send-password-reset). */
+  passwordReset: PasswordResetService;
 }
 
 export interface AdminApi {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 
+import type { PasswordResetService } from '../../accounts/password-reset.service.js';
 import type { UserAdminService } from '../../accounts/user-admin.service.js';
 import { userCreateSchema, userUpdateSchema } from '../../accounts/user-admin.service.js';
 import { AppError } from '../../http/app-error.js';
@@ -47,7 +48,14 @@ function userAction(
   });
 }
 
-export function userRoutes({ userAdmin }: { userAdmin: UserAdminService }): ApiRoute[] {
+const resetMailSchema = z
+  .object({
+    email: z.string().describe('Where the mail went: the account\'s address'),
+    expiresAt: z.iso.datetime().describe('When the link in the mail stops working'),
+  })
+  .describe('A password reset mail handed over for delivery');
+
+export function userRoutes({ userAdmin, passwordReset }: { userAdmin: UserAdminService; passwordReset: PasswordResetService }): ApiRoute[] {
   return [
     defineRoute({
       method: 'get',
@@ -166,6 +174,26 @@ export function userRoutes({ userAdmin }: { userAdmin: UserAdminService }): ApiR
       },
       (id, actor) => userAdmin.requirePasswordReset(id, actor),
     ),
+
+    defineRoute({
+      method: 'post',
+      path: '/users/{userId}/send-password-reset',
+      operationId: 'sendUserPasswordReset',
+      tag: 'users',
+      summary: 'Send a user a password reset mail',
+      description:
+        'Mails the account a single-use link to choose a new password (valid PASSWORD_RESET ttl). Nothing changes until the ' +
+        'person uses it; then their sessions end and their tokens are revoked. A disabled account is refused (409 ' +
+        '`user.disabled`); mails to one address are limited per hour (429 `password_reset.throttled`).',
+      scope: 'admin:users:write',
+      params: userParams,
+      errors: [404, 409, 429],
+      responses: { 202: { description: 'The mail was handed over for delivery', schema: resetMailSchema } },
+      async handle({ params, principal }) {
+        const sent = await passwordReset.sendByAdmin(params.userId, authorityOf(principal));
+        return { status: 202, body: { email: sent.email, expiresAt: sent.expiresAt.toISOString() } };
+      },
+    }),
 
     defineRoute({
       method: 'delete',

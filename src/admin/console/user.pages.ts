@@ -1,5 +1,6 @@
 import { z } from 'zod';
 
+import type { PasswordResetService } from '../../accounts/password-reset.service.js';
 import type { SignInMethod, UserAdminService, UserAdminView } from '../../accounts/user-admin.service.js';
 import { PasswordPolicyError } from '../../accounts/password-policy.js';
 import { UserValidationError } from '../../accounts/user-admin.service.js';
@@ -42,6 +43,7 @@ const NOTICES = {
   enabled: 'The account was enabled.',
   'mfa-reset': 'The second factor was reset: the authenticator app and the recovery codes were removed.',
   'password-reset-required': 'At the next sign-in this person must choose a new password. Their sessions have ended.',
+  'password-reset-sent': 'A password reset mail with a single-use link was sent to this person.',
   'admin-granted': 'The admin role was granted.',
   'admin-revoked': 'The admin role was revoked.',
   deleted: 'The user was deleted.',
@@ -52,7 +54,12 @@ function noticeFrom(value: unknown): string | undefined {
   return typeof value === 'string' && Object.hasOwn(NOTICES, value) ? NOTICES[value as NoticeCode] : undefined;
 }
 
-type ActionId = 'disable' | 'enable' | 'reset-mfa' | 'require-password-reset' | 'grant-admin' | 'revoke-admin' | 'delete';
+type ActionId = 'disable' | 'enable' | 'reset-mfa' | 'require-password-reset' | 'send-password-reset' | 'grant-admin' | 'revoke-admin' | 'delete';
+
+/** What an action may use besides the user service. */
+interface ActionServices {
+  passwordReset: PasswordResetService;
+}
 
 interface ActionSpec {
   /** The button. */
@@ -68,7 +75,7 @@ interface ActionSpec {
   offered(user: UserAdminView, self: boolean): boolean;
   /** Said on the detail page instead of the button when not offered for yourself. */
   selfNote?: string;
-  run(users: UserAdminService, user: UserAdminView, by: AdminAuthority): Promise<unknown>;
+  run(users: UserAdminService, user: UserAdminView, by: AdminAuthority, services: ActionServices): Promise<unknown>;
   notice: NoticeCode;
 }
 
@@ -117,6 +124,17 @@ const ACTIONS: Record<ActionId, ActionSpec> = {
     run: (users, user, by) => users.requirePasswordReset(user.id, by),
     notice: 'password-reset-required',
   },
+  'send-password-reset': {
+    label: 'Send password reset mail',
+    question: 'Send a password reset mail?',
+    consequence: 'The person gets a single-use link to choose a new password. Nothing changes until they use it.',
+    // Nothing changes until the person acts: a button on the detail page (a CSRF-checked POST).
+    confirm: false,
+    danger: false,
+    offered: (user) => !user.disabled,
+    run: (_users, user, by, services) => services.passwordReset.sendByAdmin(user.id, by),
+    notice: 'password-reset-sent',
+  },
   'grant-admin': {
     label: 'Grant admin role',
     question: 'Make this person an administrator?',
@@ -155,7 +173,7 @@ const ACTIONS: Record<ActionId, ActionSpec> = {
   },
 };
 
-const ACTION_ORDER: ActionId[] = ['enable', 'disable', 'reset-mfa', 'require-password-reset', 'grant-admin', 'revoke-admin', 'delete'];
+const ACTION_ORDER: ActionId[] = ['enable', 'disable', 'reset-mfa', 'require-password-reset', 'send-password-reset', 'grant-admin', 'revoke-admin', 'delete'];
 
 function isActionId(value: unknown): value is ActionId {
   return typeof value === 'string' && Object.hasOwn(ACTIONS, value);
@@ -361,7 +379,7 @@ export const registerUserPages: ConsolePages = (router, deps, kit) => {
     const user = await loadUser(ctx);
     const spec = ACTIONS[actionId];
     try {
-      await spec.run(userAdmin, user, authority(ctx));
+      await spec.run(userAdmin, user, authority(ctx), { passwordReset: deps.passwordReset });
     } catch (err) {
       // Refusals the admin can act on (409 user.self, 400): shown on the person's page.
       if (err instanceof AppError && err.status >= 400 && err.status < 500 && err.status !== 404) {
