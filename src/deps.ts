@@ -1,36 +1,12 @@
 import type Provider from 'oidc-provider';
-import type { Connection, mongo } from 'mongoose';
+import type { Connection } from 'mongoose';
 
-import { createAccountModel } from './accounts/account.model.js';
-import type { AccountService } from './accounts/account.service.js';
-import { createAccountService } from './accounts/account.service.js';
-import type { EmailCodeService } from './accounts/email-code.service.js';
-import { createEmailCodeService } from './accounts/email-code.service.js';
-import type { TotpService } from './accounts/totp.service.js';
-import { createTotpService } from './accounts/totp.service.js';
-import { createAttemptLimiter } from './limits/attempt-limiter.js';
-import type { SignInLimits } from './limits/sign-in-limits.js';
-import { createSignInLimits } from './limits/sign-in-limits.js';
-import type { UserAdminService } from './accounts/user-admin.service.js';
-import { createUserAdminService } from './accounts/user-admin.service.js';
 import { ensureAccountClient } from './account/account-client.js';
 import { ensureAdminClient } from './admin/admin-client.js';
-import type { AuditService } from './audit/audit.service.js';
-import { createAuditService } from './audit/audit.service.js';
-import type { Mailer } from './mail/mailer.js';
-import { createMailer } from './mail/mailer.js';
-import { createClientModel } from './clients/client.model.js';
-import type { ClientService } from './clients/client.service.js';
-import { createClientService } from './clients/client.service.js';
-import type { RegistrationTokenService } from './clients/registration-token.service.js';
-import {
-  createRegistrationPolicies,
-  createRegistrationTokenService,
-  createStandaloneRegistrationTokenService,
-} from './clients/registration-token.service.js';
 import type { Config } from './config/config.js';
-import { createSecretBox } from './crypto/secret-box.js';
-import { guardDatabase } from './db/unavailable.js';
+import type { Clock } from './core/clock.js';
+import type { Core } from './core/core.js';
+import { buildCore } from './core/core.js';
 import type { PageRenderer } from './http/render-page.js';
 import { createPageRenderer } from './http/render-page.js';
 import type { CsrfTokens } from './interactions/csrf.js';
@@ -38,109 +14,59 @@ import { createCsrfTokens } from './interactions/csrf.js';
 import type { Logger } from './logging/logger.js';
 import { logProviderEvents } from './oidc/events.js';
 import { loadOrCreateSigningKeys } from './oidc/keys.js';
-import { ensureAdapterIndexes, sweepExpired } from './oidc/mongo-adapter.js';
 import { createProvider } from './oidc/provider.js';
 import { installClientSecretRotation } from './oidc/client-secret-rotation.js';
 
-/** Everything a request handler may need, built once (no globals: one object built at start and passed down). */
-export interface Deps {
-  config: Config;
-  logger: Logger;
-  connection: Connection;
-  db: mongo.Db;
-  accounts: AccountService;
-  clients: ClientService;
-  emailCodes: EmailCodeService;
-  totp: TotpService;
-  /** What administrators do to people (console, management API, CLI). */
-  userAdmin: UserAdminService;
-  /** Every limit on guessing and sending, per address, account and client IP (src/limits). */
-  limits: SignInLimits;
-  mailer: Mailer;
-  audit: AuditService;
-  /** Initial access tokens for RFC 7591 dynamic registration. */
-  registrationTokens: RegistrationTokenService;
+/**
+ * What a request handler may need: the core (every service, src/core/core.ts) and the parts only
+ * the server has, built once at start and passed down (no globals).
+ */
+export interface Deps extends Core {
   provider: Provider;
   pages: PageRenderer;
   csrf: CsrfTokens;
-  /** Stops background work (the expiry sweep); does not close the connection it was given. */
+  /** Stops background work (the expiry sweep, the mailer) at once; close() also waits for audit writes. Neither closes the connection it was given. */
   stop(): void;
 }
 
-/** Services only, for the CLI: no provider, no keys. */
-export interface ServiceDeps {
-  accounts: AccountService;
-  clients: ClientService;
-  totp: TotpService;
-  userAdmin: UserAdminService;
-  /** Mints tokens on a provider of its own (registration-token.service.ts, createStandaloneRegistrationTokenService). */
-  registrationTokens: RegistrationTokenService;
+/** The services the command line uses: the core, without the server's layer. */
+export type ServiceDeps = Core;
+
+export interface ServerOptions {
+  config: Config;
+  logger: Logger;
+  connection: Connection;
+  clock?: Clock;
 }
 
-export function createServices(connection: Connection, config: Config, logger: Logger): ServiceDeps {
-  const db = connection.db;
-  if (!db) throw new Error('database connection is not open');
-  const secretBox = createSecretBox(config.encryptionKeys);
-  const Account = createAccountModel(connection);
-  const accounts = createAccountService({ Account, logger });
-  const totp = createTotpService({ Account, db, secretBox, keys: config.encryptionKeys, issuer: config.productName });
-  // Its own audit writer over the same collection: the CLI has no Deps, only these services.
-  const audit = createAuditService({ db, logger, retentionDays: config.audit.retentionDays });
-  const clients = createClientService({ Client: createClientModel(connection), secretBox, audit, config, db });
-  const userAdmin = createUserAdminService({ accounts, totp, db, audit, logger });
-  const registrationTokens = createStandaloneRegistrationTokenService({ issuer: config.issuer, db, audit, clientStore: clients, logger });
-  return { accounts, clients, totp, userAdmin, registrationTokens };
-}
-
-export async function createDeps(config: Config, logger: Logger, connection: Connection): Promise<Deps> {
-  const db = connection.db;
-  if (!db) throw new Error('database connection is not open');
-  const secretBox = createSecretBox(config.encryptionKeys);
-  const { accounts, clients, totp, userAdmin } = createServices(connection, config, logger);
+/** The server: the core, its indexes and background sweep, then the provider, keys, pages and CSRF on top. */
+export async function buildServerDeps({ config, logger, connection, clock }: ServerOptions): Promise<Deps> {
+  // Filled in below: the provider is built on top of the core's services.
+  const built: { provider?: Provider } = {};
+  const core = buildCore({
+    config,
+    logger,
+    connection,
+    ...(clock ? { clock } : {}),
+    // Registration tokens are minted by the server's own provider, built below.
+    mintingProvider: () => {
+      if (!built.provider) throw new Error('the provider is not built yet');
+      return built.provider;
+    },
+  });
+  const { db, clients, accounts, audit } = core;
 
   // Indexes once, at start (not per request).
-  await accounts.ensureIndexes();
-  await clients.ensureIndexes();
-  const { ttlSupported } = await ensureAdapterIndexes(db, logger);
-  const emailCodes = createEmailCodeService(db, {
-    ttlSeconds: config.emailCode.ttlSeconds,
-    resendIntervalSeconds: config.emailCode.resendIntervalSeconds,
-    maxAttempts: config.emailCode.maxAttempts,
-  });
-  await emailCodes.ensureIndexes();
-  // Every limit on guessing and sending (passwords, codes, second factors, per IP): src/limits.
-  const limiter = createAttemptLimiter(db);
-  await limiter.ensureIndexes();
-  const limits = createSignInLimits(limiter, config);
-  await totp.ensureIndexes();
-  const mailer = createMailer({ config, logger });
-  const audit = createAuditService({ db, logger, retentionDays: config.audit.retentionDays });
-  await audit.ensureIndexes();
-  const registrationPolicies = createRegistrationPolicies({ db, audit });
+  await core.ensureIndexes();
   await ensureAccountClient(clients, config);
   await ensureAdminClient(clients, config);
+  // Expired records are never returned either way; the sweep keeps them from piling up.
+  core.startSweeping();
 
-  // Without TTL indexes expired records would pile up (they are never returned either way), so a
-  // sweep removes them. It runs on MongoDB too: used recovery codes have no expiry a TTL index
-  // could act on (totp.service.ts), and the other stores' sweeps are cheap indexed deletes.
-  const sweep = setInterval(() => {
-    guardDatabase(async () => {
-      let removed = ttlSupported ? 0 : await sweepExpired(db);
-      for (const store of [emailCodes, limiter, totp, audit, registrationTokens, clients]) removed += await store.sweep();
-      return removed;
-    }).then(
-      (n) => n > 0 && logger.debug('swept expired records', { removed: n }),
-      (err: unknown) => logger.warn('expiry sweep failed', { reason: (err as Error).message }),
-    );
-  }, 60_000);
-  sweep.unref();
-
-  const signingKeys = await loadOrCreateSigningKeys({ db, secretBox, logger });
+  const signingKeys = await loadOrCreateSigningKeys({ db, secretBox: core.secretBox, logger });
   const pages = createPageRenderer({ productName: config.productName });
-  const provider = createProvider({ config, db, clientStore: clients, accounts, signingKeys, logger, pages, registrationPolicies });
-  // NOTE: the sweep above reaches this one too; it first runs a minute after start.
-  const registrationTokens = createRegistrationTokenService({ provider, db, audit });
-  await registrationTokens.ensureIndexes();
+  const provider = createProvider({ config, db, clientStore: clients, accounts, signingKeys, logger, pages, registrationPolicies: core.registrationPolicies });
+  built.provider = provider;
   logProviderEvents(provider, logger, audit);
   // An admin's rotated-out client secret keeps working for CLIENT_SECRET_GRACE_PERIOD seconds.
   installClientSecretRotation(provider, clients);
@@ -150,25 +76,17 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   const csrf = createCsrfTokens(cookieKey);
 
   return {
-    config,
-    logger,
-    connection,
-    db,
-    accounts,
-    clients,
-    emailCodes,
-    totp,
-    userAdmin,
-    limits,
-    mailer,
-    audit,
-    registrationTokens,
+    ...core,
     provider,
     pages,
     csrf,
     stop() {
-      clearInterval(sweep);
-      mailer.close();
+      void core.close();
     },
   };
+}
+
+/** The server's dependencies (kept for callers of the older signature). */
+export function createDeps(config: Config, logger: Logger, connection: Connection, clock?: Clock): Promise<Deps> {
+  return buildServerDeps({ config, logger, connection, ...(clock ? { clock } : {}) });
 }

@@ -1,6 +1,7 @@
 import type { mongo } from 'mongoose';
 import { z } from 'zod';
 
+import type { AuditAction } from '../audit/audit-actions.js';
 import type { AuditDetails, AuditService } from '../audit/audit.service.js';
 import type { AdminAuthority } from '../clients/admin-authority.js';
 import { NO_AUTHORITY, managementScopesNotHeld } from '../clients/admin-authority.js';
@@ -139,7 +140,7 @@ function parse<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
   return parsed.data;
 }
 
-const notFound = () => new AppError(404, 'user.not_found', 'No user with this id.');
+const notFound = () => new AppError('user.not_found');
 
 /** The role that holds every management API scope (src/admin/api/api-auth.ts lets it use them all). */
 const ADMIN_ROLE: Role = 'admin';
@@ -199,7 +200,7 @@ export function createUserAdminService({ accounts, totp, db, audit, logger }: Us
     return account;
   };
 
-  const record = (action: string, by: AdminAuthority, account: Pick<AccountView, 'id' | 'email'>, details?: AuditDetails) =>
+  const record = (action: AuditAction, by: AdminAuthority, account: Pick<AccountView, 'id' | 'email'>, details?: AuditDetails) =>
     audit.record({
       action,
       outcome: 'success',
@@ -228,18 +229,14 @@ export function createUserAdminService({ accounts, totp, db, audit, logger }: Us
         ...('id' in account ? {} : { email: account.email }),
       },
     });
-    throw new AppError(
-      403,
-      'user.scope_not_held',
-      `${ADMIN_ACTIONS[action]} needs every management API scope, as an administrator holds them; the caller does not hold ${missing.join(', ')}.`,
-    );
+    throw new AppError('user.scope_not_held', { action: ADMIN_ACTIONS[action], missing });
   };
   const isAdmin = (account: Pick<AccountView, 'roles'>) => account.roles.includes(ADMIN_ROLE);
 
   /** An admin cannot lock themselves out: someone must always be able to get in and fix things. */
   const refuseSelf = (by: AdminAuthority, id: string, what: string) => {
     if (by.actor.type === 'account' && by.actor.id === id) {
-      throw new AppError(409, 'user.self', `You cannot ${what} your own account. Ask another administrator.`);
+      throw new AppError('user.self', { what });
     }
   };
 
@@ -298,7 +295,7 @@ export function createUserAdminService({ accounts, totp, db, audit, logger }: Us
         });
       } catch (err) {
         if (err instanceof AppError && err.code === 'account.email_taken') {
-          throw new AppError(409, 'user.email_taken', 'A user with this email address already exists.');
+          throw new AppError('user.email_taken');
         }
         throw err;
       }

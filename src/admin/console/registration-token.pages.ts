@@ -113,7 +113,7 @@ export const registerRegistrationTokenPages: ConsolePages = (router, deps, kit) 
   const loadToken = async (ctx: ConsoleContext): Promise<RegistrationTokenView> => {
     const id = idSchema.safeParse(ctx.params.id);
     const token = id.success ? (await registrationTokens.list()).find((t) => t.id === id.data) : undefined;
-    if (!token) throw new AppError(404, 'registration_token.not_found', 'No registration token with this id. It may have been removed.');
+    if (!token) throw new AppError('registration_token.not_found');
     return token;
   };
 
