@@ -5,7 +5,7 @@ import type { AuditAction } from '../audit/audit-actions.js';
 import type { AuditDetails, AuditService } from '../audit/audit.service.js';
 import type { AdminAuthority } from '../clients/admin-authority.js';
 import { NO_AUTHORITY, managementScopesNotHeld } from '../clients/admin-authority.js';
-import { AppError } from '../http/app-error.js';
+import { AppError, AppErrorBase } from '../http/app-error.js';
 import type { Logger } from '../logging/logger.js';
 import { revokeAccountRecords } from '../oidc/mongo-adapter.js';
 import type { Role } from './account.model.js';
@@ -110,12 +110,12 @@ export interface UserAdminService {
 }
 
 /** 400 `user.invalid`, with a message per field (`fields`), for forms and API clients. */
-export class UserValidationError extends AppError {
+export class UserValidationError extends AppErrorBase {
   override name = 'UserValidationError';
   readonly fields: Record<string, string>;
 
   constructor(fields: Record<string, string>) {
-    super(400, 'user.invalid', Object.entries(fields).map(([field, message]) => `${field}: ${message}`).join('; ') || 'invalid input');
+    super('user.invalid', { summary: Object.entries(fields).map(([field, message]) => `${field}: ${message}`).join('; ') });
     this.fields = fields;
   }
 }

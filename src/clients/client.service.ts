@@ -12,7 +12,7 @@ import { newClientId } from '../crypto/identifiers.js';
 import type { SecretBox } from '../crypto/secret-box.js';
 import { insertClaim, isDuplicateKey } from '../db/claims.js';
 import { ensureExpiryIndex } from '../db/expiry-index.js';
-import { AppError } from '../http/app-error.js';
+import { AppError, AppErrorBase } from '../http/app-error.js';
 import type { ClientStore } from '../oidc/mongo-adapter.js';
 import type { AdminAuthority } from './admin-authority.js';
 import { CLIENTS_GRANT_SCOPE, NO_AUTHORITY, scopesNotHeld } from './admin-authority.js';
@@ -231,17 +231,12 @@ const OPERATIONS = {
 type ClientAction = keyof typeof OPERATIONS;
 
 /** 403: the change would give (or reach) powers the caller does not hold. */
-export class ScopeNotHeldError extends AppError {
+export class ScopeNotHeldError extends AppErrorBase {
   override name = 'ScopeNotHeldError';
   readonly missingScopes: string[];
 
   constructor(action: ClientAction, missingScopes: string[]) {
-    super(
-      403,
-      'client.scope_not_held',
-      `${OPERATIONS[action]} a client with management API scopes or first-party status needs ${CLIENTS_GRANT_SCOPE} and each of ` +
-        `its management API scopes; the caller does not hold ${missingScopes.join(', ')}`,
-    );
+    super('client.scope_not_held', { operation: OPERATIONS[action], grantScope: CLIENTS_GRANT_SCOPE, missing: missingScopes });
     this.missingScopes = missingScopes;
   }
 }

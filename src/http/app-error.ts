@@ -13,9 +13,11 @@ type CodeArgs<C extends ErrorCode> = ErrorParams<C> extends undefined ? [options
 /**
  * Our own errors: a status, a namespaced code and whether the message may be shown, all from
  * the code's entry in the catalogue (error-catalogue.ts). Protocol failures use oidc-provider's
- * `errors.*` instead.
+ * `errors.*` instead. Throw `new AppError(code, params)` (checked per code); a subclass with
+ * fields of its own extends this class and calls `super(code, params)`, as TypeScript cannot
+ * extend AppError's generic constructor.
  */
-class AppErrorImpl extends Error {
+export class AppErrorBase extends Error {
   override name = 'AppError';
   readonly status: number;
   readonly code: string;
@@ -48,11 +50,12 @@ class AppErrorImpl extends Error {
 
 interface AppErrorConstructor {
   /** An error of the catalogue: its status and message come from the code's entry. */
-  new <C extends ErrorCode>(code: C, ...args: CodeArgs<C>): AppErrorImpl;
+  new <C extends ErrorCode>(code: C, ...args: CodeArgs<C>): AppErrorBase;
   /** @deprecated use a catalogue code; kept so that the sign-in pages compile until they are migrated. */
-  new (status: number, code: string, message: string, options?: AppErrorOptions): AppErrorImpl;
-  readonly prototype: AppErrorImpl;
+  new (status: number, code: string, message: string, options?: AppErrorOptions): AppErrorBase;
+  readonly prototype: AppErrorBase;
 }
 
-export const AppError = AppErrorImpl as AppErrorConstructor;
-export type AppError = AppErrorImpl;
+export const AppError = AppErrorBase as AppErrorConstructor;
+export type AppError = AppErrorBase;
+

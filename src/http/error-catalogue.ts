@@ -26,6 +26,7 @@ export const ERROR_CATALOGUE = {
   'request.unsupported_media_type': { status: 415, message: (p: { expected: string }) => `Send the body as ${p.expected}.` },
   'request.malformed_json': { status: 400, message: (p: { problem: string }) => `The body is not valid ${p.problem}.` },
   'request.too_large': { status: 413, message: (p: { what: 'body' | 'form' }) => `The ${p.what} is too large.` },
+  'request.invalid': { status: 400, message: (p: { where: 'body' | 'query' | 'path' | 'fields' }) => (p.where === 'fields' ? 'The request has invalid fields.' : p.where === 'body' ? 'The request body has invalid fields.' : `The request has invalid ${p.where} parameters.`) },
   'request.duplicate_field': { status: 400, message: (p: { field: string }) => `The form field "${p.field.slice(0, 40)}" was sent more than once.` },
 
   // --- Sign-in (the interaction pages; src/interactions) ---
@@ -55,6 +56,7 @@ export const ERROR_CATALOGUE = {
   'account.invalid_password': { status: 400, message: (p: { issue: string }) => `password: ${p.issue}` },
   'account.email_taken': { status: 409, message: 'An account with this email address already exists.' },
   'account.not_found': { status: 404, message: 'No such account.' },
+  'user.invalid': { status: 400, message: (p: { summary: string }) => p.summary || 'invalid input' },
   'user.not_found': { status: 404, message: 'No user with this id. It may have been deleted.' },
   'user.email_taken': { status: 409, message: 'A user with this email address already exists.' },
   'user.self': { status: 409, message: (p: { what: string }) => `You cannot ${p.what} your own account. Ask another administrator.` },
@@ -69,6 +71,12 @@ export const ERROR_CATALOGUE = {
   // --- Clients and registration tokens ---
   // NOTE: the command line prints these as they are (`error: no client with id "…"`).
   'client.not_found': { status: 404, message: (p: { clientId: string }) => `no client with id "${p.clientId.slice(0, 100)}"` },
+  'client.invalid': { status: 400, message: (p: { summary: string }) => `invalid client: ${p.summary}` },
+  'client.scope_not_held': {
+    status: 403,
+    message: (p: { operation: string; grantScope: string; missing: readonly string[] }) =>
+      `${p.operation} a client with management API scopes or first-party status needs ${p.grantScope} and each of its management API scopes; the caller does not hold ${p.missing.join(', ')}`,
+  },
   'client.invalid_cursor': { status: 400, message: 'The page cursor is not valid. Start again from the first page.' },
   'client.built_in': {
     status: 409,
@@ -76,6 +84,8 @@ export const ERROR_CATALOGUE = {
   },
   'client.exists': { status: 409, message: (p: { clientId: string }) => `A client with id "${p.clientId}" already exists.` },
   'client.no_secret': { status: 400, message: (p: { clientId: string; method: string }) => `client "${p.clientId}" authenticates with ${p.method} and has no secret to rotate` },
+  // The console's rotation page for such a client: the page cannot exist in the client's state.
+  'client.nothing_to_rotate': { status: 409, message: (p: { method: string }) => `This client authenticates with ${p.method} and has no secret to rotate.` },
   'client.rotation_conflict': {
     status: 409,
     message: 'The secret of this client was rotated by someone else just now. Reload, and rotate again if you still need to.',

@@ -387,7 +387,7 @@ export const registerClientPages: ConsolePages = (router, deps, kit) => {
   const refuseWithoutSecret: ConsoleStep = async function refuseWithoutSecret(ctx, next) {
     const client = current(ctx);
     if (!usesSecret(client.tokenEndpointAuthMethod)) {
-      throw new AppError('client.no_secret', { clientId: client.clientId, method: client.tokenEndpointAuthMethod });
+      throw new AppError('client.nothing_to_rotate', { method: client.tokenEndpointAuthMethod });
     }
     await next();
   };
