@@ -50,7 +50,8 @@ export async function openCliSession(env: NodeJS.ProcessEnv, err: Output): Promi
     const services = buildCore({ config, logger, connection });
     // The unique indexes are what refuse a duplicate user or a second use of a claim; the
     // server creates them at start, but the CLI may be the first to touch a fresh database.
-    await services.ensureIndexes();
+    // The provider's own collections are the server's to set up (it serves them).
+    await services.ensureIndexes({ withProvider: false });
     return {
       services,
       async close() {

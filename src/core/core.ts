@@ -34,6 +34,8 @@ import { systemClock } from './clock.js';
 /** Something that keeps records: its indexes are made once at start, and expired records swept. */
 export interface Store {
   name: string;
+  /** The provider's own records (oidc_*): only a process that serves the provider needs their indexes. */
+  provider?: boolean;
   ensureIndexes(): Promise<void>;
   /** Removes what expired (by the core's clock); returns how many records went. */
   sweep?(): Promise<number>;
@@ -77,7 +79,8 @@ export interface Core {
   registrationPolicies: RegistrationPolicies;
   /** Every store, in one list: start-up makes their indexes, the sweep loop sweeps them. */
   stores: readonly Store[];
-  ensureIndexes(): Promise<void>;
+  /** `withProvider: false` (the command line): all but the provider's stores. */
+  ensureIndexes(options?: { withProvider?: boolean }): Promise<void>;
   /** One pass over every store; returns how many records went. */
   sweep(): Promise<number>;
   /** Sweeps every `intervalMs` in the background until close() (the server; the CLI does not). */
@@ -124,7 +127,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
   const stores: Store[] = [
     { name: 'accounts', ensureIndexes: () => accounts.ensureIndexes() },
     { name: 'clients', ensureIndexes: () => clients.ensureIndexes(), sweep: () => clients.sweep() },
-    { name: 'oidc', ensureIndexes: () => adapter.ensureIndexes(), sweep: () => adapter.sweep() },
+    { name: 'oidc', provider: true, ensureIndexes: () => adapter.ensureIndexes(), sweep: () => adapter.sweep() },
     { name: 'email codes', ensureIndexes: () => emailCodes.ensureIndexes(), sweep: () => emailCodes.sweep() },
     { name: 'limits', ensureIndexes: () => limiter.ensureIndexes(), sweep: () => limiter.sweep() },
     { name: 'totp', ensureIndexes: () => totp.ensureIndexes(), sweep: () => totp.sweep() },
@@ -159,8 +162,8 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
     registrationTokens,
     registrationPolicies,
     stores,
-    async ensureIndexes() {
-      for (const store of stores) await store.ensureIndexes();
+    async ensureIndexes({ withProvider = true } = {}) {
+      for (const store of stores) if (withProvider || !store.provider) await store.ensureIndexes();
     },
     sweep,
     startSweeping(intervalMs = 60_000) {

@@ -262,8 +262,7 @@ export async function ensureAdapterIndexes(db: Db, logger: Logger): Promise<Adap
         continue;
       } catch (err) {
         ttlSupported = false;
-        // debug: the command line makes these indexes too, and its stderr carries only errors.
-        logger.debug('database has no TTL indexes; expired OIDC records are removed by a periodic sweep', {
+        logger.info('database has no TTL indexes; expired OIDC records are removed by a periodic sweep', {
           reason: (err as Error).message,
         });
       }

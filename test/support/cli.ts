@@ -51,7 +51,7 @@ export async function openCliDatabase(label: string, env: Env = {}): Promise<{ c
   const connection = await connectDatabase(testDatabaseUri(label), quietLogger());
   const services = createCliServices(connection, env);
   // As the command line does on opening (cli-context.ts).
-  await services.ensureIndexes();
+  await services.ensureIndexes({ withProvider: false });
   return { connection, services };
 }
 
