@@ -80,7 +80,7 @@ export function createApp(deps: Deps): Koa {
   if (config.seedDemo) app.use(createDemoRouter({ config, pages }).routes());
 
   // Failed client authentication per client IP, in front of the provider's token endpoints.
-  app.use(limitClientAuthentication({ limits: deps.limits, logger }));
+  app.use(limitClientAuthentication({ limits: deps.limits, logger, clock: deps.clock }));
   app.use(mount(provider));
 
   app.on('error', (err: unknown) => {

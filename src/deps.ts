@@ -1,48 +1,12 @@
 import type Provider from 'oidc-provider';
-import type { Connection, mongo } from 'mongoose';
+import type { Connection } from 'mongoose';
 
-import { createAccountModel } from './accounts/account.model.js';
-import type { AccountService } from './accounts/account.service.js';
-import { createAccountService } from './accounts/account.service.js';
-import type { EmailCodeService } from './accounts/email-code.service.js';
-import { createEmailCodeService } from './accounts/email-code.service.js';
-import type { TotpService } from './accounts/totp.service.js';
-import { createTotpService } from './accounts/totp.service.js';
-import type { PasswordPolicy } from './accounts/password-policy.js';
-import { createPasswordPolicy } from './accounts/password-policy.js';
-import { createAttemptLimiter } from './limits/attempt-limiter.js';
-import type { SignInLimits } from './limits/sign-in-limits.js';
-import { createSignInLimits } from './limits/sign-in-limits.js';
-import type { UserAdminService } from './accounts/user-admin.service.js';
-import { createBackgroundMail } from './accounts/background-mail.js';
-import type { PasswordResetService } from './accounts/password-reset.service.js';
-import { createPasswordResetService } from './accounts/password-reset.service.js';
-import { selfServiceLinks } from './accounts/self-service-links.js';
-import type { SignUpService } from './accounts/sign-up.service.js';
-import { createSignUpService } from './accounts/sign-up.service.js';
-import { createUserAdminService } from './accounts/user-admin.service.js';
 import { ensureAccountClient } from './account/account-client.js';
 import { ensureAdminClient } from './admin/admin-client.js';
-import type { AuditService } from './audit/audit.service.js';
-import { createAuditService } from './audit/audit.service.js';
-import type { Mailer } from './mail/mailer.js';
-import type { InvitationService } from './invitations/invitation.service.js';
-import { createInvitationService } from './invitations/invitation.service.js';
-import { createMailer } from './mail/mailer.js';
-import type { MailOutbox } from './mail/outbox.service.js';
-import { createMailOutbox, outboxSettingsFrom } from './mail/outbox.service.js';
-import { createClientModel } from './clients/client.model.js';
-import type { ClientService } from './clients/client.service.js';
-import { createClientService } from './clients/client.service.js';
-import type { RegistrationTokenService } from './clients/registration-token.service.js';
-import {
-  createRegistrationPolicies,
-  createRegistrationTokenService,
-  createStandaloneRegistrationTokenService,
-} from './clients/registration-token.service.js';
 import type { Config } from './config/config.js';
-import { createSecretBox } from './crypto/secret-box.js';
-import { guardDatabase } from './db/unavailable.js';
+import type { Clock } from './core/clock.js';
+import type { Core } from './core/core.js';
+import { buildCore } from './core/core.js';
 import type { PageRenderer } from './http/render-page.js';
 import { createPageRenderer } from './http/render-page.js';
 import type { CsrfTokens } from './interactions/csrf.js';
@@ -50,142 +14,59 @@ import { createCsrfTokens } from './interactions/csrf.js';
 import type { Logger } from './logging/logger.js';
 import { logProviderEvents } from './oidc/events.js';
 import { loadOrCreateSigningKeys } from './oidc/keys.js';
-import { ensureAdapterIndexes, sweepExpired } from './oidc/mongo-adapter.js';
 import { createProvider } from './oidc/provider.js';
 import { installClientSecretRotation } from './oidc/client-secret-rotation.js';
 
-/** Everything a request handler may need, built once (no globals: one object built at start and passed down). */
-export interface Deps {
-  config: Config;
-  logger: Logger;
-  connection: Connection;
-  db: mongo.Db;
-  accounts: AccountService;
-  clients: ClientService;
-  emailCodes: EmailCodeService;
-  totp: TotpService;
-  /** What administrators do to people (console, management API, CLI). */
-  userAdmin: UserAdminService;
-  /** The rules for new passwords (built once: its dictionaries are costly). */
-  passwordPolicy: PasswordPolicy;
-  /** Every limit on guessing and sending, per address, account and client IP (src/limits). */
-  limits: SignInLimits;
-  mailer: Mailer;
-  /** Stored mail, delivered by a worker on every node (src/mail/outbox.service.ts). */
-  outbox: MailOutbox;
-  audit: AuditService;
-  /** Initial access tokens for RFC 7591 dynamic registration. */
-  registrationTokens: RegistrationTokenService;
-  /** Invitations to sign up (SIGN_UP=invite). */
-  invitations: InvitationService;
-  /** Self-service sign-up with email verification (SIGN_UP). */
-  signUp: SignUpService;
-  /** Self-service password reset, and the reset mail administrators send (PASSWORD_RESET). */
-  passwordReset: PasswordResetService;
+/**
+ * What a request handler may need: the core (every service, src/core/core.ts) and the parts only
+ * the server has, built once at start and passed down (no globals).
+ */
+export interface Deps extends Core {
   provider: Provider;
   pages: PageRenderer;
   csrf: CsrfTokens;
-  /** Stops background work (the expiry sweep); does not close the connection it was given. */
+  /** Stops background work (the expiry sweep, the mailer) at once; close() also waits for audit writes. Neither closes the connection it was given. */
   stop(): void;
 }
 
-/** Services only, for the CLI: no provider, no keys. */
-export interface ServiceDeps {
-  accounts: AccountService;
-  clients: ClientService;
-  totp: TotpService;
-  userAdmin: UserAdminService;
-  passwordPolicy: PasswordPolicy;
-  /** Mints tokens on a provider of its own (registration-token.service.ts, createStandaloneRegistrationTokenService). */
-  registrationTokens: RegistrationTokenService;
-  /** Mails invitations through a mailer built on first use. */
-  invitations: InvitationService;
+/** The services the command line uses: the core, without the server's layer. */
+export type ServiceDeps = Core;
+
+export interface ServerOptions {
+  config: Config;
+  logger: Logger;
+  connection: Connection;
+  clock?: Clock;
 }
 
-export function createServices(connection: Connection, config: Config, logger: Logger): ServiceDeps {
-  const db = connection.db;
-  if (!db) throw new Error('database connection is not open');
-  const secretBox = createSecretBox(config.encryptionKeys);
-  const Account = createAccountModel(connection);
-  const accounts = createAccountService({ Account, logger });
-  const totp = createTotpService({ Account, db, secretBox, keys: config.encryptionKeys, issuer: config.productName });
-  // Its own audit writer over the same collection: the CLI has no Deps, only these services.
-  const audit = createAuditService({ db, logger, retentionDays: config.audit.retentionDays });
-  const clients = createClientService({ Client: createClientModel(connection), secretBox, audit, config, db });
-  const passwordPolicy = createPasswordPolicy(config);
-  const userAdmin = createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy });
-  const registrationTokens = createStandaloneRegistrationTokenService({ issuer: config.issuer, db, audit, clientStore: clients, logger });
-  // The CLI's mailer is built only when an invitation is mailed (it compiles every template).
-  let mailer: Mailer | undefined;
-  const lazyMailer = { sendTemplate: (...args: Parameters<Mailer['sendTemplate']>) => (mailer ??= createMailer({ config, logger })).sendTemplate(...args) };
-  const invitations = createInvitationService({ db, audit, logger, issuer: config.issuer, mailer: lazyMailer });
-  return { accounts, clients, totp, userAdmin, passwordPolicy, registrationTokens, invitations };
-}
-
-export async function createDeps(config: Config, logger: Logger, connection: Connection): Promise<Deps> {
-  const db = connection.db;
-  if (!db) throw new Error('database connection is not open');
-  const secretBox = createSecretBox(config.encryptionKeys);
-  const { accounts, clients, totp, userAdmin, passwordPolicy } = createServices(connection, config, logger);
+/** The server: the core, its indexes and background sweep, then the provider, keys, pages and CSRF on top. */
+export async function buildServerDeps({ config, logger, connection, clock }: ServerOptions): Promise<Deps> {
+  // Filled in below: the provider is built on top of the core's services.
+  const built: { provider?: Provider } = {};
+  const core = buildCore({
+    config,
+    logger,
+    connection,
+    ...(clock ? { clock } : {}),
+    // Registration tokens are minted by the server's own provider, built below.
+    mintingProvider: () => {
+      if (!built.provider) throw new Error('the provider is not built yet');
+      return built.provider;
+    },
+  });
+  const { db, clients, accounts, audit } = core;
 
   // Indexes once, at start (not per request).
-  await accounts.ensureIndexes();
-  await clients.ensureIndexes();
-  const { ttlSupported } = await ensureAdapterIndexes(db, logger);
-  const emailCodes = createEmailCodeService(db, {
-    ttlSeconds: config.emailCode.ttlSeconds,
-    resendIntervalSeconds: config.emailCode.resendIntervalSeconds,
-    maxAttempts: config.emailCode.maxAttempts,
-    purposes: { 'sign-up': { ttlSeconds: config.signUp.codeTtlSeconds }, 'password-reset': { ttlSeconds: config.passwordReset.ttlSeconds } },
-  });
-  await emailCodes.ensureIndexes();
-  // Every limit on guessing and sending (passwords, codes, second factors, per IP): src/limits.
-  const limiter = createAttemptLimiter(db);
-  await limiter.ensureIndexes();
-  const limits = createSignInLimits(limiter, config);
-  await totp.ensureIndexes();
-  const mailer = createMailer({ config, logger });
-  const audit = createAuditService({ db, logger, retentionDays: config.audit.retentionDays });
-  await audit.ensureIndexes();
-  const outbox = createMailOutbox({ db, mailer, secretBox, audit, logger, settings: outboxSettingsFrom(config.mail.outbox) });
-  await outbox.ensureIndexes();
-  const registrationPolicies = createRegistrationPolicies({ db, audit });
-  const invitations = createInvitationService({ db, audit, logger, issuer: config.issuer, mailer });
-  await invitations.ensureIndexes();
+  await core.ensureIndexes();
   await ensureAccountClient(clients, config);
   await ensureAdminClient(clients, config);
+  // Expired records are never returned either way; the sweep keeps them from piling up.
+  core.startSweeping();
 
-  // Self-service sign-up and password reset, under the same password policy as everything else.
-  const selfServiceMail = createBackgroundMail(mailer, logger);
-  const selfService = { config, accounts, db, emailCodes, limits, passwordPolicy, mail: selfServiceMail, links: selfServiceLinks(config.issuer), audit, logger };
-  // SIGN_UP=invite: a sign-up spends one use of its invitation (a unique-insert claim).
-  const invitationCheck = { accept: async (token: string, email: string) => (await invitations.redeem(token, email)).ok };
-  const signUp = createSignUpService({ ...selfService, invitations: invitationCheck, Account: createAccountModel(connection) });
-  const passwordReset = createPasswordResetService(selfService);
-  await signUp.ensureIndexes();
-  await passwordReset.ensureIndexes();
-
-  // Without TTL indexes expired records would pile up (they are never returned either way), so a
-  // sweep removes them. It runs on MongoDB too: used recovery codes have no expiry a TTL index
-  // could act on (totp.service.ts), and the other stores' sweeps are cheap indexed deletes.
-  const sweep = setInterval(() => {
-    guardDatabase(async () => {
-      let removed = ttlSupported ? 0 : await sweepExpired(db);
-      for (const store of [emailCodes, limiter, totp, audit, registrationTokens, clients, invitations, outbox, signUp, passwordReset]) removed += await store.sweep();
-      return removed;
-    }).then(
-      (n) => n > 0 && logger.debug('swept expired records', { removed: n }),
-      (err: unknown) => logger.warn('expiry sweep failed', { reason: (err as Error).message }),
-    );
-  }, 60_000);
-  sweep.unref();
-
-  const signingKeys = await loadOrCreateSigningKeys({ db, secretBox, logger });
+  const signingKeys = await loadOrCreateSigningKeys({ db, secretBox: core.secretBox, logger });
   const pages = createPageRenderer({ productName: config.productName });
-  const provider = createProvider({ config, db, clientStore: clients, accounts, signingKeys, logger, pages, registrationPolicies });
-  // NOTE: the sweep above reaches this one too; it first runs a minute after start.
-  const registrationTokens = createRegistrationTokenService({ provider, db, audit });
-  await registrationTokens.ensureIndexes();
+  const provider = createProvider({ config, db, clientStore: clients, accounts, signingKeys, logger, pages, registrationPolicies: core.registrationPolicies });
+  built.provider = provider;
   logProviderEvents(provider, logger, audit);
   // An admin's rotated-out client secret keeps working for CLIENT_SECRET_GRACE_PERIOD seconds.
   installClientSecretRotation(provider, clients);
@@ -193,36 +74,21 @@ export async function createDeps(config: Config, logger: Logger, connection: Con
   const [cookieKey] = config.cookieKeys;
   if (!cookieKey) throw new Error('no cookie key');
   const csrf = createCsrfTokens(cookieKey);
-  // Last, so a failed start leaves no worker behind; stop() stops it.
-  outbox.start();
+  // Last, so a failed start leaves no worker behind; close() stops it.
+  core.outbox.start();
 
   return {
-    config,
-    logger,
-    connection,
-    db,
-    accounts,
-    clients,
-    emailCodes,
-    totp,
-    userAdmin,
-    passwordPolicy,
-    limits,
-    mailer,
-    outbox,
-    audit,
-    registrationTokens,
-    invitations,
-    signUp,
-    passwordReset,
+    ...core,
     provider,
     pages,
     csrf,
     stop() {
-      clearInterval(sweep);
-      // The sends in flight finish on their own; a mail cut off is retried after its lease.
-      void outbox.stop();
-      mailer.close();
+      void core.close();
     },
   };
+}
+
+/** The server's dependencies (kept for callers of the older signature). */
+export function createDeps(config: Config, logger: Logger, connection: Connection, clock?: Clock): Promise<Deps> {
+  return buildServerDeps({ config, logger, connection, ...(clock ? { clock } : {}) });
 }

@@ -7,7 +7,7 @@ import type { Config } from './config/config.js';
 import { applyDefaultEnvironment, databaseName, embeddedDatabaseOptions, loadDotEnv, loadRuntimeConfig } from './config/runtime.js';
 import { connectDatabase, describeUri } from './db/connect.js';
 import { resolveDatabase } from './db/provision.js';
-import { createDeps } from './deps.js';
+import { buildServerDeps } from './deps.js';
 import { createLogger } from './logging/logger.js';
 import { DEMO_CALLBACK_PATH } from './demo/demo.routes.js';
 import { DEMO_CONFIDENTIAL_CLIENT_ID, DEMO_PUBLIC_CLIENT_ID, DEMO_USER, seedDemo } from './seed.js';
@@ -41,7 +41,7 @@ async function main(): Promise<void> {
   const connection = await connectDatabase(database.uri, logger, databaseName(config));
   logger.info('database connected', { kind: database.kind, uri: describeUri(database.uri) });
 
-  const deps = await createDeps(config, logger, connection);
+  const deps = await buildServerDeps({ config, logger, connection });
   const app = createApp(deps);
   const server = http.createServer(app.callback());
   // Slow-client protection: finish headers and bodies within bounded time.
@@ -86,10 +86,9 @@ async function main(): Promise<void> {
     logger.info('shutting down', { signal });
     server.close();
     server.closeIdleConnections();
-    deps.stop();
-    // Audit writes started by provider events are not awaited by requests: let them land first.
-    void deps.audit
-      .flush()
+    // Audit writes started by provider events are not awaited by requests: close() lets them land first.
+    void deps
+      .close()
       .catch(() => undefined)
       .then(() => connection.close())
       .catch(() => undefined)

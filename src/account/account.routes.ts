@@ -7,6 +7,7 @@ import type { AccountService, AccountView } from '../accounts/account.service.js
 import { ACCOUNT_CLIENT_ID } from './account-client.js';
 import { createFirstPartySignIn } from '../oidc/first-party-sign-in.js';
 import type { TotpService } from '../accounts/totp.service.js';
+import type { AuditAction } from '../audit/audit-actions.js';
 import type { AuditOutcome, AuditService } from '../audit/audit.service.js';
 import { accountActor } from '../audit/audit.service.js';
 import type { Config } from '../config/config.js';
@@ -104,7 +105,7 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
   const logFor = (ctx: Ctx) => ctx.state.log ?? logger;
   const csrfKey = (ctx: Ctx) => `account:${ctx.state.sessionUid}`;
   /** A change to the person's own second factor, in the audit log (never a code or the password). */
-  const auditChange = (ctx: Ctx, action: string, outcome: AuditOutcome, reason?: string) =>
+  const auditChange = (ctx: Ctx, action: AuditAction, outcome: AuditOutcome, reason?: string) =>
     audit.record({ action, outcome, actor: accountActor(ctx.state.account), target: accountActor(ctx.state.account), reason, details: { during: 'account' } });
   const refusal = (check: { status: number }, wrong: string) => (check.status === 429 ? 'throttled' : wrong);
 
@@ -144,7 +145,7 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
 
   const checkCsrf: Step = async function checkCsrf(ctx, next) {
     if (!csrf.verify(csrfKey(ctx), ctx.state.form.csrf)) {
-      throw new AppError(403, 'request.csrf', 'The form has expired or did not come from this site. Go back and try again.');
+      throw new AppError('request.csrf');
     }
     await next();
   };

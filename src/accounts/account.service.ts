@@ -1,6 +1,8 @@
 import type { mongo } from 'mongoose';
 import { z } from 'zod';
 
+import type { Clock } from '../core/clock.js';
+import { systemClock } from '../core/clock.js';
 import { isDuplicateKey } from '../db/claims.js';
 import { AppError } from '../http/app-error.js';
 import type { Logger } from '../logging/logger.js';
@@ -120,9 +122,10 @@ function escapeRegex(s: string): string {
 export interface AccountServiceDeps {
   Account: AccountModel;
   logger: Logger;
+  clock?: Clock;
 }
 
-export function createAccountService({ Account, logger }: AccountServiceDeps): AccountService {
+export function createAccountService({ Account, logger, clock = systemClock }: AccountServiceDeps): AccountService {
   // Computed lazily once, then shared by every unknown-email sign-in in this process.
   let dummyHash: Promise<string> | undefined;
   const getDummyHash = () => (dummyHash ??= createDummyHash());
@@ -132,7 +135,7 @@ export function createAccountService({ Account, logger }: AccountServiceDeps): A
       const parsed = newAccountSchema.safeParse(input);
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
-        throw new AppError(400, 'account.invalid', `${issue?.path.join('.') ?? 'input'}: ${issue?.message ?? 'invalid'}`);
+        throw new AppError('account.invalid', { issue: `${issue?.path.join('.') ?? 'input'}: ${issue?.message ?? 'invalid'}` });
       }
       const { password, ...rest } = parsed.data;
       const passwordHash = password === undefined ? undefined : await hashPassword(password);
@@ -140,7 +143,7 @@ export function createAccountService({ Account, logger }: AccountServiceDeps): A
         const doc = await Account.create(passwordHash ? { ...rest, passwordHash } : rest);
         return toView(doc.toObject());
       } catch (err) {
-        if (isDuplicateKey(err)) throw new AppError(409, 'account.email_taken', 'an account with this email already exists');
+        if (isDuplicateKey(err)) throw new AppError('account.email_taken');
         throw err;
       }
     },
@@ -187,7 +190,7 @@ export function createAccountService({ Account, logger }: AccountServiceDeps): A
     async setDisabled(id, disabled) {
       const doc = await Account.findByIdAndUpdate(
         id,
-        { $set: { disabledAt: disabled ? new Date() : null } },
+        { $set: { disabledAt: disabled ? clock.now() : null } },
         { returnDocument: 'after' },
       ).lean();
       return doc ? toView(doc) : undefined;
@@ -213,7 +216,7 @@ export function createAccountService({ Account, logger }: AccountServiceDeps): A
     async changePassword(id, newPassword) {
       const parsed = passwordSchema.safeParse(newPassword);
       if (!parsed.success) {
-        throw new AppError(400, 'account.invalid_password', `password: ${parsed.error.issues[0]?.message ?? 'invalid'}`);
+        throw new AppError('account.invalid_password', { issue: parsed.error.issues[0]?.message ?? 'invalid' });
       }
       const passwordHash = await hashPassword(parsed.data);
       const doc = await Account.findByIdAndUpdate(
@@ -221,7 +224,7 @@ export function createAccountService({ Account, logger }: AccountServiceDeps): A
         { $set: { passwordHash, passwordResetRequired: false } },
         { returnDocument: 'after' },
       ).lean();
-      if (!doc) throw new AppError(404, 'account.not_found', 'no such account');
+      if (!doc) throw new AppError('account.not_found');
       return toView(doc);
     },
 

@@ -2,6 +2,8 @@ import { createHash, createHmac, randomBytes, randomInt, timingSafeEqual } from 
 
 import type { mongo } from 'mongoose';
 
+import type { Clock } from '../core/clock.js';
+import { systemClock } from '../core/clock.js';
 import { insertClaim, isDuplicateKey } from '../db/claims.js';
 import { ensureExpiryIndex } from '../db/expiry-index.js';
 
@@ -157,7 +159,8 @@ function assertPolicy(policy: Omit<EmailCodePolicy, 'purposes'>): void {
   if (!(Number.isInteger(maxAttempts) && maxAttempts >= 1)) throw new RangeError('email code maxAttempts must be a whole number of at least 1');
 }
 
-export function createEmailCodeService(db: mongo.Db, policy: EmailCodePolicy, now: () => number = Date.now): EmailCodeService {
+export function createEmailCodeService(db: mongo.Db, policy: EmailCodePolicy, clock: Clock = systemClock): EmailCodeService {
+  const now = () => clock.nowMs();
   const codes = db.collection<EmailCodeRecord>(EMAIL_CODES_COLLECTION);
   const claims = db.collection<CodeClaim>(EMAIL_CODE_CLAIMS_COLLECTION);
   const resendClaims = db.collection<ResendClaim>(EMAIL_CODE_RESEND_CLAIMS_COLLECTION);

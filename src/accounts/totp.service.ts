@@ -5,6 +5,8 @@ import { generateSecret, generateURI, verify as verifyOtp } from 'otplib';
 import QRCode from 'qrcode';
 import { z } from 'zod';
 
+import type { Clock } from '../core/clock.js';
+import { systemClock } from '../core/clock.js';
 import { SecretBoxError } from '../crypto/secret-box.js';
 import type { SecretBox } from '../crypto/secret-box.js';
 import { insertClaim } from '../db/claims.js';
@@ -92,7 +94,7 @@ export interface TotpServiceDeps {
   keys: readonly { id: string; key: Buffer }[];
   /** Product name shown in the authenticator app. */
   issuer: string;
-  now?: () => number;
+  clock?: Clock;
 }
 
 /**
@@ -260,7 +262,8 @@ const enrolmentSchema = z.object({ secret: z.string().regex(/^[A-Z2-7]{16,128}$/
 /** A sealed enrolment is a few hundred characters; anything much longer is not one. */
 const SEALED_ENROLMENT_MAX_LENGTH = 1024;
 
-export function createTotpService({ Account, db, secretBox, keys, issuer, now = Date.now }: TotpServiceDeps): TotpService {
+export function createTotpService({ Account, db, secretBox, keys, issuer, clock = systemClock }: TotpServiceDeps): TotpService {
+  const now = () => clock.nowMs();
   const hasher = createRecoveryCodeHasher(keys);
   const stepClaims = db.collection<StepClaim>(TOTP_USED_STEPS_COLLECTION);
   const recoveryClaims = db.collection<RecoveryClaim>(RECOVERY_CODE_USES_COLLECTION);
@@ -314,8 +317,8 @@ export function createTotpService({ Account, db, secretBox, keys, issuer, now = 
   return {
     async beginEnrolment(account, options = {}) {
       const doc = await Account.findById(account.id, { mfa: 1 }).lean();
-      if (!doc) throw new AppError(404, 'account.not_found', 'no such account');
-      if (doc.mfa?.totp?.secretSealed) throw new AppError(409, 'mfa.already_enrolled', 'an authenticator app is already set up');
+      if (!doc) throw new AppError('account.not_found');
+      if (doc.mfa?.totp?.secretSealed) throw new AppError('mfa.already_enrolled');
 
       const resumed = openEnrolment(account.id, options.continueFrom);
       const secret = resumed?.secret ?? generateSecret(); // 20 bytes (160 bits, RFC 4226 §4 R6), base32
@@ -425,7 +428,7 @@ export function createTotpService({ Account, db, secretBox, keys, issuer, now = 
         { _id: accountId, 'mfa.totp.secretSealed': { $exists: true } },
         { $set: { 'mfa.recoveryCodes': storedHashes(hasher, recoveryCodes) } },
       );
-      if (result.matchedCount === 0) throw new AppError(409, 'mfa.not_enrolled', 'no authenticator app is set up');
+      if (result.matchedCount === 0) throw new AppError('mfa.not_enrolled');
       return recoveryCodes;
     },
 

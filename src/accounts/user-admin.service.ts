@@ -1,10 +1,11 @@
 import type { mongo } from 'mongoose';
 import { z } from 'zod';
 
+import type { AuditAction } from '../audit/audit-actions.js';
 import type { AuditDetails, AuditService } from '../audit/audit.service.js';
 import type { AdminAuthority } from '../clients/admin-authority.js';
 import { NO_AUTHORITY, managementScopesNotHeld } from '../clients/admin-authority.js';
-import { AppError } from '../http/app-error.js';
+import { AppError, AppErrorBase } from '../http/app-error.js';
 import type { Logger } from '../logging/logger.js';
 import { revokeAccountRecords } from '../oidc/mongo-adapter.js';
 import type { Role } from './account.model.js';
@@ -122,12 +123,12 @@ export interface UserAdminService {
 }
 
 /** 400 `user.invalid`, with a message per field (`fields`), for forms and API clients. */
-export class UserValidationError extends AppError {
+export class UserValidationError extends AppErrorBase {
   override name = 'UserValidationError';
   readonly fields: Record<string, string>;
 
   constructor(fields: Record<string, string>) {
-    super(400, 'user.invalid', Object.entries(fields).map(([field, message]) => `${field}: ${message}`).join('; ') || 'invalid input');
+    super('user.invalid', { summary: Object.entries(fields).map(([field, message]) => `${field}: ${message}`).join('; ') });
     this.fields = fields;
   }
 }
@@ -152,7 +153,7 @@ function parse<S extends z.ZodType>(schema: S, input: unknown): z.output<S> {
   return parsed.data;
 }
 
-const notFound = () => new AppError(404, 'user.not_found', 'No user with this id.');
+const notFound = () => new AppError('user.not_found');
 
 /** The role that holds every management API scope (src/admin/api/api-auth.ts lets it use them all). */
 const ADMIN_ROLE: Role = 'admin';
@@ -214,7 +215,7 @@ export function createUserAdminService({ accounts, totp, db, audit, logger, pass
     return account;
   };
 
-  const record = (action: string, by: AdminAuthority, account: Pick<AccountView, 'id' | 'email'>, details?: AuditDetails) =>
+  const record = (action: AuditAction, by: AdminAuthority, account: Pick<AccountView, 'id' | 'email'>, details?: AuditDetails) =>
     audit.record({
       action,
       outcome: 'success',
@@ -243,18 +244,14 @@ export function createUserAdminService({ accounts, totp, db, audit, logger, pass
         ...('id' in account ? {} : { email: account.email }),
       },
     });
-    throw new AppError(
-      403,
-      'user.scope_not_held',
-      `${ADMIN_ACTIONS[action]} needs every management API scope, as an administrator holds them; the caller does not hold ${missing.join(', ')}.`,
-    );
+    throw new AppError('user.scope_not_held', { action: ADMIN_ACTIONS[action], missing });
   };
   const isAdmin = (account: Pick<AccountView, 'roles'>) => account.roles.includes(ADMIN_ROLE);
 
   /** An admin cannot lock themselves out: someone must always be able to get in and fix things. */
   const refuseSelf = (by: AdminAuthority, id: string, what: string) => {
     if (by.actor.type === 'account' && by.actor.id === id) {
-      throw new AppError(409, 'user.self', `You cannot ${what} your own account. Ask another administrator.`);
+      throw new AppError('user.self', { what });
     }
   };
 
@@ -320,7 +317,7 @@ export function createUserAdminService({ accounts, totp, db, audit, logger, pass
         });
       } catch (err) {
         if (err instanceof AppError && err.code === 'account.email_taken') {
-          throw new AppError(409, 'user.email_taken', 'A user with this email address already exists.');
+          throw new AppError('user.email_taken');
         }
         throw err;
       }

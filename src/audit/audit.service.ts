@@ -2,10 +2,13 @@ import { randomBytes } from 'node:crypto';
 
 import type { mongo } from 'mongoose';
 
+import type { Clock } from '../core/clock.js';
+import { systemClock } from '../core/clock.js';
 import { ensureExpiryIndex } from '../db/expiry-index.js';
 import { AppError } from '../http/app-error.js';
 import { currentRequest } from '../http/request-context.js';
 import type { Logger } from '../logging/logger.js';
+import type { AuditAction } from './audit-actions.js';
 
 /**
  * The audit log: who did what, to what, from where, and whether it worked. Written by the
@@ -39,7 +42,7 @@ export type AuditDetails = Record<string, string | number | boolean | string[]>;
 export interface AuditEvent {
   id: string;
   at: Date;
-  /** Namespaced verb, e.g. `sign_in.password`, `client.created`, `token.issued`. */
+  /** Namespaced verb, e.g. `sign_in.password`, `client.created`, `token.issued` (an AuditAction when written; older events may carry others). */
   action: string;
   outcome: AuditOutcome;
   actor: AuditActor;
@@ -54,7 +57,13 @@ export interface AuditEvent {
 }
 
 /** `ip` and `userAgent` default to the current request's (src/http/request-context.ts). */
-export type AuditInput = Omit<AuditEvent, 'id' | 'at'> & { at?: Date };
+export type AuditInput = Omit<AuditEvent, 'id' | 'at' | 'action'> & { action: AuditAction; at?: Date };
+
+/**
+ * An event whose action is a plain string: the sign-in pages still pass theirs so until they
+ * are rebuilt on AuditAction, and the store's own tests record made-up actions.
+ */
+export type UntypedAuditInput = Omit<AuditInput, 'action'> & { action: string };
 
 export interface AuditFilter {
   /** Actor id or label (exact). */
@@ -80,6 +89,8 @@ export interface AuditPage {
 export interface AuditService {
   /** Records an event. Never throws: an audit write failing must not fail the action (it is logged). */
   record(input: AuditInput): Promise<void>;
+  /** @deprecated an action outside AuditAction; for the sign-in pages until they are migrated, and the store's tests. */
+  record(input: UntypedAuditInput): Promise<void>;
   /**
    * Newest first, at most `limit` (1–500) per page. Throws AppError 400 `audit.invalid_cursor`
    * for a cursor that is not one this service handed out.
@@ -160,8 +171,9 @@ function toEvent(record: AuditRecord): AuditEvent {
   return event;
 }
 
-export function createAuditService(deps: { db: mongo.Db; logger: Logger; retentionDays: number; now?: () => number }): AuditService {
-  const { db, logger, retentionDays, now = Date.now } = deps;
+export function createAuditService(deps: { db: mongo.Db; logger: Logger; retentionDays: number; clock?: Clock }): AuditService {
+  const { db, logger, retentionDays, clock = systemClock } = deps;
+  const now = () => clock.nowMs();
   const collection = db.collection<AuditRecord>(AUDIT_COLLECTION);
   const pending = new Set<Promise<void>>();
 
@@ -176,7 +188,7 @@ export function createAuditService(deps: { db: mongo.Db; logger: Logger; retenti
     return `${pad13(ms)}-${sequence.toString(16).padStart(4, '0')}${randomBytes(5).toString('hex')}`;
   };
 
-  const buildRecord = (input: AuditInput): AuditRecord => {
+  const buildRecord = (input: AuditInput | UntypedAuditInput): AuditRecord => {
     const at = input.at ?? new Date(now());
     const request = currentRequest();
     const record: AuditRecord = {
@@ -209,7 +221,7 @@ export function createAuditService(deps: { db: mongo.Db; logger: Logger; retenti
     return record;
   };
 
-  const write = async (input: AuditInput): Promise<void> => {
+  const write = async (input: AuditInput | UntypedAuditInput): Promise<void> => {
     try {
       await collection.insertOne(buildRecord(input));
     } catch (err) {
@@ -243,7 +255,7 @@ export function createAuditService(deps: { db: mongo.Db; logger: Logger; retenti
     const q = query(filter);
     if (page.cursor !== undefined) {
       if (typeof page.cursor !== 'string' || !AUDIT_ID_PATTERN.test(page.cursor)) {
-        throw new AppError(400, 'audit.invalid_cursor', 'The page cursor is not valid. Start again from the first page.');
+        throw new AppError('audit.invalid_cursor');
       }
       // Strictly older than the last event of the previous page: no repeats, and (ids being
       // unique and totally ordered) no gaps, even when events arrive between the two pages.

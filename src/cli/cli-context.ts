@@ -3,14 +3,14 @@ import type { Connection } from 'mongoose';
 import { databaseName, embeddedDatabaseOptions, loadRuntimeConfig } from '../config/runtime.js';
 import { connectDatabase } from '../db/connect.js';
 import { findRunningDatabase, resolveDatabase } from '../db/provision.js';
-import type { ServiceDeps } from '../deps.js';
-import { createServices } from '../deps.js';
+import type { Core } from '../core/core.js';
+import { buildCore } from '../core/core.js';
 import { createLogger } from '../logging/logger.js';
 import type { Output } from './command.js';
 
 export interface CliSession {
-  services: ServiceDeps;
-  /** Closes the connection, and stops the database if this process started it. */
+  services: Core;
+  /** Flushes the audit log, closes the connection, and stops the database if this process started it. */
   close(): Promise<void>;
 }
 
@@ -47,16 +47,19 @@ export async function openCliSession(env: NodeJS.ProcessEnv, err: Output): Promi
   }
 
   try {
-    const services = createServices(connection, config, logger);
-    // The unique email index is what refuses a duplicate user; the server creates it at
-    // start, but the CLI may be the first to touch a fresh database.
-    await services.accounts.ensureIndexes();
+    const services = buildCore({ config, logger, connection });
+    // The unique indexes are what refuse a duplicate user or a second use of a claim; the
+    // server creates them at start, but the CLI may be the first to touch a fresh database.
+    // The provider's own collections are the server's to set up (it serves them).
+    await services.ensureIndexes({ withProvider: false });
     return {
       services,
       async close() {
         // Our own close is not an outage: no "database disconnected" warning (src/db/connect.ts).
         connection.removeAllListeners('disconnected');
         try {
+          // The audit events of what the command did, before the connection goes.
+          await services.close();
           await connection.close();
         } finally {
           await database.stop();

@@ -2,7 +2,7 @@ import type { AdapterPayload, ResponseType } from 'oidc-provider';
 import { z } from 'zod';
 
 import { safeText } from '../accounts/account.service.js';
-import { AppError } from '../http/app-error.js';
+import { AppErrorBase } from '../http/app-error.js';
 import { LOOPBACK_HOSTS, RedirectUriError, classifyRedirectUri } from './redirect-uri.js';
 
 /**
@@ -187,7 +187,7 @@ const FIELD_LABELS: Record<string, string> = {
  * A refused client input: `fields` holds one human message per input field (the console shows
  * each beside its field), the message summarises them all on one line.
  */
-export class ClientValidationError extends AppError {
+export class ClientValidationError extends AppErrorBase {
   override name = 'ClientValidationError';
   readonly fields: Record<string, string>;
 
@@ -195,7 +195,7 @@ export class ClientValidationError extends AppError {
     const summary = Object.entries(fields)
       .map(([field, message]) => `${FIELD_LABELS[field] ?? field}: ${message}`)
       .join('; ');
-    super(400, 'client.invalid', `invalid client: ${summary}`);
+    super('client.invalid', { summary });
     this.fields = fields;
   }
 }

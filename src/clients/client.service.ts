@@ -6,11 +6,13 @@ import type { AdapterPayload } from 'oidc-provider';
 import { defaults } from '../../config/defaults.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { Config } from '../config/config.js';
+import type { Clock } from '../core/clock.js';
+import { systemClock } from '../core/clock.js';
 import { newClientId } from '../crypto/identifiers.js';
 import type { SecretBox } from '../crypto/secret-box.js';
 import { insertClaim, isDuplicateKey } from '../db/claims.js';
 import { ensureExpiryIndex } from '../db/expiry-index.js';
-import { AppError } from '../http/app-error.js';
+import { AppError, AppErrorBase } from '../http/app-error.js';
 import type { ClientStore } from '../oidc/mongo-adapter.js';
 import type { AdminAuthority } from './admin-authority.js';
 import { CLIENTS_GRANT_SCOPE, NO_AUTHORITY, scopesNotHeld } from './admin-authority.js';
@@ -130,7 +132,7 @@ export interface ClientServiceDeps {
   config?: Pick<Config, 'clientSecretGracePeriodSeconds' | 'ttl' | 'adminApi'> | undefined;
   /** Where the provider's oidc_* collections are; default: the model's database. */
   db?: mongo.Db | undefined;
-  now?: () => number;
+  clock?: Clock;
 }
 
 /** One document per secret rotated away: `{ _id: "<clientId>:<digest of the replaced sealed secret>" }`. */
@@ -204,7 +206,7 @@ function decodeCursor(raw: string): ListCursor {
   } catch {
     // Falls through to the error below.
   }
-  throw new AppError(400, 'client.invalid_cursor', 'the cursor is not one this list returned');
+  throw new AppError('client.invalid_cursor');
 }
 
 /**
@@ -229,30 +231,26 @@ const OPERATIONS = {
 type ClientAction = keyof typeof OPERATIONS;
 
 /** 403: the change would give (or reach) powers the caller does not hold. */
-export class ScopeNotHeldError extends AppError {
+export class ScopeNotHeldError extends AppErrorBase {
   override name = 'ScopeNotHeldError';
   readonly missingScopes: string[];
 
   constructor(action: ClientAction, missingScopes: string[]) {
-    super(
-      403,
-      'client.scope_not_held',
-      `${OPERATIONS[action]} a client with management API scopes or first-party status needs ${CLIENTS_GRANT_SCOPE} and each of ` +
-        `its management API scopes; the caller does not hold ${missingScopes.join(', ')}`,
-    );
+    super('client.scope_not_held', { operation: OPERATIONS[action], grantScope: CLIENTS_GRANT_SCOPE, missing: missingScopes });
     this.missingScopes = missingScopes;
   }
 }
 
 function refuseBuiltIn(clientId: string): void {
   if (BUILT_IN_CLIENT_IDS.includes(clientId)) {
-    throw new AppError(409, 'client.built_in', `"${clientId}" is a built-in client of this server: it cannot be changed or deleted`);
+    throw new AppError('client.built_in', { name: clientId });
   }
 }
 
 export function createClientService(deps: ClientServiceDeps): ClientService {
   const { Client, secretBox, audit } = deps;
-  const now = deps.now ?? Date.now;
+  const clock = deps.clock ?? systemClock;
+  const now = () => clock.nowMs();
   const gracePeriodSeconds = deps.config?.clientSecretGracePeriodSeconds ?? defaults.clientSecretGracePeriod;
   const rules = {
     knownScopes: [...defaults.scopes, ...(deps.config?.adminApi.scopes ?? defaults.adminScopes)],
@@ -299,7 +297,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
 
   const load = async (clientId: string): Promise<ClientRecord> => {
     const doc = await Client.findById(clientId).lean();
-    if (!doc) throw new AppError(404, 'client.not_found', `no client with id "${clientId}"`);
+    if (!doc) throw new AppError('client.not_found', { clientId });
     return doc;
   };
 
@@ -365,7 +363,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
     async create(input, by = NO_AUTHORITY) {
       // Seeds pass their own ids; nobody may take a built-in one.
       if (isNewClientInput(input) && input.clientId !== undefined && BUILT_IN_CLIENT_IDS.includes(input.clientId)) {
-        throw new AppError(409, 'client.built_in', `"${input.clientId}" is a built-in client of this server`);
+        throw new AppError('client.built_in', { name: input.clientId });
       }
       const { input: clientInput, clientId: requestedId } = isNewClientInput(input)
         ? parseNewClientInput(input)
@@ -386,7 +384,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
         });
       } catch (err) {
         if (isDuplicateKey(err)) {
-          throw new AppError(409, 'client.exists', `a client with id ${clientId} already exists`);
+          throw new AppError('client.exists', { clientId });
         }
         throw err;
       }
@@ -428,7 +426,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
         changed.push('clientSecret');
       }
       const updated = await Client.findOneAndUpdate({ _id: clientId }, { $set: set }, { returnDocument: 'after' }).lean();
-      if (!updated) throw new AppError(404, 'client.not_found', `no client with id "${clientId}"`);
+      if (!updated) throw new AppError('client.not_found', { clientId });
       await recordChange('client.updated', by, clientId, client.name, changed);
       return { ...toView(updated), clientSecret };
     },
@@ -440,7 +438,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
       const metadata = JSON.parse(existing.metadata) as AdapterPayload;
       const method = String(metadata.token_endpoint_auth_method ?? 'client_secret_basic');
       if (!usesSecret(method) || !existing.secretSealed) {
-        throw new AppError(400, 'client.no_secret', `client "${clientId}" authenticates with ${method} and has no secret to rotate`);
+        throw new AppError('client.no_secret', { clientId, method });
       }
       const rotatedAt = new Date(now());
       // Two admins (or pipelines) rotating at the same moment would each be shown a new secret
@@ -448,7 +446,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
       // named after the sealed secret being replaced, which is never current again.
       const replaced = createHash('sha256').update(existing.secretSealed).digest('base64url').slice(0, 22);
       if (!(await insertClaim(rotations(), { _id: `${clientId}:${replaced}`, clientId, expiresAt: new Date(rotatedAt.getTime() + ROTATION_CLAIM_LIFETIME_MS) }))) {
-        throw new AppError(409, 'client.rotation_conflict', `the secret of client "${clientId}" was rotated by someone else just now; reload and rotate again if you still need to`);
+        throw new AppError('client.rotation_conflict');
       }
       const previousSecretExpiresAt = new Date(rotatedAt.getTime() + gracePeriodSeconds * 1000);
       const clientSecret = newSecret();

@@ -7,6 +7,8 @@ import { z } from 'zod';
 
 import { defaults } from '../../config/defaults.js';
 import type { AuditActor, AuditService } from '../audit/audit.service.js';
+import type { Clock } from '../core/clock.js';
+import { systemClock } from '../core/clock.js';
 import { isDuplicateKey } from '../db/claims.js';
 import { AppError } from '../http/app-error.js';
 import type { Logger } from '../logging/logger.js';
@@ -269,14 +271,15 @@ function applyClientRules(properties: ClientMetadata): void {
 export interface RegistrationPolicyDeps {
   db: mongo.Db;
   audit: AuditService;
-  now?: () => number;
+  clock?: Clock;
 }
 
 /**
  * The implementations of REGISTRATION_POLICIES, for `features.registration.policies`.
  * A policy that throws refuses the request before the provider stores anything.
  */
-export function createRegistrationPolicies({ db, audit, now = Date.now }: RegistrationPolicyDeps): RegistrationPolicies {
+export function createRegistrationPolicies({ db, audit, clock = systemClock }: RegistrationPolicyDeps): RegistrationPolicies {
+  const now = () => clock.nowMs();
   const tokens = db.collection<TokenRecord>(REGISTRATION_TOKENS_COLLECTION);
   const uses = db.collection<UseRecord>(REGISTRATION_TOKEN_USES_COLLECTION);
 
@@ -369,18 +372,20 @@ export function createRegistrationPolicies({ db, audit, now = Date.now }: Regist
 // ---------------------------------------------------------------------------------------------
 
 export interface RegistrationTokenServiceDeps {
-  provider: Provider;
+  /**
+   * The provider whose InitialAccessToken model mints the tokens: the server's own, or for a
+   * process without one (the CLI) createMintingProvider's. Asked on each create, so a caller
+   * may build it lazily (the provider is built after the services it reads).
+   */
+  provider: () => Provider;
   db: mongo.Db;
   audit: AuditService;
-  now?: () => number;
+  clock?: Clock;
 }
 
 export function createRegistrationTokenService(deps: RegistrationTokenServiceDeps): RegistrationTokenService {
-  return buildService({ ...deps, mintingProvider: () => deps.provider });
-}
-
-function buildService(deps: Omit<RegistrationTokenServiceDeps, 'provider'> & { mintingProvider: () => Provider }): RegistrationTokenService {
-  const { db, audit, now = Date.now } = deps;
+  const { db, audit, clock = systemClock } = deps;
+  const now = () => clock.nowMs();
   const tokens = db.collection<TokenRecord>(REGISTRATION_TOKENS_COLLECTION);
   const uses = db.collection<UseRecord>(REGISTRATION_TOKEN_USES_COLLECTION);
   const iatRecords = db.collection<{ _id: string }>(collectionName('InitialAccessToken'));
@@ -412,10 +417,10 @@ function buildService(deps: Omit<RegistrationTokenServiceDeps, 'provider'> & { m
       const parsed = createOptionsSchema.safeParse(options);
       if (!parsed.success) {
         const issue = parsed.error.issues[0];
-        throw new AppError(400, 'registration_token.invalid', `${issue?.path.join('.') ?? 'options'}: ${issue?.message ?? 'invalid'}`);
+        throw new AppError('registration_token.invalid', { issue: `${issue?.path.join('.') ?? 'options'}: ${issue?.message ?? 'invalid'}` });
       }
       const { expiresInSeconds, uses: usesAllowed } = parsed.data;
-      const provider = deps.mintingProvider();
+      const provider = deps.provider();
       const createdAt = new Date(now());
       const iat = new provider.InitialAccessToken({
         ...(expiresInSeconds ? { expiresIn: expiresInSeconds } : {}),
@@ -486,46 +491,37 @@ function buildService(deps: Omit<RegistrationTokenServiceDeps, 'provider'> & { m
   };
 }
 
-export interface StandaloneRegistrationTokenDeps {
+export interface MintingProviderDeps {
   issuer: string;
   db: mongo.Db;
-  audit: AuditService;
   clientStore: ClientStore;
   logger: Logger;
-  now?: () => number;
 }
 
 /**
- * The service for processes without the server's Provider (the CLI).
+ * A provider for processes without the server's (the CLI), that only mints registration tokens.
  *
  * The token is still minted by oidc-provider's own InitialAccessToken model, through our
- * adapter, on a Provider built only for that: so the stored record (payload fields, the
- * value-is-the-id rule, policy checks) is whatever the server's provider expects, now and after
- * an upgrade, rather than our copy of it. Built on first use; it serves no requests (registration
- * is off on it: the policies are there only because a token may name only configured ones), and
- * its signing key is a throwaway that never signs anything.
+ * adapter: so the stored record (payload fields, the value-is-the-id rule, policy checks) is
+ * whatever the server's provider expects, now and after an upgrade, rather than our copy of it.
+ * It serves no requests (registration is off on it: the policies are there only because a token
+ * may name only configured ones), and its signing key is a throwaway that never signs anything.
  */
-export function createStandaloneRegistrationTokenService(deps: StandaloneRegistrationTokenDeps): RegistrationTokenService {
-  let provider: Provider | undefined;
-  const mintingProvider = () => {
-    if (provider) return provider;
-    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
-    const refuse = async () => {
-      throw new Error('registration is not served by the token-minting provider');
-    };
-    provider = new Provider(deps.issuer, {
-      adapter: createMongoAdapter({ db: deps.db, clientStore: deps.clientStore, logger: deps.logger }),
-      jwks: { keys: [privateKey.export({ format: 'jwk' }) as never] },
-      features: {
-        devInteractions: { enabled: false },
-        registration: {
-          enabled: false,
-          initialAccessToken: true,
-          policies: Object.fromEntries(REGISTRATION_POLICIES.map((name) => [name, refuse])),
-        },
-      },
-    });
-    return provider;
+export function createMintingProvider(deps: MintingProviderDeps): Provider {
+  const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+  const refuse = async () => {
+    throw new Error('registration is not served by the token-minting provider');
   };
-  return buildService({ db: deps.db, audit: deps.audit, mintingProvider, ...(deps.now ? { now: deps.now } : {}) });
+  return new Provider(deps.issuer, {
+    adapter: createMongoAdapter({ db: deps.db, clientStore: deps.clientStore, logger: deps.logger }),
+    jwks: { keys: [privateKey.export({ format: 'jwk' }) as never] },
+    features: {
+      devInteractions: { enabled: false },
+      registration: {
+        enabled: false,
+        initialAccessToken: true,
+        policies: Object.fromEntries(REGISTRATION_POLICIES.map((name) => [name, refuse])),
+      },
+    },
+  });
 }

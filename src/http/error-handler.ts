@@ -48,7 +48,7 @@ export function handleErrors({ logger, pages }: { logger: Logger; pages: PageRen
       // The provider answers its own 503s (database down); tell clients when to retry there too.
       if (ctx.status === 503) ctx.set('Retry-After', '5');
       if (ctx.status === 404 && ctx.body === undefined) {
-        throw new AppError(404, 'not_found', 'This page does not exist.');
+        throw new AppError('not_found');
       }
     } catch (err) {
       const pub = toPublicError(err);

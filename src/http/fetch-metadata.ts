@@ -39,7 +39,7 @@ export function refuseCrossSiteWrites({ issuer, prefixes }: { issuer: string; pr
       const crossSite = site !== '' ? site.toLowerCase() !== 'same-origin' : origin !== '' && origin !== 'null' && origin !== issuerOrigin;
       if (crossSite) {
         // The error handler logs the refusal (status and code) and renders the 403 page.
-        throw new AppError(403, 'request.cross_site', 'This form was sent from another site, so it was not accepted. Open the page on this site and try again.');
+        throw new AppError('request.cross_site');
       }
     }
     await next();

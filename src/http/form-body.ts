@@ -12,13 +12,13 @@ export type FormFields = Record<string, string>;
 export function parseForm({ limit }: { limit: number }): Middleware {
   return async function parseFormBody(ctx, next) {
     if (!ctx.is('application/x-www-form-urlencoded')) {
-      throw new AppError(415, 'request.unsupported_media_type', 'Forms must be sent as application/x-www-form-urlencoded.');
+      throw new AppError('request.unsupported_media_type', { expected: 'application/x-www-form-urlencoded' });
     }
-    const text = (await readLimitedBody(ctx, limit, 'The form is too large.')).toString('utf8');
+    const text = (await readLimitedBody(ctx, limit, 'form')).toString('utf8');
     const fields: FormFields = {};
     for (const [key, value] of new URLSearchParams(text)) {
       if (Object.hasOwn(fields, key)) {
-        throw new AppError(400, 'request.duplicate_field', `The form field "${key.slice(0, 40)}" was sent more than once.`);
+        throw new AppError('request.duplicate_field', { field: key });
       }
       fields[key] = value;
     }

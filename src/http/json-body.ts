@@ -18,28 +18,28 @@ export const JSON_BODY_LIMIT = 64 * 1024;
 export async function readJsonBody(ctx: Context, { limit = JSON_BODY_LIMIT }: { limit?: number } = {}): Promise<unknown> {
   const declared = ctx.get('content-length');
   const hasBody = ctx.get('transfer-encoding') !== '' || (declared !== '' && declared !== '0');
-  if (!hasBody) throw new AppError(400, 'request.body_required', 'This request needs a JSON body.');
+  if (!hasBody) throw new AppError('request.body_required');
   // NOTE: ctx.is() answers null for a request without a body; `hasBody` was settled above.
   if (!ctx.is('application/json', '+json')) {
-    throw new AppError(415, 'request.unsupported_media_type', 'Send the body as application/json.');
+    throw new AppError('request.unsupported_media_type', { expected: 'application/json' });
   }
   const charset = ctx.request.charset.toLowerCase();
   if (charset !== '' && charset !== 'utf-8' && charset !== 'utf8') {
-    throw new AppError(415, 'request.unsupported_media_type', 'Send JSON in UTF-8.');
+    throw new AppError('request.unsupported_media_type', { expected: 'JSON in UTF-8' });
   }
-  const body = await readLimitedBody(ctx, limit, `The body is larger than ${limit} bytes.`);
+  const body = await readLimitedBody(ctx, limit, 'body');
 
   let text: string;
   try {
     text = new TextDecoder('utf-8', { fatal: true }).decode(body);
   } catch {
-    throw new AppError(400, 'request.malformed_json', 'The body is not valid UTF-8.');
+    throw new AppError('request.malformed_json', { problem: 'UTF-8' });
   }
   try {
     return JSON.parse(text) as unknown;
   } catch {
     // The parser's message may quote the body: not repeated.
-    throw new AppError(400, 'request.malformed_json', 'The body is not valid JSON.');
+    throw new AppError('request.malformed_json', { problem: 'JSON' });
   }
 }
 

@@ -5,10 +5,10 @@ import { AppError } from './app-error.js';
 /**
  * Reads the raw request body, at most `limit` bytes: a declared Content-Length over the limit is
  * refused before reading, and reading stops at the first chunk past it. Both are 413
- * `request.too_large` with `tooLargeMessage`.
+ * `request.too_large`, naming `what` was too large.
  */
-export async function readLimitedBody(ctx: Context, limit: number, tooLargeMessage: string): Promise<Buffer> {
-  if (Number(ctx.get('content-length') || 0) > limit) throw new AppError(413, 'request.too_large', tooLargeMessage);
+export async function readLimitedBody(ctx: Context, limit: number, what: 'body' | 'form'): Promise<Buffer> {
+  if (Number(ctx.get('content-length') || 0) > limit) throw new AppError('request.too_large', { what });
 
   const chunks: Buffer[] = [];
   let size = 0;
@@ -17,7 +17,7 @@ export async function readLimitedBody(ctx: Context, limit: number, tooLargeMessa
     if (size > limit) {
       // Stop reading; the error handler closes the connection (Connection: close on 413).
       ctx.req.unpipe();
-      throw new AppError(413, 'request.too_large', tooLargeMessage);
+      throw new AppError('request.too_large', { what });
     }
     chunks.push(chunk as Buffer);
   }

@@ -3,6 +3,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 
 import type { mongo } from 'mongoose';
 
+import type { Clock } from '../core/clock.js';
+import { systemClock } from '../core/clock.js';
 import { ensureExpiryIndex } from '../db/expiry-index.js';
 
 /**
@@ -139,7 +141,8 @@ function assertGates(gates: readonly Gate[]): void {
   if (new Set(gates.map((g) => g.key)).size !== gates.length) throw new RangeError('gates of one attempt must have different keys');
 }
 
-export function createAttemptLimiter(db: mongo.Db, now: () => number = Date.now): AttemptLimiter {
+export function createAttemptLimiter(db: mongo.Db, clock: Clock = systemClock): AttemptLimiter {
+  const now = () => clock.nowMs();
   const collection = db.collection<AttemptRecord>(LIMIT_ATTEMPTS_COLLECTION);
 
   function attemptFor(id: string, gates: readonly Gate[]): Attempt {

@@ -1,5 +1,7 @@
 import type { Middleware } from 'koa';
 
+import type { Clock } from '../core/clock.js';
+import { systemClock } from '../core/clock.js';
 import type { Logger } from '../logging/logger.js';
 import type { SignInLimits } from './sign-in-limits.js';
 
@@ -24,7 +26,8 @@ export const CLIENT_AUTH_PATHS: ReadonlySet<string> = new Set(['/token', '/token
 /** How many failing IPs a node remembers at once (the oldest is forgotten first): a bound on memory. */
 const MAX_REMEMBERED = 10_000;
 
-export function limitClientAuthentication({ limits, logger, now = Date.now }: { limits: SignInLimits; logger: Logger; now?: () => number }): Middleware {
+export function limitClientAuthentication({ limits, logger, clock = systemClock }: { limits: SignInLimits; logger: Logger; clock?: Clock }): Middleware {
+  const now = () => clock.nowMs();
   /** IP keys this node saw fail, until when they are worth a look at the shared count. */
   const failing = new Map<string, number>();
   const seenFailing = (key: string): boolean => {

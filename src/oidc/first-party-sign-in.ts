@@ -161,7 +161,7 @@ export function createFirstPartySignIn(options: FirstPartySignInOptions): FirstP
       const state = typeof ctx.query.state === 'string' ? ctx.query.state : '';
       const code = typeof ctx.query.code === 'string' && ctx.query.code.length <= 256 ? ctx.query.code : undefined;
       if (!pending || !sameString(state, pending.state)) {
-        throw new AppError(400, 'sign_in.state', 'This sign-in link has expired or was opened in another browser. Try again.');
+        throw new AppError('sign_in.state');
       }
       if (!code) {
         // access_denied and friends: the person cancelled.
@@ -179,7 +179,7 @@ export function createFirstPartySignIn(options: FirstPartySignInOptions): FirstP
         authorizationCode.redirectUri === redirectUri &&
         typeof authorizationCode.codeChallenge === 'string' &&
         sameString(authorizationCode.codeChallenge, s256(pending.verifier));
-      if (!authorizationCode || !valid) throw new AppError(400, 'sign_in.code', 'This sign-in could not be completed. Try again.');
+      if (!authorizationCode || !valid) throw new AppError('sign_in.code');
       // Redeemed here, in-process: the page needs the session the sign-in created, not tokens.
       await authorizationCode.consume();
       ctx.status = 303;

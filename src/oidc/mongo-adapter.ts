@@ -2,6 +2,8 @@ import type { mongo } from 'mongoose';
 import { errors } from 'oidc-provider';
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 
+import type { Clock } from '../core/clock.js';
+import { systemClock } from '../core/clock.js';
 import { insertClaim } from '../db/claims.js';
 import { guardDatabase } from '../db/unavailable.js';
 import type { Logger } from '../logging/logger.js';
@@ -82,7 +84,7 @@ export interface MongoAdapterDeps {
   db: Db;
   clientStore: ClientStore;
   logger: Logger;
-  now?: () => number;
+  clock?: Clock;
 }
 
 /**
@@ -122,7 +124,7 @@ class MongoAdapter implements Adapter {
   }
 
   private now(): number {
-    return this.deps.now ? this.deps.now() : Date.now();
+    return (this.deps.clock ?? systemClock).nowMs();
   }
 
   async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
@@ -307,7 +309,7 @@ export async function revokeAccountRecords(
 }
 
 /** Deletes expired records from every adapter collection; returns how many went. */
-export async function sweepExpired(db: Db, now = new Date()): Promise<number> {
+export async function sweepExpired(db: Db, now: Date = new Date()): Promise<number> {
   let removed = 0;
   for (const model of ADAPTER_MODELS) {
     const result = await db.collection(collectionName(model)).deleteMany({ expiresAt: { $lte: now } });
@@ -316,4 +318,22 @@ export async function sweepExpired(db: Db, now = new Date()): Promise<number> {
   // Claims expire with the record they claimed; not counted as records.
   await db.collection(CONSUME_CLAIMS_COLLECTION).deleteMany({ expiresAt: { $lte: now } });
   return removed;
+}
+
+/**
+ * The adapter's collections as one store of the core: indexes at start, and the periodic sweep,
+ * which removes expired records only where no TTL index does it (FerretDB 1.x).
+ */
+export function createAdapterStore(deps: { db: Db; logger: Logger; clock?: Clock }): { ensureIndexes(): Promise<void>; sweep(): Promise<number> } {
+  const clock = deps.clock ?? systemClock;
+  // Until ensureIndexes has run, assume the worst: sweeping where a TTL index works costs only indexed deletes.
+  let ttlSupported = false;
+  return {
+    async ensureIndexes() {
+      ({ ttlSupported } = await ensureAdapterIndexes(deps.db, deps.logger));
+    },
+    async sweep() {
+      return ttlSupported ? 0 : sweepExpired(deps.db, clock.now());
+    },
+  };
 }

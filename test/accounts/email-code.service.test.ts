@@ -14,6 +14,7 @@ import {
 import { connectDatabase } from '../../src/db/connect.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { testDatabaseUri } from '../support/database.js';
+import { createTestClock } from '../support/clock.js';
 
 const POLICY = { ttlSeconds: 600, resendIntervalSeconds: 60, maxAttempts: 5 };
 /** Claims outlive their code by a grace period (clock skew between nodes); a sweep must wait past it. */
@@ -24,10 +25,9 @@ describe('email code service', () => {
   let connection: Connection;
   // A UTC midnight about a year ahead of the real clock, not a fixed date: nothing stored may be
   // expired by real time, or MongoDB's TTL monitor (and the app's sweep) could remove it mid-test.
-  let clock = (Math.floor(Date.now() / DAY_MS) + 366) * DAY_MS;
-  const now = () => clock;
+  const clock = createTestClock((Math.floor(Date.now() / DAY_MS) + 366) * DAY_MS);
   const advance = (seconds: number) => {
-    clock += Math.round(seconds * 1000);
+    clock.advance(Math.round(seconds * 1000));
   };
   let seq = 0;
   /** A fresh interaction uid and address per test: the suite shares one database and one clock. */
@@ -38,7 +38,7 @@ describe('email code service', () => {
 
   beforeAll(async () => {
     connection = await connectDatabase(testDatabaseUri('email_code'), createLogger({ level: 'error', format: 'json', write: () => {} }));
-    await createEmailCodeService(connection.db!, POLICY, now).ensureIndexes();
+    await createEmailCodeService(connection.db!, POLICY, clock).ensureIndexes();
   });
 
   afterAll(async () => {
@@ -46,7 +46,7 @@ describe('email code service', () => {
     await connection?.close();
   });
 
-  const service = (policy = POLICY): EmailCodeService => createEmailCodeService(connection.db!, policy, now);
+  const service = (policy = POLICY): EmailCodeService => createEmailCodeService(connection.db!, policy, clock);
 
   function issued(result: IssueResult): string {
     if (!result.ok) throw new Error(`expected a code, got ${JSON.stringify(result)}`);
@@ -62,7 +62,7 @@ describe('email code service', () => {
     const result = await s.issue({ email: ` ${email.toUpperCase()} `, accountId: 'acct-1', binding, purpose: 'sign-in' });
     const code = issued(result);
     expect(code).toMatch(/^\d{6}$/);
-    expect(result).toMatchObject({ expiresAt: new Date(clock + POLICY.ttlSeconds * 1000) });
+    expect(result).toMatchObject({ expiresAt: new Date(clock.nowMs() + POLICY.ttlSeconds * 1000) });
 
     expect(await s.verify({ binding, purpose: 'sign-in', code })).toEqual({ ok: true, accountId: 'acct-1', email });
     expect(await s.verify({ binding, purpose: 'sign-in', code })).toEqual({ ok: false, reason: 'missing' });
@@ -222,7 +222,7 @@ describe('email code service', () => {
     const s = service();
     const { binding, email } = fresh();
     const result = await s.issue({ email, accountId: null, binding, purpose: 'sign-in' });
-    expect(result).toEqual({ ok: true, code: expect.stringMatching(/^\d{6}$/), expiresAt: new Date(clock + POLICY.ttlSeconds * 1000) });
+    expect(result).toEqual({ ok: true, code: expect.stringMatching(/^\d{6}$/), expiresAt: new Date(clock.nowMs() + POLICY.ttlSeconds * 1000) });
     expect(await s.pending({ binding, purpose: 'sign-in' })).toMatchObject({ email });
     expect(await s.verify({ binding, purpose: 'sign-in', code: issued(result) })).toEqual({ ok: false, reason: 'invalid' });
   });
@@ -261,12 +261,12 @@ describe('email code service', () => {
     const codes = await connection.db!.collection(EMAIL_CODES_COLLECTION).find().toArray();
     expect(codes.map((c) => c.binding)).toEqual([live.binding]);
     for (const name of [EMAIL_CODE_CLAIMS_COLLECTION, EMAIL_CODE_RESEND_CLAIMS_COLLECTION]) {
-      expect(await connection.db!.collection(name).countDocuments({ expiresAt: { $lte: new Date(clock) } })).toBe(0);
+      expect(await connection.db!.collection(name).countDocuments({ expiresAt: { $lte: clock.now() } })).toBe(0);
     }
   });
 
   it('refuses a policy that would make codes unusable', () => {
-    expect(() => createEmailCodeService(connection.db!, { ...POLICY, maxAttempts: 0 }, now)).toThrow(RangeError);
-    expect(() => createEmailCodeService(connection.db!, { ...POLICY, ttlSeconds: 0 }, now)).toThrow(RangeError);
+    expect(() => createEmailCodeService(connection.db!, { ...POLICY, maxAttempts: 0 }, clock)).toThrow(RangeError);
+    expect(() => createEmailCodeService(connection.db!, { ...POLICY, ttlSeconds: 0 }, clock)).toThrow(RangeError);
   });
 });

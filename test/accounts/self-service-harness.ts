@@ -83,6 +83,8 @@ export async function startSelfService(label: string, env: Env = {}, options: { 
   // A year ahead of the real clock: nothing stored may expire by real time mid-test.
   let at = (Math.floor(Date.now() / DAY_MS) + 366) * DAY_MS;
   const clock = { now: () => at, advance: (seconds: number) => void (at += seconds * 1000) };
+  // The services' Clock over the same time.
+  const serviceClock = { now: () => new Date(at), nowMs: () => at };
   const Account = createAccountModel(connection);
   const accounts = createAccountService({ Account, logger });
   await accounts.ensureIndexes();
@@ -94,10 +96,10 @@ export async function startSelfService(label: string, env: Env = {}, options: { 
       maxAttempts: config.emailCode.maxAttempts,
       purposes: { 'sign-up': { ttlSeconds: config.signUp.codeTtlSeconds }, 'password-reset': { ttlSeconds: config.passwordReset.ttlSeconds } },
     },
-    clock.now,
+    serviceClock,
   );
   await emailCodes.ensureIndexes();
-  const limiter = createAttemptLimiter(db, clock.now);
+  const limiter = createAttemptLimiter(db, serviceClock);
   await limiter.ensureIndexes();
   const limits = createSignInLimits(limiter, config);
   const audit = createAuditService({ db, logger, retentionDays: 30 });

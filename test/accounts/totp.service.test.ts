@@ -22,6 +22,7 @@ import { connectDatabase } from '../../src/db/connect.js';
 import { AppError } from '../../src/http/app-error.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { testDatabaseUri } from '../support/database.js';
+import { createTestClock } from '../support/clock.js';
 
 const logger = createLogger({ level: 'error', format: 'json', write: () => {} });
 const STEP_MS = 30_000;
@@ -52,17 +53,17 @@ describe('totp service', () => {
   // 15 s into a time step, so one step either side is a whole step away from the edges; from a UTC
   // midnight about a year ahead of the real clock, not a fixed date, so that no step claim is expired
   // by real time (MongoDB's TTL monitor would remove it mid-test and let a used code through again).
-  let clock = (Math.floor(Date.now() / DAY_MS) + 366) * DAY_MS + 15_000;
+  const clock = createTestClock((Math.floor(Date.now() / DAY_MS) + 366) * DAY_MS + 15_000);
   const advance = (ms: number) => {
-    clock += ms;
+    clock.advance(ms);
   };
   /** To 15 s into the next step. */
   const midStep = () => {
-    clock = (Math.floor(clock / STEP_MS) + 1) * STEP_MS + 15_000;
+    clock.set((Math.floor(clock.nowMs() / STEP_MS) + 1) * STEP_MS + 15_000);
   };
 
   /** The code an authenticator app shows at `at` (ms). */
-  const codeAt = (secret: string, at = clock) => generate({ secret, epoch: Math.floor(at / 1000) });
+  const codeAt = (secret: string, at = clock.nowMs()) => generate({ secret, epoch: Math.floor(at / 1000) });
   const rawAccount = async (id: string) => connection.db!.collection<RawAccount>('accounts').findOne({ _id: id });
 
   beforeAll(async () => {
@@ -71,7 +72,7 @@ describe('totp service', () => {
     accounts = createAccountService({ Account, logger });
     await accounts.ensureIndexes();
     secretBox = createSecretBox(keys);
-    totp = createTotpService({ Account, db: connection.db!, secretBox, keys, issuer: 'Acme ID', now: () => clock });
+    totp = createTotpService({ Account, db: connection.db!, secretBox, keys, issuer: 'Acme ID', clock });
     await totp.ensureIndexes();
   });
 
@@ -97,7 +98,7 @@ describe('totp service', () => {
 
   /** A six-digit code that is not valid anywhere near now for this secret. */
   const wrongCode = async (secret: string) => {
-    const valid = new Set(await Promise.all([-2, -1, 0, 1, 2].map((s) => codeAt(secret, clock + s * STEP_MS))));
+    const valid = new Set(await Promise.all([-2, -1, 0, 1, 2].map((s) => codeAt(secret, clock.nowMs() + s * STEP_MS))));
     for (let n = 0; ; n += 1) {
       const candidate = String(n).padStart(6, '0');
       if (!valid.has(candidate)) return candidate;
@@ -120,7 +121,7 @@ describe('totp service', () => {
       expect(uri.searchParams.get('secret')).toBe(first.secret);
       expect(uri.searchParams.get('issuer')).toBe('Acme ID');
       expect(first.qrCodeDataUrl).toMatch(/^data:image\/png;base64,[A-Za-z0-9+/]+=*$/);
-      expect(first.expiresAt).toEqual(new Date(clock + ENROLMENT_LIFETIME_MS));
+      expect(first.expiresAt).toEqual(new Date(clock.nowMs() + ENROLMENT_LIFETIME_MS));
       // The secret travels sealed (to this account, with its expiry), never in the clear.
       expect(first.sealed).toMatch(/^v1\.k1\./);
       expect(first.sealed.toLowerCase()).not.toContain(first.secret.toLowerCase());
@@ -143,7 +144,7 @@ describe('totp service', () => {
       expect(new Set(result.recoveryCodes).size).toBe(10);
       for (const code of result.recoveryCodes) expect(code).toMatch(RECOVERY_CODE_FORMAT);
 
-      expect(await totp.status(account.id)).toEqual({ enabled: true, enabledAt: new Date(clock), recoveryCodesLeft: 10 });
+      expect(await totp.status(account.id)).toEqual({ enabled: true, enabledAt: clock.now(), recoveryCodesLeft: 10 });
       expect((await accounts.findById(account.id))?.totpEnabled).toBe(true);
       const raw = await rawAccount(account.id);
       expect(raw?.mfa?.pendingTotp).toBeNull();
@@ -151,7 +152,7 @@ describe('totp service', () => {
 
       // Once active: no second activation (from this page or another), no new enrolment over it,
       // and the next step's code signs in.
-      expect(await totp.activate(account.id, await codeAt(other.secret, clock + STEP_MS), other.sealed)).toEqual({ ok: false, reason: 'already_enrolled' });
+      expect(await totp.activate(account.id, await codeAt(other.secret, clock.nowMs() + STEP_MS), other.sealed)).toEqual({ ok: false, reason: 'already_enrolled' });
       expect(await totp.activate(account.id, await codeAt(first.secret), first.sealed)).toEqual({ ok: false, reason: 'already_enrolled' });
       await expect(totp.beginEnrolment(account)).rejects.toMatchObject({ status: 409, code: 'mfa.already_enrolled' });
       advance(STEP_MS);
@@ -176,7 +177,7 @@ describe('totp service', () => {
       expect(await totp.activate(account.id, await codeAt(strangers.secret), strangers.sealed)).toEqual({ ok: false, reason: 'expired' });
       expect(await totp.activate(stranger.id, await codeAt(secret), sealed)).toEqual({ ok: false, reason: 'expired' });
       // A sealed value of the right shape but made up, or the active secret's own sealing, is no enrolment.
-      const forged = secretBox.seal(JSON.stringify({ secret, exp: clock + 60_000 }), `totp:${account.id}`);
+      const forged = secretBox.seal(JSON.stringify({ secret, exp: clock.nowMs() + 60_000 }), `totp:${account.id}`);
       expect(await totp.activate(account.id, await codeAt(secret), forged)).toEqual({ ok: false, reason: 'expired' });
       const tampered = `${sealed.slice(0, -2)}${sealed.endsWith('A') ? 'B' : 'A'}A`;
       expect(await totp.activate(account.id, await codeAt(secret), tampered)).toEqual({ ok: false, reason: 'expired' });
@@ -204,7 +205,7 @@ describe('totp service', () => {
     it('activates one page once when activations race', async () => {
       const account = await newAccount();
       const { secret, sealed } = await totp.beginEnrolment(account);
-      const codes = await Promise.all([-1, 0, 1].map((s) => codeAt(secret, clock + s * STEP_MS)));
+      const codes = await Promise.all([-1, 0, 1].map((s) => codeAt(secret, clock.nowMs() + s * STEP_MS)));
       const results = await Promise.all(Array.from({ length: 9 }, (_, i) => totp.activate(account.id, codes[i % 3]!, sealed)));
       const winners = results.filter((r) => r.ok);
       expect(winners).toHaveLength(1);
@@ -243,7 +244,7 @@ describe('totp service', () => {
   describe('verify', () => {
     it('accepts one step either side of now and refuses two', async () => {
       const { id, secret } = await enrolled();
-      const at = (steps: number) => codeAt(secret, clock + steps * STEP_MS);
+      const at = (steps: number) => codeAt(secret, clock.nowMs() + steps * STEP_MS);
       const [minus2, minus1, zero, plus1, plus2] = await Promise.all([at(-2), at(-1), at(0), at(1), at(2)]);
       // Refused only when the code is not also the code of a step inside the window.
       const inWindow = new Set([minus1, zero, plus1]);
@@ -256,15 +257,15 @@ describe('totp service', () => {
     it('keeps the window at whole steps on the first and the last second of a step', async () => {
       const { id, secret } = await enrolled();
       advance(3 * STEP_MS); // well past the step used for activation
-      const stepStart = Math.floor(clock / STEP_MS) * STEP_MS;
+      const stepStart = Math.floor(clock.nowMs() / STEP_MS) * STEP_MS;
       const at = (ms: number) => codeAt(secret, ms);
 
-      clock = stepStart;
+      clock.set(stepStart);
       const [back2, back1, back0] = await Promise.all([at(stepStart - 2 * STEP_MS), at(stepStart - STEP_MS), at(stepStart)]);
       if (back2 !== back1 && back2 !== back0) expect(await totp.verify(id, back2)).toEqual({ ok: false, reason: 'invalid' });
       expect(await totp.verify(id, back1)).toEqual({ ok: true });
 
-      clock = stepStart + STEP_MS - 1000;
+      clock.set(stepStart + STEP_MS - 1000);
       const [ahead0, ahead1, ahead2] = await Promise.all([at(stepStart), at(stepStart + STEP_MS), at(stepStart + 2 * STEP_MS)]);
       if (ahead2 !== ahead1 && ahead2 !== ahead0) expect(await totp.verify(id, ahead2)).toEqual({ ok: false, reason: 'invalid' });
       expect(await totp.verify(id, ahead1)).toEqual({ ok: true });
@@ -291,13 +292,13 @@ describe('totp service', () => {
 
     it('refuses an older step of the window after a newer one was used', async () => {
       const { id, secret } = await enrolled();
-      const newer = await codeAt(secret, clock + STEP_MS);
+      const newer = await codeAt(secret, clock.nowMs() + STEP_MS);
       const current = await codeAt(secret);
-      const older = await codeAt(secret, clock - STEP_MS);
+      const older = await codeAt(secret, clock.nowMs() - STEP_MS);
       expect(await totp.verify(id, newer)).toEqual({ ok: true });
       if (current !== newer) expect(await totp.verify(id, current)).toEqual({ ok: false, reason: 'replayed' });
       if (older !== newer) expect(await totp.verify(id, older)).toEqual({ ok: false, reason: 'replayed' });
-      expect((await rawAccount(id))?.mfa?.totp?.lastUsedStep).toBe(Math.floor(clock / STEP_MS) + 1);
+      expect((await rawAccount(id))?.mfa?.totp?.lastUsedStep).toBe(Math.floor(clock.nowMs() / STEP_MS) + 1);
     });
 
     it('refuses anything but six digits without looking the account up, and ignores spaces', async () => {
@@ -410,7 +411,7 @@ describe('totp service', () => {
       // Through the service: another server (same database, other key) refuses this one's codes.
       const { id, recoveryCodes } = await enrolled();
       const otherKeys = [{ id: 'k1', key: randomBytes(32) }];
-      const otherServer = createTotpService({ Account, db: connection.db!, secretBox: createSecretBox(otherKeys), keys: otherKeys, issuer: 'Acme ID', now: () => clock });
+      const otherServer = createTotpService({ Account, db: connection.db!, secretBox: createSecretBox(otherKeys), keys: otherKeys, issuer: 'Acme ID', clock });
       expect(await otherServer.verifyRecoveryCode(id, recoveryCodes[0]!)).toEqual({ ok: false, reason: 'invalid' });
       expect(await totp.verifyRecoveryCode(id, recoveryCodes[0]!)).toEqual({ ok: true, remaining: 9 });
     });
@@ -418,7 +419,7 @@ describe('totp service', () => {
     it('keeps verifying after a key rotation; codes made afterwards use the new key', async () => {
       const { id, recoveryCodes } = await enrolled();
       const rotatedKeys = [{ id: 'k2', key: randomBytes(32) }, ...keys];
-      const rotated = createTotpService({ Account, db: connection.db!, secretBox: createSecretBox(rotatedKeys), keys: rotatedKeys, issuer: 'Acme ID', now: () => clock });
+      const rotated = createTotpService({ Account, db: connection.db!, secretBox: createSecretBox(rotatedKeys), keys: rotatedKeys, issuer: 'Acme ID', clock });
       expect(await rotated.verifyRecoveryCode(id, recoveryCodes[0]!)).toEqual({ ok: true, remaining: 9 });
       expect(await rotated.verifyRecoveryCode(id, recoveryCodes[0]!)).toEqual({ ok: false, reason: 'invalid' });
       expect(await rotated.status(id)).toMatchObject({ recoveryCodesLeft: 9 });
@@ -477,7 +478,7 @@ describe('totp service', () => {
 
       // Moved onto another account, it does not open there: verification fails closed.
       await connection.db!.collection<RawAccount>('accounts').updateOne({ _id: other.id }, { $set: { mfa: { totp: { secretSealed: sealed, enabledAt: new Date() } } } });
-      await expect(totp.verify(other.id, await codeAt(secret, clock + STEP_MS))).rejects.toThrow(SecretBoxError);
+      await expect(totp.verify(other.id, await codeAt(secret, clock.nowMs() + STEP_MS))).rejects.toThrow(SecretBoxError);
     });
   });
 
@@ -509,7 +510,7 @@ describe('totp service', () => {
       await totp.remove(account.id);
       const again = await totp.beginEnrolment(account);
       // Activated with the code of the step before (the window allows it), as a slow typist would.
-      expect((await totp.activate(account.id, await codeAt(again.secret, clock - STEP_MS), again.sealed)).ok).toBe(true);
+      expect((await totp.activate(account.id, await codeAt(again.secret, clock.nowMs() - STEP_MS), again.sealed)).ok).toBe(true);
       expect(await totp.verify(account.id, await codeAt(again.secret))).toEqual({ ok: true });
       // Replay protection holds for the new app as for the old one.
       expect(await totp.verify(account.id, await codeAt(again.secret))).toEqual({ ok: false, reason: 'replayed' });
@@ -531,7 +532,7 @@ describe('totp service', () => {
       expect(await steps.countDocuments({ accountId: id })).toBeGreaterThanOrEqual(2); // activation and this step
 
       // Nothing of this account's has expired yet.
-      await totp.sweep(new Date(clock));
+      await totp.sweep(clock.now());
       expect(await steps.countDocuments({ accountId: id })).toBeGreaterThanOrEqual(2);
 
       expect(await totp.verifyRecoveryCode(id, recoveryCodes[0]!)).toMatchObject({ ok: true });
@@ -540,7 +541,7 @@ describe('totp service', () => {
       const lostHash = hashRecoveryCode(recoveryCodes[1]!.replace('-', ''));
       await connection.db!.collection<RawAccount>('accounts').updateOne({ _id: id }, { $push: { 'mfa.recoveryCodes': lostHash } });
 
-      const dayLater = new Date(clock + 25 * 60 * 60 * 1000);
+      const dayLater = new Date(clock.nowMs() + 25 * 60 * 60 * 1000);
       const removed = await totp.sweep(dayLater);
       expect(removed).toBeGreaterThanOrEqual(3);
       expect(await steps.countDocuments({ accountId: id })).toBe(0);

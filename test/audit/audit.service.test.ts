@@ -7,13 +7,14 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mongo } from 'mongoose';
 import type { Connection } from 'mongoose';
 
-import type { AuditEvent, AuditFilter, AuditInput, AuditService } from '../../src/audit/audit.service.js';
+import type { AuditEvent, AuditFilter, AuditInput, AuditService, UntypedAuditInput } from '../../src/audit/audit.service.js';
 import { AUDIT_COLLECTION, createAuditService, sanitiseDetails } from '../../src/audit/audit.service.js';
 import { connectDatabase } from '../../src/db/connect.js';
 import { AppError } from '../../src/http/app-error.js';
 import { runWithRequest } from '../../src/http/request-context.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { testDatabaseUri } from '../support/database.js';
+import { createTestClock } from '../support/clock.js';
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 /**
@@ -27,7 +28,7 @@ const quietLogger = () => createLogger({ level: 'error', format: 'json', write: 
 describe('audit service', () => {
   let connection: Connection;
   let db: mongo.Db;
-  let clock = T0;
+  const clock = createTestClock(T0);
 
   beforeAll(async () => {
     connection = await connectDatabase(testDatabaseUri('audit_service'), quietLogger());
@@ -43,11 +44,11 @@ describe('audit service', () => {
   /** A service over its own collection state: each test clears the collection first. */
   const fresh = async (retentionDays = 30): Promise<AuditService> => {
     await db.collection(AUDIT_COLLECTION).deleteMany({});
-    clock = T0;
-    return createAuditService({ db, logger: quietLogger(), retentionDays, now: () => clock });
+    clock.set(T0);
+    return createAuditService({ db, logger: quietLogger(), retentionDays, clock });
   };
 
-  const event = (overrides: Partial<AuditInput> = {}): AuditInput => ({
+  const event = (overrides: Partial<UntypedAuditInput> = {}): UntypedAuditInput => ({
     action: 'sign_in.password',
     outcome: 'success',
     actor: { type: 'account', id: 'acc-1', label: 'ada@example.com' },
@@ -127,7 +128,7 @@ describe('audit service', () => {
     // Many events in the same millisecond too: they still list in the order they were recorded.
     const recorded: string[] = [];
     for (let i = 0; i < 23; i += 1) {
-      clock = T0 + Math.floor(i / 4);
+      clock.set(T0 + Math.floor(i / 4));
       await audit.record(event({ action: `test.e${i}` }));
       recorded.push(`test.e${i}`);
     }
@@ -143,7 +144,7 @@ describe('audit service', () => {
       seen.push(...page.events);
       cursor = page.nextCursor;
       // Newer events arriving between pages belong before page 1, not in the pages still to come.
-      clock = T0 + 10_000;
+      clock.set(T0 + 10_000);
       await audit.record(event({ action: `test.late${pages}` }));
     } while (cursor);
 
@@ -205,7 +206,7 @@ describe('audit service', () => {
 
   it('sweeps events older than the retention (AUDIT_RETENTION_DAYS), and only those', async () => {
     const audit = await fresh(30);
-    clock = T0;
+    clock.set(T0);
     await audit.record(event({ action: 'old.expired', at: new Date(T0 - 31 * DAY_MS) }));
     await audit.record(event({ action: 'old.boundary', at: new Date(T0 - 30 * DAY_MS) }));
     await audit.record(event({ action: 'old.kept', at: new Date(T0 - 29 * DAY_MS) }));
@@ -214,7 +215,7 @@ describe('audit service', () => {
     expect(await audit.sweep(new Date(T0))).toBe(2);
     expect(actions(await all(audit))).toEqual(['new.kept', 'old.kept']);
     // The default "now" is the service's clock.
-    clock = T0 + 2 * DAY_MS;
+    clock.set(T0 + 2 * DAY_MS);
     expect(await audit.sweep()).toBe(1);
     expect(actions(await all(audit))).toEqual(['new.kept']);
     expect(await audit.sweep()).toBe(0);

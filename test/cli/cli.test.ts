@@ -16,7 +16,7 @@ import { loadConfig } from '../../src/config/config.js';
 import { connectDatabase } from '../../src/db/connect.js';
 import { findRunningDatabase, provisionDatabase, runningDatabaseFile } from '../../src/db/provision.js';
 import type { ProvisionedDatabase } from '../../src/db/provision.js';
-import { createServices } from '../../src/deps.js';
+import { buildCore } from '../../src/core/core.js';
 import type { ServiceDeps } from '../../src/deps.js';
 import { baseEnv, createCliServices, createCliWorkspace, dropCliDatabase, openCliDatabase, quietLogger, runCli, runCommand } from '../support/cli.js';
 import type { CliWorkspace } from '../support/cli.js';
@@ -578,7 +578,7 @@ describeEmbedded('npm run cli on the embedded database', () => {
         COOKIE_KEYS: TEST_COOKIE_KEY,
         ENCRYPTION_KEYS: stored.encryptionKeys.map((k) => `${k.id}:${k.key}`).join(','),
       });
-      const services = createServices(connection, config, quietLogger());
+      const services = buildCore({ config, logger: quietLogger(), connection });
       expect((await services.clients.find(client.client_id))?.client_secret).toBe(client.client_secret);
     } finally {
       await connection.close();

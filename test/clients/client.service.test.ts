@@ -24,6 +24,7 @@ import { createLogger } from '../../src/logging/logger.js';
 import { testDatabaseUri } from '../support/database.js';
 import { TEST_COOKIE_KEY } from '../support/test-server.js';
 import { appErrorOf } from '../support/app-error.js';
+import { createTestClock } from '../support/clock.js';
 
 const logger = createLogger({ level: 'error', format: 'json', write: () => {} });
 const KEYS = [{ id: 'main', key: randomBytes(32) }];
@@ -79,7 +80,7 @@ describe('client service', () => {
   let clients: ClientService;
   let audit: AuditService;
   let config: Config;
-  let clock = Date.now();
+  const clock = createTestClock(Date.now());
 
   beforeAll(async () => {
     connection = await connectDatabase(testDatabaseUri('clients'), logger);
@@ -93,7 +94,7 @@ describe('client service', () => {
       CLIENT_SECRET_GRACE_PERIOD: String(GRACE_SECONDS),
     });
     audit = createAuditService({ db, logger, retentionDays: 1 });
-    clients = createClientService({ Client: createClientModel(connection), secretBox: createSecretBox(KEYS), audit, config, db, now: () => clock });
+    clients = createClientService({ Client: createClientModel(connection), secretBox: createSecretBox(KEYS), audit, config, db, clock });
     await clients.ensureIndexes();
     collection = db.collection<RawClient>('clients');
   });
@@ -636,24 +637,24 @@ describe('client service', () => {
       const rotated = await clients.rotateSecret(created.clientId);
       expect(rotated.clientSecret).toMatch(/^[A-Za-z0-9_-]{43}$/);
       expect(rotated.clientSecret).not.toBe(created.clientSecret);
-      expect(rotated.previousSecretExpiresAt.getTime()).toBe(clock + GRACE_SECONDS * 1000);
+      expect(rotated.previousSecretExpiresAt.getTime()).toBe(clock.nowMs() + GRACE_SECONDS * 1000);
 
       expect((await clients.find(created.clientId))?.client_secret).toBe(rotated.clientSecret);
       expect(await clients.previousSecret(created.clientId)).toBe(created.clientSecret);
       const view = await clients.get(created.clientId);
-      expect(view?.secretRotatedAt?.getTime()).toBe(clock);
+      expect(view?.secretRotatedAt?.getTime()).toBe(clock.nowMs());
       expect(view?.previousSecretExpiresAt?.getTime()).toBe(rotated.previousSecretExpiresAt.getTime());
       expect(JSON.stringify(view)).not.toContain(created.clientSecret);
 
-      const start = clock;
+      const start = clock.nowMs();
       try {
-        clock = start + GRACE_SECONDS * 1000 - 1;
+        clock.set(start + GRACE_SECONDS * 1000 - 1);
         expect(await clients.previousSecret(created.clientId)).toBe(created.clientSecret);
-        clock = start + GRACE_SECONDS * 1000;
+        clock.set(start + GRACE_SECONDS * 1000);
         expect(await clients.previousSecret(created.clientId)).toBeUndefined();
         expect((await clients.get(created.clientId))?.previousSecretExpiresAt).toBeUndefined();
       } finally {
-        clock = start;
+        clock.set(start);
       }
     });
 
@@ -702,7 +703,7 @@ describe('client service', () => {
       const replaced = createHash('sha256').update(sealed).digest('base64url').slice(0, 22);
       await db
         .collection<{ _id: string; clientId: string; expiresAt: Date }>(SECRET_ROTATIONS_COLLECTION)
-        .insertOne({ _id: `${created.clientId}:${replaced}`, clientId: created.clientId, expiresAt: new Date(clock + 60_000) });
+        .insertOne({ _id: `${created.clientId}:${replaced}`, clientId: created.clientId, expiresAt: new Date(clock.nowMs() + 60_000) });
       expect(await appErrorOf(clients.rotateSecret(created.clientId))).toMatchObject({ status: 409, code: 'client.rotation_conflict' });
       expect((await clients.find(created.clientId))?.client_secret).toBe(created.clientSecret);
       expect(await clients.previousSecret(created.clientId)).toBeUndefined();
@@ -714,9 +715,9 @@ describe('client service', () => {
       await clients.rotateSecret(created.clientId);
       const claims = db.collection(SECRET_ROTATIONS_COLLECTION);
       expect(await claims.countDocuments({ clientId: created.clientId })).toBe(1);
-      await clients.sweep(new Date(clock + 59 * 60 * 1000));
+      await clients.sweep(new Date(clock.nowMs() + 59 * 60 * 1000));
       expect(await claims.countDocuments({ clientId: created.clientId })).toBe(1);
-      await clients.sweep(new Date(clock + 60 * 60 * 1000));
+      await clients.sweep(new Date(clock.nowMs() + 60 * 60 * 1000));
       expect(await claims.countDocuments({ clientId: created.clientId })).toBe(0);
     });
 

@@ -6,6 +6,7 @@ import type { AttemptLimiter, Gate, LimitVerdict } from '../../src/limits/attemp
 import { connectDatabase } from '../../src/db/connect.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { testDatabaseUri } from '../support/database.js';
+import { createTestClock } from '../support/clock.js';
 
 const PROGRESSIVE = { kind: 'progressive', freeAttempts: 5, maxDelaySeconds: 60, forgetAfterSeconds: 3600 } as const;
 const WINDOW = { kind: 'window', limit: 10, windowSeconds: 600 } as const;
@@ -15,10 +16,9 @@ describe('attempt limiter', () => {
   let connection: Connection;
   // A UTC midnight about a year ahead of the real clock, not a fixed date: nothing stored may be
   // expired by real time, or MongoDB's TTL monitor (and the app's sweep) could remove it mid-test.
-  let clock = (Math.floor(Date.now() / DAY_MS) + 366) * DAY_MS;
-  const now = () => clock;
+  const clock = createTestClock((Math.floor(Date.now() / DAY_MS) + 366) * DAY_MS);
   const advance = (seconds: number) => {
-    clock += seconds * 1000;
+    clock.advance(seconds * 1000);
   };
   let seq = 0;
   const progressive = (): Gate => {
@@ -32,7 +32,7 @@ describe('attempt limiter', () => {
 
   beforeAll(async () => {
     connection = await connectDatabase(testDatabaseUri('attempt_limiter'), createLogger({ level: 'error', format: 'json', write: () => {} }));
-    await createAttemptLimiter(connection.db!, now).ensureIndexes();
+    await createAttemptLimiter(connection.db!, clock).ensureIndexes();
   });
 
   afterAll(async () => {
@@ -40,7 +40,7 @@ describe('attempt limiter', () => {
     await connection?.close();
   });
 
-  const limiter = (): AttemptLimiter => createAttemptLimiter(connection.db!, now);
+  const limiter = (): AttemptLimiter => createAttemptLimiter(connection.db!, clock);
 
   function allowed(verdict: LimitVerdict) {
     if (!verdict.allowed) throw new Error(`expected an attempt, got ${JSON.stringify(verdict)}`);
@@ -156,15 +156,16 @@ describe('attempt limiter', () => {
           _id: `${key}:held:${i}`,
           attempt: `${key}:held:${i}`,
           key,
-          at: new Date(clock),
+          at: clock.now(),
           state,
-          expiresAt: new Date(clock + 1),
+          expiresAt: new Date(clock.nowMs() + 1),
         }));
         await connection.db!.collection<(typeof docs)[number]>(LIMIT_ATTEMPTS_COLLECTION).insertMany(docs);
       };
       const ticking = () => {
         let ticks = 0;
-        return createAttemptLimiter(connection.db!, () => clock + ticks++);
+        const read = () => clock.nowMs() + ticks++;
+        return createAttemptLimiter(connection.db!, { nowMs: read, now: () => new Date(read()) });
       };
 
       const inFlight = progressive();

@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as oidc from 'openid-client';
 
 import type { ClientInput, CreatedClient } from '../../src/clients/client.service.js';
-import { REDIRECT_URI, authorizationRequest, oauthError, redeem, rpFor, signInForTokens, sleep, userinfoStatus } from '../support/rp.js';
+import { createTestClock } from '../support/clock.js';
+import { REDIRECT_URI, authorizationRequest, oauthError, redeem, rpFor, signInForTokens, userinfoStatus } from '../support/rp.js';
 import type { Tokens } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
@@ -18,7 +19,7 @@ import { UserAgent, signInThroughPages } from '../support/user-agent.js';
 
 const USER = { email: 'ada@example.com', password: 'correct horse battery staple', name: 'Ada Lovelace' };
 const NEW_REDIRECT_URI = 'http://127.0.0.1:9/new-callback';
-// Long enough for the checks inside it on a loaded machine; the test sleeps out only what is left.
+// The grace period runs on the services' clock, which the test moves past it (no sleeping).
 const GRACE_SECONDS = 10;
 
 const INPUT: ClientInput = {
@@ -51,9 +52,11 @@ function withSecret(rp: oidc.Configuration, secret: string): oidc.Configuration 
 
 describe('client administration, seen by the relying party', () => {
   let server: TestServer;
+  // Starts at the real time: the provider's tokens and sessions keep the system clock.
+  const clock = createTestClock(Date.now());
 
   beforeAll(async () => {
-    server = await startTestServer('client_admin_flow', { env: { CLIENT_SECRET_GRACE_PERIOD: String(GRACE_SECONDS) } });
+    server = await startTestServer('client_admin_flow', { env: { CLIENT_SECRET_GRACE_PERIOD: String(GRACE_SECONDS) }, clock });
     await server.deps.accounts.create({ ...USER, emailVerified: true });
   });
 
@@ -110,11 +113,11 @@ describe('client administration, seen by the relying party', () => {
       const withNew = await oidc.refreshTokenGrant(newRp, refreshToken);
       expect(withNew.access_token).toBeTruthy();
       refreshToken = withNew.refresh_token ?? refreshToken;
-      // Still inside the grace period: the checks above were not too slow to mean anything.
-      expect(Date.now()).toBeLessThan(rotated.previousSecretExpiresAt.getTime());
+      // Still inside the grace period (the services' clock has not moved since the rotation).
+      expect(clock.nowMs()).toBeLessThan(rotated.previousSecretExpiresAt.getTime());
 
-      // Only what is left of the grace period (its end is exact: rotateSecret's own clock).
-      await sleep(Math.max(0, rotated.previousSecretExpiresAt.getTime() - Date.now()) + 100);
+      // Past the end of the grace period (its end is exact: rotateSecret's own clock).
+      clock.set(rotated.previousSecretExpiresAt.getTime() + 100);
       expect(await oauthError(oidc.refreshTokenGrant(oldRp, refreshToken))).toBe('invalid_client');
       const afterGrace = await oidc.refreshTokenGrant(newRp, refreshToken);
       expect(afterGrace.access_token).toBeTruthy();

@@ -19,6 +19,7 @@ import {
   sweepExpired,
 } from '../../src/oidc/mongo-adapter.js';
 import { testDatabaseName, testDatabaseUri } from '../support/database.js';
+import { createTestClock } from '../support/clock.js';
 
 const silent = createLogger({ level: 'error', format: 'json', write: () => {} });
 
@@ -67,7 +68,7 @@ describe('MongoDB adapter for oidc-provider', () => {
   let connection: Connection;
   let db: mongo.Db;
   let clients: ClientService;
-  let clock = Date.now();
+  const clock = createTestClock(Date.now());
   const warnings: string[] = [];
   let adapterFor: (name: string) => Adapter;
 
@@ -80,7 +81,7 @@ describe('MongoDB adapter for oidc-provider', () => {
     clients = createClientService({ Client, secretBox: createSecretBox([{ id: 'k', key: randomBytes(32) }]) });
     const logger = createLogger({ level: 'warn', format: 'json', write: (line) => warnings.push(line) });
     await ensureAdapterIndexes(db, silent);
-    adapterFor = createMongoAdapter({ db, clientStore: clients, logger, now: () => clock });
+    adapterFor = createMongoAdapter({ db, clientStore: clients, logger, clock });
   });
 
   afterAll(async () => {
@@ -131,31 +132,31 @@ describe('MongoDB adapter for oidc-provider', () => {
 
       it('upsert moves the expiry: an expired record upserted again is found again', async () => {
         const id = newId();
-        const start = clock;
+        const start = clock.nowMs();
         await adapter.upsert(id, { jti: id }, 10);
-        clock = start + 11_000;
+        clock.set(start + 11_000);
         try {
           expect(await adapter.find(id)).toBeUndefined();
           await adapter.upsert(id, { jti: id, renewed: true }, 10);
           expect(await adapter.find(id)).toStrictEqual({ jti: id, renewed: true });
         } finally {
-          clock = start;
+          clock.set(start);
         }
       });
 
       it('never returns a record whose expiresIn has passed', async () => {
         const id = newId();
-        const start = clock;
+        const start = clock.nowMs();
         await adapter.upsert(id, { jti: id }, 60);
         try {
-          clock = start + 59_999;
+          clock.set(start + 59_999);
           expect(await adapter.find(id)).toStrictEqual({ jti: id });
-          clock = start + 60_000;
+          clock.set(start + 60_000);
           expect(await adapter.find(id)).toBeUndefined();
-          clock = start + 3_600_000;
+          clock.set(start + 3_600_000);
           expect(await adapter.find(id)).toBeUndefined();
         } finally {
-          clock = start;
+          clock.set(start);
         }
         // Still stored (until the sweep or a TTL index), just never returned once expired.
         expect(await raw(model).countDocuments({ _id: id })).toBe(1);
@@ -164,12 +165,12 @@ describe('MongoDB adapter for oidc-provider', () => {
       it('a record upserted without expiresIn does not expire', async () => {
         const id = newId();
         await adapter.upsert(id, { jti: id }, 0);
-        const start = clock;
-        clock = start + 10 * 365 * 24 * 3_600_000;
+        const start = clock.nowMs();
+        clock.set(start + 10 * 365 * 24 * 3_600_000);
         try {
           expect(await adapter.find(id)).toStrictEqual({ jti: id });
         } finally {
-          clock = start;
+          clock.set(start);
         }
       });
 
@@ -209,13 +210,13 @@ describe('MongoDB adapter for oidc-provider', () => {
         const id = newId();
         const payload = { jti: id, grantId: newId('grant'), scope: 'openid' };
         await adapter.upsert(id, payload, 60);
-        const consumedAtMs = clock + 1_234;
-        const start = clock;
-        clock = consumedAtMs;
+        const consumedAtMs = clock.nowMs() + 1_234;
+        const start = clock.nowMs();
+        clock.set(consumedAtMs);
         try {
           await adapter.consume(id);
         } finally {
-          clock = start;
+          clock.set(start);
         }
         const consumed = Math.floor(consumedAtMs / 1000);
         expect(await adapter.find(id)).toStrictEqual({ ...payload, consumed });
@@ -235,7 +236,7 @@ describe('MongoDB adapter for oidc-provider', () => {
 
       it('an upsert carrying `consumed` stores it', async () => {
         const id = newId();
-        const consumed = Math.floor(clock / 1000) - 5;
+        const consumed = Math.floor(clock.nowMs() / 1000) - 5;
         await adapter.upsert(id, { jti: id, consumed }, 60);
         expect(await adapter.find(id)).toStrictEqual({ jti: id, consumed });
         // And a later consume() of it is a replay.
@@ -249,7 +250,7 @@ describe('MongoDB adapter for oidc-provider', () => {
       const adapter = adapterFor('Session');
       const id = newId('sess');
       const uid = newId('uid');
-      const payload = awkwardPayload({ jti: id, uid, loginTs: Math.floor(clock / 1000) });
+      const payload = awkwardPayload({ jti: id, uid, loginTs: Math.floor(clock.nowMs() / 1000) });
       await adapter.upsert(id, payload, 3600);
       expect(await adapter.findByUid(uid)).toStrictEqual(payload);
       expect(await adapter.findByUid(newId('uid'))).toBeUndefined();
@@ -260,13 +261,13 @@ describe('MongoDB adapter for oidc-provider', () => {
       const id = newId('sess');
       const uid = newId('uid');
       await adapter.upsert(id, { jti: id, uid }, 30);
-      const start = clock;
-      clock = start + 30_000;
+      const start = clock.nowMs();
+      clock.set(start + 30_000);
       try {
         expect(await adapter.findByUid(uid)).toBeUndefined();
         expect(await adapter.find(id)).toBeUndefined();
       } finally {
-        clock = start;
+        clock.set(start);
       }
       expect(await adapter.findByUid(uid)).toStrictEqual({ jti: id, uid });
     });
@@ -300,12 +301,12 @@ describe('MongoDB adapter for oidc-provider', () => {
       const id = newId('dc');
       const userCode = `UC-${randomBytes(4).toString('hex').toUpperCase()}`;
       await adapter.upsert(id, { jti: id, userCode }, 1);
-      const start = clock;
-      clock = start + 1_000;
+      const start = clock.nowMs();
+      clock.set(start + 1_000);
       try {
         expect(await adapter.findByUserCode(userCode)).toBeUndefined();
       } finally {
-        clock = start;
+        clock.set(start);
       }
     });
   });
@@ -459,7 +460,7 @@ describe('MongoDB adapter for oidc-provider', () => {
       // A database of its own, so the count is exact.
       const sweepDb = connection.getClient().db(testDatabaseName('adapter_sweep'));
       try {
-        const adapters = createMongoAdapter({ db: sweepDb, clientStore: clients, logger: silent, now: () => clock });
+        const adapters = createMongoAdapter({ db: sweepDb, clientStore: clients, logger: silent, clock });
         const expired: [string, string][] = [];
         const live: [string, string][] = [];
         for (const model of ['AccessToken', 'Session', 'Grant', 'Interaction', 'ReplayDetection']) {
@@ -476,18 +477,18 @@ describe('MongoDB adapter for oidc-provider', () => {
           live.push([model, l1], [model, l2]);
         }
 
-        const removed = await sweepExpired(sweepDb, new Date(clock + 60_000));
+        const removed = await sweepExpired(sweepDb, new Date(clock.nowMs() + 60_000));
 
         expect(removed).toBe(expired.length);
         for (const [model, id] of expired) {
           expect(await sweepDb.collection<StoredDoc>(collectionName(model)).countDocuments({ _id: id })).toBe(0);
         }
-        const laterClock = clock + 60_000;
-        const later = createMongoAdapter({ db: sweepDb, clientStore: clients, logger: silent, now: () => laterClock });
+        const laterClock = createTestClock(clock.nowMs() + 60_000);
+        const later = createMongoAdapter({ db: sweepDb, clientStore: clients, logger: silent, clock: laterClock });
         for (const [model, id] of live) expect(await later(model).find(id)).toStrictEqual({ jti: id });
 
         // Nothing left to sweep at the same instant.
-        expect(await sweepExpired(sweepDb, new Date(clock + 60_000))).toBe(0);
+        expect(await sweepExpired(sweepDb, new Date(clock.nowMs() + 60_000))).toBe(0);
       } finally {
         await sweepDb.dropDatabase();
       }

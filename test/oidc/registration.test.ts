@@ -5,7 +5,6 @@ import type { AuditEvent } from '../../src/audit/audit.service.js';
 import { CLI_AUTHORITY } from '../../src/cli/command.js';
 import {
   REGISTRATION_TOKENS_COLLECTION,
-  createStandaloneRegistrationTokenService,
   registrationTokenId,
 } from '../../src/clients/registration-token.service.js';
 import { collectionName } from '../../src/oidc/mongo-adapter.js';
@@ -14,6 +13,7 @@ import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent, signInThroughPages } from '../support/user-agent.js';
 import type { Reply as PageReply } from '../support/user-agent.js';
+import { buildCore } from '../../src/core/core.js';
 
 const USER = { email: 'reg@example.com', password: 'correct horse battery staple', name: 'Reg Istrant' };
 
@@ -358,14 +358,10 @@ describe('dynamic client registration (RFC 7591) and management (RFC 7592)', () 
   });
 
   it('accepts a token issued by the command line (its own provider, same records)', async () => {
-    const cli = createStandaloneRegistrationTokenService({
-      issuer: server.url,
-      db: server.deps.db,
-      audit: server.deps.audit,
-      clientStore: server.deps.clients,
-      logger: server.deps.logger,
-    });
-    const { token, view } = await cli.create({ uses: 1 }, CLI_AUTHORITY);
+    // The command line's core: no mintingProvider, so it mints on one of its own.
+    const cli = buildCore({ config: server.config, logger: server.deps.logger, connection: server.connection });
+    const { token, view } = await cli.registrationTokens.create({ uses: 1 }, CLI_AUTHORITY);
+    await cli.close();
     expect(view.id).toBe(registrationTokenId(token));
     expect(await server.deps.db.collection(REGISTRATION_TOKENS_COLLECTION).countDocuments({ _id: view.id } as never)).toBe(1);
     expect((await register(webClient(), token)).status).toBe(201);

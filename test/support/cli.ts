@@ -15,8 +15,8 @@ import type { CommandContext, CommandFunction } from '../../src/cli/command.js';
 import { loadConfig } from '../../src/config/config.js';
 import type { Env } from '../../src/config/config.js';
 import { connectDatabase } from '../../src/db/connect.js';
-import { createServices } from '../../src/deps.js';
-import type { ServiceDeps } from '../../src/deps.js';
+import { buildCore } from '../../src/core/core.js';
+import type { Core } from '../../src/core/core.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { testDatabaseUri } from './database.js';
 import { TEST_COOKIE_KEY, TEST_ENCRYPTION_KEYS } from './test-server.js';
@@ -34,8 +34,8 @@ export interface RunResult {
 
 export const quietLogger = () => createLogger({ level: 'error', format: 'json', write: () => undefined });
 
-/** The services the command line builds (createServices), on `connection`, with the test keys; `env` adds settings. */
-export function createCliServices(connection: Connection, env: Env = {}): ServiceDeps {
+/** The core the command line builds (buildCore), on `connection`, with the test keys; `env` adds settings. */
+export function createCliServices(connection: Connection, env: Env = {}): Core {
   const config = loadConfig({
     NODE_ENV: 'test',
     MONGODB_URI: 'mongodb://unused/',
@@ -43,13 +43,16 @@ export function createCliServices(connection: Connection, env: Env = {}): Servic
     ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS,
     ...env,
   });
-  return createServices(connection, config, quietLogger());
+  return buildCore({ config, logger: quietLogger(), connection });
 }
 
 /** A fresh test database (named after `label`) and the command line's services on it. */
-export async function openCliDatabase(label: string, env: Env = {}): Promise<{ connection: Connection; services: ServiceDeps }> {
+export async function openCliDatabase(label: string, env: Env = {}): Promise<{ connection: Connection; services: Core }> {
   const connection = await connectDatabase(testDatabaseUri(label), quietLogger());
-  return { connection, services: createCliServices(connection, env) };
+  const services = createCliServices(connection, env);
+  // As the command line does on opening (cli-context.ts).
+  await services.ensureIndexes({ withProvider: false });
+  return { connection, services };
 }
 
 /** Drops a suite's database and closes the connection (either may be missing when its setup failed). */
@@ -59,7 +62,7 @@ export async function dropCliDatabase(connection: Connection | undefined): Promi
 }
 
 /** Runs a command in process with `services`, collecting what it writes. */
-export async function runCommand(command: CommandFunction, args: string[], services: ServiceDeps): Promise<RunResult> {
+export async function runCommand(command: CommandFunction, args: string[], services: Core): Promise<RunResult> {
   let stdout = '';
   let stderr = '';
   const ctx: CommandContext = {

@@ -7,7 +7,8 @@ import { createApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config.js';
 import type { Config, Env } from '../../src/config/config.js';
 import { connectDatabase } from '../../src/db/connect.js';
-import { createDeps } from '../../src/deps.js';
+import type { Clock } from '../../src/core/clock.js';
+import { buildServerDeps } from '../../src/deps.js';
 import type { Deps } from '../../src/deps.js';
 import { createLogger } from '../../src/logging/logger.js';
 import type { LogLevel } from '../../src/logging/logger.js';
@@ -37,10 +38,12 @@ export interface TestServerOptions {
   logLevel?: LogLevel;
   /** Emit the driver's command events on `connection.getClient()` (to count database commands). */
   monitorCommands?: boolean;
+  /** The services' clock (test/support/clock.ts): move it instead of sleeping. Default: the system's. oidc-provider keeps the system time. */
+  clock?: Clock;
 }
 
 /**
- * Builds the server exactly as production does (createDeps + createApp) on a real port:
+ * Builds the server exactly as production does (buildServerDeps + createApp) on a real port:
  * listen first, then build the Provider with the real issuer (its endpoint URLs name the issuer's port).
  */
 export async function startTestServer(label: string, options: TestServerOptions = {}): Promise<TestServer> {
@@ -68,7 +71,7 @@ export async function startTestServer(label: string, options: TestServerOptions 
   const logs: string[] = [];
   const logger = createLogger({ level: options.logLevel ?? 'debug', format: 'json', write: (line) => logs.push(line) });
   const connection = await connectDatabase(mongoUri, logger, options.monitorCommands ? { monitorCommands: true } : {});
-  const deps = await createDeps(config, logger, connection);
+  const deps = await buildServerDeps({ config, logger, connection, ...(options.clock ? { clock: options.clock } : {}) });
   const app = createApp(deps);
   server.on('request', app.callback());
   return {
@@ -80,9 +83,9 @@ export async function startTestServer(label: string, options: TestServerOptions 
     mongoUri,
     logs,
     async close() {
-      deps.stop();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await deps.close();
       await connection.close();
     },
   };

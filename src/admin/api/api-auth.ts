@@ -131,10 +131,10 @@ export function createApiAuth({ provider, config, accounts }: ApiAuthDeps): ApiA
     if (!accountId) throw invalidToken('The access token names no account.');
     const account = await accounts.findById(accountId);
     // 403, not 401: the token is genuine, but its account may not use this API (now).
-    if (!account) throw new AppError(403, 'auth.account_not_found', 'The account this token acts for no longer exists.');
-    if (account.disabled) throw new AppError(403, 'auth.account_disabled', 'The account this token acts for is disabled.');
+    if (!account) throw new AppError('auth.account_not_found');
+    if (account.disabled) throw new AppError('auth.account_disabled');
     if (!account.roles.includes('admin')) {
-      throw new AppError(403, 'auth.not_admin', 'The account this token acts for is not an administrator.');
+      throw new AppError('auth.not_admin');
     }
     return { kind: 'account', actor: { type: 'account', id: account.id, label: account.email }, clientId, scopes };
   }

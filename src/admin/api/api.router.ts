@@ -89,7 +89,7 @@ function parseInput<S extends z.ZodType>(schema: S | undefined, value: unknown, 
   const problems = fieldProblemsFrom(parsed.error).map((p) =>
     where !== 'body' && p.message === 'is not a field that can be set here' ? { ...p, message: `is not a ${where} parameter of this operation` } : p,
   );
-  throw new InputError(problems, where === 'body' ? 'The request body has invalid fields.' : `The request has invalid ${where} parameters.`);
+  throw new InputError(problems, where);
 }
 
 /** A streamed reply: the first chunk is read before the status is sent, so an early failure is still a problem document. */

@@ -21,7 +21,7 @@ const clientParams = z.strictObject({
  */
 const clientBody = clientInputSchema.strict();
 
-const notFound = (clientId: string) => new AppError(404, 'client.not_found', `No client with id "${clientId}".`);
+const notFound = (clientId: string) => new AppError('client.not_found', { clientId });
 
 /** The 403 that the client service's authority rule adds (src/clients/admin-authority.ts). */
 const GRANT_NEEDED = (which: string) =>

@@ -4,7 +4,7 @@ import type { Context, Middleware } from 'koa';
 import { errors } from 'oidc-provider';
 import { z } from 'zod';
 
-import { AppError } from '../../http/app-error.js';
+import { AppError, AppErrorBase } from '../../http/app-error.js';
 import { isDatabaseUnavailable } from '../../db/unavailable.js';
 import type { Logger } from '../../logging/logger.js';
 
@@ -63,12 +63,12 @@ export class ProblemError extends AppError {
 }
 
 /** An AppError whose problem lists field errors (the services' ValidationErrors have `fields`). */
-export class InputError extends AppError {
+export class InputError extends AppErrorBase {
   override name = 'InputError';
   readonly fieldProblems: FieldProblem[];
 
-  constructor(fieldProblems: FieldProblem[], message = 'The request has invalid fields.') {
-    super(400, 'request.invalid', message);
+  constructor(fieldProblems: FieldProblem[], where: 'body' | 'query' | 'path' | 'fields' = 'fields') {
+    super('request.invalid', { where });
     this.fieldProblems = fieldProblems;
   }
 }

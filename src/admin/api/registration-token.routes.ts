@@ -77,7 +77,7 @@ export function registrationTokenRoutes({ registrationTokens }: { registrationTo
       responses: { 204: { description: 'Revoked' } },
       async handle({ params, principal }) {
         if (!(await registrationTokens.revoke(params.tokenId, authorityOf(principal)))) {
-          throw new AppError(404, 'registration_token.not_found', 'No registration token with this id, or it was already revoked.');
+          throw new AppError('registration_token.not_found');
         }
         return { status: 204 };
       },

@@ -14,7 +14,7 @@ const userParams = z.strictObject({
   userId: z.string().min(1).max(200).describe('The account id (the `sub` claim)'),
 });
 
-const notFound = () => new AppError(404, 'user.not_found', 'No user with this id.');
+const notFound = () => new AppError('user.not_found');
 
 const SELF_GUARD = ' An administrator cannot do this to their own account (409 `user.self`).';
 

@@ -6,7 +6,6 @@ import { fullAuthority } from '../../clients/admin-authority.js';
 import { BUILT_IN_CLIENT_IDS, ClientValidationError } from '../../clients/client.service.js';
 import type { ClientInput, ClientView } from '../../clients/client.service.js';
 import type { Config } from '../../config/config.js';
-import { createSecretBox } from '../../crypto/secret-box.js';
 import type { SecretBox } from '../../crypto/secret-box.js';
 import { AppError } from '../../http/app-error.js';
 import type { FormFields } from '../../http/form-body.js';
@@ -356,9 +355,9 @@ function pendingSecrets(secretBox: SecretBox) {
 type ClientPageState = ConsoleState & { client: ClientView };
 
 export const registerClientPages: ConsolePages = (router, deps, kit) => {
-  const { clients, config } = deps;
+  const { clients, config, secretBox } = deps;
   const knownScopes = [...defaults.scopes, ...config.adminApi.scopes];
-  const secrets = pendingSecrets(createSecretBox(config.encryptionKeys));
+  const secrets = pendingSecrets(secretBox);
   const graceSeconds = config.clientSecretGracePeriodSeconds;
   // An administrator in the console holds every management API scope: kit.requireAdmin checked
   // the admin role (and a second factor) on this request. So the console acts with full authority.
@@ -367,7 +366,7 @@ export const registerClientPages: ConsolePages = (router, deps, kit) => {
   const loadClient: ConsoleStep = async function loadClient(ctx, next) {
     const parsed = clientIdParam.safeParse(ctx.params.id);
     const client = parsed.success ? await clients.get(parsed.data) : undefined;
-    if (!client) throw new AppError(404, 'client.not_found', 'There is no client with this id. It may have been deleted.');
+    if (!client) throw new AppError('client.not_found', { clientId: String(ctx.params.id) });
     (ctx.state as ClientPageState).client = client;
     await next();
   };
@@ -380,11 +379,7 @@ export const registerClientPages: ConsolePages = (router, deps, kit) => {
   const refuseBuiltIn: ConsoleStep = async function refuseBuiltIn(ctx, next) {
     const client = current(ctx);
     if (BUILT_IN_CLIENTS.has(client.clientId)) {
-      throw new AppError(
-        409,
-        'client.built_in',
-        `“${client.name}” is built into this server and is set up again at every start: it cannot be edited, have its secret rotated or be deleted.`,
-      );
+      throw new AppError('client.built_in', { name: client.name });
     }
     await next();
   };
@@ -392,7 +387,7 @@ export const registerClientPages: ConsolePages = (router, deps, kit) => {
   const refuseWithoutSecret: ConsoleStep = async function refuseWithoutSecret(ctx, next) {
     const client = current(ctx);
     if (!usesSecret(client.tokenEndpointAuthMethod)) {
-      throw new AppError(409, 'client.no_secret', `This client authenticates with ${client.tokenEndpointAuthMethod} and has no secret to rotate.`);
+      throw new AppError('client.nothing_to_rotate', { method: client.tokenEndpointAuthMethod });
     }
     await next();
   };
@@ -589,7 +584,7 @@ export const registerClientPages: ConsolePages = (router, deps, kit) => {
   router.post('/clients/:id/delete', ...kit.post, loadClient, refuseBuiltIn, async function deleteClient(ctx) {
     const client = current(ctx);
     if (!(await clients.remove(client.clientId, authority(ctx)))) {
-      throw new AppError(404, 'client.not_found', 'There is no client with this id. It may have been deleted already.');
+      throw new AppError('client.not_found', { clientId: client.clientId });
     }
     kit.redirect(ctx, `${CLIENTS_PATH}?notice=deleted`);
   });

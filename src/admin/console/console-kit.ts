@@ -128,8 +128,8 @@ export function createConsoleKit(deps: {
   };
 
   /** GET: to the console sign-in (303). Anything else: 401, and nothing is done. */
-  const signInAgain = (ctx: ConsoleContext, fresh: boolean, message: string) => {
-    if (ctx.method !== 'GET') throw new AppError(401, 'admin.signed_out', message);
+  const signInAgain = (ctx: ConsoleContext, fresh: boolean, code: 'admin.signed_out' | 'admin.mfa_required') => {
+    if (ctx.method !== 'GET') throw new AppError(code);
     ctx.status = 303;
     ctx.redirect(signIn.signInPath({ fresh }));
   };
@@ -137,9 +137,9 @@ export function createConsoleKit(deps: {
   const requireAdmin: ConsoleStep = async function requireAdmin(ctx, next) {
     ctx.set('Cache-Control', 'no-store');
     const current = await signIn.current(ctx);
-    if (!current) return signInAgain(ctx, false, 'Your admin session has ended. Sign in again.');
+    if (!current) return signInAgain(ctx, false, 'admin.signed_out');
     if (!current.account.roles.includes('admin')) {
-      throw new AppError(403, 'admin.forbidden', 'This account is not an administrator. Sign in with an admin account to use the console.');
+      throw new AppError('admin.forbidden');
     }
     const nowSeconds = Math.floor(now() / 1000);
     const verdict = adminSessionVerdict(
@@ -150,8 +150,8 @@ export function createConsoleKit(deps: {
       ctx.state.log?.info('admin console asks for a sign-in again', { accountId: current.account.id, reason: verdict });
       // Too old or idle: a new authentication, whatever the session has. Not multi-factor: the
       // console sign-in asks for the authenticator app (acr_values), a step-up.
-      if (verdict === 'not_multi_factor') return signInAgain(ctx, false, 'The admin console needs your authenticator app. Sign in again.');
-      return signInAgain(ctx, true, 'Your admin session has ended. Sign in again.');
+      if (verdict === 'not_multi_factor') return signInAgain(ctx, false, 'admin.mfa_required');
+      return signInAgain(ctx, true, 'admin.signed_out');
     }
     // Secure whenever the issuer is https (ctx.secure follows the issuer: src/http/public-origin.ts).
     ctx.cookies.set(ADMIN_ACTIVITY_COOKIE, `${current.sessionUid}.${nowSeconds}`, { ...activityCookie, secure: ctx.secure });
@@ -164,7 +164,7 @@ export function createConsoleKit(deps: {
 
   const checkCsrf: ConsoleStep = async function checkCsrf(ctx, next) {
     if (!csrf.verify(csrfKey(ctx), ctx.state.form.csrf)) {
-      throw new AppError(403, 'request.csrf', 'The form has expired or did not come from this site. Go back and try again.');
+      throw new AppError('request.csrf');
     }
     await next();
   };

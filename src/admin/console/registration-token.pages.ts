@@ -81,14 +81,14 @@ function tokenModel(token: RegistrationTokenView, now: number) {
 }
 
 export const registerRegistrationTokenPages: ConsolePages = (router, deps, kit) => {
-  const { registrationTokens, config } = deps;
+  const { registrationTokens, config, clock } = deps;
   // An administrator in the console holds every management API scope: kit.requireAdmin checked
   // the admin role (and a second factor) on this request. So the console acts with full authority.
   const authority = (ctx: ConsoleContext) => fullAuthority(kit.actor(ctx));
   const registrationEndpoint = `${config.issuer}/reg`;
 
   const renderList = async (ctx: ConsoleContext, values: FormValues, errors: FormErrors, extra: { notice?: string | undefined }, statusCode = 200) => {
-    const now = Date.now();
+    const now = clock.nowMs();
     const tokens = await registrationTokens.list();
     await kit.render(
       ctx,
@@ -113,7 +113,7 @@ export const registerRegistrationTokenPages: ConsolePages = (router, deps, kit) 
   const loadToken = async (ctx: ConsoleContext): Promise<RegistrationTokenView> => {
     const id = idSchema.safeParse(ctx.params.id);
     const token = id.success ? (await registrationTokens.list()).find((t) => t.id === id.data) : undefined;
-    if (!token) throw new AppError(404, 'registration_token.not_found', 'No registration token with this id. It may have been removed.');
+    if (!token) throw new AppError('registration_token.not_found');
     return token;
   };
 
@@ -149,7 +149,7 @@ export const registerRegistrationTokenPages: ConsolePages = (router, deps, kit) 
       {
         title: 'Registration token created',
         token: created.token,
-        view: tokenModel(created.view, Date.now()),
+        view: tokenModel(created.view, clock.nowMs()),
         usesAllowed: created.view.usesAllowed,
         expiresAt: created.view.expiresAt,
         registrationEndpoint,
@@ -168,7 +168,7 @@ export const registerRegistrationTokenPages: ConsolePages = (router, deps, kit) 
     const token = await loadToken(ctx);
     await kit.render(ctx, 'admin/registration-tokens/revoke', 'registration-tokens', {
       title: 'Revoke registration token?',
-      token: tokenModel(token, Date.now()),
+      token: tokenModel(token, clock.nowMs()),
       postHref: `${BASE}/${encodeURIComponent(token.id)}/revoke`,
       cancelHref: BASE,
     });

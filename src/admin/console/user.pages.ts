@@ -179,7 +179,7 @@ function isActionId(value: unknown): value is ActionId {
   return typeof value === 'string' && Object.hasOwn(ACTIONS, value);
 }
 
-const notFound = () => new AppError(404, 'user.not_found', 'No user with this id. It may have been deleted.');
+const notFound = () => new AppError('user.not_found');
 
 const userHref = (id: string) => `${BASE}/${encodeURIComponent(id)}`;
 
@@ -360,7 +360,7 @@ export const registerUserPages: ConsolePages = (router, deps, kit) => {
 
   router.get('/users/:id/:action', kit.requireAdmin, async function confirmUserAction(ctx) {
     const actionId = ctx.params.action;
-    if (!isActionId(actionId)) throw new AppError(404, 'not_found', 'This page does not exist.');
+    if (!isActionId(actionId)) throw new AppError('not_found');
     const user = await loadUser(ctx);
     const spec = ACTIONS[actionId];
     await kit.render(ctx, 'admin/users/confirm', 'users', {
@@ -375,7 +375,7 @@ export const registerUserPages: ConsolePages = (router, deps, kit) => {
 
   router.post('/users/:id/:action', ...kit.post, async function runUserAction(ctx) {
     const actionId = ctx.params.action;
-    if (!isActionId(actionId)) throw new AppError(404, 'not_found', 'This page does not exist.');
+    if (!isActionId(actionId)) throw new AppError('not_found');
     const user = await loadUser(ctx);
     const spec = ACTIONS[actionId];
     try {

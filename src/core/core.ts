@@ -1,0 +1,246 @@
+import type Provider from 'oidc-provider';
+import type { Connection, mongo } from 'mongoose';
+
+import { createAccountModel } from '../accounts/account.model.js';
+import type { AccountService } from '../accounts/account.service.js';
+import { createAccountService } from '../accounts/account.service.js';
+import type { EmailCodeService } from '../accounts/email-code.service.js';
+import { createEmailCodeService } from '../accounts/email-code.service.js';
+import type { TotpService } from '../accounts/totp.service.js';
+import { createTotpService } from '../accounts/totp.service.js';
+import { createBackgroundMail } from '../accounts/background-mail.js';
+import type { PasswordPolicy } from '../accounts/password-policy.js';
+import { createPasswordPolicy } from '../accounts/password-policy.js';
+import type { PasswordResetService } from '../accounts/password-reset.service.js';
+import { createPasswordResetService } from '../accounts/password-reset.service.js';
+import { selfServiceLinks } from '../accounts/self-service-links.js';
+import type { SignUpService } from '../accounts/sign-up.service.js';
+import { createSignUpService } from '../accounts/sign-up.service.js';
+import type { UserAdminService } from '../accounts/user-admin.service.js';
+import { createUserAdminService } from '../accounts/user-admin.service.js';
+import type { AuditService } from '../audit/audit.service.js';
+import { createAuditService } from '../audit/audit.service.js';
+import { createClientModel } from '../clients/client.model.js';
+import type { ClientService } from '../clients/client.service.js';
+import { createClientService } from '../clients/client.service.js';
+import type { RegistrationPolicies, RegistrationTokenService } from '../clients/registration-token.service.js';
+import { createMintingProvider, createRegistrationPolicies, createRegistrationTokenService } from '../clients/registration-token.service.js';
+import type { Config } from '../config/config.js';
+import type { SecretBox } from '../crypto/secret-box.js';
+import { createSecretBox } from '../crypto/secret-box.js';
+import { guardDatabase } from '../db/unavailable.js';
+import { createAttemptLimiter } from '../limits/attempt-limiter.js';
+import type { SignInLimits } from '../limits/sign-in-limits.js';
+import { createSignInLimits } from '../limits/sign-in-limits.js';
+import type { InvitationService } from '../invitations/invitation.service.js';
+import { createInvitationService } from '../invitations/invitation.service.js';
+import type { Logger } from '../logging/logger.js';
+import type { Mailer } from '../mail/mailer.js';
+import { createMailer } from '../mail/mailer.js';
+import type { MailOutbox } from '../mail/outbox.service.js';
+import { createMailOutbox, outboxSettingsFrom } from '../mail/outbox.service.js';
+import { createAdapterStore } from '../oidc/mongo-adapter.js';
+import type { Clock } from './clock.js';
+import { systemClock } from './clock.js';
+
+/** Something that keeps records: its indexes are made once at start, and expired records swept. */
+export interface Store {
+  name: string;
+  /** The provider's own records (oidc_*): only a process that serves the provider needs their indexes. */
+  provider?: boolean;
+  ensureIndexes(): Promise<void>;
+  /** Removes what expired (by the core's clock); returns how many records went. */
+  sweep?(): Promise<number>;
+}
+
+export interface CoreOptions {
+  config: Config;
+  logger: Logger;
+  connection: Connection;
+  clock?: Clock;
+  /**
+   * The provider that mints registration tokens: the server passes its own (a getter, as the
+   * provider is built on top of the core). Without it, one minting-only provider is built on the
+   * first token created (the CLI).
+   */
+  mintingProvider?: () => Provider;
+}
+
+/** Every service, built once, for the server and the command line alike. */
+export interface Core {
+  config: Config;
+  logger: Logger;
+  connection: Connection;
+  db: mongo.Db;
+  clock: Clock;
+  /** The one SecretBox (ENCRYPTION_KEYS): client secrets, TOTP secrets, signing keys. */
+  secretBox: SecretBox;
+  accounts: AccountService;
+  clients: ClientService;
+  emailCodes: EmailCodeService;
+  totp: TotpService;
+  /** What administrators do to people (console, management API, CLI). */
+  userAdmin: UserAdminService;
+  /** NIST SP 800-63B rules for every new password (sign-up, reset, admin creation, change). */
+  passwordPolicy: PasswordPolicy;
+  /** Every limit on guessing and sending, per address, account and client IP (src/limits). */
+  limits: SignInLimits;
+  mailer: Mailer;
+  /** Every mail, stored and delivered by a worker on every node (the server starts it). */
+  outbox: MailOutbox;
+  audit: AuditService;
+  /** Invitations to sign up (SIGN_UP=invite). */
+  invitations: InvitationService;
+  /** Self-service sign-up with email verification (SIGN_UP). */
+  signUp: SignUpService;
+  /** Self-service password reset, and the reset mail administrators send (PASSWORD_RESET). */
+  passwordReset: PasswordResetService;
+  /** Initial access tokens for RFC 7591 dynamic registration. */
+  registrationTokens: RegistrationTokenService;
+  /** The provider's registration policies (features.registration.policies). */
+  registrationPolicies: RegistrationPolicies;
+  /** Every store, in one list: start-up makes their indexes, the sweep loop sweeps them. */
+  stores: readonly Store[];
+  /** `withProvider: false` (the command line): all but the provider's stores. */
+  ensureIndexes(options?: { withProvider?: boolean }): Promise<void>;
+  /** One pass over every store; returns how many records went. */
+  sweep(): Promise<number>;
+  /** Sweeps every `intervalMs` in the background until close() (the server; the CLI does not). */
+  startSweeping(intervalMs?: number): void;
+  /** Stops the sweep, closes the mailer and waits for audit writes still in flight. Leaves the connection open. */
+  close(): Promise<void>;
+}
+
+export function buildCore({ config, logger, connection, clock = systemClock, mintingProvider }: CoreOptions): Core {
+  const db = connection.db;
+  if (!db) throw new Error('database connection is not open');
+  const secretBox = createSecretBox(config.encryptionKeys);
+  const Account = createAccountModel(connection);
+  const audit = createAuditService({ db, logger, retentionDays: config.audit.retentionDays, clock });
+  const accounts = createAccountService({ Account, logger, clock });
+  const totp = createTotpService({ Account, db, secretBox, keys: config.encryptionKeys, issuer: config.productName, clock });
+  const clients = createClientService({ Client: createClientModel(connection), secretBox, audit, config, db, clock });
+  const passwordPolicy = createPasswordPolicy(config);
+  const userAdmin = createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy });
+  const emailCodes = createEmailCodeService(
+    db,
+    {
+      ttlSeconds: config.emailCode.ttlSeconds,
+      resendIntervalSeconds: config.emailCode.resendIntervalSeconds,
+      maxAttempts: config.emailCode.maxAttempts,
+      purposes: { 'sign-up': { ttlSeconds: config.signUp.codeTtlSeconds }, 'password-reset': { ttlSeconds: config.passwordReset.ttlSeconds } },
+    },
+    clock,
+  );
+  const limiter = createAttemptLimiter(db, clock);
+  const limits = createSignInLimits(limiter, config);
+  const mailer = createMailer({ config, logger });
+  const now = () => clock.nowMs();
+  const outbox = createMailOutbox({ db, mailer, secretBox, audit, logger, settings: outboxSettingsFrom(config.mail.outbox), now });
+  const invitations = createInvitationService({ db, audit, logger, issuer: config.issuer, mailer, now });
+  // Self-service sign-up and password reset, under the same password policy as everything else.
+  const selfService = {
+    config,
+    accounts,
+    db,
+    emailCodes,
+    limits,
+    passwordPolicy,
+    mail: createBackgroundMail(mailer, logger),
+    links: selfServiceLinks(config.issuer),
+    audit,
+    logger,
+    now,
+  };
+  // SIGN_UP=invite: a sign-up spends one use of its invitation (a unique-insert claim).
+  const invitationCheck = { accept: async (token: string, email: string) => (await invitations.redeem(token, email)).ok };
+  const signUp = createSignUpService({ ...selfService, invitations: invitationCheck, Account });
+  const passwordReset = createPasswordResetService(selfService);
+
+  let ownMinter: Provider | undefined;
+  const minter =
+    mintingProvider ??
+    (() => (ownMinter ??= createMintingProvider({ issuer: config.issuer, db, clientStore: clients, logger })));
+  const registrationTokens = createRegistrationTokenService({ provider: minter, db, audit, clock });
+  const registrationPolicies = createRegistrationPolicies({ db, audit, clock });
+  // NOTE: not the core's clock: the provider's records live and expire by the provider's own
+  // time (the system's), which no clock of ours moves.
+  const adapter = createAdapterStore({ db, logger });
+
+  // NOTE: used recovery codes have no expiry a TTL index could act on (totp.service.ts), so the
+  // sweep runs on MongoDB too; the other stores' sweeps are cheap indexed deletes.
+  const stores: Store[] = [
+    { name: 'accounts', ensureIndexes: () => accounts.ensureIndexes() },
+    { name: 'clients', ensureIndexes: () => clients.ensureIndexes(), sweep: () => clients.sweep() },
+    { name: 'oidc', provider: true, ensureIndexes: () => adapter.ensureIndexes(), sweep: () => adapter.sweep() },
+    { name: 'email codes', ensureIndexes: () => emailCodes.ensureIndexes(), sweep: () => emailCodes.sweep() },
+    { name: 'limits', ensureIndexes: () => limiter.ensureIndexes(), sweep: () => limiter.sweep() },
+    { name: 'totp', ensureIndexes: () => totp.ensureIndexes(), sweep: () => totp.sweep() },
+    { name: 'audit', ensureIndexes: () => audit.ensureIndexes(), sweep: () => audit.sweep() },
+    { name: 'registration tokens', ensureIndexes: () => registrationTokens.ensureIndexes(), sweep: () => registrationTokens.sweep() },
+    { name: 'mail outbox', ensureIndexes: () => outbox.ensureIndexes(), sweep: () => outbox.sweep() },
+    { name: 'invitations', ensureIndexes: () => invitations.ensureIndexes(), sweep: () => invitations.sweep() },
+    { name: 'sign-up', ensureIndexes: () => signUp.ensureIndexes(), sweep: () => signUp.sweep() },
+    { name: 'password reset', ensureIndexes: () => passwordReset.ensureIndexes(), sweep: () => passwordReset.sweep() },
+  ];
+
+  async function sweep(): Promise<number> {
+    let removed = 0;
+    for (const store of stores) if (store.sweep) removed += await store.sweep();
+    return removed;
+  }
+
+  let timer: NodeJS.Timeout | undefined;
+  let closed: Promise<void> | undefined;
+
+  return {
+    config,
+    logger,
+    connection,
+    db,
+    clock,
+    secretBox,
+    accounts,
+    clients,
+    emailCodes,
+    totp,
+    userAdmin,
+    passwordPolicy,
+    limits,
+    mailer,
+    outbox,
+    audit,
+    invitations,
+    signUp,
+    passwordReset,
+    registrationTokens,
+    registrationPolicies,
+    stores,
+    async ensureIndexes({ withProvider = true } = {}) {
+      for (const store of stores) if (withProvider || !store.provider) await store.ensureIndexes();
+    },
+    sweep,
+    startSweeping(intervalMs = 60_000) {
+      if (timer || closed) return;
+      timer = setInterval(() => {
+        guardDatabase(sweep).then(
+          (n) => n > 0 && logger.debug('swept expired records', { removed: n }),
+          (err: unknown) => logger.warn('expiry sweep failed', { reason: (err as Error).message }),
+        );
+      }, intervalMs);
+      timer.unref();
+    },
+    close() {
+      closed ??= (async () => {
+        clearInterval(timer);
+        timer = undefined;
+        // The sends in flight finish first; a mail cut off is retried after its lease.
+        await outbox.stop();
+        mailer.close();
+        // Audit writes started by provider events are not awaited by requests: let them land.
+        await audit.flush().catch(() => undefined);
+      })();
+      return closed;
+    },
+  };
+}
