@@ -1,9 +1,9 @@
 import Router from '@koa/router';
+import type { InteractionResults } from 'oidc-provider';
 import { z } from 'zod';
 
 import { AppError } from '../http/app-error.js';
 import { parseForm } from '../http/form-body.js';
-import type { InteractionResults } from 'oidc-provider';
 import { clientFlag, factorsFromAmr } from '../oidc/policy.js';
 import { createConsent } from './consent.js';
 import type { SignInEvent } from './flow.js';

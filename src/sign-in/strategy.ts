@@ -1,6 +1,6 @@
 import type { AccountView } from '../accounts/account.service.js';
 import type { Factor } from '../oidc/policy.js';
-import type { SignInEvent, Step, Transition } from './flow.js';
+import type { SignInEvent, Transition } from './flow.js';
 import type { SignInContext } from './sign-in-context.js';
 
 /**
@@ -52,5 +52,3 @@ export interface FlowActions {
   /** POST → redirect → GET of the current step's page. */
   showCurrentStep(ctx: SignInContext, query?: string): void;
 }
-
-export type { Step };

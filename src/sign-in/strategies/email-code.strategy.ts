@@ -27,7 +27,7 @@ interface EmailCodePage {
  * found by the address), and as the second factor of accounts without an authenticator app.
  */
 export function createEmailCodeStrategy(kit: SignInKit): SignInStrategy {
-  const { config, accounts, emailCodes, audit, pages } = { ...kit.deps, config: kit.config };
+  const { config, accounts, emailCodes, audit, pages } = kit.deps;
   // Shown to people and in the mail: whole minutes, never "0 minutes" for a short TTL.
   const codeMinutes = Math.max(1, Math.ceil(config.emailCode.ttlSeconds / 60));
 
