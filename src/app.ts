@@ -14,7 +14,7 @@ import { cachePublicMetadata, pinPublicOrigin } from './http/public-origin.js';
 import { requestId, securityHeaders } from './http/security-headers.js';
 import { bindRequestContext } from './http/request-context.js';
 import { serveStatic } from './http/static.routes.js';
-import { createInteractionRouter } from './interactions/interaction.routes.js';
+import { createSignInRouter } from './sign-in/index.js';
 import { limitClientAuthentication } from './limits/client-auth-limit.js';
 import { createDemoRouter } from './demo/demo.routes.js';
 import { createAccountRouter } from './account/account.routes.js';
@@ -66,7 +66,7 @@ export function createApp(deps: Deps): Koa {
 
   const health = createHealthRouter({ connection: deps.connection });
   app.use(health.routes());
-  const interactions = createInteractionRouter(deps);
+  const interactions = createSignInRouter(deps);
   app.use(interactions.routes());
   app.use(interactions.allowedMethods());
   const account = createAccountRouter(deps);

@@ -8,8 +8,8 @@ import type { Config } from '../config/config.js';
  * Who must show a second factor, and what a finished sign-in tells the provider.
  *
  * One set of rules serves two places, so they cannot disagree:
- *  - the sign-in pages (src/interactions) ask `mfaReasons` after the first factor, and tell the
- *    provider the person is signed in (`login` result) only once every required factor is done;
+ *  - the sign-in flow (src/sign-in, `transition`) asks `requiredAssurance` after each factor, and
+ *    tells the provider the person is signed in (`login` result) only once it is reached;
  *  - the provider's interaction policy has an `mfa` prompt whose checks (one per reason) ask the
  *    same question of an existing session: that is step-up (signed in with one factor, now meeting
  *    a request that needs two) and the safety net behind every other route to consent.

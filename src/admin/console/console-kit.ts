@@ -7,7 +7,7 @@ import { AppError } from '../../http/app-error.js';
 import { parseForm } from '../../http/form-body.js';
 import type { FormFields } from '../../http/form-body.js';
 import type { PageRenderer } from '../../http/render-page.js';
-import type { CsrfTokens } from '../../interactions/csrf.js';
+import type { CsrfTokens } from '../../sign-in/csrf.js';
 import type { Logger } from '../../logging/logger.js';
 import type { FirstPartySignIn, SignedIn } from '../../oidc/first-party-sign-in.js';
 import { ADMIN_BASE_PATH } from '../admin-client.js';

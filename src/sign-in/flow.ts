@@ -1,0 +1,196 @@
+import type { AccountView } from '../accounts/account.service.js';
+import type { Assurance, Factor, MfaReason, MfaSettings } from '../oidc/policy.js';
+import { assuranceOf, loginResult, mfaReasons, requiredAssurance, secondFactorOptions } from '../oidc/policy.js';
+
+/**
+ * The sign-in as one explicit flow: a typed state, the events strategies report, and ONE pure
+ * transition `(state, event, context) → next state | finish with login`. No I/O here: the router
+ * loads what the context needs, persists the state in the interaction and talks to the provider.
+ *
+ * ```
+ *                     restart (any step, login prompt)
+ *                 ┌──────────────────────────────────────────────┐
+ *                 ▼                                              │
+ *           ┌──────────┐ code_sent  ┌────────────┐               │
+ *  login ──►│ identify │──────────►│ email-code │──┐ code_sent   │
+ *  prompt   └──────────┘           └────────────┘◄─┘ (resend)    │
+ *                 │ identified(pwd)      │ identified(email)     │
+ *                 ▼                      ▼                       │
+ *           ┌────────────── evaluate ─────────────────┐          │
+ *           │ assurance(factors) < required           │──► second-factor ──verified──► evaluate
+ *           │ reached, passwordResetRequired          │──► new-password ──password_changed──► finish
+ *           │ reached                                 │──► FINISH (login result to the provider)
+ *           └─────────────────────────────────────────┘
+ *  second-factor ──totp_enrolled──► recovery-codes ──recovery_codes_saved──► evaluate
+ *  mfa prompt (step-up): starts in second-factor with the session's account and factors.
+ * ```
+ */
+
+/** What the policy needs to know of the account a step works on. */
+export type FlowAccount = Pick<AccountView, 'id' | 'totpEnabled' | 'hasPassword' | 'roles' | 'passwordResetRequired'>;
+
+/**
+ * How far this sign-in has come. Persisted in the interaction (never the form or the URL), so
+ * the account a later factor is checked for comes from the server side only.
+ * To add a step: add a variant here (and to `flowStateSchema` in flow-store.ts), and say in
+ * `pageFor` which strategy shows it.
+ */
+export type SignInState =
+  /** Nothing done yet: the first-factor page. */
+  | { step: 'identify' }
+  /** A sign-in code was sent to `email` (passwordless first factor). */
+  | { step: 'email-code'; email: string }
+  /** A first factor identified the account; the policy wants another. */
+  | { step: 'second-factor'; accountId: string; factors: Factor[] }
+  /** An authenticator app was just enrolled: its recovery codes were shown once. */
+  | { step: 'recovery-codes'; accountId: string; factors: Factor[] }
+  /** Every factor is done, but an administrator asked for a new password first. */
+  | { step: 'new-password'; accountId: string; factors: Factor[] };
+
+export type Step = SignInState['step'];
+export type AccountStep = Extract<SignInState, { accountId: string }>;
+
+/** What a strategy reports after doing its work (verifying a factor, sending a code, …). */
+export type SignInEvent =
+  /** A sign-in code went out (or was recorded for an unknown address: same answer). */
+  | { type: 'code_sent'; email: string }
+  /** A first factor proved who this is. */
+  | { type: 'identified'; account: FlowAccount; factor: Factor }
+  /** A further factor for the state's account. */
+  | { type: 'verified'; factor: Factor }
+  /** An authenticator app was enrolled (its code checked). */
+  | { type: 'totp_enrolled' }
+  /** "Continue" on the recovery-codes page. */
+  | { type: 'recovery_codes_saved' }
+  /** The administrator-required new password was set. */
+  | { type: 'password_changed' }
+  /** "Use another account": forget this interaction's progress. */
+  | { type: 'restart' };
+
+export interface FlowContext {
+  /** The provider's prompt: `login` (sign in) or `mfa` (step-up of an existing session). */
+  prompt: string;
+  /** The account the state (or the session, at a step-up) names, as loaded for this request. */
+  account: FlowAccount | undefined;
+  clientRequiresMfa: boolean;
+  /** The request's `acr_values`, split. */
+  acrValues: readonly string[];
+  settings: MfaSettings;
+  /** Milliseconds since the epoch: the login result's `ts`. */
+  now: number;
+}
+
+export type LoginResult = ReturnType<typeof loginResult>;
+
+export type Transition =
+  | { state: SignInState; reasons?: MfaReason[] }
+  | { finish: LoginResult }
+  /** The event does not belong to this step (a stale page, another tab, a forged POST). */
+  | { refused: 'wrong_step' };
+
+/** Factors, each once, in order of first appearance. */
+export function uniqueFactors(...lists: readonly (readonly Factor[])[]): Factor[] {
+  return [...new Set(lists.flat())];
+}
+
+const hasAccount = (state: SignInState): state is AccountStep => 'accountId' in state;
+
+/**
+ * The state a request works on. At a step-up (`mfa` prompt) the account is the session's and
+ * the factors include what the session already proved, so a step-up never ends with fewer.
+ */
+export function effectiveState(prompt: string, persisted: SignInState, session: { accountId?: string | undefined; factors: readonly Factor[] }): SignInState {
+  if (prompt !== 'mfa') return persisted;
+  const done = 'factors' in persisted ? persisted.factors : [];
+  const step = persisted.step === 'new-password' || persisted.step === 'recovery-codes' ? persisted.step : 'second-factor';
+  // NOTE: an `mfa` prompt always has a session account; without one, '' names no account and the
+  // router answers `interaction.no_account`.
+  return { step, accountId: session.accountId ?? '', factors: uniqueFactors(session.factors, done) };
+}
+
+const policyInput = (account: FlowAccount, context: FlowContext) => ({ account, clientRequiresMfa: context.clientRequiresMfa, acrValues: context.acrValues });
+
+/** The level this sign-in must reach, for this account (src/oidc/policy.ts). */
+export function requiredFor(account: FlowAccount, context: FlowContext): Assurance {
+  return requiredAssurance(policyInput(account, context), context.settings);
+}
+
+/**
+ * After a verified factor: finish when the factors reach the level asked for, otherwise ask for
+ * another. NOTE: the only place a `finish` comes from, so no route can skip a factor.
+ */
+function evaluate(account: FlowAccount, factors: Factor[], context: FlowContext, options: { passwordChanged?: boolean } = {}): Transition {
+  const input = policyInput(account, context);
+  if (assuranceOf(factors) >= requiredAssurance(input, context.settings)) {
+    // Every factor is done, but an administrator asked for a new password: the provider hears
+    // `login` only after it is set.
+    if (account.passwordResetRequired && !options.passwordChanged) return { state: { step: 'new-password', accountId: account.id, factors } };
+    return { finish: loginResult(account.id, factors, context.settings, context.now) };
+  }
+  return { state: { step: 'second-factor', accountId: account.id, factors }, reasons: mfaReasons(input, context.settings) };
+}
+
+const WRONG_STEP = { refused: 'wrong_step' } as const;
+
+export function transition(state: SignInState, event: SignInEvent, context: FlowContext): Transition {
+  switch (event.type) {
+    case 'code_sent':
+      // Asking for a sign-in code starts the sign-in over with that address.
+      return context.prompt === 'login' ? { state: { step: 'email-code', email: event.email } } : WRONG_STEP;
+    case 'identified':
+      if (context.prompt !== 'login' || hasAccount(state)) return WRONG_STEP;
+      return evaluate(event.account, [event.factor], context);
+    case 'restart':
+      return context.prompt === 'login' ? { state: { step: 'identify' } } : WRONG_STEP;
+    default:
+      break;
+  }
+  // The remaining events are about the state's account.
+  const { account } = context;
+  if (!hasAccount(state) || !account || account.id !== state.accountId) return WRONG_STEP;
+  switch (event.type) {
+    case 'verified':
+      return evaluate(account, uniqueFactors(state.factors, [event.factor]), context);
+    case 'totp_enrolled':
+      return { state: { step: 'recovery-codes', accountId: account.id, factors: uniqueFactors(state.factors, ['totp']) } };
+    case 'recovery_codes_saved':
+      return state.step === 'recovery-codes' ? evaluate(account, state.factors, context) : WRONG_STEP;
+    case 'password_changed':
+      return state.step === 'new-password' ? evaluate(account, state.factors, context, { passwordChanged: true }) : WRONG_STEP;
+  }
+}
+
+/** The ways to complete the second factor, each served by a strategy. */
+export type SecondFactorMethod = 'totp' | 'recovery-code' | 'email-code' | 'password' | 'totp-enrolment';
+
+/**
+ * Which second factor this account gives now: the app (or one of its recovery codes, when the
+ * person asks with `?method=recovery`) when enrolled; else, where level 2 will do, an email code
+ * after a password, or the password after an email code; else enrolment of an app.
+ */
+export function secondFactorMethod(account: FlowAccount, factors: readonly Factor[], context: FlowContext, requested?: unknown): SecondFactorMethod {
+  const options = secondFactorOptions(account, factors, context.settings, requiredFor(account, context));
+  if (options.totp) return requested === 'recovery' ? 'recovery-code' : 'totp';
+  if (options.email) return 'email-code';
+  if (options.password) return 'password';
+  return 'totp-enrolment';
+}
+
+/**
+ * The strategy whose page the current step shows (GET /interaction/:uid). `requested` is the
+ * `method` query parameter (only "recovery" means anything).
+ */
+export function pageFor(state: SignInState, context: FlowContext, requested?: unknown): string {
+  switch (state.step) {
+    case 'identify':
+      return 'password';
+    case 'email-code':
+      return 'email-code';
+    case 'recovery-codes':
+      return 'totp-enrolment';
+    case 'new-password':
+      return 'new-password';
+    case 'second-factor':
+      return context.account ? secondFactorMethod(context.account, state.factors, context, requested) : 'password';
+  }
+}

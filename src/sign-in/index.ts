@@ -1,0 +1,22 @@
+/**
+ * The sign-in, as one explicit flow (after Ory Kratos's self-service flows):
+ *  - flow.ts: the typed state, the events, and the one pure `transition`;
+ *  - strategies/: one per method (form schema, verification, page), listed in strategy-registry.ts;
+ *  - sign-in.routes.ts: the one router (loads interaction, client and account once; dispatches).
+ *
+ * To add a strategy (say, sign-up):
+ *  1. write `strategies/sign-up.strategy.ts` exporting `createSignUpStrategy(kit): SignInStrategy`
+ *     with its `id`, its `routes` (path, prompts, `loadsAccount`, `handle`) and `show`;
+ *  2. add it to SIGN_IN_STRATEGIES in strategy-registry.ts;
+ *  3. if it has its own step, add the step to `SignInState` (flow.ts) and its stored form to
+ *     flow-store.ts, the events it reports to `SignInEvent` and their case to `transition`, and
+ *     the step's page to `pageFor`; then add rows to test/sign-in/transition.test.ts.
+ * A strategy reports what it verified (`flow.advance(ctx, event)`); only `transition` decides what
+ * comes next, and only it finishes a sign-in (the policy in src/oidc/policy.ts).
+ */
+export { createSignInRouter } from './sign-in.routes.js';
+export type { SignInDeps } from './sign-in-kit.js';
+export { SIGN_IN_STRATEGIES } from './strategy-registry.js';
+export type { SignInStrategy, StrategyRoute, FlowActions } from './strategy.js';
+export type { SignInState, SignInEvent, FlowContext, Transition } from './flow.js';
+export { transition } from './flow.js';

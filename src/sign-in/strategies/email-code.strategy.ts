@@ -1,0 +1,235 @@
+import { z } from 'zod';
+
+import type { AccountView } from '../../accounts/account.service.js';
+import { emailSchema } from '../../accounts/account.service.js';
+import type { EmailCodePurpose } from '../../accounts/email-code.service.js';
+import type { AuditOutcome } from '../../audit/audit.service.js';
+import { accountActor } from '../../audit/audit.service.js';
+import { codeForm } from '../forms.js';
+import { codeError, describeWait } from '../messages.js';
+import type { SignInKit } from '../sign-in-kit.js';
+import type { SignInContext } from '../sign-in-context.js';
+import type { FlowActions, SignInStrategy } from '../strategy.js';
+
+const emailForm = z.object({ csrf: z.string(), email: emailSchema });
+
+interface EmailCodePage {
+  purpose: EmailCodePurpose;
+  email: string;
+  error?: string | undefined;
+  notice?: string | undefined;
+  status?: number | undefined;
+  stepUp?: boolean;
+}
+
+/**
+ * A one-time code by email: as the first factor (passwordless: step `email-code`, the account
+ * found by the address), and as the second factor of accounts without an authenticator app.
+ */
+export function createEmailCodeStrategy(kit: SignInKit): SignInStrategy {
+  const { config, accounts, emailCodes, audit, pages } = kit.deps;
+  // Shown to people and in the mail: whole minutes, never "0 minutes" for a short TTL.
+  const codeMinutes = Math.max(1, Math.ceil(config.emailCode.ttlSeconds / 60));
+
+  const render = async (ctx: SignInContext, options: EmailCodePage) => {
+    const base = kit.page(ctx);
+    const pending = await emailCodes.pending({ binding: base.uid, purpose: options.purpose });
+    const view = {
+      ...base,
+      title: 'Enter your code',
+      secondFactor: options.purpose === 'second-factor',
+      stepUp: options.stepUp ?? false,
+      email: options.email,
+      codeMinutes,
+      action: options.purpose === 'sign-in' ? `/interaction/${base.uid}/email-code/verify` : `/interaction/${base.uid}/second-factor/email`,
+      resendAction: `/interaction/${base.uid}/email-code/resend`,
+      // A second factor by email at a step-up starts with no code sent: the page offers to send
+      // one (a POST), rather than mailing on a GET.
+      sent: Boolean(pending) || options.purpose === 'sign-in',
+      // A code that could not be mailed was discarded: say so, and offer a new one.
+      notice:
+        options.notice ??
+        (pending || options.purpose === 'second-factor' ? undefined : 'No valid code is waiting for you: it could not be sent, or it has expired. Send a new one.'),
+      error: options.error,
+    };
+    await pages.render(ctx, 'interactions/email-code', view, options.status ?? 200);
+  };
+
+  /** The second-factor page, for the flow's account. */
+  const renderSecondFactor = (ctx: SignInContext, options: Omit<EmailCodePage, 'purpose' | 'email' | 'stepUp'> = {}) => {
+    const { account, stepUp } = kit.requireAccount(ctx);
+    return render(ctx, { purpose: 'second-factor', email: account.email, stepUp, ...options });
+  };
+
+  /** Sends the code for a second factor by email (accounts without an authenticator app). */
+  const sendSecondFactorCode = async (ctx: SignInContext, account: AccountView): Promise<{ error?: string; notice?: string; status?: number }> => {
+    const binding = ctx.state.interaction.uid;
+    const sending = await kit.beginSending(ctx, account.email);
+    if (!sending.allowed) return { notice: sending.message, status: 429 };
+    const issued = await emailCodes.issue({ email: account.email, accountId: account.id, binding, purpose: 'second-factor' });
+    if (!issued.ok) {
+      await sending.attempt.released();
+      ctx.set('Retry-After', String(issued.retryAfterSeconds));
+      return { notice: `A code was sent moments ago. You can ask for a new one in ${describeWait(issued.retryAfterSeconds)}.`, status: 429 };
+    }
+    await sending.attempt.failed();
+    const sent = await kit.mailCode(ctx, account.email, 'sign-in-code', { code: issued.code, expiresInMinutes: codeMinutes }, () =>
+      emailCodes.discard({ binding, purpose: 'second-factor' }),
+    );
+    return sent ? {} : { error: 'We could not send the email just now. Wait a moment, then send a new code.', status: 503 };
+  };
+
+  /**
+   * Issues a sign-in code for `email` bound to this interaction and mails it when the address
+   * belongs to a usable account. The same writes, limits and answer for unknown and disabled
+   * accounts (no enumeration): their code is recorded but can never be redeemed, and not mailed.
+   */
+  const issueSignInCode = async (ctx: SignInContext, flow: FlowActions, email: string): Promise<{ ok: true } | { ok: false; message: string }> => {
+    const binding = ctx.state.interaction.uid;
+    const account = await accounts.findByEmail(email);
+    const usable = account && !account.disabled ? account : undefined;
+    // Against the account when the address names one; anonymous (the address left out) when not.
+    const requested = (outcome: AuditOutcome, reason?: string) =>
+      audit.record({ action: 'sign_in.email_code_requested', outcome, actor: account ? accountActor(account) : { type: 'anonymous' }, target: account ? accountActor(account) : undefined, clientId: kit.clientId(ctx), reason });
+    const sending = await kit.beginSending(ctx, email);
+    if (!sending.allowed) {
+      await requested('failure', sending.reason);
+      return { ok: false, message: sending.message };
+    }
+    const issued = await emailCodes.issue({ email, accountId: usable?.id ?? null, binding, purpose: 'sign-in' });
+    if (!issued.ok) {
+      await sending.attempt.released();
+      ctx.set('Retry-After', String(issued.retryAfterSeconds));
+      await requested('failure', 'throttled');
+      return { ok: false, message: `A code was sent to this address moments ago. You can ask for a new one in ${describeWait(issued.retryAfterSeconds)}.` };
+    }
+    await sending.attempt.failed();
+    await flow.commit(ctx, { type: 'code_sent', email });
+    // NOTE: mailed in the background so the answer takes the same time whether or not an
+    // account exists. A failed delivery is logged and the code kept: discarding it only for
+    // addresses that were mailed would tell known addresses from unknown ones (the page would
+    // say "no valid code is waiting" for those alone).
+    const log = kit.log(ctx);
+    const background = (delivery: Promise<unknown>) => void delivery.catch((err: unknown) => log.warn('code mail handling failed', { reason: (err as Error).message }));
+    if (usable) {
+      background(kit.mailCode(ctx, usable.email, 'sign-in-code', { code: issued.code, expiresInMinutes: codeMinutes }));
+    } else if (!account && config.emailCode.noAccountMail) {
+      background(kit.mailCode(ctx, email, 'no-account', {}));
+    }
+    log.info('sign-in code requested', { client: ctx.state.interaction.params.client_id });
+    await requested('success');
+    return { ok: true };
+  };
+
+  return {
+    id: 'email-code',
+    async show(ctx) {
+      const { flow } = ctx.state;
+      if (flow.step === 'email-code') return render(ctx, { purpose: 'sign-in', email: flow.email });
+      return renderSecondFactor(ctx);
+    },
+    /** Entering the second factor by email after a first factor: the code goes out at once. */
+    async enter(ctx) {
+      if (ctx.state.flow.step !== 'second-factor') return false;
+      const { account } = kit.requireAccount(ctx);
+      const outcome = await sendSecondFactorCode(ctx, account);
+      if (!outcome.error) return false;
+      await render(ctx, { purpose: 'second-factor', email: account.email, ...outcome });
+      return true;
+    },
+    routes: [
+      {
+        // "Email me a sign-in code" on the login page (passwordless first factor).
+        path: '/email-code',
+        prompts: ['login'],
+        loadsAccount: false,
+        async handle(ctx, flow) {
+          const parsed = emailForm.safeParse({ csrf: ctx.state.form.csrf, email: ctx.state.form.email });
+          if (!parsed.success) return kit.renderLogin(ctx, { error: 'Enter your email address to get a sign-in code.', status: 400 });
+          const { email } = parsed.data;
+          const outcome = await issueSignInCode(ctx, flow, email);
+          if (!outcome.ok) return kit.renderLogin(ctx, { email, error: outcome.message, status: 429 });
+          return flow.showCurrentStep(ctx);
+        },
+      },
+      {
+        path: '/email-code/verify',
+        prompts: ['login'],
+        loadsAccount: false,
+        async handle(ctx, flow) {
+          const { email } = kit.requireStep(ctx, 'email-code');
+          const parsed = codeForm.safeParse(ctx.state.form);
+          if (!parsed.success) return render(ctx, { purpose: 'sign-in', email, error: 'Enter the 6-digit code from the email.', status: 400 });
+          const account = await accounts.findByEmail(email);
+          const usable = account && !account.disabled ? account : undefined;
+          // NOTE: guarded per address, for known and unknown addresses alike, so that the answers to a
+          // run of wrong codes (401 … then 429) are the same whoever has the address.
+          return kit.guarded(
+            ctx,
+            { kind: 'email-code', account: { id: usable?.id, email }, auditAction: 'sign_in.email_code' },
+            (message) => render(ctx, { purpose: 'sign-in', email, error: message, status: 429 }),
+            async (attempt) => {
+              const result = await emailCodes.verify({ binding: ctx.state.interaction.uid, purpose: 'sign-in', code: parsed.data.code });
+              if (!result.ok || !usable || result.accountId !== usable.id) {
+                await attempt.failed();
+                kit.log(ctx).info('sign-in code refused', { reason: result.ok ? 'account' : result.reason, client: ctx.state.interaction.params.client_id });
+                const reason = !account ? 'unknown_account' : account.disabled ? 'account_disabled' : result.ok ? 'account_mismatch' : `code_${result.reason}`;
+                await (account
+                  ? kit.auditFactor(ctx, 'sign_in.email_code', account, 'failure', { reason })
+                  : audit.record({ action: 'sign_in.email_code', outcome: 'failure', actor: { type: 'anonymous' }, clientId: kit.clientId(ctx), reason }));
+                return render(ctx, { purpose: 'sign-in', email, error: codeError(result.ok ? 'invalid' : result.reason), status: 401 });
+              }
+              await attempt.succeeded();
+              await accounts.markEmailVerified(usable.id);
+              await kit.auditFactor(ctx, 'sign_in.email_code', usable, 'success');
+              return flow.identified(ctx, { ...usable, emailVerified: true }, 'email');
+            },
+          );
+        },
+      },
+      {
+        path: '/email-code/resend',
+        prompts: ['login', 'mfa'],
+        loadsAccount: true,
+        async handle(ctx, flow) {
+          const state = ctx.state.flow;
+          if (ctx.state.interaction.prompt.name === 'login' && state.step === 'email-code') {
+            // Same as the first request: throttled per address, mailed only to a usable account.
+            const outcome = await issueSignInCode(ctx, flow, state.email);
+            if (!outcome.ok) return render(ctx, { purpose: 'sign-in', email: state.email, notice: outcome.message, status: 429 });
+            return flow.showCurrentStep(ctx);
+          }
+          const { account } = kit.requireMethod(ctx, 'email-code');
+          const outcome = await sendSecondFactorCode(ctx, account);
+          if (outcome.error || outcome.notice) return renderSecondFactor(ctx, outcome);
+          return flow.showCurrentStep(ctx);
+        },
+      },
+      {
+        path: '/second-factor/email',
+        prompts: ['login', 'mfa'],
+        loadsAccount: true,
+        async handle(ctx, flow) {
+          const { account } = kit.requireMethod(ctx, 'email-code');
+          const fail = (error: string, status: number) => renderSecondFactor(ctx, { error, status });
+          const parsed = codeForm.safeParse(ctx.state.form);
+          if (!parsed.success) return fail('Enter the 6-digit code from the email.', 400);
+          return kit.guarded(ctx, { kind: 'email-code', account, auditAction: 'mfa.email_code' }, (message) => fail(message, 429), async (attempt) => {
+            const result = await emailCodes.verify({ binding: ctx.state.interaction.uid, purpose: 'second-factor', code: parsed.data.code });
+            if (!result.ok || result.accountId !== account.id) {
+              await attempt.failed();
+              kit.log(ctx).info('second factor failed', { accountId: account.id, method: 'email', reason: result.ok ? 'account' : result.reason });
+              await kit.auditFactor(ctx, 'mfa.email_code', account, 'failure', { reason: result.ok ? 'account_mismatch' : `code_${result.reason}` });
+              return fail(codeError(result.ok ? 'invalid' : result.reason), 401);
+            }
+            await attempt.succeeded();
+            await accounts.markEmailVerified(account.id);
+            kit.log(ctx).info('second factor succeeded', { accountId: account.id, method: 'email' });
+            await kit.auditFactor(ctx, 'mfa.email_code', account, 'success');
+            return flow.advance(ctx, { type: 'verified', factor: 'email' });
+          });
+        },
+      },
+    ],
+  };
+}

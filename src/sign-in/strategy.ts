@@ -1,0 +1,54 @@
+import type { AccountView } from '../accounts/account.service.js';
+import type { Factor } from '../oidc/policy.js';
+import type { SignInEvent, Transition } from './flow.js';
+import type { SignInContext } from './sign-in-context.js';
+
+/**
+ * One way of proving something during the sign-in (a password, a code by email, an app, …), after
+ * Ory Kratos's self-service strategies: its form schemas (zod), its verification and its page
+ * (a view-model builder). A strategy never decides where the flow goes next: it reports an event
+ * (`flow.advance`), and the pure transition in flow.ts decides.
+ */
+export interface SignInStrategy {
+  /** Unique; also what `pageFor` (flow.ts) names for the steps whose page this strategy shows. */
+  readonly id: string;
+  /** Its form posts, under /interaction/:uid. */
+  readonly routes: readonly StrategyRoute[];
+  /** Renders this strategy's page for the current step (GET /interaction/:uid). */
+  show(ctx: SignInContext): Promise<void>;
+  /**
+   * Runs when a transition lands on a step whose page is this strategy's (e.g. mailing the
+   * second-factor code). Returns true when it answered the request itself; otherwise the router
+   * redirects to the page of the current step.
+   */
+  enter?(ctx: SignInContext): Promise<boolean>;
+}
+
+export interface StrategyRoute {
+  /** Below /interaction/:uid, e.g. `/second-factor/totp`. */
+  readonly path: string;
+  /** The provider prompts it may run under (else 400 `interaction.wrong_step`, before CSRF). */
+  readonly prompts: readonly ('login' | 'mfa')[];
+  /**
+   * Whether the router loads the account the flow names before `handle` (once; on
+   * `ctx.state.account`). Routes that find the account by what the person typed say false.
+   */
+  readonly loadsAccount: boolean;
+  /** Runs after the body is parsed, the interaction and client loaded and the CSRF token checked. */
+  handle(ctx: SignInContext, flow: FlowActions): Promise<void>;
+}
+
+/** What the router gives a strategy's handler to move the flow on. */
+export interface FlowActions {
+  /**
+   * Reports an event: the transition decides; the new state is persisted; then the provider hears
+   * `login` (finish), or the new step's strategy `enter`s, or the browser goes to the current page.
+   */
+  advance(ctx: SignInContext, event: SignInEvent): Promise<void>;
+  /** A first factor identified `account` (password, or a code by email). */
+  identified(ctx: SignInContext, account: AccountView, factor: Factor): Promise<void>;
+  /** Applies and persists an event without answering: for a strategy that renders the next page itself. */
+  commit(ctx: SignInContext, event: SignInEvent): Promise<Exclude<Transition, { refused: string }>>;
+  /** POST → redirect → GET of the current step's page. */
+  showCurrentStep(ctx: SignInContext, query?: string): void;
+}

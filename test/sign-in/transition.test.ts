@@ -1,0 +1,141 @@
+/**
+ * The sign-in flow as a table: state × event × context → next state, or finish with `login`, or
+ * refused. No HTTP, no database: `transition` is pure.
+ */
+import { describe, expect, it } from '@jest/globals';
+
+import { defaults } from '../../config/defaults.js';
+import type { Factor, MfaSettings } from '../../src/oidc/policy.js';
+import type { FlowAccount, FlowContext, SignInEvent, SignInState, Transition } from '../../src/sign-in/flow.js';
+import { effectiveState, pageFor, secondFactorMethod, transition } from '../../src/sign-in/flow.js';
+
+const settings: MfaSettings = { mfa: { requiredForAdmins: true, emailFallback: true }, acr: { ...defaults.acr } };
+const { singleFactor, emailSecondFactor, multiFactor } = defaults.acr;
+const NOW = 1_800_000_000_000;
+
+const account = (id: string, overrides: Partial<FlowAccount> = {}): FlowAccount => ({ id, totpEnabled: false, hasPassword: true, roles: [], passwordResetRequired: false, ...overrides });
+const plain = account('plain');
+const withApp = account('app', { totpEnabled: true });
+const admin = account('admin', { roles: ['admin'] });
+const mustReset = account('reset', { passwordResetRequired: true });
+const passwordless = account('nopwd', { hasPassword: false });
+
+const context = (overrides: Partial<FlowContext> = {}): FlowContext => ({ prompt: 'login', account: undefined, clientRequiresMfa: false, acrValues: [], settings, now: NOW, ...overrides });
+const login = (accountId: string, amr: string[], acr: string) => ({ finish: { accountId, amr, acr, ts: NOW / 1000, remember: true } });
+
+const identify: SignInState = { step: 'identify' };
+const codeSent: SignInState = { step: 'email-code', email: 'a@example.com' };
+const second = (a: FlowAccount, factors: Factor[]): SignInState => ({ step: 'second-factor', accountId: a.id, factors });
+const WRONG: Transition = { refused: 'wrong_step' };
+
+type Row = [name: string, state: SignInState, event: SignInEvent, context: FlowContext, expected: Transition];
+
+const rows: Row[] = [
+  // First factor.
+  ['password, nothing else required → finish, single factor', identify, { type: 'identified', account: plain, factor: 'pwd' }, context(), login('plain', ['pwd'], singleFactor)],
+  ['email code, nothing else required → finish', codeSent, { type: 'identified', account: plain, factor: 'email' }, context(), login('plain', ['email'], singleFactor)],
+  ['password after asking for a code (changed their mind) → finish', codeSent, { type: 'identified', account: plain, factor: 'pwd' }, context(), login('plain', ['pwd'], singleFactor)],
+  ['password, account has an app → second factor', identify, { type: 'identified', account: withApp, factor: 'pwd' }, context(), { state: second(withApp, ['pwd']), reasons: ['totp_enrolled'] }],
+  ['password, require_mfa client → second factor', identify, { type: 'identified', account: plain, factor: 'pwd' }, context({ clientRequiresMfa: true }), { state: second(plain, ['pwd']), reasons: ['client_requires_mfa'] }],
+  ['password, acr_values multi-factor → second factor', identify, { type: 'identified', account: plain, factor: 'pwd' }, context({ acrValues: [multiFactor] }), { state: second(plain, ['pwd']), reasons: ['acr_requested'] }],
+  ['password, administrator → second factor', identify, { type: 'identified', account: admin, factor: 'pwd' }, context(), { state: second(admin, ['pwd']), reasons: ['admin_role'] }],
+  ['password, all factors done but a new password is required → new-password', identify, { type: 'identified', account: mustReset, factor: 'pwd' }, context(), { state: { step: 'new-password', accountId: 'reset', factors: ['pwd'] } }],
+  ['identified again once a first factor is done → refused', second(withApp, ['pwd']), { type: 'identified', account: withApp, factor: 'pwd' }, context({ account: withApp }), WRONG],
+  ['identified at a step-up → refused', identify, { type: 'identified', account: plain, factor: 'pwd' }, context({ prompt: 'mfa' }), WRONG],
+
+  // Second factor.
+  ['TOTP after password → finish, multi-factor', second(withApp, ['pwd']), { type: 'verified', factor: 'totp' }, context({ account: withApp }), login('app', ['pwd', 'otp', 'mfa'], multiFactor)],
+  ['recovery code after password → finish, multi-factor', second(withApp, ['pwd']), { type: 'verified', factor: 'recovery' }, context({ account: withApp }), login('app', ['pwd', 'otp', 'mfa'], multiFactor)],
+  ['email code after password, require_mfa → finish, email second factor', second(plain, ['pwd']), { type: 'verified', factor: 'email' }, context({ account: plain, clientRequiresMfa: true }), login('plain', ['pwd', 'email', 'mfa'], emailSecondFactor)],
+  ['password after email code, require_mfa → finish', second(plain, ['email']), { type: 'verified', factor: 'pwd' }, context({ account: plain, clientRequiresMfa: true }), login('plain', ['email', 'pwd', 'mfa'], emailSecondFactor)],
+  ['email code when level 3 is needed → still second factor', second(admin, ['pwd']), { type: 'verified', factor: 'email' }, context({ account: admin }), { state: second(admin, ['pwd', 'email']), reasons: ['admin_role'] }],
+  ['the same factor twice is not two factors', second(withApp, ['pwd']), { type: 'verified', factor: 'pwd' }, context({ account: withApp }), { state: second(withApp, ['pwd']), reasons: ['totp_enrolled'] }],
+  ['second factor done, new password required → new-password', second(mustReset, ['pwd']), { type: 'verified', factor: 'email' }, context({ account: mustReset, clientRequiresMfa: true }), { state: { step: 'new-password', accountId: 'reset', factors: ['pwd', 'email'] } }],
+  ['verified without a first factor → refused', identify, { type: 'verified', factor: 'totp' }, context({ account: withApp }), WRONG],
+  ['verified while a code is pending → refused', codeSent, { type: 'verified', factor: 'email' }, context({ account: plain }), WRONG],
+  ['verified for another account than the state names → refused', second(withApp, ['pwd']), { type: 'verified', factor: 'totp' }, context({ account: admin }), WRONG],
+  ['verified without the account loaded → refused', second(withApp, ['pwd']), { type: 'verified', factor: 'totp' }, context(), WRONG],
+
+  // Enrolment and recovery codes.
+  ['app enrolled → recovery-codes, with the app counted', second(admin, ['pwd']), { type: 'totp_enrolled' }, context({ account: admin }), { state: { step: 'recovery-codes', accountId: 'admin', factors: ['pwd', 'totp'] } }],
+  ['recovery codes saved → finish, multi-factor', { step: 'recovery-codes', accountId: 'admin', factors: ['pwd', 'totp'] }, { type: 'recovery_codes_saved' }, context({ account: { ...admin, totpEnabled: true } }), login('admin', ['pwd', 'otp', 'mfa'], multiFactor)],
+  ['recovery codes saved before enrolment → refused', second(admin, ['pwd']), { type: 'recovery_codes_saved' }, context({ account: admin }), WRONG],
+  ['app enrolled before any factor → refused', identify, { type: 'totp_enrolled' }, context({ account: admin }), WRONG],
+
+  // New password.
+  ['new password set → finish', { step: 'new-password', accountId: 'reset', factors: ['pwd'] }, { type: 'password_changed' }, context({ account: mustReset }), login('reset', ['pwd'], singleFactor)],
+  ['new password set, the policy still wants more → second factor', { step: 'new-password', accountId: 'reset', factors: ['pwd'] }, { type: 'password_changed' }, context({ account: { ...mustReset, totpEnabled: true } }), { state: { step: 'second-factor', accountId: 'reset', factors: ['pwd'] }, reasons: ['totp_enrolled'] }],
+  ['password_changed outside the new-password step → refused', second(mustReset, ['pwd']), { type: 'password_changed' }, context({ account: mustReset }), WRONG],
+
+  // Codes by email and restart.
+  ['code sent → email-code', identify, { type: 'code_sent', email: 'b@example.com' }, context(), { state: { step: 'email-code', email: 'b@example.com' } }],
+  ['code sent again → email-code, the new address', codeSent, { type: 'code_sent', email: 'c@example.com' }, context(), { state: { step: 'email-code', email: 'c@example.com' } }],
+  ['code sent after a first factor starts over with that address', second(withApp, ['pwd']), { type: 'code_sent', email: 'd@example.com' }, context({ account: withApp }), { state: { step: 'email-code', email: 'd@example.com' } }],
+  ['a sign-in code at a step-up → refused', identify, { type: 'code_sent', email: 'b@example.com' }, context({ prompt: 'mfa' }), WRONG],
+  ['restart → identify', second(withApp, ['pwd']), { type: 'restart' }, context({ account: withApp }), { state: identify }],
+  ['restart at a step-up → refused', second(withApp, ['pwd']), { type: 'restart' }, context({ prompt: 'mfa', account: withApp }), WRONG],
+];
+
+describe('transition', () => {
+  it.each(rows)('%s', (_name, state, event, ctx, expected) => {
+    expect(transition(state, event, ctx)).toEqual(expected);
+  });
+
+  it('never finishes below the level the policy asks for', () => {
+    const accounts = [plain, withApp, admin, passwordless];
+    const factorSets = [['pwd'], ['email'], ['pwd', 'email'], ['pwd', 'totp'], ['email', 'recovery']] as const;
+    for (const a of accounts) {
+      for (const clientRequiresMfa of [false, true]) {
+        for (const acrValues of [[], [emailSecondFactor], [multiFactor]]) {
+          for (const factors of factorSets) {
+            const next = transition(second(a, [factors[0]]), { type: 'verified', factor: factors[1] ?? factors[0] }, context({ account: a, clientRequiresMfa, acrValues }));
+            if (!('finish' in next)) continue;
+            const strong = next.finish.acr === multiFactor;
+            if (a.totpEnabled || a.roles.includes('admin') || acrValues.includes(multiFactor as never)) expect(strong).toBe(true);
+            if (clientRequiresMfa) expect(next.finish.amr).toContain('mfa');
+          }
+        }
+      }
+    }
+  });
+});
+
+describe('the state a request works on', () => {
+  it('at login: the stored state', () => {
+    expect(effectiveState('login', codeSent, { accountId: 'x', factors: ['pwd'] })).toEqual(codeSent);
+  });
+  it.each([
+    ['nothing stored: the session account and its factors', identify, { step: 'second-factor', accountId: 's', factors: ['pwd'] }],
+    ['factors of this interaction are added', second(account('s'), ['email']), { step: 'second-factor', accountId: 's', factors: ['pwd', 'email'] }],
+    ['the new-password step is kept', { step: 'new-password', accountId: 's', factors: ['pwd', 'totp'] }, { step: 'new-password', accountId: 's', factors: ['pwd', 'totp'] }],
+    ['the recovery-codes step is kept', { step: 'recovery-codes', accountId: 's', factors: ['pwd', 'totp'] }, { step: 'recovery-codes', accountId: 's', factors: ['pwd', 'totp'] }],
+  ] as [string, SignInState, SignInState][])('at a step-up, %s', (_name, stored, expected) => {
+    expect(effectiveState('mfa', stored, { accountId: 's', factors: ['pwd'] })).toEqual(expected);
+  });
+  it('a step-up without a session account names no account', () => {
+    expect(effectiveState('mfa', identify, { accountId: undefined, factors: [] })).toEqual({ step: 'second-factor', accountId: '', factors: [] });
+  });
+});
+
+describe('which strategy shows the current step', () => {
+  it.each([
+    ['identify', identify, context(), undefined, 'password'],
+    ['a code is pending', codeSent, context(), undefined, 'email-code'],
+    ['an app', second(withApp, ['pwd']), context({ account: withApp }), undefined, 'totp'],
+    ['an app, ?method=recovery', second(withApp, ['pwd']), context({ account: withApp }), 'recovery', 'recovery-code'],
+    ['no app, require_mfa, after a password', second(plain, ['pwd']), context({ account: plain, clientRequiresMfa: true }), undefined, 'email-code'],
+    ['no app, require_mfa, after an email code', second(plain, ['email']), context({ account: plain, clientRequiresMfa: true }), undefined, 'password'],
+    ['no app, passwordless, after an email code', second(passwordless, ['email']), context({ account: passwordless, clientRequiresMfa: true }), undefined, 'totp-enrolment'],
+    ['no app, administrator (level 3)', second(admin, ['pwd']), context({ account: admin }), undefined, 'totp-enrolment'],
+    ['no app, ?method=recovery means nothing', second(plain, ['pwd']), context({ account: plain, clientRequiresMfa: true }), 'recovery', 'email-code'],
+    ['recovery codes shown', { step: 'recovery-codes', accountId: 'admin', factors: ['pwd', 'totp'] }, context({ account: admin }), undefined, 'totp-enrolment'],
+    ['new password', { step: 'new-password', accountId: 'reset', factors: ['pwd'] }, context({ account: mustReset }), undefined, 'new-password'],
+  ] as [string, SignInState, FlowContext, unknown, string][])('%s → %s', (_name, state, ctx, requested, page) => {
+    expect(pageFor(state, ctx, requested)).toBe(page);
+  });
+
+  it('no email code as a second factor with MFA_EMAIL_FALLBACK=false', () => {
+    const noFallback = { ...settings, mfa: { ...settings.mfa, emailFallback: false } };
+    expect(secondFactorMethod(plain, ['pwd'], context({ clientRequiresMfa: true, settings: noFallback }))).toBe('totp-enrolment');
+  });
+});
