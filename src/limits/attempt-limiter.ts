@@ -6,6 +6,7 @@ import type { mongo } from 'mongoose';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import { ensureExpiryIndex } from '../db/expiry-index.js';
+import { retryOnLockContention } from '../db/lock-contention.js';
 
 /**
  * Every limit on guessing and sending, in one mechanism: passwords per email address, codes per
@@ -141,6 +142,14 @@ function assertGates(gates: readonly Gate[]): void {
   if (new Set(gates.map((g) => g.key)).size !== gates.length) throw new RangeError('gates of one attempt must have different keys');
 }
 
+/** A bulk insert's duplicate-key errors only (code 11000): the records are already stored. */
+function ignoreDuplicates(err: unknown): void {
+  const writeErrors = (err as { writeErrors?: { code?: number }[] | { code?: number } }).writeErrors;
+  const list = Array.isArray(writeErrors) ? writeErrors : writeErrors ? [writeErrors] : [];
+  if (list.length > 0 && list.every((e) => e.code === 11000)) return;
+  throw err;
+}
+
 export function createAttemptLimiter(db: mongo.Db, clock: Clock = systemClock): AttemptLimiter {
   const now = () => clock.nowMs();
   const collection = db.collection<AttemptRecord>(LIMIT_ATTEMPTS_COLLECTION);
@@ -159,12 +168,14 @@ export function createAttemptLimiter(db: mongo.Db, clock: Clock = systemClock): 
       // callers' pending ones included (their failure then stays forgotten too, as it would have
       // been had it come just before this success).
       succeeded: once(() =>
-        collection.deleteMany(progressive.length > 0 ? { $or: [{ attempt: id }, { key: { $in: progressive } }] } : { attempt: id }),
+        retryOnLockContention(() =>
+          collection.deleteMany(progressive.length > 0 ? { $or: [{ attempt: id }, { key: { $in: progressive } }] } : { attempt: id }),
+        ),
       ),
       // Only this caller ever writes its own records, so a plain update is safe. NOTE: records a
       // concurrent success already removed stay removed.
-      failed: once(() => collection.updateMany({ attempt: id }, { $set: { state: 'failed' } })),
-      released: once(() => collection.deleteMany({ attempt: id })),
+      failed: once(() => retryOnLockContention(() => collection.updateMany({ attempt: id }, { $set: { state: 'failed' } }))),
+      released: once(() => retryOnLockContention(() => collection.deleteMany({ attempt: id }))),
     };
   }
 
@@ -174,19 +185,22 @@ export function createAttemptLimiter(db: mongo.Db, clock: Clock = systemClock): 
     const id = randomBytes(16).toString('base64url');
     // NOTE: insert first, count second; the other order lets N concurrent attempts all see the
     // same count and all pass (see the comment at the top).
-    await collection.insertMany(
-      gates.map((gate, i) => ({
-        _id: `${id}:${i}`,
-        attempt: id,
-        key: gate.key,
-        at: new Date(at),
-        state: 'pending' as const,
-        expiresAt: new Date(at + lifetimeMs(gate.rule)),
-      })),
+    const records = gates.map((gate, i) => ({
+      _id: `${id}:${i}`,
+      attempt: id,
+      key: gate.key,
+      at: new Date(at),
+      state: 'pending' as const,
+      expiresAt: new Date(at + lifetimeMs(gate.rule)),
+    }));
+    // Run again on lock contention; records a failed try did store are this caller's own (their
+    // ids are unique to it), so a duplicate key on the retry means "already there".
+    await retryOnLockContention(() => collection.insertMany(records, { ordered: false }).catch(ignoreDuplicates));
+    const others = await retryOnLockContention(() =>
+      collection
+        .find({ key: { $in: gates.map((g) => g.key) }, attempt: { $ne: id }, expiresAt: { $gt: new Date(at) } }, { projection: { key: 1, at: 1, state: 1, expiresAt: 1 } })
+        .toArray(),
     );
-    const others = await collection
-      .find({ key: { $in: gates.map((g) => g.key) }, attempt: { $ne: id }, expiresAt: { $gt: new Date(at) } }, { projection: { key: 1, at: 1, state: 1, expiresAt: 1 } })
-      .toArray();
     let refusal: { key: string; wait: number; contended: boolean } | undefined;
     for (const gate of gates) {
       const mine = others.filter((r) => r.key === gate.key);
@@ -195,7 +209,7 @@ export function createAttemptLimiter(db: mongo.Db, clock: Clock = systemClock): 
     }
     if (refusal) {
       // A refused caller did not get to try: its records must not count.
-      await collection.deleteMany({ attempt: id });
+      await retryOnLockContention(() => collection.deleteMany({ attempt: id }));
       return { allowed: false, retryAfterSeconds: Math.ceil(refusal.wait / 1000), key: refusal.key, contended: refusal.contended };
     }
     return { allowed: true, attempt: attemptFor(id, gates) };
