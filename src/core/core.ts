@@ -35,7 +35,7 @@ import { createSignInLimits } from '../limits/sign-in-limits.js';
 import type { InvitationService } from '../invitations/invitation.service.js';
 import { createInvitationService } from '../invitations/invitation.service.js';
 import type { Logger } from '../logging/logger.js';
-import type { Mailer } from '../mail/mailer.js';
+import type { Mailer, MailTemplate } from '../mail/mailer.js';
 import { createMailer } from '../mail/mailer.js';
 import type { MailOutbox } from '../mail/outbox.service.js';
 import { createMailOutbox, outboxSettingsFrom } from '../mail/outbox.service.js';
@@ -137,7 +137,13 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
   const mailer = createMailer({ config, logger });
   const now = () => clock.nowMs();
   const outbox = createMailOutbox({ db, mailer, secretBox, audit, logger, settings: outboxSettingsFrom(config.mail.outbox), now });
-  const invitations = createInvitationService({ db, audit, logger, issuer: config.issuer, mailer, now });
+  // Every mail goes through the outbox: sent at once when SMTP works, else retried by the worker.
+  const outboxSender = {
+    sendTemplate: async (to: string, template: MailTemplate, locals: Record<string, unknown>, options?: { expiresAt?: Date | undefined }) => {
+      await outbox.enqueueTemplate(to, template, locals, { urgent: true, ...(options?.expiresAt ? { expiresAt: options.expiresAt } : {}) });
+    },
+  };
+  const invitations = createInvitationService({ db, audit, logger, issuer: config.issuer, mailer: outboxSender, now });
   // Self-service sign-up and password reset, under the same password policy as everything else.
   const selfService = {
     config,
@@ -146,7 +152,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
     emailCodes,
     limits,
     passwordPolicy,
-    mail: createBackgroundMail(mailer, logger),
+    mail: createBackgroundMail(outboxSender, logger),
     links: selfServiceLinks(config.issuer),
     audit,
     logger,
