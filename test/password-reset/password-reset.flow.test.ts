@@ -140,6 +140,24 @@ describe('password reset', () => {
     expect(notice.text).not.toContain(NEW_PASSWORD);
   }, 60_000);
 
+  it('a browser already signed in (prompt=login) resets and still finishes its sign-in, in a new session', async () => {
+    const user = await createUser('same-browser');
+    const agent = new UserAgent(server.url);
+    const first = await authorizationRequest(rp);
+    await redeem(rp, first, await signInThroughPages(agent, first.url.toString(), { email: user.email, password: OLD_PASSWORD }));
+
+    const started = await authorizationRequest(rp, { prompt: 'login' });
+    const login = await agent.follow(started.url.toString());
+    expect(pageKind(login)).toBe('login');
+    const page = await submit(agent, login, '/reset', { email: user.email, password: '' });
+    const { codePage, mail } = await requestCode(agent, page, user.email);
+    const passwordPage = await submit(agent, codePage, '/reset/code', { code: codeFrom(await mail()) });
+    const next = await agent.post(formAction(passwordPage.body, '/reset/password'), { csrf: formField(passwordPage.body, 'csrf'), password: NEW_PASSWORD, confirm: NEW_PASSWORD });
+    expect(next.status).toBe(303);
+    const tokens = await toTokens(agent, rp, started, await agent.follow(next.location ?? ''));
+    expect(tokens.claims()).toMatchObject({ sub: user.id, amr: ['email'] });
+  }, 60_000);
+
   it('an account with an authenticator app still needs it after the reset (the reset is the email factor only)', async () => {
     const user = await createUser('totp');
     const account = await server.deps.accounts.findById(user.id);

@@ -43,6 +43,19 @@ export function completeProblems(result: Exclude<ResetCompleteResult, { ok: true
 }
 
 /**
+ * `complete` ended every session of the account, the one this browser may have started the
+ * sign-in from (prompt=login) included. The provider refuses an interaction whose session is gone
+ * ("session not found"), so the interaction lets go of it: the sign-in finishes in a new session.
+ * NOTE: only for that account's session; another account's session was not touched.
+ */
+async function detachRevokedSession(ctx: SignInContext, accountId: string): Promise<void> {
+  const { interaction } = ctx.state;
+  if (interaction.session?.accountId !== accountId) return;
+  delete interaction.session;
+  await interaction.persist();
+}
+
+/**
  * The step `reset-password`: the mailbox is proven (the interaction holds the reset grant); the
  * person chooses a new password. The service then revokes every session and token of the account
  * and the sign-in goes on, with the reset counted as the email factor (see `transition`).
@@ -85,6 +98,7 @@ export function createResetPasswordStrategy(kit: SignInKit): SignInStrategy {
           if (problems) return render(ctx, problems, 400);
           const result = await passwordReset.complete({ grant, newPassword: ctx.state.form.password ?? '' });
           if (!result.ok) return render(ctx, completeProblems(result), 400);
+          await detachRevokedSession(ctx, result.account.id);
           // The next step (a second factor) works on this account.
           ctx.state.account = result.account;
           kit.log(ctx).info('password reset during sign-in', { accountId: result.account.id, client: kit.clientId(ctx) });
