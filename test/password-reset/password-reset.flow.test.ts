@@ -79,7 +79,7 @@ describe('password reset', () => {
   const signsInWith = async (email: string, password: string) => (await server.deps.accounts.authenticate(email, password)).ok;
 
   beforeAll(async () => {
-    ({ server, smtp } = await startMailingServer('password_reset_flow', { PASSWORD_RESET_IP_LIMIT: '1000' }));
+    ({ server, smtp } = await startMailingServer('password_reset_flow', { PASSWORD_RESET_IP_LIMIT: '1000', IP_SIGN_IN_FAILURE_LIMIT: '1000' }));
     ({ rp, mfaRp } = await createPlainAndMfaClients(server));
   });
 
@@ -238,6 +238,24 @@ describe('password reset', () => {
     expect(await signsInWith(user.email, NEW_PASSWORD)).toBe(true);
   }, 60_000);
 
+  it('one link, 20 browsers posting it at once: exactly one sets the password', async () => {
+    const user = await createUser('race');
+    const before = smtp.countFor(user.email);
+    await server.deps.passwordReset.sendByAdmin(user.id);
+    const link = linkFrom(await smtp.waitForMail(user.email, { after: before }));
+    const form = await new UserAgent(server.url).get(link);
+    const fields = { csrf: formField(form.body, 'csrf'), token: formField(form.body, 'token') };
+    const replies = await Promise.all(
+      Array.from({ length: 20 }, (_, i) => new UserAgent(server.url).post('/password-reset', { ...fields, password: `${NEW_PASSWORD} ${i}`, confirm: `${NEW_PASSWORD} ${i}` })),
+    );
+    const won = replies.flatMap((reply, i) => (reply.status === 200 ? [i] : []));
+    expect(won).toHaveLength(1);
+    // The others: the one "no longer works" page, or a wait from the guessing limits (which count
+    // attempts before they run, so a burst is held back too); never a 5xx.
+    for (const reply of replies.filter((_, i) => i !== won[0])) expect([400, 429]).toContain(reply.status);
+    expect(await signsInWith(user.email, `${NEW_PASSWORD} ${won[0]}`)).toBe(true);
+  }, 60_000);
+
   it('an unknown address gets the same answers as a known one (status, page, cookies, timing)', async () => {
     const known = await createUser('known');
     const unknown = uniqueEmail('nobody');
@@ -327,7 +345,10 @@ describe('password reset', () => {
     }
     expect(await signsInWith(user.email, OLD_PASSWORD)).toBe(true);
 
-    // The link page: made-up and malformed tokens, forged CSRF, a body that is not a form.
+    // The link page: no token (where to start), made-up and malformed tokens, forged CSRF, a body that is not a form.
+    const start = await agent.get('/password-reset');
+    expect(start.status).toBe(200);
+    expect(start.body).toMatch(/href="[^"]*\/account"/);
     expect((await agent.get('/password-reset?token=short')).status).toBe(400);
     expect((await agent.post('/password-reset', { csrf: 'x', token: 'A'.repeat(43), password: NEW_PASSWORD, confirm: NEW_PASSWORD })).status).toBe(403);
     expect((await agent.post('/password-reset', { password: NEW_PASSWORD })).status).toBe(400);
@@ -337,4 +358,29 @@ describe('password reset', () => {
     expect(crossSite.status).toBe(403);
     expect(await signsInWith(user.email, OLD_PASSWORD)).toBe(true);
   }, 60_000);
+});
+
+describe('password reset switched off (PASSWORD_RESET=false)', () => {
+  let server: TestServer;
+  let smtp: MailServer;
+  let rp: oidc.Configuration;
+
+  beforeAll(async () => {
+    ({ server, smtp } = await startMailingServer('password_reset_off', { PASSWORD_RESET: 'false' }));
+    ({ rp } = await createPlainAndMfaClients(server));
+  });
+
+  afterAll(() => stopMailingServer({ server, smtp }));
+
+  it('offers no link, and neither the steps nor the link page exist', async () => {
+    const agent = new UserAgent(server.url);
+    const login = await agent.follow((await authorizationRequest(rp)).url.toString());
+    expect(pageKind(login)).toBe('login');
+    expect(login.body).not.toContain('Forgot password?');
+    const base = formAction(login.body, '/login').replace(/\/login$/, '');
+    const reply = await agent.post(`${base}/reset`, { csrf: formField(login.body, 'csrf'), email: 'a@example.com' });
+    expect(reply.status).toBe(404);
+    expect(pageKind(await agent.get(base))).toBe('login');
+    expect((await agent.get(`/password-reset?token=${'A'.repeat(43)}`)).status).toBe(404);
+  }, 30_000);
 });
