@@ -18,6 +18,7 @@ import { createSignInRouter } from './sign-in/index.js';
 import { limitClientAuthentication } from './limits/client-auth-limit.js';
 import { createDemoRouter } from './demo/demo.routes.js';
 import { createAccountRouter } from './account/account.routes.js';
+import { createPasswordResetRouter } from './account/password-reset.routes.js';
 import { createAdminApi } from './admin/api/api.router.js';
 import { createAdminConsoleRouter } from './admin/console/console.routes.js';
 import { registerAuditPages } from './admin/console/audit.pages.js';
@@ -72,6 +73,7 @@ export function createApp(deps: Deps): Koa {
   const account = createAccountRouter(deps);
   app.use(account.routes());
   app.use(account.allowedMethods());
+  app.use(createPasswordResetRouter(deps).routes());
   // The management API answers everything under /api/admin/v1 itself (problem+json errors).
   app.use(createAdminApi(deps).middleware);
   const adminConsole = createAdminConsoleRouter(deps, [registerClientPages, registerAuditPages, registerUserPages, registerInvitationPages, registerRegistrationTokenPages, registerApiTokenPages]);

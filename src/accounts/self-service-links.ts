@@ -1,10 +1,11 @@
 /**
  * The links self-service mails carry, all built from ISSUER (never from a request's Host).
  *
- * NOTE: the pages behind `passwordReset` are the sign-in flow's next steps; until they exist
- * the links name where they will be. The reset link carries its token in the query: the request
- * log records paths only, pages send `Referrer-Policy: no-referrer`, and a GET of that page must
- * only show a form (the token is redeemed by its POST), so a mail scanner opening it spends nothing.
+ * NOTE: `/password-reset` (src/account/password-reset.routes.ts) shows a link's form, or without a
+ * token says where a reset starts ("Forgot password?" on the sign-in page). The reset link carries
+ * its token in the query: the request log records paths only, the page sends
+ * `Referrer-Policy: no-referrer`, and its GET only shows a form (the token is redeemed by its
+ * POST), so a mail scanner opening it spends nothing.
  */
 export interface SelfServiceLinks {
   /** Where an existing account signs in (the account centre, which starts a sign-in). */

@@ -17,6 +17,10 @@ const storedSchema = z.discriminatedUnion('step', [
   z.object({ step: z.literal('second-factor'), accountId: z.string(), factors }),
   z.object({ step: z.literal('recovery-codes'), accountId: z.string(), factors }),
   z.object({ step: z.literal('new-password'), accountId: z.string(), factors }),
+  z.object({ step: z.literal('reset-request'), email: z.string() }),
+  z.object({ step: z.literal('reset-code'), email: z.string(), flowId: z.string() }),
+  // NOTE: the reset grant lives only in the interaction record (server side), never in a page.
+  z.object({ step: z.literal('reset-password'), email: z.string(), grant: z.string() }),
 ]);
 
 export function readFlowState(interaction: InteractionDetails): SignInState {
@@ -24,7 +28,16 @@ export function readFlowState(interaction: InteractionDetails): SignInState {
   const parsed = storedSchema.safeParse(raw);
   if (!parsed.success) return { step: 'identify' };
   const stored = parsed.data;
-  return stored.step === 'email-code' ? { step: 'email-code', email: stored.email } : { step: stored.step, accountId: stored.accountId, factors: stored.factors };
+  switch (stored.step) {
+    case 'email-code':
+      return { step: 'email-code', email: stored.email };
+    case 'reset-request':
+    case 'reset-code':
+    case 'reset-password':
+      return stored;
+    default:
+      return { step: stored.step, accountId: stored.accountId, factors: stored.factors };
+  }
 }
 
 export async function saveFlowState(interaction: InteractionDetails, state: SignInState): Promise<void> {

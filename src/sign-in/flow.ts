@@ -23,6 +23,11 @@ import { assuranceOf, loginResult, mfaReasons, requiredAssurance, secondFactorOp
  *           └─────────────────────────────────────────┘
  *  second-factor ──totp_enrolled──► recovery-codes ──recovery_codes_saved──► evaluate
  *  mfa prompt (step-up): starts in second-factor with the session's account and factors.
+ *
+ *  password reset ("Forgot password?" on the first-factor page):
+ *  identify / email-code ──reset_started──► reset-request ──reset_code_sent──► reset-code
+ *  reset-code ──reset_code_sent (resend)──► reset-code ──reset_verified──► reset-password
+ *  reset-password ──password_reset──► evaluate with factors [email]
  * ```
  */
 
@@ -45,7 +50,16 @@ export type SignInState =
   /** An authenticator app was just enrolled: its recovery codes were shown once. */
   | { step: 'recovery-codes'; accountId: string; factors: Factor[] }
   /** Every factor is done, but an administrator asked for a new password first. */
-  | { step: 'new-password'; accountId: string; factors: Factor[] };
+  | { step: 'new-password'; accountId: string; factors: Factor[] }
+  /** "Forgot password?": the form asking where to send a reset code (`email`: what was typed). */
+  | { step: 'reset-request'; email: string }
+  /** A reset code was sent for reset flow `flowId` (src/accounts/password-reset.service.ts). */
+  | { step: 'reset-code'; email: string; flowId: string }
+  /**
+   * The reset code was right: `grant` lets this interaction set the account's new password once.
+   * NOTE: no `accountId` yet: nothing is proven to the sign-in until the password is set.
+   */
+  | { step: 'reset-password'; email: string; grant: string };
 
 export type Step = SignInState['step'];
 export type AccountStep = Extract<SignInState, { accountId: string }>;
@@ -65,7 +79,15 @@ export type SignInEvent =
   /** The administrator-required new password was set. */
   | { type: 'password_changed' }
   /** "Use another account": forget this interaction's progress. */
-  | { type: 'restart' };
+  | { type: 'restart' }
+  /** "Forgot password?" on the first-factor page. */
+  | { type: 'reset_started'; email: string }
+  /** A reset code went out (or was recorded for an unknown address: same answer). */
+  | { type: 'reset_code_sent'; email: string; flowId: string }
+  /** The reset code was right: the service gave a grant to set the new password. */
+  | { type: 'reset_verified'; grant: string }
+  /** The new password was set with the grant (every old session and token revoked). */
+  | { type: 'password_reset'; account: FlowAccount };
 
 export interface FlowContext {
   /** The provider's prompt: `login` (sign in) or `mfa` (step-up of an existing session). */
@@ -142,6 +164,24 @@ export function transition(state: SignInState, event: SignInEvent, context: Flow
       return evaluate(event.account, [event.factor], context);
     case 'restart':
       return context.prompt === 'login' ? { state: { step: 'identify' } } : WRONG_STEP;
+    case 'reset_started':
+      // Only before anyone is identified: a person half-way through a second factor has proven
+      // their password already.
+      return context.prompt === 'login' && !hasAccount(state) ? { state: { step: 'reset-request', email: event.email } } : WRONG_STEP;
+    case 'reset_code_sent':
+      return context.prompt === 'login' && (state.step === 'reset-request' || state.step === 'reset-code')
+        ? { state: { step: 'reset-code', email: event.email, flowId: event.flowId } }
+        : WRONG_STEP;
+    case 'reset_verified':
+      return context.prompt === 'login' && state.step === 'reset-code' ? { state: { step: 'reset-password', email: state.email, grant: event.grant } } : WRONG_STEP;
+    case 'password_reset':
+      if (context.prompt !== 'login' || state.step !== 'reset-password') return WRONG_STEP;
+      // NOTE: a reset counts as ONE factor, `email`: the code proved the mailbox, nothing more. The
+      // new password proves nothing on top (whoever reads the mailbox just chose it), so it is not
+      // `pwd`: counting both would make a mailbox alone a two-factor sign-in. An account with an
+      // authenticator app still needs it (level 3), and a client that wants two factors gets a
+      // second one the policy offers (the app, else the password, else enrolment).
+      return evaluate(event.account, ['email'], context);
     default:
       break;
   }
@@ -190,6 +230,12 @@ export function pageFor(state: SignInState, context: FlowContext, requested?: un
       return 'totp-enrolment';
     case 'new-password':
       return 'new-password';
+    case 'reset-request':
+      return 'reset-request';
+    case 'reset-code':
+      return 'reset-code';
+    case 'reset-password':
+      return 'reset-password';
     case 'second-factor':
       return context.account ? secondFactorMethod(context.account, state.factors, context, requested) : 'password';
   }

@@ -2,6 +2,8 @@ import type Provider from 'oidc-provider';
 
 import type { AccountService, AccountView } from '../accounts/account.service.js';
 import type { EmailCodeService } from '../accounts/email-code.service.js';
+import type { PasswordPolicy } from '../accounts/password-policy.js';
+import type { PasswordResetService } from '../accounts/password-reset.service.js';
 import type { TotpService } from '../accounts/totp.service.js';
 import type { AuditDetails, AuditOutcome, AuditService } from '../audit/audit.service.js';
 import { accountActor } from '../audit/audit.service.js';
@@ -31,6 +33,8 @@ export interface SignInDeps {
   csrf: CsrfTokens;
   logger: Logger;
   audit: AuditService;
+  passwordReset: PasswordResetService;
+  passwordPolicy: PasswordPolicy;
 }
 
 /** The gate a check is counted at, besides the client IP's: the factor's own. */
@@ -77,6 +81,8 @@ export function createSignInKit(deps: SignInDeps) {
       client,
       action: `/interaction/${uid}/login`,
       emailCodeAction: `/interaction/${uid}/email-code`,
+      // "Forgot password?" submits the same form, so the address typed so far comes along.
+      resetAction: config.passwordReset.enabled ? `/interaction/${uid}/reset` : undefined,
       abortAction,
       csrf: token,
       email: options.email ?? '',

@@ -3,6 +3,9 @@ import type { SignInStrategy } from './strategy.js';
 import { createEmailCodeStrategy } from './strategies/email-code.strategy.js';
 import { createNewPasswordStrategy } from './strategies/new-password.strategy.js';
 import { createPasswordStrategy } from './strategies/password.strategy.js';
+import { createResetCodeStrategy } from './strategies/reset-code.strategy.js';
+import { createResetPasswordStrategy } from './strategies/reset-password.strategy.js';
+import { createResetRequestStrategy } from './strategies/reset-request.strategy.js';
 import { createRecoveryCodeStrategy } from './strategies/recovery-code.strategy.js';
 import { createTotpEnrolmentStrategy } from './strategies/totp-enrolment.strategy.js';
 import { createTotpStrategy } from './strategies/totp.strategy.js';
@@ -17,4 +20,7 @@ export const SIGN_IN_STRATEGIES: readonly StrategyFactory[] = [
   createRecoveryCodeStrategy,
   createTotpEnrolmentStrategy,
   createNewPasswordStrategy,
+  createResetRequestStrategy,
+  createResetCodeStrategy,
+  createResetPasswordStrategy,
 ];

@@ -27,6 +27,9 @@ const identify: SignInState = { step: 'identify' };
 const codeSent: SignInState = { step: 'email-code', email: 'a@example.com' };
 const second = (a: FlowAccount, factors: Factor[]): SignInState => ({ step: 'second-factor', accountId: a.id, factors });
 const WRONG: Transition = { refused: 'wrong_step' };
+const resetRequest: SignInState = { step: 'reset-request', email: 'a@example.com' };
+const resetCode: SignInState = { step: 'reset-code', email: 'a@example.com', flowId: 'flow1' };
+const resetPassword: SignInState = { step: 'reset-password', email: 'a@example.com', grant: 'g' };
 
 type Row = [name: string, state: SignInState, event: SignInEvent, context: FlowContext, expected: Transition];
 
@@ -74,6 +77,24 @@ const rows: Row[] = [
   ['a sign-in code at a step-up → refused', identify, { type: 'code_sent', email: 'b@example.com' }, context({ prompt: 'mfa' }), WRONG],
   ['restart → identify', second(withApp, ['pwd']), { type: 'restart' }, context({ account: withApp }), { state: identify }],
   ['restart at a step-up → refused', second(withApp, ['pwd']), { type: 'restart' }, context({ prompt: 'mfa', account: withApp }), WRONG],
+
+  // Password reset ("Forgot password?"): the reset proves the mailbox, one factor (`email`), never two.
+  ['reset started on the first-factor page → reset-request, what was typed kept', identify, { type: 'reset_started', email: 'a@example.com' }, context(), { state: resetRequest }],
+  ['reset started while a sign-in code is pending → reset-request', codeSent, { type: 'reset_started', email: 'a@example.com' }, context(), { state: resetRequest }],
+  ['reset started after a first factor → refused', second(withApp, ['pwd']), { type: 'reset_started', email: 'a@example.com' }, context({ account: withApp }), WRONG],
+  ['reset started at a step-up → refused', identify, { type: 'reset_started', email: 'a@example.com' }, context({ prompt: 'mfa' }), WRONG],
+  ['reset code sent → reset-code', resetRequest, { type: 'reset_code_sent', email: 'a@example.com', flowId: 'flow1' }, context(), { state: resetCode }],
+  ['reset code sent again (resend) → reset-code, the new flow', resetCode, { type: 'reset_code_sent', email: 'a@example.com', flowId: 'flow2' }, context(), { state: { ...resetCode, flowId: 'flow2' } }],
+  ['reset code sent from the first-factor page (skipping the request step) → refused', identify, { type: 'reset_code_sent', email: 'a@example.com', flowId: 'flow1' }, context(), WRONG],
+  ['reset code right → reset-password, with the grant', resetCode, { type: 'reset_verified', grant: 'g' }, context(), { state: resetPassword }],
+  ['reset verified before a code was sent → refused', resetRequest, { type: 'reset_verified', grant: 'g' }, context(), WRONG],
+  ['password reset, nothing else required → finish, single factor (email)', resetPassword, { type: 'password_reset', account: plain }, context(), login('plain', ['email'], singleFactor)],
+  ['password reset, account has an app → second factor (the app), the reset counted as email only', resetPassword, { type: 'password_reset', account: withApp }, context(), { state: second(withApp, ['email']), reasons: ['totp_enrolled'] }],
+  ['password reset, require_mfa client → second factor: a reset is never two factors', resetPassword, { type: 'password_reset', account: plain }, context({ clientRequiresMfa: true }), { state: second(plain, ['email']), reasons: ['client_requires_mfa'] }],
+  ['password reset, administrator → second factor', resetPassword, { type: 'password_reset', account: admin }, context(), { state: second(admin, ['email']), reasons: ['admin_role'] }],
+  ['password reset before the code was checked → refused', resetCode, { type: 'password_reset', account: plain }, context(), WRONG],
+  ['password reset from the first-factor page → refused', identify, { type: 'password_reset', account: plain }, context(), WRONG],
+  ['restart from a reset step → identify', resetPassword, { type: 'restart' }, context(), { state: identify }],
 ];
 
 describe('transition', () => {
@@ -130,6 +151,9 @@ describe('which strategy shows the current step', () => {
     ['no app, ?method=recovery means nothing', second(plain, ['pwd']), context({ account: plain, clientRequiresMfa: true }), 'recovery', 'email-code'],
     ['recovery codes shown', { step: 'recovery-codes', accountId: 'admin', factors: ['pwd', 'totp'] }, context({ account: admin }), undefined, 'totp-enrolment'],
     ['new password', { step: 'new-password', accountId: 'reset', factors: ['pwd'] }, context({ account: mustReset }), undefined, 'new-password'],
+    ['reset request', resetRequest, context(), undefined, 'reset-request'],
+    ['reset code', resetCode, context(), undefined, 'reset-code'],
+    ['reset password', resetPassword, context(), undefined, 'reset-password'],
   ] as [string, SignInState, FlowContext, unknown, string][])('%s → %s', (_name, state, ctx, requested, page) => {
     expect(pageFor(state, ctx, requested)).toBe(page);
   });
