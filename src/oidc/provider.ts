@@ -103,8 +103,10 @@ export function createProvider(deps: ProviderDeps): Provider {
     interactions: {
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
       // login → mfa (second factor, step-up) → consent: src/oidc/policy.ts.
-      policy: createInteractionPolicy({ mfa: config.mfa, acr: config.acr }),
+      policy: createInteractionPolicy({ mfa: config.mfa, acr: config.acr }, config.signUp),
     },
+    // A sealed invitation token (src/invitations/invitation-link.routes.ts), kept in the interaction's params.
+    extraParams: ['invitation'],
     // Published in discovery (acr_values_supported); the ID token's acr is one of these.
     acrValues: [config.acr.singleFactor, config.acr.emailSecondFactor, config.acr.multiFactor],
     extraClientMetadata: {

@@ -23,6 +23,13 @@ import { assuranceOf, loginResult, mfaReasons, requiredAssurance, secondFactorOp
  *           └─────────────────────────────────────────┘
  *  second-factor ──totp_enrolled──► recovery-codes ──recovery_codes_saved──► evaluate
  *  mfa prompt (step-up): starts in second-factor with the session's account and factors.
+ *
+ *  Sign-up ("Create account" on the login page, ?method=sign-up; or prompt=create, which starts here):
+ *           ┌─────────┐ sign_up_started ┌──────────────┐ email_verified(pwd+email) ──► evaluate
+ *           │ sign-up │───────────────►│ verify-email │
+ *           └─────────┘◄───────────────└──────────────┘──┐ sign_up_started (resend: same flow)
+ *                ▲      change_address (keeps name)  ▲    │
+ *                └───────────────────────────────────┘◄───┘
  * ```
  */
 
@@ -45,7 +52,14 @@ export type SignInState =
   /** An authenticator app was just enrolled: its recovery codes were shown once. */
   | { step: 'recovery-codes'; accountId: string; factors: Factor[] }
   /** Every factor is done, but an administrator asked for a new password first. */
-  | { step: 'new-password'; accountId: string; factors: Factor[] };
+  | { step: 'new-password'; accountId: string; factors: Factor[] }
+  /** The sign-up form (`name` kept when the person goes back to use another address). */
+  | { step: 'sign-up'; name?: string | undefined }
+  /**
+   * A sign-up was started: a code went to `email` (or, for a taken address, the owner was told;
+   * the same state either way). `flowId` names the sign-up service's flow, kept server-side only.
+   */
+  | { step: 'verify-email'; flowId: string; email: string; name?: string | undefined };
 
 export type Step = SignInState['step'];
 export type AccountStep = Extract<SignInState, { accountId: string }>;
@@ -65,7 +79,16 @@ export type SignInEvent =
   /** The administrator-required new password was set. */
   | { type: 'password_changed' }
   /** "Use another account": forget this interaction's progress. */
-  | { type: 'restart' };
+  | { type: 'restart' }
+  /** The sign-up form was accepted (the same answer for a free and a taken address). */
+  | { type: 'sign_up_started'; flowId: string; email: string; name?: string | undefined }
+  /** "Use a different address" on the code page: back to the form, the name kept. */
+  | { type: 'change_address' }
+  /**
+   * The code from the mail proved the inbox of the new account, whose password was chosen in
+   * this same interaction: the same two proofs as a password then an email code (level 2).
+   */
+  | { type: 'email_verified'; account: FlowAccount };
 
 export interface FlowContext {
   /** The provider's prompt: `login` (sign in) or `mfa` (step-up of an existing session). */
@@ -142,6 +165,16 @@ export function transition(state: SignInState, event: SignInEvent, context: Flow
       return evaluate(event.account, [event.factor], context);
     case 'restart':
       return context.prompt === 'login' ? { state: { step: 'identify' } } : WRONG_STEP;
+    case 'sign_up_started':
+      if (context.prompt !== 'login' || hasAccount(state)) return WRONG_STEP;
+      return { state: { step: 'verify-email', flowId: event.flowId, email: event.email, name: event.name } };
+    case 'change_address':
+      return context.prompt === 'login' && state.step === 'verify-email' ? { state: { step: 'sign-up', name: state.name } } : WRONG_STEP;
+    case 'email_verified':
+      // NOTE: amr pwd + email (level 2): the person typed the password in this interaction and
+      // read the inbox. A request for more (an app) continues to the second factor as any sign-in.
+      if (context.prompt !== 'login' || state.step !== 'verify-email') return WRONG_STEP;
+      return evaluate(event.account, ['pwd', 'email'], context);
     default:
       break;
   }
@@ -183,13 +216,18 @@ export function secondFactorMethod(account: FlowAccount, factors: readonly Facto
 export function pageFor(state: SignInState, context: FlowContext, requested?: unknown): string {
   switch (state.step) {
     case 'identify':
-      return 'password';
+      // The login page's "Create account" link (a GET: nothing is written until the form is sent).
+      return requested === 'sign-up' ? 'sign-up' : 'password';
     case 'email-code':
       return 'email-code';
     case 'recovery-codes':
       return 'totp-enrolment';
     case 'new-password':
       return 'new-password';
+    case 'sign-up':
+      return 'sign-up';
+    case 'verify-email':
+      return 'verify-email';
     case 'second-factor':
       return context.account ? secondFactorMethod(context.account, state.factors, context, requested) : 'password';
   }

@@ -12,7 +12,12 @@ import type { Attempt, Gate } from '../limits/attempt-limiter.js';
 import type { SignInLimits } from '../limits/sign-in-limits.js';
 import type { Logger } from '../logging/logger.js';
 import type { Mailer, MailTemplate } from '../mail/mailer.js';
+import type { SecretBox } from '../crypto/secret-box.js';
+import type { InvitationService } from '../invitations/invitation.service.js';
+import type { SignUpService } from '../accounts/sign-up.service.js';
+import type { PasswordPolicy } from '../accounts/password-policy.js';
 import type { CsrfTokens } from './csrf.js';
+import { signUpAccess } from './sign-up-invitation.js';
 import type { AccountStep, FlowContext, SecondFactorMethod, Step } from './flow.js';
 import { secondFactorMethod } from './flow.js';
 import { describeWait, SESSION_ENDED, tooManyAttempts, tooManyCodes, WRONG_STEP } from './messages.js';
@@ -31,6 +36,10 @@ export interface SignInDeps {
   csrf: CsrfTokens;
   logger: Logger;
   audit: AuditService;
+  signUp: SignUpService;
+  invitations: InvitationService;
+  secretBox: SecretBox;
+  passwordPolicy: PasswordPolicy;
 }
 
 /** The gate a check is counted at, besides the client IP's: the factor's own. */
@@ -81,6 +90,8 @@ export function createSignInKit(deps: SignInDeps) {
       csrf: token,
       email: options.email ?? '',
       error: options.error,
+      // "Create account": open sign-up, or an invitation this request carries (a GET, writes nothing).
+      signUpHref: (await signUpAccess(deps, ctx.state.interaction.params)).allowed ? `/interaction/${uid}?method=sign-up` : undefined,
     };
     await deps.pages.render(ctx, 'interactions/login', view, options.status ?? 200);
   };

@@ -3,6 +3,8 @@ import type { SignInStrategy } from './strategy.js';
 import { createEmailCodeStrategy } from './strategies/email-code.strategy.js';
 import { createNewPasswordStrategy } from './strategies/new-password.strategy.js';
 import { createPasswordStrategy } from './strategies/password.strategy.js';
+import { createSignUpStrategy } from './strategies/sign-up.strategy.js';
+import { createVerifyEmailStrategy } from './strategies/verify-email.strategy.js';
 import { createRecoveryCodeStrategy } from './strategies/recovery-code.strategy.js';
 import { createTotpEnrolmentStrategy } from './strategies/totp-enrolment.strategy.js';
 import { createTotpStrategy } from './strategies/totp.strategy.js';
@@ -17,4 +19,6 @@ export const SIGN_IN_STRATEGIES: readonly StrategyFactory[] = [
   createRecoveryCodeStrategy,
   createTotpEnrolmentStrategy,
   createNewPasswordStrategy,
+  createSignUpStrategy,
+  createVerifyEmailStrategy,
 ];
