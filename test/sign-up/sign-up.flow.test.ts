@@ -415,6 +415,19 @@ describe('SIGN_UP=invite', () => {
     expect((await suite.server.deps.invitations.get(created.view.id))?.usesCount).toBe(0);
   });
 
+  it('a refused password does not spend a one-time invitation', async () => {
+    const email = freshEmail('weakinvite');
+    const created = await suite.server.deps.invitations.create({ email, maxUses: 1 });
+    const agent = new UserAgent(suite.server.url);
+    const form = await agent.follow(`/sign-up?invitation=${created.token}`);
+    const weak = await submitSignUp(agent, form, { email, password: 'password1234' });
+    expect(weak.status).toBe(400);
+    expect((await suite.server.deps.invitations.get(created.view.id))?.usesCount).toBe(0);
+    const codePage = await after(agent, await submitSignUp(agent, weak, { email }));
+    expect(codePage.body).toContain('Check your inbox');
+    expect((await suite.server.deps.invitations.get(created.view.id))?.usesCount).toBe(1);
+  });
+
   it('a made-up invitation token: 400, and /sign-up without one: 400', async () => {
     const agent = new UserAgent(suite.server.url);
     expect((await agent.get(`/sign-up?invitation=${'A'.repeat(43)}`)).status).toBe(400);

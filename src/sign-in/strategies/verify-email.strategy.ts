@@ -28,12 +28,14 @@ export function createVerifyEmailStrategy(kit: SignInKit): SignInStrategy {
   const render = async (ctx: SignInContext, view: VerifyView = {}) => {
     const { email, flowId } = kit.requireStep(ctx, 'verify-email');
     const base = kit.page(ctx);
+    // The same for a free and a taken address: the service keeps a code for both.
     const pending = await signUp.pending(flowId);
     const model = {
       ...base,
       title: 'Check your inbox',
       email,
       codeMinutes,
+      // Expired: the resend answers with a way back to the form.
       expired: !pending,
       action: `/interaction/${base.uid}/sign-up/verify`,
       resendAction: `/interaction/${base.uid}/sign-up/resend`,
