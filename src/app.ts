@@ -27,6 +27,7 @@ import { registerUserPages } from './admin/console/user.pages.js';
 import { registerRegistrationTokenPages } from './admin/console/registration-token.pages.js';
 import { registerApiTokenPages } from './admin/console/api-token.pages.js';
 import { registerInvitationPages } from './admin/console/invitation.pages.js';
+import { createInvitationLinkRouter } from './invitations/invitation-link.routes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // src/app.ts in development, dist/src/app.js when compiled: views/ sits at the project root.
@@ -74,6 +75,7 @@ export function createApp(deps: Deps): Koa {
   app.use(account.routes());
   app.use(account.allowedMethods());
   app.use(createPasswordResetRouter(deps).routes());
+  app.use(createInvitationLinkRouter(deps).routes());
   // The management API answers everything under /api/admin/v1 itself (problem+json errors).
   app.use(createAdminApi(deps).middleware);
   const adminConsole = createAdminConsoleRouter(deps, [registerClientPages, registerAuditPages, registerUserPages, registerInvitationPages, registerRegistrationTokenPages, registerApiTokenPages]);

@@ -221,10 +221,6 @@ export function createSignUpService(deps: SignUpServiceDeps): SignUpService {
         await anonymousFailure('account.sign_up', 'closed');
         return { ok: false, reason: 'closed' };
       }
-      if (config.signUp.mode === 'invite' && !(invitation && invitations && (await invitations.accept(invitation, email)))) {
-        await anonymousFailure('account.sign_up', 'invitation_required');
-        return { ok: false, reason: 'invitation_required' };
-      }
       // The policy sees only what the person typed, never whether the address has an account.
       const verdict = await passwordPolicy.check(password, { email, ...(name ? { name } : {}) });
       if (!verdict.ok) {
@@ -242,6 +238,13 @@ export function createSignUpService(deps: SignUpServiceDeps): SignUpService {
       if (!gate.allowed) {
         await anonymousFailure('account.sign_up', 'throttled');
         return { ok: false, reason: 'throttled', retryAfterSeconds: gate.retryAfterSeconds };
+      }
+      // NOTE: the invitation's use is spent last, once the password and the limits let the sign-up
+      // go ahead: a refused password or a throttled attempt must not use up a one-time invitation.
+      if (config.signUp.mode === 'invite' && !(invitation && invitations && (await invitations.accept(invitation, email)))) {
+        await gate.attempt.released();
+        await anonymousFailure('account.sign_up', 'invitation_required');
+        return { ok: false, reason: 'invitation_required' };
       }
       try {
         // NOTE: hashed in every branch, before the address is looked at, so an existing address

@@ -207,9 +207,27 @@ function acrValuesOf(ctx: KoaContextWithOIDC): string[] {
  * oidc-provider's default prompts (login, consent) with our `mfa` prompt between them. Its checks
  * run only for a session that already has an account; a session without one meets `login` first.
  */
-export function createInteractionPolicy(settings: MfaSettings): interactionPolicy.DefaultPolicy {
+export function createInteractionPolicy(settings: MfaSettings, signUp: Pick<Config['signUp'], 'mode'> = { mode: 'closed' }): interactionPolicy.DefaultPolicy {
   const { Prompt, Check, base } = interactionPolicy;
   const policy = base();
+
+  // prompt=create (Initiating User Registration via OpenID Connect 1.0): listed in discovery's
+  // prompt_values_supported while sign-up is open or by invitation. With SIGN_UP=closed it is
+  // not offered, and the provider answers a request for it with `invalid_request` at the client
+  // (§4: a prompt value the OP does not support). NOTE: the prompt has no checks of its own (the
+  // library's would stay pending until a `create` result); it makes the login prompt run, and
+  // the sign-in flow opens on the sign-up form (flow-store.ts). Signing up, or signing in
+  // instead, ends with a `login` result, which settles it.
+  if (signUp.mode !== 'closed') {
+    const create = new Prompt({ name: 'create', requestable: true });
+    create.checks.remove('create_prompt');
+    policy.unshift(create);
+    policy.get('login')?.checks.unshift(
+      new Check('create_prompt', 'the client asked for the sign-up page', 'login_required', (ctx) =>
+        ctx.oidc.prompts.has('create') && !ctx.oidc.result?.login ? Check.REQUEST_PROMPT : Check.NO_NEED_TO_PROMPT,
+      ),
+    );
+  }
 
   // A session whose account was disabled or deleted signs in again. NOTE: the library's login
   // prompt looks only at the session's accountId; without this check the consent check meets a

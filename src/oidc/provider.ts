@@ -62,6 +62,7 @@ export function createProvider(deps: ProviderDeps): Provider {
   const { config, accounts, logger, pages } = deps;
   const { ttl } = config;
 
+  const policy = createInteractionPolicy({ mfa: config.mfa, acr: config.acr }, config.signUp);
   const configuration: Configuration = {
     adapter: createMongoAdapter({ db: deps.db, clientStore: deps.clientStore, logger }),
     // Clients come from MongoDB through the adapter; none are compiled in.
@@ -103,8 +104,10 @@ export function createProvider(deps: ProviderDeps): Provider {
     interactions: {
       url: (_ctx, interaction) => `/interaction/${interaction.uid}`,
       // login → mfa (second factor, step-up) → consent: src/oidc/policy.ts.
-      policy: createInteractionPolicy({ mfa: config.mfa, acr: config.acr }),
+      policy,
     },
+    // A sealed invitation token (src/invitations/invitation-link.routes.ts), kept in the interaction's params.
+    extraParams: ['invitation'],
     // Published in discovery (acr_values_supported); the ID token's acr is one of these.
     acrValues: [config.acr.singleFactor, config.acr.emailSecondFactor, config.acr.multiFactor],
     extraClientMetadata: {
@@ -294,6 +297,9 @@ export function createProvider(deps: ProviderDeps): Provider {
     // NOTE: discovery advertises only what is enabled above.
     discovery: {
       service_documentation: undefined,
+      // Initiating User Registration via OpenID Connect 1.0 §2: the prompt values accepted (the
+      // library publishes none itself), `create` among them while sign-up is offered.
+      prompt_values_supported: ['none', ...policy.filter((prompt) => prompt.requestable).map((prompt) => prompt.name)],
     },
     enabledJWA: {
       idTokenSigningAlgValues: ['RS256', 'ES256'],

@@ -21,12 +21,21 @@ const storedSchema = z.discriminatedUnion('step', [
   z.object({ step: z.literal('reset-code'), email: z.string(), flowId: z.string() }),
   // NOTE: the reset grant lives only in the interaction record (server side), never in a page.
   z.object({ step: z.literal('reset-password'), email: z.string(), grant: z.string() }),
+  // Stored explicitly once a sign-up opened with prompt=create was left for the login page.
+  z.object({ step: z.literal('identify') }),
+  z.object({ step: z.literal('sign-up'), name: z.string().max(200).optional() }),
+  z.object({ step: z.literal('verify-email'), flowId: z.string().max(64), email: z.string().max(254), name: z.string().max(200).optional() }),
 ]);
+
+/** `prompt=create` (Initiating User Registration via OpenID Connect 1.0 §3): the flow opens on the sign-up form. */
+export function requestsCreate(params: Record<string, unknown>): boolean {
+  return typeof params.prompt === 'string' && params.prompt.split(' ').includes('create');
+}
 
 export function readFlowState(interaction: InteractionDetails): SignInState {
   const raw = (interaction.result as { signIn?: unknown } | undefined)?.signIn;
   const parsed = storedSchema.safeParse(raw);
-  if (!parsed.success) return { step: 'identify' };
+  if (!parsed.success) return requestsCreate(interaction.params) ? { step: 'sign-up' } : { step: 'identify' };
   const stored = parsed.data;
   switch (stored.step) {
     case 'email-code':
@@ -34,6 +43,9 @@ export function readFlowState(interaction: InteractionDetails): SignInState {
     case 'reset-request':
     case 'reset-code':
     case 'reset-password':
+    case 'identify':
+    case 'sign-up':
+    case 'verify-email':
       return stored;
     default:
       return { step: stored.step, accountId: stored.accountId, factors: stored.factors };
@@ -43,6 +55,8 @@ export function readFlowState(interaction: InteractionDetails): SignInState {
 export async function saveFlowState(interaction: InteractionDetails, state: SignInState): Promise<void> {
   // NOTE: `result` is what the provider reads when the browser resumes the authorization; it
   // holds no `login` until every required factor is done, so resuming early signs no one in.
-  interaction.result = state.step === 'identify' ? {} : { signIn: state.step === 'email-code' ? { factors: [], ...state } : state };
+  // `identify` is stored explicitly only where an empty result would reopen the sign-up form (prompt=create).
+  const empty = state.step === 'identify' && !requestsCreate(interaction.params);
+  interaction.result = empty ? {} : { signIn: state.step === 'email-code' ? { factors: [], ...state } : state };
   await interaction.persist();
 }

@@ -28,6 +28,12 @@ import { assuranceOf, loginResult, mfaReasons, requiredAssurance, secondFactorOp
  *  identify / email-code ──reset_started──► reset-request ──reset_code_sent──► reset-code
  *  reset-code ──reset_code_sent (resend)──► reset-code ──reset_verified──► reset-password
  *  reset-password ──password_reset──► evaluate with factors [email]
+ *  Sign-up ("Create account" on the login page, ?method=sign-up; or prompt=create, which starts here):
+ *           ┌─────────┐ sign_up_started ┌──────────────┐ email_verified(pwd+email) ──► evaluate
+ *           │ sign-up │───────────────►│ verify-email │
+ *           └─────────┘◄───────────────└──────────────┘──┐ sign_up_started (resend: same flow)
+ *                ▲      change_address (keeps name)  ▲    │
+ *                └───────────────────────────────────┘◄───┘
  * ```
  */
 
@@ -59,7 +65,14 @@ export type SignInState =
    * The reset code was right: `grant` lets this interaction set the account's new password once.
    * NOTE: no `accountId` yet: nothing is proven to the sign-in until the password is set.
    */
-  | { step: 'reset-password'; email: string; grant: string };
+  | { step: 'reset-password'; email: string; grant: string }
+  /** The sign-up form (`name` kept when the person goes back to use another address). */
+  | { step: 'sign-up'; name?: string | undefined }
+  /**
+   * A sign-up was started: a code went to `email` (or, for a taken address, the owner was told;
+   * the same state either way). `flowId` names the sign-up service's flow, kept server-side only.
+   */
+  | { step: 'verify-email'; flowId: string; email: string; name?: string | undefined };
 
 export type Step = SignInState['step'];
 export type AccountStep = Extract<SignInState, { accountId: string }>;
@@ -87,7 +100,16 @@ export type SignInEvent =
   /** The reset code was right: the service gave a grant to set the new password. */
   | { type: 'reset_verified'; grant: string }
   /** The new password was set with the grant (every old session and token revoked). */
-  | { type: 'password_reset'; account: FlowAccount };
+  | { type: 'password_reset'; account: FlowAccount }
+  /** The sign-up form was accepted (the same answer for a free and a taken address). */
+  | { type: 'sign_up_started'; flowId: string; email: string; name?: string | undefined }
+  /** "Use a different address" on the code page: back to the form, the name kept. */
+  | { type: 'change_address' }
+  /**
+   * The code from the mail proved the inbox of the new account, whose password was chosen in
+   * this same interaction: the same two proofs as a password then an email code (level 2).
+   */
+  | { type: 'email_verified'; account: FlowAccount };
 
 export interface FlowContext {
   /** The provider's prompt: `login` (sign in) or `mfa` (step-up of an existing session). */
@@ -182,6 +204,16 @@ export function transition(state: SignInState, event: SignInEvent, context: Flow
       // authenticator app still needs it (level 3), and a client that wants two factors gets a
       // second one the policy offers (the app, else the password, else enrolment).
       return evaluate(event.account, ['email'], context);
+    case 'sign_up_started':
+      if (context.prompt !== 'login' || hasAccount(state)) return WRONG_STEP;
+      return { state: { step: 'verify-email', flowId: event.flowId, email: event.email, name: event.name } };
+    case 'change_address':
+      return context.prompt === 'login' && state.step === 'verify-email' ? { state: { step: 'sign-up', name: state.name } } : WRONG_STEP;
+    case 'email_verified':
+      // NOTE: amr pwd + email (level 2): the person typed the password in this interaction and
+      // read the inbox. A request for more (an app) continues to the second factor as any sign-in.
+      if (context.prompt !== 'login' || state.step !== 'verify-email') return WRONG_STEP;
+      return evaluate(event.account, ['pwd', 'email'], context);
     default:
       break;
   }
@@ -223,7 +255,8 @@ export function secondFactorMethod(account: FlowAccount, factors: readonly Facto
 export function pageFor(state: SignInState, context: FlowContext, requested?: unknown): string {
   switch (state.step) {
     case 'identify':
-      return 'password';
+      // The login page's "Create account" link (a GET: nothing is written until the form is sent).
+      return requested === 'sign-up' ? 'sign-up' : 'password';
     case 'email-code':
       return 'email-code';
     case 'recovery-codes':
@@ -236,6 +269,10 @@ export function pageFor(state: SignInState, context: FlowContext, requested?: un
       return 'reset-code';
     case 'reset-password':
       return 'reset-password';
+    case 'sign-up':
+      return 'sign-up';
+    case 'verify-email':
+      return 'verify-email';
     case 'second-factor':
       return context.account ? secondFactorMethod(context.account, state.factors, context, requested) : 'password';
   }

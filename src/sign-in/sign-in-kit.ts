@@ -14,7 +14,11 @@ import type { Attempt, Gate } from '../limits/attempt-limiter.js';
 import type { SignInLimits } from '../limits/sign-in-limits.js';
 import type { Logger } from '../logging/logger.js';
 import type { Mailer, MailTemplate } from '../mail/mailer.js';
+import type { SecretBox } from '../crypto/secret-box.js';
+import type { InvitationService } from '../invitations/invitation.service.js';
+import type { SignUpService } from '../accounts/sign-up.service.js';
 import type { CsrfTokens } from './csrf.js';
+import { signUpAccess } from './sign-up-invitation.js';
 import type { AccountStep, FlowContext, SecondFactorMethod, Step } from './flow.js';
 import { secondFactorMethod } from './flow.js';
 import { describeWait, SESSION_ENDED, tooManyAttempts, tooManyCodes, WRONG_STEP } from './messages.js';
@@ -34,6 +38,9 @@ export interface SignInDeps {
   logger: Logger;
   audit: AuditService;
   passwordReset: PasswordResetService;
+  signUp: SignUpService;
+  invitations: InvitationService;
+  secretBox: SecretBox;
   passwordPolicy: PasswordPolicy;
 }
 
@@ -87,6 +94,8 @@ export function createSignInKit(deps: SignInDeps) {
       csrf: token,
       email: options.email ?? '',
       error: options.error,
+      // "Create account": open sign-up, or an invitation this request carries (a GET, writes nothing).
+      signUpHref: (await signUpAccess(deps, ctx.state.interaction.params)).allowed ? `/interaction/${uid}?method=sign-up` : undefined,
     };
     await deps.pages.render(ctx, 'interactions/login', view, options.status ?? 200);
   };

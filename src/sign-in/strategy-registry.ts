@@ -6,6 +6,8 @@ import { createPasswordStrategy } from './strategies/password.strategy.js';
 import { createResetCodeStrategy } from './strategies/reset-code.strategy.js';
 import { createResetPasswordStrategy } from './strategies/reset-password.strategy.js';
 import { createResetRequestStrategy } from './strategies/reset-request.strategy.js';
+import { createSignUpStrategy } from './strategies/sign-up.strategy.js';
+import { createVerifyEmailStrategy } from './strategies/verify-email.strategy.js';
 import { createRecoveryCodeStrategy } from './strategies/recovery-code.strategy.js';
 import { createTotpEnrolmentStrategy } from './strategies/totp-enrolment.strategy.js';
 import { createTotpStrategy } from './strategies/totp.strategy.js';
@@ -23,4 +25,6 @@ export const SIGN_IN_STRATEGIES: readonly StrategyFactory[] = [
   createResetRequestStrategy,
   createResetCodeStrategy,
   createResetPasswordStrategy,
+  createSignUpStrategy,
+  createVerifyEmailStrategy,
 ];

@@ -30,6 +30,9 @@ const WRONG: Transition = { refused: 'wrong_step' };
 const resetRequest: SignInState = { step: 'reset-request', email: 'a@example.com' };
 const resetCode: SignInState = { step: 'reset-code', email: 'a@example.com', flowId: 'flow1' };
 const resetPassword: SignInState = { step: 'reset-password', email: 'a@example.com', grant: 'g' };
+const fresh = account('fresh');
+const signUpStep: SignInState = { step: 'sign-up' };
+const verifyStep: SignInState = { step: 'verify-email', flowId: 'f1', email: 'new@example.com', name: 'Ann' };
 
 type Row = [name: string, state: SignInState, event: SignInEvent, context: FlowContext, expected: Transition];
 
@@ -58,6 +61,21 @@ const rows: Row[] = [
   ['verified while a code is pending → refused', codeSent, { type: 'verified', factor: 'email' }, context({ account: plain }), WRONG],
   ['verified for another account than the state names → refused', second(withApp, ['pwd']), { type: 'verified', factor: 'totp' }, context({ account: admin }), WRONG],
   ['verified without the account loaded → refused', second(withApp, ['pwd']), { type: 'verified', factor: 'totp' }, context(), WRONG],
+
+  // Sign-up and email verification.
+  ['sign-up form accepted (from the login page) → verify-email', identify, { type: 'sign_up_started', flowId: 'f1', email: 'new@example.com', name: 'Ann' }, context(), { state: { step: 'verify-email', flowId: 'f1', email: 'new@example.com', name: 'Ann' } }],
+  ['sign-up form accepted (sign-up step) → verify-email', signUpStep, { type: 'sign_up_started', flowId: 'f1', email: 'new@example.com' }, context(), { state: { step: 'verify-email', flowId: 'f1', email: 'new@example.com', name: undefined } }],
+  ['a new sign-up from the code page (another tab) → verify-email with the new flow', verifyStep, { type: 'sign_up_started', flowId: 'f2', email: 'b@example.com' }, context(), { state: { step: 'verify-email', flowId: 'f2', email: 'b@example.com', name: undefined } }],
+  ['sign-up once an account is identified → refused', second(withApp, ['pwd']), { type: 'sign_up_started', flowId: 'f1', email: 'a@example.com' }, context({ account: withApp }), WRONG],
+  ['sign-up at a step-up → refused', identify, { type: 'sign_up_started', flowId: 'f1', email: 'a@example.com' }, context({ prompt: 'mfa' }), WRONG],
+  ['use a different address → sign-up, the name kept', verifyStep, { type: 'change_address' }, context(), { state: { step: 'sign-up', name: 'Ann' } }],
+  ['use a different address outside the code page → refused', signUpStep, { type: 'change_address' }, context(), WRONG],
+  ['inbox proven, nothing else required → finish, password and email (level 2)', verifyStep, { type: 'email_verified', account: fresh }, context(), login('fresh', ['pwd', 'email', 'mfa'], emailSecondFactor)],
+  ['inbox proven, require_mfa client → finish (pwd + email is level 2)', verifyStep, { type: 'email_verified', account: fresh }, context({ clientRequiresMfa: true }), login('fresh', ['pwd', 'email', 'mfa'], emailSecondFactor)],
+  ['inbox proven, acr_values multi-factor → second factor (an app)', verifyStep, { type: 'email_verified', account: fresh }, context({ acrValues: [multiFactor] }), { state: second(fresh, ['pwd', 'email']), reasons: ['acr_requested'] }],
+  ['inbox proven without a code page → refused', identify, { type: 'email_verified', account: fresh }, context(), WRONG],
+  ['inbox proven from the sign-up form → refused', signUpStep, { type: 'email_verified', account: fresh }, context(), WRONG],
+  ['restart from the code page → identify', verifyStep, { type: 'restart' }, context(), { state: identify }],
 
   // Enrolment and recovery codes.
   ['app enrolled → recovery-codes, with the app counted', second(admin, ['pwd']), { type: 'totp_enrolled' }, context({ account: admin }), { state: { step: 'recovery-codes', accountId: 'admin', factors: ['pwd', 'totp'] } }],
@@ -141,6 +159,10 @@ describe('the state a request works on', () => {
 describe('which strategy shows the current step', () => {
   it.each([
     ['identify', identify, context(), undefined, 'password'],
+    ['identify, ?method=sign-up (the Create account link)', identify, context(), 'sign-up', 'sign-up'],
+    ['sign-up', { step: 'sign-up' }, context(), undefined, 'sign-up'],
+    ['a sign-up code is pending', { step: 'verify-email', flowId: 'f1', email: 'a@example.com' }, context(), undefined, 'verify-email'],
+    ['inbox proven, level 3 asked for', { step: 'second-factor', accountId: 'fresh', factors: ['pwd', 'email'] }, context({ account: fresh, acrValues: [multiFactor] }), undefined, 'totp-enrolment'],
     ['a code is pending', codeSent, context(), undefined, 'email-code'],
     ['an app', second(withApp, ['pwd']), context({ account: withApp }), undefined, 'totp'],
     ['an app, ?method=recovery', second(withApp, ['pwd']), context({ account: withApp }), 'recovery', 'recovery-code'],
