@@ -133,7 +133,8 @@ describe('SIGN_UP=open', () => {
     const callback = await verifyAndConsent(suite, agent, codePage, email, mailsBefore);
     expect(callbackParams(callback).get('code')).toBeTruthy();
     const tokens = await redeem(suite.rp, started, callback);
-    // The code flow returns scope claims from userinfo (OIDC Core §5.4), with the ID token's sub.
+    // The ID token says the address is verified, and so does userinfo.
+    expect(tokens.claims()).toMatchObject({ email, email_verified: true });
     const userinfo = await oidc.fetchUserInfo(suite.rp, tokens.access_token, tokens.claims()?.sub ?? '');
     expect(userinfo).toMatchObject({ email, email_verified: true });
     const account = await suite.server.deps.accounts.findByEmail(email);
