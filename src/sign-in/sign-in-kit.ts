@@ -5,17 +5,20 @@ import type { EmailCodeService } from '../accounts/email-code.service.js';
 import type { TotpService } from '../accounts/totp.service.js';
 import type { AuditDetails, AuditOutcome, AuditService } from '../audit/audit.service.js';
 import { accountActor } from '../audit/audit.service.js';
+import type { PasswordPolicy } from '../accounts/password-policy.js';
 import type { Config } from '../config/config.js';
+import type { SecretBox } from '../crypto/secret-box.js';
 import { AppError } from '../http/app-error.js';
 import type { PageRenderer } from '../http/render-page.js';
 import type { Attempt, Gate } from '../limits/attempt-limiter.js';
 import type { SignInLimits } from '../limits/sign-in-limits.js';
 import type { Logger } from '../logging/logger.js';
 import type { Mailer, MailTemplate } from '../mail/mailer.js';
+import type { MailOutbox } from '../mail/outbox.service.js';
 import type { CsrfTokens } from './csrf.js';
 import type { AccountStep, FlowContext, SecondFactorMethod, Step } from './flow.js';
 import { secondFactorMethod } from './flow.js';
-import { describeWait, SESSION_ENDED, tooManyAttempts, tooManyCodes, WRONG_STEP } from './messages.js';
+import { SESSION_ENDED, WRONG_STEP } from './messages.js';
 import type { SignInContext } from './sign-in-context.js';
 
 /** What the sign-in needs from the core. */
@@ -31,6 +34,9 @@ export interface SignInDeps {
   csrf: CsrfTokens;
   logger: Logger;
   audit: AuditService;
+  secretBox: SecretBox;
+  passwordPolicy: PasswordPolicy;
+  outbox: MailOutbox;
 }
 
 /** The gate a check is counted at, besides the client IP's: the factor's own. */
@@ -65,12 +71,17 @@ export function createSignInKit(deps: SignInDeps) {
     return { uid, client: ctx.state.client, csrf: csrf.issue(uid), abortAction: `/interaction/${uid}/abort`, restartAction: `/interaction/${uid}/restart` };
   };
 
+  /** The refusal the GET shows (post/redirect/get; see page-errors.ts), if any. */
+  const pageError = (ctx: SignInContext) => ctx.state.pageError;
+
   /**
    * The first-factor page (step `identify`): the password form, and the form asking for a code
-   * by email. Shared by the first-factor strategies, which re-render it with their errors.
+   * by email. The address is the one a refused POST kept, else the client's `login_hint`.
    */
-  const renderLogin = async (ctx: SignInContext, options: { email?: string | undefined; error?: string | undefined; status?: number }) => {
+  const renderLogin = async (ctx: SignInContext) => {
     const { uid, client, csrf: token, abortAction } = page(ctx);
+    const hint = ctx.state.interaction.params.login_hint;
+    const error = pageError(ctx);
     const view = {
       title: 'Sign in',
       uid,
@@ -79,10 +90,10 @@ export function createSignInKit(deps: SignInDeps) {
       emailCodeAction: `/interaction/${uid}/email-code`,
       abortAction,
       csrf: token,
-      email: options.email ?? '',
-      error: options.error,
+      email: ctx.state.kept.email ?? (typeof hint === 'string' && hint.length <= 254 ? hint : ''),
+      error: error?.message,
     };
-    await deps.pages.render(ctx, 'interactions/login', view, options.status ?? 200);
+    await deps.pages.render(ctx, 'interactions/login', view);
   };
 
   const wrongStep = () => new AppError(400, 'interaction.wrong_step', WRONG_STEP);
@@ -136,7 +147,7 @@ export function createSignInKit(deps: SignInDeps) {
   const guarded = async (
     ctx: SignInContext,
     check: { kind: GateKind; account: { id?: string | undefined; email: string }; auditAction: string },
-    onRefused: (message: string) => Promise<void>,
+    onRefused: (code: 'throttled' | 'throttled_ip' | 'code_throttled', wait: number) => Promise<void>,
     verify: (attempt: Attempt) => Promise<void>,
   ) => {
     const gates = gatesFor(ctx, check.kind, check.account);
@@ -149,7 +160,7 @@ export function createSignInKit(deps: SignInDeps) {
         ? auditFactor(ctx, check.auditAction, { id: check.account.id }, 'failure', { reason })
         : audit.record({ action: check.auditAction, outcome: 'failure', actor: { type: 'anonymous' }, clientId: clientId(ctx), reason }));
       ctx.set('Retry-After', String(verdict.retryAfterSeconds));
-      return onRefused(fromIp || check.kind === 'password' ? tooManyAttempts(fromIp, verdict.retryAfterSeconds) : tooManyCodes(verdict.retryAfterSeconds));
+      return onRefused(fromIp ? 'throttled_ip' : check.kind === 'password' ? 'throttled' : 'code_throttled', verdict.retryAfterSeconds);
     }
     return verify(verdict.attempt);
   };
@@ -165,10 +176,7 @@ export function createSignInKit(deps: SignInDeps) {
     if (verdict.allowed) return verdict;
     ctx.set('Retry-After', String(verdict.retryAfterSeconds));
     const fromIp = verdict.key === gates[0]?.key;
-    const message = fromIp
-      ? `Too many codes were asked for from your network. You can ask for a new one in ${describeWait(verdict.retryAfterSeconds)}.`
-      : `Too many codes were sent to this address. You can ask for a new one in ${describeWait(verdict.retryAfterSeconds)}.`;
-    return { allowed: false as const, retryAfterSeconds: verdict.retryAfterSeconds, message, reason: fromIp ? 'throttled_ip' : 'throttled_address' };
+    return { allowed: false as const, retryAfterSeconds: verdict.retryAfterSeconds, reason: fromIp ? ('throttled_ip' as const) : ('throttled_address' as const) };
   };
 
   /**
@@ -189,7 +197,7 @@ export function createSignInKit(deps: SignInDeps) {
     }
   };
 
-  return { deps, config, log, clientId, flowContext, page, renderLogin, requireStep, requireAccount, requireMethod, auditFactor, guarded, beginSending, mailCode };
+  return { deps, config, log, clientId, flowContext, page, pageError, renderLogin, requireStep, requireAccount, requireMethod, auditFactor, guarded, beginSending, mailCode };
 }
 
 /** The `method` earlier versions logged for each gate kind. */

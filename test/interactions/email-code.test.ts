@@ -141,12 +141,14 @@ async function askForCode(suite: Suite, agent: UserAgent, login: Reply, email: s
   return { page, code: remember(mail), mail };
 }
 
+/** Posts a code and follows a refusal's redirect to the page (post/redirect/get). */
 function postCode(agent: UserAgent, page: Reply, code: string): Promise<Reply> {
-  return agent.post(formAction(page.body, '/email-code/verify'), { csrf: formField(page.body, 'csrf'), code });
+  return agent.submit(formAction(page.body, '/email-code/verify'), { csrf: formField(page.body, 'csrf'), code });
 }
 
-function postResend(agent: UserAgent, page: Reply): Promise<Reply> {
-  return agent.post(formAction(page.body, '/email-code/resend'), { csrf: formField(page.body, 'csrf') });
+/** "Send a new code", following the redirect to the code page (post/redirect/get). */
+function postResend(agent: UserAgent, page: Reply & { posted?: Reply }): Promise<Reply & { posted: Reply }> {
+  return agent.submit(formAction(page.body, '/email-code/resend'), { csrf: formField(page.body, 'csrf') });
 }
 
 /** A code that is certainly not `code`. */
@@ -452,7 +454,7 @@ describe('sign-in with a code by email', () => {
         ['NUL in the code', { csrf, code: `${code.slice(0, 3)}\u0000${code.slice(3)}` }],
       ];
       for (const [name, form] of cases) {
-        const reply = await agent.post(action, form);
+        const reply = await agent.submit(action, form);
         expect({ name, status: reply.status }).toEqual({ name, status: 400 });
         expectCodePage(reply, 400);
       }
@@ -489,7 +491,7 @@ describe('sign-in with a code by email', () => {
         ['NUL in the email', { csrf, email: 'nul\u0000user@example.com' }],
       ];
       for (const [name, form] of loginPageCases) {
-        const reply = await agent.post(action, form);
+        const reply = await agent.submit(action, form);
         expect({ name, status: reply.status }).toEqual({ name, status: 400 });
         expect(pageKind(reply)).toBe('login');
         expect(reply.body).toContain('Enter your email address to get a sign-in code.');
@@ -569,8 +571,8 @@ describe('sign-in with a code by email', () => {
       await sleep(2100);
 
       const resent = await postResend(agent, page);
-      expect(resent.status).toBe(303);
-      const newPage = await agent.follow(resent.location ?? '');
+      expect(resent.posted.status).toBe(303);
+      const newPage = resent;
       expectCodePage(newPage);
       expect(uidOf(newPage)).toBe(uidOf(page));
       const mail = await suite.smtp.waitForMail(email, { after: 1 });
@@ -590,8 +592,8 @@ describe('sign-in with a code by email', () => {
       await sleep(2100);
 
       const resent = await postResend(agent, first.page);
-      expect(resent.status).toBe(303);
-      const page = await agent.follow(resent.location ?? '');
+      expect(resent.posted.status).toBe(303);
+      const page = resent;
       const second = remember(await suite.smtp.waitForMail(email, { after: 1 }));
 
       const old = await postCode(agent, page, first.code);
