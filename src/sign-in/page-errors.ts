@@ -41,7 +41,8 @@ export const PAGE_ERRORS = {
   resend_throttled: { status: 429, notice: true, message: (p) => `A code was sent moments ago. You can ask for a new one ${inWait(p.wait)}.` },
   resend_throttled_ip: { status: 429, notice: true, message: (p) => `Too many codes were asked for from your network. You can ask for a new one ${inWait(p.wait)}.` },
   resend_throttled_address: { status: 429, notice: true, message: (p) => `Too many codes were sent to this address. You can ask for a new one ${inWait(p.wait)}.` },
-  mail_failed: { status: 503, message: fixed('We could not send the email just now. Wait a moment, then send a new code.') },
+  // Not a refusal: the code is queued and goes out as soon as the mail server answers.
+  mail_delayed: { status: 200, notice: true, message: fixed('The email may take a little longer to arrive than usual. If it has not come in a few minutes, send a new code.') },
   app_code_required: { status: 400, message: fixed('Enter the 6-digit code from your authenticator app.') },
   app_code_invalid: { status: 401, message: fixed('That code is not right. Check your authenticator app and try again.') },
   app_code_replayed: { status: 401, message: fixed('That code was already used. Wait for the next code in your app.') },

@@ -51,7 +51,7 @@ export function acrValuesOf(params: Record<string, unknown>): string[] {
  * fields every page has. Built once from the core; holds no request state.
  */
 export function createSignInKit(deps: SignInDeps) {
-  const { config, limits, mailer, csrf, logger, audit } = deps;
+  const { config, limits, outbox, csrf, logger, audit } = deps;
   const log = (ctx: SignInContext) => ctx.state.log ?? logger;
   const clientId = (ctx: SignInContext) => String(ctx.state.interaction.params.client_id);
 
@@ -180,19 +180,19 @@ export function createSignInKit(deps: SignInDeps) {
   };
 
   /**
-   * Mails a code. A failure is logged (by the mailer, without the code); with `discard`, the
-   * code is withdrawn too, so nothing half-done stays behind and the caller shows a retry message
-   * (only where the account is known already: a second factor).
+   * Mails a code through the outbox, urgently: sent within the request when SMTP answers; when it
+   * does not, the mail stays queued and goes out when SMTP is back, until `expiresAt` (the code's
+   * expiry: a late code is useless). Returns whether it was handed to SMTP now. The outbox logs
+   * delivery failures itself, without the code.
    */
-  const mailCode = async (ctx: SignInContext, to: string, template: MailTemplate, locals: Record<string, unknown>, discard?: () => Promise<void>) => {
+  const mailCode = async (ctx: SignInContext, to: string, template: MailTemplate, locals: Record<string, unknown>, expiresAt?: Date): Promise<boolean> => {
     try {
-      await mailer.sendTemplate(to, template, { productName: config.productName, email: to, ...locals });
-      return true;
+      const queued = await outbox.enqueueTemplate(to, template, { productName: config.productName, email: to, ...locals }, { urgent: true, ...(expiresAt ? { expiresAt } : {}) });
+      if (!queued.sent) log(ctx).info('code mail queued for later delivery', { template, client: ctx.state.interaction.params.client_id });
+      return queued.sent;
     } catch (err) {
-      // The mailer logged delivery failures itself (without the code); name the error here so a
-      // programming error is not mistaken for a delivery problem.
-      log(ctx).warn('code mail not delivered', { template, error: (err as Error).name, reason: (err as Error).message, client: ctx.state.interaction.params.client_id });
-      if (discard) await discard();
+      // Not even queued (the database failed): name the error, never the code.
+      log(ctx).warn('code mail not queued', { template, error: (err as Error).name, reason: (err as Error).message, client: ctx.state.interaction.params.client_id });
       return false;
     }
   };

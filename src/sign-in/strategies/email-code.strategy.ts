@@ -62,7 +62,7 @@ export function createEmailCodeStrategy(kit: SignInKit): SignInStrategy {
   };
 
   /** A refused send, for `flow.fail`. */
-  type SendRefusal = { code: 'code_sent_recently' | 'resend_throttled' | 'resend_throttled_ip' | 'resend_throttled_address' | 'mail_failed'; wait?: number };
+  type SendRefusal = { code: 'code_sent_recently' | 'resend_throttled' | 'resend_throttled_ip' | 'resend_throttled_address' | 'mail_delayed'; wait?: number };
 
   /** Sends the code for a second factor by email (accounts without an authenticator app). */
   const sendSecondFactorCode = async (ctx: SignInContext, account: AccountView): Promise<SendRefusal | undefined> => {
@@ -76,10 +76,9 @@ export function createEmailCodeStrategy(kit: SignInKit): SignInStrategy {
       return { code: 'resend_throttled', wait: issued.retryAfterSeconds };
     }
     await sending.attempt.failed();
-    const sent = await kit.mailCode(ctx, account.email, 'sign-in-code', { code: issued.code, expiresInMinutes: codeMinutes }, () =>
-      emailCodes.discard({ binding, purpose: 'second-factor' }),
-    );
-    return sent ? undefined : { code: 'mail_failed' };
+    // Kept when SMTP is down: the outbox delivers it when SMTP is back (before the code expires).
+    const sent = await kit.mailCode(ctx, account.email, 'sign-in-code', { code: issued.code, expiresInMinutes: codeMinutes }, issued.expiresAt);
+    return sent ? undefined : { code: 'mail_delayed' };
   };
 
   /**
@@ -113,15 +112,14 @@ export function createEmailCodeStrategy(kit: SignInKit): SignInStrategy {
     await sending.attempt.failed();
     await flow.commit(ctx, { type: 'code_sent', email });
     // NOTE: mailed in the background so the answer takes the same time whether or not an
-    // account exists. A failed delivery is logged and the code kept: discarding it only for
-    // addresses that were mailed would tell known addresses from unknown ones (the page would
-    // say "no valid code is waiting" for those alone).
+    // account exists. When SMTP fails the mail stays in the outbox and goes out when SMTP is
+    // back; the page says nothing either way (it would tell known addresses from unknown ones).
     const log = kit.log(ctx);
     const background = (delivery: Promise<unknown>) => void delivery.catch((err: unknown) => log.warn('code mail handling failed', { reason: (err as Error).message }));
     if (usable) {
-      background(kit.mailCode(ctx, usable.email, 'sign-in-code', { code: issued.code, expiresInMinutes: codeMinutes }));
+      background(kit.mailCode(ctx, usable.email, 'sign-in-code', { code: issued.code, expiresInMinutes: codeMinutes }, issued.expiresAt));
     } else if (!account && config.emailCode.noAccountMail) {
-      background(kit.mailCode(ctx, email, 'no-account', {}));
+      background(kit.mailCode(ctx, email, 'no-account', {}, issued.expiresAt));
     }
     log.info('sign-in code requested', { client: ctx.state.interaction.params.client_id });
     await requested('success');
