@@ -52,11 +52,39 @@ export function readFlowState(interaction: InteractionDetails): SignInState {
   }
 }
 
-export async function saveFlowState(interaction: InteractionDetails, state: SignInState): Promise<void> {
+/**
+ * What a refused POST keeps for the page the browser is redirected to (post/redirect/get): the
+ * GET only reads it. Kept until the next write of the flow state. `enrolment` is the sealed
+ * authenticator secret (as the enrolment form carries it), `recoveryCodes` sealed too.
+ */
+export interface KeptInput {
+  /** The address typed on the first-factor page (shown again there). */
+  email?: string | undefined;
+  enrolment?: string | undefined;
+  /** The password policy's message for a refused new password. */
+  refusal?: string | undefined;
+  recoveryCodes?: string | undefined;
+}
+
+const keptSchema = z.object({
+  email: z.string().max(254).optional(),
+  enrolment: z.string().max(2048).optional(),
+  refusal: z.string().max(500).optional(),
+  recoveryCodes: z.string().max(4096).optional(),
+});
+
+export function readKept(interaction: InteractionDetails): KeptInput {
+  const raw = (interaction.result as { kept?: unknown } | undefined)?.kept;
+  return keptSchema.safeParse(raw).data ?? {};
+}
+
+export async function saveFlowState(interaction: InteractionDetails, state: SignInState, kept?: KeptInput): Promise<void> {
   // NOTE: `result` is what the provider reads when the browser resumes the authorization; it
   // holds no `login` until every required factor is done, so resuming early signs no one in.
   // `identify` is stored explicitly only where an empty result would reopen the sign-up form (prompt=create).
   const empty = state.step === 'identify' && !requestsCreate(interaction.params);
-  interaction.result = empty ? {} : { signIn: state.step === 'email-code' ? { factors: [], ...state } : state };
+  const signIn = empty ? {} : { signIn: state.step === 'email-code' ? { factors: [], ...state } : state };
+  const keep = kept && Object.values(kept).some((v) => v !== undefined) ? { kept } : {};
+  interaction.result = { ...signIn, ...keep };
   await interaction.persist();
 }

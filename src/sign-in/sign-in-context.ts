@@ -4,7 +4,8 @@ import type { AccountView } from '../accounts/account.service.js';
 import type { FormFields } from '../http/form-body.js';
 import type { Logger } from '../logging/logger.js';
 import type { SignInState } from './flow.js';
-import type { InteractionDetails } from './flow-store.js';
+import type { InteractionDetails, KeptInput } from './flow-store.js';
+import type { PageError } from './page-errors.js';
 
 export type { InteractionDetails } from './flow-store.js';
 
@@ -35,6 +36,10 @@ export interface SignInRequestState {
    * when none is named, the route does not need it, or it no longer exists.
    */
   account: AccountView | undefined;
+  /** What the last refused POST kept for this page (post/redirect/get); read-only on a GET. */
+  kept: KeptInput;
+  /** On a GET: the refusal the query names (`?error=…`), shown with its status. */
+  pageError: PageError | undefined;
   formActionOrigins: string[];
   requestId: string;
   log?: Logger;

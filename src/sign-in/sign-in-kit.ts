@@ -8,20 +8,21 @@ import type { TotpService } from '../accounts/totp.service.js';
 import type { AuditDetails, AuditOutcome, AuditService } from '../audit/audit.service.js';
 import { accountActor } from '../audit/audit.service.js';
 import type { Config } from '../config/config.js';
+import type { SecretBox } from '../crypto/secret-box.js';
 import { AppError } from '../http/app-error.js';
 import type { PageRenderer } from '../http/render-page.js';
 import type { Attempt, Gate } from '../limits/attempt-limiter.js';
 import type { SignInLimits } from '../limits/sign-in-limits.js';
 import type { Logger } from '../logging/logger.js';
 import type { Mailer, MailTemplate } from '../mail/mailer.js';
-import type { SecretBox } from '../crypto/secret-box.js';
 import type { InvitationService } from '../invitations/invitation.service.js';
 import type { SignUpService } from '../accounts/sign-up.service.js';
+import type { MailOutbox } from '../mail/outbox.service.js';
 import type { CsrfTokens } from './csrf.js';
 import { signUpAccess } from './sign-up-invitation.js';
 import type { AccountStep, FlowContext, SecondFactorMethod, Step } from './flow.js';
 import { secondFactorMethod } from './flow.js';
-import { describeWait, SESSION_ENDED, tooManyAttempts, tooManyCodes, WRONG_STEP } from './messages.js';
+import { SESSION_ENDED, WRONG_STEP } from './messages.js';
 import type { SignInContext } from './sign-in-context.js';
 
 /** What the sign-in needs from the core. */
@@ -42,6 +43,7 @@ export interface SignInDeps {
   invitations: InvitationService;
   secretBox: SecretBox;
   passwordPolicy: PasswordPolicy;
+  outbox: MailOutbox;
 }
 
 /** The gate a check is counted at, besides the client IP's: the factor's own. */
@@ -56,7 +58,7 @@ export function acrValuesOf(params: Record<string, unknown>): string[] {
  * fields every page has. Built once from the core; holds no request state.
  */
 export function createSignInKit(deps: SignInDeps) {
-  const { config, limits, mailer, csrf, logger, audit } = deps;
+  const { config, limits, outbox, csrf, logger, audit } = deps;
   const log = (ctx: SignInContext) => ctx.state.log ?? logger;
   const clientId = (ctx: SignInContext) => String(ctx.state.interaction.params.client_id);
 
@@ -76,12 +78,17 @@ export function createSignInKit(deps: SignInDeps) {
     return { uid, client: ctx.state.client, csrf: csrf.issue(uid), abortAction: `/interaction/${uid}/abort`, restartAction: `/interaction/${uid}/restart` };
   };
 
+  /** The refusal the GET shows (post/redirect/get; see page-errors.ts), if any. */
+  const pageError = (ctx: SignInContext) => ctx.state.pageError;
+
   /**
    * The first-factor page (step `identify`): the password form, and the form asking for a code
-   * by email. Shared by the first-factor strategies, which re-render it with their errors.
+   * by email. The address is the one a refused POST kept, else the client's `login_hint`.
    */
-  const renderLogin = async (ctx: SignInContext, options: { email?: string | undefined; error?: string | undefined; status?: number }) => {
+  const renderLogin = async (ctx: SignInContext) => {
     const { uid, client, csrf: token, abortAction } = page(ctx);
+    const hint = ctx.state.interaction.params.login_hint;
+    const error = pageError(ctx);
     const view = {
       title: 'Sign in',
       uid,
@@ -92,12 +99,12 @@ export function createSignInKit(deps: SignInDeps) {
       resetAction: config.passwordReset.enabled ? `/interaction/${uid}/reset` : undefined,
       abortAction,
       csrf: token,
-      email: options.email ?? '',
-      error: options.error,
+      email: ctx.state.kept.email ?? (typeof hint === 'string' && hint.length <= 254 ? hint : ''),
+      error: error?.message,
       // "Create account": open sign-up, or an invitation this request carries (a GET, writes nothing).
       signUpHref: (await signUpAccess(deps, ctx.state.interaction.params)).allowed ? `/interaction/${uid}?method=sign-up` : undefined,
     };
-    await deps.pages.render(ctx, 'interactions/login', view, options.status ?? 200);
+    await deps.pages.render(ctx, 'interactions/login', view);
   };
 
   const wrongStep = () => new AppError(400, 'interaction.wrong_step', WRONG_STEP);
@@ -151,7 +158,7 @@ export function createSignInKit(deps: SignInDeps) {
   const guarded = async (
     ctx: SignInContext,
     check: { kind: GateKind; account: { id?: string | undefined; email: string }; auditAction: string },
-    onRefused: (message: string) => Promise<void>,
+    onRefused: (code: 'throttled' | 'throttled_ip' | 'code_throttled', wait: number) => Promise<void>,
     verify: (attempt: Attempt) => Promise<void>,
   ) => {
     const gates = gatesFor(ctx, check.kind, check.account);
@@ -164,7 +171,7 @@ export function createSignInKit(deps: SignInDeps) {
         ? auditFactor(ctx, check.auditAction, { id: check.account.id }, 'failure', { reason })
         : audit.record({ action: check.auditAction, outcome: 'failure', actor: { type: 'anonymous' }, clientId: clientId(ctx), reason }));
       ctx.set('Retry-After', String(verdict.retryAfterSeconds));
-      return onRefused(fromIp || check.kind === 'password' ? tooManyAttempts(fromIp, verdict.retryAfterSeconds) : tooManyCodes(verdict.retryAfterSeconds));
+      return onRefused(fromIp ? 'throttled_ip' : check.kind === 'password' ? 'throttled' : 'code_throttled', verdict.retryAfterSeconds);
     }
     return verify(verdict.attempt);
   };
@@ -180,31 +187,28 @@ export function createSignInKit(deps: SignInDeps) {
     if (verdict.allowed) return verdict;
     ctx.set('Retry-After', String(verdict.retryAfterSeconds));
     const fromIp = verdict.key === gates[0]?.key;
-    const message = fromIp
-      ? `Too many codes were asked for from your network. You can ask for a new one in ${describeWait(verdict.retryAfterSeconds)}.`
-      : `Too many codes were sent to this address. You can ask for a new one in ${describeWait(verdict.retryAfterSeconds)}.`;
-    return { allowed: false as const, retryAfterSeconds: verdict.retryAfterSeconds, message, reason: fromIp ? 'throttled_ip' : 'throttled_address' };
+    return { allowed: false as const, retryAfterSeconds: verdict.retryAfterSeconds, reason: fromIp ? ('throttled_ip' as const) : ('throttled_address' as const) };
   };
 
   /**
-   * Mails a code. A failure is logged (by the mailer, without the code); with `discard`, the
-   * code is withdrawn too, so nothing half-done stays behind and the caller shows a retry message
-   * (only where the account is known already: a second factor).
+   * Mails a code through the outbox, urgently: sent within the request when SMTP answers; when it
+   * does not, the mail stays queued and goes out when SMTP is back, until `expiresAt` (the code's
+   * expiry: a late code is useless). Returns whether it was handed to SMTP now. The outbox logs
+   * delivery failures itself, without the code.
    */
-  const mailCode = async (ctx: SignInContext, to: string, template: MailTemplate, locals: Record<string, unknown>, discard?: () => Promise<void>) => {
+  const mailCode = async (ctx: SignInContext, to: string, template: MailTemplate, locals: Record<string, unknown>, expiresAt?: Date): Promise<boolean> => {
     try {
-      await mailer.sendTemplate(to, template, { productName: config.productName, email: to, ...locals });
-      return true;
+      const queued = await outbox.enqueueTemplate(to, template, { productName: config.productName, email: to, ...locals }, { urgent: true, ...(expiresAt ? { expiresAt } : {}) });
+      if (!queued.sent) log(ctx).info('code mail queued for later delivery', { template, client: ctx.state.interaction.params.client_id });
+      return queued.sent;
     } catch (err) {
-      // The mailer logged delivery failures itself (without the code); name the error here so a
-      // programming error is not mistaken for a delivery problem.
-      log(ctx).warn('code mail not delivered', { template, error: (err as Error).name, reason: (err as Error).message, client: ctx.state.interaction.params.client_id });
-      if (discard) await discard();
+      // Not even queued (the database failed): name the error, never the code.
+      log(ctx).warn('code mail not queued', { template, error: (err as Error).name, reason: (err as Error).message, client: ctx.state.interaction.params.client_id });
       return false;
     }
   };
 
-  return { deps, config, log, clientId, flowContext, page, renderLogin, requireStep, requireAccount, requireMethod, auditFactor, guarded, beginSending, mailCode };
+  return { deps, config, log, clientId, flowContext, page, pageError, renderLogin, requireStep, requireAccount, requireMethod, auditFactor, guarded, beginSending, mailCode };
 }
 
 /** The `method` earlier versions logged for each gate kind. */

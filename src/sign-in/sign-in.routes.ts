@@ -8,7 +8,8 @@ import { clientFlag, factorsFromAmr } from '../oidc/policy.js';
 import { createConsent } from './consent.js';
 import type { SignInEvent } from './flow.js';
 import { effectiveState, pageFor, transition } from './flow.js';
-import { readFlowState, saveFlowState } from './flow-store.js';
+import { readFlowState, readKept, saveFlowState } from './flow-store.js';
+import { pageErrorFrom } from './page-errors.js';
 import { WRONG_STEP } from './messages.js';
 import type { SignInDeps } from './sign-in-kit.js';
 import { createSignInKit } from './sign-in-kit.js';
@@ -81,6 +82,8 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
     ctx.state.formActionOrigins = target ? [target] : [];
     const session = { accountId: interaction.session?.accountId, factors: factorsFromAmr(interaction.session?.amr as string[] | undefined) };
     ctx.state.flow = effectiveState(interaction.prompt.name, readFlowState(interaction), session);
+    ctx.state.kept = readKept(interaction);
+    ctx.state.pageError = undefined;
     ctx.state.account = undefined;
     await next();
   };
@@ -124,11 +127,23 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
       ctx.status = 303;
       ctx.redirect(`/interaction/${ctx.state.interaction.uid}${query}`);
     },
-    async commit(ctx, event) {
+    async fail(ctx, code, options = {}) {
+      const { wait, keep, restart, method } = options;
+      if (restart || keep) {
+        const state = restart ? { step: 'identify' as const } : ctx.state.flow;
+        await saveFlowState(ctx.state.interaction, state, keep);
+        ctx.state.flow = state;
+      }
+      const query = new URLSearchParams({ error: code });
+      if (wait !== undefined) query.set('wait', String(Math.max(1, Math.ceil(wait))));
+      if (method) query.set('method', method);
+      flow.showCurrentStep(ctx, `?${query.toString()}`);
+    },
+    async commit(ctx, event, keep) {
       const next = transition(ctx.state.flow, event, kit.flowContext(ctx));
       if ('refused' in next) throw wrongStep();
       if ('state' in next) {
-        await saveFlowState(ctx.state.interaction, next.state);
+        await saveFlowState(ctx.state.interaction, next.state, keep);
         ctx.state.flow = next.state;
       }
       return next;
@@ -147,7 +162,7 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
       if (state.step === 'second-factor') kit.log(ctx).info('second factor required', { accountId, reasons: next.reasons, client: params.client_id });
       // The next step's strategy may act on arrival (mail the second-factor code).
       const arrived = strategyFor(pageFor(state, kit.flowContext(ctx)));
-      if (arrived.enter && (await arrived.enter(ctx))) return;
+      if (arrived.enter && (await arrived.enter(ctx, flow))) return;
       flow.showCurrentStep(ctx);
     },
     async identified(ctx, account, factor) {
@@ -168,7 +183,14 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
       await loadAccount(ctx);
       kit.requireAccount(ctx);
     }
-    return strategyFor(pageFor(state, kit.flowContext(ctx), ctx.query.method)).show(ctx);
+    // Post/redirect/get: the refusal the query names, with its status (nothing written here).
+    const pageError = pageErrorFrom(ctx.query, ctx.state.kept.refusal);
+    ctx.state.pageError = pageError;
+    await strategyFor(pageFor(state, kit.flowContext(ctx), ctx.query.method)).show(ctx);
+    if (pageError && ctx.status === 200) {
+      ctx.status = pageError.status;
+      if (pageError.wait) ctx.set('Retry-After', String(pageError.wait));
+    }
   };
 
   const runRoute = (route: StrategyRoute): SignInMiddleware =>
@@ -188,9 +210,18 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
     await finish(ctx, { error: 'access_denied', error_description: 'End-User aborted interaction' });
   };
 
-  /** "Use another account" / "back": forget this interaction's progress and start again. */
+  /**
+   * "Use another account" / "Back to sign in": forget this interaction's progress and start
+   * again. Back from the email-code page keeps the address, shown again on the login page.
+   */
   const restart: SignInMiddleware = async function restart(ctx) {
-    await flow.commit(ctx, { type: 'restart' });
+    const { flow: state, interaction } = ctx.state;
+    const next = transition(state, { type: 'restart' }, kit.flowContext(ctx));
+    if ('refused' in next) throw wrongStep();
+    if ('state' in next) {
+      await saveFlowState(interaction, next.state, state.step === 'email-code' ? { email: state.email } : undefined);
+      ctx.state.flow = next.state;
+    }
     flow.showCurrentStep(ctx);
   };
 

@@ -1,6 +1,8 @@
 import type { AccountView } from '../accounts/account.service.js';
 import type { Factor } from '../oidc/policy.js';
 import type { SignInEvent, Transition } from './flow.js';
+import type { KeptInput } from './flow-store.js';
+import type { PageErrorCode } from './page-errors.js';
 import type { SignInContext } from './sign-in-context.js';
 
 /**
@@ -21,7 +23,7 @@ export interface SignInStrategy {
    * second-factor code). Returns true when it answered the request itself; otherwise the router
    * redirects to the page of the current step.
    */
-  enter?(ctx: SignInContext): Promise<boolean>;
+  enter?(ctx: SignInContext, flow: FlowActions): Promise<boolean>;
 }
 
 export interface StrategyRoute {
@@ -48,7 +50,24 @@ export interface FlowActions {
   /** A first factor identified `account` (password, or a code by email). */
   identified(ctx: SignInContext, account: AccountView, factor: Factor): Promise<void>;
   /** Applies and persists an event without answering: for a strategy that renders the next page itself. */
-  commit(ctx: SignInContext, event: SignInEvent): Promise<Exclude<Transition, { refused: string }>>;
+  commit(ctx: SignInContext, event: SignInEvent, keep?: KeptInput): Promise<Exclude<Transition, { refused: string }>>;
   /** POST → redirect → GET of the current step's page. */
   showCurrentStep(ctx: SignInContext, query?: string): void;
+  /**
+   * Refuses a POST the post/redirect/get way: 303 to the current step's page with
+   * `?error=<code>` (and `&wait=` when throttled); that GET shows the catalogue's message
+   * (page-errors.ts) with its status (and Retry-After). Writes only when asked: `keep` (what the
+   * page shows again, never in the URL) and `restart` (back to the first-factor page, for
+   * refusals on that page while another step was current) persist the flow state.
+   */
+  fail(ctx: SignInContext, code: PageErrorCode, options?: FailOptions): Promise<void>;
+}
+
+export interface FailOptions {
+  /** Seconds to wait (throttling): in the message and in Retry-After. */
+  wait?: number | undefined;
+  keep?: KeptInput;
+  restart?: boolean;
+  /** The page variant to come back to (`?method=recovery`). */
+  method?: 'recovery';
 }

@@ -33,7 +33,9 @@ async function failSignIn(server: TestServer, client: CreatedClient, xff: string
     headers: { 'content-type': 'application/x-www-form-urlencoded', 'user-agent': marker, ...(xff ? { 'x-forwarded-for': xff } : {}) },
     body: new URLSearchParams({ csrf: formField(login.body, 'csrf'), email: USER.email, password: 'not the password' }).toString(),
   });
-  expect(reply.status).toBe(401);
+  // Refused the post/redirect/get way: the page it redirects to says 401.
+  expect(reply.status).toBe(303);
+  expect((await agent.get(reply.location ?? '')).status).toBe(401);
   const line = server.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'sign-in failed').pop();
   const event = await server.deps.db.collection(AUDIT_COLLECTION).findOne({ action: 'sign_in.password', outcome: 'failure', userAgent: marker });
   expect(event).not.toBeNull();

@@ -447,11 +447,24 @@ describe('hostile input against every form and endpoint', () => {
     await smtp?.close();
   });
 
+  /**
+   * Sends one request; a sign-in form refused the post/redirect/get way (303 to its page with
+   * `?error=`) is followed, with the same cookies, to the page that shows the refusal and its status.
+   */
+  const sendFollowingRefusal = async (sent: Sent): Promise<RawReply> => {
+    const reply = await rawHttp(server.port, { method: sent.method, target: sent.target, headers: sent.headers, ...(sent.body === undefined ? {} : { body: sent.body }) });
+    const location = reply.status === 303 ? reply.location : undefined;
+    const page = location ? new URL(location, server.url) : undefined;
+    if (!page || !/^\/interaction\/[^/]+$/.test(page.pathname) || !page.searchParams.has('error')) return reply;
+    const cookie = sent.headers.cookie ?? sent.headers.Cookie;
+    return rawHttp(server.port, { method: 'GET', target: `${page.pathname}${page.search}`, headers: { accept: 'text/html', ...(cookie ? { cookie } : {}) } });
+  };
+
   /** Runs one row: the answer is a refusal of `kind`, and `state` did not change. */
   const refuses = async (kind: Kind, state: () => Promise<unknown>, make: () => Sent) => {
     const before = await state();
     const sent = make();
-    const reply = await rawHttp(server.port, { method: sent.method, target: sent.target, headers: sent.headers, ...(sent.body === undefined ? {} : { body: sent.body }) });
+    const reply = await sendFollowingRefusal(sent);
     expectRefusal(kind, reply);
     expect(await state()).toEqual(before);
   };
@@ -486,7 +499,7 @@ describe('hostile input against every form and endpoint', () => {
     });
     it.each(rows)('%s', async (_label, make) => {
       const sent = make();
-      const reply = await rawHttp(server.port, { method: sent.method, target: sent.target, headers: sent.headers, ...(sent.body === undefined ? {} : { body: sent.body }) });
+      const reply = await sendFollowingRefusal(sent);
       expectRefusal(kind, reply);
       const [was, now] = [last, await state()];
       last = now;

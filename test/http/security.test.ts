@@ -201,7 +201,8 @@ describe('security of the sign-in pages (plain http issuer, no trusted proxy)', 
 
     const other = new RecordingAgent(server.url);
     const login = await other.follow(authorizationUrl(server, client, pkcePair().challenge));
-    const refused = await other.post(formAction(login.body, '/login'), { csrf: formField(login.body, 'csrf'), email: USER.email, password: 'wrong password here' });
+    const refused = await other.submit(formAction(login.body, '/login'), { csrf: formField(login.body, 'csrf'), email: USER.email, password: 'wrong password here' });
+    expect(refused.posted.headers.get('cache-control')).toBe('no-store');
     expect(refused.status).toBe(401);
     expect(refused.headers.get('cache-control')).toBe('no-store');
     const error = await other.get('/interaction/not-a-real-interaction-uid');

@@ -172,6 +172,13 @@ describe('bad input against a live interaction and the provider endpoints', () =
     server.deps.db.collection(collectionName('Session')).countDocuments({ payload: { $regex: '"accountId"' } });
 
   const postLogin = (live: LiveInteraction, init: RequestInit) => live.agent.request(`/interaction/${live.uid}/login`, { method: 'POST', ...init });
+  /** A raw login POST, following a refusal's 303 to the login page (post/redirect/get). */
+  const submitLogin = async (live: LiveInteraction, init: RequestInit) => {
+    const posted = await postLogin(live, init);
+    expect(posted.status).toBe(303);
+    expect(posted.location).toMatch(/\/interaction\/[^/?]+\?error=/);
+    return live.agent.get(posted.location ?? '');
+  };
 
   beforeAll(async () => {
     server = await startTestServer('bad_input');
@@ -333,18 +340,18 @@ describe('bad input against a live interaction and the provider endpoints', () =
       ['no password', { email: USER.email }],
       ['neither', {}],
     ])('answers a form with %s with 400 and the form again', async (_label, fields) => {
-      const reply = await live.agent.post(live.loginUrl, { csrf: live.csrf, ...fields });
+      const reply = await live.agent.submit(live.loginUrl, { csrf: live.csrf, ...fields });
       expectLoginPage(reply, 400);
       expect(reply.body).toContain('Enter your email address and password.');
     });
 
     it('refuses an email of 300 characters with 400', async () => {
-      const reply = await live.agent.post(live.loginUrl, { csrf: live.csrf, email: `${'a'.repeat(288)}@example.com`, password: USER.password });
+      const reply = await live.agent.submit(live.loginUrl, { csrf: live.csrf, email: `${'a'.repeat(288)}@example.com`, password: USER.password });
       expectLoginPage(reply, 400);
     });
 
     it('refuses a NUL byte in the email with 400', async () => {
-      const reply = await live.agent.post(live.loginUrl, { csrf: live.csrf, email: `${USER.email}\u0000`, password: USER.password });
+      const reply = await live.agent.submit(live.loginUrl, { csrf: live.csrf, email: `${USER.email}\u0000`, password: USER.password });
       expectLoginPage(reply, 400);
       expect(reply.body).not.toContain('\u0000');
     });
@@ -358,7 +365,7 @@ describe('bad input against a live interaction and the provider endpoints', () =
 
     it('answers malformed percent-encoding as a normal refused sign-in, never a 5xx', async () => {
       const body = `csrf=${encodeURIComponent(live.csrf)}&email=%E0%A4%A&password=%E0%A4%A`;
-      const reply = await postLogin(live, { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
+      const reply = await submitLogin(live, { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
       expect(reply.status).toBeGreaterThanOrEqual(400);
       expect(reply.status).toBeLessThan(500);
       expectNoLeak(reply.body);
@@ -367,7 +374,7 @@ describe('bad input against a live interaction and the provider endpoints', () =
 
     it('refuses the right password for a mangled email (percent-encoded garbage) with 401', async () => {
       const body = `csrf=${encodeURIComponent(live.csrf)}&email=grace%E0%A4%A%40example.com&password=${encodeURIComponent(USER.password)}`;
-      const reply = await postLogin(live, { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
+      const reply = await submitLogin(live, { headers: { 'content-type': 'application/x-www-form-urlencoded' }, body });
       expectLoginPage(reply, 401);
       expect(reply.body).toContain('Incorrect email or password.');
     });

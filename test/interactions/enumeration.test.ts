@@ -2,7 +2,8 @@
  * No account enumeration on the sign-in forms: a known address and an unknown one, driven through
  * the same sequence side by side, get the same answer at every step — status, page (without the
  * interaction's own uid, token and the address typed), Retry-After and cookies — from the first
- * code request through wrong codes, delays and resends, and for passwords the same.
+ * code request through wrong codes, delays and resends, and for passwords the same. Each form
+ * POST is compared (its 303 and Location, which names the refusal) and so is the page it leads to.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type * as oidc from 'openid-client';
@@ -27,7 +28,7 @@ function observed(reply: Reply, email: string) {
       .getSetCookie()
       .map((c) => c.split('=')[0])
       .sort(),
-    location: (reply.location ?? '').replace(/\/interaction\/[A-Za-z0-9_-]+/g, '/interaction/UID'),
+    location: (reply.location ?? '').replace(/\/interaction\/[A-Za-z0-9_-]+/g, '/interaction/UID').replace(/wait=\d+/, 'wait=N'),
     body: reply.body
       .replace(/\/interaction\/[A-Za-z0-9_-]+/g, '/interaction/UID')
       .replace(/name="csrf" value="[^"]*"/g, 'name="csrf" value="CSRF"')
@@ -69,15 +70,15 @@ describe('a known and an unknown address get the same answers, step by step', ()
    * Runs `steps` for both addresses side by side (each step for both before the next), and
    * compares what came back; a step may wait for what the answer asked (Retry-After).
    */
-  async function sideBySide(steps: ((agent: UserAgent, page: Reply, email: string) => Promise<Reply>)[]) {
+  async function sideBySide(steps: ((agent: UserAgent, page: Reply, email: string) => Promise<Reply & { posted: Reply }>)[]) {
     const both = await Promise.all([loginPage(), loginPage()]);
     const emails = [known.email, unknown];
     const pages = both.map((b) => b.page);
     const trace: { known: unknown; unknown: unknown }[] = [];
     for (const step of steps) {
       const replies = await Promise.all(both.map((b, i) => step(b.agent, pages[i]!, emails[i]!)));
-      const [k, u] = replies as [Reply, Reply];
-      trace.push({ known: observed(k, known.email), unknown: observed(u, unknown) });
+      const [k, u] = replies as [Reply & { posted: Reply }, Reply & { posted: Reply }];
+      trace.push({ known: { posted: observed(k.posted, known.email), page: observed(k, known.email) }, unknown: { posted: observed(u.posted, unknown), page: observed(u, unknown) } });
       replies.forEach((reply, i) => {
         if (reply.status === 200 || reply.status === 401 || reply.status === 429) pages[i] = reply;
       });
@@ -88,15 +89,13 @@ describe('a known and an unknown address get the same answers, step by step', ()
     return trace;
   }
 
-  const follow = async (agent: UserAgent, reply: Reply) => (reply.status === 303 && reply.location ? agent.follow(reply.location) : reply);
-  const askForCode = async (agent: UserAgent, page: Reply, email: string) =>
-    follow(agent, await agent.post(formAction(page.body, '/email-code'), { csrf: formField(page.body, 'csrf'), email }));
+  // Each posts the form and follows its 303 to the page (post/redirect/get), as a browser does.
+  const askForCode = (agent: UserAgent, page: Reply, email: string) => agent.submit(formAction(page.body, '/email-code'), { csrf: formField(page.body, 'csrf'), email });
   const wrongCode = (n: number) => (agent: UserAgent, page: Reply) =>
-    agent.post(formAction(page.body, '/email-code/verify'), { csrf: formField(page.body, 'csrf'), code: String(100000 + n) });
-  const resend = async (agent: UserAgent, page: Reply) =>
-    follow(agent, await agent.post(formAction(page.body, '/email-code/resend'), { csrf: formField(page.body, 'csrf') }));
+    agent.submit(formAction(page.body, '/email-code/verify'), { csrf: formField(page.body, 'csrf'), code: String(100000 + n) });
+  const resend = (agent: UserAgent, page: Reply) => agent.submit(formAction(page.body, '/email-code/resend'), { csrf: formField(page.body, 'csrf') });
   const wrongPassword = (n: number) => (agent: UserAgent, page: Reply, email: string) =>
-    agent.post(formAction(page.body, '/login'), { csrf: formField(page.body, 'csrf'), email, password: `not it ${n}` });
+    agent.submit(formAction(page.body, '/login'), { csrf: formField(page.body, 'csrf'), email, password: `not it ${n}` });
 
   it('sign-in codes: the request, eight wrong codes (through the delays and the dead code), an early resend, a later resend', async () => {
     const trace = await sideBySide([
@@ -111,13 +110,17 @@ describe('a known and an unknown address get the same answers, step by step', ()
     ]);
     for (const [i, step] of trace.entries()) expect({ step: i, ...(step.unknown as object) }).toEqual({ step: i, ...(step.known as object) });
     // The sequence really went through the limits: some wrong codes were delayed.
-    expect(trace.some((s) => (s.known as { status: number }).status === 429)).toBe(true);
-    expect(trace.filter((s) => (s.known as { status: number }).status === 401).length).toBeGreaterThanOrEqual(FREE);
+    const statuses = trace.map((s) => (s.known as { page: { status: number } }).page.status);
+    expect(statuses).toContain(429);
+    expect(statuses.filter((status) => status === 401).length).toBeGreaterThanOrEqual(FREE);
+    // Every form answered with a 303 (post/redirect/get).
+    expect(trace.every((s) => (s.known as { posted: { status: number } }).posted.status === 303)).toBe(true);
   }, 120_000);
 
   it('passwords: eight wrong passwords, through the delays', async () => {
     const trace = await sideBySide(Array.from({ length: 8 }, (_, n) => wrongPassword(n)));
     for (const [i, step] of trace.entries()) expect({ step: i, ...(step.unknown as object) }).toEqual({ step: i, ...(step.known as object) });
-    expect(trace.some((s) => (s.known as { status: number }).status === 429)).toBe(true);
+    expect(trace.some((s) => (s.known as { page: { status: number } }).page.status === 429)).toBe(true);
+    expect(trace.every((s) => (s.known as { posted: { status: number } }).posted.status === 303)).toBe(true);
   }, 120_000);
 });

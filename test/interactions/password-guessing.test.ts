@@ -59,14 +59,14 @@ describe('password guessing with 100 requests at once', () => {
     return { agent, page };
   }
 
-  /** `n` wrong-password POSTs for `email` at once, spread over `pages` interactions (browsers); and how long they took. */
+  /** `n` wrong-password POSTs (each followed to the page it redirects to) for `email` at once, spread over `pages` interactions (browsers); and how long they took. */
   async function burst(email: string, n: number, pages = 4): Promise<Reply[] & { seconds: number }> {
     const opened = await Promise.all(Array.from({ length: pages }, () => loginPage()));
     const started = Date.now();
     const replies = await Promise.all(
       Array.from({ length: n }, (_, i) => {
         const { agent, page } = opened[i % pages]!;
-        return agent.post(formAction(page.body, '/login'), { csrf: formField(page.body, 'csrf'), email, password: `wrong guess ${i}` });
+        return agent.submit(formAction(page.body, '/login'), { csrf: formField(page.body, 'csrf'), email, password: `wrong guess ${i}` });
       }),
     );
     return Object.assign(replies, { seconds: (Date.now() - started) / 1000 });
@@ -122,7 +122,7 @@ describe('password guessing with 100 requests at once', () => {
     // Wait out whatever delay the burst left (at most 2 s after five or six failures).
     await sleep(2500);
     const { agent, page } = await loginPage();
-    const reply = await agent.post(formAction(page.body, '/login'), { csrf: formField(page.body, 'csrf'), ...target });
+    const reply = await agent.submit(formAction(page.body, '/login'), { csrf: formField(page.body, 'csrf'), ...target });
     expect(reply.status).toBe(303);
     expect(await counted(target.email)).toBe(0);
   });

@@ -33,9 +33,9 @@ async function openLogin(server: TestServer, rp: oidc.Configuration): Promise<Lo
   return { agent, page };
 }
 
-/** One password attempt on a login page. */
+/** One password attempt on a login page, following a refusal's 303 to the login page (post/redirect/get). */
 function post({ agent, page }: LoginPage, email: string, password: string): Promise<Reply> {
-  return agent.post(formAction(page.body, '/login'), { csrf: formField(page.body, 'csrf'), email, password });
+  return agent.submit(formAction(page.body, '/login'), { csrf: formField(page.body, 'csrf'), email, password });
 }
 
 /** A fresh authorization request and one password attempt on its login page. */

@@ -192,7 +192,7 @@ describe('TOTP second factor through the sign-in pages', () => {
     expect(pageKind(b.page)).toBe('totp');
 
     const code = await codeForStep(carol.secret, await clearOfStepEnd(MARGIN_MS));
-    const post = (x: { agent: UserAgent; page: Reply }) => x.agent.post(formAction(x.page.body, '/second-factor/totp'), { csrf: formField(x.page.body, 'csrf'), code });
+    const post = (x: { agent: UserAgent; page: Reply }) => x.agent.submit(formAction(x.page.body, '/second-factor/totp'), { csrf: formField(x.page.body, 'csrf'), code });
     const [replyA, replyB] = await Promise.all([post(a), post(b)]);
 
     const statuses = [replyA.status, replyB.status].sort();
@@ -261,7 +261,7 @@ describe('TOTP second factor through the sign-in pages', () => {
       ['wrong csrf', { csrf: 'x'.repeat(43), code: '123456' }, 403],
     ];
     for (const [label, fields, status] of totpCases) {
-      const reply = await agent.post(totpAction, fields);
+      const reply = await agent.submit(totpAction, fields);
       expect({ label, status: reply.status }).toEqual({ label, status });
       expectErrorFree4xx(reply);
     }
@@ -280,7 +280,7 @@ describe('TOTP second factor through the sign-in pages', () => {
       ['wrong csrf', { csrf: 'x'.repeat(43), code: erin.recoveryCodes[0] ?? '' }, 403],
     ];
     for (const [label, fields, status] of recoveryCases) {
-      const reply = await agent.post(recoveryAction, fields);
+      const reply = await agent.submit(recoveryAction, fields);
       expect({ label, status: reply.status }).toEqual({ label, status });
       expectErrorFree4xx(reply);
     }
@@ -424,7 +424,7 @@ describe('TOTP enrolment forced during sign-in', () => {
       ['wrong csrf', { csrf: 'y'.repeat(43), code: '123456' }, 403],
     ];
     for (const [label, fields, status] of cases) {
-      const reply = await agent.post(action, fields);
+      const reply = await agent.submit(action, fields);
       expect({ label, status: reply.status }).toEqual({ label, status });
       expectErrorFree4xx(reply);
     }
@@ -440,7 +440,7 @@ describe('TOTP enrolment forced during sign-in', () => {
     expect(pageKind(again)).toBe('enrol');
     expect(secretFromEnrolPage(again.body)).not.toBe(secret);
     // A forged or another account's sealed secret is refused as an expired page (new key, nothing enabled).
-    const forged = await agent.post(action, { csrf, code: await codeForStep(secret, step), enrolment: `${formField(page.body, 'enrolment')}x` });
+    const forged = await agent.submit(action, { csrf, code: await codeForStep(secret, step), enrolment: `${formField(page.body, 'enrolment')}x` });
     expect(forged.status).toBe(400);
     expect(forged.body).toContain('This setup page has expired');
     expect(secretFromEnrolPage(forged.body)).not.toBe(secret);

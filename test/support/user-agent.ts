@@ -80,6 +80,17 @@ export class UserAgent {
     });
   }
 
+  /**
+   * Posts a sign-in form and, as a browser does, follows its 303 (post/redirect/get) to the page
+   * it names on this server: the reply is that GET's, with the POST's on `posted`. A redirect
+   * leaving the server (or any non-303 answer) comes back as it is.
+   */
+  async submit(url: string, form: Record<string, string>): Promise<Reply & { posted: Reply }> {
+    const posted = await this.post(url, form);
+    if (posted.status !== 303 || !posted.location?.startsWith(`${new URL(this.baseUrl).origin}/interaction/`)) return { ...posted, posted };
+    return { ...(await this.get(posted.location)), posted };
+  }
+
   /** Follows redirects within our server; stops at a page (2xx/4xx/5xx) or at a redirect leaving it. */
   async follow(url: string): Promise<Reply> {
     let reply = await this.get(url);

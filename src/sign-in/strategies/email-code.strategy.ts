@@ -6,21 +6,15 @@ import type { EmailCodePurpose } from '../../accounts/email-code.service.js';
 import type { AuditOutcome } from '../../audit/audit.service.js';
 import { accountActor } from '../../audit/audit.service.js';
 import { codeForm } from '../forms.js';
-import { codeError, describeWait } from '../messages.js';
+import { describeWait } from '../messages.js';
 import type { SignInKit } from '../sign-in-kit.js';
 import type { SignInContext } from '../sign-in-context.js';
 import type { FlowActions, SignInStrategy } from '../strategy.js';
 
 const emailForm = z.object({ csrf: z.string(), email: emailSchema });
 
-interface EmailCodePage {
-  purpose: EmailCodePurpose;
-  email: string;
-  error?: string | undefined;
-  notice?: string | undefined;
-  status?: number | undefined;
-  stepUp?: boolean;
-}
+/** The refusals whose wait the page recomputes from the stored resend time. */
+const RESEND_WAITS = new Set(['code_sent_recently', 'resend_throttled']);
 
 /**
  * A one-time code by email: as the first factor (passwordless: step `email-code`, the account
@@ -31,52 +25,60 @@ export function createEmailCodeStrategy(kit: SignInKit): SignInStrategy {
   // Shown to people and in the mail: whole minutes, never "0 minutes" for a short TTL.
   const codeMinutes = Math.max(1, Math.ceil(config.emailCode.ttlSeconds / 60));
 
-  const render = async (ctx: SignInContext, options: EmailCodePage) => {
+  /** The code page (GET only: refusals come through the query, see page-errors.ts). */
+  const render = async (ctx: SignInContext, purpose: EmailCodePurpose, email: string, stepUp = false) => {
     const base = kit.page(ctx);
-    const pending = await emailCodes.pending({ binding: base.uid, purpose: options.purpose });
+    const pending = await emailCodes.pending({ binding: base.uid, purpose });
+    const refusal = kit.pageError(ctx);
+    // The real time left, from the stored resend time (not the wait the redirect carried).
+    const resendWait = pending && pending.resendAfterSeconds > 0 ? pending.resendAfterSeconds : undefined;
+    const resendText = resendWait ? `You can ask for a new code in ${describeWait(resendWait)}.` : undefined;
+    let message = refusal?.message;
+    if (refusal && RESEND_WAITS.has(refusal.code)) message = resendWait ? `A code was sent moments ago. ${resendText}` : 'You can ask for a new code now.';
     const view = {
       ...base,
       title: 'Enter your code',
-      secondFactor: options.purpose === 'second-factor',
-      stepUp: options.stepUp ?? false,
-      email: options.email,
+      secondFactor: purpose === 'second-factor',
+      stepUp,
+      email,
       codeMinutes,
-      action: options.purpose === 'sign-in' ? `/interaction/${base.uid}/email-code/verify` : `/interaction/${base.uid}/second-factor/email`,
+      action: purpose === 'sign-in' ? `/interaction/${base.uid}/email-code/verify` : `/interaction/${base.uid}/second-factor/email`,
       resendAction: `/interaction/${base.uid}/email-code/resend`,
+      resendText,
       // A second factor by email at a step-up starts with no code sent: the page offers to send
       // one (a POST), rather than mailing on a GET.
-      sent: Boolean(pending) || options.purpose === 'sign-in',
-      // A code that could not be mailed was discarded: say so, and offer a new one.
+      sent: Boolean(pending) || purpose === 'sign-in',
       notice:
-        options.notice ??
-        (pending || options.purpose === 'second-factor' ? undefined : 'No valid code is waiting for you: it could not be sent, or it has expired. Send a new one.'),
-      error: options.error,
+        refusal?.notice ? message : pending || purpose === 'second-factor' ? undefined : 'No valid code is waiting for you: it has expired, or a newer one replaced it. Send a new one.',
+      error: refusal && !refusal.notice ? message : undefined,
     };
-    await pages.render(ctx, 'interactions/email-code', view, options.status ?? 200);
+    await pages.render(ctx, 'interactions/email-code', view);
   };
 
   /** The second-factor page, for the flow's account. */
-  const renderSecondFactor = (ctx: SignInContext, options: Omit<EmailCodePage, 'purpose' | 'email' | 'stepUp'> = {}) => {
+  const renderSecondFactor = (ctx: SignInContext) => {
     const { account, stepUp } = kit.requireAccount(ctx);
-    return render(ctx, { purpose: 'second-factor', email: account.email, stepUp, ...options });
+    return render(ctx, 'second-factor', account.email, stepUp);
   };
 
+  /** A refused send, for `flow.fail`. */
+  type SendRefusal = { code: 'code_sent_recently' | 'resend_throttled' | 'resend_throttled_ip' | 'resend_throttled_address' | 'mail_delayed'; wait?: number };
+
   /** Sends the code for a second factor by email (accounts without an authenticator app). */
-  const sendSecondFactorCode = async (ctx: SignInContext, account: AccountView): Promise<{ error?: string; notice?: string; status?: number }> => {
+  const sendSecondFactorCode = async (ctx: SignInContext, account: AccountView): Promise<SendRefusal | undefined> => {
     const binding = ctx.state.interaction.uid;
     const sending = await kit.beginSending(ctx, account.email);
-    if (!sending.allowed) return { notice: sending.message, status: 429 };
+    if (!sending.allowed) return { code: sending.reason === 'throttled_ip' ? 'resend_throttled_ip' : 'resend_throttled_address', wait: sending.retryAfterSeconds };
     const issued = await emailCodes.issue({ email: account.email, accountId: account.id, binding, purpose: 'second-factor' });
     if (!issued.ok) {
       await sending.attempt.released();
       ctx.set('Retry-After', String(issued.retryAfterSeconds));
-      return { notice: `A code was sent moments ago. You can ask for a new one in ${describeWait(issued.retryAfterSeconds)}.`, status: 429 };
+      return { code: 'resend_throttled', wait: issued.retryAfterSeconds };
     }
     await sending.attempt.failed();
-    const sent = await kit.mailCode(ctx, account.email, 'sign-in-code', { code: issued.code, expiresInMinutes: codeMinutes }, () =>
-      emailCodes.discard({ binding, purpose: 'second-factor' }),
-    );
-    return sent ? {} : { error: 'We could not send the email just now. Wait a moment, then send a new code.', status: 503 };
+    // Kept when SMTP is down: the outbox delivers it when SMTP is back (before the code expires).
+    const sent = await kit.mailCode(ctx, account.email, 'sign-in-code', { code: issued.code, expiresInMinutes: codeMinutes }, issued.expiresAt);
+    return sent ? undefined : { code: 'mail_delayed' };
   };
 
   /**
@@ -84,7 +86,11 @@ export function createEmailCodeStrategy(kit: SignInKit): SignInStrategy {
    * belongs to a usable account. The same writes, limits and answer for unknown and disabled
    * accounts (no enumeration): their code is recorded but can never be redeemed, and not mailed.
    */
-  const issueSignInCode = async (ctx: SignInContext, flow: FlowActions, email: string): Promise<{ ok: true } | { ok: false; message: string }> => {
+  const issueSignInCode = async (
+    ctx: SignInContext,
+    flow: FlowActions,
+    email: string,
+  ): Promise<{ ok: true } | { ok: false; code: 'codes_throttled_ip' | 'codes_throttled_address' | 'code_sent_recently'; wait: number }> => {
     const binding = ctx.state.interaction.uid;
     const account = await accounts.findByEmail(email);
     const usable = account && !account.disabled ? account : undefined;
@@ -94,27 +100,26 @@ export function createEmailCodeStrategy(kit: SignInKit): SignInStrategy {
     const sending = await kit.beginSending(ctx, email);
     if (!sending.allowed) {
       await requested('failure', sending.reason);
-      return { ok: false, message: sending.message };
+      return { ok: false, code: sending.reason === 'throttled_ip' ? 'codes_throttled_ip' : 'codes_throttled_address', wait: sending.retryAfterSeconds };
     }
     const issued = await emailCodes.issue({ email, accountId: usable?.id ?? null, binding, purpose: 'sign-in' });
     if (!issued.ok) {
       await sending.attempt.released();
       ctx.set('Retry-After', String(issued.retryAfterSeconds));
       await requested('failure', 'throttled');
-      return { ok: false, message: `A code was sent to this address moments ago. You can ask for a new one in ${describeWait(issued.retryAfterSeconds)}.` };
+      return { ok: false, code: 'code_sent_recently', wait: issued.retryAfterSeconds };
     }
     await sending.attempt.failed();
     await flow.commit(ctx, { type: 'code_sent', email });
     // NOTE: mailed in the background so the answer takes the same time whether or not an
-    // account exists. A failed delivery is logged and the code kept: discarding it only for
-    // addresses that were mailed would tell known addresses from unknown ones (the page would
-    // say "no valid code is waiting" for those alone).
+    // account exists. When SMTP fails the mail stays in the outbox and goes out when SMTP is
+    // back; the page says nothing either way (it would tell known addresses from unknown ones).
     const log = kit.log(ctx);
     const background = (delivery: Promise<unknown>) => void delivery.catch((err: unknown) => log.warn('code mail handling failed', { reason: (err as Error).message }));
     if (usable) {
-      background(kit.mailCode(ctx, usable.email, 'sign-in-code', { code: issued.code, expiresInMinutes: codeMinutes }));
+      background(kit.mailCode(ctx, usable.email, 'sign-in-code', { code: issued.code, expiresInMinutes: codeMinutes }, issued.expiresAt));
     } else if (!account && config.emailCode.noAccountMail) {
-      background(kit.mailCode(ctx, email, 'no-account', {}));
+      background(kit.mailCode(ctx, email, 'no-account', {}, issued.expiresAt));
     }
     log.info('sign-in code requested', { client: ctx.state.interaction.params.client_id });
     await requested('success');
@@ -125,16 +130,16 @@ export function createEmailCodeStrategy(kit: SignInKit): SignInStrategy {
     id: 'email-code',
     async show(ctx) {
       const { flow } = ctx.state;
-      if (flow.step === 'email-code') return render(ctx, { purpose: 'sign-in', email: flow.email });
+      if (flow.step === 'email-code') return render(ctx, 'sign-in', flow.email);
       return renderSecondFactor(ctx);
     },
     /** Entering the second factor by email after a first factor: the code goes out at once. */
-    async enter(ctx) {
+    async enter(ctx, flow) {
       if (ctx.state.flow.step !== 'second-factor') return false;
       const { account } = kit.requireAccount(ctx);
-      const outcome = await sendSecondFactorCode(ctx, account);
-      if (!outcome.error) return false;
-      await render(ctx, { purpose: 'second-factor', email: account.email, ...outcome });
+      const refusal = await sendSecondFactorCode(ctx, account);
+      if (!refusal) return false;
+      await flow.fail(ctx, refusal.code, { wait: refusal.wait });
       return true;
     },
     routes: [
@@ -145,10 +150,10 @@ export function createEmailCodeStrategy(kit: SignInKit): SignInStrategy {
         loadsAccount: false,
         async handle(ctx, flow) {
           const parsed = emailForm.safeParse({ csrf: ctx.state.form.csrf, email: ctx.state.form.email });
-          if (!parsed.success) return kit.renderLogin(ctx, { error: 'Enter your email address to get a sign-in code.', status: 400 });
+          if (!parsed.success) return flow.fail(ctx, 'email_required', { restart: true });
           const { email } = parsed.data;
           const outcome = await issueSignInCode(ctx, flow, email);
-          if (!outcome.ok) return kit.renderLogin(ctx, { email, error: outcome.message, status: 429 });
+          if (!outcome.ok) return flow.fail(ctx, outcome.code, { wait: outcome.wait, restart: true, keep: { email } });
           return flow.showCurrentStep(ctx);
         },
       },
@@ -159,7 +164,7 @@ export function createEmailCodeStrategy(kit: SignInKit): SignInStrategy {
         async handle(ctx, flow) {
           const { email } = kit.requireStep(ctx, 'email-code');
           const parsed = codeForm.safeParse(ctx.state.form);
-          if (!parsed.success) return render(ctx, { purpose: 'sign-in', email, error: 'Enter the 6-digit code from the email.', status: 400 });
+          if (!parsed.success) return flow.fail(ctx, 'email_code_required');
           const account = await accounts.findByEmail(email);
           const usable = account && !account.disabled ? account : undefined;
           // NOTE: guarded per address, for known and unknown addresses alike, so that the answers to a
@@ -167,7 +172,7 @@ export function createEmailCodeStrategy(kit: SignInKit): SignInStrategy {
           return kit.guarded(
             ctx,
             { kind: 'email-code', account: { id: usable?.id, email }, auditAction: 'sign_in.email_code' },
-            (message) => render(ctx, { purpose: 'sign-in', email, error: message, status: 429 }),
+            (code, wait) => flow.fail(ctx, code, { wait }),
             async (attempt) => {
               const result = await emailCodes.verify({ binding: ctx.state.interaction.uid, purpose: 'sign-in', code: parsed.data.code });
               if (!result.ok || !usable || result.accountId !== usable.id) {
@@ -177,7 +182,7 @@ export function createEmailCodeStrategy(kit: SignInKit): SignInStrategy {
                 await (account
                   ? kit.auditFactor(ctx, 'sign_in.email_code', account, 'failure', { reason })
                   : audit.record({ action: 'sign_in.email_code', outcome: 'failure', actor: { type: 'anonymous' }, clientId: kit.clientId(ctx), reason }));
-                return render(ctx, { purpose: 'sign-in', email, error: codeError(result.ok ? 'invalid' : result.reason), status: 401 });
+                return flow.fail(ctx, `code_${result.ok ? 'invalid' : result.reason}`);
               }
               await attempt.succeeded();
               await accounts.markEmailVerified(usable.id);
@@ -196,12 +201,12 @@ export function createEmailCodeStrategy(kit: SignInKit): SignInStrategy {
           if (ctx.state.interaction.prompt.name === 'login' && state.step === 'email-code') {
             // Same as the first request: throttled per address, mailed only to a usable account.
             const outcome = await issueSignInCode(ctx, flow, state.email);
-            if (!outcome.ok) return render(ctx, { purpose: 'sign-in', email: state.email, notice: outcome.message, status: 429 });
+            if (!outcome.ok) return flow.fail(ctx, outcome.code === 'code_sent_recently' ? 'resend_throttled' : outcome.code === 'codes_throttled_ip' ? 'resend_throttled_ip' : 'resend_throttled_address', { wait: outcome.wait });
             return flow.showCurrentStep(ctx);
           }
           const { account } = kit.requireMethod(ctx, 'email-code');
-          const outcome = await sendSecondFactorCode(ctx, account);
-          if (outcome.error || outcome.notice) return renderSecondFactor(ctx, outcome);
+          const refusal = await sendSecondFactorCode(ctx, account);
+          if (refusal) return flow.fail(ctx, refusal.code, { wait: refusal.wait });
           return flow.showCurrentStep(ctx);
         },
       },
@@ -211,16 +216,15 @@ export function createEmailCodeStrategy(kit: SignInKit): SignInStrategy {
         loadsAccount: true,
         async handle(ctx, flow) {
           const { account } = kit.requireMethod(ctx, 'email-code');
-          const fail = (error: string, status: number) => renderSecondFactor(ctx, { error, status });
           const parsed = codeForm.safeParse(ctx.state.form);
-          if (!parsed.success) return fail('Enter the 6-digit code from the email.', 400);
-          return kit.guarded(ctx, { kind: 'email-code', account, auditAction: 'mfa.email_code' }, (message) => fail(message, 429), async (attempt) => {
+          if (!parsed.success) return flow.fail(ctx, 'email_code_required');
+          return kit.guarded(ctx, { kind: 'email-code', account, auditAction: 'mfa.email_code' }, (code, wait) => flow.fail(ctx, code, { wait }), async (attempt) => {
             const result = await emailCodes.verify({ binding: ctx.state.interaction.uid, purpose: 'second-factor', code: parsed.data.code });
             if (!result.ok || result.accountId !== account.id) {
               await attempt.failed();
               kit.log(ctx).info('second factor failed', { accountId: account.id, method: 'email', reason: result.ok ? 'account' : result.reason });
               await kit.auditFactor(ctx, 'mfa.email_code', account, 'failure', { reason: result.ok ? 'account_mismatch' : `code_${result.reason}` });
-              return fail(codeError(result.ok ? 'invalid' : result.reason), 401);
+              return flow.fail(ctx, `code_${result.ok ? 'invalid' : result.reason}`);
             }
             await attempt.succeeded();
             await accounts.markEmailVerified(account.id);

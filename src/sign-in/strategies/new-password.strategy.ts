@@ -1,42 +1,40 @@
 import { z } from 'zod';
 
-import { passwordSchema } from '../../accounts/account.service.js';
-import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from '../../accounts/password.js';
+import { PASSWORD_MAX_LENGTH, normalisePassword } from '../../accounts/password.js';
 import type { SignInKit } from '../sign-in-kit.js';
 import type { SignInContext } from '../sign-in-context.js';
 import type { SignInStrategy } from '../strategy.js';
 
-/** A new password, typed twice. Its rules are passwordSchema's. */
+/** A new password, typed twice. Its rules are the password policy's (checked after parsing). */
 const newPasswordForm = z.object({
   csrf: z.string(),
-  password: z.string().max(PASSWORD_MAX_LENGTH),
+  password: z.string().min(1).max(PASSWORD_MAX_LENGTH),
   confirm: z.string().max(PASSWORD_MAX_LENGTH),
 });
-
-type FieldErrors = { password?: string; confirm?: string };
 
 /**
  * The new password an administrator asked for at the next sign-in (step `new-password`, after
  * every required factor); then the sign-in finishes as it would have.
  */
 export function createNewPasswordStrategy(kit: SignInKit): SignInStrategy {
-  const { accounts, pages } = kit.deps;
+  const { accounts, pages, passwordPolicy } = kit.deps;
 
-  const render = async (ctx: SignInContext, errors: FieldErrors = {}, status = 200) => {
+  const render = async (ctx: SignInContext) => {
     const { account, stepUp } = kit.requireAccount(ctx);
     kit.requireStep(ctx, 'new-password');
     const base = kit.page(ctx);
+    const refusal = kit.pageError(ctx);
     const view = {
       ...base,
       title: 'Choose a new password',
       stepUp,
       email: account.email,
-      minLength: PASSWORD_MIN_LENGTH,
-      maxLength: PASSWORD_MAX_LENGTH,
+      minLength: passwordPolicy.minLength,
+      maxLength: passwordPolicy.maxLength,
       action: `/interaction/${base.uid}/new-password`,
-      errors,
+      errors: refusal ? { [refusal.field ?? 'password']: refusal.message } : {},
     };
-    await pages.render(ctx, 'interactions/new-password', view, status);
+    await pages.render(ctx, 'interactions/new-password', view);
   };
 
   return {
@@ -50,18 +48,17 @@ export function createNewPasswordStrategy(kit: SignInKit): SignInStrategy {
         async handle(ctx, flow) {
           const { account } = kit.requireAccount(ctx);
           kit.requireStep(ctx, 'new-password');
-          const refuse = (errors: FieldErrors) => render(ctx, errors, 400);
           const parsed = newPasswordForm.safeParse(ctx.state.form);
-          if (!parsed.success) return refuse({ password: 'Enter a new password, then the same password again.' });
+          if (!parsed.success) return flow.fail(ctx, 'new_password_required');
           const { password, confirm } = parsed.data;
-          const rule = passwordSchema.safeParse(password);
-          if (!rule.success) return refuse({ password: `The new password ${rule.error.issues[0]?.message ?? 'is not allowed'}.` });
-          if (confirm !== password) return refuse({ confirm: 'The two passwords are not the same. Type the new password again.' });
-          // A reset that keeps the old password would not be one.
-          if (account.hasPassword && (await accounts.verifyPassword(account.id, password))) {
-            return refuse({ password: 'Choose a password different from your current one.' });
-          }
-          ctx.state.account = await accounts.changePassword(account.id, password);
+          if (normalisePassword(confirm) !== normalisePassword(password)) return flow.fail(ctx, 'passwords_differ');
+          // A reset that keeps the old password would not be one (said first: the old one may not
+          // meet today's policy, and "choose another" is the useful answer).
+          if (account.hasPassword && (await accounts.verifyPassword(account.id, password))) return flow.fail(ctx, 'password_unchanged');
+          const checked = await passwordPolicy.check(password, { email: account.email, name: account.name });
+          // The policy's reason (our text, kept in the interaction; never in the URL).
+          if (!checked.ok) return flow.fail(ctx, 'password_refused', { keep: { refusal: checked.message } });
+          ctx.state.account = await accounts.changePassword(account.id, checked.normalised);
           kit.log(ctx).info('password changed', { accountId: account.id, during: 'sign-in' });
           await kit.auditFactor(ctx, 'user.password_changed', account, 'success', { details: { during: 'sign-in', required: true } });
           return flow.advance(ctx, { type: 'password_changed' });

@@ -4,7 +4,6 @@ import { safeText } from '../../accounts/account.service.js';
 import { accountActor } from '../../audit/audit.service.js';
 import type { SignInKit } from '../sign-in-kit.js';
 import type { SignInContext } from '../sign-in-context.js';
-import { tooManyAttempts } from '../messages.js';
 import type { SignInStrategy } from '../strategy.js';
 
 /** The first-factor form: email and password. */
@@ -29,10 +28,11 @@ export function createPasswordStrategy(kit: SignInKit): SignInStrategy {
 
   const { renderLogin } = kit;
 
-  const renderPassword = async (ctx: SignInContext, error?: string, status = 200) => {
+  const renderPassword = async (ctx: SignInContext) => {
     const { account, stepUp } = kit.requireAccount(ctx);
     const base = kit.page(ctx);
-    await pages.render(ctx, 'interactions/password', { ...base, title: 'Enter your password', stepUp, email: account.email, action: `/interaction/${base.uid}/second-factor/password`, error }, status);
+    const error = kit.pageError(ctx)?.message;
+    await pages.render(ctx, 'interactions/password', { ...base, title: 'Enter your password', stepUp, email: account.email, action: `/interaction/${base.uid}/second-factor/password`, error });
   };
 
   /**
@@ -50,8 +50,7 @@ export function createPasswordStrategy(kit: SignInKit): SignInStrategy {
     id: 'password',
     async show(ctx) {
       if (ctx.state.flow.step === 'second-factor') return renderPassword(ctx);
-      const hint = ctx.state.interaction.params.login_hint;
-      return renderLogin(ctx, { email: typeof hint === 'string' && hint.length <= 254 ? hint : '' });
+      return renderLogin(ctx);
     },
     routes: [
       {
@@ -66,7 +65,7 @@ export function createPasswordStrategy(kit: SignInKit): SignInStrategy {
             // Echo the email back without control characters (a NUL is not valid in an HTML page).
             // eslint-disable-next-line no-control-regex -- the point is to drop control characters
             const email = typeof ctx.state.form.email === 'string' ? ctx.state.form.email.replace(/[\u0000-\u001f\u007f]/g, '').slice(0, 254) : '';
-            return renderLogin(ctx, { email, error: 'Enter your email address and password.', status: 400 });
+            return flow.fail(ctx, 'missing_credentials', { restart: true, keep: { email: email || undefined } });
           }
           const { email, password } = parsed.data;
           const log = kit.log(ctx);
@@ -80,7 +79,7 @@ export function createPasswordStrategy(kit: SignInKit): SignInStrategy {
             log.info('sign-in delayed', { retryAfterSeconds: gate.retryAfterSeconds, limit: fromIp ? 'ip' : 'address', client: ctx.state.interaction.params.client_id });
             await auditPasswordFailure(ctx, email, fromIp ? 'throttled_ip' : 'throttled');
             ctx.set('Retry-After', String(gate.retryAfterSeconds));
-            return renderLogin(ctx, { email, error: tooManyAttempts(fromIp, gate.retryAfterSeconds), status: 429 });
+            return flow.fail(ctx, fromIp ? 'throttled_ip' : 'throttled', { wait: gate.retryAfterSeconds, restart: true, keep: { email } });
           }
           const result = await accounts.authenticate(email, password);
           if (!result.ok) {
@@ -88,7 +87,7 @@ export function createPasswordStrategy(kit: SignInKit): SignInStrategy {
             log.info('sign-in failed', { reason: result.reason, client: ctx.state.interaction.params.client_id });
             await auditPasswordFailure(ctx, email);
             // One message for unknown email, wrong password and disabled account (no enumeration).
-            return renderLogin(ctx, { email, error: 'Incorrect email or password.', status: 401 });
+            return flow.fail(ctx, 'wrong_password', { restart: true, keep: { email } });
           }
           await gate.attempt.succeeded();
           log.info('password accepted', { accountId: result.account.id, client: ctx.state.interaction.params.client_id });
@@ -104,13 +103,13 @@ export function createPasswordStrategy(kit: SignInKit): SignInStrategy {
         async handle(ctx, flow) {
           const { account } = kit.requireMethod(ctx, 'password');
           const parsed = passwordForm.safeParse(ctx.state.form);
-          if (!parsed.success) return renderPassword(ctx, 'Enter your password.', 400);
-          return kit.guarded(ctx, { kind: 'password', account, auditAction: 'mfa.password' }, (message) => renderPassword(ctx, message, 429), async (attempt) => {
+          if (!parsed.success) return flow.fail(ctx, 'password_required');
+          return kit.guarded(ctx, { kind: 'password', account, auditAction: 'mfa.password' }, (code, wait) => flow.fail(ctx, code, { wait }), async (attempt) => {
             if (!(await accounts.verifyPassword(account.id, parsed.data.password))) {
               await attempt.failed();
               kit.log(ctx).info('second factor failed', { accountId: account.id, method: 'password' });
               await kit.auditFactor(ctx, 'mfa.password', account, 'failure', { reason: 'wrong_password' });
-              return renderPassword(ctx, 'That password is not right.', 401);
+              return flow.fail(ctx, 'password_wrong');
             }
             await attempt.succeeded();
             kit.log(ctx).info('second factor succeeded', { accountId: account.id, method: 'password' });

@@ -1,7 +1,6 @@
 import { z } from 'zod';
 
 import type { SignInKit } from '../sign-in-kit.js';
-import type { SignInContext } from '../sign-in-context.js';
 import type { SignInStrategy } from '../strategy.js';
 import { renderTotpPage } from './totp.strategy.js';
 
@@ -17,10 +16,9 @@ const recoveryForm = z.object({
 /** One of the authenticator app's recovery codes, each usable once (`?method=recovery`). */
 export function createRecoveryCodeStrategy(kit: SignInKit): SignInStrategy {
   const { totp } = kit.deps;
-  const render = (ctx: SignInContext, error?: string, status?: number) => renderTotpPage(kit, ctx, 'recovery', error, status);
   return {
     id: 'recovery-code',
-    show: (ctx) => render(ctx),
+    show: (ctx) => renderTotpPage(kit, ctx, 'recovery'),
     routes: [
       {
         path: '/second-factor/recovery',
@@ -29,14 +27,14 @@ export function createRecoveryCodeStrategy(kit: SignInKit): SignInStrategy {
         async handle(ctx, flow) {
           const { account } = kit.requireMethod(ctx, 'recovery-code');
           const parsed = recoveryForm.safeParse(ctx.state.form);
-          if (!parsed.success) return render(ctx, 'Enter one of your recovery codes.', 400);
-          return kit.guarded(ctx, { kind: 'recovery', account, auditAction: 'mfa.recovery_code' }, (message) => render(ctx, message, 429), async (attempt) => {
+          if (!parsed.success) return flow.fail(ctx, 'recovery_code_required', { method: 'recovery' });
+          return kit.guarded(ctx, { kind: 'recovery', account, auditAction: 'mfa.recovery_code' }, (code, wait) => flow.fail(ctx, code, { wait, method: 'recovery' }), async (attempt) => {
             const result = await totp.verifyRecoveryCode(account.id, parsed.data.code);
             if (!result.ok) {
               await attempt.failed();
               kit.log(ctx).info('second factor failed', { accountId: account.id, method: 'recovery', reason: result.reason });
               await kit.auditFactor(ctx, 'mfa.recovery_code', account, 'failure', { reason: `code_${result.reason}` });
-              return render(ctx, 'That recovery code is not valid, or it was already used.', 401);
+              return flow.fail(ctx, 'recovery_code_invalid', { method: 'recovery' });
             }
             await attempt.succeeded();
             kit.log(ctx).info('second factor succeeded', { accountId: account.id, method: 'recovery', recoveryCodesLeft: result.remaining });

@@ -14,17 +14,21 @@ const enrolmentField = z.string().max(2048);
  * none it may use. Then its recovery codes, shown once (step `recovery-codes`).
  */
 export function createTotpEnrolmentStrategy(kit: SignInKit): SignInStrategy {
-  const { totp, pages } = kit.deps;
+  const { totp, pages, secretBox } = kit.deps;
+  // The recovery codes wait, sealed, in the interaction between the POST that made them and the
+  // page that shows them (post/redirect/get); bound to the interaction.
+  const codesContext = (ctx: SignInContext) => `sign-in-recovery-codes:${ctx.state.interaction.uid}`;
 
   /**
-   * Writes nothing (the page is also shown on a GET): the secret travels sealed in the form
-   * (totp.service.ts); `enrolment` is that sealed value when re-rendering after a wrong code, so
-   * the person need not scan again.
+   * Writes nothing (a GET): the secret travels sealed in the form (totp.service.ts); after a
+   * wrong code the POST kept that sealed value in the interaction, so the person need not scan
+   * again.
    */
-  const renderEnrol = async (ctx: SignInContext, error?: string, status = 200, enrolment?: string) => {
+  const renderEnrol = async (ctx: SignInContext) => {
     const { account, stepUp } = kit.requireAccount(ctx);
     const base = kit.page(ctx);
-    const fresh = await totp.beginEnrolment({ id: account.id, email: account.email }, { continueFrom: enrolment });
+    const error = kit.pageError(ctx)?.message;
+    const fresh = await totp.beginEnrolment({ id: account.id, email: account.email }, { continueFrom: ctx.state.kept.enrolment });
     const view = {
       ...base,
       title: 'Set up two-step verification',
@@ -36,12 +40,24 @@ export function createTotpEnrolmentStrategy(kit: SignInKit): SignInStrategy {
       action: `/interaction/${base.uid}/second-factor/enrol`,
       error,
     };
-    await pages.render(ctx, 'interactions/totp-enrol', view, status);
+    await pages.render(ctx, 'interactions/totp-enrol', view);
   };
 
-  /** `codes` only in the response that activated the app: they are stored hashed. */
-  const renderRecoveryCodes = async (ctx: SignInContext, codes: string[] | undefined) => {
+  /** The codes the activating POST kept (sealed) until the person continues; stored hashed otherwise. */
+  const keptCodes = (ctx: SignInContext): string[] | undefined => {
+    const sealed = ctx.state.kept.recoveryCodes;
+    if (!sealed) return undefined;
+    try {
+      const codes: unknown = JSON.parse(secretBox.open(sealed, codesContext(ctx)));
+      return Array.isArray(codes) && codes.every((c) => typeof c === 'string') ? codes : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+
+  const renderRecoveryCodes = async (ctx: SignInContext) => {
     const base = kit.page(ctx);
+    const codes = keptCodes(ctx);
     await pages.render(ctx, 'interactions/recovery-codes', {
       ...base,
       title: 'Save your recovery codes',
@@ -53,7 +69,7 @@ export function createTotpEnrolmentStrategy(kit: SignInKit): SignInStrategy {
 
   return {
     id: 'totp-enrolment',
-    show: (ctx) => (ctx.state.flow.step === 'recovery-codes' ? renderRecoveryCodes(ctx, undefined) : renderEnrol(ctx)),
+    show: (ctx) => (ctx.state.flow.step === 'recovery-codes' ? renderRecoveryCodes(ctx) : renderEnrol(ctx)),
     routes: [
       {
         path: '/second-factor/enrol',
@@ -63,8 +79,8 @@ export function createTotpEnrolmentStrategy(kit: SignInKit): SignInStrategy {
           const { account } = kit.requireMethod(ctx, 'totp-enrolment');
           const enrolment = enrolmentField.safeParse(ctx.state.form.enrolment).data;
           const parsed = codeForm.safeParse(ctx.state.form);
-          if (!parsed.success) return renderEnrol(ctx, 'Enter the 6-digit code your app shows for this account.', 400, enrolment);
-          return kit.guarded(ctx, { kind: 'enrol', account, auditAction: 'mfa.enrolled' }, (message) => renderEnrol(ctx, message, 429, enrolment), async (attempt) => {
+          if (!parsed.success) return flow.fail(ctx, 'enrol_code_required', { keep: { enrolment } });
+          return kit.guarded(ctx, { kind: 'enrol', account, auditAction: 'mfa.enrolled' }, (code, wait) => flow.fail(ctx, code, { wait, keep: { enrolment } }), async (attempt) => {
             const result = await totp.activate(account.id, parsed.data.code, enrolment ?? '');
             if (!result.ok && result.reason === 'already_enrolled') {
               // Finished in another tab a moment ago: the page for the current step now asks for a code.
@@ -77,16 +93,16 @@ export function createTotpEnrolmentStrategy(kit: SignInKit): SignInStrategy {
               await kit.auditFactor(ctx, 'mfa.enrolled', account, 'failure', { reason: `code_${result.reason}`, details: { during: 'sign-in' } });
               if (result.reason === 'expired') {
                 // A new secret: the old page can no longer be activated.
-                return renderEnrol(ctx, 'This setup page has expired. Scan the new QR code (or enter the new key), then enter the code the app shows.', 400);
+                return flow.fail(ctx, 'enrol_expired');
               }
-              return renderEnrol(ctx, 'That code is not right. Check that the app added this account, then enter its current code.', 401, enrolment);
+              return flow.fail(ctx, 'enrol_code_invalid', { keep: { enrolment } });
             }
             await attempt.succeeded();
             kit.log(ctx).info('authenticator app enrolled', { accountId: account.id, during: 'sign-in' });
             await kit.auditFactor(ctx, 'mfa.enrolled', account, 'success', { details: { during: 'sign-in' } });
-            await flow.commit(ctx, { type: 'totp_enrolled' });
-            // Shown in this response only: the codes are stored hashed and cannot be shown again.
-            return renderRecoveryCodes(ctx, result.recoveryCodes);
+            // Kept sealed in the interaction until the person continues: stored hashed otherwise.
+            await flow.commit(ctx, { type: 'totp_enrolled' }, { recoveryCodes: secretBox.seal(JSON.stringify(result.recoveryCodes), codesContext(ctx)) });
+            return flow.showCurrentStep(ctx);
           });
         },
       },

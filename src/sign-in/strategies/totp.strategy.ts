@@ -7,7 +7,7 @@ import type { SignInStrategy } from '../strategy.js';
  * The page shared by the authenticator app and its recovery codes (`mode`), each linking to the
  * other.
  */
-export async function renderTotpPage(kit: SignInKit, ctx: SignInContext, mode: 'totp' | 'recovery', error?: string, status = 200) {
+export async function renderTotpPage(kit: SignInKit, ctx: SignInContext, mode: 'totp' | 'recovery') {
   const { account, stepUp } = kit.requireAccount(ctx);
   const base = kit.page(ctx);
   const view = {
@@ -18,18 +18,17 @@ export async function renderTotpPage(kit: SignInKit, ctx: SignInContext, mode: '
     email: account.email,
     action: `/interaction/${base.uid}/second-factor/${mode}`,
     switchHref: `/interaction/${base.uid}${mode === 'totp' ? '?method=recovery' : ''}`,
-    error,
+    error: kit.pageError(ctx)?.message,
   };
-  await kit.deps.pages.render(ctx, 'interactions/totp', view, status);
+  await kit.deps.pages.render(ctx, 'interactions/totp', view);
 }
 
 /** A code from the account's authenticator app (TOTP), once per time step. */
 export function createTotpStrategy(kit: SignInKit): SignInStrategy {
   const { totp } = kit.deps;
-  const render = (ctx: SignInContext, error?: string, status?: number) => renderTotpPage(kit, ctx, 'totp', error, status);
   return {
     id: 'totp',
-    show: (ctx) => render(ctx),
+    show: (ctx) => renderTotpPage(kit, ctx, 'totp'),
     routes: [
       {
         path: '/second-factor/totp',
@@ -38,15 +37,14 @@ export function createTotpStrategy(kit: SignInKit): SignInStrategy {
         async handle(ctx, flow) {
           const { account } = kit.requireMethod(ctx, 'totp');
           const parsed = codeForm.safeParse(ctx.state.form);
-          if (!parsed.success) return render(ctx, 'Enter the 6-digit code from your authenticator app.', 400);
-          return kit.guarded(ctx, { kind: 'totp', account, auditAction: 'mfa.totp' }, (message) => render(ctx, message, 429), async (attempt) => {
+          if (!parsed.success) return flow.fail(ctx, 'app_code_required');
+          return kit.guarded(ctx, { kind: 'totp', account, auditAction: 'mfa.totp' }, (code, wait) => flow.fail(ctx, code, { wait }), async (attempt) => {
             const result = await totp.verify(account.id, parsed.data.code);
             if (!result.ok) {
               await attempt.failed();
               kit.log(ctx).info('second factor failed', { accountId: account.id, method: 'totp', reason: result.reason });
               await kit.auditFactor(ctx, 'mfa.totp', account, 'failure', { reason: `code_${result.reason}` });
-              const message = result.reason === 'replayed' ? 'That code was already used. Wait for the next code in your app.' : 'That code is not right. Check your authenticator app and try again.';
-              return render(ctx, message, 401);
+              return flow.fail(ctx, result.reason === 'replayed' ? 'app_code_replayed' : 'app_code_invalid');
             }
             await attempt.succeeded();
             kit.log(ctx).info('second factor succeeded', { accountId: account.id, method: 'totp' });
