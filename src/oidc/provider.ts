@@ -140,12 +140,11 @@ export function createProvider(deps: ProviderDeps): Provider {
       await grant.save();
       return grant;
     },
-    // The ID token also carries the claims of the scopes granted (email, email_verified, name …),
-    // not only userinfo (OpenID Connect Core §5.4 allows both): most relying-party libraries read
-    // the address and whether it is verified from the ID token, as other identity servers serve it.
-    conformIdTokenClaims: false,
     features: {
       devInteractions: { enabled: false },
+      // OpenID Connect Core §5.5: an app that wants a claim in the ID token (say, email_verified)
+      // asks for it there; scope claims otherwise come from userinfo (§5.4).
+      claimsParameter: { enabled: true },
       userinfo: { enabled: true },
       revocation: {
         enabled: true,
