@@ -36,6 +36,9 @@ const secretFields = z.union([
 type Secret = z.infer<typeof secretFields>;
 
 const PATH = '/password-reset';
+/** The GET pages a POST redirects to (post/redirect/get): nothing secret in either URL. */
+const DONE_PATH = `${PATH}/done`;
+const INVALID_PATH = `${PATH}/invalid`;
 
 /**
  * The page behind a reset mail's link (`/password-reset?token=…`), for whoever opens it, in any
@@ -43,8 +46,14 @@ const PATH = '/password-reset';
  *
  * - GET only shows the form (nothing is written: a mail scanner that opens the link spends
  *   nothing); the token travels in a hidden field.
- * - POST redeems the token and sets the password. A password the policy refuses keeps the reset
- *   going: the token is spent by then, so the page carries the grant it was exchanged for.
+ * - POST redeems the token and sets the password, then redirects (303) to a "password changed"
+ *   page; an invalid, used or expired link redirects to the page saying so. A password the policy
+ *   refuses keeps the reset going: the token is spent by then, so the page carries the grant it
+ *   was exchanged for. That refusal (and the others that show the form again) is rendered in
+ *   answer to the POST: post/redirect/get would have to put the token or the grant in the URL of
+ *   the GET (there is no interaction or session here to keep it in), where it would end up in the
+ *   history and in logs. Reloading that page asks to resend the form, which is harmless: the
+ *   secret it carries is the one the page already holds.
  * - CSRF: there is no interaction or session to bind a token to, so the form's token is bound to
  *   the link's secret (HMAC, as the sign-in's are bound to their interaction): only a page made
  *   for that secret can post it, and whoever holds the secret could reset the password anyway.
@@ -88,9 +97,15 @@ export function createPasswordResetRouter(deps: PasswordResetPageDeps): Router {
   const renderInvalid = (ctx: Context, status = 400) =>
     pages.render(ctx, 'password-reset/invalid', { title: 'This link no longer works', signInUrl: links.signIn }, status);
 
-  /** Every refusal of the POST goes through here. */
-  const refuse = (ctx: Context, secret: Secret | undefined, problem: { errors?: NewPasswordErrors; status: number; invalidLink?: boolean }) =>
-    !secret || problem.invalidLink ? renderInvalid(ctx, problem.status) : renderForm(ctx, secret, problem.errors, problem.status);
+  /** A link that no longer works: post/redirect/get to the page that says so (nothing secret in its URL). */
+  const redirectInvalid = (ctx: Context) => {
+    ctx.status = 303;
+    ctx.redirect(INVALID_PATH);
+  };
+
+  /** Every refusal of the POST goes through here (the form again is rendered: see above). */
+  const refuse = (ctx: Context, secret: Secret, problem: { errors?: NewPasswordErrors; status: number; invalidLink?: boolean }) =>
+    problem.invalidLink ? redirectInvalid(ctx) : renderForm(ctx, secret, problem.errors, problem.status);
 
   router.get(PATH, privatePage, async function showResetForm(ctx) {
     const token = secretSchema.safeParse(ctx.query.token);
@@ -99,6 +114,14 @@ export function createPasswordResetRouter(deps: PasswordResetPageDeps): Router {
     }
     if (!token.success) return renderInvalid(ctx);
     return renderForm(ctx, { kind: 'token', value: token.data });
+  });
+
+  router.get(DONE_PATH, privatePage, async function showResetDone(ctx) {
+    await pages.render(ctx, 'password-reset/done', { title: 'Your password was changed', signInUrl: links.signIn });
+  });
+
+  router.get(INVALID_PATH, privatePage, async function showResetInvalid(ctx) {
+    await renderInvalid(ctx);
   });
 
   const checkCsrf: Middleware = async function checkResetCsrf(ctx, next) {
@@ -133,7 +156,8 @@ export function createPasswordResetRouter(deps: PasswordResetPageDeps): Router {
       const result = await passwordReset.complete({ grant: secret.value, newPassword: form.password ?? '' });
       if (!result.ok) return refuse(ctx, secret, { errors: completeProblems(result), status: 400, invalidLink: result.reason === 'invalid_grant' });
       log(ctx).info('password reset by link', { accountId: result.account.id });
-      return pages.render(ctx, 'password-reset/done', { title: 'Your password was changed', signInUrl: links.signIn });
+      ctx.status = 303;
+      ctx.redirect(DONE_PATH);
     },
   );
   return router;

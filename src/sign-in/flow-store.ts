@@ -60,6 +60,8 @@ export function readFlowState(interaction: InteractionDetails): SignInState {
 export interface KeptInput {
   /** The address typed on the first-factor page (shown again there). */
   email?: string | undefined;
+  /** The name typed on the sign-up form (shown again there). */
+  name?: string | undefined;
   enrolment?: string | undefined;
   /** The password policy's message for a refused new password. */
   refusal?: string | undefined;
@@ -68,6 +70,7 @@ export interface KeptInput {
 
 const keptSchema = z.object({
   email: z.string().max(254).optional(),
+  name: z.string().max(200).optional(),
   enrolment: z.string().max(2048).optional(),
   refusal: z.string().max(500).optional(),
   recoveryCodes: z.string().max(4096).optional(),

@@ -58,6 +58,24 @@ export const PAGE_ERRORS = {
   new_password_required: { status: 400, field: 'password', message: fixed('Enter a new password, then the same password again.') },
   passwords_differ: { status: 400, field: 'confirm', message: fixed('The two passwords are not the same. Type the new password again.') },
   password_unchanged: { status: 400, field: 'password', message: fixed('Choose a password different from your current one.') },
+  // Sign-up (the same answers for a free and a taken address: the service tells them apart only by mail)
+  sign_up_incomplete: { status: 400, message: fixed('Fill in your email address, name and password.') },
+  sign_up_email_invalid: { status: 400, message: fixed('Enter an email address, like name@example.com.') },
+  sign_up_name_invalid: { status: 400, message: fixed('Enter your name without control characters (at most 200 characters).') },
+  // The page says the policy's lengths (it knows them); this is the fallback.
+  sign_up_password_invalid: { status: 400, field: 'password', message: fixed('Choose a longer or shorter password.') },
+  invitation_only: { status: 403, message: fixed('Sign-up here is by invitation only. Open the link from your invitation.') },
+  invitation_refused: { status: 403, message: fixed('This invitation is not valid for this address, or it has been used up or has expired.') },
+  sign_up_throttled: { status: 429, message: (p) => `Too many sign-ups were started. Wait ${describeWait(p.wait ?? 60)}, then try again.` },
+  // Its code page
+  already_verified: { status: 409, message: fixed('This address was confirmed already. Go back and sign in instead.') },
+  sign_up_expired: { status: 410, message: fixed('This sign-up has expired. Use a different address (or the same one) to start again.') },
+  send_again: { status: 400, message: fixed('Send the form again.') },
+  // Password reset (the same answers for a known and an unknown address)
+  reset_email_invalid: { status: 400, message: fixed('Enter the email address of your account, like name@example.com.') },
+  reset_throttled: { status: 429, message: (p) => `Too many reset codes were asked for. You can ask for a new one ${inWait(p.wait)}.` },
+  reset_resend_throttled: { status: 429, notice: true, message: (p) => `Too many reset codes were asked for. You can ask for a new one ${inWait(p.wait)}.` },
+  reset_expired: { status: 400, message: fixed('This password reset has expired. Go back to sign in and ask for a new code.') },
 } as const satisfies Record<string, PageErrorEntry>;
 
 export type PageErrorCode = keyof typeof PAGE_ERRORS | 'password_refused';

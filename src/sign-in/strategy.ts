@@ -68,6 +68,6 @@ export interface FailOptions {
   wait?: number | undefined;
   keep?: KeptInput;
   restart?: boolean;
-  /** The page variant to come back to (`?method=recovery`). */
-  method?: 'recovery';
+  /** The page variant to come back to (`?method=recovery`; `?method=sign-up` from the login step). */
+  method?: 'recovery' | 'sign-up';
 }

@@ -44,6 +44,12 @@ type Variant = Size | 'no-js';
 const NEW_PASSWORD: Record<Variant, string> = { phone: 'quartz lantern meadow ripple', desktop: 'copper violin harbour echo', 'no-js': 'granite pelican velvet orbit' };
 const CONTEXTS: Record<Variant, BrowserContextOptions> = { phone: CONTEXT_FOR.phone, desktop: CONTEXT_FOR.desktop, 'no-js': { viewport: PHONE, javaScriptEnabled: false } };
 
+/** Runs `click` and answers the status of the form POST it sends to a path ending in `pathEnd`. */
+async function postStatus(page: Page, pathEnd: string, click: () => Promise<void>): Promise<number> {
+  const [response] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname.endsWith(pathEnd)), click()]);
+  return response.status();
+}
+
 async function checkPage(page: Page, variant: Variant, heading: string | RegExp, shot: string): Promise<void> {
   await checkPageWith(page, {
     heading,
@@ -100,14 +106,14 @@ describe('password reset in a real browser (headless Chromium)', () => {
         await checkPage(page, variant, 'Reset your password', `reset-request-${variant}.png`);
         await expect(page.getByLabel('Email').inputValue()).resolves.toBe(email);
         const before = smtp!.countFor(email);
-        await page.getByRole('button', { name: 'Send me a code' }).click();
+        expect(await postStatus(page, '/reset/request', () => page.getByRole('button', { name: 'Send me a code' }).click())).toBe(303);
 
         await checkPage(page, variant, 'Check your email', `reset-code-${variant}.png`);
         const codeInput = page.getByLabel('Code from the email');
         expect(await codeInput.getAttribute('autocomplete')).toBe('one-time-code');
         expect(await codeInput.getAttribute('inputmode')).toBe('numeric');
         await codeInput.fill(codeFrom(await smtp!.waitForMail(email, { after: before, timeoutMs: MAIL_TIMEOUT })));
-        await page.getByRole('button', { name: 'Continue' }).click();
+        expect(await postStatus(page, '/reset/code', () => page.getByRole('button', { name: 'Continue' }).click())).toBe(303);
 
         await checkPage(page, variant, 'Choose a new password', `reset-password-${variant}.png`);
         const interactionPath = new URL(page.url()).pathname;
@@ -116,7 +122,8 @@ describe('password reset in a real browser (headless Chromium)', () => {
         expect(await password.getAttribute('autocomplete')).toBe('new-password');
         await password.fill(WEAK_PASSWORD);
         await page.getByLabel('Repeat the new password').fill(WEAK_PASSWORD);
-        await page.getByRole('button', { name: 'Set password and continue' }).click();
+        // Post/redirect/get: the refusal is a 303 to the step's page, whose GET answers 400.
+        expect(await postStatus(page, '/reset/password', () => page.getByRole('button', { name: 'Set password and continue' }).click())).toBe(303);
         // Refused: the reason next to the field, tied to it for screen readers.
         await checkPage(page, variant, 'Choose a new password', `reset-password-refused-${variant}.png`);
         await expect(page.locator('#password-error').isVisible()).resolves.toBe(true);
@@ -132,8 +139,8 @@ describe('password reset in a real browser (headless Chromium)', () => {
         expect(tokens.claims()?.sub).toBe(accountIds.get(email));
         expect(tokens.claims()?.amr).toEqual(['email']);
         expect((await server!.deps.accounts.authenticate(email, NEW_PASSWORD[variant])).ok).toBe(true);
-        // The weak password's refusal, and nothing else.
-        return [`POST ${interactionPath}/reset/password 400`];
+        // The weak password's refusal (the GET its POST redirected to), and nothing else.
+        return [`GET ${interactionPath} 400`];
       },
       (httpErrors) => ({ httpErrors }),
     );
@@ -156,7 +163,8 @@ describe('password reset in a real browser (headless Chromium)', () => {
         await checkPage(page, variant, 'Choose a new password', `reset-link-${variant}.png`);
         await page.getByLabel('New password', { exact: true }).fill(NEW_PASSWORD[variant]);
         await page.getByLabel('Repeat the new password').fill(NEW_PASSWORD[variant]);
-        await page.getByRole('button', { name: 'Set new password' }).click();
+        // Post/redirect/get to a page whose URL holds no secret.
+        expect(await postStatus(page, '/password-reset', () => page.getByRole('button', { name: 'Set new password' }).click())).toBe(303);
         await checkPage(page, variant, 'Your password was changed', `reset-link-done-${variant}.png`);
         expect(await page.getByRole('link', { name: 'Sign in' }).getAttribute('href')).toBe(`${server!.url}/account`);
         expect((await server!.deps.accounts.authenticate(email, NEW_PASSWORD[variant])).ok).toBe(true);
@@ -165,11 +173,12 @@ describe('password reset in a real browser (headless Chromium)', () => {
         await page.goto(link);
         await page.getByLabel('New password', { exact: true }).fill(`${NEW_PASSWORD[variant]} again`);
         await page.getByLabel('Repeat the new password').fill(`${NEW_PASSWORD[variant]} again`);
-        await page.getByRole('button', { name: 'Set new password' }).click();
+        expect(await postStatus(page, '/password-reset', () => page.getByRole('button', { name: 'Set new password' }).click())).toBe(303);
         await checkPage(page, variant, 'This link no longer works', `reset-link-used-${variant}.png`);
         await expect(page.getByRole('link', { name: 'Ask for a new link' }).isVisible()).resolves.toBe(true);
       },
-      { httpErrors: ['POST /password-reset 400'] },
+      // The used link: the page its POST redirected to (no token in that URL).
+      { httpErrors: ['GET /password-reset/invalid 400'] },
     );
 
   for (const variant of Object.keys(CONTEXTS) as Variant[]) {

@@ -37,6 +37,12 @@ const MAIL_TIMEOUT = 15_000;
 const CLIENT_NAME = 'Browser Notes';
 const PASSWORD = 'violet harbour lantern 82';
 
+/** Runs `click` and answers the status of the form POST it sends to a path ending in `pathEnd`. */
+async function postStatus(page: Page, pathEnd: string, click: () => Promise<void>): Promise<number> {
+  const [response] = await Promise.all([page.waitForResponse((r) => r.request().method() === 'POST' && new URL(r.url()).pathname.endsWith(pathEnd)), click()]);
+  return response.status();
+}
+
 async function checkPage(page: Page, size: Size | 'no-js', heading: string | RegExp, shot: string): Promise<void> {
   await checkPageWith(page, {
     heading,
@@ -92,7 +98,8 @@ describe('sign-up in a real browser (headless Chromium)', () => {
         await page.getByLabel('Email').fill(email);
         await page.getByLabel('Name').fill('Grace Hopper');
         await password.fill('password1234');
-        await page.getByRole('button', { name: 'Create account' }).click();
+        // Post/redirect/get: the refusal is a 303 to the form, whose GET answers 400.
+        expect(await postStatus(page, '/sign-up', () => page.getByRole('button', { name: 'Create account' }).click())).toBe(303);
         await checkPage(page, size, 'Create your account', `sign-up-refused-${size}.png`);
         const refused = page.getByLabel('Password', { exact: true });
         expect(await refused.getAttribute('aria-invalid')).toBe('true');
@@ -109,13 +116,13 @@ describe('sign-up in a real browser (headless Chromium)', () => {
         expect(await codeInput.getAttribute('inputmode')).toBe('numeric');
 
         // A new code at once: throttled, with the time left.
-        await page.getByRole('button', { name: 'send a new code' }).click();
+        expect(await postStatus(page, '/sign-up/resend', () => page.getByRole('button', { name: 'send a new code' }).click())).toBe(303);
         await checkPage(page, size, 'Check your inbox', `verify-email-resend-${size}.png`);
         await expect(page.locator('#step-notice').innerText()).resolves.toMatch(/ask for a new one in \d+ (second|minute)/);
 
         const mail = await smtp!.waitForMail(email, { after: mailsBefore, timeoutMs: MAIL_TIMEOUT });
         await page.getByLabel('Code from the email').fill(codeFrom(mail));
-        await page.getByRole('button', { name: 'Confirm and continue' }).click();
+        expect(await postStatus(page, '/sign-up/verify', () => page.getByRole('button', { name: 'Confirm and continue' }).click())).toBe(303);
         await page.getByRole('button', { name: 'Allow' }).waitFor();
         await checkPage(page, size, new RegExp(`^${CLIENT_NAME}\\s+wants to access your account$`), `sign-up-consent-${size}.png`);
         const callback = await allowAndReachCallback(page, seen, relyingParty!, authorization, `failure-sign-up-${size}.png`);
@@ -124,8 +131,9 @@ describe('sign-up in a real browser (headless Chromium)', () => {
         expect((await server!.deps.accounts.findByEmail(email))?.emailVerified).toBe(true);
         return uid;
       },
-      // The refused password and the early resend are the only HTTP errors, on purpose.
-      (uid) => ({ httpErrors: [`POST /interaction/${uid}/sign-up 400`, `POST /interaction/${uid}/sign-up/resend 429`] }),
+      // The refused password and the early resend are the only HTTP errors, on purpose: the GETs
+      // their POSTs redirected to (post/redirect/get).
+      (uid) => ({ httpErrors: [`GET /interaction/${uid} 400`, `GET /interaction/${uid} 429`] }),
     );
   }
 

@@ -108,7 +108,10 @@ describe('password reset', () => {
     expect(received.subject).not.toMatch(/\d{6}/);
     const code = codeFrom(received);
 
-    const wrong = await submit(agent, codePage, '/reset/code', { code: code === '000000' ? '111111' : '000000' });
+    const wrong = await agent.submit(formAction(codePage.body, '/reset/code'), { csrf: formField(codePage.body, 'csrf'), code: code === '000000' ? '111111' : '000000' });
+    // Post/redirect/get: the refusal is a 303 to the code page, which answers 401.
+    expect(wrong.posted.status).toBe(303);
+    expect(wrong.posted.location).toMatch(/\?error=code_invalid$/);
     expect(wrong.status).toBe(401);
     expect(kindOf(wrong)).toBe('reset-code');
 
@@ -208,7 +211,8 @@ describe('password reset', () => {
     // Opening it again (a mail scanner did first) still shows the form: the GET spent nothing.
     expect((await browser.get(link)).status).toBe(200);
 
-    // A weak password: refused with the policy's reason next to the field; nothing changed.
+    // A weak password: refused with the policy's reason next to the field; nothing changed. Rendered
+    // in answer to the POST: a redirect would have to carry the grant in its URL.
     const weak = await browser.post('/password-reset', { csrf: formField(form.body, 'csrf'), token: formField(form.body, 'token'), password: 'password123', confirm: 'password123' });
     expect(weak.status).toBe(400);
     expect(weak.body).toMatch(/id="password-error"[^>]*>\s*<p>[^<]+/);
@@ -217,8 +221,13 @@ describe('password reset', () => {
     expect(weak.body).not.toMatch(/name="token"/);
     expect(await signsInWith(user.email, OLD_PASSWORD)).toBe(true);
 
-    const done = await browser.post('/password-reset', { csrf: formField(weak.body, 'csrf'), ...(weak.body.includes('name="grant"') ? { grant: formField(weak.body, 'grant') } : { token: formField(weak.body, 'token') }), password: NEW_PASSWORD, confirm: NEW_PASSWORD });
+    const changed = await browser.post('/password-reset', { csrf: formField(weak.body, 'csrf'), ...(weak.body.includes('name="grant"') ? { grant: formField(weak.body, 'grant') } : { token: formField(weak.body, 'token') }), password: NEW_PASSWORD, confirm: NEW_PASSWORD });
+    // Post/redirect/get to a page whose URL holds no secret.
+    expect(changed.status).toBe(303);
+    expect(changed.location).toBe(`${server.url}/password-reset/done`);
+    const done = await browser.get(changed.location ?? '');
     expect(done.status).toBe(200);
+    expect(done.headers.get('cache-control')).toBe('no-store');
     expect(done.body).toContain('Your password was changed');
     expect(done.body).toContain('href="http://');
     expect(done.body).toMatch(/href="[^"]*\/account"/);
@@ -227,10 +236,16 @@ describe('password reset', () => {
 
     // Used: the second time the one plain page, the same as for a made-up token.
     const again = await browser.get(link);
-    const reused = await browser.post('/password-reset', { csrf: formField(again.body, 'csrf'), token: formField(again.body, 'token'), password: `${NEW_PASSWORD} x`, confirm: `${NEW_PASSWORD} x` });
+    const reusedPost = await browser.post('/password-reset', { csrf: formField(again.body, 'csrf'), token: formField(again.body, 'token'), password: `${NEW_PASSWORD} x`, confirm: `${NEW_PASSWORD} x` });
     const madeUp = 'A'.repeat(43);
     const madeUpForm = await browser.get(`/password-reset?token=${madeUp}`);
-    const invented = await browser.post('/password-reset', { csrf: formField(madeUpForm.body, 'csrf'), token: madeUp, password: `${NEW_PASSWORD} x`, confirm: `${NEW_PASSWORD} x` });
+    const inventedPost = await browser.post('/password-reset', { csrf: formField(madeUpForm.body, 'csrf'), token: madeUp, password: `${NEW_PASSWORD} x`, confirm: `${NEW_PASSWORD} x` });
+    // Both redirect to the one "no longer works" page (no token in its URL), which answers 400.
+    expect(reusedPost.status).toBe(303);
+    expect(reusedPost.location).toBe(`${server.url}/password-reset/invalid`);
+    expect(inventedPost.location).toBe(reusedPost.location);
+    const reused = await browser.get(reusedPost.location ?? '');
+    const invented = await browser.get(inventedPost.location ?? '');
     expect(reused.status).toBe(400);
     expect(invented.status).toBe(400);
     expect(reused.body).toContain('ask for a new link');
@@ -248,11 +263,14 @@ describe('password reset', () => {
     const replies = await Promise.all(
       Array.from({ length: 20 }, (_, i) => new UserAgent(server.url).post('/password-reset', { ...fields, password: `${NEW_PASSWORD} ${i}`, confirm: `${NEW_PASSWORD} ${i}` })),
     );
-    const won = replies.flatMap((reply, i) => (reply.status === 200 ? [i] : []));
+    const won = replies.flatMap((reply, i) => (reply.status === 303 && reply.location?.endsWith('/password-reset/done') ? [i] : []));
     expect(won).toHaveLength(1);
-    // The others: the one "no longer works" page, or a wait from the guessing limits (which count
-    // attempts before they run, so a burst is held back too); never a 5xx.
-    for (const reply of replies.filter((_, i) => i !== won[0])) expect([400, 429]).toContain(reply.status);
+    // The others: a redirect to the one "no longer works" page, or a wait from the guessing limits
+    // (which count attempts before they run, so a burst is held back too); never a 5xx.
+    for (const reply of replies.filter((_, i) => i !== won[0])) {
+      if (reply.status === 303) expect(reply.location).toBe(`${server.url}/password-reset/invalid`);
+      else expect(reply.status).toBe(429);
+    }
     expect(await signsInWith(user.email, `${NEW_PASSWORD} ${won[0]}`)).toBe(true);
   }, 60_000);
 
@@ -267,13 +285,16 @@ describe('password reset', () => {
       const reply = await agent.post(action, { csrf: formField(page.body, 'csrf'), email });
       const ms = performance.now() - t0;
       const codePage = await agent.follow(reply.location ?? '');
-      const wrong = await submit(agent, codePage, '/reset/code', { code: '000001' });
+      const wrong = await agent.submit(formAction(codePage.body, '/reset/code'), { csrf: formField(codePage.body, 'csrf'), code: '000001' });
+      const uidless = (reply: Reply) => (reply.location ?? '').replace(/\/interaction\/[A-Za-z0-9_-]+/, '/interaction/UID');
       const normalise = (html: string) => html.replaceAll(email, 'EMAIL').replace(/\/interaction\/[A-Za-z0-9_-]+/g, '/interaction/UID').replace(/value="[A-Za-z0-9_-]{40,}"/g, 'value="CSRF"');
       return {
         ms,
         shape: {
           status: reply.status,
+          redirect: uidless(reply),
           setCookies: reply.headers.getSetCookie().length,
+          wrongRedirect: [wrong.posted.status, uidless(wrong.posted)],
           codePage: [codePage.status, normalise(codePage.body)],
           wrong: [wrong.status, normalise(wrong.body)],
         },
@@ -284,6 +305,7 @@ describe('password reset', () => {
     const second = await run(unknown);
     expect(second.shape).toEqual(first.shape);
     expect(first.shape.status).toBe(303);
+    expect(first.shape.wrongRedirect).toEqual([303, expect.stringMatching(/\/interaction\/UID\?error=code_invalid$/)]);
     for (let i = 0; i < 3; i += 1) {
       times.known.push((await run(known.email)).ms);
       times.unknown.push((await run(unknown)).ms);
@@ -300,7 +322,10 @@ describe('password reset', () => {
     let { codePage } = await requestCode(agent, page, user.email);
     let reply = codePage;
     for (let i = 0; i < 10 && reply.status !== 429; i += 1) {
-      reply = await submit(agent, codePage, '/reset/resend');
+      const answer = await agent.submit(formAction(codePage.body, '/reset/resend'), { csrf: formField(codePage.body, 'csrf') });
+      // Post/redirect/get: a new code and a refusal alike are a 303 to the code page.
+      expect(answer.posted.status).toBe(303);
+      reply = answer;
       if (reply.status === 200) codePage = reply;
     }
     expect(reply.status).toBe(429);
@@ -318,7 +343,9 @@ describe('password reset', () => {
     const requestAction = formAction(page.body, '/reset/request');
     const csrf = formField(page.body, 'csrf');
     for (const fields of [{ csrf, email: 'not an email' }, { csrf }, { csrf, email: `${'a'.repeat(300)}@example.com` }] as Record<string, string>[]) {
-      const reply = await agent.post(requestAction, fields);
+      const reply = await agent.submit(requestAction, fields);
+      expect(reply.posted.status).toBe(303);
+      expect(reply.posted.location).not.toContain('@');
       expect(reply.status).toBe(400);
       expect(kindOf(reply)).toBe('reset-request');
     }
@@ -330,7 +357,11 @@ describe('password reset', () => {
 
     const { codePage, mail } = await requestCode(agent, page, user.email);
     const codeAction = formAction(codePage.body, '/reset/code');
-    for (const code of ['', 'abcdef', '1'.repeat(40)]) expect((await agent.post(codeAction, { csrf, code })).status).toBe(400);
+    for (const code of ['', 'abcdef', '1'.repeat(40)]) {
+      const reply = await agent.submit(codeAction, { csrf, code });
+      expect(reply.posted.status).toBe(303);
+      expect(reply.status).toBe(400);
+    }
     const passwordPage = await submit(agent, codePage, '/reset/code', { code: codeFrom(await mail()) });
     const passwordAction = formAction(passwordPage.body, '/reset/password');
     for (const fields of [
@@ -339,7 +370,9 @@ describe('password reset', () => {
       { csrf, password: 'x'.repeat(200), confirm: 'x'.repeat(200) },
       { csrf, password: 'short', confirm: 'short' },
     ] as Record<string, string>[]) {
-      const reply = await agent.post(passwordAction, fields);
+      const reply = await agent.submit(passwordAction, fields);
+      expect(reply.posted.status).toBe(303);
+      expect(reply.posted.location).not.toMatch(/password=|short|different/);
       expect(reply.status).toBe(400);
       expect(kindOf(reply)).toBe('reset-password');
     }

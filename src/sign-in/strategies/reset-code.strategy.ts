@@ -1,15 +1,8 @@
 import { codeForm } from '../forms.js';
-import { codeError, tooManyCodes } from '../messages.js';
 import type { SignInKit } from '../sign-in-kit.js';
 import type { SignInContext } from '../sign-in-context.js';
 import type { SignInStrategy } from '../strategy.js';
 import { requestResetCode, requireResetEnabled } from './reset-request.strategy.js';
-
-interface CodePage {
-  error?: string | undefined;
-  notice?: string | undefined;
-  status?: number;
-}
 
 /**
  * "Check your inbox": the step `reset-code`. The 6-digit code from the reset mail proves the
@@ -22,10 +15,12 @@ export function createResetCodeStrategy(kit: SignInKit): SignInStrategy {
   // Shown to people and in the mail: whole minutes, never "0 minutes" for a short TTL.
   const codeMinutes = Math.max(1, Math.ceil(kit.config.passwordReset.ttlSeconds / 60));
 
-  /** Every page of this step (and every refusal) is rendered here. */
-  const render = async (ctx: SignInContext, options: CodePage = {}) => {
+  /** The page (GET); a refused POST's message comes from the query (post/redirect/get). */
+  const render = async (ctx: SignInContext) => {
     const { email } = kit.requireStep(ctx, 'reset-code');
     const base = kit.page(ctx);
+    const refusal = kit.pageError(ctx);
+    const sent = !refusal && ctx.query.sent === '1' ? 'We sent a new code. Use the latest one.' : undefined;
     const view = {
       ...base,
       title: 'Check your email',
@@ -33,17 +28,17 @@ export function createResetCodeStrategy(kit: SignInKit): SignInStrategy {
       codeMinutes,
       action: `/interaction/${base.uid}/reset/code`,
       resendAction: `/interaction/${base.uid}/reset/resend`,
-      error: options.error,
-      notice: options.notice,
+      error: refusal && !refusal.notice ? refusal.message : undefined,
+      notice: refusal?.notice ? refusal.message : sent,
     };
-    await pages.render(ctx, 'interactions/reset-code', view, options.status ?? 200);
+    await pages.render(ctx, 'interactions/reset-code', view);
   };
 
   return {
     id: 'reset-code',
     show(ctx) {
       requireResetEnabled(kit);
-      return render(ctx, ctx.query.sent === '1' ? { notice: 'We sent a new code. Use the latest one.' } : {});
+      return render(ctx);
     },
     routes: [
       {
@@ -54,13 +49,10 @@ export function createResetCodeStrategy(kit: SignInKit): SignInStrategy {
           requireResetEnabled(kit);
           const { flowId } = kit.requireStep(ctx, 'reset-code');
           const parsed = codeForm.safeParse(ctx.state.form);
-          if (!parsed.success) return render(ctx, { error: 'Enter the 6-digit code from the email.', status: 400 });
+          if (!parsed.success) return flow.fail(ctx, 'email_code_required');
           const result = await passwordReset.verifyCode({ flowId, code: parsed.data.code, ip: ctx.ip });
-          if (!result.ok && result.reason === 'throttled') {
-            ctx.set('Retry-After', String(result.retryAfterSeconds));
-            return render(ctx, { error: tooManyCodes(result.retryAfterSeconds), status: 429 });
-          }
-          if (!result.ok) return render(ctx, { error: codeError(result.reason), status: 401 });
+          if (!result.ok && result.reason === 'throttled') return flow.fail(ctx, 'code_throttled', { wait: result.retryAfterSeconds });
+          if (!result.ok) return flow.fail(ctx, `code_${result.reason}`);
           await flow.commit(ctx, { type: 'reset_verified', grant: result.grant });
           return flow.showCurrentStep(ctx);
         },
@@ -74,7 +66,8 @@ export function createResetCodeStrategy(kit: SignInKit): SignInStrategy {
           requireResetEnabled(kit);
           const { email } = kit.requireStep(ctx, 'reset-code');
           const outcome = await requestResetCode(kit, ctx, flow, email);
-          if (!outcome.ok) return render(ctx, { notice: outcome.message, status: outcome.status });
+          if (!outcome.ok && outcome.reason === 'throttled') return flow.fail(ctx, 'reset_resend_throttled', { wait: outcome.wait });
+          if (!outcome.ok) return flow.fail(ctx, 'reset_email_invalid');
           return flow.showCurrentStep(ctx, '?sent=1');
         },
       },

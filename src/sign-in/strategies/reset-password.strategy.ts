@@ -63,10 +63,12 @@ async function detachRevokedSession(ctx: SignInContext, accountId: string): Prom
 export function createResetPasswordStrategy(kit: SignInKit): SignInStrategy {
   const { passwordReset, passwordPolicy, pages } = kit.deps;
 
-  /** Every page of this step (and every refusal) is rendered here. */
-  const render = async (ctx: SignInContext, errors: NewPasswordErrors = {}, status = 200) => {
+  /** The page (GET); a refused POST's message comes from the query (post/redirect/get), next to its field. */
+  const render = async (ctx: SignInContext) => {
     const { email } = kit.requireStep(ctx, 'reset-password');
     const base = kit.page(ctx);
+    const refusal = kit.pageError(ctx);
+    const errors: NewPasswordErrors = refusal ? { [refusal.field ?? 'form']: refusal.message } : {};
     const view = {
       ...base,
       title: 'Choose a new password',
@@ -77,7 +79,7 @@ export function createResetPasswordStrategy(kit: SignInKit): SignInStrategy {
       action: `/interaction/${base.uid}/reset/password`,
       errors,
     };
-    await pages.render(ctx, 'interactions/reset-password', view, status);
+    await pages.render(ctx, 'interactions/reset-password', view);
   };
 
   return {
@@ -95,9 +97,11 @@ export function createResetPasswordStrategy(kit: SignInKit): SignInStrategy {
           requireResetEnabled(kit);
           const { grant } = kit.requireStep(ctx, 'reset-password');
           const problems = newPasswordProblems(passwordPolicy, ctx.state.form);
-          if (problems) return render(ctx, problems, 400);
+          if (problems) return flow.fail(ctx, problems.confirm ? 'passwords_differ' : 'new_password_required');
           const result = await passwordReset.complete({ grant, newPassword: ctx.state.form.password ?? '' });
-          if (!result.ok) return render(ctx, completeProblems(result), 400);
+          if (!result.ok && result.reason === 'invalid_grant') return flow.fail(ctx, 'reset_expired');
+          // The policy's reason (our text) is kept in the interaction, never put in the URL.
+          if (!result.ok) return flow.fail(ctx, 'password_refused', { keep: { refusal: completeProblems(result).password } });
           await detachRevokedSession(ctx, result.account.id);
           // The next step (a second factor) works on this account.
           ctx.state.account = result.account;

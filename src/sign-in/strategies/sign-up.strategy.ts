@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { AppError } from '../../http/app-error.js';
 import type { SignInKit } from '../sign-in-kit.js';
 import type { SignInContext } from '../sign-in-context.js';
-import { describeWait } from '../messages.js';
+import type { PageErrorCode } from '../page-errors.js';
 import { signUpAccess } from '../sign-up-invitation.js';
 import type { SignInStrategy } from '../strategy.js';
 
@@ -16,17 +16,14 @@ const signUpForm = z.object({
 });
 
 type Fields = { email?: string; name?: string; password?: string };
-interface SignUpView {
-  values?: { email?: string; name?: string };
-  errors?: Fields;
-  error?: string;
-  status?: number;
-}
 
-const FIELD_MESSAGES: Record<string, string> = {
-  email: 'Enter an email address, like name@example.com.',
-  name: 'Enter your name without control characters (at most 200 characters).',
-  password: 'Choose a password.',
+/** The refusals shown next to a field (the others sit above the form); the service names the fields. */
+const FIELD_CODES = { email: 'sign_up_email_invalid', name: 'sign_up_name_invalid', password: 'sign_up_password_invalid' } as const;
+const CODE_FIELDS: Partial<Record<PageErrorCode, keyof Fields>> = {
+  sign_up_email_invalid: 'email',
+  sign_up_name_invalid: 'name',
+  sign_up_password_invalid: 'password',
+  password_refused: 'password',
 };
 
 // eslint-disable-next-line no-control-regex -- the point is to drop control characters
@@ -42,26 +39,36 @@ const closed = () => new AppError(404, 'sign_up.closed', 'Sign-up is not availab
 export function createSignUpStrategy(kit: SignInKit): SignInStrategy {
   const { pages, signUp, passwordPolicy } = kit.deps;
 
-  /** The page, with the values typed and the errors (every refusal of this step goes through here). */
-  const render = async (ctx: SignInContext, view: SignUpView = {}) => {
+  /**
+   * The page (GET). After a refused POST (post/redirect/get): the message of the query's code,
+   * next to its field or above the form, and what was typed (kept in the interaction by the POST).
+   */
+  const render = async (ctx: SignInContext) => {
     const access = await signUpAccess(kit.deps, ctx.state.interaction.params);
     if (!access.allowed && access.reason === 'closed') throw closed();
     const base = kit.page(ctx);
-    const { flow } = ctx.state;
+    const { flow, kept } = ctx.state;
     const keptName = flow.step === 'sign-up' ? (flow.name ?? '') : '';
+    const refusal = kit.pageError(ctx);
+    const field = refusal ? CODE_FIELDS[refusal.code] : undefined;
+    const errors: Fields = {};
+    if (refusal && field) {
+      errors[field] = refusal.code === 'sign_up_password_invalid' ? `Choose a password of ${passwordPolicy.minLength} to ${passwordPolicy.maxLength} characters.` : refusal.message;
+    }
     const model = {
       ...base,
       title: 'Create your account',
       invitationRequired: !access.allowed,
       action: `/interaction/${base.uid}/sign-up`,
-      email: view.values?.email ?? (access.allowed ? (access.boundEmail ?? '') : ''),
-      name: view.values?.name ?? keptName,
+      email: kept.email ?? (access.allowed ? (access.boundEmail ?? '') : ''),
+      name: kept.name ?? keptName,
       minLength: passwordPolicy.minLength,
       maxLength: passwordPolicy.maxLength,
-      errors: view.errors ?? {},
-      error: view.error,
+      errors,
+      error: refusal && !field ? refusal.message : undefined,
     };
-    await pages.render(ctx, 'interactions/sign-up', model, view.status ?? (access.allowed ? 200 : 403));
+    // A refusal's status is applied by the router; without one, an invitation-only page is a 403.
+    await pages.render(ctx, 'interactions/sign-up', model, refusal || access.allowed ? 200 : 403);
   };
 
   return {
@@ -76,11 +83,13 @@ export function createSignUpStrategy(kit: SignInKit): SignInStrategy {
           kit.requireStep(ctx, 'identify', 'sign-up', 'verify-email');
           const access = await signUpAccess(kit.deps, ctx.state.interaction.params);
           if (!access.allowed && access.reason === 'closed') throw closed();
-          const values = { email: printable(ctx.state.form.email, 254), name: printable(ctx.state.form.name, 200) };
-          const refuse = (view: Omit<SignUpView, 'values'>) => render(ctx, { ...view, values });
-          if (!access.allowed) return refuse({ error: 'Sign-up here is by invitation only. Open the link from your invitation.', status: 403 });
+          // What the page shows again (never the password, never in the URL).
+          const keep = { email: printable(ctx.state.form.email, 254), name: printable(ctx.state.form.name, 200) };
+          // From the login page (step `identify`) the form is its `?method=sign-up` variant.
+          const refuse = (code: PageErrorCode, wait?: number) => flow.fail(ctx, code, { keep, wait, method: 'sign-up' });
+          if (!access.allowed) return refuse('invitation_only');
           const parsed = signUpForm.safeParse(ctx.state.form);
-          if (!parsed.success) return refuse({ error: 'Fill in your email address, name and password.', status: 400 });
+          if (!parsed.success) return refuse('sign_up_incomplete');
           const { email, name, password } = parsed.data;
           const result = await signUp.start({ email, name: name.trim() || undefined, password, ip: ctx.ip, invitation: access.invitation });
           if (result.ok) {
@@ -89,18 +98,17 @@ export function createSignUpStrategy(kit: SignInKit): SignInStrategy {
           }
           switch (result.reason) {
             case 'invalid': {
-              const errors: Fields = {};
-              for (const field of Object.keys(result.fields)) if (field in FIELD_MESSAGES) errors[field as keyof Fields] = FIELD_MESSAGES[field];
-              if (errors.password) errors.password = `Choose a password of ${passwordPolicy.minLength} to ${passwordPolicy.maxLength} characters.`;
-              return refuse({ errors, status: 400 });
+              // One field at a time, in the order of the form.
+              const field = (['email', 'name', 'password'] as const).find((f) => f in result.fields) ?? 'email';
+              return refuse(FIELD_CODES[field]);
             }
             case 'weak_password':
-              return refuse({ errors: { password: result.message }, status: 400 });
+              // The policy's reason (our text) is kept in the interaction, never put in the URL.
+              return flow.fail(ctx, 'password_refused', { keep: { ...keep, refusal: result.message }, method: 'sign-up' });
             case 'invitation_required':
-              return refuse({ error: 'This invitation is not valid for this address, or it has been used up or has expired.', status: 403 });
+              return refuse('invitation_refused');
             case 'throttled':
-              ctx.set('Retry-After', String(result.retryAfterSeconds));
-              return refuse({ error: `Too many sign-ups were started. Wait ${describeWait(result.retryAfterSeconds)}, then try again.`, status: 429 });
+              return refuse('sign_up_throttled', result.retryAfterSeconds);
             case 'closed':
               throw closed();
           }

@@ -3,16 +3,9 @@ import { z } from 'zod';
 import { codeForm } from '../forms.js';
 import type { SignInKit } from '../sign-in-kit.js';
 import type { SignInContext } from '../sign-in-context.js';
-import { codeError, describeWait } from '../messages.js';
 import type { SignInStrategy } from '../strategy.js';
 
 const csrfOnly = z.object({ csrf: z.string() });
-
-interface VerifyView {
-  error?: string | undefined;
-  notice?: string | undefined;
-  status?: number;
-}
 
 /**
  * The code page after a sign-up (step `verify-email`): the 6-digit code from the mail, a new
@@ -24,10 +17,11 @@ export function createVerifyEmailStrategy(kit: SignInKit): SignInStrategy {
   const { pages, signUp } = kit.deps;
   const codeMinutes = Math.round(kit.config.signUp.codeTtlSeconds / 60);
 
-  /** The page (every refusal of this step goes through here). */
-  const render = async (ctx: SignInContext, view: VerifyView = {}) => {
+  /** The page (GET); a refused POST's message comes from the query (post/redirect/get). */
+  const render = async (ctx: SignInContext) => {
     const { email, flowId } = kit.requireStep(ctx, 'verify-email');
     const base = kit.page(ctx);
+    const refusal = kit.pageError(ctx);
     // The same for a free and a taken address: the service keeps a code for both.
     const pending = await signUp.pending(flowId);
     const model = {
@@ -40,10 +34,10 @@ export function createVerifyEmailStrategy(kit: SignInKit): SignInStrategy {
       action: `/interaction/${base.uid}/sign-up/verify`,
       resendAction: `/interaction/${base.uid}/sign-up/resend`,
       changeAddressAction: `/interaction/${base.uid}/sign-up/change-address`,
-      error: view.error,
-      notice: view.notice,
+      error: refusal && !refusal.notice ? refusal.message : undefined,
+      notice: refusal?.notice ? refusal.message : undefined,
     };
-    await pages.render(ctx, 'interactions/verify-email', model, view.status ?? 200);
+    await pages.render(ctx, 'interactions/verify-email', model);
   };
 
   return {
@@ -57,16 +51,13 @@ export function createVerifyEmailStrategy(kit: SignInKit): SignInStrategy {
         async handle(ctx, flow) {
           const { flowId } = kit.requireStep(ctx, 'verify-email');
           const parsed = codeForm.safeParse(ctx.state.form);
-          if (!parsed.success) return render(ctx, { error: 'Enter the 6-digit code from the email.', status: 400 });
+          if (!parsed.success) return flow.fail(ctx, 'email_code_required');
           const result = await signUp.verify({ flowId, code: parsed.data.code, ip: ctx.ip });
           if (!result.ok) {
             kit.log(ctx).info('sign-up code refused', { reason: result.reason, client: ctx.state.interaction.params.client_id });
-            if (result.reason === 'throttled') {
-              ctx.set('Retry-After', String(result.retryAfterSeconds));
-              return render(ctx, { error: `Too many wrong codes. Wait ${describeWait(result.retryAfterSeconds)}, then try again.`, status: 429 });
-            }
-            if (result.reason === 'already_verified') return render(ctx, { error: 'This address was confirmed already. Go back and sign in instead.', status: 409 });
-            return render(ctx, { error: codeError(result.reason), status: 401 });
+            if (result.reason === 'throttled') return flow.fail(ctx, 'code_throttled', { wait: result.retryAfterSeconds });
+            if (result.reason === 'already_verified') return flow.fail(ctx, 'already_verified');
+            return flow.fail(ctx, `code_${result.reason}`);
           }
           ctx.state.account = result.account;
           kit.log(ctx).info('sign-up verified', { accountId: result.account.id, client: ctx.state.interaction.params.client_id });
@@ -79,12 +70,11 @@ export function createVerifyEmailStrategy(kit: SignInKit): SignInStrategy {
         loadsAccount: false,
         async handle(ctx, flow) {
           const { flowId } = kit.requireStep(ctx, 'verify-email');
-          if (!csrfOnly.safeParse(ctx.state.form).success) return render(ctx, { error: 'Send the form again.', status: 400 });
+          if (!csrfOnly.safeParse(ctx.state.form).success) return flow.fail(ctx, 'send_again');
           const result = await signUp.resend({ flowId, ip: ctx.ip });
           if (result.ok) return flow.showCurrentStep(ctx);
-          if (result.reason === 'missing') return render(ctx, { error: 'This sign-up has expired. Use a different address (or the same one) to start again.', status: 410 });
-          ctx.set('Retry-After', String(result.retryAfterSeconds));
-          return render(ctx, { notice: `A code was sent moments ago. You can ask for a new one in ${describeWait(result.retryAfterSeconds)}.`, status: 429 });
+          if (result.reason === 'missing') return flow.fail(ctx, 'sign_up_expired');
+          return flow.fail(ctx, 'resend_throttled', { wait: result.retryAfterSeconds });
         },
       },
       {
