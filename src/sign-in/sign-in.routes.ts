@@ -128,10 +128,19 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
     },
     async fail(ctx, code, options = {}) {
       const { wait, keep, restart, method } = options;
-      if (restart || keep) {
-        const state = restart ? { step: 'identify' as const } : ctx.state.flow;
-        await saveFlowState(ctx.state.interaction, state, keep);
-        ctx.state.flow = state;
+      const state = restart ? { step: 'identify' as const } : ctx.state.flow;
+      // Nothing to write when the step and what is kept are already so (a repeated refusal).
+      const unchanged = (!restart || ctx.state.flow.step === 'identify') && JSON.stringify(keep ?? {}) === JSON.stringify(ctx.state.kept);
+      if ((restart || keep) && !unchanged) {
+        try {
+          await saveFlowState(ctx.state.interaction, state, keep);
+          ctx.state.flow = state;
+        } catch (err) {
+          // NOTE: best effort. A burst of refused POSTs on one interaction writes the same record
+          // at once, and a write that loses that race must not turn a refusal into a 500: the
+          // page then shows the refusal without what was to be kept.
+          kit.log(ctx).warn('refused form state not kept', { error: (err as Error).name, reason: (err as Error).message });
+        }
       }
       const query = new URLSearchParams({ error: code });
       if (wait !== undefined) query.set('wait', String(Math.max(1, Math.ceil(wait))));

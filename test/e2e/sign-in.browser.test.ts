@@ -157,6 +157,41 @@ describe('sign-in in a real browser (headless Chromium)', () => {
     SUITE_TIMEOUT,
   );
 
+  it.each(['desktop', 'phone'] as const)(
+    'on a %s: the card does not move between steps (login, a refused password, the code page), and Back to sign in keeps the email',
+    (size) =>
+      inNewContext(chromium!, CONTEXT_FOR[size], server!.url, async (page) => {
+        await startAuthorization(page, rp, relyingParty!, { scope: SCOPE });
+        await page.getByRole('button', { name: 'Sign in' }).waitFor();
+        const place = async () => {
+          const card = await page.locator('.card').boundingBox();
+          const heading = await page.getByRole('heading', { level: 1 }).boundingBox();
+          return { x: card!.x, y: card!.y, width: card!.width, headingY: heading!.y };
+        };
+        const login = await place();
+
+        // A wrong password: the browser lands on the login page again by a GET (post/redirect/get).
+        await page.getByLabel('Email').fill(USER.email);
+        await page.getByLabel('Password').fill('not the password at all');
+        await page.getByRole('button', { name: 'Sign in' }).click();
+        await page.getByText('Incorrect email or password.').waitFor();
+        expect(new URL(page.url()).search).toBe('?error=wrong_password');
+        expect(await place()).toEqual(login);
+        await expect(page.getByLabel('Email').inputValue()).resolves.toBe(USER.email);
+
+        await page.getByRole('button', { name: 'Email me a sign-in code' }).click();
+        await page.getByRole('heading', { name: 'Check your email' }).waitFor();
+        expect(await place()).toEqual(login);
+
+        // Back to sign in: the login page, with the address typed before.
+        await page.getByRole('button', { name: 'Back to sign in' }).click();
+        await page.getByRole('button', { name: 'Sign in' }).waitFor();
+        await expect(page.getByLabel('Email').inputValue()).resolves.toBe(USER.email);
+        expect(await place()).toEqual(login);
+      }),
+    SUITE_TIMEOUT,
+  );
+
   it(
     'without JavaScript: sign-in reaches the consent page, and Allow returns to the app',
     () =>
