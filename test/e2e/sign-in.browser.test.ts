@@ -135,8 +135,9 @@ describe('sign-in in a real browser (headless Chromium)', () => {
           expect(tokens.access_token).toBeTruthy();
           return interactionPath;
         },
-        // The only HTTP error our server sent is the 401 page for the wrong password.
-        (interactionPath) => ({ httpErrors: [`POST ${interactionPath}/login 401`] }),
+        // The only HTTP error our server sent is the 401 page for the wrong password, shown by the
+        // GET its POST redirected to (post/redirect/get).
+        (interactionPath) => ({ httpErrors: [`GET ${interactionPath} 401`] }),
       );
     },
     SUITE_TIMEOUT,
@@ -188,7 +189,8 @@ describe('sign-in in a real browser (headless Chromium)', () => {
         await page.getByRole('button', { name: 'Sign in' }).waitFor();
         await expect(page.getByLabel('Email').inputValue()).resolves.toBe(USER.email);
         expect(await place()).toEqual(login);
-      }),
+        return new URL(page.url()).pathname;
+      }, (interactionPath) => ({ httpErrors: [`GET ${interactionPath} 401`] })),
     SUITE_TIMEOUT,
   );
 
