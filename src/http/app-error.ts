@@ -29,8 +29,7 @@ export class AppErrorBase extends Error {
     let message: string;
     let options: AppErrorOptions | undefined;
     if (typeof args[0] === 'number') {
-      // The older form, with its own status and message: kept for the sign-in pages until they
-      // move to catalogue codes.
+      // The older form, with its own status and message (deprecated; see AppErrorConstructor).
       [status, code, message, options] = args as [number, string, string, AppErrorOptions?];
     } else {
       const catalogued = args[0];
@@ -51,7 +50,10 @@ export class AppErrorBase extends Error {
 interface AppErrorConstructor {
   /** An error of the catalogue: its status and message come from the code's entry. */
   new <C extends ErrorCode>(code: C, ...args: CodeArgs<C>): AppErrorBase;
-  /** @deprecated use a catalogue code; kept so that the sign-in pages compile until they are migrated. */
+  /**
+   * @deprecated use a catalogue code. The sign-in pages no longer use it; still used by the
+   * password policy, password reset, invitations and two admin pages until they are migrated.
+   */
   new (status: number, code: string, message: string, options?: AppErrorOptions): AppErrorBase;
   readonly prototype: AppErrorBase;
 }

@@ -29,13 +29,15 @@ export const ERROR_CATALOGUE = {
   'request.invalid': { status: 400, message: (p: { where: 'body' | 'query' | 'path' | 'fields' }) => (p.where === 'fields' ? 'The request has invalid fields.' : p.where === 'body' ? 'The request body has invalid fields.' : `The request has invalid ${p.where} parameters.`) },
   'request.duplicate_field': { status: 400, message: (p: { field: string }) => `The form field "${p.field.slice(0, 40)}" was sent more than once.` },
 
-  // --- Sign-in (the interaction pages; src/interactions) ---
+  // --- Sign-in (the interaction pages; src/sign-in) ---
   'interaction.not_found': { status: 404, message: 'This sign-in does not exist or has expired.' },
   'interaction.mismatch': { status: 400, message: 'This sign-in was started in another tab or has expired. Go back to the application and try again.' },
   'interaction.client_gone': { status: 400, message: 'The application that sent you here no longer exists.' },
   'interaction.unknown_prompt': { status: 400, message: 'This sign-in step is not supported.' },
   'interaction.grant_gone': { status: 400, message: 'This sign-in has expired. Go back to the application and try again.' },
   'interaction.no_account': { status: 400, message: SESSION_ENDED },
+  // At consent: the browser's session (not this sign-in) is gone.
+  'interaction.session_ended': { status: 400, message: 'Your session has ended. Go back to the application and sign in again.' },
   'interaction.wrong_step': { status: 400, message: 'This step of the sign-in is not the current one. Go back to the application and try again.' },
 
   // --- The server signing in to itself (account page, admin console) ---

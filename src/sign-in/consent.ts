@@ -3,8 +3,6 @@ import type { SignInKit } from './sign-in-kit.js';
 import type { SignInContext } from './sign-in-context.js';
 import { describeClaim, describeScope } from './scope-descriptions.js';
 
-const NO_ACCOUNT = 'Your session has ended. Go back to the application and sign in again.';
-
 interface ConsentDetails {
   missingOIDCScope?: string[];
   missingOIDCClaims?: string[];
@@ -22,7 +20,7 @@ export function createConsent(kit: SignInKit) {
   /** GET, with the session's account loaded by the router. */
   const show = async (ctx: SignInContext) => {
     const { interaction, account } = ctx.state;
-    if (!account) throw new AppError(400, 'interaction.no_account', NO_ACCOUNT);
+    if (!account) throw new AppError('interaction.session_ended');
     const details = detailsOf(ctx);
     const resourceScopes = Object.values(details.missingResourceScopes ?? {}).flat();
     const { uid, client, csrf, abortAction } = kit.page(ctx);
@@ -43,11 +41,11 @@ export function createConsent(kit: SignInKit) {
   const grant = async (ctx: SignInContext): Promise<{ consent: { grantId: string } }> => {
     const { interaction } = ctx.state;
     const accountId = interaction.session?.accountId;
-    if (!accountId) throw new AppError(400, 'interaction.no_account', NO_ACCOUNT);
+    if (!accountId) throw new AppError('interaction.session_ended');
     const details = detailsOf(ctx);
     const clientId = kit.clientId(ctx);
     const grant = interaction.grantId ? await provider.Grant.find(interaction.grantId) : new provider.Grant({ accountId, clientId });
-    if (!grant) throw new AppError(400, 'interaction.grant_gone', 'This sign-in has expired. Go back to the application and try again.');
+    if (!grant) throw new AppError('interaction.grant_gone');
     if (details.missingOIDCScope?.length) grant.addOIDCScope(details.missingOIDCScope.join(' '));
     if (details.missingOIDCClaims?.length) grant.addOIDCClaims(details.missingOIDCClaims);
     for (const [indicator, scopes] of Object.entries(details.missingResourceScopes ?? {})) {

@@ -6,6 +6,7 @@ import type { PasswordPolicy } from '../accounts/password-policy.js';
 import type { PasswordResetService } from '../accounts/password-reset.service.js';
 import type { TotpService } from '../accounts/totp.service.js';
 import type { AuditDetails, AuditOutcome, AuditService } from '../audit/audit.service.js';
+import type { AuditAction } from '../audit/audit-actions.js';
 import { accountActor } from '../audit/audit.service.js';
 import type { Config } from '../config/config.js';
 import type { SecretBox } from '../crypto/secret-box.js';
@@ -22,7 +23,6 @@ import type { CsrfTokens } from './csrf.js';
 import { signUpAccess } from './sign-up-invitation.js';
 import type { AccountStep, FlowContext, SecondFactorMethod, Step } from './flow.js';
 import { secondFactorMethod } from './flow.js';
-import { SESSION_ENDED, WRONG_STEP } from './messages.js';
 import type { SignInContext } from './sign-in-context.js';
 
 /** What the sign-in needs from the core. */
@@ -107,7 +107,7 @@ export function createSignInKit(deps: SignInDeps) {
     await deps.pages.render(ctx, 'interactions/login', view);
   };
 
-  const wrongStep = () => new AppError(400, 'interaction.wrong_step', WRONG_STEP);
+  const wrongStep = () => new AppError('interaction.wrong_step');
 
   /** The current step must be one of `steps`. */
   const requireStep = <S extends Step>(ctx: SignInContext, ...steps: S[]) => {
@@ -120,7 +120,7 @@ export function createSignInKit(deps: SignInDeps) {
   const requireAccount = (ctx: SignInContext): { flow: AccountStep; account: AccountView; stepUp: boolean } => {
     const { flow, account } = ctx.state;
     if (!('accountId' in flow)) throw wrongStep();
-    if (!account || account.disabled) throw new AppError(400, 'interaction.no_account', SESSION_ENDED);
+    if (!account || account.disabled) throw new AppError('interaction.no_account');
     return { flow, account, stepUp: ctx.state.interaction.prompt.name === 'mfa' };
   };
 
@@ -132,7 +132,7 @@ export function createSignInKit(deps: SignInDeps) {
   };
 
   /** One factor check in the audit log, against the account it was for (never the code itself). */
-  const auditFactor = (ctx: SignInContext, action: string, account: { id: string; email?: string }, outcome: AuditOutcome, extra: { reason?: string; details?: AuditDetails } = {}) => {
+  const auditFactor = (ctx: SignInContext, action: AuditAction, account: { id: string; email?: string }, outcome: AuditOutcome, extra: { reason?: string; details?: AuditDetails } = {}) => {
     const actor = account.email ? accountActor({ id: account.id, email: account.email }) : ({ type: 'account', id: account.id } as const);
     return audit.record({ action, outcome, actor, target: actor, clientId: clientId(ctx), ...extra });
   };
@@ -157,7 +157,7 @@ export function createSignInKit(deps: SignInDeps) {
    */
   const guarded = async (
     ctx: SignInContext,
-    check: { kind: GateKind; account: { id?: string | undefined; email: string }; auditAction: string },
+    check: { kind: GateKind; account: { id?: string | undefined; email: string }; auditAction: AuditAction },
     onRefused: (code: 'throttled' | 'throttled_ip' | 'code_throttled', wait: number) => Promise<void>,
     verify: (attempt: Attempt) => Promise<void>,
   ) => {

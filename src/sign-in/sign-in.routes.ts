@@ -10,7 +10,6 @@ import type { SignInEvent } from './flow.js';
 import { effectiveState, pageFor, transition } from './flow.js';
 import { readFlowState, readKept, saveFlowState } from './flow-store.js';
 import { pageErrorFrom } from './page-errors.js';
-import { WRONG_STEP } from './messages.js';
 import type { SignInDeps } from './sign-in-kit.js';
 import { createSignInKit } from './sign-in-kit.js';
 import type { SignInContext, SignInMiddleware, SignInRequestState } from './sign-in-context.js';
@@ -52,7 +51,7 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
     if (!strategy) throw new Error(`no sign-in strategy ${id}`);
     return strategy;
   };
-  const wrongStep = () => new AppError(400, 'interaction.wrong_step', WRONG_STEP);
+  const wrongStep = () => new AppError('interaction.wrong_step');
 
   /**
    * Loads the interaction from the browser's interaction cookie (never from the URL alone),
@@ -60,13 +59,13 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
    */
   const loadInteraction: SignInMiddleware = async function loadInteraction(ctx, next) {
     const uid = ctx.params.uid;
-    if (!uidSchema.safeParse(uid).success) throw new AppError(404, 'interaction.not_found', 'This sign-in does not exist or has expired.');
+    if (!uidSchema.safeParse(uid).success) throw new AppError('interaction.not_found');
     const interaction = await provider.interactionDetails(ctx.req, ctx.res);
     if (interaction.uid !== uid) {
-      throw new AppError(400, 'interaction.mismatch', 'This sign-in was started in another tab or has expired. Go back to the application and try again.');
+      throw new AppError('interaction.mismatch');
     }
     const client = await provider.Client.find(String(interaction.params.client_id));
-    if (!client) throw new AppError(400, 'interaction.client_gone', 'The application that sent you here no longer exists.');
+    if (!client) throw new AppError('interaction.client_gone');
     ctx.state.interaction = interaction;
     ctx.state.client = {
       name: client.clientName ?? client.clientId,
@@ -103,7 +102,7 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
 
   const checkCsrf: SignInMiddleware = async function checkCsrf(ctx, next) {
     if (!csrf.verify(ctx.state.interaction.uid, ctx.state.form.csrf)) {
-      throw new AppError(403, 'request.csrf', 'The form has expired or did not come from this site. Go back and try again.');
+      throw new AppError('request.csrf');
     }
     await next();
   };
@@ -129,10 +128,19 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
     },
     async fail(ctx, code, options = {}) {
       const { wait, keep, restart, method } = options;
-      if (restart || keep) {
-        const state = restart ? { step: 'identify' as const } : ctx.state.flow;
-        await saveFlowState(ctx.state.interaction, state, keep);
-        ctx.state.flow = state;
+      const state = restart ? { step: 'identify' as const } : ctx.state.flow;
+      // Nothing to write when the step and what is kept are already so (a repeated refusal).
+      const unchanged = (!restart || ctx.state.flow.step === 'identify') && JSON.stringify(keep ?? {}) === JSON.stringify(ctx.state.kept);
+      if ((restart || keep) && !unchanged) {
+        try {
+          await saveFlowState(ctx.state.interaction, state, keep);
+          ctx.state.flow = state;
+        } catch (err) {
+          // NOTE: best effort. A burst of refused POSTs on one interaction writes the same record
+          // at once, and a write that loses that race must not turn a refusal into a 500: the
+          // page then shows the refusal without what was to be kept.
+          kit.log(ctx).warn('refused form state not kept', { error: (err as Error).name, reason: (err as Error).message });
+        }
       }
       const query = new URLSearchParams({ error: code });
       if (wait !== undefined) query.set('wait', String(Math.max(1, Math.ceil(wait))));
@@ -178,7 +186,7 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
       await loadAccount(ctx);
       return consent.show(ctx);
     }
-    if (prompt !== 'login' && prompt !== 'mfa') throw new AppError(400, 'interaction.unknown_prompt', 'This sign-in step is not supported.');
+    if (prompt !== 'login' && prompt !== 'mfa') throw new AppError('interaction.unknown_prompt');
     if ('accountId' in state) {
       await loadAccount(ctx);
       kit.requireAccount(ctx);

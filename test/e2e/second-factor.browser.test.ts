@@ -119,7 +119,7 @@ describe('second factors in a real browser (headless Chromium)', () => {
    * A fresh browser (`options`, clean throughout) is sent to a new authorization request of `relying`;
    * `toConsent` takes it to the consent page; Allow brings it back to the app with a code from our
    * server (RFC 9207 iss), which is redeemed. `afterwards` goes on in the same page with the ID token's claims.
-   * `toConsent` may return the HTTP errors it caused on purpose (`POST /interaction/…/enrol 401`).
+   * `toConsent` may return the HTTP errors it caused on purpose (`GET /interaction/… 401`, the page a refused POST redirects to).
    */
   async function signInAndAllow(
     options: BrowserContextOptions,
@@ -298,7 +298,8 @@ describe('second factors in a real browser (headless Chromium)', () => {
           await page.getByRole('button', { name: 'Turn on two-step verification' }).click();
           await expect(page.locator('.alert').first().innerText()).resolves.toContain('That code is not right');
           expect(await shownKey()).toBe(secret);
-          const refused = `POST ${new URL(page.url()).pathname} 401`;
+          // Shown by the GET the refused POST redirected to (post/redirect/get).
+          const refused = `GET ${new URL(page.url()).pathname} 401`;
 
           await page.getByLabel('Enter the 6-digit code the app shows').fill(await totpCode(secret));
           await page.getByRole('button', { name: 'Turn on two-step verification' }).click();

@@ -135,8 +135,9 @@ describe('sign-in in a real browser (headless Chromium)', () => {
           expect(tokens.access_token).toBeTruthy();
           return interactionPath;
         },
-        // The only HTTP error our server sent is the 401 page for the wrong password.
-        (interactionPath) => ({ httpErrors: [`POST ${interactionPath}/login 401`] }),
+        // The only HTTP error our server sent is the 401 page for the wrong password, shown by the
+        // GET its POST redirected to (post/redirect/get).
+        (interactionPath) => ({ httpErrors: [`GET ${interactionPath} 401`] }),
       );
     },
     SUITE_TIMEOUT,
@@ -154,6 +155,42 @@ describe('sign-in in a real browser (headless Chromium)', () => {
         await expectCentred(page.locator('.card'), DESKTOP.width);
         await screenshot(page, 'login-desktop.png');
       }),
+    SUITE_TIMEOUT,
+  );
+
+  it.each(['desktop', 'phone'] as const)(
+    'on a %s: the card does not move between steps (login, a refused password, the code page), and Back to sign in keeps the email',
+    (size) =>
+      inNewContext(chromium!, CONTEXT_FOR[size], server!.url, async (page) => {
+        await startAuthorization(page, rp, relyingParty!, { scope: SCOPE });
+        await page.getByRole('button', { name: 'Sign in' }).waitFor();
+        const place = async () => {
+          const card = await page.locator('.card').boundingBox();
+          const heading = await page.getByRole('heading', { level: 1 }).boundingBox();
+          return { x: card!.x, y: card!.y, width: card!.width, headingY: heading!.y };
+        };
+        const login = await place();
+
+        // A wrong password: the browser lands on the login page again by a GET (post/redirect/get).
+        await page.getByLabel('Email').fill(USER.email);
+        await page.getByLabel('Password').fill('not the password at all');
+        await page.getByRole('button', { name: 'Sign in' }).click();
+        await page.getByText('Incorrect email or password.').waitFor();
+        expect(new URL(page.url()).search).toBe('?error=wrong_password');
+        expect(await place()).toEqual(login);
+        await expect(page.getByLabel('Email').inputValue()).resolves.toBe(USER.email);
+
+        await page.getByRole('button', { name: 'Email me a sign-in code' }).click();
+        await page.getByRole('heading', { name: 'Check your email' }).waitFor();
+        expect(await place()).toEqual(login);
+
+        // Back to sign in: the login page, with the address typed before.
+        await page.getByRole('button', { name: 'Back to sign in' }).click();
+        await page.getByRole('button', { name: 'Sign in' }).waitFor();
+        await expect(page.getByLabel('Email').inputValue()).resolves.toBe(USER.email);
+        expect(await place()).toEqual(login);
+        return new URL(page.url()).pathname;
+      }, (interactionPath) => ({ httpErrors: [`GET ${interactionPath} 401`] })),
     SUITE_TIMEOUT,
   );
 

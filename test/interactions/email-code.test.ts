@@ -1,4 +1,3 @@
-
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import * as oidc from 'openid-client';
 
@@ -333,11 +332,31 @@ describe('sign-in with a code by email', () => {
       expect(retryAfter).toBeGreaterThanOrEqual(1);
       expect(retryAfter).toBeLessThanOrEqual(62);
       expect(noticeText(resend)).toMatch(/moments ago/);
+      // The wait is the real time left, from the stored resend time (not a fixed text).
+      const wait = Number(/You can ask for a new code in (\d+) seconds?\./.exec(noticeText(resend))?.[1]);
+      expect(wait).toBeGreaterThanOrEqual(1);
+      expect(wait).toBeLessThanOrEqual(62);
+      // A forged wait in the URL changes nothing: the page computes its own.
+      const forged = await agent.get(`${new URL(resend.url).pathname}?error=resend_throttled&wait=99999`);
+      expect(noticeText(forged)).not.toContain('99999');
+      expect(noticeText(forged)).toMatch(/You can ask for a new code in \d+ seconds?\./);
+      // An unknown code in the query is ignored: no reflected text, a plain 200 page.
+      const unknownCode = await agent.get(`${new URL(resend.url).pathname}?error=%3Cb%3Ehi%3C%2Fb%3E`);
+      expectCodePage(unknownCode, 200);
+      expect(unknownCode.body).not.toContain('hi</b>');
+      expect(errorText(unknownCode)).toBe('');
+
 
       await sleep(1000);
       expect(suite.smtp.countFor(email)).toBe(1);
       // The first code page is still where the browser is.
       expectCodePage(await agent.get(page.url));
+
+      // "Back to sign in" keeps the address: the login page shows it again.
+      const back = await agent.submit(formAction(page.body, '/restart'), { csrf: formField(page.body, 'csrf') });
+      expect(back.posted.status).toBe(303);
+      expect(pageKind(back)).toBe('login');
+      expect(back.body).toContain(`value="${email}"`);
     });
 
     it('a code asked for in another browser (perhaps a stranger who knows the address) neither waits for nor cancels this one', async () => {

@@ -5,6 +5,7 @@
  * the old one does not.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import argon2 from 'argon2';
 import type * as oidc from 'openid-client';
 
 import type { CreatedClient } from '../../src/clients/client.service.js';
@@ -195,6 +196,23 @@ describe('password reset at next sign-in', () => {
     const fresh = new UserAgent(server.url);
     const again = await loginWith(fresh, await fresh.follow((await authorizationRequest(rp)).url.toString()), user.email, OLD_PASSWORD);
     expect(isNewPasswordPage(again)).toBe(true);
+  }, 30_000);
+
+  it('stores the NFKC form of the new password (what any keyboard types for it signs in)', async () => {
+    const user = await userNeedingReset('nfkc');
+    const agent = new UserAgent(server.url);
+    const started = await authorizationRequest(rp);
+    const page = await loginWith(agent, await agent.follow(started.url.toString()), user.email, OLD_PASSWORD);
+    expect(isNewPasswordPage(page)).toBe(true);
+    // Fullwidth letters and a ligature: NFKC turns them into plain ones.
+    const typed = 'ｖｅｌｖｅｔ ﬁsh lantern orbit';
+    const normalised = typed.normalize('NFKC');
+    expect(normalised).not.toBe(typed);
+    const next = await postNewPassword(agent, page, { password: typed, confirm: normalised });
+    expect(next.posted.status).toBe(303);
+    const stored = await server.deps.db.collection<{ _id: string; passwordHash?: string }>('accounts').findOne({ _id: user.id });
+    expect(await argon2.verify(stored?.passwordHash ?? '', normalised)).toBe(true);
+    expect((await server.deps.accounts.authenticate(user.email, normalised)).ok).toBe(true);
   }, 30_000);
 
   it('bad input is a 4xx, never a 5xx; a wrong or missing CSRF token is a 403', async () => {

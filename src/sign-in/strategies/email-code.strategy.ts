@@ -32,7 +32,8 @@ export function createEmailCodeStrategy(kit: SignInKit): SignInStrategy {
     const refusal = kit.pageError(ctx);
     // The real time left, from the stored resend time (not the wait the redirect carried).
     const resendWait = pending && pending.resendAfterSeconds > 0 ? pending.resendAfterSeconds : undefined;
-    const resendText = resendWait ? `You can ask for a new code in ${describeWait(resendWait)}.` : undefined;
+    // In seconds under two minutes: "2 minutes" for 61 seconds would overstate the wait.
+    const resendText = resendWait ? `You can ask for a new code in ${resendWait < 120 ? `${resendWait} second${resendWait === 1 ? '' : 's'}` : describeWait(resendWait)}.` : undefined;
     let message = refusal?.message;
     if (refusal && RESEND_WAITS.has(refusal.code)) message = resendWait ? `A code was sent moments ago. ${resendText}` : 'You can ask for a new code now.';
     const view = {
