@@ -30,7 +30,20 @@ describe('buildCore', () => {
 
   it('makes every store’s indexes from one list, and the unique ones refuse duplicates', async () => {
     const core = buildCore({ config, logger: quietLogger(), connection });
-    expect(core.stores.map((s) => s.name)).toEqual(['accounts', 'clients', 'oidc', 'email codes', 'limits', 'totp', 'audit', 'registration tokens']);
+    expect(core.stores.map((s) => s.name)).toEqual([
+      'accounts',
+      'clients',
+      'oidc',
+      'email codes',
+      'limits',
+      'totp',
+      'audit',
+      'registration tokens',
+      'mail outbox',
+      'invitations',
+      'sign-up',
+      'password reset',
+    ]);
     await core.ensureIndexes();
     await core.accounts.create({ email: 'once@example.com', password: 'correct horse battery staple' });
     await expect(core.accounts.create({ email: 'once@example.com', password: 'correct horse battery staple' })).rejects.toMatchObject({ status: 409, code: 'account.email_taken' });
