@@ -85,7 +85,7 @@ describe('show / hide password (headless Chromium)', () => {
         const password = page.getByLabel('Password');
         await password.waitFor();
         expect(await password.getAttribute('type')).toBe('password');
-        expect(await page.getByRole('button', { name: /password/i }).count()).toBe(0);
+        expect(await page.getByRole('button', { name: /^(show|hide) password$/i }).count()).toBe(0);
         await screenshot(page, 'login-no-javascript-desktop.png');
         await page.getByLabel('Email').fill(USER.email);
         await password.fill(USER.password);
