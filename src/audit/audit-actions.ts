@@ -45,6 +45,15 @@ export const AUDIT_ACTIONS = [
   'registration_token.revoked',
   'registration_token.used',
   'api_token.issued',
+  // The account centre (the person as actor) and the console's user page (an admin as actor)
+  'session.revoked',
+  'grant.revoked',
+  'user.profile_updated',
+  'user.email_change_requested',
+  'user.email_changed',
+  'user.email_change_reported',
+  'user.password_set',
+  'user.data_exported',
 ] as const;
 
 export type AuditAction = (typeof AUDIT_ACTIONS)[number];

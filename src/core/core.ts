@@ -16,6 +16,8 @@ import { createPasswordResetService } from '../accounts/password-reset.service.j
 import { selfServiceLinks } from '../accounts/self-service-links.js';
 import type { SignUpService } from '../accounts/sign-up.service.js';
 import { createSignUpService } from '../accounts/sign-up.service.js';
+import type { AccountAccessService } from '../accounts/account-access.service.js';
+import { createAccountAccessService } from '../accounts/account-access.service.js';
 import type { UserAdminService } from '../accounts/user-admin.service.js';
 import { createUserAdminService } from '../accounts/user-admin.service.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -81,6 +83,8 @@ export interface Core {
   totp: TotpService;
   /** What administrators do to people (console, management API, CLI). */
   userAdmin: UserAdminService;
+  /** An account's SSO sessions and connected apps, and taking them back (account centre, console). */
+  access: AccountAccessService;
   /** NIST SP 800-63B rules for every new password (sign-up, reset, admin creation, change). */
   passwordPolicy: PasswordPolicy;
   /** Every limit on guessing and sending, per address, account and client IP (src/limits). */
@@ -121,6 +125,8 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
   const totp = createTotpService({ Account, db, secretBox, keys: config.encryptionKeys, issuer: config.productName, clock });
   const clients = createClientService({ Client: createClientModel(connection), secretBox, audit, config, db, clock });
   const passwordPolicy = createPasswordPolicy(config);
+  // NOTE: the provider's records live by the system's time (see the adapter below).
+  const access = createAccountAccessService({ db, clients });
   const userAdmin = createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy });
   const emailCodes = createEmailCodeService(
     db,
@@ -211,6 +217,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
     emailCodes,
     totp,
     userAdmin,
+    access,
     passwordPolicy,
     limits,
     mailer,

@@ -6,6 +6,7 @@ import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import { insertClaim } from '../db/claims.js';
 import { guardDatabase } from '../db/unavailable.js';
+import { currentRequest } from '../http/request-context.js';
 import type { Logger } from '../logging/logger.js';
 
 /**
@@ -30,6 +31,10 @@ interface StoredRecord {
   clientId?: string;
   expiresAt: Date | null;
   consumedAt?: Date | null;
+  /** Session only: when it was last written, and by which IP and browser (the account centre lists them). */
+  seenAt?: Date;
+  seenIp?: string;
+  seenUserAgent?: string;
 }
 
 type Db = mongo.Db;
@@ -146,6 +151,15 @@ class MongoAdapter implements Adapter {
     else unset.clientId = '';
     // NOTE: an upsert never clears consumedAt: a consumed code or token stays consumed.
     if (consumed) set.consumedAt = new Date(Number(consumed) * 1000);
+    if (this.name === 'Session') {
+      // The provider saves a session on every request that uses it: where and when it was last
+      // used, for the person's list of sessions (account-access.service.ts). Outside the payload,
+      // which the provider owns.
+      const request = currentRequest();
+      set.seenAt = new Date(this.now());
+      if (request?.ip) set.seenIp = request.ip;
+      if (request?.userAgent) set.seenUserAgent = request.userAgent;
+    }
     const update = Object.keys(unset).length > 0 ? { $set: set, $unset: unset } : { $set: set };
     await guardDatabase(() => this.collection.updateOne({ _id: id }, update, { upsert: true }));
   }
