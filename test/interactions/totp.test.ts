@@ -301,7 +301,16 @@ describe('TOTP second factor through the sign-in pages', () => {
     expectErrorFree4xx(duplicated);
 
     // None of this used up the recovery code refused for a missing CSRF token, nor the sign-in.
-    const consent = await submit(agent, recoveryPage, '/second-factor/recovery', { code: erin.recoveryCodes[0] ?? '' });
+    const codesLeft = await submit(agent, recoveryPage, '/second-factor/recovery', { code: erin.recoveryCodes[0] ?? '' });
+    expect(pageKind(codesLeft)).toBe('recovery-used');
+    // Its Continue: without or with a wrong CSRF token, 403 and still on that page.
+    const continueAction = formAction(codesLeft.body, '/second-factor/recovery/continue');
+    for (const fields of [{}, { csrf: 'x'.repeat(43) }] as Record<string, string>[]) {
+      const refused = await agent.submit(continueAction, fields);
+      expect(refused.status).toBe(403);
+      expectErrorFree4xx(refused);
+    }
+    const consent = await submit(agent, codesLeft, '/second-factor/recovery/continue');
     expect(pageKind(consent)).toBe('consent');
   });
 
