@@ -235,7 +235,7 @@ describe('second factors in a real browser (headless Chromium)', () => {
       await checkPage(page, size, 'You used a recovery code', `recovery-used-${size}.png`);
       await expect(page.getByText('recovery codes left').innerText()).resolves.toMatch(/You have \d+ recovery codes left/);
       // Focus starts on Continue, which names the count as its description.
-      await expect(page.evaluate(() => document.activeElement?.textContent)).resolves.toBe('Continue');
+      await expect(page.locator(':focus').textContent()).resolves.toBe('Continue');
       await expect(page.getByRole('button', { name: 'Continue' }).getAttribute('aria-describedby')).resolves.toBe('codes-left');
       await page.getByRole('button', { name: 'Continue' }).click();
     }
