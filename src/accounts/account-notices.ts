@@ -6,8 +6,11 @@
  * by itself: the "was it not you?" links lead to pages that ask for proof (password reset, sign-in).
  *
  * Callers pass the account as it was when the thing happened (for `emailChanged`, the old
- * address receives the notice). `from` defaults to the current request (src/http/request-context.ts).
- * Sending never fails the caller: the outbox queues the mail, and a queueing failure is logged.
+ * address receives the notice). `from` defaults to the current request (src/http/request-context.ts),
+ * field by field; the time is shown in UTC. With `byAdmin`, the mail says an administrator did it
+ * and shows neither the administrator's device nor their IP.
+ * Sending never fails the caller: the outbox queues the mail (one insert; the worker sends it
+ * moments later), and a queueing failure is logged. Implemented in account-notices.service.ts.
  */
 import type { AccountView } from './account.service.js';
 

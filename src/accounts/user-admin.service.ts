@@ -9,6 +9,7 @@ import { AppError, AppErrorBase } from '../http/app-error.js';
 import type { Logger } from '../logging/logger.js';
 import { revokeAccountRecords } from '../oidc/mongo-adapter.js';
 import type { Role } from './account.model.js';
+import type { AccountNotices } from './account-notices.js';
 import type { AccountService, AccountView } from './account.service.js';
 import { emailSchema, safeText } from './account.service.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from './password.js';
@@ -192,9 +193,11 @@ export interface UserAdminServiceDeps {
   logger: Logger;
   /** New passwords set here go through it (NIST SP 800-63B rules, password-policy.ts). */
   passwordPolicy: PasswordPolicy;
+  /** Tells the person what an administrator did to their account (factors removed, deletion). */
+  notices: Pick<AccountNotices, 'secondFactorRemoved' | 'accountDeleted'>;
 }
 
-export function createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy }: UserAdminServiceDeps): UserAdminService {
+export function createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy, notices }: UserAdminServiceDeps): UserAdminService {
   const toAdminView = async (account: AccountView): Promise<UserAdminView> => {
     const status = await totp.status(account.id);
     const signInMethods: SignInMethod[] = [];
@@ -373,6 +376,8 @@ export function createUserAdminService({ accounts, totp, db, audit, logger, pass
       const before = await totp.status(id);
       await totp.remove(id);
       await record('user.mfa_reset', by, account, { hadTotp: before.enabled, recoveryCodesRemoved: before.recoveryCodesLeft });
+      // Only when something was removed: a reset of an account without factors changes nothing.
+      if (before.enabled || before.recoveryCodesLeft > 0) await notices.secondFactorRemoved(account, before.enabled ? 'totp' : 'recovery_codes', { byAdmin: true });
       return toAdminView((await accounts.findById(id)) ?? account);
     },
 
@@ -405,6 +410,8 @@ export function createUserAdminService({ accounts, totp, db, audit, logger, pass
       await db.collection<AttemptRecord>(LIMIT_ATTEMPTS_COLLECTION).deleteMany({ key: { $in: accountLimitKeys(id) } });
       logger.debug('account deleted; sessions and tokens revoked', { accountId: id, revokedRecords });
       await record('user.deleted', by, account, { revokedRecords });
+      // The address is all that is left to write to.
+      await notices.accountDeleted(account, { byAdmin: true });
       return true;
     },
   };

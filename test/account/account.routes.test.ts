@@ -352,7 +352,9 @@ describe('/account/security', () => {
       const old = await submit(other.agent, recovery, '/second-factor/recovery', { code: firstCodes[0] ?? '' });
       expect(old.status).toBe(401);
       expect(pageKind(old)).toBe('recovery');
-      const ok = await submit(other.agent, old, '/second-factor/recovery', { code: newCodes[0] ?? '' });
+      const left = await submit(other.agent, old, '/second-factor/recovery', { code: newCodes[0] ?? '' });
+      expect(left.body).toContain('You have 9 recovery codes left');
+      const ok = await submit(other.agent, left, '/second-factor/recovery/continue');
       expect(ok.status).toBe(200);
       expect(ok.url).toBe(url('/account/security'));
       expect(ok.body).toMatch(/Recovery codes left:(?:\s|<[^>]*>)*9\b/);
@@ -558,7 +560,8 @@ describe('/account/security', () => {
       const second = await submit(agent, login, '/login', { email: p.email, password: p.password });
       expect(pageKind(second)).toBe('totp');
       const recovery = await agent.follow(`${second.url}?method=recovery`);
-      const back = await submit(agent, recovery, '/second-factor/recovery', { code: recoveryA });
+      const left = await submit(agent, recovery, '/second-factor/recovery', { code: recoveryA });
+      const back = await submit(agent, left, '/second-factor/recovery/continue');
       expect(back.url).toBe(url('/account/security?signed-in-again=1'));
       expect(back.body).toContain('do it once more now');
 

@@ -428,7 +428,8 @@ describe('audit events end to end', () => {
     expect(pageKind(recoveryPage)).toBe('recovery');
     const wrongRecovery = await submit(third, recoveryPage, '/second-factor/recovery', { code: 'zzzz-zzzz-zzzz' });
     expect(wrongRecovery.status).toBe(401);
-    await consent(third, await submit(third, wrongRecovery, '/second-factor/recovery', { code: recoveryCodes[0]! }));
+    const codesLeft = await submit(third, wrongRecovery, '/second-factor/recovery', { code: recoveryCodes[0]! });
+    await consent(third, await submit(third, codesLeft, '/second-factor/recovery/continue'));
 
     const events = await newEvents();
     expect(summary(events)).toEqual([

@@ -43,6 +43,7 @@ describe('buildCore', () => {
       'invitations',
       'sign-up',
       'password reset',
+      'known browsers',
     ]);
     await core.ensureIndexes();
     await core.accounts.create({ email: 'once@example.com', password: 'correct horse battery staple' });

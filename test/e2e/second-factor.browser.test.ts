@@ -229,6 +229,16 @@ describe('second factors in a real browser (headless Chromium)', () => {
   async function verifyToConsent(page: Page, size: Size, field: string, code: string): Promise<void> {
     await page.getByLabel(field).fill(code);
     await page.getByRole('button', { name: 'Verify' }).click();
+    if (field === 'Recovery code') {
+      // The page saying how many codes are left comes first; Continue finishes the sign-in.
+      await page.getByRole('heading', { name: 'You used a recovery code' }).waitFor();
+      await checkPage(page, size, 'You used a recovery code', `recovery-used-${size}.png`);
+      await expect(page.getByText('recovery codes left').innerText()).resolves.toMatch(/You have \d+ recovery codes left/);
+      // Focus starts on Continue, which names the count as its description.
+      await expect(page.locator(':focus').textContent()).resolves.toBe('Continue');
+      await expect(page.getByRole('button', { name: 'Continue' }).getAttribute('aria-describedby')).resolves.toBe('codes-left');
+      await page.getByRole('button', { name: 'Continue' }).click();
+    }
     await page.getByRole('button', { name: 'Allow' }).waitFor();
     await checkPage(page, size, consentHeading(CLIENT_NAME), `totp-consent-${size}.png`);
   }

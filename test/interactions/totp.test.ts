@@ -218,7 +218,11 @@ describe('TOTP second factor through the sign-in pages', () => {
     const recoveryPage = await first.agent.follow(`${first.page.url}?method=recovery`);
     expect(recoveryPage.status).toBe(200);
     expect(pageKind(recoveryPage)).toBe('recovery');
-    const consent = await submit(first.agent, recoveryPage, '/second-factor/recovery', { code });
+    // First the page saying how many codes are left (9 of 10), then Continue.
+    const codesLeft = await submit(first.agent, recoveryPage, '/second-factor/recovery', { code });
+    expect(pageKind(codesLeft)).toBe('recovery-used');
+    expect(codesLeft.body).toContain('You have 9 recovery codes left');
+    const consent = await submit(first.agent, codesLeft, '/second-factor/recovery/continue');
     const tokens = await consentAndRedeem(first.agent, first.started, consent);
     const amr = tokens.claims()?.amr;
     expect(amr).toEqual(expect.arrayContaining(['pwd', 'otp', 'mfa']));
@@ -234,7 +238,9 @@ describe('TOTP second factor through the sign-in pages', () => {
 
     // Another unused code still works (only the used one is gone).
     const next = await submit(second.agent, refused, '/second-factor/recovery', { code: dave.recoveryCodes[1] ?? '' });
-    expect(pageKind(next)).toBe('consent');
+    expect(pageKind(next)).toBe('recovery-used');
+    expect(next.body).toContain('You have 8 recovery codes left');
+    expect(pageKind(await submit(second.agent, next, '/second-factor/recovery/continue'))).toBe('consent');
     const status = await server.deps.totp.status((await server.deps.accounts.findByEmail(dave.email))?.id ?? '');
     expect(status.recoveryCodesLeft).toBe(8);
   });
@@ -295,7 +301,16 @@ describe('TOTP second factor through the sign-in pages', () => {
     expectErrorFree4xx(duplicated);
 
     // None of this used up the recovery code refused for a missing CSRF token, nor the sign-in.
-    const consent = await submit(agent, recoveryPage, '/second-factor/recovery', { code: erin.recoveryCodes[0] ?? '' });
+    const codesLeft = await submit(agent, recoveryPage, '/second-factor/recovery', { code: erin.recoveryCodes[0] ?? '' });
+    expect(pageKind(codesLeft)).toBe('recovery-used');
+    // Its Continue: without or with a wrong CSRF token, 403 and still on that page.
+    const continueAction = formAction(codesLeft.body, '/second-factor/recovery/continue');
+    for (const fields of [{}, { csrf: 'x'.repeat(43) }] as Record<string, string>[]) {
+      const refused = await agent.submit(continueAction, fields);
+      expect(refused.status).toBe(403);
+      expectErrorFree4xx(refused);
+    }
+    const consent = await submit(agent, codesLeft, '/second-factor/recovery/continue');
     expect(pageKind(consent)).toBe('consent');
   });
 

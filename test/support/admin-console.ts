@@ -60,7 +60,9 @@ export async function completeSecondFactor(agent: UserAgent, server: TestServer,
   const recoveryCode = known.recoveryCodes.shift();
   if (recoveryCode) {
     const recovery = await agent.follow(`${page.url}?method=recovery`);
-    return submit(agent, recovery, '/second-factor/recovery', { code: recoveryCode });
+    // A recovery code shows how many are left first; Continue finishes the sign-in.
+    const left = await submit(agent, recovery, '/second-factor/recovery', { code: recoveryCode });
+    return submit(agent, left, '/second-factor/recovery/continue');
   }
   const { code, step } = await freshTotp({ secret: known.secret, lastStep: known.lastStep });
   known.lastStep = step;

@@ -112,13 +112,15 @@ export async function requestSignInCode(agent: UserAgent, loginPage: Reply, emai
   return { page, code: codeFrom(mail) };
 }
 
-export function pageKind(reply: Reply): 'login' | 'email-code' | 'totp' | 'recovery' | 'password' | 'enrol' | 'recovery-codes' | 'consent' | 'other' {
+export function pageKind(reply: Reply): 'login' | 'email-code' | 'totp' | 'recovery' | 'recovery-used' | 'password' | 'enrol' | 'recovery-codes' | 'consent' | 'other' {
   const b = reply.body;
   if (/action="[^"]*\/login"/.test(b)) return 'login';
   // The code form, or (a second factor not sent yet, or replaced by a newer code) only "Email me a code".
   if (/action="[^"]*\/email-code\/(verify|resend)"/.test(b) || /action="[^"]*\/second-factor\/email"/.test(b)) return 'email-code';
   if (/action="[^"]*\/second-factor\/totp"/.test(b)) return 'totp';
   if (/action="[^"]*\/second-factor\/recovery"/.test(b)) return 'recovery';
+  // After a recovery code: how many are left, and Continue.
+  if (/action="[^"]*\/second-factor\/recovery\/continue"/.test(b)) return 'recovery-used';
   if (/action="[^"]*\/second-factor\/password"/.test(b)) return 'password';
   if (/action="[^"]*\/second-factor\/enrol"/.test(b) || /action="\/account\/security\/totp"/.test(b)) return 'enrol';
   if (/action="[^"]*\/second-factor\/continue"/.test(b) || /action="\/account\/security\/done"/.test(b)) return 'recovery-codes';
