@@ -18,6 +18,7 @@ import type { SignUpService } from '../accounts/sign-up.service.js';
 import { createSignUpService } from '../accounts/sign-up.service.js';
 import type { AccountAccessService } from '../accounts/account-access.service.js';
 import { createAccountAccessService } from '../accounts/account-access.service.js';
+import { createAccountDeletionService } from '../accounts/account-deletion.service.js';
 import type { UserAdminService } from '../accounts/user-admin.service.js';
 import { createUserAdminService } from '../accounts/user-admin.service.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -127,7 +128,6 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
   const passwordPolicy = createPasswordPolicy(config);
   // NOTE: the provider's records live by the system's time (see the adapter below).
   const access = createAccountAccessService({ db, clients });
-  const userAdmin = createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy });
   const emailCodes = createEmailCodeService(
     db,
     {
@@ -140,6 +140,9 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
   );
   const limiter = createAttemptLimiter(db, clock);
   const limits = createSignInLimits(limiter, config);
+  // One deletion for the console, the API, the CLI and the account centre.
+  const accountDeletion = createAccountDeletionService({ db, accounts, limits, audit, logger });
+  const userAdmin = createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy, deletion: accountDeletion });
   const mailer = createMailer({ config, logger });
   const now = () => clock.nowMs();
   const outbox = createMailOutbox({ db, mailer, secretBox, audit, logger, settings: outboxSettingsFrom(config.mail.outbox), now });
