@@ -44,11 +44,8 @@ export interface AccountRouterDeps {
   outbox: MailOutbox;
   access: AccountAccessService;
   passwordPolicy: PasswordPolicy;
-  /**
-   * Notice mails to the person. NOTE: optional until the core builds them; the pages call them
-   * whenever they are there.
-   */
-  notices?: AccountNotices | undefined;
+  /** Notice mails to the person (account-notices.ts). */
+  notices: AccountNotices;
   /** Epoch milliseconds. */
   now?: () => number;
 }

@@ -35,7 +35,7 @@ export interface DeletePagesDeps {
   audit: AuditService;
   logger: Logger;
   pages: PageRenderer;
-  notices?: AccountNotices | undefined;
+  notices: AccountNotices;
 }
 
 export function registerDeletePages(router: AccountRouter, kit: AccountKit, deps: DeletePagesDeps): void {

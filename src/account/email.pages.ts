@@ -43,7 +43,7 @@ export interface EmailPagesDeps {
   outbox: CodeMailSender;
   access: AccountAccessService;
   logger: Logger;
-  notices?: AccountNotices | undefined;
+  notices: AccountNotices;
   now?: () => number;
 }
 
@@ -139,7 +139,7 @@ export function registerEmailPages(router: AccountRouter, kit: AccountKit, deps:
       target: { type: 'account', id: account.id, label: result.account.email },
       details: { previousEmail: result.previousEmail, newEmail: result.account.email, endedSessions },
     });
-    await notices?.emailChanged({ id: account.id, email: result.account.email, name: account.name }, result.previousEmail);
+    await notices.emailChanged({ id: account.id, email: result.account.email, name: account.name }, result.previousEmail);
     kit.redirect(ctx, `${EMAIL_PATH}?done=changed`);
   });
 

@@ -33,7 +33,7 @@ export interface PasswordPagesDeps {
   accounts: AccountService;
   access: AccountAccessService;
   passwordPolicy: PasswordPolicy;
-  notices?: AccountNotices | undefined;
+  notices: AccountNotices;
 }
 
 export function registerPasswordPages(router: AccountRouter, kit: AccountKit, deps: PasswordPagesDeps): void {
@@ -102,7 +102,7 @@ export function registerPasswordPages(router: AccountRouter, kit: AccountKit, de
     const endedSessions = await access.endOtherSessions(account.id, sessionUid);
     kit.log(ctx).info(setting ? 'password set' : 'password changed', { accountId: account.id, endedSessions });
     await kit.audit(ctx, action, 'success', { details: { endedSessions } });
-    await notices?.passwordChanged({ id: account.id, email: account.email, name: account.name }, { set: setting });
+    await notices.passwordChanged({ id: account.id, email: account.email, name: account.name }, { set: setting });
     kit.redirect(ctx, `${PASSWORD_PATH}?done=${setting ? 'set' : 'changed'}`);
   });
 }

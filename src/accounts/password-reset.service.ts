@@ -13,6 +13,7 @@ import { AppError } from '../http/app-error.js';
 import type { SignInLimits } from '../limits/sign-in-limits.js';
 import type { Logger } from '../logging/logger.js';
 import { revokeAccountAccess } from '../oidc/account-revocation.js';
+import type { AccountNotices } from './account-notices.js';
 import type { AccountService, AccountView } from './account.service.js';
 import { emailSchema, passwordSchema } from './account.service.js';
 import type { BackgroundMail } from './background-mail.js';
@@ -122,11 +123,13 @@ export interface PasswordResetServiceDeps {
   links: SelfServiceLinks;
   audit: AuditService;
   logger: Logger;
+  /** The `password-changed` notice after a reset. */
+  notices: Pick<AccountNotices, 'passwordChanged'>;
   now?: () => number;
 }
 
 export function createPasswordResetService(deps: PasswordResetServiceDeps): PasswordResetService {
-  const { config, accounts, db, emailCodes, limits, passwordPolicy, mail, links, audit, logger } = deps;
+  const { config, accounts, db, emailCodes, limits, passwordPolicy, mail, links, audit, logger, notices } = deps;
   const now = deps.now ?? Date.now;
   const tokens = db.collection<ResetTokenRecord>(RESET_TOKENS_COLLECTION);
   const grants = db.collection<ResetGrantRecord>(RESET_GRANTS_COLLECTION);
@@ -298,7 +301,8 @@ export function createPasswordResetService(deps: PasswordResetServiceDeps): Pass
       await grants.deleteMany({ accountId: account.id });
       await killTokens({ accountId: account.id });
       await emailCodes.discardForAccount({ accountId: account.id, purpose: 'password-reset' });
-      mail.send(account.email, 'password-changed', { email: account.email, resetUrl: links.passwordReset });
+      // When and from where: the request that set the password (the reset page, or the sign-in's).
+      await notices.passwordChanged(account);
       logger.info('password reset', { accountId: account.id, revokedRecords });
       await audit.record({ action: 'account.password_reset', outcome: 'success', actor: accountTarget(account), target: accountTarget(account), details: { revokedRecords } });
       return { ok: true, account: { ...updated, emailVerified: true }, revokedRecords };

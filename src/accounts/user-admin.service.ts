@@ -191,8 +191,8 @@ export interface UserAdminServiceDeps {
   passwordPolicy: PasswordPolicy;
   /** The one account deletion (shared with the account centre). */
   deletion: AccountDeletionService;
-  /** When given, a deleted account's address gets the notice. */
-  notices?: Pick<AccountNotices, 'accountDeleted'> | undefined;
+  /** Tells the person what an administrator did to their account (factors removed, deletion). */
+  notices: Pick<AccountNotices, 'secondFactorRemoved' | 'accountDeleted'>;
 }
 
 export function createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy, deletion, notices }: UserAdminServiceDeps): UserAdminService {
@@ -374,6 +374,8 @@ export function createUserAdminService({ accounts, totp, db, audit, logger, pass
       const before = await totp.status(id);
       await totp.remove(id);
       await record('user.mfa_reset', by, account, { hadTotp: before.enabled, recoveryCodesRemoved: before.recoveryCodesLeft });
+      // Only when something was removed: a reset of an account without factors changes nothing.
+      if (before.enabled || before.recoveryCodesLeft > 0) await notices.secondFactorRemoved(account, before.enabled ? 'totp' : 'recovery_codes', { byAdmin: true });
       return toAdminView((await accounts.findById(id)) ?? account);
     },
 
@@ -396,7 +398,8 @@ export function createUserAdminService({ accounts, totp, db, audit, logger, pass
       if (!account) return false;
       if (isAdmin(account)) await requireAdminPower(by, 'user.deleted', account);
       // The same deletion as the person's own (account-deletion.service.ts): account, what was
-      // issued to it, its working data, its audit trail without personal data, one event.
+      // issued to it, its working data, its audit trail without personal data, one event, and the
+      // notice to the address (the last thing written to it).
       return deletion.delete(account, { actor: by.actor, notices });
     },
   };

@@ -105,6 +105,7 @@ const envSchema = z.object({
   PASSWORD_RESET_NO_ACCOUNT_MAIL: booleanFlag.default(true),
   MFA_REQUIRED_FOR_ADMINS: booleanFlag.default(true),
   MFA_EMAIL_FALLBACK: booleanFlag.default(true),
+  NOTIFY_NEW_SIGN_IN: booleanFlag.default(false),
   FACTOR_FREE_ATTEMPTS: z.coerce.number().int().min(1).max(100).default(defaults.factorFreeAttempts),
   FACTOR_MAX_DELAY: seconds(defaults.factorMaxDelay),
   AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(defaults.auditRetentionDays),
@@ -194,6 +195,12 @@ export interface Config {
   adminSession: { maxAgeSeconds: number; idleSeconds: number };
   /** Sensitive account changes need an authentication at most this old (seconds). */
   recentAuthMaxAgeSeconds: number;
+  /**
+   * Notice mails (src/accounts/account-notices.service.ts). `newSignIn`: mail the owner when an
+   * account signs in from a browser it has not signed in from before (off by default: on shared
+   * or cookie-clearing browsers it mails often).
+   */
+  notices: { newSignIn: boolean };
   acr: { singleFactor: string; emailSecondFactor: string; multiFactor: string };
   audit: { retentionDays: number };
   clientSecretGracePeriodSeconds: number;
@@ -347,6 +354,7 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
     emailCodeAddressLimits: { perHour: e.EMAIL_CODE_ADDRESS_LIMIT, perHourFromOneIp: e.EMAIL_CODE_ADDRESS_IP_LIMIT },
     adminSession: { maxAgeSeconds: e.ADMIN_SESSION_MAX_AGE, idleSeconds: e.ADMIN_SESSION_IDLE },
     recentAuthMaxAgeSeconds: e.RECENT_AUTH_MAX_AGE,
+    notices: { newSignIn: e.NOTIFY_NEW_SIGN_IN },
     acr: { ...defaults.acr },
     audit: { retentionDays: e.AUDIT_RETENTION_DAYS },
     clientSecretGracePeriodSeconds: e.CLIENT_SECRET_GRACE_PERIOD,

@@ -16,6 +16,10 @@ import { createPasswordResetService } from '../accounts/password-reset.service.j
 import { selfServiceLinks } from '../accounts/self-service-links.js';
 import type { SignUpService } from '../accounts/sign-up.service.js';
 import { createSignUpService } from '../accounts/sign-up.service.js';
+import type { AccountNotices } from '../accounts/account-notices.js';
+import { createAccountNotices } from '../accounts/account-notices.service.js';
+import type { KnownBrowserService } from '../accounts/known-browser.service.js';
+import { createKnownBrowserService } from '../accounts/known-browser.service.js';
 import type { AccountAccessService } from '../accounts/account-access.service.js';
 import { createAccountAccessService } from '../accounts/account-access.service.js';
 import { createAccountDeletionService } from '../accounts/account-deletion.service.js';
@@ -93,6 +97,10 @@ export interface Core {
   mailer: Mailer;
   /** Every mail, stored and delivered by a worker on every node (the server starts it). */
   outbox: MailOutbox;
+  /** Notice mails to an account's owner: password, address, second factors, new sign-in, deletion. */
+  notices: AccountNotices;
+  /** The browsers each account signed in from (NOTIFY_NEW_SIGN_IN), as keyed hashes. */
+  knownBrowsers: KnownBrowserService;
   audit: AuditService;
   /** Invitations to sign up (SIGN_UP=invite). */
   invitations: InvitationService;
@@ -142,7 +150,6 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
   const limits = createSignInLimits(limiter, config);
   // One deletion for the console, the API, the CLI and the account centre.
   const accountDeletion = createAccountDeletionService({ db, accounts, limits, audit, logger });
-  const userAdmin = createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy, deletion: accountDeletion });
   const mailer = createMailer({ config, logger });
   const now = () => clock.nowMs();
   const outbox = createMailOutbox({ db, mailer, secretBox, audit, logger, settings: outboxSettingsFrom(config.mail.outbox), now });
@@ -152,6 +159,9 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
       await outbox.enqueueTemplate(to, template, locals, { urgent: true, ...(options?.expiresAt ? { expiresAt: options.expiresAt } : {}) });
     },
   };
+  const notices = createAccountNotices({ outbox, issuer: config.issuer, logger, clock });
+  const knownBrowsers = createKnownBrowserService({ db, keys: config.encryptionKeys, clock });
+  const userAdmin = createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy, deletion: accountDeletion, notices });
   const invitations = createInvitationService({ db, audit, logger, issuer: config.issuer, mailer: outboxSender, now });
   // Self-service sign-up and password reset, under the same password policy as everything else.
   const selfService = {
@@ -165,6 +175,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
     links: selfServiceLinks(config.issuer),
     audit,
     logger,
+    notices,
     now,
   };
   // SIGN_UP=invite: a sign-up spends one use of its invitation (a unique-insert claim).
@@ -197,6 +208,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
     { name: 'invitations', ensureIndexes: () => invitations.ensureIndexes(), sweep: () => invitations.sweep() },
     { name: 'sign-up', ensureIndexes: () => signUp.ensureIndexes(), sweep: () => signUp.sweep() },
     { name: 'password reset', ensureIndexes: () => passwordReset.ensureIndexes(), sweep: () => passwordReset.sweep() },
+    { name: 'known browsers', ensureIndexes: () => knownBrowsers.ensureIndexes(), sweep: () => knownBrowsers.sweep() },
   ];
 
   async function sweep(): Promise<number> {
@@ -225,6 +237,8 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
     limits,
     mailer,
     outbox,
+    notices,
+    knownBrowsers,
     audit,
     invitations,
     signUp,

@@ -32,6 +32,12 @@ export type MailTemplate =
   | 'password-reset'
   | 'password-reset-no-account'
   | 'password-changed'
+  | 'email-changed'
+  | 'second-factor-added'
+  | 'second-factor-removed'
+  | 'recovery-code-used'
+  | 'new-sign-in'
+  | 'account-deleted'
   | 'invitation';
 
 export interface Mailer {
@@ -60,6 +66,15 @@ const SMTP_TIMEOUTS = {
 
 const productName = z.string().min(1);
 const email = z.string().min(3);
+/** What every notice says: when (UTC, formatted), from which device (a guess) and IP. */
+const noticeLocals = z.object({
+  productName,
+  email,
+  when: z.string().min(1).max(100),
+  device: z.string().min(1).max(100),
+  ip: z.string().min(1).max(64),
+});
+const secondFactorKind = z.enum(['totp', 'recovery_codes']);
 
 // The subject is built here rather than in the templates, so that a template cannot forget it.
 // NOTE: a subject is made from the product name only, never from the other locals: subjects
@@ -111,9 +126,36 @@ const templates = {
     locals: z.object({ productName, email }),
     subject: (name) => `${name}: password reset`,
   }),
+  // Notice mails (src/accounts/account-notices.service.ts): what happened, when (UTC), from where,
+  // what to do if it was not the owner. NOTE: no code and no token in any of them; the links are
+  // fixed pages that ask for proof themselves.
   'password-changed': defineTemplate({
-    locals: z.object({ productName, email, resetUrl: z.url() }),
+    locals: noticeLocals.extend({ set: z.boolean().default(false), resetUrl: z.url() }),
     subject: (name) => `Your ${name} password was changed`,
+  }),
+  'email-changed': defineTemplate({
+    locals: noticeLocals.extend({ resetUrl: z.url() }),
+    subject: (name) => `Your ${name} email address was changed`,
+  }),
+  'second-factor-added': defineTemplate({
+    locals: noticeLocals.extend({ kind: secondFactorKind, resetUrl: z.url(), securityUrl: z.url() }),
+    subject: (name) => `Two-step verification was changed on your ${name} account`,
+  }),
+  'second-factor-removed': defineTemplate({
+    locals: noticeLocals.extend({ kind: secondFactorKind, byAdmin: z.boolean().default(false), resetUrl: z.url(), securityUrl: z.url() }),
+    subject: (name) => `Two-step verification was removed from your ${name} account`,
+  }),
+  'recovery-code-used': defineTemplate({
+    locals: noticeLocals.extend({ left: z.number().int().min(0), resetUrl: z.url(), securityUrl: z.url() }),
+    subject: (name) => `A recovery code was used on your ${name} account`,
+  }),
+  'new-sign-in': defineTemplate({
+    locals: noticeLocals.extend({ clientName: z.string().min(1).max(200).optional(), resetUrl: z.url() }),
+    subject: (name) => `New sign-in to your ${name} account`,
+  }),
+  'account-deleted': defineTemplate({
+    locals: noticeLocals.extend({ byAdmin: z.boolean().default(false) }),
+    subject: (name) => `Your ${name} account was deleted`,
   }),
 } satisfies Record<MailTemplate, unknown>;
 
@@ -256,6 +298,12 @@ function compileTemplates(): Record<MailTemplate, { html: RenderFn; text: Render
     'password-reset': both('password-reset'),
     'password-reset-no-account': both('password-reset-no-account'),
     'password-changed': both('password-changed'),
+    'email-changed': both('email-changed'),
+    'second-factor-added': both('second-factor-added'),
+    'second-factor-removed': both('second-factor-removed'),
+    'recovery-code-used': both('recovery-code-used'),
+    'new-sign-in': both('new-sign-in'),
+    'account-deleted': both('account-deleted'),
     invitation: both('invitation'),
   };
 }

@@ -16,6 +16,7 @@ const storedSchema = z.discriminatedUnion('step', [
   z.object({ step: z.literal('email-code'), email: z.string(), factors: factors.optional() }),
   z.object({ step: z.literal('second-factor'), accountId: z.string(), factors }),
   z.object({ step: z.literal('recovery-codes'), accountId: z.string(), factors }),
+  z.object({ step: z.literal('recovery-used'), accountId: z.string(), factors, left: z.number().int().min(0).max(1000) }),
   z.object({ step: z.literal('new-password'), accountId: z.string(), factors }),
   z.object({ step: z.literal('reset-request'), email: z.string() }),
   z.object({ step: z.literal('reset-code'), email: z.string(), flowId: z.string() }),
@@ -46,6 +47,7 @@ export function readFlowState(interaction: InteractionDetails): SignInState {
     case 'identify':
     case 'sign-up':
     case 'verify-email':
+    case 'recovery-used':
       return stored;
     default:
       return { step: stored.step, accountId: stored.accountId, factors: stored.factors };

@@ -22,6 +22,7 @@ import { assuranceOf, loginResult, mfaReasons, requiredAssurance, secondFactorOp
  *           │ reached                                 │──► FINISH (login result to the provider)
  *           └─────────────────────────────────────────┘
  *  second-factor ──totp_enrolled──► recovery-codes ──recovery_codes_saved──► evaluate
+ *  second-factor ──recovery_code_used{left}──► recovery-used ──recovery_notice_seen──► evaluate
  *  mfa prompt (step-up): starts in second-factor with the session's account and factors.
  *
  *  password reset ("Forgot password?" on the first-factor page):
@@ -55,6 +56,11 @@ export type SignInState =
   | { step: 'second-factor'; accountId: string; factors: Factor[] }
   /** An authenticator app was just enrolled: its recovery codes were shown once. */
   | { step: 'recovery-codes'; accountId: string; factors: Factor[] }
+  /**
+   * A recovery code was just spent (counted in `factors`): the page says how many are `left` and
+   * offers to set up the app again, before the sign-in finishes.
+   */
+  | { step: 'recovery-used'; accountId: string; factors: Factor[]; left: number }
   /** Every factor is done, but an administrator asked for a new password first. */
   | { step: 'new-password'; accountId: string; factors: Factor[] }
   /** "Forgot password?": the form asking where to send a reset code (`email`: what was typed). */
@@ -89,6 +95,10 @@ export type SignInEvent =
   | { type: 'totp_enrolled' }
   /** "Continue" on the recovery-codes page. */
   | { type: 'recovery_codes_saved' }
+  /** A recovery code was right (and is spent); `left` codes remain. */
+  | { type: 'recovery_code_used'; left: number }
+  /** "Continue" on the page that said how many recovery codes are left. */
+  | { type: 'recovery_notice_seen' }
   /** The administrator-required new password was set. */
   | { type: 'password_changed' }
   /** "Use another account": forget this interaction's progress. */
@@ -146,6 +156,7 @@ const hasAccount = (state: SignInState): state is AccountStep => 'accountId' in 
 export function effectiveState(prompt: string, persisted: SignInState, session: { accountId?: string | undefined; factors: readonly Factor[] }): SignInState {
   if (prompt !== 'mfa') return persisted;
   const done = 'factors' in persisted ? persisted.factors : [];
+  if (persisted.step === 'recovery-used') return { ...persisted, accountId: session.accountId ?? '', factors: uniqueFactors(session.factors, done) };
   const step = persisted.step === 'new-password' || persisted.step === 'recovery-codes' ? persisted.step : 'second-factor';
   // NOTE: an `mfa` prompt always has a session account; without one, '' names no account and the
   // router answers `interaction.no_account`.
@@ -227,6 +238,14 @@ export function transition(state: SignInState, event: SignInEvent, context: Flow
       return { state: { step: 'recovery-codes', accountId: account.id, factors: uniqueFactors(state.factors, ['totp']) } };
     case 'recovery_codes_saved':
       return state.step === 'recovery-codes' ? evaluate(account, state.factors, context) : WRONG_STEP;
+    case 'recovery_code_used':
+      // NOTE: not a finish yet, even when the factors are enough: the person first hears how
+      // many codes are left. The code is spent and counted either way.
+      return state.step === 'second-factor'
+        ? { state: { step: 'recovery-used', accountId: account.id, factors: uniqueFactors(state.factors, ['recovery']), left: Math.max(0, Math.trunc(event.left)) } }
+        : WRONG_STEP;
+    case 'recovery_notice_seen':
+      return state.step === 'recovery-used' ? evaluate(account, state.factors, context) : WRONG_STEP;
     case 'password_changed':
       return state.step === 'new-password' ? evaluate(account, state.factors, context, { passwordChanged: true }) : WRONG_STEP;
   }
@@ -261,6 +280,8 @@ export function pageFor(state: SignInState, context: FlowContext, requested?: un
       return 'email-code';
     case 'recovery-codes':
       return 'totp-enrolment';
+    case 'recovery-used':
+      return 'recovery-code';
     case 'new-password':
       return 'new-password';
     case 'reset-request':

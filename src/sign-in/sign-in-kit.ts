@@ -1,6 +1,8 @@
 import type Provider from 'oidc-provider';
 
+import type { AccountNotices } from '../accounts/account-notices.js';
 import type { AccountService, AccountView } from '../accounts/account.service.js';
+import type { KnownBrowserService } from '../accounts/known-browser.service.js';
 import type { EmailCodeService } from '../accounts/email-code.service.js';
 import type { PasswordPolicy } from '../accounts/password-policy.js';
 import type { PasswordResetService } from '../accounts/password-reset.service.js';
@@ -44,6 +46,10 @@ export interface SignInDeps {
   secretBox: SecretBox;
   passwordPolicy: PasswordPolicy;
   outbox: MailOutbox;
+  /** Notice mails (recovery code used, new sign-in, password and app changes during a sign-in). */
+  notices: AccountNotices;
+  /** The browsers each account signed in from (NOTIFY_NEW_SIGN_IN). */
+  knownBrowsers: KnownBrowserService;
 }
 
 /** The gate a check is counted at, besides the client IP's: the factor's own. */

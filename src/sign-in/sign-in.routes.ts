@@ -6,6 +6,7 @@ import { AppError } from '../http/app-error.js';
 import { parseForm } from '../http/form-body.js';
 import { clientFlag, factorsFromAmr } from '../oidc/policy.js';
 import { createConsent } from './consent.js';
+import { createKnownBrowserCheck } from './known-browser.js';
 import type { SignInEvent } from './flow.js';
 import { effectiveState, pageFor, transition } from './flow.js';
 import { readFlowState, readKept, saveFlowState } from './flow-store.js';
@@ -39,6 +40,7 @@ const noStore: SignInMiddleware = async function noStore(ctx, next) {
 export function createSignInRouter(deps: SignInDeps, factories: readonly StrategyFactory[] = SIGN_IN_STRATEGIES): Router<SignInRequestState> {
   const { provider, accounts, csrf, config } = deps;
   const kit = createSignInKit(deps);
+  const noteSignIn = createKnownBrowserCheck(deps);
   const consent = createConsent(kit);
   const strategies = new Map<string, SignInStrategy>();
   for (const factory of factories) {
@@ -162,6 +164,7 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
       if ('finish' in next) {
         const login = next.finish;
         kit.log(ctx).info('sign-in succeeded', { accountId: login.accountId, amr: login.amr, acr: login.acr, client: params.client_id });
+        await noteSignIn(ctx, login.accountId);
         return finish(ctx, { login });
       }
       const { state } = next;

@@ -3,6 +3,7 @@ import type { Connection } from 'mongoose';
 import { createAccountModel } from '../../src/accounts/account.model.js';
 import type { AccountService } from '../../src/accounts/account.service.js';
 import { createAccountService } from '../../src/accounts/account.service.js';
+import { createAccountNotices } from '../../src/accounts/account-notices.service.js';
 import { createBackgroundMail } from '../../src/accounts/background-mail.js';
 import type { BackgroundMail } from '../../src/accounts/background-mail.js';
 import { createEmailCodeService } from '../../src/accounts/email-code.service.js';
@@ -105,7 +106,14 @@ export async function startSelfService(label: string, env: Env = {}, options: { 
   const audit = createAuditService({ db, logger, retentionDays: 30 });
   const mailer = createMailer({ config, logger });
   const mail = createBackgroundMail(mailer, logger);
-  const shared = { config, accounts, db, emailCodes, limits, passwordPolicy: lengthPolicy, mail, links: selfServiceLinks(config.issuer), audit, logger, now: clock.now };
+  // Notices straight through the mailer (no outbox here), as the outbox would send them.
+  const notices = createAccountNotices({
+    outbox: { enqueueTemplate: async (to, template, locals) => (await mailer.sendTemplate(to, template, locals), { id: 'direct', sent: true }) },
+    issuer: config.issuer,
+    logger,
+    clock: serviceClock,
+  });
+  const shared = { config, accounts, db, emailCodes, limits, passwordPolicy: lengthPolicy, mail, links: selfServiceLinks(config.issuer), audit, logger, notices, now: clock.now };
   const signUp = createSignUpService({ ...shared, Account });
   const passwordReset = createPasswordResetService(shared);
   await signUp.ensureIndexes();

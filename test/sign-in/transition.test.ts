@@ -26,6 +26,7 @@ const login = (accountId: string, amr: string[], acr: string) => ({ finish: { ac
 const identify: SignInState = { step: 'identify' };
 const codeSent: SignInState = { step: 'email-code', email: 'a@example.com' };
 const second = (a: FlowAccount, factors: Factor[]): SignInState => ({ step: 'second-factor', accountId: a.id, factors });
+const recoveryUsed = (a: FlowAccount, factors: Factor[], left: number): SignInState => ({ step: 'recovery-used', accountId: a.id, factors, left });
 const WRONG: Transition = { refused: 'wrong_step' };
 const resetRequest: SignInState = { step: 'reset-request', email: 'a@example.com' };
 const resetCode: SignInState = { step: 'reset-code', email: 'a@example.com', flowId: 'flow1' };
@@ -82,6 +83,20 @@ const rows: Row[] = [
   ['recovery codes saved → finish, multi-factor', { step: 'recovery-codes', accountId: 'admin', factors: ['pwd', 'totp'] }, { type: 'recovery_codes_saved' }, context({ account: { ...admin, totpEnabled: true } }), login('admin', ['pwd', 'otp', 'mfa'], multiFactor)],
   ['recovery codes saved before enrolment → refused', second(admin, ['pwd']), { type: 'recovery_codes_saved' }, context({ account: admin }), WRONG],
   ['app enrolled before any factor → refused', identify, { type: 'totp_enrolled' }, context({ account: admin }), WRONG],
+
+  // A recovery code: the page saying how many are left comes before the finish.
+  ['recovery code used after password → recovery-used, the code counted, how many left', second(withApp, ['pwd']), { type: 'recovery_code_used', left: 7 }, context({ account: withApp }), { state: recoveryUsed(withApp, ['pwd', 'recovery'], 7) }],
+  ['the last recovery code used → recovery-used with none left', second(withApp, ['pwd']), { type: 'recovery_code_used', left: 0 }, context({ account: withApp }), { state: recoveryUsed(withApp, ['pwd', 'recovery'], 0) }],
+  ['a negative count is read as none left', second(withApp, ['pwd']), { type: 'recovery_code_used', left: -3 }, context({ account: withApp }), { state: recoveryUsed(withApp, ['pwd', 'recovery'], 0) }],
+  ['Continue on the codes-left page → finish, multi-factor', recoveryUsed(withApp, ['pwd', 'recovery'], 7), { type: 'recovery_notice_seen' }, context({ account: withApp }), login('app', ['pwd', 'otp', 'mfa'], multiFactor)],
+  ['Continue, new password required → new-password', recoveryUsed({ ...mustReset, totpEnabled: true }, ['pwd', 'recovery'], 2), { type: 'recovery_notice_seen' }, context({ account: { ...mustReset, totpEnabled: true } }), { state: { step: 'new-password', accountId: 'reset', factors: ['pwd', 'recovery'] } }],
+  ['Continue at a step-up → finish with the session factors and the code', recoveryUsed(withApp, ['pwd', 'recovery'], 3), { type: 'recovery_notice_seen' }, context({ prompt: 'mfa', account: withApp }), login('app', ['pwd', 'otp', 'mfa'], multiFactor)],
+  ['Continue before any code was used → refused', second(withApp, ['pwd']), { type: 'recovery_notice_seen' }, context({ account: withApp }), WRONG],
+  ['a second code on the codes-left page → refused', recoveryUsed(withApp, ['pwd', 'recovery'], 7), { type: 'recovery_code_used', left: 6 }, context({ account: withApp }), WRONG],
+  ['a recovery code before any factor → refused', identify, { type: 'recovery_code_used', left: 7 }, context({ account: withApp }), WRONG],
+  ['Continue for another account than the state names → refused', recoveryUsed(withApp, ['pwd', 'recovery'], 7), { type: 'recovery_notice_seen' }, context({ account: admin }), WRONG],
+  ['Continue without the account loaded → refused', recoveryUsed(withApp, ['pwd', 'recovery'], 7), { type: 'recovery_notice_seen' }, context(), WRONG],
+  ['restart from the codes-left page → identify', recoveryUsed(withApp, ['pwd', 'recovery'], 7), { type: 'restart' }, context({ account: withApp }), { state: identify }],
 
   // New password.
   ['new password set → finish', { step: 'new-password', accountId: 'reset', factors: ['pwd'] }, { type: 'password_changed' }, context({ account: mustReset }), login('reset', ['pwd'], singleFactor)],
@@ -148,6 +163,7 @@ describe('the state a request works on', () => {
     ['factors of this interaction are added', second(account('s'), ['email']), { step: 'second-factor', accountId: 's', factors: ['pwd', 'email'] }],
     ['the new-password step is kept', { step: 'new-password', accountId: 's', factors: ['pwd', 'totp'] }, { step: 'new-password', accountId: 's', factors: ['pwd', 'totp'] }],
     ['the recovery-codes step is kept', { step: 'recovery-codes', accountId: 's', factors: ['pwd', 'totp'] }, { step: 'recovery-codes', accountId: 's', factors: ['pwd', 'totp'] }],
+    ['the recovery-used step is kept, with its count', { step: 'recovery-used', accountId: 's', factors: ['recovery'], left: 4 }, { step: 'recovery-used', accountId: 's', factors: ['pwd', 'recovery'], left: 4 }],
   ] as [string, SignInState, SignInState][])('at a step-up, %s', (_name, stored, expected) => {
     expect(effectiveState('mfa', stored, { accountId: 's', factors: ['pwd'] })).toEqual(expected);
   });
@@ -171,6 +187,7 @@ describe('which strategy shows the current step', () => {
     ['no app, passwordless, after an email code', second(passwordless, ['email']), context({ account: passwordless, clientRequiresMfa: true }), undefined, 'totp-enrolment'],
     ['no app, administrator (level 3)', second(admin, ['pwd']), context({ account: admin }), undefined, 'totp-enrolment'],
     ['no app, ?method=recovery means nothing', second(plain, ['pwd']), context({ account: plain, clientRequiresMfa: true }), 'recovery', 'email-code'],
+    ['a recovery code used: how many are left', { step: 'recovery-used', accountId: 'app', factors: ['pwd', 'recovery'], left: 3 }, context({ account: withApp }), undefined, 'recovery-code'],
     ['recovery codes shown', { step: 'recovery-codes', accountId: 'admin', factors: ['pwd', 'totp'] }, context({ account: admin }), undefined, 'totp-enrolment'],
     ['new password', { step: 'new-password', accountId: 'reset', factors: ['pwd'] }, context({ account: mustReset }), undefined, 'new-password'],
     ['reset request', resetRequest, context(), undefined, 'reset-request'],

@@ -61,6 +61,7 @@ export function createNewPasswordStrategy(kit: SignInKit): SignInStrategy {
           ctx.state.account = await accounts.changePassword(account.id, checked.normalised);
           kit.log(ctx).info('password changed', { accountId: account.id, during: 'sign-in' });
           await kit.auditFactor(ctx, 'user.password_changed', account, 'success', { details: { during: 'sign-in', required: true } });
+          await kit.deps.notices.passwordChanged(account, { set: !account.hasPassword });
           return flow.advance(ctx, { type: 'password_changed' });
         },
       },

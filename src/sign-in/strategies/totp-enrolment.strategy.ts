@@ -100,6 +100,7 @@ export function createTotpEnrolmentStrategy(kit: SignInKit): SignInStrategy {
             await attempt.succeeded();
             kit.log(ctx).info('authenticator app enrolled', { accountId: account.id, during: 'sign-in' });
             await kit.auditFactor(ctx, 'mfa.enrolled', account, 'success', { details: { during: 'sign-in' } });
+            await kit.deps.notices.secondFactorAdded(account, 'totp');
             // Kept sealed in the interaction until the person continues: stored hashed otherwise.
             await flow.commit(ctx, { type: 'totp_enrolled' }, { recoveryCodes: secretBox.seal(JSON.stringify(result.recoveryCodes), codesContext(ctx)) });
             return flow.showCurrentStep(ctx);
