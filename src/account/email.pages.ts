@@ -53,7 +53,7 @@ export function registerEmailPages(router: AccountRouter, kit: AccountKit, deps:
   const emailChange = createEmailChangeService(deps);
   const bindingOf = (ctx: AccountContext) => emailChangeBinding(ctx.state.account.id, ctx.state.sessionUid);
 
-  const render = async (ctx: AccountContext, options: { errors?: FieldErrors; status?: number; notice?: string; typed?: string } = {}) => {
+  const render = async (ctx: AccountContext, options: { errors?: FieldErrors; error?: string; status?: number; notice?: string; typed?: string } = {}) => {
     const pending = await emailChange.pending(bindingOf(ctx));
     const errors = options.errors ?? {};
     // The code step while a code waits, unless the address itself was refused.
@@ -77,7 +77,7 @@ export function registerEmailPages(router: AccountRouter, kit: AccountKit, deps:
         verifyAction: `${EMAIL_PATH}/verify`,
         cancelAction: `${EMAIL_PATH}/cancel`,
       },
-      { status: options.status, notice: options.notice },
+      { status: options.status, notice: options.notice, error: options.error },
     );
   };
 
@@ -95,6 +95,9 @@ export function registerEmailPages(router: AccountRouter, kit: AccountKit, deps:
       if (result.reason === 'throttled') {
         ctx.set('Retry-After', String(result.retryAfterSeconds));
         const message = `Too many codes were sent. Wait ${describeWait(result.retryAfterSeconds)}, then try again.`;
+        // "Send a new code" too soon: the code step stays, with the wait said above it.
+        const pending = await emailChange.pending(bindingOf(ctx));
+        if (pending && pending.email === typed.trim().toLowerCase()) return render(ctx, { error: message, status: 429 });
         return render(ctx, { errors: { email: message }, status: 429, typed });
       }
       const message = result.reason === 'unchanged' ? 'That is already your email address. Enter the new one.' : result.message;

@@ -174,7 +174,10 @@ export function createEmailChangeService(deps: EmailChangeServiceDeps): EmailCha
         );
         if (updated.matchedCount === 0) return { ok: false, reason: 'gone' };
       } catch (err) {
-        if (isDuplicateKey(err)) {
+        // NOTE: FerretDB 1.x reports a unique index refusing an UPDATE not as a duplicate key
+        // (11000) but as a storage error ("UNIQUE constraint failed"): whether the address is
+        // held by another account is read back instead of guessed from the error.
+        if (isDuplicateKey(err) || (await accountRecords.countDocuments({ email, _id: { $ne: account.id } }, { limit: 1 })) > 0) {
           logger.info('email change refused: address taken', { accountId: account.id });
           return { ok: false, reason: 'taken' };
         }

@@ -123,10 +123,11 @@ export function harness(get: () => { server: TestServer; smtp: MailServer }) {
     return rpFor(get().server, client);
   }
 
-  /** A sign-in at the relying party in `agent` (its own browser unless given), with a refresh token. */
-  async function tokensFor(rp: oidc.Configuration, p: Person, agent = new UserAgent(get().server.url)): Promise<Tokens> {
-    const { tokens } = await signInForTokens(rp, agent, { email: p.email, password: p.password }, { scope: 'openid email offline_access', prompt: 'consent' });
-    expect(tokens.refresh_token).toBeTruthy();
+  /** A sign-in at the relying party in `agent` (its own browser unless given); `offline` (default): with a refresh token. */
+  async function tokensFor(rp: oidc.Configuration, p: Person, agent = new UserAgent(get().server.url), { offline = true } = {}): Promise<Tokens> {
+    const scope = offline ? 'openid email offline_access' : 'openid email';
+    const { tokens } = await signInForTokens(rp, agent, { email: p.email, password: p.password }, { scope, prompt: 'consent' });
+    if (offline) expect(tokens.refresh_token).toBeTruthy();
     return tokens;
   }
 

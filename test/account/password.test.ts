@@ -53,8 +53,12 @@ describe('/account/password', () => {
     const other = await h.signIn(p, '/account/security');
     expect(await h.hasSession(other.agent)).toBe(true);
 
+    const mailsBefore = smtp.countFor(p.email);
     const posted = await agent.post(url('/account/password'), { csrf: formField(page.body, 'csrf'), current: PASSWORD, password: NEW_PASSWORD, confirm: NEW_PASSWORD });
     expect(posted.status).toBe(303);
+    const notice = await smtp.waitForMail(p.email, { after: mailsBefore });
+    expect(notice.subject).toMatch(/password was changed/);
+    expect(notice.text).not.toContain(NEW_PASSWORD);
     expect(posted.location).toBe(url('/account/password?done=changed'));
     const done = await agent.get(posted.location ?? '');
     expect(done.status).toBe(200);
@@ -118,8 +122,10 @@ describe('/account/password', () => {
     expectFieldMarked(weak.body, 'password', /at least/);
     expect((await server.deps.accounts.findById(p.id))?.hasPassword).toBe(false);
 
+    const mailsBefore = smtp.countFor(p.email);
     const posted = await agent.post(url('/account/password'), { csrf: formField(page.body, 'csrf'), password: NEW_PASSWORD, confirm: NEW_PASSWORD });
     expect(posted.location).toBe(url('/account/password?done=set'));
+    expect((await smtp.waitForMail(p.email, { after: mailsBefore })).subject).toMatch(/password was changed/);
     expect((await agent.get(posted.location ?? '')).body).toContain('Your password is set');
     expect(await h.hasSession(other.agent)).toBe(false);
     expect(await passwordWorks(p.email, NEW_PASSWORD)).toBe(true);
