@@ -117,7 +117,7 @@ export function createAccountDeletionService({ db, accounts, limits, audit, logg
         ...(self ? { ip: '', userAgent: '' } : {}),
         details: { revokedRecords, by: self ? 'self' : 'admin' },
       });
-      logger.info('account deleted', { accountId: account.id, by: self ? 'self' : 'admin', revokedRecords });
+      logger.debug('account deleted; sessions and tokens revoked', { accountId: account.id, by: self ? 'self' : 'admin', revokedRecords });
       if (notices) await notices.accountDeleted({ id: account.id, email: account.email, name: account.name }, { byAdmin: !self });
       return true;
     },
