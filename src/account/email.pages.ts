@@ -28,7 +28,7 @@ type Field = 'email' | 'code';
 type FieldErrors = Partial<Record<Field, string>>;
 
 const DONE_NOTICES = {
-  sent: 'We sent a 6-digit code to the new address. Enter it below to finish the change.',
+  sent: 'Code sent. Look in the inbox of the new address.',
   changed: 'Your email address is changed. Sign in with the new address from now on. Every other browser signed in to your account was signed out.',
   cancelled: 'Nothing changed: you keep your current address.',
 } as const;
