@@ -1,16 +1,25 @@
 import Router from '@koa/router';
+import type { mongo } from 'mongoose';
 import type Provider from 'oidc-provider';
 
+import type { AccountAccessService } from '../accounts/account-access.service.js';
+import type { AccountNotices } from '../accounts/account-notices.js';
 import type { AccountService } from '../accounts/account.service.js';
+import type { EmailCodeService } from '../accounts/email-code.service.js';
+import type { PasswordPolicy } from '../accounts/password-policy.js';
 import type { TotpService } from '../accounts/totp.service.js';
 import type { AuditService } from '../audit/audit.service.js';
 import type { Config } from '../config/config.js';
 import type { PageRenderer } from '../http/render-page.js';
 import type { SignInLimits } from '../limits/sign-in-limits.js';
 import type { Logger } from '../logging/logger.js';
+import type { MailOutbox } from '../mail/outbox.service.js';
 import type { CsrfTokens } from '../sign-in/csrf.js';
 import type { AccountState } from './account-kit.js';
 import { ACCOUNT_BASE_PATH, ACCOUNT_SECTIONS, createAccountKit } from './account-kit.js';
+import { registerDeletePages } from './delete.pages.js';
+import { registerEmailPages } from './email.pages.js';
+import { registerPasswordPages } from './password.pages.js';
 import { registerSecurityPages } from './security.pages.js';
 
 /**
@@ -29,6 +38,14 @@ export interface AccountRouterDeps {
   csrf: CsrfTokens;
   logger: Logger;
   audit: AuditService;
+  /** Email, password and deletion pages (email.pages.ts, password.pages.ts, delete.pages.ts). */
+  db: mongo.Db;
+  emailCodes: EmailCodeService;
+  outbox: MailOutbox;
+  access: AccountAccessService;
+  passwordPolicy: PasswordPolicy;
+  /** Notice mails to the person (account-notices.ts). */
+  notices: AccountNotices;
   /** Epoch milliseconds. */
   now?: () => number;
 }
@@ -47,6 +64,9 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
   });
 
   registerSecurityPages(router, kit, deps);
+  registerEmailPages(router, kit, deps);
+  registerPasswordPages(router, kit, deps);
+  registerDeletePages(router, kit, deps);
 
   return router;
 }

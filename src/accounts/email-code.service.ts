@@ -9,7 +9,7 @@ import { ensureExpiryIndex } from '../db/expiry-index.js';
 
 /**
  * One-time codes sent by email, for each purpose (sign-in, second factor, sign-up verification,
- * password reset; a purpose may have its own lifetime): 6 digits from a CSPRNG, stored only as a salted
+ * password reset, a new address in the account centre; a purpose may have its own lifetime): 6 digits from a CSPRNG, stored only as a salted
  * HMAC, valid for `ttlSeconds`, single use, at most `maxAttempts` attempts in total, and at
  * most one new code per interaction, address and purpose every `resendIntervalSeconds`.
  *
@@ -31,7 +31,7 @@ import { ensureExpiryIndex } from '../db/expiry-index.js';
  * What a code is for. Codes of one purpose are never found by another's verify: a sign-up or
  * password-reset code cannot sign anyone in.
  */
-export type EmailCodePurpose = 'sign-in' | 'second-factor' | 'sign-up' | 'password-reset';
+export type EmailCodePurpose = 'sign-in' | 'second-factor' | 'sign-up' | 'password-reset' | 'email-change';
 
 export interface EmailCodePolicy {
   ttlSeconds: number;
@@ -183,7 +183,7 @@ export function createEmailCodeService(db: mongo.Db, policy: EmailCodePolicy, cl
   };
   // Checked at construction, every purpose: a bad setting fails the start, not a request.
   const settings = Object.fromEntries(
-    (['sign-in', 'second-factor', 'sign-up', 'password-reset'] as const).map((purpose) => [purpose, settingsFor(purpose)]),
+    (['sign-in', 'second-factor', 'sign-up', 'password-reset', 'email-change'] as const).map((purpose) => [purpose, settingsFor(purpose)]),
   ) as Record<EmailCodePurpose, Settings>;
 
   /**

@@ -8,19 +8,15 @@ import { NO_AUTHORITY, managementScopesNotHeld } from '../clients/admin-authorit
 import { AppError, AppErrorBase } from '../http/app-error.js';
 import type { Logger } from '../logging/logger.js';
 import { revokeAccountRecords } from '../oidc/mongo-adapter.js';
-import type { Role } from './account.model.js';
+import type { AccountDeletionService } from './account-deletion.service.js';
 import type { AccountNotices } from './account-notices.js';
+import type { Role } from './account.model.js';
 import type { AccountService, AccountView } from './account.service.js';
 import { emailSchema, safeText } from './account.service.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from './password.js';
 import type { PasswordPolicy } from './password-policy.js';
 import { PasswordPolicyError } from './password-policy.js';
-import { EMAIL_CODES_COLLECTION } from './email-code.service.js';
-import type { AttemptRecord } from '../limits/attempt-limiter.js';
-import { LIMIT_ATTEMPTS_COLLECTION } from '../limits/attempt-limiter.js';
-import { accountLimitKeys } from '../limits/sign-in-limits.js';
 import type { TotpService } from './totp.service.js';
-import { RECOVERY_CODE_USES_COLLECTION, TOTP_USED_STEPS_COLLECTION } from './totp.service.js';
 
 /**
  * What administrators do to people: list and find them, create them, change their name and
@@ -193,11 +189,13 @@ export interface UserAdminServiceDeps {
   logger: Logger;
   /** New passwords set here go through it (NIST SP 800-63B rules, password-policy.ts). */
   passwordPolicy: PasswordPolicy;
+  /** The one account deletion (shared with the account centre). */
+  deletion: AccountDeletionService;
   /** Tells the person what an administrator did to their account (factors removed, deletion). */
   notices: Pick<AccountNotices, 'secondFactorRemoved' | 'accountDeleted'>;
 }
 
-export function createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy, notices }: UserAdminServiceDeps): UserAdminService {
+export function createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy, deletion, notices }: UserAdminServiceDeps): UserAdminService {
   const toAdminView = async (account: AccountView): Promise<UserAdminView> => {
     const status = await totp.status(account.id);
     const signInMethods: SignInMethod[] = [];
@@ -399,20 +397,10 @@ export function createUserAdminService({ accounts, totp, db, audit, logger, pass
       const account = typeof id === 'string' && id ? await accounts.findById(id) : undefined;
       if (!account) return false;
       if (isAdmin(account)) await requireAdminPower(by, 'user.deleted', account);
-      // The account first: nothing can sign in as it any more, then what was issued to it goes.
-      if (!(await accounts.delete(id))) return false;
-      const revokedRecords = await revokeAccountRecords(db, id);
-      // Per-account working data (codes, throttles, used-code claims): nothing to keep once the
-      // person is gone, and the codes carry their address.
-      for (const name of [EMAIL_CODES_COLLECTION, TOTP_USED_STEPS_COLLECTION, RECOVERY_CODE_USES_COLLECTION]) {
-        await db.collection<{ accountId: string }>(name).deleteMany({ accountId: id });
-      }
-      await db.collection<AttemptRecord>(LIMIT_ATTEMPTS_COLLECTION).deleteMany({ key: { $in: accountLimitKeys(id) } });
-      logger.debug('account deleted; sessions and tokens revoked', { accountId: id, revokedRecords });
-      await record('user.deleted', by, account, { revokedRecords });
-      // The address is all that is left to write to.
-      await notices.accountDeleted(account, { byAdmin: true });
-      return true;
+      // The same deletion as the person's own (account-deletion.service.ts): account, what was
+      // issued to it, its working data, its audit trail without personal data, one event, and the
+      // notice to the address (the last thing written to it).
+      return deletion.delete(account, { actor: by.actor, notices });
     },
   };
 }

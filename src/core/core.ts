@@ -22,6 +22,7 @@ import type { KnownBrowserService } from '../accounts/known-browser.service.js';
 import { createKnownBrowserService } from '../accounts/known-browser.service.js';
 import type { AccountAccessService } from '../accounts/account-access.service.js';
 import { createAccountAccessService } from '../accounts/account-access.service.js';
+import { createAccountDeletionService } from '../accounts/account-deletion.service.js';
 import type { UserAdminService } from '../accounts/user-admin.service.js';
 import { createUserAdminService } from '../accounts/user-admin.service.js';
 import type { AuditService } from '../audit/audit.service.js';
@@ -147,6 +148,8 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
   );
   const limiter = createAttemptLimiter(db, clock);
   const limits = createSignInLimits(limiter, config);
+  // One deletion for the console, the API, the CLI and the account centre.
+  const accountDeletion = createAccountDeletionService({ db, accounts, limits, audit, logger });
   const mailer = createMailer({ config, logger });
   const now = () => clock.nowMs();
   const outbox = createMailOutbox({ db, mailer, secretBox, audit, logger, settings: outboxSettingsFrom(config.mail.outbox), now });
@@ -158,7 +161,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
   };
   const notices = createAccountNotices({ outbox, issuer: config.issuer, logger, clock });
   const knownBrowsers = createKnownBrowserService({ db, keys: config.encryptionKeys, clock });
-  const userAdmin = createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy, notices });
+  const userAdmin = createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy, deletion: accountDeletion, notices });
   const invitations = createInvitationService({ db, audit, logger, issuer: config.issuer, mailer: outboxSender, now });
   // Self-service sign-up and password reset, under the same password policy as everything else.
   const selfService = {

@@ -28,6 +28,7 @@ export type MailTemplate =
   | 'no-account'
   | 'sign-up-code'
   | 'sign-up-existing'
+  | 'email-change-code'
   | 'password-reset'
   | 'password-reset-no-account'
   | 'password-changed'
@@ -105,6 +106,10 @@ const templates = {
   'sign-up-existing': defineTemplate({
     locals: z.object({ productName, email, signInUrl: z.url(), resetUrl: z.url() }),
     subject: (name) => `${name}: you already have an account`,
+  }),
+  'email-change-code': defineTemplate({
+    locals: z.object({ code: z.string().regex(/^\d{6}$/, 'must be 6 digits'), productName, expiresInMinutes: z.number().int().positive(), email }),
+    subject: (name) => `Confirm your new ${name} email address`,
   }),
   'password-reset': defineTemplate({
     locals: z.object({
@@ -289,6 +294,7 @@ function compileTemplates(): Record<MailTemplate, { html: RenderFn; text: Render
     'no-account': both('no-account'),
     'sign-up-code': both('sign-up-code'),
     'sign-up-existing': both('sign-up-existing'),
+    'email-change-code': both('email-change-code'),
     'password-reset': both('password-reset'),
     'password-reset-no-account': both('password-reset-no-account'),
     'password-changed': both('password-changed'),

@@ -8,8 +8,12 @@
     input.dataset.toggle = 'on';
     var wrapper = document.createElement('div');
     wrapper.className = 'password-field';
+    // NOTE: moving the input takes the focus away from it: a field the page focused (autofocus
+    // on the field that failed) gets it back.
+    var focused = document.activeElement === input;
     input.parentNode.insertBefore(wrapper, input);
     wrapper.appendChild(input);
+    if (focused) input.focus();
     var button = document.createElement('button');
     button.type = 'button';
     button.className = 'password-toggle';
