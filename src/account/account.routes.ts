@@ -1,9 +1,11 @@
 import Router from '@koa/router';
 import type Provider from 'oidc-provider';
 
+import type { AccountAccessService } from '../accounts/account-access.service.js';
 import type { AccountService } from '../accounts/account.service.js';
 import type { TotpService } from '../accounts/totp.service.js';
 import type { AuditService } from '../audit/audit.service.js';
+import type { ClientService } from '../clients/client.service.js';
 import type { Config } from '../config/config.js';
 import type { PageRenderer } from '../http/render-page.js';
 import type { SignInLimits } from '../limits/sign-in-limits.js';
@@ -11,7 +13,13 @@ import type { Logger } from '../logging/logger.js';
 import type { CsrfTokens } from '../sign-in/csrf.js';
 import type { AccountState } from './account-kit.js';
 import { ACCOUNT_BASE_PATH, ACCOUNT_SECTIONS, createAccountKit } from './account-kit.js';
+import { registerAppsPages } from './apps.pages.js';
+import { registerDataExportPages } from './data-export.pages.js';
+import { registerOverviewPages } from './overview.pages.js';
+import { registerProfilePages } from './profile.pages.js';
 import { registerSecurityPages } from './security.pages.js';
+import { registerSessionsPages } from './sessions.pages.js';
+import { registerSignOutPages } from './sign-out.pages.js';
 
 /**
  * The account centre (/account): the person's own pages, a relying party of this server
@@ -29,6 +37,10 @@ export interface AccountRouterDeps {
   csrf: CsrfTokens;
   logger: Logger;
   audit: AuditService;
+  /** The account's sessions and connected apps (sessions, apps, data download). */
+  access: AccountAccessService;
+  /** App names in the sign-in activity. */
+  clients: Pick<ClientService, 'get'>;
   /** Epoch milliseconds. */
   now?: () => number;
 }
@@ -42,11 +54,14 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
   });
   router.get('/sign-in', kit.signIn.start);
   router.get('/callback', kit.signIn.callback);
-  router.get('/signed-out', kit.noStore, async function signedOut(ctx) {
-    await deps.pages.render(ctx, 'account/signed-out', { title: 'Not signed in', signInHref: `${ACCOUNT_BASE_PATH}/sign-in` });
-  });
+  registerSignOutPages(router, kit, deps);
 
+  registerOverviewPages(router, kit, deps);
+  registerProfilePages(router, kit, deps);
   registerSecurityPages(router, kit, deps);
+  registerSessionsPages(router, kit, deps);
+  registerAppsPages(router, kit, deps);
+  registerDataExportPages(router, kit, deps);
 
   return router;
 }

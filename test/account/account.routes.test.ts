@@ -62,6 +62,20 @@ function setCookiePairs(reply: Reply, name: string): string[] {
     .filter((pair) => pair.startsWith(`${name}=`) || pair.startsWith(`${name}.sig=`));
 }
 
+/**
+ * The refused form's field is marked and focused, with the message beside it: aria-invalid,
+ * aria-describedby naming the message's element, autofocus (no JavaScript needed), and no other
+ * field marked.
+ */
+function expectFieldError(body: string, id: string, message: string): void {
+  const input = new RegExp(`<input[^>]*id="${id}"[^>]*>`).exec(body)?.[0] ?? '';
+  expect(input).toContain('aria-invalid="true"');
+  expect(input).toContain(`aria-describedby="${id}-error"`);
+  expect(input).toMatch(/\sautofocus(?:="autofocus")?[\s>]/);
+  expect(body).toMatch(new RegExp(`<p class="field-error" id="${id}-error">[^<]*${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  expect(body.match(/aria-invalid="true"/g)).toHaveLength(1);
+}
+
 /** The two-step verification state the page shows ("On" or "Off"), whatever the markup around it. */
 function shownState(body: string): string | undefined {
   return /<span[^>]*>(On|Off)<\/span>/.exec(body)?.[1];
@@ -94,12 +108,24 @@ describe('/account/security', () => {
     return { ...p, id: account.id };
   }
 
-  /** A browser's way to the page: /account/security → sign-in → login page → password; the page after it. */
-  async function signIn(p: Person, agent = new UserAgent(server.url)): Promise<{ agent: UserAgent; page: Reply }> {
+  /**
+   * A browser's way to the page: /account/security → sign-in → login page → password. A finished
+   * sign-in lands on the centre's overview (`landed`); `page` is then the security page, otherwise
+   * (a second factor asked) the page the password led to.
+   */
+  async function signIn(p: Person, agent = new UserAgent(server.url)): Promise<{ agent: UserAgent; page: Reply; landed: Reply }> {
     const login = await agent.follow(url('/account/security'));
     expect(pageKind(login)).toBe('login');
-    const page = await submit(agent, login, '/login', { email: p.email, password: p.password });
-    return { agent, page };
+    const landed = await submit(agent, login, '/login', { email: p.email, password: p.password });
+    return { agent, page: await securityPageAfter(agent, landed), landed };
+  }
+
+  /** After a sign-in that landed on the overview (checked), the security page; any other page as it is. */
+  async function securityPageAfter(agent: UserAgent, landed: Reply): Promise<Reply> {
+    if (landed.url !== url('/account/overview')) return landed;
+    expect(landed.status).toBe(200);
+    expect(landed.body).toContain('How you sign in');
+    return agent.get(url('/account/security'));
   }
 
   /** Steps through redirects one by one until the browser is about to open the account callback. */
@@ -167,8 +193,12 @@ describe('/account/security', () => {
 
       const back = await agent.get(callbackUrl);
       expect(back.status).toBe(303);
-      expect(back.location).toBe(url('/account/security'));
-      const security = await agent.follow(back.location ?? '');
+      expect(back.location).toBe(url('/account/overview'));
+      const overview = await agent.follow(back.location ?? '');
+      expect(overview.status).toBe(200);
+      expect(overview.body).toContain(p.email);
+      expect(overview.headers.get('cache-control')).toContain('no-store');
+      const security = await agent.get(url('/account/security'));
       expect(security.status).toBe(200);
       expect(security.body).toContain(p.email);
       expect(security.body).toContain('Two-step verification');
@@ -212,7 +242,7 @@ describe('/account/security', () => {
 
       const first = await agent.get(callbackUrl);
       expect(first.status).toBe(303);
-      expect(first.location).toBe(url('/account/security'));
+      expect(first.location).toBe(url('/account/overview'));
 
       const replay = await agent.get(callbackUrl);
       expectClientError(replay);
@@ -326,9 +356,14 @@ describe('/account/security', () => {
       const wrong = await submit(agent, page, '/account/security/recovery-codes', { code: await wrongTotpCode(secret) });
       expect(wrong.status).toBe(401);
       expect(wrong.body).toContain('That code is not right');
+      expectFieldError(wrong.body, 'regen-code', 'That code is not right');
       expect(recoveryCodesFrom(wrong.body)).toEqual([]);
       const missing = await submit(agent, page, '/account/security/recovery-codes', {});
       expectClientError(missing, 400);
+      expectFieldError(missing.body, 'regen-code', 'Enter the current 6-digit code');
+      // A page without a refusal marks nothing and focuses nothing.
+      expect(page.body).not.toContain('aria-invalid');
+      expect(page.body).not.toContain('autofocus');
 
       const step = await usableStep(lastStep);
       lastStep = step;
@@ -354,8 +389,9 @@ describe('/account/security', () => {
       expect(pageKind(old)).toBe('recovery');
       const ok = await submit(other.agent, old, '/second-factor/recovery', { code: newCodes[0] ?? '' });
       expect(ok.status).toBe(200);
-      expect(ok.url).toBe(url('/account/security'));
-      expect(ok.body).toMatch(/Recovery codes left:(?:\s|<[^>]*>)*9\b/);
+      expect(ok.url).toBe(url('/account/overview'));
+      const security = await securityPageAfter(other.agent, ok);
+      expect(security.body).toMatch(/Recovery codes left:(?:\s|<[^>]*>)*9\b/);
     });
 
     it('CSRF: a missing or foreign token on each form is 403, and changes nothing', async () => {
@@ -412,14 +448,20 @@ describe('/account/security', () => {
       const wrong = await submit(agent, page, '/account/security/totp/remove', { password: 'not my password at all' });
       expect(wrong.status).toBe(401);
       expect(wrong.body).toContain('That password is not right');
+      expectFieldError(wrong.body, 'remove-password', 'That password is not right');
       expect((await server.deps.totp.status(me.id)).enabled).toBe(true);
 
       const nothing = await submit(agent, page, '/account/security/totp/remove', {});
       expectClientError(nothing, 400);
+      expectFieldError(nothing.body, 'remove-password', 'Enter your current password or a current code');
       const empty = await submit(agent, page, '/account/security/totp/remove', { password: '', code: '' });
       expectClientError(empty, 400);
+      const malformed = await submit(agent, page, '/account/security/totp/remove', { code: '12ab' });
+      expectClientError(malformed, 400);
+      expectFieldError(malformed.body, 'remove-code', 'Enter the 6-digit code');
       const wrongCodeReply = await submit(agent, page, '/account/security/totp/remove', { code: await wrongTotpCode(secret) });
       expect(wrongCodeReply.status).toBe(401);
+      expectFieldError(wrongCodeReply.body, 'remove-code', 'That code is not right');
       expect((await server.deps.totp.status(me.id)).enabled).toBe(true);
 
       const removed = await submit(agent, page, '/account/security/totp/remove', { password: me.password });
@@ -430,6 +472,8 @@ describe('/account/security', () => {
 
       // The next sign-in (a new browser) has no code step: password, then straight to the page.
       const next = await signIn(me);
+      expect(next.landed.url).toBe(url('/account/overview'));
+      expect(pageKind(next.landed)).toBe('other');
       expect(next.page.status).toBe(200);
       expect(next.page.url).toBe(url('/account/security'));
       expect(shownState(next.page.body)).toBe('Off');
@@ -583,7 +627,7 @@ describe('/account/security', () => {
         const posted = await agent.post(formAction(login.body, '/login'), { csrf: formField(login.body, 'csrf'), email: p.email, password: p.password });
         const { callbackUrl } = await untilCallback(agent, posted);
         const landed = await agent.get(callbackUrl);
-        expect({ returnTo, location: landed.location }).toEqual({ returnTo, location: url('/account/security') });
+        expect({ returnTo, location: landed.location }).toEqual({ returnTo, location: url('/account/overview') });
       }
     });
   });
