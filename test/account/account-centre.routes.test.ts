@@ -163,7 +163,7 @@ describe('the account centre', () => {
       expect(items[0]).toContain(accountClientName());
       expect(items[0]).toContain('Firefox on Linux');
       expect(items[0]).toContain('IP 127.0.0.1');
-      expect(items[0]).toMatch(/<time datetime="\d{4}-\d\d-\d\dT[^"]+Z">\d{1,2} \w{3} \d{4}, \d\d:\d\d UTC<\/time>/);
+      expect(items[0]).toMatch(/<time datetime="\d{4}-\d\d-\d\dT[^"]+Z">\d{1,2} \w{3,4} \d{4}, \d\d:\d\d UTC<\/time>/);
       expect(items[1]).toMatch(/Password<\/span><span class="state-pill state-pill-warn">Wrong password/);
       expect(items[1]).toContain('Safari on iOS');
     });
