@@ -108,7 +108,7 @@ export interface AccountKit {
   noStore: AccountStep;
   /** Parses a url-encoded form (size-limited). */
   form: AccountStep;
-  /** Loads the signed-in account, or 303 to the centre's sign-in. */
+  /** Loads the signed-in account, or 303 to the centre's sign-in (returning to a GET's own page afterwards). */
   requireSession: AccountStep;
   /** The form's CSRF token must be this session's (400 page otherwise, nothing done). */
   checkCsrf: AccountStep;
@@ -173,8 +173,10 @@ export function createAccountKit(deps: AccountKitDeps): AccountKit {
   const requireSession: AccountStep = async function requireSession(ctx, next) {
     const current = await signIn.current(ctx);
     if (!current) {
+      // A page asked for (a bookmark, a link from a mail) is where the sign-in returns, when it is
+      // one of the centre's (signInPath drops any other); a POST did nothing, so the landing page.
       ctx.status = 303;
-      ctx.redirect(`${ACCOUNT_BASE_PATH}/sign-in`);
+      ctx.redirect(signIn.signInPath(ctx.method === 'GET' ? { returnTo: ctx.path } : {}));
       return;
     }
     ctx.state.account = current.account;

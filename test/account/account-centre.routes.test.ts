@@ -278,7 +278,7 @@ describe('the account centre', () => {
       expect((await silentAuthorization(phone)).get('error')).toBe('login_required');
       const phoneCentre = await phone.get(url('/account/overview'));
       expect(phoneCentre.status).toBe(303);
-      expect(phoneCentre.location).toBe(url('/account/sign-in'));
+      expect(phoneCentre.location).toBe(url('/account/sign-in?return=%2Faccount%2Foverview'));
       // The laptop is still signed in.
       expect((await laptop.get(url('/account/overview'))).status).toBe(200);
       const [event] = await auditOf(p.id, 'session.revoked');
@@ -533,7 +533,7 @@ describe('the account centre', () => {
       expect(signedOut.body).toContain('href="/account/sign-in">Sign in again</a>');
 
       expect((await silentAuthorization(agent)).get('error')).toBe('login_required');
-      expect((await agent.get(url('/account/overview'))).location).toBe(url('/account/sign-in'));
+      expect((await agent.get(url('/account/overview'))).location).toBe(url('/account/sign-in?return=%2Faccount%2Foverview'));
       await server.deps.audit.flush();
       const ended = await server.deps.audit.list({ actor: p.id, action: 'session.ended' }, { limit: 5 });
       expect(ended.events).toHaveLength(1);
