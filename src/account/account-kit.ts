@@ -39,6 +39,8 @@ import { ACCOUNT_CLIENT_ID } from './account-client.js';
  */
 
 export const ACCOUNT_BASE_PATH = '/account';
+/** Where signing out lands: the post_logout_redirect_uri registered for the centre (account-client.ts). */
+export const ACCOUNT_SIGNED_OUT_PATH = `${ACCOUNT_BASE_PATH}/signed-out`;
 
 /** The centre's sections: each is a page at its path, and a link in the navigation. */
 export const ACCOUNT_SECTIONS = {
@@ -49,6 +51,7 @@ export const ACCOUNT_SECTIONS = {
   security: { path: '/account/security', label: 'Two-step verification' },
   sessions: { path: '/account/sessions', label: 'Sessions' },
   apps: { path: '/account/apps', label: 'Connected apps' },
+  data: { path: '/account/data', label: 'Your data' },
   delete: { path: '/account/delete', label: 'Delete account' },
 } as const;
 
@@ -58,7 +61,7 @@ export type AccountSection = keyof typeof ACCOUNT_SECTIONS;
 export const SIGNED_IN_AGAIN = 'signed-in-again=1';
 
 /** Other pages a sign-in may return to (GETs behind the recent-authentication gate). */
-const EXTRA_RETURN_PATHS = ['/account/security/totp', '/account/data'];
+const EXTRA_RETURN_PATHS = ['/account/security/totp'];
 
 export interface AccountState {
   form: FormFields;
@@ -88,6 +91,11 @@ export interface AccountKitDeps {
 
 export interface RenderOptions {
   error?: string | undefined;
+  /**
+   * The id of the input the error is about: the page marks it (`aria-invalid`, `aria-describedby`
+   * to the message beside it) and focuses it (`autofocus`), so the person lands on what to fix.
+   */
+  field?: string | undefined;
   notice?: string | undefined;
   status?: number | undefined;
 }
@@ -100,7 +108,7 @@ export interface AccountKit {
   noStore: AccountStep;
   /** Parses a url-encoded form (size-limited). */
   form: AccountStep;
-  /** Loads the signed-in account, or 303 to the centre's sign-in. */
+  /** Loads the signed-in account, or 303 to the centre's sign-in (returning to a GET's own page afterwards). */
   requireSession: AccountStep;
   /** The form's CSRF token must be this session's (400 page otherwise, nothing done). */
   checkCsrf: AccountStep;
@@ -121,7 +129,8 @@ export interface AccountKit {
   csrfToken(ctx: AccountContext): string;
   /**
    * Renders `view` inside the centre (views/account/layout.pug): adds productName, title, the
-   * navigation with `section` current, the account, a CSRF token and the sign-out form's target.
+   * navigation with `section` current, the account, a CSRF token and the sign-out form's target;
+   * `error`, `errorField` (options.field) and `notice` for the page's messages.
    */
   render(ctx: AccountContext, view: string, section: AccountSection | undefined, locals: Record<string, unknown>, options?: RenderOptions): Promise<void>;
   /** An event in the audit log with the person as actor and (by default) as target. */
@@ -148,7 +157,7 @@ export function createAccountKit(deps: AccountKitDeps): AccountKit {
     clientId: ACCOUNT_CLIENT_ID,
     basePath: ACCOUNT_BASE_PATH,
     landingPath: ACCOUNT_SECTIONS.overview.path,
-    cancelledPath: `${ACCOUNT_BASE_PATH}/signed-out`,
+    cancelledPath: ACCOUNT_SIGNED_OUT_PATH,
     returnPaths: [...sectionPaths, ...sectionPaths.map((p) => `${p}?${SIGNED_IN_AGAIN}`), ...EXTRA_RETURN_PATHS],
   });
   const log = (ctx: AccountContext) => ctx.state.log ?? logger;
@@ -164,8 +173,10 @@ export function createAccountKit(deps: AccountKitDeps): AccountKit {
   const requireSession: AccountStep = async function requireSession(ctx, next) {
     const current = await signIn.current(ctx);
     if (!current) {
+      // A page asked for (a bookmark, a link from a mail) is where the sign-in returns, when it is
+      // one of the centre's (signInPath drops any other); a POST did nothing, so the landing page.
       ctx.status = 303;
-      ctx.redirect(`${ACCOUNT_BASE_PATH}/sign-in`);
+      ctx.redirect(signIn.signInPath(ctx.method === 'GET' ? { returnTo: ctx.path } : {}));
       return;
     }
     ctx.state.account = current.account;
@@ -229,6 +240,7 @@ export function createAccountKit(deps: AccountKitDeps): AccountKit {
           signOutAction: `${ACCOUNT_BASE_PATH}/sign-out`,
           ...locals,
           error: options.error,
+          errorField: options.error ? options.field : undefined,
           notice,
         },
         options.status ?? 200,

@@ -9,6 +9,7 @@ import type { EmailCodeService } from '../accounts/email-code.service.js';
 import type { PasswordPolicy } from '../accounts/password-policy.js';
 import type { TotpService } from '../accounts/totp.service.js';
 import type { AuditService } from '../audit/audit.service.js';
+import type { ClientService } from '../clients/client.service.js';
 import type { Config } from '../config/config.js';
 import type { PageRenderer } from '../http/render-page.js';
 import type { SignInLimits } from '../limits/sign-in-limits.js';
@@ -20,7 +21,13 @@ import { ACCOUNT_BASE_PATH, ACCOUNT_SECTIONS, createAccountKit } from './account
 import { registerDeletePages } from './delete.pages.js';
 import { registerEmailPages } from './email.pages.js';
 import { registerPasswordPages } from './password.pages.js';
+import { registerAppsPages } from './apps.pages.js';
+import { registerDataExportPages } from './data-export.pages.js';
+import { registerOverviewPages } from './overview.pages.js';
+import { registerProfilePages } from './profile.pages.js';
 import { registerSecurityPages } from './security.pages.js';
+import { registerSessionsPages } from './sessions.pages.js';
+import { registerSignOutPages } from './sign-out.pages.js';
 
 /**
  * The account centre (/account): the person's own pages, a relying party of this server
@@ -42,10 +49,13 @@ export interface AccountRouterDeps {
   db: mongo.Db;
   emailCodes: EmailCodeService;
   outbox: MailOutbox;
+  /** The account's sessions and connected apps (sessions, apps, data download, email change). */
   access: AccountAccessService;
   passwordPolicy: PasswordPolicy;
   /** Notice mails to the person (account-notices.ts). */
   notices: AccountNotices;
+  /** App names in the sign-in activity. */
+  clients: Pick<ClientService, 'get'>;
   /** Epoch milliseconds. */
   now?: () => number;
 }
@@ -59,14 +69,17 @@ export function createAccountRouter(deps: AccountRouterDeps): Router<AccountStat
   });
   router.get('/sign-in', kit.signIn.start);
   router.get('/callback', kit.signIn.callback);
-  router.get('/signed-out', kit.noStore, async function signedOut(ctx) {
-    await deps.pages.render(ctx, 'account/signed-out', { title: 'Not signed in', signInHref: `${ACCOUNT_BASE_PATH}/sign-in` });
-  });
+  registerSignOutPages(router, kit, deps);
 
+  registerOverviewPages(router, kit, deps);
+  registerProfilePages(router, kit, deps);
   registerSecurityPages(router, kit, deps);
   registerEmailPages(router, kit, deps);
   registerPasswordPages(router, kit, deps);
   registerDeletePages(router, kit, deps);
+  registerSessionsPages(router, kit, deps);
+  registerAppsPages(router, kit, deps);
+  registerDataExportPages(router, kit, deps);
 
   return router;
 }

@@ -19,6 +19,10 @@ import { ACCOUNT_SECTIONS } from './account-kit.js';
 
 const SECURITY_PATH = ACCOUNT_SECTIONS.security.path;
 const ENROL_PATH = `${SECURITY_PATH}/totp`;
+/** The security page's inputs, as the view names them: a refused form marks and focuses its field. */
+const REGEN_CODE = 'regen-code';
+const REMOVE_PASSWORD = 'remove-password';
+const REMOVE_CODE = 'remove-code';
 
 const codeSchema = z
   .string()
@@ -155,11 +159,11 @@ export function registerSecurityPages(router: AccountRouter, kit: AccountKit, de
     const { account } = ctx.state;
     if (!account.totpEnabled) return renderSecurity(ctx, { error: 'Set up an authenticator app first.', status: 400 });
     const code = codeSchema.safeParse(ctx.state.form.code);
-    if (!code.success) return renderSecurity(ctx, { error: 'Enter the current 6-digit code from your authenticator app to make new recovery codes.', status: 400 });
+    if (!code.success) return renderSecurity(ctx, { error: 'Enter the current 6-digit code from your authenticator app to make new recovery codes.', field: REGEN_CODE, status: 400 });
     const check = await checkCurrentCode(ctx, code.data);
     if (!check.ok) {
       await auditChange(ctx, 'mfa.recovery_codes_regenerated', 'failure', refusal(check, 'code_invalid'));
-      return renderSecurity(ctx, { error: check.message, status: check.status });
+      return renderSecurity(ctx, { error: check.message, field: REGEN_CODE, status: check.status });
     }
     const codes = await totp.regenerateRecoveryCodes(account.id);
     kit.log(ctx).info('recovery codes regenerated', { accountId: account.id });
@@ -178,16 +182,19 @@ export function registerSecurityPages(router: AccountRouter, kit: AccountKit, de
       if (!check.ok) {
         kit.log(ctx).info('authenticator removal refused', { accountId: account.id, reason: 'password' });
         await auditChange(ctx, 'mfa.removed', 'failure', refusal(check, 'wrong_password'));
-        return renderSecurity(ctx, { error: check.message, status: check.status });
+        return renderSecurity(ctx, { error: check.message, field: REMOVE_PASSWORD, status: check.status });
       }
     } else if (code?.success) {
       const check = await checkCurrentCode(ctx, code.data);
       if (!check.ok) {
         await auditChange(ctx, 'mfa.removed', 'failure', refusal(check, 'code_invalid'));
-        return renderSecurity(ctx, { error: check.message, status: check.status });
+        return renderSecurity(ctx, { error: check.message, field: REMOVE_CODE, status: check.status });
       }
     } else {
-      return renderSecurity(ctx, { error: 'Enter your current password or a current code from your authenticator app.', status: 400 });
+      // A code that is not 6 digits is about the code field; nothing at all, about the first field.
+      const field = code || !account.hasPassword ? REMOVE_CODE : REMOVE_PASSWORD;
+      const error = code ? 'Enter the 6-digit code your authenticator app shows, or your password.' : 'Enter your current password or a current code from your authenticator app.';
+      return renderSecurity(ctx, { error, field, status: 400 });
     }
     await totp.remove(account.id);
     kit.log(ctx).info('authenticator app removed', { accountId: account.id });

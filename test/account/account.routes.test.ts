@@ -62,6 +62,20 @@ function setCookiePairs(reply: Reply, name: string): string[] {
     .filter((pair) => pair.startsWith(`${name}=`) || pair.startsWith(`${name}.sig=`));
 }
 
+/**
+ * The refused form's field is marked and focused, with the message beside it: aria-invalid,
+ * aria-describedby naming the message's element, autofocus (no JavaScript needed), and no other
+ * field marked.
+ */
+function expectFieldError(body: string, id: string, message: string): void {
+  const input = new RegExp(`<input[^>]*id="${id}"[^>]*>`).exec(body)?.[0] ?? '';
+  expect(input).toContain('aria-invalid="true"');
+  expect(input).toContain(`aria-describedby="${id}-error"`);
+  expect(input).toMatch(/\sautofocus(?:="autofocus")?[\s>]/);
+  expect(body).toMatch(new RegExp(`<p class="field-error" id="${id}-error">[^<]*${message.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`));
+  expect(body.match(/aria-invalid="true"/g)).toHaveLength(1);
+}
+
 /** The two-step verification state the page shows ("On" or "Off"), whatever the markup around it. */
 function shownState(body: string): string | undefined {
   return /<span[^>]*>(On|Off)<\/span>/.exec(body)?.[1];
@@ -94,7 +108,7 @@ describe('/account/security', () => {
     return { ...p, id: account.id };
   }
 
-  /** A browser's way to the page: /account/security → sign-in → login page → password; the page after it. */
+  /** A browser's way to the page: /account/security → sign-in → login page → password; the page after it (the security page, once signed in). */
   async function signIn(p: Person, agent = new UserAgent(server.url)): Promise<{ agent: UserAgent; page: Reply }> {
     const login = await agent.follow(url('/account/security'));
     expect(pageKind(login)).toBe('login');
@@ -132,7 +146,8 @@ describe('/account/security', () => {
 
       const page = await agent.get(url('/account/security'));
       expect(page.status).toBe(303);
-      expect(page.location).toBe(url('/account/sign-in'));
+      // The sign-in comes back to the page asked for.
+      expect(page.location).toBe(url('/account/sign-in?return=%2Faccount%2Fsecurity'));
 
       const start = await agent.get(page.location ?? '');
       expect(start.status).toBe(303);
@@ -239,7 +254,7 @@ describe('/account/security', () => {
       await server.deps.accounts.setDisabled(p.id, true);
       const after = await agent.get(url('/account/security'));
       expect(after.status).toBe(303);
-      expect(after.location).toBe(url('/account/sign-in'));
+      expect(after.location).toBe(url('/account/sign-in?return=%2Faccount%2Fsecurity'));
       // Nor do the forms work with it.
       const post = await agent.post(url('/account/security/totp/remove'), { csrf: 'x', password: p.password });
       expect(post.status).toBe(303);
@@ -326,9 +341,14 @@ describe('/account/security', () => {
       const wrong = await submit(agent, page, '/account/security/recovery-codes', { code: await wrongTotpCode(secret) });
       expect(wrong.status).toBe(401);
       expect(wrong.body).toContain('That code is not right');
+      expectFieldError(wrong.body, 'regen-code', 'That code is not right');
       expect(recoveryCodesFrom(wrong.body)).toEqual([]);
       const missing = await submit(agent, page, '/account/security/recovery-codes', {});
       expectClientError(missing, 400);
+      expectFieldError(missing.body, 'regen-code', 'Enter the current 6-digit code');
+      // A page without a refusal marks nothing and focuses nothing.
+      expect(page.body).not.toContain('aria-invalid');
+      expect(page.body).not.toContain('autofocus');
 
       const step = await usableStep(lastStep);
       lastStep = step;
@@ -414,14 +434,20 @@ describe('/account/security', () => {
       const wrong = await submit(agent, page, '/account/security/totp/remove', { password: 'not my password at all' });
       expect(wrong.status).toBe(401);
       expect(wrong.body).toContain('That password is not right');
+      expectFieldError(wrong.body, 'remove-password', 'That password is not right');
       expect((await server.deps.totp.status(me.id)).enabled).toBe(true);
 
       const nothing = await submit(agent, page, '/account/security/totp/remove', {});
       expectClientError(nothing, 400);
+      expectFieldError(nothing.body, 'remove-password', 'Enter your current password or a current code');
       const empty = await submit(agent, page, '/account/security/totp/remove', { password: '', code: '' });
       expectClientError(empty, 400);
+      const malformed = await submit(agent, page, '/account/security/totp/remove', { code: '12ab' });
+      expectClientError(malformed, 400);
+      expectFieldError(malformed.body, 'remove-code', 'Enter the 6-digit code');
       const wrongCodeReply = await submit(agent, page, '/account/security/totp/remove', { code: await wrongTotpCode(secret) });
       expect(wrongCodeReply.status).toBe(401);
+      expectFieldError(wrongCodeReply.body, 'remove-code', 'That code is not right');
       expect((await server.deps.totp.status(me.id)).enabled).toBe(true);
 
       const removed = await submit(agent, page, '/account/security/totp/remove', { password: me.password });
@@ -586,7 +612,7 @@ describe('/account/security', () => {
         const posted = await agent.post(formAction(login.body, '/login'), { csrf: formField(login.body, 'csrf'), email: p.email, password: p.password });
         const { callbackUrl } = await untilCallback(agent, posted);
         const landed = await agent.get(callbackUrl);
-        expect({ returnTo, location: landed.location }).toEqual({ returnTo, location: url('/account/security') });
+        expect({ returnTo, location: landed.location }).toEqual({ returnTo, location: url('/account/overview') });
       }
     });
   });

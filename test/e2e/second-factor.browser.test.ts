@@ -249,7 +249,16 @@ describe('second factors in a real browser (headless Chromium)', () => {
    */
   async function expectSecurityPageOn(page: Page, size: Size, recoveryCodesLeft: number): Promise<void> {
     await page.goto(`${server!.url}/account/security`);
-    await checkPage(page, size, 'Security', `account-security-totp-on-${size}.png`);
+    // The account centre's frame (a panel beside or under its navigation), not the sign-in card.
+    await checkPageWith(page, {
+      heading: 'Security',
+      shot: `account-security-totp-on-${size}.png`,
+      phone: size === 'phone',
+      styles: async () => {
+        await expectComputedStyle(page.locator('.account-main'), size === 'desktop' ? { borderTopLeftRadius: '12px', paddingLeft: '32px' } : { borderTopLeftRadius: '0px', paddingLeft: '20px' });
+        await expectButtonPainted(page.locator('.account-main .button').first(), { filled: false });
+      },
+    });
     expect(new URL(page.url()).pathname).toBe('/account/security');
     await expect(page.locator('.state-pill').textContent()).resolves.toBe('On');
     await expect(page.getByText('Recovery codes left:').innerText()).resolves.toMatch(new RegExp(`Recovery codes left:\\s*${recoveryCodesLeft}\\b`));

@@ -148,7 +148,7 @@ describe('cross-site POSTs to our pages', () => {
   describe('the account pages', () => {
     it('refuses a cross-site POST to the security page with a 403 page, and records nothing', async () => {
       const agent = new UserAgent(server.url);
-      const login = await agent.follow(`${server.url}/account/sign-in`);
+      const login = await agent.follow(`${server.url}/account/security`);
       const security = await submit(agent, login, '/login', { email: PERSON.email, password: PERSON.password });
       expect(security.url).toBe(`${server.url}/account/security`);
       // The authenticator set-up page: its form turns two-step verification on.

@@ -106,7 +106,7 @@ function expectRefusal(kind: Kind, reply: RawReply): void {
   if (kind === 'page') {
     expect({ ...seen, html: type.startsWith('text/html') }).toEqual({ ...seen, html: true });
     expect(reply.body).toContain('<!DOCTYPE html>');
-    expect(reply.body).toMatch(/<header class="(site|admin)-header"/);
+    expect(reply.body).toMatch(/<header class="(site|admin|account)-header"/);
   } else if (kind === 'oauth') {
     expect({ ...seen, json: type.startsWith('application/json') }).toEqual({ ...seen, json: true });
     expect(typeof (JSON.parse(reply.body) as { error?: unknown }).error).toBe('string');
@@ -421,7 +421,7 @@ describe('hostile input against every form and endpoint', () => {
       })(),
       (async () => {
         const plain = new JarAgent(server.url);
-        const security = await submit(plain, await plain.follow(`${server.url}/account/sign-in`), '/login', { email: PERSON.email, password: PERSON.password });
+        const security = await submit(plain, await plain.follow(`${server.url}/account/security`), '/login', { email: PERSON.email, password: PERSON.password });
         expect(security.url).toBe(`${server.url}/account/security`);
         ctx.accountPlain = { agent: plain, fields: hiddenFields((await plain.get('/account/security/totp')).body, '/account/security/totp') };
       })(),

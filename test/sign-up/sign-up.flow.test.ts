@@ -481,7 +481,8 @@ describe('SIGN_UP=invite', () => {
     expect(codePage.body).toContain('Check your inbox');
     const code = codeFrom(await suite.smtp.waitForMail(email, { after: mailsBefore }));
     const landed = await after(agent, await agent.post(formAction(codePage.body, '/sign-up/verify'), { csrf: formField(codePage.body, 'csrf'), code }));
-    expect(landed.url).toContain('/account/security');
+    // The account centre's landing page.
+    expect(landed.url).toContain('/account/overview');
     expect(landed.status).toBe(200);
     expect((await suite.server.deps.accounts.findByEmail(email))?.emailVerified).toBe(true);
     expect((await suite.server.deps.invitations.get(created.view.id))?.usesCount).toBe(1);
