@@ -61,6 +61,8 @@ export const ERROR_CATALOGUE = {
   'user.invalid': { status: 400, message: (p: { summary: string }) => p.summary || 'invalid input' },
   'user.not_found': { status: 404, message: 'No user with this id. It may have been deleted.' },
   'user.email_taken': { status: 409, message: 'A user with this email address already exists.' },
+  'user.session_not_found': { status: 404, message: 'This person has no such session. It may have ended already.' },
+  'user.app_not_found': { status: 404, message: 'This person has not connected this app, or its access was already revoked.' },
   'user.self': { status: 409, message: (p: { what: string }) => `You cannot ${p.what} your own account. Ask another administrator.` },
   'user.scope_not_held': {
     status: 403,

@@ -11,6 +11,7 @@ import type { Middleware } from 'koa';
 const ASSETS: Record<string, string> = {
   'app.css': 'text/css; charset=utf-8',
   'password-toggle.js': 'text/javascript; charset=utf-8',
+  'copy-button.js': 'text/javascript; charset=utf-8',
 };
 
 export function serveStatic({ viewsDir }: { viewsDir: string }): Middleware {

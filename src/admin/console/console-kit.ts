@@ -10,7 +10,7 @@ import type { PageRenderer } from '../../http/render-page.js';
 import type { CsrfTokens } from '../../sign-in/csrf.js';
 import type { Logger } from '../../logging/logger.js';
 import type { FirstPartySignIn, SignedIn } from '../../oidc/first-party-sign-in.js';
-import { ADMIN_BASE_PATH } from '../admin-client.js';
+import { ADMIN_BASE_PATH, ADMIN_CLIENT_ID } from '../admin-client.js';
 
 /**
  * What every console page is built from: the signed-in admin, CSRF, forms and rendering.
@@ -162,6 +162,16 @@ export function createConsoleKit(deps: {
 
   const form = parseForm({ limit: config.formBodyLimit }) as ConsoleStep;
 
+  // OIDC RP-Initiated Logout 1.0 §2: with the console's client_id and its registered
+  // post_logout_redirect_uri, the provider's logout ends on the console's signed-out page
+  // ("Sign in again") instead of its own bare "signed out" page. No id_token_hint: the console
+  // keeps no ID token (first-party-sign-in.ts redeems the code in-process), so the provider
+  // asks the person to confirm, which also stops a cross-site link from signing them out.
+  const signOutHref = `/session/end?${new URLSearchParams({
+    client_id: ADMIN_CLIENT_ID,
+    post_logout_redirect_uri: `${config.issuer}${ADMIN_BASE_PATH}/signed-out`,
+  }).toString()}`;
+
   const checkCsrf: ConsoleStep = async function checkCsrf(ctx, next) {
     if (!csrf.verify(csrfKey(ctx), ctx.state.form.csrf)) {
       throw new AppError('request.csrf');
@@ -182,7 +192,7 @@ export function createConsoleKit(deps: {
           section,
           admin: { email: ctx.state.admin.account.email, name: ctx.state.admin.account.name, id: ctx.state.admin.account.id },
           csrf: csrf.issue(csrfKey(ctx)),
-          signOutHref: '/session/end',
+          signOutHref,
           ...locals,
         },
         status,

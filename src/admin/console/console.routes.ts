@@ -34,8 +34,16 @@ export function createAdminConsoleRouter(deps: Deps, sections: ConsolePages[]): 
 
   router.get('/sign-in', signIn.start);
   router.get('/callback', signIn.callback);
+  // Where the console's sign-out (and a cancelled sign-in) lands. "No, stay signed in" at the
+  // provider's logout page comes here too, with the session intact: the page then says so.
   router.get('/signed-out', async function signedOut(ctx) {
-    await pages.render(ctx, 'admin/signed-out', { title: 'Admin console', signInHref: `${ADMIN_BASE_PATH}/sign-in` });
+    const stillSignedIn = Boolean(await signIn.current(ctx));
+    await pages.render(ctx, 'admin/signed-out', {
+      title: stillSignedIn ? 'Admin console' : 'Signed out',
+      stillSignedIn,
+      signInHref: `${ADMIN_BASE_PATH}/sign-in`,
+      consoleHref: `${ADMIN_BASE_PATH}/clients`,
+    });
   });
   router.get('/', kit.requireAdmin, async function home(ctx) {
     kit.redirect(ctx, `${ADMIN_BASE_PATH}/clients`);

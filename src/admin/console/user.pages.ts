@@ -1,5 +1,6 @@
 import { z } from 'zod';
 
+import type { ConnectedApp, SessionView } from '../../accounts/account-access.service.js';
 import type { PasswordResetService } from '../../accounts/password-reset.service.js';
 import type { SignInMethod, UserAdminService, UserAdminView } from '../../accounts/user-admin.service.js';
 import { PasswordPolicyError } from '../../accounts/password-policy.js';
@@ -18,6 +19,11 @@ import type { ConsolePages } from './console.routes.js';
  * Every destructive action is a GET confirmation page, then a POST from it (CSRF-checked by
  * kit.post); a refused action (409 `user.self`: an admin cannot lock themselves out) comes
  * back as the detail page with the service's message, at the service's status.
+ *
+ * The detail page also lists where the person is signed in (their SSO sessions) and the apps
+ * holding their consent, from deps.access; an admin ends one session, all of them, or takes back
+ * one app's access, each through a confirmation page, audited here with the admin as actor (the
+ * access service does not audit: it does not know who acts).
  */
 
 const BASE = '/admin/users';
@@ -47,6 +53,10 @@ const NOTICES = {
   'admin-granted': 'The admin role was granted.',
   'admin-revoked': 'The admin role was revoked.',
   deleted: 'The user was deleted.',
+  'session-ended': 'The session was ended: that browser is signed out, and apps that signed in through it must ask again.',
+  'sessions-ended': 'Every session was ended: the person is signed out everywhere.',
+  'no-sessions': 'There was no session to end.',
+  'app-revoked': 'The app’s access was revoked: its tokens no longer work, and it must ask for consent again.',
 } as const;
 type NoticeCode = keyof typeof NOTICES;
 
@@ -181,6 +191,39 @@ function isActionId(value: unknown): value is ActionId {
 
 const notFound = () => new AppError('user.not_found');
 
+/** Session uids are the provider's (base64url); anything else cannot name one. */
+const sessionUidSchema = z.string().regex(/^[A-Za-z0-9_-]{1,64}$/);
+/** Client ids: what client-input.ts allows, and the built-in ids; nothing longer. */
+const clientIdSchema = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._~-]{0,199}$/);
+
+/** A session as the pages show it. `current`: the browser the admin uses right now. */
+function sessionModel(session: SessionView, userId: string, currentUid: string | undefined) {
+  return {
+    uid: session.uid,
+    device: session.device,
+    ip: session.ip ?? '',
+    startedAt: session.startedAt,
+    lastSeenAt: session.lastSeenAt,
+    apps: session.apps.map((app) => app.name),
+    current: session.uid === currentUid,
+    endHref: `${userHref(userId)}/sessions/${encodeURIComponent(session.uid)}/end`,
+  };
+}
+
+/** A connected app as the pages show it. */
+function appModel(app: ConnectedApp, userId: string) {
+  return {
+    clientId: app.clientId,
+    name: app.name,
+    logoUri: app.logoUri,
+    scopes: app.scopes,
+    claims: app.claims,
+    since: app.since,
+    grants: app.grants,
+    revokeHref: `${userHref(userId)}/apps/${encodeURIComponent(app.clientId)}/revoke`,
+  };
+}
+
 const userHref = (id: string) => `${BASE}/${encodeURIComponent(id)}`;
 
 /** The user as the pages show them (plain values, no service objects). */
@@ -217,7 +260,7 @@ const createForm = z.object({
 const CREATE_FIELDS = ['email', 'name', 'password', 'roles'] as const;
 
 export const registerUserPages: ConsolePages = (router, deps, kit) => {
-  const { userAdmin } = deps;
+  const { userAdmin, access, audit } = deps;
   // An administrator in the console holds every management API scope: kit.requireAdmin checked
   // the admin role (and a second factor) on this request. So the console acts with full authority.
   const authority = (ctx: ConsoleContext) => fullAuthority(kit.actor(ctx));
@@ -231,6 +274,8 @@ export const registerUserPages: ConsolePages = (router, deps, kit) => {
 
   const renderDetail = async (ctx: ConsoleContext, user: UserAdminView, extra: { notice?: string; error?: string }, status = 200) => {
     const self = user.id === ctx.state.admin.account.id;
+    const [sessions, apps] = await Promise.all([access.listSessions(user.id), access.listApps(user.id)]);
+    const currentUid = self ? ctx.state.admin.sessionUid : undefined;
     const actions = ACTION_ORDER.map((id) => ({ id, spec: ACTIONS[id] })).filter(({ id }) => id !== 'delete');
     const offered = (id: ActionId) => ACTIONS[id].offered(user, self);
     await kit.render(
@@ -253,6 +298,9 @@ export const registerUserPages: ConsolePages = (router, deps, kit) => {
           })),
         selfNotes: self ? ACTION_ORDER.filter((id) => !offered(id) && ACTIONS[id].selfNote).map((id) => ACTIONS[id].selfNote) : [],
         deleteHref: offered('delete') ? `${userHref(user.id)}/delete` : undefined,
+        sessions: sessions.map((session) => sessionModel(session, user.id, currentUid)),
+        endAllHref: sessions.length > 0 ? `${userHref(user.id)}/sessions/end-all` : undefined,
+        apps: apps.map((app) => appModel(app, user.id)),
         notice: extra.notice,
         error: extra.error,
       },
@@ -356,6 +404,157 @@ export const registerUserPages: ConsolePages = (router, deps, kit) => {
 
   router.get('/users/:id', kit.requireAdmin, async function showUser(ctx) {
     await renderDetail(ctx, await loadUser(ctx), { notice: noticeFrom(ctx.query.notice) });
+  });
+
+  // --- Sessions and connected apps ---
+
+  /** The session `ctx.params.uid` of the user, as listed now; 404 when there is none. */
+  const loadSession = async (ctx: ConsoleContext, user: UserAdminView): Promise<SessionView> => {
+    const uid = sessionUidSchema.safeParse(ctx.params.uid);
+    const session = uid.success ? (await access.listSessions(user.id)).find((s) => s.uid === uid.data) : undefined;
+    if (!session) throw new AppError('user.session_not_found');
+    return session;
+  };
+
+  /** The app `ctx.params.clientId` the user granted access to; 404 when there is none. */
+  const loadApp = async (ctx: ConsoleContext, user: UserAdminView): Promise<ConnectedApp> => {
+    const clientId = clientIdSchema.safeParse(ctx.params.clientId);
+    const app = clientId.success ? (await access.listApps(user.id)).find((a) => a.clientId === clientId.data) : undefined;
+    if (!app) throw new AppError('user.app_not_found');
+    return app;
+  };
+
+  const renderAccessConfirm = async (
+    ctx: ConsoleContext,
+    user: UserAdminView,
+    action: { label: string; question: string; consequence: string },
+    facts: { term: string; value: string }[],
+    postHref: string,
+    ownSession: boolean,
+  ) => {
+    await kit.render(ctx, 'admin/users/confirm', 'users', {
+      title: action.question,
+      user: userModel(user),
+      isSelf: user.id === ctx.state.admin.account.id,
+      ownSession,
+      action: { ...action, danger: true },
+      facts,
+      postHref,
+      cancelHref: userHref(user.id),
+    });
+  };
+
+  const sessionFacts = (session: SessionView) => [
+    { term: 'Device', value: session.device },
+    { term: 'IP address', value: session.ip ?? 'Unknown' },
+    { term: 'Apps', value: session.apps.map((app) => app.name).join(', ') || 'None' },
+  ];
+
+  router.get('/users/:id/sessions/end-all', kit.requireAdmin, async function confirmEndAllSessions(ctx) {
+    const user = await loadUser(ctx);
+    const sessions = await access.listSessions(user.id);
+    const self = user.id === ctx.state.admin.account.id;
+    await renderAccessConfirm(
+      ctx,
+      user,
+      {
+        label: 'End all sessions',
+        question: 'End all of this person’s sessions?',
+        consequence: `Signs the person out in every browser (${sessions.length} ${sessions.length === 1 ? 'session' : 'sessions'} now). Apps that signed in through these sessions lose the access they were given there, unless the person allowed offline access; the account itself is not changed and the person can sign in again.`,
+      },
+      [],
+      `${userHref(user.id)}/sessions/end-all`,
+      self,
+    );
+  });
+
+  router.post('/users/:id/sessions/end-all', ...kit.post, async function endAllSessions(ctx) {
+    const user = await loadUser(ctx);
+    const before = await access.listSessions(user.id);
+    const ended = await access.endOtherSessions(user.id, undefined);
+    if (ended === 0) {
+      kit.redirect(ctx, `${userHref(user.id)}?notice=no-sessions`);
+      return;
+    }
+    await audit.record({
+      action: 'session.revoked',
+      outcome: 'success',
+      actor: kit.actor(ctx),
+      target: { type: 'account', id: user.id, label: user.email },
+      details: { all: true, ended, sessionUids: before.map((s) => s.uid) },
+    });
+    kit.redirect(ctx, `${userHref(user.id)}?notice=sessions-ended`);
+  });
+
+  router.get('/users/:id/sessions/:uid/end', kit.requireAdmin, async function confirmEndSession(ctx) {
+    const user = await loadUser(ctx);
+    const session = await loadSession(ctx, user);
+    const own = user.id === ctx.state.admin.account.id && session.uid === ctx.state.admin.sessionUid;
+    await renderAccessConfirm(
+      ctx,
+      user,
+      {
+        label: 'End session',
+        question: 'End this session?',
+        consequence:
+          'Signs the person out in this browser. Apps that signed in through it lose the access they were given there, unless the person allowed offline access. Their other sessions stay.',
+      },
+      sessionFacts(session),
+      `${userHref(user.id)}/sessions/${encodeURIComponent(session.uid)}/end`,
+      own,
+    );
+  });
+
+  router.post('/users/:id/sessions/:uid/end', ...kit.post, async function endSession(ctx) {
+    const user = await loadUser(ctx);
+    const uid = sessionUidSchema.safeParse(ctx.params.uid);
+    if (!uid.success || !(await access.endSession(user.id, uid.data))) throw new AppError('user.session_not_found');
+    await audit.record({
+      action: 'session.revoked',
+      outcome: 'success',
+      actor: kit.actor(ctx),
+      target: { type: 'account', id: user.id, label: user.email },
+      details: { sessionUid: uid.data },
+    });
+    kit.redirect(ctx, `${userHref(user.id)}?notice=session-ended`);
+  });
+
+  router.get('/users/:id/apps/:clientId/revoke', kit.requireAdmin, async function confirmRevokeApp(ctx) {
+    const user = await loadUser(ctx);
+    const app = await loadApp(ctx, user);
+    await renderAccessConfirm(
+      ctx,
+      user,
+      {
+        label: 'Revoke access',
+        question: `Revoke ${app.name}’s access?`,
+        consequence:
+          'Deletes the person’s consent for this app, with every token issued under it (refresh tokens too): the app can no longer act for the person, and must ask for consent at the next sign-in.',
+      },
+      [
+        { term: 'App', value: app.name },
+        { term: 'Client ID', value: app.clientId },
+        { term: 'Scopes', value: app.scopes.join(' ') || 'None' },
+      ],
+      `${userHref(user.id)}/apps/${encodeURIComponent(app.clientId)}/revoke`,
+      false,
+    );
+  });
+
+  router.post('/users/:id/apps/:clientId/revoke', ...kit.post, async function revokeApp(ctx) {
+    const user = await loadUser(ctx);
+    // Only an app the page lists (the built-in pages' own consent is not the admin's to take).
+    const app = await loadApp(ctx, user);
+    if (!(await access.revokeApp(user.id, app.clientId))) throw new AppError('user.app_not_found');
+    await audit.record({
+      action: 'grant.revoked',
+      outcome: 'success',
+      actor: kit.actor(ctx),
+      target: { type: 'account', id: user.id, label: user.email },
+      clientId: app.clientId,
+      details: { clientId: app.clientId },
+    });
+    kit.redirect(ctx, `${userHref(user.id)}?notice=app-revoked`);
   });
 
   router.get('/users/:id/:action', kit.requireAdmin, async function confirmUserAction(ctx) {

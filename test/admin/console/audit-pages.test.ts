@@ -74,7 +74,7 @@ describe('admin console: audit log page', () => {
     expect(actionsOn(byAction.body)).toEqual(['test.odd']);
     const byPrefix = await agent.get(`${server.url}/admin/audit?action=test.&outcome=failure`);
     expect(actionsOn(byPrefix.body)).toEqual(['test.odd']);
-    expect(byPrefix.body).toContain('reason=wrong_password');
+    expect(byPrefix.body).toContain('<span class="detail-key">reason=</span><span class="detail-value">wrong_password</span>');
     expect(actionsOn((await agent.get(`${server.url}/admin/audit?actor=odd%40example.test`)).body)).toEqual(['test.odd']);
     expect(actionsOn((await agent.get(`${server.url}/admin/audit?client=odd-client`)).body)).toEqual(['test.odd']);
     expect(actionsOn((await agent.get(`${server.url}/admin/audit?target=bulk-target`)).body)).toHaveLength(50);
@@ -97,6 +97,31 @@ describe('admin console: audit log page', () => {
     expect(second.body).not.toContain('Older events');
     const times = [...first.body.matchAll(/<td data-label="Time">([^<]+)<\/td>/g), ...second.body.matchAll(/<td data-label="Time">([^<]+)<\/td>/g)].map((m) => m[1]);
     expect(new Set(times).size).toBe(60);
+  });
+
+  it('names an account by its email where the event knows only its id, and lists details one per line', async () => {
+    const person = await server.deps.accounts.create({ email: 'named.person@example.test', password: ADMIN.password });
+    // As the provider records a session ending: the account's id and nothing more.
+    await server.deps.audit.record({
+      action: 'session.ended',
+      outcome: 'success',
+      actor: { type: 'account', id: person.id },
+      target: { type: 'account', id: person.id },
+      details: { sessionUids: ['uid-one', 'uid-two'], all: true },
+    });
+    await server.deps.audit.record({ action: 'session.ended', outcome: 'success', actor: { type: 'account', id: 'deleted-account-id' } });
+    const page = await agent.get(`${server.url}/admin/audit?action=session.ended`);
+    expect(page.status).toBe(200);
+    const rows = page.body.slice(page.body.indexOf('<tbody>'));
+    expect(rows).toContain('<td data-label="Actor">named.person@example.test</td>');
+    expect(rows).toContain('<td data-label="Target">account: named.person@example.test</td>');
+    expect(rows).not.toContain(`>${person.id}<`);
+    // A deleted account keeps its id.
+    expect(rows).toContain('<td data-label="Actor">deleted-account-id</td>');
+    expect(rows).toContain('<li><span class="detail-key">sessionUids=</span><span class="detail-value">uid-one, uid-two</span></li>');
+    expect(rows).toContain('<li><span class="detail-key">all=</span><span class="detail-value">true</span></li>');
+    // The table scrolls inside a labelled region that takes keyboard focus.
+    expect(page.body).toMatch(/<div class="table-wrap audit-scroll" role="region" aria-label="[^"]+" tabindex="0">/);
   });
 
   it('escapes what events carry', async () => {

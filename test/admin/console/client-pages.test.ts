@@ -50,7 +50,7 @@ function without(form: Record<string, string>, ...keys: string[]): Record<string
   return Object.fromEntries(Object.entries(form).filter(([key]) => !keys.includes(key)));
 }
 
-const secretOn = (page: Reply) => /<code id="client-secret">([^<]+)<\/code>/.exec(page.body)?.[1];
+const secretOn = (page: Reply) => /<code[^>]*id="client-secret"[^>]*>([^<]+)<\/code>/.exec(page.body)?.[1];
 
 /** The `<input>` or `<textarea>` tag with this id. */
 function tagWithId(html: string, id: string): string {

@@ -383,11 +383,27 @@ describe('admin console: access', () => {
     await signInToConsole(agent, server, smtp, admin);
     const users = await agent.get(url('/admin/users'));
     expect(users.status).toBe(200);
-    expect(users.body).toContain('href="/session/end"');
+    // RP-initiated logout with the console's client and its registered post-logout page.
+    const signOut = /<a href="([^"]*)">Sign out<\/a>/.exec(users.body)?.[1]?.replace(/&amp;/g, '&') ?? '';
+    const signOutUrl = new URL(signOut, server.url);
+    expect(signOutUrl.pathname).toBe('/session/end');
+    expect(Object.fromEntries(signOutUrl.searchParams)).toEqual({ client_id: 'admin-console', post_logout_redirect_uri: url('/admin/signed-out') });
     const confirm = await agent.get(url(`/admin/users/${someUserId}/disable`));
     expect(confirm.status).toBe(200);
 
-    const logout = await agent.get(url('/session/end'));
+    // "No, stay signed in": back on the console's page, which says so, and the console still works.
+    const asked = await agent.get(signOutUrl.toString());
+    expect(asked.status).toBe(200);
+    const stay = await agent.post(new URL((/<form method="post" action="([^"]+)"/.exec(asked.body)?.[1] ?? '').replace(/&amp;/g, '&'), server.url).toString(), {
+      xsrf: formField(asked.body, 'xsrf'),
+    });
+    expect(stay.status).toBe(303);
+    expect(stay.location).toBe(url('/admin/signed-out'));
+    const stayed = await agent.get(stay.location ?? '');
+    expect(stayed.body).toContain('You are still signed in');
+    expect((await agent.get(url('/admin/users'))).status).toBe(200);
+
+    const logout = await agent.get(signOutUrl.toString());
     expect(logout.status).toBe(200);
     const action = /<form method="post" action="([^"]+)"/.exec(logout.body)?.[1];
     expect(action).toBeDefined();
@@ -396,6 +412,11 @@ describe('admin console: access', () => {
       logout: 'yes',
     });
     expect(confirmed.status).toBe(303);
+    expect(confirmed.location).toBe(url('/admin/signed-out'));
+    const signedOut = await agent.get(confirmed.location ?? '');
+    expect(signedOut.status).toBe(200);
+    expect(signedOut.body).toContain('You are signed out');
+    expect(signedOut.body).toContain('href="/admin/sign-in">Sign in again</a>');
 
     const after = await agent.get(url('/admin/users'));
     expect(after.status).toBe(303);

@@ -19,7 +19,7 @@ const ADMIN_EMAIL = 'console-invitations-admin@example.test';
 
 /** The link in the shown-once box. */
 function shownOnce(page: Reply): string {
-  const link = /<div class="secret-once"[^>]*>.*?<code>([^<]+)<\/code>/s.exec(page.body)?.[1];
+  const link = /<div class="secret-once"[^>]*>.*?<code[^>]*>([^<]+)<\/code>/s.exec(page.body)?.[1];
   if (!link) throw new Error('no shown-once link on the page');
   return link.replace(/&amp;/g, '&');
 }

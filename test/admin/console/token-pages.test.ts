@@ -20,7 +20,7 @@ const ADMIN_EMAIL = 'console-tokens-admin@example.test';
 
 /** The value in the shown-once box. */
 function shownOnce(page: Reply): string {
-  const token = /<div class="secret-once"[^>]*>.*?<code>([^<]+)<\/code>/s.exec(page.body)?.[1];
+  const token = /<div class="secret-once"[^>]*>.*?<code[^>]*>([^<]+)<\/code>/s.exec(page.body)?.[1];
   if (!token) throw new Error('no shown-once token on the page');
   return token;
 }
