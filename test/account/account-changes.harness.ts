@@ -135,7 +135,7 @@ export function harness(get: () => { server: TestServer; smtp: MailServer }) {
   async function hasSession(agent: UserAgent): Promise<boolean> {
     const reply = await agent.get(url('/account/security'));
     if (reply.status === 200) return true;
-    expect({ status: reply.status, location: reply.location }).toEqual({ status: 303, location: url('/account/sign-in') });
+    expect({ status: reply.status, location: reply.location }).toEqual({ status: 303, location: url('/account/sign-in?return=%2Faccount%2Fsecurity') });
     return false;
   }
 

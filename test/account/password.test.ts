@@ -196,7 +196,7 @@ describe('/account/password', () => {
   it('without a session: the page and the form send the browser to sign in', async () => {
     const agent = new UserAgent(server.url);
     const page = await agent.get(url('/account/password'));
-    expect(page.location).toBe(url('/account/sign-in'));
+    expect(page.location).toBe(url('/account/sign-in?return=%2Faccount%2Fpassword'));
     const post = await agent.post(url('/account/password'), { csrf: 'x', password: NEW_PASSWORD, confirm: NEW_PASSWORD });
     expect(post.status).toBe(303);
     expect(post.location).toBe(url('/account/sign-in'));
