@@ -7,6 +7,8 @@ import type { MailServer, ReceivedMail } from '../support/mail-server.js';
 import { REDIRECT_URI, authorizationRequest, callbackParams, redeem, rpFor, sleep } from '../support/rp.js';
 import type { Started } from '../support/rp.js';
 import { pageKind, submit } from '../support/second-factor.js';
+import { createTestClock } from '../support/clock.js';
+import type { TestClock } from '../support/clock.js';
 import { startTestServer } from '../support/test-server.js';
 import { startSmtpSwitch } from '../mail/smtp-switch.js';
 import type { SmtpSwitch } from '../mail/smtp-switch.js';
@@ -43,15 +45,28 @@ interface Suite {
   smtp: MailServer;
   client: CreatedClient;
   rp: oidc.Configuration;
+  /**
+   * The services' clock, when the suite moves time itself: code lifetimes, resend intervals and
+   * throttle waits then pass at once. Suites whose outbox must retry on its own keep the system's.
+   */
+  clock?: TestClock;
+}
+
+/** Lets `ms` pass for the suite's services: moves its clock, or (system clock) waits. */
+async function pass(suite: Suite, ms: number): Promise<void> {
+  if (suite.clock) suite.clock.advance(ms);
+  else await sleep(ms);
 }
 
 async function startSuite(label: string, env: Record<string, string> = {}, smtpOverride?: string): Promise<Suite> {
   const smtp = await startMailServer();
-  const server = await startTestServer(label, { env: { SMTP_URL: smtpOverride ?? smtp.url, MAIL_FROM, ...env } });
+  // A suite with its own SMTP address tests delivery retries, which run on the outbox's clock.
+  const clock = smtpOverride ? undefined : createTestClock();
+  const server = await startTestServer(label, { env: { SMTP_URL: smtpOverride ?? smtp.url, MAIL_FROM, ...env }, ...(clock ? { clock } : {}) });
   allServers.push(server);
   const client = await server.deps.clients.create({ name: 'Code App', redirectUris: [REDIRECT_URI] });
   const rp = await rpFor(server, client);
-  return { server, smtp, client, rp };
+  return { server, smtp, client, rp, ...(clock ? { clock } : {}) };
 }
 
 async function stopSuite(suite: Suite | undefined): Promise<void> {
@@ -158,14 +173,14 @@ function otherThan(code: string): string {
   return String((Number(code) + 1) % 1_000_000).padStart(6, '0');
 }
 
-/** Posts a code; while the per-account throttle asks to wait, waits as told and posts again. */
-async function postCodeWaitingOutThrottle(agent: UserAgent, page: Reply, code: string): Promise<Reply> {
+/** Posts a code; while the per-account throttle asks to wait, moves the clock on as told and posts again. */
+async function postCodeWaitingOutThrottle(suite: Suite, agent: UserAgent, page: Reply, code: string): Promise<Reply> {
   for (let tries = 0; tries < 5; tries += 1) {
     const reply = await postCode(agent, page, code);
     if (reply.status !== 429) return reply;
     const retryAfter = Number(reply.headers.get('retry-after'));
     expect(retryAfter).toBeGreaterThan(0);
-    await sleep(retryAfter * 1000 + 150);
+    await pass(suite, retryAfter * 1000 + 150);
   }
   throw new Error('still throttled after 5 waits');
 }
@@ -285,7 +300,7 @@ describe('sign-in with a code by email', () => {
 
       // The per-account throttle may ask for a second's wait after five failures; the code
       // itself must stay refused whatever the wait.
-      const right = await postCodeWaitingOutThrottle(agent, page, code);
+      const right = await postCodeWaitingOutThrottle(suite, agent, page, code);
       expectCodePage(right, 401);
       expect(right.location).toBeUndefined();
       expect(errorText(right)).toMatch(/send a new one/i);
@@ -552,7 +567,7 @@ describe('sign-in with a code by email', () => {
       // However short the lifetime, the page must not announce a code that lasts no time at all.
       expect(page.body).not.toMatch(/for 0 minutes/);
       const code = remember(await suite.smtp.waitForMail(email));
-      await sleep(1500);
+      await pass(suite, 1500);
 
       const reply = await postCode(agent, page, code);
       expectCodePage(reply, 401);
@@ -581,7 +596,7 @@ describe('sign-in with a code by email', () => {
       await createAccount(suite.server, email);
       const { agent, started, login } = await openLogin(suite);
       const { page } = await askForCode(suite, agent, login, email);
-      await sleep(2100);
+      await pass(suite, 2100);
 
       const resent = await postResend(agent, page);
       expect(resent.posted.status).toBe(303);
@@ -602,7 +617,7 @@ describe('sign-in with a code by email', () => {
       await createAccount(suite.server, email);
       const { agent, login } = await openLogin(suite);
       const first = await askForCode(suite, agent, login, email);
-      await sleep(2100);
+      await pass(suite, 2100);
 
       const resent = await postResend(agent, first.page);
       expect(resent.posted.status).toBe(303);
@@ -625,7 +640,7 @@ describe('sign-in with a code by email', () => {
       // B asks first, then A (after the interval): both are on the code page for the same address.
       const b = await openLogin(suite);
       const fromB = await askForCode(suite, b.agent, b.login, email);
-      await sleep(2100);
+      await pass(suite, 2100);
       const a = await openLogin(suite);
       const fromA = await askForCode(suite, a.agent, a.login, email);
       expect(uidOf(fromA.page)).not.toBe(uidOf(fromB.page));
@@ -765,7 +780,7 @@ describe('sign-in with a code by email', () => {
       smtpSwitch.up();
       const mail = await suite.smtp.waitForMail(email, { timeoutMs: 20_000 });
       const code = remember(mail);
-      const verified = await postCodeWaitingOutThrottle(known.agent, pageKnown, code);
+      const verified = await postCodeWaitingOutThrottle(suite, known.agent, pageKnown, code);
       const callback = await consentAndCallback(known.agent, verified);
       expect(callbackParams(callback).get('code')).toBeTruthy();
       // The unknown address got nothing, before or after.
