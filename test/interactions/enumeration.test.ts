@@ -8,8 +8,9 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type * as oidc from 'openid-client';
 
+import { createTestClock } from '../support/clock.js';
 import type { MailServer } from '../support/mail-server.js';
-import { REDIRECT_URI, authorizationRequest, rpFor, sleep } from '../support/rp.js';
+import { REDIRECT_URI, authorizationRequest, rpFor } from '../support/rp.js';
 import { pageKind } from '../support/second-factor.js';
 import { startMailingServer, stopMailingServer } from '../support/sign-in-suite.js';
 import type { TestServer } from '../support/test-server.js';
@@ -39,6 +40,8 @@ function observed(reply: Reply, email: string) {
 
 describe('a known and an unknown address get the same answers, step by step', () => {
   let server: TestServer;
+  // Waits asked for by the throttles pass by moving the services' clock, not by sleeping.
+  const clock = createTestClock();
   let smtp: MailServer;
   let rp: oidc.Configuration;
   const known = { email: 'someone.real@example.com', password: 'the real password, long enough' };
@@ -51,7 +54,7 @@ describe('a known and an unknown address get the same answers, step by step', ()
       SIGN_IN_FREE_ATTEMPTS: String(FREE),
       SIGN_IN_MAX_DELAY: '4',
       EMAIL_CODE_RESEND_INTERVAL: '2',
-    }));
+    }, { clock }));
     await server.deps.accounts.create(known);
     const client = await server.deps.clients.create({ name: 'Enumeration app', redirectUris: [REDIRECT_URI] });
     rp = await rpFor(server, client);
@@ -84,7 +87,7 @@ describe('a known and an unknown address get the same answers, step by step', ()
       });
       // Wait out a delay the way a patient attacker would, for both at once.
       const waits = replies.map((r) => Number(r.headers.get('retry-after') ?? 0));
-      if (Math.max(...waits) > 0) await sleep(Math.max(...waits) * 1000 + 150);
+      if (Math.max(...waits) > 0) clock.advance(Math.max(...waits) * 1000 + 150);
     }
     return trace;
   }
@@ -103,7 +106,7 @@ describe('a known and an unknown address get the same answers, step by step', ()
       ...Array.from({ length: 8 }, (_, n) => wrongCode(n)),
       resend,
       async (agent, page) => {
-        await sleep(2200);
+        clock.advance(2200);
         return resend(agent, page);
       },
       wrongCode(99),

@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type * as oidc from 'openid-client';
 
 import { delayAfter } from '../../src/limits/attempt-limiter.js';
-import { REDIRECT_URI, authorizationRequest, rpFor, sleep } from '../support/rp.js';
+import { REDIRECT_URI, authorizationRequest, rpFor } from '../support/rp.js';
+import { createTestClock } from '../support/clock.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent, formAction, formField } from '../support/user-agent.js';
@@ -38,10 +39,12 @@ function allowedChecks(failures: number, seconds: number): number {
 
 describe('password guessing with 100 requests at once', () => {
   let server: TestServer;
+  // Waits asked for by the throttles pass by moving the services' clock, not by sleeping.
+  const clock = createTestClock();
   let rp: oidc.Configuration;
 
   beforeAll(async () => {
-    server = await startTestServer('password_burst', { env: { SIGN_IN_FREE_ATTEMPTS: String(FREE), SIGN_IN_MAX_DELAY: String(MAX_DELAY) } });
+    server = await startTestServer('password_burst', { env: { SIGN_IN_FREE_ATTEMPTS: String(FREE), SIGN_IN_MAX_DELAY: String(MAX_DELAY) }, clock });
     await server.deps.accounts.create(KNOWN);
     const client = await server.deps.clients.create({ name: 'Burst app', redirectUris: [REDIRECT_URI] });
     rp = await rpFor(server, client);
@@ -105,7 +108,7 @@ describe('password guessing with 100 requests at once', () => {
     }
 
     // After the wait, a burst of 30 gets one more check (and one more per further delay it outlasts).
-    await sleep(Math.max(...replies.filter((r) => r.status === 429).map((r) => Number(r.headers.get('retry-after')))) * 1000 + 200);
+    clock.advance(Math.max(...replies.filter((r) => r.status === 429).map((r) => Number(r.headers.get('retry-after')))) * 1000 + 200);
     const failures = await counted(email);
     const later = await burst(email, 30);
     expect(statuses(later).filter((s) => s >= 500)).toEqual([]);
@@ -120,7 +123,7 @@ describe('password guessing with 100 requests at once', () => {
     await server.deps.accounts.create(target);
     await burst(target.email, 30);
     // Wait out whatever delay the burst left (at most 2 s after five or six failures).
-    await sleep(2500);
+    clock.advance(2500);
     const { agent, page } = await loginPage();
     const reply = await agent.submit(formAction(page.body, '/login'), { csrf: formField(page.body, 'csrf'), ...target });
     expect(reply.status).toBe(303);

@@ -11,7 +11,7 @@ import { startMailServer } from './mail-server.js';
 import type { MailServer } from './mail-server.js';
 import { REDIRECT_URI, rpFor } from './rp.js';
 import { startTestServer } from './test-server.js';
-import type { TestServer } from './test-server.js';
+import type { TestServer, TestServerOptions } from './test-server.js';
 
 export interface MailingServer {
   server: TestServer;
@@ -19,9 +19,9 @@ export interface MailingServer {
 }
 
 /** A fresh SMTP test server, and a test server (named after `label`) mailing to it; `env` adds settings. */
-export async function startMailingServer(label: string, env: Env = {}): Promise<MailingServer> {
+export async function startMailingServer(label: string, env: Env = {}, options: Omit<TestServerOptions, 'env'> = {}): Promise<MailingServer> {
   const smtp = await startMailServer();
-  const server = await startTestServer(label, { env: { SMTP_URL: smtp.url, MAIL_FROM: 'Id <id@example.com>', ...env } });
+  const server = await startTestServer(label, { ...options, env: { SMTP_URL: smtp.url, MAIL_FROM: 'Id <id@example.com>', ...env } });
   return { server, smtp };
 }
 
