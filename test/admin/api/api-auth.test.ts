@@ -80,12 +80,15 @@ describe('without a usable token', () => {
       audience: server.config.adminApi.resource,
       accessTokenFormat: 'opaque',
     });
-    // exp is whole seconds (floor(now) + expiresIn), so a 1 s token can die a millisecond after
-    // save: 3 s leaves the first call room on a slow machine.
-    const token = new provider.AccessToken({ client, accountId, resourceServer, scope: 'admin:clients:read', expiresIn: 3 } as never);
+    const token = new provider.AccessToken({ client, accountId, resourceServer, scope: 'admin:clients:read', expiresIn: 60 } as never);
     const value = await token.save();
     expect((await call(server, 'GET', 'clients', { token: value })).status).toBe(200);
-    await new Promise((resolve) => setTimeout(resolve, 3100));
+    // The token's lifetime runs out: its `exp` moves into the past (the provider keeps the system
+    // time, which no test clock moves; the stored record itself would still live a minute).
+    const tokens = server.connection.db!.collection<{ _id: string; payload: string }>('oidc_access_token');
+    const stored = await tokens.findOne({ _id: token.jti });
+    const payload = JSON.parse(stored!.payload) as { exp: number };
+    await tokens.updateOne({ _id: token.jti }, { $set: { payload: JSON.stringify({ ...payload, exp: Math.floor(Date.now() / 1000) - 1 }) } });
     expectProblem(await call(server, 'GET', 'clients', { token: value }), 401, 'auth.invalid_token');
   });
 
