@@ -9,7 +9,7 @@
 import { expect } from '@jest/globals';
 
 import type { MailServer } from './mail-server.js';
-import { codeFrom } from './mail-server.js';
+import { waitForCodeMail } from './mail-server.js';
 import { clearOfStepEnd, codeForStep, freshTotp, pageKind, recoveryCodesFrom, secretFromEnrolPage, submit } from './second-factor.js';
 import type { TestServer } from './test-server.js';
 import type { Reply, UserAgent } from './user-agent.js';
@@ -86,7 +86,7 @@ export async function completeEmailSecondFactor(agent: UserAgent, page: Reply, e
   let codePage = page;
   // A step-up asks before mailing: the page then offers only "Email me a code".
   if (!codePage.body.includes('autocomplete="one-time-code"')) codePage = await submit(agent, codePage, '/email-code/resend');
-  const code = codeFrom(await smtp.waitForMail(email, { after: mailsBefore }));
+  const { code } = await waitForCodeMail(smtp, email, { after: mailsBefore });
   return submit(agent, codePage, '/second-factor/email', { code });
 }
 

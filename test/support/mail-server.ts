@@ -133,3 +133,16 @@ export function codeFrom(mail: ReceivedMail): string {
   }
   return code;
 }
+
+/**
+ * The next mail to `to` that carries a code (after the first `after` mails to that address) and
+ * its code. Notice mails carry no code and go through the outbox in the background, so one (say,
+ * "two-step verification was changed") may arrive after the count was taken and before the code:
+ * it is passed over.
+ */
+export async function waitForCodeMail(smtp: MailServer, to: string, options: { after?: number; timeoutMs?: number } = {}): Promise<{ mail: ReceivedMail; code: string }> {
+  for (let index = options.after ?? 0; ; index += 1) {
+    const mail = await smtp.waitForMail(to, { after: index, ...(options.timeoutMs ? { timeoutMs: options.timeoutMs } : {}) });
+    if (/^\s*\d{6}\s*$/m.test(mail.text)) return { mail, code: codeFrom(mail) };
+  }
+}

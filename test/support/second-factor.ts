@@ -7,7 +7,7 @@ import { expect } from '@jest/globals';
 import { generate } from 'otplib';
 
 import type { MailServer } from './mail-server.js';
-import { codeFrom } from './mail-server.js';
+import { waitForCodeMail } from './mail-server.js';
 import { sleep } from './rp.js';
 import type { Reply, UserAgent } from './user-agent.js';
 import { formAction, formField } from './user-agent.js';
@@ -108,8 +108,8 @@ export async function submit(agent: UserAgent, page: Reply, actionEnd: string, f
 export async function requestSignInCode(agent: UserAgent, loginPage: Reply, email: string, smtp: MailServer): Promise<{ page: Reply; code: string }> {
   const before = smtp.countFor(email);
   const page = await submit(agent, loginPage, '/email-code', { email });
-  const mail = await smtp.waitForMail(email, { after: before });
-  return { page, code: codeFrom(mail) };
+  const { code } = await waitForCodeMail(smtp, email, { after: before });
+  return { page, code };
 }
 
 export function pageKind(reply: Reply): 'login' | 'email-code' | 'totp' | 'recovery' | 'recovery-used' | 'password' | 'enrol' | 'recovery-codes' | 'consent' | 'other' {
