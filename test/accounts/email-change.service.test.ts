@@ -4,7 +4,7 @@ import { createEmailChangeService, emailChangeBinding } from '../../src/accounts
 import type { EmailChangeService } from '../../src/accounts/email-change.service.js';
 import { RESET_GRANTS_COLLECTION, RESET_TOKENS_COLLECTION } from '../../src/accounts/password-reset.service.js';
 import type { MailServer } from '../support/mail-server.js';
-import { codeFrom } from '../support/mail-server.js';
+import { waitForCodeMail } from '../support/mail-server.js';
 import { startMailingServer, stopMailingServer } from '../support/sign-in-suite.js';
 import type { TestServer } from '../support/test-server.js';
 
@@ -39,7 +39,7 @@ describe('email change service', () => {
     const requested = await service.request({ account, newEmail: ' After@Example.com ', binding, ip: '192.0.2.1' });
     expect(requested).toMatchObject({ ok: true, email: 'after@example.com' });
     expect(await service.pending(binding)).toMatchObject({ email: 'after@example.com' });
-    const code = codeFrom(await smtp.waitForMail('after@example.com'));
+    const code = (await waitForCodeMail(smtp, 'after@example.com')).code;
 
     // Another session of the same account, or another account, finds no code.
     expect(await service.verify({ account, code, binding: emailChangeBinding(account.id, 'session-2'), ip: '192.0.2.1' })).toEqual({ ok: false, reason: 'missing' });

@@ -13,7 +13,7 @@ import { AUDIT_COLLECTION } from '../../src/audit/audit.service.js';
 import type { CreatedClient } from '../../src/clients/client.service.js';
 import { currentRequest } from '../../src/http/request-context.js';
 import type { RequestInfo } from '../../src/http/request-context.js';
-import { codeFrom } from '../support/mail-server.js';
+import { waitForCodeMail } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
 import { authorizationRequest, redeem, REDIRECT_URI, rpFor } from '../support/rp.js';
 import type { Started } from '../support/rp.js';
@@ -356,7 +356,7 @@ describe('audit events end to end', () => {
     const before = smtp.countFor(user.email);
     const codePage = await submit(agent, page, '/login', { email: user.email, password: user.password });
     expect(pageKind(codePage)).toBe('email-code');
-    const code = codeFrom(await smtp.waitForMail(user.email, { after: before }));
+    const code = (await waitForCodeMail(smtp, user.email, { after: before })).code;
     keep(code);
     const refused = await submit(agent, codePage, '/second-factor/email', { code: wrongCode(code) });
     expect(refused.status).toBe(401);

@@ -11,7 +11,7 @@ import type { BrowserContextOptions, Page } from 'playwright-core';
 
 import { CONTEXT_FOR, PHONE, checkPage as checkPageWith, endSuite, expectButtonPainted, expectComputedStyle, inNewContext, launchChromium } from '../support/browser.js';
 import type { Chromium, Size } from '../support/browser.js';
-import { codeFrom, startMailServer } from '../support/mail-server.js';
+import { startMailServer, waitForCodeMail } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
@@ -149,7 +149,7 @@ describe('the account centre: password, email and deletion in a real browser (he
         const sendCode = () => (variant === 'desktop' ? page.keyboard.press('Enter') : page.getByRole('button', { name: 'Send a code to the new address' }).click());
         expect(await postStatus(page, '/account/email', sendCode)).toBe(303);
         await checkPage(page, variant, 'Email address', 'account-email-code');
-        const code = codeFrom(await smtp!.waitForMail(newEmail, { after: before, timeoutMs: MAIL_TIMEOUT }));
+        const code = (await waitForCodeMail(smtp!, newEmail, { after: before, timeoutMs: MAIL_TIMEOUT })).code;
         await enter(page, variant, 'Code from the email', code);
         const confirm = () => (variant === 'desktop' ? page.keyboard.press('Enter') : page.getByRole('button', { name: 'Confirm new address' }).click());
         expect(await postStatus(page, '/account/email/verify', confirm)).toBe(303);

@@ -28,7 +28,7 @@ import {
   startCallbackServer,
 } from '../support/browser.js';
 import type { CallbackServer, Chromium, Size } from '../support/browser.js';
-import { codeFrom, startMailServer } from '../support/mail-server.js';
+import { startMailServer, waitForCodeMail } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
 import { rpFor } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
@@ -112,7 +112,7 @@ describe('password reset in a real browser (headless Chromium)', () => {
         const codeInput = page.getByLabel('Code from the email');
         expect(await codeInput.getAttribute('autocomplete')).toBe('one-time-code');
         expect(await codeInput.getAttribute('inputmode')).toBe('numeric');
-        await codeInput.fill(codeFrom(await smtp!.waitForMail(email, { after: before, timeoutMs: MAIL_TIMEOUT })));
+        await codeInput.fill((await waitForCodeMail(smtp!, email, { after: before, timeoutMs: MAIL_TIMEOUT })).code);
         expect(await postStatus(page, '/reset/code', () => page.getByRole('button', { name: 'Continue' }).click())).toBe(303);
 
         await checkPage(page, variant, 'Choose a new password', `reset-password-${variant}.png`);

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type * as oidc from 'openid-client';
 
-import { codeFrom } from '../support/mail-server.js';
+import { waitForCodeMail } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
 import { authorizationRequest, REDIRECT_URI, redeem, sleep } from '../support/rp.js';
 import type { Started } from '../support/rp.js';
@@ -73,7 +73,7 @@ describe('second-factor guessing and shortcuts', () => {
   const atEmailSecondFactor = async (user: User) => {
     const flow = await afterPassword(mfaRp, user);
     expect(pageKind(flow.page)).toBe('email-code');
-    const code = codeFrom(await smtp.waitForMail(user.email, { after: flow.mailsBefore }));
+    const code = (await waitForCodeMail(smtp, user.email, { after: flow.mailsBefore })).code;
     return { ...flow, code };
   };
 

@@ -9,7 +9,7 @@ import argon2 from 'argon2';
 import type * as oidc from 'openid-client';
 
 import type { CreatedClient } from '../../src/clients/client.service.js';
-import { codeFrom } from '../support/mail-server.js';
+import { waitForCodeMail } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
 import { REDIRECT_URI, authorizationRequest, callbackParams, redeem } from '../support/rp.js';
 import type { Started, Tokens } from '../support/rp.js';
@@ -151,7 +151,7 @@ describe('password reset at next sign-in', () => {
     const codePage = await loginWith(agent, await agent.follow(started.url.toString()), user.email, OLD_PASSWORD);
     expect(pageKind(codePage)).toBe('email-code');
     expect(isNewPasswordPage(codePage)).toBe(false);
-    const code = codeFrom(await smtp.waitForMail(user.email, { after: before }));
+    const code = (await waitForCodeMail(smtp, user.email, { after: before })).code;
     const page = await submit(agent, codePage, '/second-factor/email', { code });
     expect(isNewPasswordPage(page)).toBe(true);
 

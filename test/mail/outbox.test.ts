@@ -22,7 +22,7 @@ import type { MailMessage, Mailer } from '../../src/mail/mailer.js';
 import { OUTBOX_CLAIMS_COLLECTION, OUTBOX_COLLECTION, createMailOutbox } from '../../src/mail/outbox.service.js';
 import type { MailOutbox, OutboxSettings } from '../../src/mail/outbox.service.js';
 import { testDatabaseUri } from '../support/database.js';
-import { codeFrom, startMailServer } from '../support/mail-server.js';
+import { codeFrom, startMailServer, waitForCodeMail } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
 import { startSmtpSwitch } from './smtp-switch.js';
 import type { SmtpSwitch } from './smtp-switch.js';
@@ -299,7 +299,7 @@ describe('mail outbox', () => {
 
     relay.up();
     outbox.start();
-    expect(codeFrom(await smtp.waitForMail(to))).toBe('623042');
+    expect((await waitForCodeMail(smtp, to)).code).toBe('623042');
     await waitFor(async () => (await stored(result.id))?.state === 'sent', 'sent by the worker');
     expect(received(to)).toBe(1);
     expect(logs.join('\n')).not.toContain('623042');

@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type * as oidc from 'openid-client';
 
-import { codeFrom } from '../support/mail-server.js';
+import { codeFrom, waitForCodeMail } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
 import { authorizationRequest, callbackParams, REDIRECT_URI, redeem, rpFor, sleep } from '../support/rp.js';
 import type { Started, Tokens } from '../support/rp.js';
@@ -240,7 +240,7 @@ describe('MFA policy (acr, amr, step-up)', () => {
     page = await submit(agent, page, '/email-code/resend');
     expect(pageKind(page)).toBe('email-code');
     expect(page.body).toContain('autocomplete="one-time-code"');
-    const code = codeFrom(await smtp.waitForMail(user.email, { after: before }));
+    const code = (await waitForCodeMail(smtp, user.email, { after: before })).code;
     const next = await submit(agent, page, '/second-factor/email', { code });
     const claims = (await finish(agent, mfaRp, started, next)).claims();
     expect(claims?.amr).toEqual(['pwd', 'email', 'mfa']);

@@ -3,7 +3,7 @@ import * as oidc from 'openid-client';
 
 import { SIGN_UP_FLOWS_COLLECTION } from '../../src/accounts/sign-up.service.js';
 import type { CreatedClient } from '../../src/clients/client.service.js';
-import { codeFrom, startMailServer } from '../support/mail-server.js';
+import { startMailServer, waitForCodeMail } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
 import { REDIRECT_URI, authorizationRequest, callbackParams, redeem, rpFor } from '../support/rp.js';
 import type { Started } from '../support/rp.js';
@@ -87,7 +87,7 @@ async function after(agent: UserAgent, reply: Reply): Promise<Reply> {
 
 /** The code page → the code from the mail → consent (allowed) → the redirect to the client. */
 async function verifyAndConsent(suite: Suite, agent: UserAgent, codePage: Reply, email: string, mailsBefore: number): Promise<Reply> {
-  const code = codeFrom(await suite.smtp.waitForMail(email, { after: mailsBefore }));
+  const code = (await waitForCodeMail(suite.smtp, email, { after: mailsBefore })).code;
   let reply = await after(agent, await agent.post(formAction(codePage.body, '/sign-up/verify'), { csrf: formField(codePage.body, 'csrf'), code }));
   if (reply.status === 200 && reply.body.includes('/confirm"')) {
     reply = await after(agent, await agent.post(formAction(reply.body, '/confirm'), { csrf: formField(reply.body, 'csrf') }));
@@ -172,7 +172,7 @@ describe('SIGN_UP=open', () => {
     const form = await openSignUp(agent, page);
     const mailsBefore = suite.smtp.countFor(email);
     const codePage = await after(agent, await submitSignUp(agent, form, { email }));
-    const code = codeFrom(await suite.smtp.waitForMail(email, { after: mailsBefore }));
+    const code = (await waitForCodeMail(suite.smtp, email, { after: mailsBefore })).code;
     const next = await after(agent, await agent.post(formAction(codePage.body, '/sign-up/verify'), { csrf: formField(codePage.body, 'csrf'), code }));
     expect(next.status).toBe(200);
     expect(next.body).toMatch(/authenticator app/i);
@@ -479,7 +479,7 @@ describe('SIGN_UP=invite', () => {
     const mailsBefore = suite.smtp.countFor(email);
     const codePage = await after(agent, await submitSignUp(agent, form, { email }));
     expect(codePage.body).toContain('Check your inbox');
-    const code = codeFrom(await suite.smtp.waitForMail(email, { after: mailsBefore }));
+    const code = (await waitForCodeMail(suite.smtp, email, { after: mailsBefore })).code;
     const landed = await after(agent, await agent.post(formAction(codePage.body, '/sign-up/verify'), { csrf: formField(codePage.body, 'csrf'), code }));
     // The account centre's landing page.
     expect(landed.url).toContain('/account/overview');
