@@ -64,8 +64,11 @@ export interface AccountView {
 
 export type AuthenticationResult =
   | { ok: true; account: AccountView }
-  /** One reason for every failure: the caller must not tell an unknown email from a wrong password. */
-  | { ok: false; reason: 'invalid_credentials' };
+  /**
+   * One reason for every failure: the caller must not tell an unknown email from a wrong password.
+   * `account` (the one the address names, if any) is for the audit log only, never for the answer.
+   */
+  | { ok: false; reason: 'invalid_credentials'; account?: AccountView | undefined };
 
 export interface AccountService {
   create(input: NewAccountInput): Promise<AccountView>;
@@ -154,13 +157,13 @@ export function createAccountService({ Account, logger, clock = systemClock }: A
       if (!doc?.passwordHash) {
         // Same work as a real verification, then the same answer.
         await verifyPassword(await getDummyHash(), password);
-        return { ok: false, reason: 'invalid_credentials' };
+        return { ok: false, reason: 'invalid_credentials', account: doc ? toView(doc) : undefined };
       }
       const valid = await verifyPassword(doc.passwordHash, password);
       if (!valid || doc.disabledAt) {
         // NOTE: a disabled account gets the same answer as a wrong password, after the same
         // work, so the sign-in page does not reveal which accounts exist or are disabled.
-        return { ok: false, reason: 'invalid_credentials' };
+        return { ok: false, reason: 'invalid_credentials', account: toView(doc) };
       }
       if (passwordNeedsRehash(doc.passwordHash)) {
         const passwordHash = await hashPassword(password);

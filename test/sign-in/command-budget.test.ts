@@ -44,6 +44,9 @@ const FIRST_FLOW_BUDGET = 35;
  */
 const SSO_FLOW_BUDGET = 12;
 
+/** A refused password and the page that says so: the password POST as above without the result, and the page's interaction. */
+const REFUSAL_BUDGET = 7;
+
 interface Measured {
   label: string;
   commands: SeenCommand[];
@@ -179,6 +182,10 @@ describe('database commands of a password sign-in, per request', () => {
     expect(page.status).toBe(401);
     console.log(table('A refused password', refused));
     expectEachReadOnce(refused);
+    // The account is read once, by address, for the check and its audit record alike; the
+    // refusal keeps the typed address in the interaction (one write).
+    expect(refused[0]?.commands.filter((c) => c.collection === 'accounts')).toHaveLength(1);
+    expect(budgeted(refused.flatMap((s) => s.commands))).toBeLessThanOrEqual(REFUSAL_BUDGET);
     expect(await server.deps.limits.limiter.count(server.deps.limits.password(USER.email).key)).toBe(1);
   });
 });
