@@ -188,4 +188,16 @@ describe('database commands of a password sign-in, per request', () => {
     expect(budgeted(refused.flatMap((s) => s.commands))).toBeLessThanOrEqual(REFUSAL_BUDGET);
     expect(await server.deps.limits.limiter.count(server.deps.limits.password(USER.email).key)).toBe(1);
   });
+  it('writes nothing for a step that stores nothing new ("back to sign in" on the first page)', async () => {
+    const fresh = new UserAgent(server.url);
+    const started = await authorizationRequest(rp);
+    const page = redirectOf(await fresh.get(started.url.toString()));
+    const login = await fresh.get(page);
+    const back: Measured[] = [];
+    const posted = await step(back, 'POST /restart', () => fresh.post(`${page}/restart`, { csrf: formField(login.body, 'csrf') }));
+    expect(posted.status).toBe(303);
+    expect(back[0]?.commands.map((c) => `${c.name} ${c.collection}`)).toEqual(['find oidc_interaction', 'find clients']);
+    // The page is still the first one.
+    expect((await fresh.get(posted.location!)).body).toContain('/login"');
+  });
 });
