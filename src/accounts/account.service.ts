@@ -64,15 +64,16 @@ export interface AccountView {
 
 export type AuthenticationResult =
   | { ok: true; account: AccountView }
-  /**
-   * One reason for every failure: the caller must not tell an unknown email from a wrong password.
-   * `account` (the one the address names, if any) is for the audit log only, never for the answer.
-   */
-  | { ok: false; reason: 'invalid_credentials'; account?: AccountView | undefined };
+  /** One reason for every failure: the caller must not tell an unknown email from a wrong password. */
+  | { ok: false; reason: 'invalid_credentials' };
 
 export interface AccountService {
   create(input: NewAccountInput): Promise<AccountView>;
-  authenticate(email: string, password: string): Promise<AuthenticationResult>;
+  /**
+   * `seen` is told the account the address names (undefined: none), for the audit record of a
+   * refusal, so that the caller need not read it again; the answer itself never says.
+   */
+  authenticate(email: string, password: string, seen?: (account: AccountView | undefined) => void): Promise<AuthenticationResult>;
   findById(id: string): Promise<AccountView | undefined>;
   findByEmail(email: string): Promise<AccountView | undefined>;
   list(): Promise<AccountView[]>;
@@ -151,19 +152,20 @@ export function createAccountService({ Account, logger, clock = systemClock }: A
       }
     },
 
-    async authenticate(email, password) {
+    async authenticate(email, password, seen) {
       const normalised = emailSchema.safeParse(email);
       const doc = normalised.success ? await Account.findOne({ email: normalised.data }).lean() : null;
+      seen?.(doc ? toView(doc) : undefined);
       if (!doc?.passwordHash) {
         // Same work as a real verification, then the same answer.
         await verifyPassword(await getDummyHash(), password);
-        return { ok: false, reason: 'invalid_credentials', account: doc ? toView(doc) : undefined };
+        return { ok: false, reason: 'invalid_credentials' };
       }
       const valid = await verifyPassword(doc.passwordHash, password);
       if (!valid || doc.disabledAt) {
         // NOTE: a disabled account gets the same answer as a wrong password, after the same
         // work, so the sign-in page does not reveal which accounts exist or are disabled.
-        return { ok: false, reason: 'invalid_credentials', account: toView(doc) };
+        return { ok: false, reason: 'invalid_credentials' };
       }
       if (passwordNeedsRehash(doc.passwordHash)) {
         const passwordHash = await hashPassword(password);

@@ -83,11 +83,14 @@ export function createPasswordStrategy(kit: SignInKit): SignInStrategy {
             ctx.set('Retry-After', String(gate.retryAfterSeconds));
             return flow.fail(ctx, fromIp ? 'throttled_ip' : 'throttled', { wait: gate.retryAfterSeconds, restart: true, keep: { email } });
           }
-          const result = await accounts.authenticate(email, password);
+          let known: { account: AccountView | undefined } | undefined;
+          const result = await accounts.authenticate(email, password, (account) => {
+            known = { account };
+          });
           if (!result.ok) {
             await gate.attempt.failed();
             log.info('sign-in failed', { reason: result.reason, client: ctx.state.interaction.params.client_id });
-            await auditPasswordFailure(ctx, email, undefined, { account: result.account });
+            await auditPasswordFailure(ctx, email, undefined, known);
             // One message for unknown email, wrong password and disabled account (no enumeration).
             return flow.fail(ctx, 'wrong_password', { restart: true, keep: { email } });
           }
