@@ -5,7 +5,7 @@ import type { ClientService } from '../clients/client.service.js';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import { guardDatabase } from '../db/unavailable.js';
-import { GRANT_BOUND_MODELS, collectionName } from '../oidc/mongo-adapter.js';
+import { GRANT_BOUND_MODELS, collectionName, forgetAdapterReads } from '../oidc/mongo-adapter.js';
 import { describeUserAgent } from '../http/user-agent-label.js';
 
 /**
@@ -143,6 +143,8 @@ export function createAccountAccessService({ db, clients, clock = systemClock }:
 
   const revokeGrants = async (grantIds: readonly string[]) => {
     if (grantIds.length === 0) return;
+    // Written beside the provider's adapter: what this request read through it is stale.
+    forgetAdapterReads();
     await guardDatabase(() =>
       Promise.all([
         ...GRANT_BOUND_MODELS.map((model) => db.collection<StoredRecord>(collectionName(model)).deleteMany({ grantId: { $in: [...grantIds] } })),
@@ -161,6 +163,7 @@ export function createAccountAccessService({ db, clients, clock = systemClock }:
         if (authorization.grantId && !authorization.persistsLogout) grantIds.push(authorization.grantId);
       }
     }
+    forgetAdapterReads();
     await guardDatabase(() => sessions.deleteMany({ _id: { $in: records.map((r) => r._id) } }));
     await revokeGrants(grantIds);
   };

@@ -69,7 +69,11 @@ export type AuthenticationResult =
 
 export interface AccountService {
   create(input: NewAccountInput): Promise<AccountView>;
-  authenticate(email: string, password: string): Promise<AuthenticationResult>;
+  /**
+   * `seen` is told the account the address names (undefined: none), for the audit record of a
+   * refusal, so that the caller need not read it again; the answer itself never says.
+   */
+  authenticate(email: string, password: string, seen?: (account: AccountView | undefined) => void): Promise<AuthenticationResult>;
   findById(id: string): Promise<AccountView | undefined>;
   findByEmail(email: string): Promise<AccountView | undefined>;
   list(): Promise<AccountView[]>;
@@ -148,9 +152,10 @@ export function createAccountService({ Account, logger, clock = systemClock }: A
       }
     },
 
-    async authenticate(email, password) {
+    async authenticate(email, password, seen) {
       const normalised = emailSchema.safeParse(email);
       const doc = normalised.success ? await Account.findOne({ email: normalised.data }).lean() : null;
+      seen?.(doc ? toView(doc) : undefined);
       if (!doc?.passwordHash) {
         // Same work as a real verification, then the same answer.
         await verifyPassword(await getDummyHash(), password);

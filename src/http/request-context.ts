@@ -22,6 +22,11 @@ export interface RequestInfo {
   method: string;
   /** The path as the host app saw it (the provider is mounted at the root, so it is the provider's too). */
   path: string;
+  /**
+   * Records read during this request, by key (`rememberRead`): a record is read from the
+   * database at most once per request. Absent outside a request, where nothing is remembered.
+   */
+  reads?: Map<string, Promise<unknown>>;
 }
 
 const storage = new AsyncLocalStorage<RequestInfo>();
@@ -35,6 +40,38 @@ export function runWithRequest<T>(info: RequestInfo, fn: () => T): T {
   return storage.run(info, fn);
 }
 
+/**
+ * Reads `key` once per request: the first call runs `read`, later calls in the same request get
+ * its result (a failed read is not remembered). Outside a request it always reads.
+ *
+ * NOTE: a remembered value is shared by every caller of the request, so callers must not mutate
+ * it (the adapter remembers the stored document and parses a fresh payload for each caller).
+ * Whoever writes a record forgets it (`forgetReads`) before the next read in the same request.
+ */
+export function rememberRead<T>(key: string, read: () => Promise<T>): Promise<T> {
+  const reads = storage.getStore()?.reads;
+  if (!reads) return read();
+  const known = reads.get(key) as Promise<T> | undefined;
+  if (known) return known;
+  const pending = read();
+  reads.set(key, pending);
+  pending.catch(() => {
+    if (reads.get(key) === pending) reads.delete(key);
+  });
+  return pending;
+}
+
+/** Forgets what this request read under keys starting with `prefix` (every key when omitted). */
+export function forgetReads(prefix?: string): void {
+  const reads = storage.getStore()?.reads;
+  if (!reads) return;
+  if (prefix === undefined) {
+    reads.clear();
+    return;
+  }
+  for (const key of reads.keys()) if (key.startsWith(prefix)) reads.delete(key);
+}
+
 /** Runs the rest of the request inside its RequestInfo. Install after the request id. */
 export function bindRequestContext(): Middleware {
   return async function bindRequestContext(ctx, next) {
@@ -44,6 +81,7 @@ export function bindRequestContext(): Middleware {
       userAgent: ctx.get('user-agent').slice(0, 300) || undefined,
       method: ctx.method,
       path: ctx.path,
+      reads: new Map(),
     };
     await storage.run(info, next);
   };

@@ -6,7 +6,7 @@ import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import { insertClaim } from '../db/claims.js';
 import { guardDatabase } from '../db/unavailable.js';
-import { currentRequest } from '../http/request-context.js';
+import { currentRequest, forgetReads, rememberRead } from '../http/request-context.js';
 import type { Logger } from '../logging/logger.js';
 
 /**
@@ -112,20 +112,49 @@ function toPayload(record: StoredRecord | null, now: number): AdapterPayload | u
 }
 
 async function revokeGrantEverywhere(db: Db, grantId: string): Promise<void> {
+  forgetAdapterReads();
   await Promise.all([
     ...GRANT_BOUND_MODELS.map((m) => db.collection<StoredRecord>(collectionName(m)).deleteMany({ grantId })),
     db.collection<StoredRecord>(collectionName('Grant')).deleteOne({ _id: grantId }),
   ]);
 }
 
+/**
+ * Models whose records the provider reads more than once in one request (an interaction in
+ * `interactionDetails` and again in `interactionResult`, its session with it, a code before it is
+ * consumed): read from the database once per request (`rememberRead`), forgotten on every write
+ * to the model. Tokens are always read afresh.
+ */
+const REMEMBERED_MODELS: ReadonlySet<string> = new Set(['Interaction', 'Session', 'Grant', 'AuthorizationCode']);
+
+/** What this request read from the adapter's collections is stale after a write outside the adapter (revocations, deletions). */
+export function forgetAdapterReads(): void {
+  forgetReads('oidc_');
+}
+
 class MongoAdapter implements Adapter {
   private readonly collection: Collection<StoredRecord>;
+  private readonly remembered: boolean;
+  private readonly collectionName: string;
 
   constructor(
     private readonly name: string,
     private readonly deps: MongoAdapterDeps,
   ) {
-    this.collection = deps.db.collection<StoredRecord>(collectionName(name));
+    this.collectionName = collectionName(name);
+    this.collection = deps.db.collection<StoredRecord>(this.collectionName);
+    this.remembered = REMEMBERED_MODELS.has(name);
+  }
+
+  /** One read per request of a record of a remembered model (see REMEMBERED_MODELS). */
+  private findOne(by: 'id' | 'uid', value: string): Promise<StoredRecord | null> {
+    const read = () => guardDatabase(() => this.collection.findOne(by === 'id' ? { _id: value } : { uid: value }));
+    return this.remembered ? rememberRead(`${this.collectionName}:${by}:${value}`, read) : read();
+  }
+
+  /** A write to this model (called before and after it): what the request read of it may be stale. */
+  private written(): void {
+    if (this.remembered) forgetReads(`${this.collectionName}:`);
   }
 
   private now(): number {
@@ -161,17 +190,17 @@ class MongoAdapter implements Adapter {
       if (request?.userAgent) set.seenUserAgent = request.userAgent;
     }
     const update = Object.keys(unset).length > 0 ? { $set: set, $unset: unset } : { $set: set };
+    this.written();
     await guardDatabase(() => this.collection.updateOne({ _id: id }, update, { upsert: true }));
+    this.written();
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    const record = await guardDatabase(() => this.collection.findOne({ _id: id }));
-    return toPayload(record, this.now());
+    return toPayload(await this.findOne('id', id), this.now());
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-    const record = await guardDatabase(() => this.collection.findOne({ uid }));
-    return toPayload(record, this.now());
+    return toPayload(await this.findOne('uid', uid), this.now());
   }
 
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
@@ -180,10 +209,13 @@ class MongoAdapter implements Adapter {
   }
 
   async destroy(id: string): Promise<void> {
+    this.written();
     await guardDatabase(() => this.collection.deleteOne({ _id: id }));
+    this.written();
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
+    this.written();
     await guardDatabase(() => this.collection.deleteMany({ grantId }));
   }
 
@@ -194,7 +226,11 @@ class MongoAdapter implements Adapter {
    * revoke everything issued under the grant and refuse the request.
    */
   async consume(id: string): Promise<void> {
-    const record = await guardDatabase(() => this.collection.findOne({ _id: id }, { projection: { grantId: 1, expiresAt: 1, consumedAt: 1 } }));
+    // The provider found the record in this request already; the claim below, not this read, decides.
+    const record = this.remembered
+      ? await this.findOne('id', id)
+      : await guardDatabase(() => this.collection.findOne({ _id: id }, { projection: { grantId: 1, expiresAt: 1, consumedAt: 1 } }));
+    this.written();
     if (!record) throw new errors.InvalidGrant(`${this.name === 'RefreshToken' ? 'refresh token' : 'grant'} not found`);
     // NOTE: FerretDB 1.x matches an update's filter and writes the document in separate steps,
     // so concurrent conditional updates all report a modification. Inserting a claim under a
@@ -311,6 +347,7 @@ export async function revokeAccountRecords(
   models: readonly (typeof ADAPTER_MODELS)[number][] = ADAPTER_MODELS,
 ): Promise<number> {
   if (!accountId) return 0;
+  forgetAdapterReads();
   const serialised = new RegExp(escapeRegex(`"accountId":${JSON.stringify(accountId)}`));
   let removed = 0;
   for (const model of models) {

@@ -9,6 +9,7 @@ import { adminApiResourceServer } from '../admin/api/api-tokens.js';
 import type { RegistrationPolicies } from '../clients/registration-token.service.js';
 import type { Config } from '../config/config.js';
 import { newClientId } from '../crypto/identifiers.js';
+import { rememberRead } from '../http/request-context.js';
 import type { Logger } from '../logging/logger.js';
 import type { PrivateJwk } from './keys.js';
 import type { ClientStore } from './mongo-adapter.js';
@@ -89,7 +90,8 @@ export function createProvider(deps: ProviderDeps): Provider {
       short: { signed: true, httpOnly: true, sameSite: 'lax' },
     },
     async findAccount(_ctx, sub) {
-      const account = await accounts.findById(sub);
+      // The provider may ask more than once per request (authorization, policy checks, claims): one read.
+      const account = await rememberRead(`accounts:find-account:${sub}`, () => accounts.findById(sub));
       // A disabled (or deleted) account has no claims: its sessions and tokens stop working.
       if (!account || account.disabled) return undefined;
       return {

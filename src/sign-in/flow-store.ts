@@ -90,6 +90,9 @@ export async function saveFlowState(interaction: InteractionDetails, state: Sign
   const empty = state.step === 'identify' && !requestsCreate(interaction.params);
   const signIn = empty ? {} : { signIn: state.step === 'email-code' ? { factors: [], ...state } : state };
   const keep = kept && Object.values(kept).some((v) => v !== undefined) ? { kept } : {};
-  interaction.result = { ...signIn, ...keep };
+  const result = { ...signIn, ...keep };
+  // A write that stores nothing new (a resend to the same address, "back" on the first page) is skipped.
+  if (JSON.stringify(result) === JSON.stringify(interaction.result ?? {})) return;
+  interaction.result = result;
   await interaction.persist();
 }

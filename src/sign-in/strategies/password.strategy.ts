@@ -1,6 +1,7 @@
 import { z } from 'zod';
 
 import { safeText } from '../../accounts/account.service.js';
+import type { AccountView } from '../../accounts/account.service.js';
 import { accountActor } from '../../audit/audit.service.js';
 import type { SignInKit } from '../sign-in-kit.js';
 import type { SignInContext } from '../sign-in-context.js';
@@ -37,10 +38,11 @@ export function createPasswordStrategy(kit: SignInKit): SignInStrategy {
 
   /**
    * A refused password sign-in in the audit log: against the account when the email names one,
-   * anonymous (and without the address) when it does not. Only admins read the reason.
+   * anonymous (and without the address) when it does not. Only admins read the reason. `known`:
+   * the account authenticate() already read for this address (so it is not read twice).
    */
-  const auditPasswordFailure = async (ctx: SignInContext, email: string, reason?: 'throttled' | 'throttled_ip') => {
-    const account = await accounts.findByEmail(email);
+  const auditPasswordFailure = async (ctx: SignInContext, email: string, reason?: 'throttled' | 'throttled_ip', known?: { account: AccountView | undefined }) => {
+    const account = known ? known.account : await accounts.findByEmail(email);
     const why = reason ?? (!account ? 'unknown_account' : account.disabled ? 'account_disabled' : account.hasPassword ? 'wrong_password' : 'no_password');
     const actor = account ? accountActor(account) : undefined;
     await audit.record({ action: 'sign_in.password', outcome: 'failure', actor: actor ?? { type: 'anonymous' }, target: actor, clientId: kit.clientId(ctx), reason: why });
@@ -81,11 +83,14 @@ export function createPasswordStrategy(kit: SignInKit): SignInStrategy {
             ctx.set('Retry-After', String(gate.retryAfterSeconds));
             return flow.fail(ctx, fromIp ? 'throttled_ip' : 'throttled', { wait: gate.retryAfterSeconds, restart: true, keep: { email } });
           }
-          const result = await accounts.authenticate(email, password);
+          let known: { account: AccountView | undefined } | undefined;
+          const result = await accounts.authenticate(email, password, (account) => {
+            known = { account };
+          });
           if (!result.ok) {
             await gate.attempt.failed();
             log.info('sign-in failed', { reason: result.reason, client: ctx.state.interaction.params.client_id });
-            await auditPasswordFailure(ctx, email);
+            await auditPasswordFailure(ctx, email, undefined, known);
             // One message for unknown email, wrong password and disabled account (no enumeration).
             return flow.fail(ctx, 'wrong_password', { restart: true, keep: { email } });
           }
