@@ -12,12 +12,13 @@ import type { Logger } from '../logging/logger.js';
 /**
  * oidc-provider's storage Adapter over MongoDB, one collection per model.
  *
- * Each record is stored as `{ _id, payload, grantId?, uid?, userCode?, accountId?, clientId?, expiresAt, consumedAt? }`
+ * Each record is stored as `{ _id, payload, grantId?, uid?, userCode?, accountId?, clientId?, kind?, expiresAt, consumedAt? }`
  * with `payload` serialised as JSON; `accountId` is copied out of the payload so that everything
  * issued to one person can be revoked at once (revokeAccountRecords), and `clientId` so that a
  * deleted client's codes, tokens and grants go with it (ClientService.remove). NOTE: payloads carry keys that FerretDB (and MongoDB
  * before 5.0) refuse in documents, such as resource indicator URLs or client ids containing
- * dots, so the payload is never stored as a free-form nested document.
+ * dots, so the payload is never stored as a free-form nested document. `kind` names the model in
+ * the one collection two models share (access and client credentials tokens, see STORED_WITH).
  */
 
 interface StoredRecord {
@@ -31,6 +32,8 @@ interface StoredRecord {
   clientId?: string;
   expiresAt: Date | null;
   consumedAt?: Date | null;
+  /** In a collection two models share (see STORED_WITH): which model the record belongs to. */
+  kind?: string;
   /** Session only: when it was last written, and by which IP and browser (the account centre lists them). */
   seenAt?: Date;
   seenIp?: string;
@@ -74,8 +77,65 @@ interface ConsumeClaim {
   expiresAt: Date | null;
 }
 
+/**
+ * Models kept in another model's collection. ClientCredentials tokens live with access tokens:
+ * introspection and the management API look a token value up in both models at once (the
+ * provider's token_find helper), and in one collection those lookups are one query (SharedReads).
+ * Each such record carries its model in a top-level `kind`; a record without one is the
+ * collection's own model's (access tokens written before this layout).
+ * NOTE: ClientCredentials tokens written to `oidc_client_credentials` before are no longer found
+ * (they live minutes); RefreshToken stays in its own collection: long-lived tokens survive upgrades.
+ */
+const STORED_WITH: Readonly<Record<string, string>> = { ClientCredentials: 'AccessToken' };
+
+/** The collection a model's records are stored in. */
 export function collectionName(model: string): string {
-  return `oidc_${model.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase()}`;
+  return `oidc_${(STORED_WITH[model] ?? model).replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase()}`;
+}
+
+/** Every adapter collection once (ADAPTER_MODELS share some): what indexes, sweeps and revocations walk. */
+function collectionsOf(models: readonly string[]): string[] {
+  return [...new Set(models.map(collectionName))];
+}
+
+/** The model whose collection this model's records are in (itself unless STORED_WITH says otherwise). */
+function collectionModel(model: string): string {
+  return STORED_WITH[model] ?? model;
+}
+
+/** True when the model's records share their collection with another model's. */
+function sharesCollection(model: string): boolean {
+  return model in STORED_WITH || Object.values(STORED_WITH).includes(model);
+}
+
+/**
+ * Concurrent finds of one record in one collection share one query: the provider asks
+ * AccessToken and ClientCredentials for the same value at the same moment. Only reads in flight
+ * are shared, never results, and a write to the collection (before and after it) keeps later
+ * reads from joining a query sent before it.
+ */
+class SharedReads {
+  private readonly pending = new Map<string, Promise<StoredRecord | null>>();
+
+  read(collection: Collection<StoredRecord>, id: string): Promise<StoredRecord | null> {
+    const key = `${collection.collectionName}:${id}`;
+    let read = this.pending.get(key);
+    if (!read) {
+      const started = collection.findOne({ _id: id });
+      const done = () => {
+        if (this.pending.get(key) === started) this.pending.delete(key);
+      };
+      started.then(done, done);
+      this.pending.set(key, started);
+      read = started;
+    }
+    return read;
+  }
+
+  written(collection: Collection<StoredRecord>): void {
+    const prefix = `${collection.collectionName}:`;
+    for (const key of this.pending.keys()) if (key.startsWith(prefix)) this.pending.delete(key);
+  }
 }
 
 /** Client metadata lives in our own `clients` collection (secrets encrypted); the Client model reads it through this. */
@@ -124,8 +184,26 @@ class MongoAdapter implements Adapter {
   constructor(
     private readonly name: string,
     private readonly deps: MongoAdapterDeps,
+    private readonly shared = new SharedReads(),
   ) {
     this.collection = deps.db.collection<StoredRecord>(collectionName(name));
+  }
+
+  /**
+   * In a shared collection (STORED_WITH): this model's records only, and concurrent reads of one
+   * id shared with the other model. NOTE: records written before `kind` existed belong to the
+   * collection's own model.
+   */
+  private async readOwn(id: string): Promise<StoredRecord | null> {
+    if (!sharesCollection(this.name)) return guardDatabase(() => this.collection.findOne({ _id: id }));
+    const record = await guardDatabase(() => this.shared.read(this.collection, id));
+    return record && (record.kind ?? collectionModel(this.name)) === this.name ? record : null;
+  }
+
+  /** Narrows a filter to this model's records when it shares its collection. */
+  private own(filter: mongo.Filter<StoredRecord>): mongo.Filter<StoredRecord> {
+    if (!sharesCollection(this.name)) return filter;
+    return this.name in STORED_WITH ? { ...filter, kind: this.name } : { ...filter, kind: { $nin: Object.keys(STORED_WITH) } };
   }
 
   private now(): number {
@@ -149,6 +227,7 @@ class MongoAdapter implements Adapter {
     else unset.accountId = '';
     if (typeof payload.clientId === 'string' && payload.clientId) set.clientId = payload.clientId;
     else unset.clientId = '';
+    if (sharesCollection(this.name)) set.kind = this.name;
     // NOTE: an upsert never clears consumedAt: a consumed code or token stays consumed.
     if (consumed) set.consumedAt = new Date(Number(consumed) * 1000);
     if (this.name === 'Session') {
@@ -161,12 +240,13 @@ class MongoAdapter implements Adapter {
       if (request?.userAgent) set.seenUserAgent = request.userAgent;
     }
     const update = Object.keys(unset).length > 0 ? { $set: set, $unset: unset } : { $set: set };
+    this.shared.written(this.collection);
     await guardDatabase(() => this.collection.updateOne({ _id: id }, update, { upsert: true }));
+    this.shared.written(this.collection);
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
-    const record = await guardDatabase(() => this.collection.findOne({ _id: id }));
-    return toPayload(record, this.now());
+    return toPayload(await this.readOwn(id), this.now());
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
@@ -180,11 +260,15 @@ class MongoAdapter implements Adapter {
   }
 
   async destroy(id: string): Promise<void> {
-    await guardDatabase(() => this.collection.deleteOne({ _id: id }));
+    this.shared.written(this.collection);
+    await guardDatabase(() => this.collection.deleteOne(this.own({ _id: id })));
+    this.shared.written(this.collection);
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
-    await guardDatabase(() => this.collection.deleteMany({ grantId }));
+    this.shared.written(this.collection);
+    await guardDatabase(() => this.collection.deleteMany(this.own({ grantId })));
+    this.shared.written(this.collection);
   }
 
   /**
@@ -252,7 +336,8 @@ class ClientAdapter implements Adapter {
 
 /** The synchronous factory oidc-provider's `adapter` option takes. */
 export function createMongoAdapter(deps: MongoAdapterDeps): (name: string) => Adapter {
-  return (name: string) => (name === 'Client' ? new ClientAdapter(deps.clientStore) : new MongoAdapter(name, deps));
+  const shared = new SharedReads();
+  return (name: string) => (name === 'Client' ? new ClientAdapter(deps.clientStore) : new MongoAdapter(name, deps, shared));
 }
 
 export interface AdapterIndexes {
@@ -263,13 +348,13 @@ export interface AdapterIndexes {
 /** Creates the adapter's indexes once, at start (not per request). */
 export async function ensureAdapterIndexes(db: Db, logger: Logger): Promise<AdapterIndexes> {
   let ttlSupported = true;
-  for (const model of ADAPTER_MODELS) {
-    const collection = db.collection(collectionName(model));
+  for (const name of collectionsOf(ADAPTER_MODELS)) {
+    const collection = db.collection(name);
     await collection.createIndex({ grantId: 1 }, { sparse: true });
     await collection.createIndex({ accountId: 1 }, { sparse: true });
     await collection.createIndex({ clientId: 1 }, { sparse: true });
-    if (model === 'Session') await collection.createIndex({ uid: 1 }, { unique: true, sparse: true });
-    if (model === 'DeviceCode') await collection.createIndex({ userCode: 1 }, { unique: true, sparse: true });
+    if (name === collectionName('Session')) await collection.createIndex({ uid: 1 }, { unique: true, sparse: true });
+    if (name === collectionName('DeviceCode')) await collection.createIndex({ userCode: 1 }, { unique: true, sparse: true });
     if (ttlSupported) {
       try {
         await collection.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0, name: 'expiresAt_ttl' });
@@ -313,9 +398,9 @@ export async function revokeAccountRecords(
   if (!accountId) return 0;
   const serialised = new RegExp(escapeRegex(`"accountId":${JSON.stringify(accountId)}`));
   let removed = 0;
-  for (const model of models) {
+  for (const name of collectionsOf(models)) {
     const result = await guardDatabase(() =>
-      db.collection<StoredRecord>(collectionName(model)).deleteMany({ $or: [{ accountId }, { payload: { $regex: serialised } }] }),
+      db.collection<StoredRecord>(name).deleteMany({ $or: [{ accountId }, { payload: { $regex: serialised } }] }),
     );
     removed += result.deletedCount;
   }
@@ -325,8 +410,8 @@ export async function revokeAccountRecords(
 /** Deletes expired records from every adapter collection; returns how many went. */
 export async function sweepExpired(db: Db, now: Date = new Date()): Promise<number> {
   let removed = 0;
-  for (const model of ADAPTER_MODELS) {
-    const result = await db.collection(collectionName(model)).deleteMany({ expiresAt: { $lte: now } });
+  for (const name of collectionsOf(ADAPTER_MODELS)) {
+    const result = await db.collection(name).deleteMany({ expiresAt: { $lte: now } });
     removed += result.deletedCount;
   }
   // Claims expire with the record they claimed; not counted as records.
