@@ -4,7 +4,7 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
-import { insertClaim } from '../db/claims.js';
+import { insertClaim, isDuplicateKey } from '../db/claims.js';
 import { guardDatabase } from '../db/unavailable.js';
 import { currentRequest } from '../http/request-context.js';
 import type { Logger } from '../logging/logger.js';
@@ -97,6 +97,13 @@ export function collectionName(model: string): string {
 function collectionsOf(models: readonly string[]): string[] {
   return [...new Set(models.map(collectionName))];
 }
+
+/**
+ * Models whose every save is a new record (a fresh random id: the provider never saves an access
+ * or client credentials token twice): written with one insert, which FerretDB does several times
+ * faster than an upsert; a save of an existing id still lands, as an update after the refused insert.
+ */
+const INSERTED_FIRST: ReadonlySet<string> = new Set(['AccessToken', 'ClientCredentials']);
 
 /** The model whose collection this model's records are in (itself unless STORED_WITH says otherwise). */
 function collectionModel(model: string): string {
@@ -241,8 +248,21 @@ class MongoAdapter implements Adapter {
     }
     const update = Object.keys(unset).length > 0 ? { $set: set, $unset: unset } : { $set: set };
     this.shared.written(this.collection);
+    if (INSERTED_FIRST.has(this.name) && (await this.insertNew(id, set))) return;
     await guardDatabase(() => this.collection.updateOne({ _id: id }, update, { upsert: true }));
     this.shared.written(this.collection);
+  }
+
+  /** Inserts a record that should not exist yet; false when it does (then the caller updates it). */
+  private async insertNew(id: string, fields: Partial<StoredRecord>): Promise<boolean> {
+    try {
+      await guardDatabase(() => this.collection.insertOne({ ...fields, _id: id } as StoredRecord));
+      this.shared.written(this.collection);
+      return true;
+    } catch (err) {
+      if (isDuplicateKey(err)) return false;
+      throw err;
+    }
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {

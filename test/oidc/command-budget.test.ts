@@ -92,7 +92,7 @@ describe('database commands per request (hot paths)', () => {
     expect(answer.status).toBe(200);
     expect(typeof answer.body.access_token).toBe('string');
     expect({ count: commands.length, list }).toEqual({ count: 1, list });
-    expect(commands[0]).toMatchObject({ name: 'update', collection: 'oidc_access_token' });
+    expect(commands[0]).toMatchObject({ name: 'insert', collection: 'oidc_access_token' });
   });
 
   it('20 client_credentials requests in a row: 20 token writes, and the audit events in a few batched inserts', async () => {

@@ -119,6 +119,15 @@ describe('token collections', () => {
     expect(await tokens().countDocuments({ _id: at })).toBe(0);
   });
 
+  it('a token is written with one insert; saving the same id again still lands (as an update)', async () => {
+    const at = newId();
+    const { commands } = await counter.measure(() => adapterFor('AccessToken').upsert(at, { jti: at, scope: 'openid' }, 60));
+    expect(commands.map((c) => `${c.name} ${c.collection}`)).toEqual(['insert oidc_access_token']);
+    await adapterFor('AccessToken').upsert(at, { jti: at, scope: 'openid email' }, 60);
+    expect(await adapterFor('AccessToken').find(at)).toEqual({ jti: at, scope: 'openid email' });
+    expect(await tokens().countDocuments({ _id: at })).toBe(1);
+  });
+
   it('concurrent finds of one id in the shared collection are one query; a find after a write is a new one', async () => {
     const cc = newId();
     await adapterFor('ClientCredentials').upsert(cc, { jti: cc }, 60);
