@@ -233,14 +233,16 @@ export function createAuditService(deps: {
   const collection = db.collection<AuditRecord>(AUDIT_COLLECTION);
 
   // A sequence within the millisecond, so events this process records in the same millisecond
-  // list in the order they happened; the random part keeps ids of different nodes apart.
+  // list in the order they happened; the random part, drawn once per service (the time and the
+  // sequence tell this node's events apart), keeps ids of different nodes apart.
+  const nodePart = randomBytes(5).toString('hex');
   let lastMs = -1;
   let sequence = 0;
   const newId = (at: Date): string => {
     const ms = at.getTime();
     sequence = ms === lastMs ? (sequence + 1) % 0x10000 : 0;
     lastMs = ms;
-    return `${pad13(ms)}-${sequence.toString(16).padStart(4, '0')}${randomBytes(5).toString('hex')}`;
+    return `${pad13(ms)}-${sequence.toString(16).padStart(4, '0')}${nodePart}`;
   };
 
   const buildRecord = (input: AuditInput | UntypedAuditInput): AuditRecord => {

@@ -73,8 +73,9 @@ export function logProviderEvents(provider: Provider, logger: Logger, audit: Aud
     const accountId = entities.Account?.accountId;
     const tokenTypes = tokenTypesIn(ctx.body);
     const scope = (ctx.body as { scope?: unknown } | undefined)?.scope;
-    // (Not `tokenTypes` here: the logger redacts fields named like tokens.)
-    logger.info('tokens issued', { client: client?.clientId, grantType, issued: tokenTypes, requestId: ctx.state.requestId });
+    // (Not `tokenTypes` here: the logger redacts fields named like tokens.) Debug, not info: this
+    // is the token endpoint's every request, and the audit log below keeps the same facts.
+    logger.debug('tokens issued', { client: client?.clientId, grantType, issued: tokenTypes, requestId: ctx.state.requestId });
     audit.recordInBackground({
       action: 'token.issued',
       outcome: 'success',

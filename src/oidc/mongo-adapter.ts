@@ -122,26 +122,26 @@ function sharesCollection(model: string): boolean {
  * reads from joining a query sent before it.
  */
 class SharedReads {
-  private readonly pending = new Map<string, Promise<StoredRecord | null>>();
+  /** Per collection: the reads in flight, by id. */
+  private readonly pending = new Map<string, Map<string, Promise<StoredRecord | null>>>();
 
   read(collection: Collection<StoredRecord>, id: string): Promise<StoredRecord | null> {
-    const key = `${collection.collectionName}:${id}`;
-    let read = this.pending.get(key);
-    if (!read) {
-      const started = collection.findOne({ _id: id });
-      const done = () => {
-        if (this.pending.get(key) === started) this.pending.delete(key);
-      };
-      started.then(done, done);
-      this.pending.set(key, started);
-      read = started;
-    }
-    return read;
+    let reads = this.pending.get(collection.collectionName);
+    if (!reads) this.pending.set(collection.collectionName, (reads = new Map()));
+    const inFlight = reads.get(id);
+    if (inFlight) return inFlight;
+    const started = collection.findOne({ _id: id });
+    const done = () => {
+      if (reads.get(id) === started) reads.delete(id);
+    };
+    started.then(done, done);
+    reads.set(id, started);
+    return started;
   }
 
   written(collection: Collection<StoredRecord>): void {
-    const prefix = `${collection.collectionName}:`;
-    for (const key of this.pending.keys()) if (key.startsWith(prefix)) this.pending.delete(key);
+    // A new map, not clear(): the reads in flight must not delete what later reads put there.
+    if (this.pending.get(collection.collectionName)?.size) this.pending.set(collection.collectionName, new Map());
   }
 }
 
