@@ -85,6 +85,13 @@ export function createApp(deps: Deps): Koa {
 
   // Failed client authentication per client IP, in front of the provider's token endpoints.
   app.use(limitClientAuthentication({ limits: deps.limits, logger, clock: deps.clock }));
+  // Back-pressure for the audit events the provider emits (recorded in the background, as its
+  // listeners cannot wait): while the audit buffer is full, the answer waits until it drains.
+  app.use(async function auditBackPressure(_ctx, next) {
+    await next();
+    const draining = deps.audit.backPressure();
+    if (draining) await draining;
+  });
   app.use(mount(provider));
 
   app.on('error', (err: unknown) => {

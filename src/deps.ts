@@ -76,6 +76,8 @@ export async function buildServerDeps({ config, logger, connection, clock }: Ser
   const csrf = createCsrfTokens(cookieKey);
   // Last, so a failed start leaves no worker behind; close() stops it.
   core.outbox.start();
+  // The provider reads the client on every request: from memory, kept in step with every node (close() stops it).
+  clients.startWatching();
 
   return {
     ...core,

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 
-import type { mongo } from 'mongoose';
+import { mongo } from 'mongoose';
 
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
@@ -87,10 +87,26 @@ export interface AuditPage {
 }
 
 export interface AuditService {
-  /** Records an event. Never throws: an audit write failing must not fail the action (it is logged). */
+  /**
+   * Records an event; resolves once it is stored (with whatever else is waiting: one insert for
+   * all). Never throws: an audit write failing must not fail the action (it is logged). Past
+   * the buffer's cap it first waits for the write in progress (back-pressure).
+   */
   record(input: AuditInput): Promise<void>;
   /** @deprecated an action outside AuditAction; for the sign-in pages until they are migrated, and the store's tests. */
   record(input: UntypedAuditInput): Promise<void>;
+  /**
+   * Records an event nobody waits for (the provider's event listeners: the token endpoint's hot
+   * path): buffered, and written with the next batch, within AUDIT_FLUSH_INTERVAL_MS.
+   */
+  recordInBackground(input: AuditInput): void;
+  /**
+   * Undefined while the buffer is below its cap; else a promise that resolves when it is again.
+   * Requests to the provider wait on it (app.ts): its listeners cannot wait for recordInBackground.
+   */
+  backPressure(): Promise<void> | undefined;
+  /** Events waiting in the buffer, being written, and held back by the cap. */
+  stats(): { buffered: number; inFlight: number; held: number };
   /**
    * Newest first, at most `limit` (1–500) per page. Throws AppError 400 `audit.invalid_cursor`
    * for a cursor that is not one this service handed out.
@@ -99,8 +115,9 @@ export interface AuditService {
   /** Every matching event, newest first, one JSON object per line (each ending in `\n`). */
   exportJsonl(filter: AuditFilter): AsyncIterable<string>;
   /**
-   * Waits for the writes already started. Provider event listeners cannot await `record`
-   * (the provider emits synchronously), so tests and shutdown use this to see them land.
+   * Writes every event recorded before the call (and waits for it). Provider event listeners
+   * cannot await (the provider emits synchronously), so shutdown uses this, and list() does
+   * it first, so that a node reads its own writes.
    */
   flush(): Promise<void>;
   ensureIndexes(): Promise<void>;
@@ -171,21 +188,61 @@ function toEvent(record: AuditRecord): AuditEvent {
   return event;
 }
 
-export function createAuditService(deps: { db: mongo.Db; logger: Logger; retentionDays: number; clock?: Clock }): AuditService {
+/**
+ * How events reach the database: in batches (one `insertMany`, unordered) off the request path.
+ * A batch goes when AUDIT_FLUSH_INTERVAL_MS passed since the first event waiting, when
+ * AUDIT_BATCH_SIZE events wait, or at once when a caller awaits `record()` (then it carries
+ * everything else waiting too). One batch is in flight at a time.
+ *
+ * What a crash can lose: events not yet written, i.e. at most one flush interval of background
+ * events plus the batch in flight while the database keeps up, and never more than
+ * AUDIT_MAX_BUFFERED + AUDIT_BATCH_SIZE events (awaited `record()` calls had not returned yet,
+ * so their actions were not confirmed either). A clean shutdown loses nothing (close() flushes).
+ */
+export interface AuditBatching {
+  flushIntervalMs: number;
+  batchSize: number;
+  /** The hard cap on events waiting: past it, `record()` waits for the batch in flight. */
+  maxBuffered: number;
+  /** Attempts per event before it is given up (and logged). */
+  maxAttempts: number;
+}
+
+export const AUDIT_BATCHING: AuditBatching = { flushIntervalMs: 250, batchSize: 200, maxBuffered: 10_000, maxAttempts: 3 };
+
+interface Waiting {
+  record: AuditRecord;
+  seq: number;
+  attempts: number;
+  /** The first failure: the cause (later attempts may fail for its consequences, a closed topology say). */
+  error?: Error;
+  /** Set when a caller awaits the write. */
+  settle?: () => void;
+}
+
+export function createAuditService(deps: {
+  db: mongo.Db;
+  logger: Logger;
+  retentionDays: number;
+  clock?: Clock;
+  batching?: Partial<AuditBatching>;
+}): AuditService {
   const { db, logger, retentionDays, clock = systemClock } = deps;
+  const batching = { ...AUDIT_BATCHING, ...deps.batching };
   const now = () => clock.nowMs();
   const collection = db.collection<AuditRecord>(AUDIT_COLLECTION);
-  const pending = new Set<Promise<void>>();
 
   // A sequence within the millisecond, so events this process records in the same millisecond
-  // list in the order they happened; the random part keeps ids of different nodes apart.
+  // list in the order they happened; the random part, drawn once per service (the time and the
+  // sequence tell this node's events apart), keeps ids of different nodes apart.
+  const nodePart = randomBytes(5).toString('hex');
   let lastMs = -1;
   let sequence = 0;
   const newId = (at: Date): string => {
     const ms = at.getTime();
     sequence = ms === lastMs ? (sequence + 1) % 0x10000 : 0;
     lastMs = ms;
-    return `${pad13(ms)}-${sequence.toString(16).padStart(4, '0')}${randomBytes(5).toString('hex')}`;
+    return `${pad13(ms)}-${sequence.toString(16).padStart(4, '0')}${nodePart}`;
   };
 
   const buildRecord = (input: AuditInput | UntypedAuditInput): AuditRecord => {
@@ -221,11 +278,118 @@ export function createAuditService(deps: { db: mongo.Db; logger: Logger; retenti
     return record;
   };
 
-  const write = async (input: AuditInput | UntypedAuditInput): Promise<void> => {
+  // The batcher. `buffer` is what waits; `inFlight` the batch being written; `admitting` the
+  // events held back by the cap; `seq` orders them all (flush() writes up to a mark).
+  const buffer: Waiting[] = [];
+  let inFlight: Waiting[] = [];
+  const admitting = new Set<Waiting>();
+  let writing: Promise<void> | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  let seq = 0;
+
+  /**
+   * Indexes of the events an unordered insertMany did not store: those its write errors name
+   * (but a duplicate _id, stored by an earlier attempt), or all of them when the error names
+   * none (the insert as a whole failed; a retry of what did land is then a duplicate).
+   */
+  const failedIndexes = (err: unknown, size: number): number[] => {
+    const writeErrors = err instanceof mongo.MongoBulkWriteError ? (err as { writeErrors?: unknown }).writeErrors : undefined;
+    const list = (Array.isArray(writeErrors) ? writeErrors : writeErrors ? [writeErrors] : []) as { index: number; code?: number }[];
+    if (list.length === 0) return [...Array(size).keys()];
+    return list.filter((e) => e.code !== 11000).map((e) => e.index);
+  };
+
+  const writeBatch = async (batch: Waiting[]): Promise<void> => {
+    let failed: number[] = [];
+    let error: Error | undefined;
     try {
-      await collection.insertOne(buildRecord(input));
+      await collection.insertMany(
+        batch.map((w) => w.record),
+        { ordered: false },
+      );
     } catch (err) {
-      logger.warn('audit event not recorded', { action: input.action, error: (err as Error).name, reason: (err as Error).message });
+      error = err as Error;
+      failed = failedIndexes(err, batch.length);
+    }
+    const retry: Waiting[] = [];
+    const failedSet = new Set(failed);
+    batch.forEach((waiting, index) => {
+      if (failedSet.has(index)) {
+        waiting.attempts += 1;
+        waiting.error ??= error;
+        if (waiting.attempts < batching.maxAttempts) {
+          retry.push(waiting);
+          return;
+        }
+        const cause = waiting.error;
+        logger.warn('audit event not recorded', { action: waiting.record.action, error: cause?.name, reason: cause?.message, attempts: waiting.attempts });
+      }
+      waiting.settle?.();
+    });
+    // Retried first, in their order: they are the oldest.
+    buffer.unshift(...retry);
+  };
+
+  const schedule = () => {
+    if (timer || writing || buffer.length === 0) return;
+    timer = setTimeout(() => {
+      timer = undefined;
+      void next();
+    }, batching.flushIntervalMs);
+    // Never what keeps the process alive: shutdown flushes.
+    timer.unref();
+  };
+
+  /** Starts the next batch unless one is in flight; resolves when the batch in flight is done. */
+  const next = (): Promise<void> => {
+    if (writing) return writing;
+    clearTimeout(timer);
+    timer = undefined;
+    if (buffer.length === 0) return Promise.resolve();
+    inFlight = buffer.splice(0, batching.batchSize);
+    const hadFailures = () => buffer.length > 0 && buffer[0]!.attempts > 0;
+    writing = writeBatch(inFlight).finally(() => {
+      writing = undefined;
+      inFlight = [];
+      // At once for a full batch or an awaiting caller (but a retry waits an interval).
+      if (!hadFailures() && (buffer.length >= batching.batchSize || buffer.some((w) => w.settle))) void next();
+      else schedule();
+    });
+    return writing;
+  };
+
+  const enqueue = (waiting: Waiting) => {
+    buffer.push(waiting);
+    if (buffer.length >= batching.batchSize || waiting.settle) void next();
+    else schedule();
+  };
+
+  /** Waits (back-pressure) while the buffer is at its cap, then enqueues. */
+  const admit = async (waiting: Waiting) => {
+    admitting.add(waiting);
+    try {
+      while (buffer.length >= batching.maxBuffered) await next();
+    } finally {
+      admitting.delete(waiting);
+    }
+    enqueue(waiting);
+  };
+
+  const accept = (input: AuditInput | UntypedAuditInput, awaited: boolean): Promise<void> | undefined => {
+    // Built now: the request context (IP, user agent) is this call's.
+    const waiting: Waiting = { record: buildRecord(input), seq: (seq += 1), attempts: 0 };
+    const written = awaited ? new Promise<void>((resolve) => (waiting.settle = resolve)) : undefined;
+    if (buffer.length < batching.maxBuffered) enqueue(waiting);
+    else void admit(waiting);
+    return written;
+  };
+
+  const flush = async () => {
+    const mark = seq;
+    const before = (w: Waiting) => w.seq <= mark;
+    while (buffer.some(before) || inFlight.some(before) || [...admitting].some(before)) {
+      if (admitting.size > 0 && !writing && buffer.length === 0) await Promise.resolve();
+      await next();
     }
   };
 
@@ -251,6 +415,8 @@ export function createAuditService(deps: { db: mongo.Db; logger: Logger; retenti
   };
 
   const list: AuditService['list'] = async (filter, page) => {
+    // A node reads its own writes: what it recorded before is stored first.
+    await flush();
     const limit = Number.isFinite(page.limit) ? Math.min(Math.max(Math.trunc(page.limit), 1), 500) : 50;
     const q = query(filter);
     if (page.cursor !== undefined) {
@@ -269,13 +435,23 @@ export function createAuditService(deps: { db: mongo.Db; logger: Logger; retenti
 
   return {
     record(input) {
-      // NOTE: not an async function, so the write joins `pending` before record() returns:
-      // a provider listener's write is then visible to flush() as soon as the event is emitted.
-      const written = write(input);
-      pending.add(written);
-      void written.finally(() => pending.delete(written));
-      return written;
+      // NOTE: not an async function, so the event is buffered before record() returns:
+      // flush() called right after sees it.
+      return accept(input, true) ?? Promise.resolve();
     },
+
+    recordInBackground(input) {
+      accept(input, false);
+    },
+
+    backPressure() {
+      if (buffer.length < batching.maxBuffered) return undefined;
+      return (async () => {
+        while (buffer.length >= batching.maxBuffered) await next();
+      })();
+    },
+
+    stats: () => ({ buffered: buffer.length, inFlight: inFlight.length, held: admitting.size }),
 
     list,
 
@@ -289,9 +465,7 @@ export function createAuditService(deps: { db: mongo.Db; logger: Logger; retenti
       }
     },
 
-    async flush() {
-      while (pending.size > 0) await Promise.allSettled([...pending]);
-    },
+    flush,
 
     async ensureIndexes() {
       // Without TTL indexes, the periodic sweep applies the retention.

@@ -14,6 +14,7 @@ import { insertClaim, isDuplicateKey } from '../db/claims.js';
 import { ensureExpiryIndex } from '../db/expiry-index.js';
 import { AppError, AppErrorBase } from '../http/app-error.js';
 import type { ClientStore } from '../oidc/mongo-adapter.js';
+import type { Logger } from '../logging/logger.js';
 import type { AdminAuthority } from './admin-authority.js';
 import { CLIENTS_GRANT_SCOPE, NO_AUTHORITY, scopesNotHeld } from './admin-authority.js';
 import type { ClientInput, NewClientInput, ValidClient } from './client-input.js';
@@ -25,6 +26,8 @@ import {
   usesSecret,
   validateClientInput,
 } from './client-input.js';
+import type { StampedCacheOptions } from './client-cache.js';
+import { createStampedCache } from './client-cache.js';
 import type { ClientModel, ClientRecord } from './client.model.js';
 
 export { ClientValidationError, clientInputSchema, newClientSchema } from './client-input.js';
@@ -118,6 +121,13 @@ export interface ClientService extends ClientStore {
   ensureIndexes(): Promise<void>;
   /** Removes expired rotation claims (servers without TTL indexes). */
   sweep(now?: Date): Promise<number>;
+  /**
+   * Serves `find` (what the provider reads on every request) from this node's memory, watching
+   * for changes made anywhere (client-cache.ts) until stopWatching(). Without it (the command
+   * line), every read goes to the database.
+   */
+  startWatching(): void;
+  stopWatching(): void;
 }
 
 export interface ClientServiceDeps {
@@ -133,6 +143,21 @@ export interface ClientServiceDeps {
   /** Where the provider's oidc_* collections are; default: the model's database. */
   db?: mongo.Db | undefined;
   clock?: Clock;
+  logger?: Logger | undefined;
+  /** The node cache's timing (client-cache.ts); tests may shorten it. */
+  cache?: Pick<StampedCacheOptions, 'pollIntervalMs' | 'trustMs' | 'maxAgeMs'> | undefined;
+}
+
+/**
+ * What this node keeps of a client: the provider's metadata with the secret already unsealed
+ * (opening it costs an AES-GCM decryption per request otherwise), and the previous secret
+ * sealed, opened only when a request presents it (client-secret-rotation.ts).
+ */
+interface CachedClient {
+  metadata: AdapterPayload;
+  previousSecretSealed: string | null;
+  previousSecretExpiresAt: Date | null;
+  previousSecret?: string;
 }
 
 /** One document per secret rotated away: `{ _id: "<clientId>:<digest of the replaced sealed secret>" }`. */
@@ -263,6 +288,9 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
     return db;
   };
   const rotations = () => database().collection<RotationClaim>(SECRET_ROTATIONS_COLLECTION);
+  // NOTE: every write to `clients` below calls `cache.changed()` after it: the other nodes drop
+  // their copies within one poll interval, this one at once.
+  const cache = createStampedCache<CachedClient>({ db: database, name: 'clients', logger: deps.logger, ...deps.cache });
 
   const toView = (record: ClientRecord): ClientView => {
     const metadata = JSON.parse(record.metadata) as AdapterPayload;
@@ -388,6 +416,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
         }
         throw err;
       }
+      await cache.changed();
       const view = toView(doc.toObject());
       const set = Object.entries(editableFields(metadata, client.name))
         .filter(([, v]) => v !== undefined && v !== false && !(Array.isArray(v) && v.length === 0))
@@ -426,6 +455,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
         changed.push('clientSecret');
       }
       const updated = await Client.findOneAndUpdate({ _id: clientId }, { $set: set }, { returnDocument: 'after' }).lean();
+      await cache.changed();
       if (!updated) throw new AppError('client.not_found', { clientId });
       await recordChange('client.updated', by, clientId, client.name, changed);
       return { ...toView(updated), clientSecret };
@@ -465,6 +495,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
           },
         },
       );
+      await cache.changed();
       await recordChange('client.secret_rotated', by, clientId, existing.name, ['clientSecret']);
       return { clientSecret, previousSecretExpiresAt };
     },
@@ -501,6 +532,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
       if (!existing) return false;
       await authorize('client.deleted', by, [powersOf(existing)], { id: clientId, name: existing.name });
       const result = await Client.deleteOne({ _id: clientId });
+      await cache.changed();
       // After the client: a token issued in between would fail at once anyway (no client).
       await removeArtifacts(clientId);
       if (result.deletedCount !== 1) return false;
@@ -509,6 +541,13 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
     },
 
     async previousSecret(clientId) {
+      const cached = cache.peek(clientId);
+      if (cached) {
+        const expiresAt = cached.previousSecretExpiresAt;
+        if (!cached.previousSecretSealed || !expiresAt || expiresAt.getTime() <= now()) return undefined;
+        cached.previousSecret ??= secretBox.open(cached.previousSecretSealed, previousSecretContext(clientId));
+        return cached.previousSecret;
+      }
       const doc = await Client.findById(clientId, { previousSecretSealed: 1, previousSecretExpiresAt: 1 }).lean();
       if (!doc?.previousSecretSealed || !doc.previousSecretExpiresAt || doc.previousSecretExpiresAt.getTime() <= now()) return undefined;
       return secretBox.open(doc.previousSecretSealed, previousSecretContext(clientId));
@@ -523,13 +562,25 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
       return (await rotations().deleteMany({ expiresAt: { $lte: at } })).deletedCount;
     },
 
+    startWatching() {
+      cache.start();
+    },
+
+    stopWatching() {
+      cache.stop();
+    },
+
     // ClientStore: what oidc-provider's Client model reads and writes through the adapter.
     async find(clientId) {
-      const doc = await Client.findById(clientId).lean();
-      if (!doc) return undefined;
-      const metadata = JSON.parse(doc.metadata) as AdapterPayload;
-      if (doc.secretSealed) metadata.client_secret = secretBox.open(doc.secretSealed, secretContext(clientId));
-      return metadata;
+      const cached = await cache.get(clientId, async () => {
+        const doc = await Client.findById(clientId).lean();
+        if (!doc) return undefined;
+        const metadata = JSON.parse(doc.metadata) as AdapterPayload;
+        if (doc.secretSealed) metadata.client_secret = secretBox.open(doc.secretSealed, secretContext(clientId));
+        return { metadata, previousSecretSealed: doc.previousSecretSealed ?? null, previousSecretExpiresAt: doc.previousSecretExpiresAt ?? null };
+      });
+      // A copy: whatever the caller does to it must not change this node's cache.
+      return cached ? { ...cached.metadata } : undefined;
     },
 
     async upsert(clientId, payload) {
@@ -547,11 +598,13 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
         },
         { upsert: true },
       );
+      await cache.changed();
     },
 
     // The provider deletes a dynamically registered client (RFC 7592 §2.3): its tokens go too.
     async destroy(clientId) {
       await Client.deleteOne({ _id: clientId });
+      await cache.changed();
       await removeArtifacts(clientId);
     },
   };

@@ -120,7 +120,7 @@ export interface Core {
   sweep(): Promise<number>;
   /** Sweeps every `intervalMs` in the background until close() (the server; the CLI does not). */
   startSweeping(intervalMs?: number): void;
-  /** Stops the sweep, closes the mailer and waits for audit writes still in flight. Leaves the connection open. */
+  /** Stops the sweep and the client cache's watch, closes the mailer and waits for audit writes still in flight. Leaves the connection open. */
   close(): Promise<void>;
 }
 
@@ -132,7 +132,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
   const audit = createAuditService({ db, logger, retentionDays: config.audit.retentionDays, clock });
   const accounts = createAccountService({ Account, logger, clock });
   const totp = createTotpService({ Account, db, secretBox, keys: config.encryptionKeys, issuer: config.productName, clock });
-  const clients = createClientService({ Client: createClientModel(connection), secretBox, audit, config, db, clock });
+  const clients = createClientService({ Client: createClientModel(connection), secretBox, audit, config, db, clock, logger });
   const passwordPolicy = createPasswordPolicy(config);
   // NOTE: the provider's records live by the system's time (see the adapter below).
   const access = createAccountAccessService({ db, clients });
@@ -264,6 +264,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
       closed ??= (async () => {
         clearInterval(timer);
         timer = undefined;
+        clients.stopWatching();
         // The sends in flight finish first; a mail cut off is retried after its lease.
         await outbox.stop();
         mailer.close();

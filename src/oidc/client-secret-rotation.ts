@@ -13,9 +13,11 @@ import type Provider from 'oidc-provider';
  *
  * NOTE: the provider caches Client instances (an LRU in lib/models/client.js, `static find`), but
  * keyed by a hash of the metadata the adapter returns, and it asks the adapter on every request.
- * An update or a rotation changes that metadata (the current secret is part of it), so the next
- * request builds a new Client; a deleted client is not found at all. The previous secret is read
- * per comparison, and only when the current one did not match, so its expiry is exact.
+ * The adapter answers from the node's client cache, which every change drops on every node within
+ * a second (src/clients/client-cache.ts); an update or a rotation changes that metadata (the
+ * current secret is part of it), so the next request builds a new Client; a deleted client is not
+ * found at all. The previous secret is looked up per comparison (from the same cache entry while
+ * it is trusted), and only when the current one did not match, so its expiry is exact.
  */
 
 export interface PreviousSecrets {

@@ -12,8 +12,9 @@ import type { Logger } from '../logging/logger.js';
  *
  * Audit events from here: `token.issued`, `token.revoked`, `session.ended`,
  * `client.registered`, `client.registration_updated`, `client.registration_deleted`.
- * The provider emits synchronously and does not wait for listeners, so these writes are not
- * awaited (AuditService.flush waits for them). Model events (`access_token.destroyed`, …)
+ * The provider emits synchronously and does not wait for listeners, so these events are
+ * recorded in the background: buffered and written in batches, off the token endpoint's path
+ * (AuditService.flush writes them at once). Model events (`access_token.destroyed`, …)
  * carry no ctx: the IP and user agent come from the request context (request-context.ts).
  */
 const CLIENT_ERROR_EVENTS = [
@@ -72,9 +73,10 @@ export function logProviderEvents(provider: Provider, logger: Logger, audit: Aud
     const accountId = entities.Account?.accountId;
     const tokenTypes = tokenTypesIn(ctx.body);
     const scope = (ctx.body as { scope?: unknown } | undefined)?.scope;
-    // (Not `tokenTypes` here: the logger redacts fields named like tokens.)
-    logger.info('tokens issued', { client: client?.clientId, grantType, issued: tokenTypes, requestId: ctx.state.requestId });
-    void audit.record({
+    // (Not `tokenTypes` here: the logger redacts fields named like tokens.) Debug, not info: this
+    // is the token endpoint's every request, and the audit log below keeps the same facts.
+    logger.debug('tokens issued', { client: client?.clientId, grantType, issued: tokenTypes, requestId: ctx.state.requestId });
+    audit.recordInBackground({
       action: 'token.issued',
       outcome: 'success',
       actor: clientActor(client),
@@ -101,7 +103,7 @@ export function logProviderEvents(provider: Provider, logger: Logger, audit: Aud
   const revocationPath = provider.pathFor('revocation');
   const onDestroyed = (tokenType: string) => (token: RevocableToken) => {
     if (currentRequest()?.path !== revocationPath) return;
-    void audit.record({
+    audit.recordInBackground({
       action: 'token.revoked',
       outcome: 'success',
       actor: token.clientId ? { type: 'client', id: token.clientId } : { type: 'anonymous' },
@@ -121,7 +123,7 @@ export function logProviderEvents(provider: Provider, logger: Logger, audit: Aud
     const grantType = typeof params?.grant_type === 'string' ? params.grant_type : undefined;
     const accountId = entities.Account?.accountId ?? entities.RefreshToken?.accountId ?? entities.AuthorizationCode?.accountId;
     logger.info('grant revoked', { client: client?.clientId, route, grantType, requestId: ctx.state.requestId });
-    void audit.record({
+    audit.recordInBackground({
       action: 'token.revoked',
       outcome: 'success',
       actor: { type: 'system' },
@@ -138,7 +140,7 @@ export function logProviderEvents(provider: Provider, logger: Logger, audit: Aud
     const { session, client } = ctx.oidc;
     // Nobody was signed in (the provider ends such requests the same way): nothing ended.
     if (!session?.accountId) return;
-    void audit.record({
+    audit.recordInBackground({
       action: 'session.ended',
       outcome: 'success',
       actor: { type: 'account', id: session.accountId },
@@ -160,7 +162,7 @@ export function logProviderEvents(provider: Provider, logger: Logger, audit: Aud
     // a static one (`initialAccessToken: '<string>'`) shows only as the bearer header.
     const withInitialToken = Boolean(ctx.oidc.entities.InitialAccessToken) || /^bearer /i.test(ctx.get('authorization'));
     logger.info('client registered', { client: client.clientId, requestId: ctx.state.requestId });
-    void audit.record({
+    audit.recordInBackground({
       action: 'client.registered',
       outcome: 'success',
       actor: { type: 'anonymous' },
@@ -174,7 +176,7 @@ export function logProviderEvents(provider: Provider, logger: Logger, audit: Aud
     // NOTE: `client` is the record as it was before the update; the response body has the new
     // metadata (and the secrets: only its name is read).
     const newName = (ctx.body as { client_name?: unknown } | undefined)?.client_name;
-    void audit.record({
+    audit.recordInBackground({
       action: 'client.registration_updated',
       outcome: 'success',
       actor: clientActor(client),
@@ -184,7 +186,7 @@ export function logProviderEvents(provider: Provider, logger: Logger, audit: Aud
   });
   provider.on('registration_delete.success', (ctx, client) => {
     logger.info('client registration deleted', { client: client.clientId, requestId: ctx.state.requestId });
-    void audit.record({
+    audit.recordInBackground({
       action: 'client.registration_deleted',
       outcome: 'success',
       actor: clientActor(client),

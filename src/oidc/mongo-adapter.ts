@@ -4,7 +4,7 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
-import { insertClaim } from '../db/claims.js';
+import { insertClaim, isDuplicateKey } from '../db/claims.js';
 import { guardDatabase } from '../db/unavailable.js';
 import { currentRequest, forgetReads, rememberRead } from '../http/request-context.js';
 import type { Logger } from '../logging/logger.js';
@@ -12,12 +12,13 @@ import type { Logger } from '../logging/logger.js';
 /**
  * oidc-provider's storage Adapter over MongoDB, one collection per model.
  *
- * Each record is stored as `{ _id, payload, grantId?, uid?, userCode?, accountId?, clientId?, expiresAt, consumedAt? }`
+ * Each record is stored as `{ _id, payload, grantId?, uid?, userCode?, accountId?, clientId?, kind?, expiresAt, consumedAt? }`
  * with `payload` serialised as JSON; `accountId` is copied out of the payload so that everything
  * issued to one person can be revoked at once (revokeAccountRecords), and `clientId` so that a
  * deleted client's codes, tokens and grants go with it (ClientService.remove). NOTE: payloads carry keys that FerretDB (and MongoDB
  * before 5.0) refuse in documents, such as resource indicator URLs or client ids containing
- * dots, so the payload is never stored as a free-form nested document.
+ * dots, so the payload is never stored as a free-form nested document. `kind` names the model in
+ * the one collection two models share (access and client credentials tokens, see STORED_WITH).
  */
 
 interface StoredRecord {
@@ -31,6 +32,8 @@ interface StoredRecord {
   clientId?: string;
   expiresAt: Date | null;
   consumedAt?: Date | null;
+  /** In a collection two models share (see STORED_WITH): which model the record belongs to. */
+  kind?: string;
   /** Session only: when it was last written, and by which IP and browser (the account centre lists them). */
   seenAt?: Date;
   seenIp?: string;
@@ -74,8 +77,72 @@ interface ConsumeClaim {
   expiresAt: Date | null;
 }
 
+/**
+ * Models kept in another model's collection. ClientCredentials tokens live with access tokens:
+ * introspection and the management API look a token value up in both models at once (the
+ * provider's token_find helper), and in one collection those lookups are one query (SharedReads).
+ * Each such record carries its model in a top-level `kind`; a record without one is the
+ * collection's own model's (access tokens written before this layout).
+ * NOTE: ClientCredentials tokens written to `oidc_client_credentials` before are no longer found
+ * (they live minutes); RefreshToken stays in its own collection: long-lived tokens survive upgrades.
+ */
+const STORED_WITH: Readonly<Record<string, string>> = { ClientCredentials: 'AccessToken' };
+
+/** The collection a model's records are stored in. */
 export function collectionName(model: string): string {
-  return `oidc_${model.replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase()}`;
+  return `oidc_${(STORED_WITH[model] ?? model).replace(/([a-z0-9])([A-Z])/g, '$1_$2').toLowerCase()}`;
+}
+
+/** Every adapter collection once (ADAPTER_MODELS share some): what indexes, sweeps and revocations walk. */
+function collectionsOf(models: readonly string[]): string[] {
+  return [...new Set(models.map(collectionName))];
+}
+
+/**
+ * Models whose every save is a new record (a fresh random id: the provider never saves an access
+ * or client credentials token twice): written with one insert, which FerretDB does several times
+ * faster than an upsert; a save of an existing id still lands, as an update after the refused insert.
+ */
+const INSERTED_FIRST: ReadonlySet<string> = new Set(['AccessToken', 'ClientCredentials']);
+
+/** The model whose collection this model's records are in (itself unless STORED_WITH says otherwise). */
+function collectionModel(model: string): string {
+  return STORED_WITH[model] ?? model;
+}
+
+/** True when the model's records share their collection with another model's. */
+function sharesCollection(model: string): boolean {
+  return model in STORED_WITH || Object.values(STORED_WITH).includes(model);
+}
+
+/**
+ * Concurrent finds of one record in one collection share one query: the provider asks
+ * AccessToken and ClientCredentials for the same value at the same moment. Only reads in flight
+ * are shared, never results, and a write to the collection (before and after it) keeps later
+ * reads from joining a query sent before it.
+ */
+class SharedReads {
+  /** Per collection: the reads in flight, by id. */
+  private readonly pending = new Map<string, Map<string, Promise<StoredRecord | null>>>();
+
+  read(collection: Collection<StoredRecord>, id: string): Promise<StoredRecord | null> {
+    let reads = this.pending.get(collection.collectionName);
+    if (!reads) this.pending.set(collection.collectionName, (reads = new Map()));
+    const inFlight = reads.get(id);
+    if (inFlight) return inFlight;
+    const started = collection.findOne({ _id: id });
+    const done = () => {
+      if (reads.get(id) === started) reads.delete(id);
+    };
+    started.then(done, done);
+    reads.set(id, started);
+    return started;
+  }
+
+  written(collection: Collection<StoredRecord>): void {
+    // A new map, not clear(): the reads in flight must not delete what later reads put there.
+    if (this.pending.get(collection.collectionName)?.size) this.pending.set(collection.collectionName, new Map());
+  }
 }
 
 /** Client metadata lives in our own `clients` collection (secrets encrypted); the Client model reads it through this. */
@@ -140,6 +207,7 @@ class MongoAdapter implements Adapter {
   constructor(
     private readonly name: string,
     private readonly deps: MongoAdapterDeps,
+    private readonly shared = new SharedReads(),
   ) {
     this.collectionName = collectionName(name);
     this.collection = deps.db.collection<StoredRecord>(this.collectionName);
@@ -155,6 +223,24 @@ class MongoAdapter implements Adapter {
   /** A write to this model (called before and after it): what the request read of it may be stale. */
   private written(): void {
     if (this.remembered) forgetReads(`${this.collectionName}:`);
+    this.shared.written(this.collection);
+  }
+
+  /**
+   * In a shared collection (STORED_WITH): this model's records only, and concurrent reads of one
+   * id shared with the other model. NOTE: records written before `kind` existed belong to the
+   * collection's own model.
+   */
+  private async readOwn(id: string): Promise<StoredRecord | null> {
+    if (!sharesCollection(this.name)) return this.findOne('id', id);
+    const record = await guardDatabase(() => this.shared.read(this.collection, id));
+    return record && (record.kind ?? collectionModel(this.name)) === this.name ? record : null;
+  }
+
+  /** Narrows a filter to this model's records when it shares its collection. */
+  private own(filter: mongo.Filter<StoredRecord>): mongo.Filter<StoredRecord> {
+    if (!sharesCollection(this.name)) return filter;
+    return this.name in STORED_WITH ? { ...filter, kind: this.name } : { ...filter, kind: { $nin: Object.keys(STORED_WITH) } };
   }
 
   private now(): number {
@@ -178,6 +264,7 @@ class MongoAdapter implements Adapter {
     else unset.accountId = '';
     if (typeof payload.clientId === 'string' && payload.clientId) set.clientId = payload.clientId;
     else unset.clientId = '';
+    if (sharesCollection(this.name)) set.kind = this.name;
     // NOTE: an upsert never clears consumedAt: a consumed code or token stays consumed.
     if (consumed) set.consumedAt = new Date(Number(consumed) * 1000);
     if (this.name === 'Session') {
@@ -191,12 +278,25 @@ class MongoAdapter implements Adapter {
     }
     const update = Object.keys(unset).length > 0 ? { $set: set, $unset: unset } : { $set: set };
     this.written();
+    if (INSERTED_FIRST.has(this.name) && (await this.insertNew(id, set))) return;
     await guardDatabase(() => this.collection.updateOne({ _id: id }, update, { upsert: true }));
     this.written();
   }
 
+  /** Inserts a record that should not exist yet; false when it does (then the caller updates it). */
+  private async insertNew(id: string, fields: Partial<StoredRecord>): Promise<boolean> {
+    try {
+      await guardDatabase(() => this.collection.insertOne({ ...fields, _id: id } as StoredRecord));
+      this.written();
+      return true;
+    } catch (err) {
+      if (isDuplicateKey(err)) return false;
+      throw err;
+    }
+  }
+
   async find(id: string): Promise<AdapterPayload | undefined> {
-    return toPayload(await this.findOne('id', id), this.now());
+    return toPayload(await this.readOwn(id), this.now());
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
@@ -210,13 +310,14 @@ class MongoAdapter implements Adapter {
 
   async destroy(id: string): Promise<void> {
     this.written();
-    await guardDatabase(() => this.collection.deleteOne({ _id: id }));
+    await guardDatabase(() => this.collection.deleteOne(this.own({ _id: id })));
     this.written();
   }
 
   async revokeByGrantId(grantId: string): Promise<void> {
     this.written();
-    await guardDatabase(() => this.collection.deleteMany({ grantId }));
+    await guardDatabase(() => this.collection.deleteMany(this.own({ grantId })));
+    this.written();
   }
 
   /**
@@ -288,7 +389,8 @@ class ClientAdapter implements Adapter {
 
 /** The synchronous factory oidc-provider's `adapter` option takes. */
 export function createMongoAdapter(deps: MongoAdapterDeps): (name: string) => Adapter {
-  return (name: string) => (name === 'Client' ? new ClientAdapter(deps.clientStore) : new MongoAdapter(name, deps));
+  const shared = new SharedReads();
+  return (name: string) => (name === 'Client' ? new ClientAdapter(deps.clientStore) : new MongoAdapter(name, deps, shared));
 }
 
 export interface AdapterIndexes {
@@ -299,13 +401,13 @@ export interface AdapterIndexes {
 /** Creates the adapter's indexes once, at start (not per request). */
 export async function ensureAdapterIndexes(db: Db, logger: Logger): Promise<AdapterIndexes> {
   let ttlSupported = true;
-  for (const model of ADAPTER_MODELS) {
-    const collection = db.collection(collectionName(model));
+  for (const name of collectionsOf(ADAPTER_MODELS)) {
+    const collection = db.collection(name);
     await collection.createIndex({ grantId: 1 }, { sparse: true });
     await collection.createIndex({ accountId: 1 }, { sparse: true });
     await collection.createIndex({ clientId: 1 }, { sparse: true });
-    if (model === 'Session') await collection.createIndex({ uid: 1 }, { unique: true, sparse: true });
-    if (model === 'DeviceCode') await collection.createIndex({ userCode: 1 }, { unique: true, sparse: true });
+    if (name === collectionName('Session')) await collection.createIndex({ uid: 1 }, { unique: true, sparse: true });
+    if (name === collectionName('DeviceCode')) await collection.createIndex({ userCode: 1 }, { unique: true, sparse: true });
     if (ttlSupported) {
       try {
         await collection.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0, name: 'expiresAt_ttl' });
@@ -350,9 +452,9 @@ export async function revokeAccountRecords(
   forgetAdapterReads();
   const serialised = new RegExp(escapeRegex(`"accountId":${JSON.stringify(accountId)}`));
   let removed = 0;
-  for (const model of models) {
+  for (const name of collectionsOf(models)) {
     const result = await guardDatabase(() =>
-      db.collection<StoredRecord>(collectionName(model)).deleteMany({ $or: [{ accountId }, { payload: { $regex: serialised } }] }),
+      db.collection<StoredRecord>(name).deleteMany({ $or: [{ accountId }, { payload: { $regex: serialised } }] }),
     );
     removed += result.deletedCount;
   }
@@ -362,8 +464,8 @@ export async function revokeAccountRecords(
 /** Deletes expired records from every adapter collection; returns how many went. */
 export async function sweepExpired(db: Db, now: Date = new Date()): Promise<number> {
   let removed = 0;
-  for (const model of ADAPTER_MODELS) {
-    const result = await db.collection(collectionName(model)).deleteMany({ expiresAt: { $lte: now } });
+  for (const name of collectionsOf(ADAPTER_MODELS)) {
+    const result = await db.collection(name).deleteMany({ expiresAt: { $lte: now } });
     removed += result.deletedCount;
   }
   // Claims expire with the record they claimed; not counted as records.

@@ -88,10 +88,10 @@ export function createApiAuth({ provider, config, accounts }: ApiAuthDeps): ApiA
     new BearerError(401, 'auth.invalid_token', description, challenge({ error: 'invalid_token', error_description: description }));
 
   async function findToken(value: string) {
-    // Either model may hold it; opaque values are random, so at most one does.
-    const accessToken = await provider.AccessToken.find(value);
-    if (accessToken) return accessToken;
-    return provider.ClientCredentials.find(value);
+    // Either model may hold it; opaque values are random, so at most one does. Asked together,
+    // the two lookups are one database query (both models share a collection, mongo-adapter.ts).
+    const [accessToken, clientCredentials] = await Promise.all([provider.AccessToken.find(value), provider.ClientCredentials.find(value)]);
+    return accessToken ?? clientCredentials;
   }
 
   async function resolve(ctx: Context): Promise<ApiPrincipal> {
