@@ -11,7 +11,7 @@
  *
  * Started by bench/run.ts with PORT set.
  */
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import http from 'node:http';
 
 import Koa from 'koa';
@@ -32,9 +32,28 @@ const accounts = new Map<string, { sub: string; password: string }>();
 const emails = new Map<string, string>();
 const clients: ClientMetadata[] = [];
 
+// An RS256 key of its own (ours signs ID tokens with RS256 too), rather than the library's
+// development keys.
+const signingKey = { ...generateKeyPairSync('rsa', { modulusLength: 2048 }).privateKey.export({ format: 'jwk' }), kid: 'bench', alg: 'RS256', use: 'sig' };
+
+const HOUR = 60 * 60;
+const DAY = 24 * HOUR;
+
 const configuration: Configuration = {
   clients,
+  jwks: { keys: [signingKey as NonNullable<Configuration['jwks']>['keys'][number]] },
   cookies: { keys: cookieKeys },
+  // Our server's default lifetimes.
+  ttl: {
+    AccessToken: HOUR,
+    AuthorizationCode: 60,
+    ClientCredentials: HOUR,
+    IdToken: HOUR,
+    Interaction: HOUR,
+    RefreshToken: 14 * DAY,
+    Session: 14 * DAY,
+    Grant: 365 * DAY,
+  },
   claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name'] },
   scopes: ['openid', 'offline_access', 'email', 'profile'],
   async findAccount(_ctx, sub) {
@@ -49,7 +68,8 @@ const configuration: Configuration = {
   features: {
     devInteractions: { enabled: false },
     clientCredentials: { enabled: true },
-    introspection: { enabled: true },
+    // As ours: only the client a token was issued to may introspect it.
+    introspection: { enabled: true, allowedPolicy: async (_ctx, client, token) => token.clientId === client.clientId },
     revocation: { enabled: true },
     userinfo: { enabled: true },
   },

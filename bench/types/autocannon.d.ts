@@ -8,6 +8,8 @@ declare module 'autocannon' {
     connections?: number;
     /** Seconds. */
     duration?: number;
+    /** Milliseconds between samples; a run ends at the first sample after its duration. */
+    sampleInt?: number;
     /** Seconds before a request counts as timed out. */
     timeout?: number;
   }
