@@ -198,4 +198,4 @@ const probe = startProbe({
     await new Promise<void>((resolve) => server.close(() => resolve()));
   },
 });
-server.listen(port, '127.0.0.1', () => probe.ready(port));
+server.listen(port, '127.0.0.1', () => probe.ready(server, port));

@@ -7,6 +7,8 @@
  * scenario's cost. Nothing here runs on a request's path except one counter increment per
  * database command.
  */
+import type { Server } from 'node:http';
+
 import type { mongo } from 'mongoose';
 
 import type { ProbeSample, ToChild, FromChild } from './protocol.js';
@@ -28,8 +30,8 @@ export interface ProbeHooks {
 export interface Probe {
   /** Counts the commands this client sends from now on. */
   watch(client: mongo.MongoClient): void;
-  /** Tells the bench the server listens; from then on the bench may send requests. */
-  ready(port: number): void;
+  /** Counts the requests this server receives, and tells the bench it listens: from then on the bench may send requests. */
+  ready(server: Server, port: number): void;
 }
 
 function send(message: FromChild): void {
@@ -40,6 +42,7 @@ export function startProbe(hooks: ProbeHooks): Probe {
   if (!process.send) throw new Error('a benchmark target runs as a child of the bench (an IPC channel is needed)');
   const commands = new Map<string, number>();
   let total = 0;
+  let requests = 0;
   let peak = process.memoryUsage.rss();
   const sampler = setInterval(() => {
     peak = Math.max(peak, process.memoryUsage.rss());
@@ -54,6 +57,7 @@ export function startProbe(hooks: ProbeHooks): Probe {
       cpuMicros: cpu.user + cpu.system,
       rss,
       rssPeak: Math.max(peak, rss),
+      requests,
       commands: total,
       commandsByName: Object.fromEntries(commands),
     };
@@ -101,7 +105,10 @@ export function startProbe(hooks: ProbeHooks): Probe {
         total += 1;
       });
     },
-    ready(port) {
+    ready(server, port) {
+      server.on('request', () => {
+        requests += 1;
+      });
       send({ type: 'ready', port });
     },
   };

@@ -6,6 +6,8 @@ export interface ProbeSample {
   rss: number;
   /** The highest resident set size seen since the previous sample (sampled every 50 ms). */
   rssPeak: number;
+  /** HTTP requests the server received so far. */
+  requests: number;
   /** Database commands sent so far (driver command monitoring). */
   commands: number;
   /** The same, by `<command> <collection>`. */

@@ -75,6 +75,18 @@ export function markdown(report: BenchReport): string {
     lines.push('');
   }
   for (const note of report.notes) lines.push(`- ${note}`);
+  const withCommands = report.results.filter((r) => r.dbCommandsPerOpByName && Object.keys(r.dbCommandsPerOpByName).length > 0);
+  if (withCommands.length > 0) {
+    lines.push('');
+    lines.push('Database commands per op, by command and collection (the background mail worker included):');
+    lines.push('');
+    for (const row of withCommands) {
+      const parts = Object.entries(row.dbCommandsPerOpByName ?? {})
+        .sort(([a], [b]) => a.localeCompare(b))
+        .map(([name, n]) => `${name} ${Math.round(n * 100) / 100}`);
+      lines.push(`- ${row.scenario} (${row.target}): ${parts.join(', ')}`);
+    }
+  }
   const failed = report.results.filter((r) => r.firstError);
   if (failed.length > 0) {
     lines.push('');

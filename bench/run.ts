@@ -221,7 +221,7 @@ function perOp(before: ProbeSample, after: ProbeSample, ops: number): Pick<Resul
   const byName: Record<string, number> = {};
   for (const [name, count] of Object.entries(after.commandsByName)) {
     const delta = count - (before.commandsByName[name] ?? 0);
-    if (delta > 0) byName[name] = Math.round((delta / n) * 100) / 100;
+    if (delta > 0) byName[name] = Math.round((delta / n) * 1000) / 1000;
   }
   return {
     cpuMsPerOp: (after.cpuMicros - before.cpuMicros) / 1000 / n,
@@ -254,8 +254,10 @@ async function measure(scenario: Scenario, running: RunningTarget, options: Opti
   const measured = await run(options.duration);
   const after = await target.sample();
   const dbAfter = target.databaseCpuMs();
-  // Flows count per flow; request scenarios per response (errors included: they cost too).
-  const ops = scenario.kind === 'flow' ? measured.ops : measured.requests;
+  // Flows count per flow; request scenarios per request the server received (errors included:
+  // they cost too; and those still in flight when the load generator stopped, which it never
+  // saw answered, but whose work the server did).
+  const ops = scenario.kind === 'flow' ? measured.ops : after.requests - before.requests;
   const costs = perOp(before, after, ops);
   return {
     scenario: scenario.name,

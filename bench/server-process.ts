@@ -73,7 +73,7 @@ async function main(): Promise<void> {
     await connection.close();
     await new Promise<void>((resolve) => logFile.end(resolve));
   };
-  probe.ready(config.port);
+  probe.ready(server, config.port);
 }
 
 main().catch((err: unknown) => {
