@@ -90,6 +90,9 @@ export function startProbe(hooks: ProbeHooks): Probe {
       (err: unknown) => send({ type: 'error', id: message.id, message: err instanceof Error ? (err.stack ?? err.message) : String(err) }),
     );
   });
+  // Ctrl-C reaches the whole process group: the bench stops its targets itself (dropping the
+  // scratch database on the way), so this process waits for its word.
+  process.on('SIGINT', () => undefined);
   // The bench gone (crashed or killed): the server must not outlive it.
   process.on('disconnect', () => {
     void hooks.stop().finally(() => process.exit(0));

@@ -295,11 +295,17 @@ async function main(): Promise<void> {
   const codeWorkers: FlowWorker[] = Array.from({ length: options.workers }, (_, i) => ({ email: `bench-code-${i}-${runId}@example.com`, password: '' }));
 
   const cleanups: (() => Promise<void>)[] = [];
-  const cleanUp = async () => {
-    for (const step of cleanups.reverse()) await step().catch((err: unknown) => log(`clean-up: ${(err as Error).message}`));
-    cleanups.length = 0;
-  };
-  process.once('SIGINT', () => {
+  // Once, whoever asks first (the end of the run, or Ctrl-C): the others wait for the same.
+  let cleaning: Promise<void> | undefined;
+  const cleanUp = () =>
+    (cleaning ??= (async () => {
+      for (const step of [...cleanups].reverse()) await step().catch((err: unknown) => log(`clean-up: ${(err as Error).message}`));
+    })());
+  // NOTE: `on`, not `once`: Ctrl-C reaches this process twice (from the terminal, and relayed by
+  // tsx's launcher), and a second one without a handler would end it half-way through the clean-up.
+  process.on('SIGINT', () => {
+    if (cleaning) return;
+    log('interrupted: stopping the servers and removing what the bench made…');
     void cleanUp().finally(() => process.exit(130));
   });
 
