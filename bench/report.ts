@@ -23,6 +23,12 @@ export interface ResultRow {
   dbCommandsPerOpByName: Record<string, number> | null;
   /** CPU time of the database's processes per op, milliseconds (only a database the bench started). */
   dbCpuMsPerOp: number | null;
+  /**
+   * The bench's own CPU time during the run, in cores (1 = one core busy all the time): the load
+   * generator, the browsers of the flows and the mail server. Near 1, the generator may be what
+   * limits ops/s (autocannon runs on one thread).
+   */
+  loadGeneratorCpuShare: number;
   /** The server process's highest resident set size during the run, MiB. */
   rssPeakMiB: number;
   durationSeconds: number;
@@ -58,14 +64,14 @@ export function markdown(report: BenchReport): string {
   lines.push('');
   lines.push('Targets: ' + report.targets.map((t) => `**${t.id}**: ${t.label}`).join('; ') + '.');
   lines.push('');
-  lines.push('| scenario | target | ops/s | p50 ms | p99 ms | CPU ms/op | DB cmds/op | DB CPU ms/op | peak RSS MiB | req/op | errors | vs bare |');
-  lines.push('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
+  lines.push('| scenario | target | ops/s | p50 ms | p99 ms | CPU ms/op | DB cmds/op | DB CPU ms/op | peak RSS MiB | req/op | errors | bench cores | vs bare |');
+  lines.push('|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
   for (const row of report.results) {
     const bare = report.results.find((r) => r.scenario === row.scenario && r.target === 'bare');
     const versus = row.target !== 'bare' && bare && bare.opsPerSecond > 0 ? `${((row.opsPerSecond / bare.opsPerSecond) * 100).toFixed(0)} %` : '';
     lines.push(
       `| ${row.scenario}${row.kind === 'flow' ? ' (flow)' : ''} | ${row.target} | ${opsCell(row.opsPerSecond)} | ${fixed(row.latencyMs.p50, row.kind === 'flow' ? 0 : 1)} | ${fixed(row.latencyMs.p99, row.kind === 'flow' ? 0 : 1)} | ` +
-        `${fixed(row.cpuMsPerOp, 2)} | ${fixed(row.dbCommandsPerOp, 1)} | ${fixed(row.dbCpuMsPerOp, 2)} | ${row.rssPeakMiB.toFixed(0)} | ${fixed(row.requestsPerOp, 1)} | ${row.errors} | ${versus} |`,
+        `${fixed(row.cpuMsPerOp, 2)} | ${fixed(row.dbCommandsPerOp, 1)} | ${fixed(row.dbCpuMsPerOp, 2)} | ${row.rssPeakMiB.toFixed(0)} | ${fixed(row.requestsPerOp, 1)} | ${row.errors} | ${row.loadGeneratorCpuShare.toFixed(2)} | ${versus} |`,
     );
   }
   lines.push('');

@@ -251,7 +251,9 @@ async function measure(scenario: Scenario, running: RunningTarget, options: Opti
   await run(options.warmUp);
   const before = await target.sample();
   const dbBefore = target.databaseCpuMs();
+  const benchBefore = process.cpuUsage();
   const measured = await run(options.duration);
+  const benchCpu = process.cpuUsage(benchBefore);
   const after = await target.sample();
   const dbAfter = target.databaseCpuMs();
   // Flows count per flow; request scenarios per request the server received (errors included:
@@ -273,6 +275,7 @@ async function measure(scenario: Scenario, running: RunningTarget, options: Opti
     dbCommandsPerOp: running.hasDatabase ? costs.dbCommandsPerOp : null,
     dbCommandsPerOpByName: running.hasDatabase ? costs.dbCommandsPerOpByName : null,
     dbCpuMsPerOp: dbBefore !== undefined && dbAfter !== undefined ? (dbAfter - dbBefore) / Math.max(ops, 1) : null,
+    loadGeneratorCpuShare: (benchCpu.user + benchCpu.system) / 1e6 / measured.seconds,
     durationSeconds: measured.seconds,
   };
 }
@@ -404,6 +407,7 @@ async function main(): Promise<void> {
         'DB cmds/op: database commands the server sent per request or flow (driver command monitoring), batched audit writes included.',
         'Our server publishes an https issuer and listens on plain http on loopback, as behind a TLS-terminating proxy (Secure cookies are sent back by the bench); TLS is not measured for either target.',
         'Each flow is a new browser (empty cookie jar): a full sign-in with its consent page; each worker signs in as an account of its own.',
+        'bench cores: CPU the bench itself used during the run (load generator, flow browsers, mail server), in cores; near 1 the generator may be the limit (autocannon is single-threaded).',
         'The load generator runs on the same machine as the servers: on a machine with few cores, absolute numbers are low and noisy; compare targets within a run.',
       ],
       scenarios: Object.fromEntries(selected.map((s) => [s.name, s.description])),
