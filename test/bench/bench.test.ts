@@ -101,6 +101,7 @@ describe('npm run bench (quick)', () => {
         expect(r.rssPeakMiB).toBeGreaterThan(20);
         expect(r.latencyMs.p99).toBeGreaterThanOrEqual(r.latencyMs.p50);
         expect(r.requestsPerOp).toBe(1);
+        expect(r.loadGeneratorCpuShare).toBeGreaterThan(0);
       }
     }
     // A token costs our server at least one write (the token); bare oidc-provider has no database.
