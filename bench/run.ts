@@ -356,6 +356,7 @@ async function main(): Promise<void> {
       specs.push({ id: 'bare', kind: 'bare', label: 'bare oidc-provider 9, memory adapter, minimal sign-in handler (plain-text password check)', env: {} });
     }
 
+    const idleRss = new Map<string, number>();
     // Started side by side (they wait on different things: the database, the compiler).
     const running: RunningTarget[] = await Promise.all(
       specs.map(async (spec): Promise<RunningTarget> => {
@@ -369,6 +370,7 @@ async function main(): Promise<void> {
           redirectUri: REDIRECT_URI,
         });
         const endpoints: Endpoints = await discover(`http://127.0.0.1:${target.port}`);
+        idleRss.set(spec.id, (await target.sample()).rss / MiB);
         const benchClient: BenchClient = { ...client, redirectUri: REDIRECT_URI };
         return { target, context: { endpoints, client: benchClient }, hasDatabase: spec.kind === 'ours' };
       }),
@@ -399,7 +401,7 @@ async function main(): Promise<void> {
         flowWorkers: options.workers,
         scenarios: selected.map((s) => s.name),
       },
-      targets: specs.map((s) => ({ id: s.id, label: s.label })),
+      targets: specs.map((s) => ({ id: s.id, label: s.label, idleRssMiB: idleRss.get(s.id) ?? 0 })),
       benchOnlySettings: wantsOurs ? BENCH_ONLY_SETTINGS : {},
       notes: [
         'ops/s: successful requests per second (flows per second for flows); p50/p99: latency of one request (of a whole flow for flows).',
