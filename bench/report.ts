@@ -93,7 +93,7 @@ export function markdown(report: BenchReport): string {
         .filter(([, n]) => n >= 0.005)
         .sort(([a], [b]) => a.localeCompare(b))
         .map(([name, n]) => `${name} ${Math.round(n * 100) / 100}`);
-      lines.push(`- ${row.scenario} (${row.target}): ${parts.join(', ')}`);
+      lines.push(`- ${row.scenario} (${row.target}): ${parts.join(', ') || 'none'}`);
     }
   }
   const failed = report.results.filter((r) => r.firstError);
