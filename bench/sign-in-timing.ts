@@ -1,6 +1,6 @@
 /**
  * Sign-in timing: how long authenticate() takes for an unknown email, a known email with a
- * wrong password, and the right password. the server promises the same answer and the same
+ * wrong password, and the right password. The server promises the same answer and the same
  * timing for the first two (no user enumeration); this shows whether that holds here.
  *
  *   npm run bench:timing               (or: tsx bench/sign-in-timing.ts)
