@@ -1,9 +1,9 @@
 /**
  * Sign-in timing: how long authenticate() takes for an unknown email, a known email with a
- * wrong password, and the right password. DESIGN.md promises the same answer and the same
+ * wrong password, and the right password. The server promises the same answer and the same
  * timing for the first two (no user enumeration); this shows whether that holds here.
  *
- *   npm run bench                      (or: tsx bench/sign-in-timing.ts)
+ *   npm run bench:timing               (or: tsx bench/sign-in-timing.ts)
  *
  * Uses TEST_MONGODB_URI or MONGODB_URI when set (in a scratch database it drops afterwards);
  * otherwise it starts a database of its own in a temporary folder and stops it at the end.
