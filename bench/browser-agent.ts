@@ -10,11 +10,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 
-interface StoredCookie {
-  name: string;
-  value: string;
-  path: string;
-}
+import { CookieJar } from '../test/support/cookie-jar.js';
 
 export interface Reply {
   status: number;
@@ -43,7 +39,7 @@ export interface BenchClient {
 }
 
 export class BrowserAgent {
-  private cookies: StoredCookie[] = [];
+  private readonly jar = new CookieJar();
   /** HTTP requests sent (for per-request costs of a flow). */
   requests = 0;
 
@@ -56,36 +52,15 @@ export class BrowserAgent {
     return target;
   }
 
-  private cookieHeader(url: URL): string {
-    return this.cookies
-      .filter((c) => c.path === '/' || url.pathname === c.path || url.pathname.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`))
-      .map((c) => `${c.name}=${c.value}`)
-      .join('; ');
-  }
-
-  private store(url: URL, headers: Headers): void {
-    for (const line of headers.getSetCookie()) {
-      const [pair = '', ...attrs] = line.split(';').map((s) => s.trim());
-      const eq = pair.indexOf('=');
-      const name = pair.slice(0, eq);
-      const value = pair.slice(eq + 1);
-      const pathAttr = attrs.find((a) => a.toLowerCase().startsWith('path='));
-      const path = pathAttr ? pathAttr.slice(5) : url.pathname.replace(/\/[^/]*$/, '') || '/';
-      const expired = value === '' || attrs.some((a) => /^expires=/i.test(a) && new Date(a.slice(8)).getTime() < Date.now());
-      this.cookies = this.cookies.filter((c) => !(c.name === name && c.path === path));
-      if (!expired) this.cookies.push({ name, value, path });
-    }
-  }
-
   async request(url: string, init: RequestInit = {}): Promise<Reply> {
     const target = this.local(url);
     const headers = new Headers(init.headers);
-    const cookie = this.cookieHeader(target);
+    const cookie = this.jar.header(target);
     if (cookie) headers.set('cookie', cookie);
     if (!headers.has('accept')) headers.set('accept', 'text/html');
     this.requests += 1;
     const res = await fetch(target, { ...init, headers, redirect: 'manual' });
-    this.store(target, res.headers);
+    this.jar.store(target, res.headers);
     const location = res.headers.get('location') ?? undefined;
     return { status: res.status, location: location ? new URL(location, target).toString() : undefined, body: await res.text(), url: target.toString() };
   }

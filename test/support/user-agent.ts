@@ -2,11 +2,7 @@
  * A minimal browser stand-in for HTTP-level tests: a cookie jar that honours cookie paths,
  * and requests that do not follow redirects (tests follow them one by one and look at each).
  */
-interface StoredCookie {
-  name: string;
-  value: string;
-  path: string;
-}
+import { CookieJar } from './cookie-jar.js';
 
 export interface Reply {
   status: number;
@@ -17,7 +13,7 @@ export interface Reply {
 }
 
 export class UserAgent {
-  private cookies: StoredCookie[] = [];
+  private readonly cookieJar = new CookieJar();
 
   constructor(readonly baseUrl: string) {}
 
@@ -25,39 +21,18 @@ export class UserAgent {
     return new URL(url, this.baseUrl);
   }
 
-  private cookieHeader(url: URL): string {
-    return this.cookies
-      .filter((c) => url.pathname === c.path || url.pathname.startsWith(c.path.endsWith('/') ? c.path : `${c.path}/`) || c.path === '/')
-      .map((c) => `${c.name}=${c.value}`)
-      .join('; ');
-  }
-
-  private store(url: URL, headers: Headers): void {
-    for (const line of headers.getSetCookie()) {
-      const [pair = '', ...attrs] = line.split(';').map((s) => s.trim());
-      const eq = pair.indexOf('=');
-      const name = pair.slice(0, eq);
-      const value = pair.slice(eq + 1);
-      const pathAttr = attrs.find((a) => a.toLowerCase().startsWith('path='));
-      const path = pathAttr ? pathAttr.slice(5) : url.pathname.replace(/\/[^/]*$/, '') || '/';
-      const expired = attrs.some((a) => /^expires=/i.test(a) && new Date(a.slice(8)).getTime() < Date.now()) || value === '';
-      this.cookies = this.cookies.filter((c) => !(c.name === name && c.path === path));
-      if (!expired) this.cookies.push({ name, value, path });
-    }
-  }
-
   cookieNames(): string[] {
-    return this.cookies.map((c) => c.name);
+    return this.cookieJar.names();
   }
 
   async request(url: string, init: RequestInit = {}): Promise<Reply> {
     const target = this.absolute(url);
     const headers = new Headers(init.headers);
-    const cookie = this.cookieHeader(target);
+    const cookie = this.cookieJar.header(target);
     if (cookie) headers.set('cookie', cookie);
     if (!headers.has('accept')) headers.set('accept', 'text/html');
     const res = await fetch(target, { ...init, headers, redirect: 'manual' });
-    this.store(target, res.headers);
+    this.cookieJar.store(target, res.headers);
     const location = res.headers.get('location') ?? undefined;
     return {
       status: res.status,
