@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -500,6 +500,8 @@ describeEmbedded('npm run cli on the embedded database', () => {
 
   beforeAll(async () => {
     workDir = await mkdtemp(path.join(tmpdir(), 'cli-embedded-'));
+    // Enterable by others: as root, PostgreSQL runs as the user postgres.
+    await chmod(workDir, 0o711);
     dataDir = path.join(workDir, 'data');
     // NOTE: an absolute DATA_DIR, as this test process provisions with absolute paths too:
     // provisionDatabase runs the server with cwd = its data folder, so a relative folder
