@@ -308,8 +308,9 @@ describe('cli commands, in process', () => {
 
   describe('user disable, enable, reset-mfa and delete', () => {
     const password = 'a long enough passphrase';
+    // In the order written: a find without sort follows the storage's order, which PostgreSQL does not keep.
     const auditOf = async (accountId: string) =>
-      (await connection.db?.collection<{ action: string; actor: unknown; target?: { id: string } }>('audit_events').find({ 'target.id': accountId }).toArray()) ?? [];
+      (await connection.db?.collection<{ action: string; actor: unknown; target?: { id: string } }>('audit_events').find({ 'target.id': accountId }).sort({ _id: 1 }).toArray()) ?? [];
 
     it('disable and enable by email, audited as done from the command line', async () => {
       const account = await services.accounts.create({ email: 'toggle@example.com', password });
