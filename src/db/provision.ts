@@ -244,7 +244,10 @@ async function startFerretDbOnPostgres(
       backend: 'postgres',
       label: `FerretDB ${FERRETDB_VERSION} on PostgreSQL`,
       command: ferretdb,
-      args: (dir) => ['--handler=postgresql', `--postgresql-url=${postgres.url}`, ...commonFerretDbArgs(dir, port)],
+      args: (dir) => ['--handler=postgresql', ...commonFerretDbArgs(dir, port)],
+      // NOTE: in the environment, not on the command line: any local user can read a command
+      // line (ps), and the URL carries the cluster's password.
+      env: { FERRETDB_POSTGRESQL_URL: postgres.url },
       before: () => postgres.start(),
       after: () => postgres.stop(),
     },
@@ -279,6 +282,8 @@ interface ServerProcessSpec {
   label: string;
   command: string;
   args: (dataDir: string) => string[];
+  /** added to the child's environment */
+  env?: Record<string, string>;
   /** a process the server needs, started before it (FerretDB's PostgreSQL) */
   before?: () => Promise<void>;
   /** and stopped after it */
@@ -333,6 +338,7 @@ async function startProcessDatabase(
     options.log?.(`starting ${spec.label} on 127.0.0.1:${port} (data in ${dataDir})`);
     const child = spawn(spec.command, spec.args(dataDir), {
       cwd: dataDir,
+      env: { ...process.env, ...spec.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const current: RunningChild = { child, exited: Promise.resolve(), stopping: false };

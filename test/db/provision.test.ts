@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { existsSync } from 'node:fs';
-import { chmod, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mongoose from 'mongoose';
@@ -92,6 +92,16 @@ describe.each<EmbeddedBackend>(['postgres', 'sqlite'])('provisionDatabase (Ferre
     // The lock file's fifth and sixth lines: the socket directory (none) and the listen address.
     expect(lock.split('\n')[4]).toBe('');
     expect(lock.split('\n')[5]).toBe('127.0.0.1');
+
+    // FerretDB gets the URL with the cluster's password from its environment, not on its command line (ps shows that to everyone).
+    const ferretdbPid = Number((await readFile(pidFile, 'utf8')).trim());
+    const commandLine = await readFile(`/proc/${ferretdbPid}/cmdline`, 'utf8');
+    expect(commandLine).toContain('--handler=postgresql');
+    expect(commandLine).not.toMatch(/postgres:\/\//);
+    const password = (await readFile(join(dataDir, 'db', 'postgres', 'password'), 'utf8')).trim();
+    expect(password.length).toBeGreaterThanOrEqual(32);
+    expect(commandLine).not.toContain(password);
+    expect((await stat(join(dataDir, 'db', 'postgres', 'password'))).mode & 0o077).toBe(0);
   });
 
   it('records the server pid in the pid file', async () => {
