@@ -56,6 +56,18 @@ const READY_LINE = 'database system is ready to accept connections';
  */
 const THROWAWAY_SETTINGS = ['fsync=off', 'synchronous_commit=off', 'full_page_writes=off'];
 
+/**
+ * FerretDB's pool of PostgreSQL connections (its default is 50), and room for it in PostgreSQL.
+ * NOTE: FerretDB holds a connection for every open cursor until the cursor is exhausted or
+ * killed, while the driver returns its own connection between batches. A burst of finds whose
+ * results span more than one batch (100 concurrent requests reading a limiter's records) thus
+ * opens more cursors than the pool has connections; the next query then waits for a connection
+ * forever, and the getMores that would free one queue behind it: FerretDB hangs. Connections
+ * are opened on demand, so the headroom costs nothing until a burst needs it.
+ */
+const FERRETDB_POOL_MAX_CONNECTIONS = 400;
+const MAX_CONNECTIONS = FERRETDB_POOL_MAX_CONNECTIONS + 20;
+
 /** Initialises the cluster in `dir` if it is new; does not start it. */
 export async function prepareEmbeddedPostgres(options: EmbeddedPostgresOptions): Promise<EmbeddedPostgres> {
   // PostgreSQL refuses to run as root; CI runs as root.
@@ -103,6 +115,8 @@ export async function prepareEmbeddedPostgres(options: EmbeddedPostgresOptions):
         // No socket file: the TCP port on loopback is the only way in.
         '-c',
         'unix_socket_directories=',
+        '-c',
+        `max_connections=${MAX_CONNECTIONS}`,
         ...THROWAWAY_SETTINGS.flatMap((setting) => ['-c', setting]),
       ],
       {
@@ -177,7 +191,7 @@ export async function prepareEmbeddedPostgres(options: EmbeddedPostgresOptions):
   }
 
   return {
-    url: `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${options.port}/postgres`,
+    url: `postgres://${USER}:${encodeURIComponent(password)}@127.0.0.1:${options.port}/postgres?pool_max_conns=${FERRETDB_POOL_MAX_CONNECTIONS}`,
     start,
     stop,
   };

@@ -104,6 +104,31 @@ describe.each<EmbeddedBackend>(['postgres', 'sqlite'])('provisionDatabase (Ferre
     expect((await stat(join(dataDir, 'db', 'postgres', 'password'))).mode & 0o077).toBe(0);
   });
 
+  it('answers a burst of finds that each leave a cursor open, more than FerretDB holds PostgreSQL connections for by default', async () => {
+    // FerretDB on PostgreSQL keeps a connection per open cursor, while the driver returns its own
+    // between batches: 120 results of two batches each over 4 driver connections once hung it.
+    // On SQLite it still hangs: FerretDB's SQLite pool is a fixed 100 connections.
+    if (database.backend !== 'postgres') return;
+    const client = new mongoose.mongo.MongoClient(database.uri, { maxPoolSize: 4, directConnection: true });
+    try {
+      const things = client.db('provision_burst').collection<{ n: number }>('things');
+      await things.insertMany(Array.from({ length: 150 }, (_, n) => ({ n })));
+      let timer: NodeJS.Timeout | undefined;
+      const burst = Promise.all(Array.from({ length: 120 }, () => things.find({ n: { $gte: 0 } }).toArray()));
+      const outcome = await Promise.race([
+        burst,
+        new Promise<'hung'>((resolve) => {
+          timer = setTimeout(() => resolve('hung'), 30_000);
+        }),
+      ]);
+      clearTimeout(timer);
+      expect(outcome).not.toBe('hung');
+      if (outcome !== 'hung') expect(outcome.every((found) => found.length === 150)).toBe(true);
+    } finally {
+      await client.close(true);
+    }
+  }, 60_000);
+
   it('records the server pid in the pid file', async () => {
     const pid = Number((await readFile(pidFile, 'utf8')).trim());
     expect(isAlive(pid)).toBe(true);
