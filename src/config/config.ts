@@ -55,6 +55,7 @@ const envSchema = z.object({
   PROXY_HOPS: z.coerce.number().int().min(1).max(10).default(1),
   LOG_LEVEL: z.enum(['debug', 'info', 'warn', 'error']).default(defaults.logLevel),
   DATA_DIR: z.string().min(1).default(defaults.dataDir),
+  EMBEDDED_DB: z.enum(['postgres', 'sqlite']).default(defaults.embeddedDb),
   PRODUCT_NAME: z.string().min(1).max(60).default(defaults.productName),
   // NIST SP 800-63B §3.1.1.2: never under 8; at most 64, since passwords of 64 must be accepted.
   PASSWORD_MIN_LENGTH: z.coerce.number().int().min(8, 'must be at least 8').max(64, 'must be at most 64').default(defaults.passwordMinLength),
@@ -146,6 +147,8 @@ export interface Config {
   proxyHops: number;
   logLevel: 'debug' | 'info' | 'warn' | 'error';
   dataDir: string;
+  /** The embedded database's storage (without MONGODB_URI): FerretDB on PostgreSQL or on SQLite. */
+  embeddedDb: 'postgres' | 'sqlite';
   productName: string;
   /** New passwords: at least this many characters (password-policy.ts). */
   passwordMinLength: number;
@@ -294,6 +297,7 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
     proxyHops: e.PROXY_HOPS,
     logLevel: e.LOG_LEVEL,
     dataDir: e.DATA_DIR,
+    embeddedDb: e.EMBEDDED_DB,
     productName: e.PRODUCT_NAME,
     passwordMinLength: e.PASSWORD_MIN_LENGTH,
     seedDemo: e.SEED_DEMO ?? (e.NODE_ENV === 'development' && loopbackIssuer),

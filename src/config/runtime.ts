@@ -37,7 +37,12 @@ export async function loadRuntimeConfig(env: NodeJS.ProcessEnv): Promise<Config>
 
 /** Where the embedded development database lives (when MONGODB_URI is not set). */
 export function embeddedDatabaseOptions(config: Config, log: (message: string) => void): ProvisionOptions & { pidFile: string } {
-  return { dataDir: path.join(config.dataDir, 'db'), pidFile: path.join(config.dataDir, 'db.pid'), log };
+  return {
+    dataDir: path.join(config.dataDir, 'db'),
+    pidFile: path.join(config.dataDir, 'db.pid'),
+    backend: config.embeddedDb,
+    log,
+  };
 }
 
 /** The embedded database keeps our data in a database of its own name; MONGODB_URI names its own. */

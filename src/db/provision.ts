@@ -1,7 +1,8 @@
 /**
  * Provisions the MongoDB-wire database that development and tests run on when
  * MONGODB_URI is not set: a `mongod` on PATH, else FerretDB (built once from
- * source into a cache folder), else mongodb-memory-server, else a clear error.
+ * source into a cache folder) on an embedded PostgreSQL or on SQLite (EMBEDDED_DB),
+ * else mongodb-memory-server, else a clear error.
  *
  * NOTE: this module must stay loadable as CommonJS too: jest's globalSetup
  * requires it through @swc/jest's CommonJS transform, so no `import.meta` here.
@@ -28,12 +29,21 @@ import { basename, delimiter, join, resolve as resolvePath } from 'node:path';
 import type * as MemoryServerLib from 'mongodb-memory-server-core';
 import mongoose from 'mongoose';
 
+import { defaults } from '../../config/defaults.js';
+import { prepareEmbeddedPostgres, type EmbeddedPostgres } from './embedded-postgres.js';
+
 export type DatabaseKind = 'external' | 'mongod' | 'ferretdb' | 'memory-server';
+
+/** Where FerretDB keeps the data: an embedded PostgreSQL cluster, or SQLite files. */
+export type EmbeddedBackend = 'postgres' | 'sqlite';
+export const embeddedBackends: readonly EmbeddedBackend[] = ['postgres', 'sqlite'];
 
 export interface ProvisionedDatabase {
   /** mongodb:// URI WITHOUT a database name path, e.g. mongodb://127.0.0.1:41234/ */
   uri: string;
   kind: DatabaseKind;
+  /** for kind `ferretdb`: what it stores its data in */
+  backend?: EmbeddedBackend;
   /** stop the server process (no-op for external) and wait for exit */
   stop(): Promise<void>;
   /** start it again on the same port and data directory (for "database down then back" tests); throws for external */
@@ -55,6 +65,20 @@ export interface ProvisionOptions {
    * (findRunningDatabase) instead of starting a second one on the same files.
    */
   pidFile?: string;
+  /**
+   * FerretDB's storage (default: EMBEDDED_DB's default). If PostgreSQL cannot run here,
+   * FerretDB falls back to SQLite with a log line.
+   */
+  backend?: EmbeddedBackend;
+}
+
+/** EMBEDDED_DB for processes that do not load the configuration (jest's globalSetup). */
+export function parseEmbeddedBackend(value: string | undefined): EmbeddedBackend {
+  const given = value?.trim();
+  if (!given) return defaults.embeddedDb;
+  const known = embeddedBackends.find((backend) => backend === given);
+  if (!known) throw new Error(`EMBEDDED_DB must be one of ${embeddedBackends.join(', ')} (got ${JSON.stringify(given)})`);
+  return known;
 }
 
 const FERRETDB_MODULE = 'github.com/FerretDB/FerretDB';
@@ -119,19 +143,26 @@ export async function provisionDatabase(given: ProvisionOptions): Promise<Provis
 
   try {
     const ferretdb = await ensureFerretDb(options.log);
+    const backend = options.backend ?? defaults.embeddedDb;
+    if (backend === 'postgres') {
+      try {
+        return await startFerretDbOnPostgres(ferretdb, port, options);
+      } catch (error) {
+        failures.push(`FerretDB on PostgreSQL: ${messageOf(error)}`);
+        options.log?.(`FerretDB on PostgreSQL could not be started, using SQLite: ${messageOf(error)}`);
+      }
+    }
     return await startProcessDatabase(
       {
         kind: 'ferretdb',
-        label: `FerretDB ${FERRETDB_VERSION}`,
+        backend: 'sqlite',
+        label: `FerretDB ${FERRETDB_VERSION} on SQLite`,
         command: ferretdb,
         args: (dir) => [
           '--handler=sqlite',
           // NOTE: FerretDB wants a directory URL here, and the trailing slash is what makes it one.
           `--sqlite-url=file:${dir}/`,
-          `--listen-addr=127.0.0.1:${port}`,
-          `--state-dir=${dir}`,
-          '--debug-addr=-',
-          '--telemetry=disable',
+          ...commonFerretDbArgs(dir, port),
         ],
       },
       join(options.dataDir, 'ferretdb'),
@@ -187,6 +218,45 @@ export async function ensureFerretDb(log?: (m: string) => void): Promise<string>
   }
 }
 
+function commonFerretDbArgs(stateDir: string, port: number): string[] {
+  return [`--listen-addr=127.0.0.1:${port}`, `--state-dir=${stateDir}`, '--debug-addr=-', '--telemetry=disable'];
+}
+
+/**
+ * FerretDB on a PostgreSQL cluster of its own (data in dataDir/postgres, FerretDB's state in
+ * dataDir/ferretdb-postgres). PostgreSQL starts before FerretDB and stops after it.
+ */
+async function startFerretDbOnPostgres(
+  ferretdb: string,
+  port: number,
+  options: ProvisionOptions,
+): Promise<ProvisionedDatabase> {
+  const postgres: EmbeddedPostgres = await prepareEmbeddedPostgres({
+    dir: join(options.dataDir, 'postgres'),
+    port: await findFreePort(),
+    log: options.log,
+    track: trackChild,
+    untrack: untrackChild,
+  });
+  return startProcessDatabase(
+    {
+      kind: 'ferretdb',
+      backend: 'postgres',
+      label: `FerretDB ${FERRETDB_VERSION} on PostgreSQL`,
+      command: ferretdb,
+      args: (dir) => ['--handler=postgresql', ...commonFerretDbArgs(dir, port)],
+      // NOTE: in the environment, not on the command line: any local user can read a command
+      // line (ps), and the URL carries the cluster's password.
+      env: { FERRETDB_POSTGRESQL_URL: postgres.url },
+      before: () => postgres.start(),
+      after: () => postgres.stop(),
+    },
+    join(options.dataDir, 'ferretdb-postgres'),
+    port,
+    options,
+  );
+}
+
 // ---------------------------------------------------------------------------
 // External database
 
@@ -208,9 +278,16 @@ function createExternalDatabase(uri: string): ProvisionedDatabase {
 
 interface ServerProcessSpec {
   kind: 'mongod' | 'ferretdb';
+  backend?: EmbeddedBackend;
   label: string;
   command: string;
   args: (dataDir: string) => string[];
+  /** added to the child's environment */
+  env?: Record<string, string>;
+  /** a process the server needs, started before it (FerretDB's PostgreSQL) */
+  before?: () => Promise<void>;
+  /** and stopped after it */
+  after?: () => Promise<void>;
 }
 
 interface RunningChild {
@@ -232,7 +309,10 @@ async function startProcessDatabase(
 
   async function stop(): Promise<void> {
     const current = running;
-    if (!current) return;
+    if (!current) {
+      await spec.after?.();
+      return;
+    }
     if (!current.exit) {
       current.stopping = true;
       current.child.kill('SIGTERM');
@@ -245,6 +325,7 @@ async function startProcessDatabase(
     if (options.pidFile && current.child.pid !== undefined) {
       await removePidFile(options.pidFile, current.child.pid);
     }
+    await spec.after?.();
   }
 
   async function start(): Promise<void> {
@@ -252,10 +333,12 @@ async function startProcessDatabase(
     running = undefined;
     await mkdir(dataDir, { recursive: true });
     if (options.pidFile) await killStaleChild(options.pidFile, options.log);
+    await spec.before?.();
 
     options.log?.(`starting ${spec.label} on 127.0.0.1:${port} (data in ${dataDir})`);
     const child = spawn(spec.command, spec.args(dataDir), {
       cwd: dataDir,
+      env: { ...process.env, ...spec.env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     const current: RunningChild = { child, exited: Promise.resolve(), stopping: false };
@@ -295,7 +378,7 @@ async function startProcessDatabase(
   }
 
   await start();
-  return { uri, kind: spec.kind, stop, start };
+  return { uri, kind: spec.kind, ...(spec.backend ? { backend: spec.backend } : {}), stop, start };
 }
 
 async function waitUntilReady(uri: string, current: RunningChild): Promise<void> {
@@ -363,12 +446,13 @@ function createOutputTail(limit: number): { follow(child: ChildProcess): void; t
 // NOTE: a module-level set on purpose: it mirrors process-wide state (the
 // process's own children and its exit hooks), which exists once per process
 // however many databases are provisioned.
-const liveChildren = new Set<ChildProcess>();
+const liveChildren = new Map<ChildProcess, NodeJS.Signals>();
 let exitHooksInstalled = false;
 
-function trackChild(child: ChildProcess): void {
+/** `stopSignal`: what ends the child cleanly (PostgreSQL's fast shutdown is SIGINT). */
+function trackChild(child: ChildProcess, stopSignal: NodeJS.Signals = 'SIGTERM'): void {
   installExitHooks();
-  liveChildren.add(child);
+  liveChildren.set(child, stopSignal);
 }
 
 function untrackChild(child: ChildProcess): void {
@@ -376,10 +460,10 @@ function untrackChild(child: ChildProcess): void {
 }
 
 function killLiveChildren(): void {
-  for (const child of liveChildren) {
-    // Synchronous by necessity ('exit' handlers cannot wait); SIGTERM lets the
+  for (const [child, stopSignal] of liveChildren) {
+    // Synchronous by necessity ('exit' handlers cannot wait); the stop signal lets the
     // server flush its data and exit on its own.
-    child.kill('SIGTERM');
+    child.kill(stopSignal);
   }
   liveChildren.clear();
 }

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -308,8 +308,9 @@ describe('cli commands, in process', () => {
 
   describe('user disable, enable, reset-mfa and delete', () => {
     const password = 'a long enough passphrase';
+    // In the order written: a find without sort follows the storage's order, which PostgreSQL does not keep.
     const auditOf = async (accountId: string) =>
-      (await connection.db?.collection<{ action: string; actor: unknown; target?: { id: string } }>('audit_events').find({ 'target.id': accountId }).toArray()) ?? [];
+      (await connection.db?.collection<{ action: string; actor: unknown; target?: { id: string } }>('audit_events').find({ 'target.id': accountId }).sort({ _id: 1 }).toArray()) ?? [];
 
     it('disable and enable by email, audited as done from the command line', async () => {
       const account = await services.accounts.create({ email: 'toggle@example.com', password });
@@ -500,6 +501,8 @@ describeEmbedded('npm run cli on the embedded database', () => {
 
   beforeAll(async () => {
     workDir = await mkdtemp(path.join(tmpdir(), 'cli-embedded-'));
+    // Enterable by others: as root, PostgreSQL runs as the user postgres.
+    await chmod(workDir, 0o711);
     dataDir = path.join(workDir, 'data');
     // NOTE: an absolute DATA_DIR, as this test process provisions with absolute paths too:
     // provisionDatabase runs the server with cwd = its data folder, so a relative folder

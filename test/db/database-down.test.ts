@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -75,6 +75,8 @@ describe('the database goes down and comes back', () => {
 
   beforeAll(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'oidc-db-down-'));
+    // Enterable by others: as root, PostgreSQL runs as the user postgres.
+    await chmod(dataDir, 0o711);
     database = await provisionDatabase({ dataDir });
     expect(database.uri).toMatch(/^mongodb:\/\/127\.0\.0\.1:\d+\/$/);
     // The code made before the outage must outlive it (the default is one minute).

@@ -1,10 +1,17 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { existsSync } from 'node:fs';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import mongoose from 'mongoose';
-import { provisionDatabase, resolveDatabase, type ProvisionedDatabase } from '../../src/db/provision.js';
+import { defaults } from '../../config/defaults.js';
+import {
+  parseEmbeddedBackend,
+  provisionDatabase,
+  resolveDatabase,
+  type EmbeddedBackend,
+  type ProvisionedDatabase,
+} from '../../src/db/provision.js';
 import { testDatabaseName, testDatabaseUri, withDatabaseName } from '../support/database.js';
 
 // Real server processes, no mocks. A first FerretDB build may run here when
@@ -30,7 +37,25 @@ function isAlive(pid: number): boolean {
   }
 }
 
-describe('provisionDatabase', () => {
+/** The PostgreSQL postmaster's pid on a FerretDB-on-PostgreSQL data folder (its lock file), if any. */
+async function postmasterPid(dbDir: string): Promise<number | undefined> {
+  const lock = await readFile(join(dbDir, 'postgres', 'cluster', 'postmaster.pid'), 'utf8').catch(() => undefined);
+  const pid = lock ? Number.parseInt(lock.split('\n')[0] ?? '', 10) : Number.NaN;
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined;
+}
+
+/** Processes whose command line mentions `text` (Linux /proc). */
+async function processesMentioning(text: string): Promise<number[]> {
+  const pids: number[] = [];
+  for (const entry of await readdir('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const cmdline = await readFile(`/proc/${entry}/cmdline`, 'utf8').catch(() => '');
+    if (cmdline.includes(text)) pids.push(Number(entry));
+  }
+  return pids;
+}
+
+describe.each<EmbeddedBackend>(['postgres', 'sqlite'])('provisionDatabase (FerretDB on %s unless mongod is on PATH)', (backend) => {
   let dataDir: string;
   let pidFile: string;
   let database: ProvisionedDatabase;
@@ -38,8 +63,10 @@ describe('provisionDatabase', () => {
 
   beforeAll(async () => {
     dataDir = await mkdtemp(join(tmpdir(), 'provision-test-'));
+    // Enterable by others: as root, PostgreSQL runs as the user postgres.
+    await chmod(dataDir, 0o711);
     pidFile = join(dataDir, 'server.pid');
-    database = await provisionDatabase({ dataDir: join(dataDir, 'db'), pidFile });
+    database = await provisionDatabase({ dataDir: join(dataDir, 'db'), pidFile, backend });
   }, PROVISION_TIMEOUT_MS);
 
   afterAll(async () => {
@@ -51,7 +78,56 @@ describe('provisionDatabase', () => {
   it('starts a local server on a loopback port, with a URI without a database name', () => {
     expect(['mongod', 'ferretdb', 'memory-server']).toContain(database.kind);
     expect(database.uri).toMatch(/^mongodb:\/\/127\.0\.0\.1:\d+\/$/);
+    if (database.kind === 'ferretdb') expect(database.backend).toBe(backend);
   });
+
+  it('runs PostgreSQL for FerretDB on loopback only, and not as root', async () => {
+    if (database.backend !== 'postgres') return;
+    const pid = await postmasterPid(join(dataDir, 'db'));
+    expect(pid).toBeDefined();
+    expect(isAlive(pid ?? 0)).toBe(true);
+    const status = await readFile(`/proc/${pid}/status`, 'utf8');
+    expect(status).not.toMatch(/^Uid:\s+0\s/m);
+    const lock = await readFile(join(dataDir, 'db', 'postgres', 'cluster', 'postmaster.pid'), 'utf8');
+    // The lock file's fifth and sixth lines: the socket directory (none) and the listen address.
+    expect(lock.split('\n')[4]).toBe('');
+    expect(lock.split('\n')[5]).toBe('127.0.0.1');
+
+    // FerretDB gets the URL with the cluster's password from its environment, not on its command line (ps shows that to everyone).
+    const ferretdbPid = Number((await readFile(pidFile, 'utf8')).trim());
+    const commandLine = await readFile(`/proc/${ferretdbPid}/cmdline`, 'utf8');
+    expect(commandLine).toContain('--handler=postgresql');
+    expect(commandLine).not.toMatch(/postgres:\/\//);
+    const password = (await readFile(join(dataDir, 'db', 'postgres', 'password'), 'utf8')).trim();
+    expect(password.length).toBeGreaterThanOrEqual(32);
+    expect(commandLine).not.toContain(password);
+    expect((await stat(join(dataDir, 'db', 'postgres', 'password'))).mode & 0o077).toBe(0);
+  });
+
+  it('answers a burst of finds that each leave a cursor open, more than FerretDB holds PostgreSQL connections for by default', async () => {
+    // FerretDB on PostgreSQL keeps a connection per open cursor, while the driver returns its own
+    // between batches: 120 results of two batches each over 4 driver connections once hung it.
+    // On SQLite it still hangs: FerretDB's SQLite pool is a fixed 100 connections.
+    if (database.backend !== 'postgres') return;
+    const client = new mongoose.mongo.MongoClient(database.uri, { maxPoolSize: 4, directConnection: true });
+    try {
+      const things = client.db('provision_burst').collection<{ n: number }>('things');
+      await things.insertMany(Array.from({ length: 150 }, (_, n) => ({ n })));
+      let timer: NodeJS.Timeout | undefined;
+      const burst = Promise.all(Array.from({ length: 120 }, () => things.find({ n: { $gte: 0 } }).toArray()));
+      const outcome = await Promise.race([
+        burst,
+        new Promise<'hung'>((resolve) => {
+          timer = setTimeout(() => resolve('hung'), 30_000);
+        }),
+      ]);
+      clearTimeout(timer);
+      expect(outcome).not.toBe('hung');
+      if (outcome !== 'hung') expect(outcome.every((found) => found.length === 150)).toBe(true);
+    } finally {
+      await client.close(true);
+    }
+  }, 60_000);
 
   it('records the server pid in the pid file', async () => {
     const pid = Number((await readFile(pidFile, 'utf8')).trim());
@@ -70,10 +146,13 @@ describe('provisionDatabase', () => {
     }
   });
 
-  it('refuses connections after stop(), and removes the pid file', async () => {
+  it('refuses connections after stop(), removes the pid file, and leaves no PostgreSQL running', async () => {
+    const postgresPid = await postmasterPid(join(dataDir, 'db'));
     await database.stop();
     await expect(connect(database.uri)).rejects.toThrow();
     expect(existsSync(pidFile)).toBe(false);
+    if (postgresPid !== undefined) expect(isAlive(postgresPid)).toBe(false);
+    expect(await processesMentioning(join(dataDir, 'db'))).toEqual([]);
   });
 
   it('keeps the data across stop() and start() on the same port', async () => {
@@ -92,11 +171,16 @@ describe('provisionDatabase', () => {
   it('kills a stale server recorded in the pid file before starting another', async () => {
     if (database.kind === 'memory-server') return; // its own killer process handles orphans
     const stalePid = Number((await readFile(pidFile, 'utf8')).trim());
+    const stalePostgres = await postmasterPid(join(dataDir, 'db'));
     const port = Number(new URL(database.uri).port);
     // As after a crash of the parent: the old server still holds the port and the data.
-    const successor = await provisionDatabase({ dataDir: join(dataDir, 'db'), pidFile, port });
+    const successor = await provisionDatabase({ dataDir: join(dataDir, 'db'), pidFile, port, backend });
     others.push(successor);
     expect(isAlive(stalePid)).toBe(false);
+    if (stalePostgres !== undefined) {
+      expect(isAlive(stalePostgres)).toBe(false);
+      expect(await postmasterPid(join(dataDir, 'db'))).not.toBe(stalePostgres);
+    }
     expect(successor.uri).toBe(database.uri);
     const connection = await connect(successor.uri);
     try {
@@ -120,6 +204,7 @@ describe('resolveDatabase', () => {
 
   it('provisions a local server when MONGODB_URI is empty', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'provision-test-'));
+    await chmod(dataDir, 0o711);
     const database = await resolveDatabase({ MONGODB_URI: '' }, { dataDir });
     try {
       expect(database.kind).not.toBe('external');
@@ -129,6 +214,20 @@ describe('resolveDatabase', () => {
       await database.stop();
       await rm(dataDir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('EMBEDDED_DB', () => {
+  it('takes postgres or sqlite, and the default when unset or empty', () => {
+    expect(parseEmbeddedBackend('postgres')).toBe('postgres');
+    expect(parseEmbeddedBackend(' sqlite ')).toBe('sqlite');
+    expect(parseEmbeddedBackend(undefined)).toBe(defaults.embeddedDb);
+    expect(parseEmbeddedBackend('')).toBe(defaults.embeddedDb);
+  });
+
+  it('refuses anything else, naming the setting', () => {
+    expect(() => parseEmbeddedBackend('mysql')).toThrow(/EMBEDDED_DB must be one of postgres, sqlite/);
+    expect(() => parseEmbeddedBackend('Postgres')).toThrow(/EMBEDDED_DB/);
   });
 });
 

@@ -1,7 +1,7 @@
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { provisionDatabase, type ProvisionedDatabase } from '../../src/db/provision.js';
+import { parseEmbeddedBackend, provisionDatabase, type ProvisionedDatabase } from '../../src/db/provision.js';
 
 /**
  * Where globalSetup leaves the database for globalTeardown (jest runs both in
@@ -28,7 +28,10 @@ export default async function globalSetup(): Promise<void> {
     return;
   }
 
+  const backend = parseEmbeddedBackend(process.env.EMBEDDED_DB);
   const dataDir = await mkdtemp(join(tmpdir(), 'oidc-server-test-db-'));
+  // Enterable (not listable) by others: as root, PostgreSQL runs as the user postgres.
+  await chmod(dataDir, 0o711);
   const pending: string[] = [];
   let live = false;
   const goLive = (): void => {
@@ -39,6 +42,7 @@ export default async function globalSetup(): Promise<void> {
   try {
     const database = await provisionDatabase({
       dataDir,
+      backend,
       log: (line) => {
         pending.push(line);
         if (live) goLive();
@@ -46,7 +50,7 @@ export default async function globalSetup(): Promise<void> {
     });
     (globalThis as GlobalWithTestDatabase)[testDatabaseStateKey] = { database, dataDir };
     process.env.TEST_MONGODB_URI = database.uri;
-    console.log(`[test database] ${database.kind} at ${database.uri} (data in ${dataDir})`);
+    console.log(`[test database] ${database.kind}${database.backend ? ` on ${database.backend}` : ''} at ${database.uri} (data in ${dataDir})`);
   } catch (error) {
     await rm(dataDir, { recursive: true, force: true });
     throw error;
