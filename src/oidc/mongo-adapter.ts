@@ -5,6 +5,7 @@ import type { Adapter, AdapterPayload } from 'oidc-provider';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import { insertClaim, isDuplicateKey } from '../db/claims.js';
+import { isStorableString } from '../db/storable.js';
 import { guardDatabase } from '../db/unavailable.js';
 import { currentRequest, forgetReads, rememberRead } from '../http/request-context.js';
 import type { Logger } from '../logging/logger.js';
@@ -295,15 +296,19 @@ class MongoAdapter implements Adapter {
     }
   }
 
+  // Values a client sent (a token, a code, a uid from a cookie): one with a NUL names no record.
   async find(id: string): Promise<AdapterPayload | undefined> {
+    if (!isStorableString(id)) return undefined;
     return toPayload(await this.readOwn(id), this.now());
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+    if (!isStorableString(uid)) return undefined;
     return toPayload(await this.findOne('uid', uid), this.now());
   }
 
   async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+    if (!isStorableString(userCode)) return undefined;
     const record = await guardDatabase(() => this.collection.findOne({ userCode }));
     return toPayload(record, this.now());
   }
@@ -362,6 +367,7 @@ class ClientAdapter implements Adapter {
   }
 
   async find(id: string): Promise<AdapterPayload | undefined> {
+    if (!isStorableString(id)) return undefined;
     return guardDatabase(() => this.store.find(id));
   }
 

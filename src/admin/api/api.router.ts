@@ -12,6 +12,7 @@ import type { AuditService } from '../../audit/audit.service.js';
 import type { ClientService } from '../../clients/client.service.js';
 import type { RegistrationTokenService } from '../../clients/registration-token.service.js';
 import type { Config } from '../../config/config.js';
+import { isStorableString } from '../../db/storable.js';
 import type { InvitationService } from '../../invitations/invitation.service.js';
 import { readJsonBody, JSON_BODY_LIMIT } from '../../http/json-body.js';
 import type { Logger } from '../../logging/logger.js';
@@ -139,6 +140,8 @@ export function createAdminApi(deps: AdminApiDeps): AdminApi {
     if (route.scope) steps.push(auth.authenticate, auth.requireScope(route.scope));
     steps.push(async function handleApiRequest(ctx) {
       // Inputs after authorization: nobody without a token learns what the API would accept.
+      const unstorable = Object.entries(ctx.params as Record<string, string>).filter(([, value]) => !isStorableString(value));
+      if (unstorable.length > 0) throw new InputError(unstorable.map(([field]) => ({ field, message: 'contains a NUL character' })), 'path');
       const params = parseInput(route.params, { ...ctx.params }, 'path');
       const query = parseInput(route.query, { ...ctx.query }, 'query');
       const body = route.body ? parseInput(route.body, await readJsonBody(ctx, { limit: JSON_BODY_LIMIT }), 'body') : undefined;

@@ -7,6 +7,7 @@ import { BUILT_IN_CLIENT_IDS, ClientValidationError } from '../../clients/client
 import type { ClientInput, ClientView } from '../../clients/client.service.js';
 import type { Config } from '../../config/config.js';
 import type { SecretBox } from '../../crypto/secret-box.js';
+import { isStorableString } from '../../db/storable.js';
 import { AppError } from '../../http/app-error.js';
 import type { FormFields } from '../../http/form-body.js';
 import { ADMIN_BASE_PATH } from '../admin-client.js';
@@ -298,7 +299,7 @@ const listQuery = z.object({
   cursor: z.string().max(1000).optional(),
 });
 
-const clientIdParam = z.string().min(1).max(200);
+const clientIdParam = z.string().min(1).max(200).refine(isStorableString);
 
 /** One shown-once secret on its way from the POST to the page that shows it. */
 interface PendingSecret {
