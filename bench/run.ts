@@ -17,7 +17,7 @@
  * database the bench starts itself, in a temporary folder it removes, unless --database external).
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -329,6 +329,8 @@ async function main(): Promise<void> {
       };
       const scratch = () => `bench_${runId}_${randomBytes(2).toString('hex')}`;
       const tmp = await mkdtemp(path.join(os.tmpdir(), 'oidc-bench-'));
+      // Enterable (not listable) by others: run as root, the embedded PostgreSQL runs as the user postgres.
+      await chmod(tmp, 0o711);
       cleanups.push(() => rm(tmp, { recursive: true, force: true }));
       if (options.database !== 'external') {
         const dataDir = path.join(tmp, 'db');

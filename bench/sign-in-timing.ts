@@ -9,7 +9,7 @@
  * otherwise it starts a database of its own in a temporary folder and stops it at the end.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { chmod, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -64,6 +64,8 @@ async function main(): Promise<void> {
   let uri = process.env.TEST_MONGODB_URI?.trim() || process.env.MONGODB_URI?.trim();
   if (!uri) {
     dataDir = await mkdtemp(path.join(tmpdir(), 'oidc-bench-db-'));
+    // Enterable (not listable) by others: run as root, the embedded PostgreSQL runs as the user postgres.
+    await chmod(dataDir, 0o711);
     console.error('no TEST_MONGODB_URI or MONGODB_URI: starting a database of our own…');
     provisioned = await provisionDatabase({ dataDir, log: (line) => console.error(`[database] ${line}`) });
     uri = provisioned.uri;
