@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type { mongo } from 'mongoose';
 
 import type { CreatedClient } from '../../src/clients/client.service.js';
 import { AUDIT_COLLECTION } from '../../src/audit/audit.service.js';
@@ -55,6 +56,10 @@ describe('database commands per request (hot paths)', () => {
    */
   const measured = async (work: () => Promise<Answer>): Promise<{ answer: Answer; commands: SeenCommand[]; list: string }> => {
     await server.deps.audit.flush();
+    // Right after a stamp poll came back, so that the node trusts its client cache for the whole
+    // request: on a loaded machine a late poll lapses that trust and the client is read again (as
+    // it must be, to keep a change's delay under a second), which is not what this counts.
+    await nextStampPoll();
     counter.reset();
     const answer = await work();
     const commands = counter.commands.filter((c) => !BACKGROUND.has(c.collection));
@@ -62,6 +67,24 @@ describe('database commands per request (hot paths)', () => {
     expect({ repeatedReads: counter.repeatedReads(), list }).toEqual({ repeatedReads: {}, list });
     return { answer, commands, list };
   };
+
+  /** Resolves when the client cache's next stamp poll has been answered. */
+  const nextStampPoll = () =>
+    new Promise<void>((resolve) => {
+      const client = server.connection.getClient();
+      const polls = new Set<number>();
+      const started = (event: mongo.CommandStartedEvent) => {
+        if (event.commandName === 'find' && event.command.find === CACHE_STAMPS_COLLECTION) polls.add(event.requestId);
+      };
+      const succeeded = (event: mongo.CommandSucceededEvent) => {
+        if (!polls.has(event.requestId)) return;
+        client.off('commandStarted', started);
+        client.off('commandSucceeded', succeeded);
+        resolve();
+      };
+      client.on('commandStarted', started);
+      client.on('commandSucceeded', succeeded);
+    });
 
   beforeAll(async () => {
     server = await startTestServer('command_budget', { monitorCommands: true });
@@ -102,7 +125,9 @@ describe('database commands per request (hot paths)', () => {
     await server.deps.audit.flush();
     const byCollection = counter.byCollection();
     expect(byCollection.oidc_access_token).toBe(20);
-    expect(byCollection.clients).toBeUndefined();
+    // The clients come from the cache: none is read, or (a stamp poll late on a loaded machine,
+    // which lapses the cache's trust) once or twice in the 20, never once per request.
+    expect(byCollection.clients ?? 0).toBeLessThanOrEqual(2);
     // At most one insert per flush interval (these requests take some hundred milliseconds) and one at the end.
     expect(byCollection[AUDIT_COLLECTION]).toBeGreaterThanOrEqual(1);
     expect(byCollection[AUDIT_COLLECTION]).toBeLessThanOrEqual(5);
