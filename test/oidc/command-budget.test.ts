@@ -1,11 +1,10 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { mongo } from 'mongoose';
 
 import type { CreatedClient } from '../../src/clients/client.service.js';
 import { AUDIT_COLLECTION } from '../../src/audit/audit.service.js';
 import { fullAuthority } from '../../src/clients/admin-authority.js';
 import { CACHE_STAMPS_COLLECTION } from '../../src/clients/client-cache.js';
-import { countCommands } from '../support/command-counter.js';
+import { countCommands, nextStampPoll } from '../support/command-counter.js';
 import type { CommandCounter, SeenCommand } from '../support/command-counter.js';
 import { REDIRECT_URI, rpFor, signInForTokens } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
@@ -59,7 +58,7 @@ describe('database commands per request (hot paths)', () => {
     // Right after a stamp poll came back, so that the node trusts its client cache for the whole
     // request: on a loaded machine a late poll lapses that trust and the client is read again (as
     // it must be, to keep a change's delay under a second), which is not what this counts.
-    await nextStampPoll();
+    await nextStampPoll(server);
     counter.reset();
     const answer = await work();
     const commands = counter.commands.filter((c) => !BACKGROUND.has(c.collection));
@@ -67,24 +66,6 @@ describe('database commands per request (hot paths)', () => {
     expect({ repeatedReads: counter.repeatedReads(), list }).toEqual({ repeatedReads: {}, list });
     return { answer, commands, list };
   };
-
-  /** Resolves when the client cache's next stamp poll has been answered. */
-  const nextStampPoll = () =>
-    new Promise<void>((resolve) => {
-      const client = server.connection.getClient();
-      const polls = new Set<number>();
-      const started = (event: mongo.CommandStartedEvent) => {
-        if (event.commandName === 'find' && event.command.find === CACHE_STAMPS_COLLECTION) polls.add(event.requestId);
-      };
-      const succeeded = (event: mongo.CommandSucceededEvent) => {
-        if (!polls.has(event.requestId)) return;
-        client.off('commandStarted', started);
-        client.off('commandSucceeded', succeeded);
-        resolve();
-      };
-      client.on('commandStarted', started);
-      client.on('commandSucceeded', succeeded);
-    });
 
   beforeAll(async () => {
     server = await startTestServer('command_budget', { monitorCommands: true });
@@ -101,7 +82,7 @@ describe('database commands per request (hot paths)', () => {
     refreshToken = tokens.refresh_token;
     userAccessToken = tokens.access_token;
     // Creating the clients set a new stamp, which the next poll sees (and so drops the cache once).
-    await nextStampPoll();
+    await nextStampPoll(server);
     // Warm-up: the clients are in this node's cache.
     expect((await clientCredentials()).status).toBe(200);
     expect((await post('/token/introspection', web, { token: userAccessToken })).status).toBe(200);

@@ -1,5 +1,6 @@
 import type { mongo } from 'mongoose';
 
+import { CACHE_STAMPS_COLLECTION } from '../../src/clients/client-cache.js';
 import type { TestServer } from './test-server.js';
 
 /**
@@ -106,4 +107,27 @@ export function countCommands(server: TestServer): CommandCounter {
     },
   };
   return counter;
+}
+
+/**
+ * Resolves when the client cache's next stamp poll (one started after this call) has been
+ * answered. Budget tests wait for it: after creating clients (that poll sees their new stamp and
+ * drops the cache once), and before a measured request (so that the node trusts its cache).
+ */
+export function nextStampPoll(server: TestServer): Promise<void> {
+  return new Promise<void>((resolve) => {
+    const client = server.connection.getClient();
+    const polls = new Set<number>();
+    const started = (event: mongo.CommandStartedEvent): void => {
+      if (event.commandName === 'find' && event.command.find === CACHE_STAMPS_COLLECTION) polls.add(event.requestId);
+    };
+    const succeeded = (event: mongo.CommandSucceededEvent): void => {
+      if (!polls.has(event.requestId)) return;
+      client.off('commandStarted', started);
+      client.off('commandSucceeded', succeeded);
+      resolve();
+    };
+    client.on('commandStarted', started);
+    client.on('commandSucceeded', succeeded);
+  });
 }
