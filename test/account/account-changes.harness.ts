@@ -25,6 +25,44 @@ export interface Person {
   password: string;
 }
 
+/**
+ * Makes a person's authentication `seconds` old, as time would: the stored sessions' loginTs (what
+ * auth_time is read from) moved back. The sessions themselves stay valid.
+ */
+export async function ageAuthenticationOf(server: TestServer, accountId: string, seconds: number): Promise<void> {
+  const sessions = server.deps.db.collection<{ _id: string; payload: string; accountId?: string }>(collectionName('Session'));
+  const mine = await sessions.find({ accountId }).toArray();
+  expect(mine.length).toBeGreaterThan(0);
+  for (const record of mine) {
+    const payload = JSON.parse(record.payload) as { loginTs: number };
+    await sessions.updateOne({ _id: record._id }, { $set: { payload: JSON.stringify({ ...payload, loginTs: Math.floor(Date.now() / 1000) - seconds }) } });
+  }
+}
+
+/**
+ * Follows a refusal for a stale authentication to the provider's authorization request; checks it
+ * asks for a new authentication of this account (max_age=0, login_hint) and returns the login page.
+ */
+export async function expectFreshSignIn(agent: UserAgent, refused: Reply, email: string, returnTo: string): Promise<Reply> {
+  expect(refused.status).toBe(303);
+  const signInUrl = new URL(refused.location ?? '');
+  expect(signInUrl.pathname).toBe('/account/sign-in');
+  expect(signInUrl.searchParams.get('fresh')).toBe('1');
+  expect(signInUrl.searchParams.get('return')).toBe(returnTo);
+  const start = await agent.get(signInUrl.toString());
+  expect(start.status).toBe(303);
+  const auth = new URL(start.location ?? '');
+  expect(auth.pathname).toBe('/auth');
+  expect(auth.searchParams.get('client_id')).toBe('account-console');
+  expect(auth.searchParams.get('max_age')).toBe('0');
+  expect(auth.searchParams.get('login_hint')).toBe(email);
+  // The provider asks again although the session is alive: the login page, for this account.
+  const login = await agent.follow(auth.toString());
+  expect(pageKind(login)).toBe('login');
+  expect(login.body).toContain(`value="${email}"`);
+  return login;
+}
+
 export function expectClientError(reply: Reply, status?: number): void {
   if (status !== undefined) expect({ url: reply.url, status: reply.status }).toEqual({ url: reply.url, status });
   expect(reply.status).toBeGreaterThanOrEqual(400);
@@ -80,33 +118,7 @@ export function harness(get: () => { server: TestServer; smtp: MailServer }) {
     return { agent, page: await agent.get(url(path)) };
   }
 
-  /** Makes the browser's authentication `seconds` old (the stored session's loginTs moved back). */
-  async function ageAuthentication(accountId: string, seconds: number): Promise<void> {
-    const sessions = get().server.deps.db.collection<{ _id: string; payload: string; accountId?: string }>(collectionName('Session'));
-    const mine = await sessions.find({ accountId }).toArray();
-    expect(mine.length).toBeGreaterThan(0);
-    for (const record of mine) {
-      const payload = JSON.parse(record.payload) as { loginTs: number };
-      await sessions.updateOne({ _id: record._id }, { $set: { payload: JSON.stringify({ ...payload, loginTs: Math.floor(Date.now() / 1000) - seconds }) } });
-    }
-  }
-
-  /** Follows a refusal for a stale authentication: a new one (max_age=0, login_hint) of this account; returns the login page. */
-  async function expectFreshSignIn(agent: UserAgent, refused: Reply, email: string, returnTo: string): Promise<Reply> {
-    expect(refused.status).toBe(303);
-    const signInUrl = new URL(refused.location ?? '');
-    expect(signInUrl.pathname).toBe('/account/sign-in');
-    expect(signInUrl.searchParams.get('fresh')).toBe('1');
-    expect(signInUrl.searchParams.get('return')).toBe(returnTo);
-    const start = await agent.get(signInUrl.toString());
-    const auth = new URL(start.location ?? '');
-    expect(auth.pathname).toBe('/auth');
-    expect(auth.searchParams.get('max_age')).toBe('0');
-    expect(auth.searchParams.get('login_hint')).toBe(email);
-    const login = await agent.follow(auth.toString());
-    expect(pageKind(login)).toBe('login');
-    return login;
-  }
+  const ageAuthentication = (accountId: string, seconds: number) => ageAuthenticationOf(get().server, accountId, seconds);
 
   /** Every document of these collections (BSON, in _id order): equal bytes, nothing written. */
   async function snapshot(names: string[] = ['accounts']): Promise<Buffer> {

@@ -1,7 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mongo } from 'mongoose';
 
-import { collectionName } from '../../src/oidc/mongo-adapter.js';
 import type { MailServer } from '../support/mail-server.js';
 import { sleep } from '../support/rp.js';
 import {
@@ -19,6 +18,7 @@ import { startMailingServer, stopMailingServer } from '../support/sign-in-suite.
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent, formAction, formField } from '../support/user-agent.js';
 import type { Reply } from '../support/user-agent.js';
+import { ageAuthenticationOf, expectFreshSignIn } from './account-changes.harness.js';
 
 /**
  * The self-service security page (/account/security): its sign-in as the built-in first-party
@@ -480,40 +480,7 @@ describe('/account/security', () => {
   describe('changes need a recent authentication', () => {
     const RECENT = () => server.config.recentAuthMaxAgeSeconds;
 
-    /**
-     * Makes the browser's authentication `seconds` old, as time would: the stored session's loginTs
-     * (what auth_time is read from) moved back. The session itself stays valid.
-     */
-    async function ageAuthentication(accountId: string, seconds: number): Promise<void> {
-      const sessions = server.deps.db.collection<{ _id: string; payload: string; accountId?: string }>(collectionName('Session'));
-      const mine = await sessions.find({ accountId }).toArray();
-      expect(mine.length).toBeGreaterThan(0);
-      for (const record of mine) {
-        const payload = JSON.parse(record.payload) as { loginTs: number };
-        await sessions.updateOne({ _id: record._id }, { $set: { payload: JSON.stringify({ ...payload, loginTs: Math.floor(Date.now() / 1000) - seconds }) } });
-      }
-    }
-
-    /** Follows a refusal to the provider's authorization request; checks it asks for a new authentication of this account. */
-    async function expectFreshSignIn(agent: UserAgent, refused: Reply, email: string, returnTo: string): Promise<Reply> {
-      expect(refused.status).toBe(303);
-      const signInUrl = new URL(refused.location ?? '');
-      expect(signInUrl.pathname).toBe('/account/sign-in');
-      expect(signInUrl.searchParams.get('fresh')).toBe('1');
-      expect(signInUrl.searchParams.get('return')).toBe(returnTo);
-      const start = await agent.get(signInUrl.toString());
-      expect(start.status).toBe(303);
-      const auth = new URL(start.location ?? '');
-      expect(auth.pathname).toBe('/auth');
-      expect(auth.searchParams.get('client_id')).toBe('account-console');
-      expect(auth.searchParams.get('max_age')).toBe('0');
-      expect(auth.searchParams.get('login_hint')).toBe(email);
-      // The provider asks again although the session is alive: the login page, for this account.
-      const login = await agent.follow(auth.toString());
-      expect(pageKind(login)).toBe('login');
-      expect(login.body).toContain(`value="${email}"`);
-      return login;
-    }
+    const ageAuthentication = (accountId: string, seconds: number) => ageAuthenticationOf(server, accountId, seconds);
 
     it('showing the enrolment page: a step-up sign-in (max_age=0, login_hint), then back to the page', async () => {
       const p = await newPerson('stale-enrol');
