@@ -183,7 +183,7 @@ describe('notices during the sign-in', () => {
       const login = await copier.follow(started.url.toString());
       const target = new URL(formAction(login.body, '/login'), on.server.url);
       // The browser's own cookies (its interaction), plus the copied id with a made-up signature.
-      const jar = (copier as unknown as { cookieHeader(url: URL): string }).cookieHeader(target);
+      const jar = copier.cookieHeader(target);
       const finished = await fetch(target, {
         method: 'POST',
         redirect: 'manual',

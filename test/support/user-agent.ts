@@ -25,6 +25,11 @@ export class UserAgent {
     return this.cookieJar.names();
   }
 
+  /** The `Cookie` header this browser would send to `url` (for a request a test builds itself). */
+  cookieHeader(url: string | URL): string {
+    return this.cookieJar.header(this.absolute(String(url)));
+  }
+
   async request(url: string, init: RequestInit = {}): Promise<Reply> {
     const target = this.absolute(url);
     const headers = new Headers(init.headers);
