@@ -13,7 +13,8 @@ import type { CsrfTokens } from './sign-in/csrf.js';
 import { createCsrfTokens } from './sign-in/csrf.js';
 import type { Logger } from './logging/logger.js';
 import { logProviderEvents } from './oidc/events.js';
-import { loadOrCreateSigningKeys } from './oidc/keys.js';
+import type { KeyRing } from './oidc/key-ring.js';
+import { createKeyRing } from './oidc/key-ring.js';
 import { createProvider } from './oidc/provider.js';
 import { installClientSecretRotation } from './oidc/client-secret-rotation.js';
 
@@ -25,6 +26,8 @@ export interface Deps extends Core {
   provider: Provider;
   pages: PageRenderer;
   csrf: CsrfTokens;
+  /** This node's signing keys: the provider's keystore follows rotations and retirements without a restart. */
+  keyRing: KeyRing;
   /** Stops background work (the expiry sweep, the mailer) at once; close() also waits for audit writes. Neither closes the connection it was given. */
   stop(): void;
 }
@@ -63,10 +66,13 @@ export async function buildServerDeps({ config, logger, connection, clock }: Ser
   // Expired records are never returned either way; the sweep keeps them from piling up.
   core.startSweeping();
 
-  const signingKeys = await loadOrCreateSigningKeys({ db, secretBox: core.secretBox, logger });
+  const keyRing = createKeyRing({ service: core.signingKeys, secretBox: core.secretBox, logger });
+  const signingKeys = await keyRing.load();
   const pages = createPageRenderer({ productName: config.productName });
   const provider = createProvider({ config, db, clientStore: clients, accounts, signingKeys, logger, pages, registrationPolicies: core.registrationPolicies });
   built.provider = provider;
+  // Rotations, activations and retirements switch this provider's keys in place (key-ring.ts).
+  keyRing.attach(provider);
   logProviderEvents(provider, logger, audit);
   // An admin's rotated-out client secret keeps working for CLIENT_SECRET_GRACE_PERIOD seconds.
   installClientSecretRotation(provider, clients);
@@ -78,14 +84,21 @@ export async function buildServerDeps({ config, logger, connection, clock }: Ser
   core.outbox.start();
   // The provider reads the client on every request: from memory, kept in step with every node (close() stops it).
   clients.startWatching();
+  keyRing.start();
 
   return {
     ...core,
     provider,
     pages,
     csrf,
+    keyRing,
     stop() {
+      keyRing.stop();
       void core.close();
+    },
+    close() {
+      keyRing.stop();
+      return core.close();
     },
   };
 }

@@ -45,6 +45,8 @@ export const AUDIT_ACTIONS = [
   'registration_token.revoked',
   'registration_token.used',
   'api_token.issued',
+  'signing_key.rotated',
+  'signing_key.retired',
   // The account centre (the person as actor) and the console's user page (an admin as actor)
   'session.revoked',
   'grant.revoked',

@@ -32,7 +32,7 @@ export interface AuditActor {
 }
 
 export interface AuditTarget {
-  type: 'account' | 'client' | 'registration_token' | 'invitation' | 'grant' | 'token' | 'session';
+  type: 'account' | 'client' | 'registration_token' | 'invitation' | 'grant' | 'token' | 'session' | 'signing_key';
   id: string;
   label?: string | undefined;
 }

@@ -7,6 +7,7 @@ import { ConfigError } from '../config/config.js';
 import { clientCreateCommand, clientDeleteCommand, clientListCommand, clientRotateSecretCommand } from './client.commands.js';
 import type { CliCommand, Output } from './command.js';
 import { invitationCreateCommand, invitationListCommand, invitationRevokeCommand } from './invitation.commands.js';
+import { keysListCommand, keysRetireCommand, keysRotateCommand } from './keys.commands.js';
 import { EXIT_FAILURE, EXIT_OK, UsageError, runPrepared, writeUsageError } from './command.js';
 import {
   registrationTokenCreateCommand,
@@ -39,6 +40,9 @@ const commands: readonly CliCommand[] = [
   userEnableCommand,
   userResetMfaCommand,
   userDeleteCommand,
+  keysListCommand,
+  keysRotateCommand,
+  keysRetireCommand,
 ];
 
 const HELP_FLAGS = new Set(['--help', '-h', 'help']);

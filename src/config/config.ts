@@ -112,6 +112,8 @@ const envSchema = z.object({
   AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(defaults.auditRetentionDays),
   CLIENT_SECRET_GRACE_PERIOD: z.coerce.number().int().min(0).default(defaults.clientSecretGracePeriod),
   DYNAMIC_REGISTRATION: booleanFlag.default(false),
+  // Signing key rotation (src/oidc/key-rotation.service.ts): how long a new key is published before it signs.
+  KEY_PREPUBLISH_SECONDS: z.coerce.number().int().min(0).max(30 * 86_400).default(60 * 60),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -207,6 +209,8 @@ export interface Config {
   acr: { singleFactor: string; emailSecondFactor: string; multiFactor: string };
   audit: { retentionDays: number };
   clientSecretGracePeriodSeconds: number;
+  /** A rotated-in signing key is in the JWKS this long before it signs (relying parties' JWKS caches). */
+  signingKeys: { prepublishSeconds: number };
   /** RFC 7591 dynamic client registration (with initial access tokens admins issue). */
   dynamicRegistration: boolean;
   /** The management API: its resource indicator (RFC 8707) and scopes. */
@@ -362,6 +366,7 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
     acr: { ...defaults.acr },
     audit: { retentionDays: e.AUDIT_RETENTION_DAYS },
     clientSecretGracePeriodSeconds: e.CLIENT_SECRET_GRACE_PERIOD,
+    signingKeys: { prepublishSeconds: e.KEY_PREPUBLISH_SECONDS },
     dynamicRegistration: e.DYNAMIC_REGISTRATION,
     adminApi: { resource: `${issuer}/api/admin/v1`, scopes: defaults.adminScopes },
   };

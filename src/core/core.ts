@@ -47,6 +47,9 @@ import { createMailer } from '../mail/mailer.js';
 import type { MailOutbox } from '../mail/outbox.service.js';
 import { createMailOutbox, outboxSettingsFrom } from '../mail/outbox.service.js';
 import { createAdapterStore } from '../oidc/mongo-adapter.js';
+import type { SigningKeyService } from '../oidc/key-rotation.service.js';
+import { createSigningKeyService } from '../oidc/key-rotation.service.js';
+import { signingKeyRetentionSeconds } from '../oidc/keys.js';
 import type { Clock } from './clock.js';
 import { systemClock } from './clock.js';
 
@@ -112,6 +115,8 @@ export interface Core {
   registrationTokens: RegistrationTokenService;
   /** The provider's registration policies (features.registration.policies). */
   registrationPolicies: RegistrationPolicies;
+  /** The signing keys: their states, rotation and retirement (the server follows them through its key ring). */
+  signingKeys: SigningKeyService;
   /** Every store, in one list: start-up makes their indexes, the sweep loop sweeps them. */
   stores: readonly Store[];
   /** `withProvider: false` (the command line): all but the provider's stores. */
@@ -192,6 +197,15 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
   // NOTE: not the core's clock: the provider's records live and expire by the provider's own
   // time (the system's), which no clock of ours moves.
   const adapter = createAdapterStore({ db, logger });
+  const signingKeys = createSigningKeyService({
+    db,
+    secretBox,
+    logger,
+    clock,
+    audit,
+    prepublishSeconds: config.signingKeys.prepublishSeconds,
+    retentionSeconds: signingKeyRetentionSeconds(config.ttl),
+  });
 
   // NOTE: used recovery codes have no expiry a TTL index could act on (totp.service.ts), so the
   // sweep runs on MongoDB too; the other stores' sweeps are cheap indexed deletes.
@@ -209,6 +223,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
     { name: 'sign-up', ensureIndexes: () => signUp.ensureIndexes(), sweep: () => signUp.sweep() },
     { name: 'password reset', ensureIndexes: () => passwordReset.ensureIndexes(), sweep: () => passwordReset.sweep() },
     { name: 'known browsers', ensureIndexes: () => knownBrowsers.ensureIndexes(), sweep: () => knownBrowsers.sweep() },
+    { name: 'signing keys', ensureIndexes: () => signingKeys.ensureIndexes() },
   ];
 
   async function sweep(): Promise<number> {
@@ -245,6 +260,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
     passwordReset,
     registrationTokens,
     registrationPolicies,
+    signingKeys,
     stores,
     async ensureIndexes({ withProvider = true } = {}) {
       for (const store of stores) if (withProvider || !store.provider) await store.ensureIndexes();

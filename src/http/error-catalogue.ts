@@ -96,6 +96,25 @@ export const ERROR_CATALOGUE = {
   },
   'registration_token.invalid': { status: 400, message: (p: { issue: string }) => p.issue },
   'registration_token.not_found': { status: 404, message: 'No registration token with this id, or it was already revoked.' },
+
+  // --- Signing keys (`keys` commands; src/oidc/key-rotation.service.ts) ---
+  'signing_key.not_found': { status: 404, message: (p: { kid: string }) => `no signing key with kid "${p.kid.slice(0, 100)}" (see \`keys list\`)` },
+  'signing_key.already_retired': { status: 409, message: (p: { kid: string }) => `signing key "${p.kid}" is already retired` },
+  'signing_key.signing': {
+    status: 409,
+    message: (p: { kid: string; alg: string }) =>
+      `signing key "${p.kid}" is the active ${p.alg} key: it signs every new token, so it cannot be retired. Rotate first (keys rotate --alg ${p.alg}), then retire it once it is no longer needed.`,
+  },
+  'signing_key.still_needed': { status: 409, message: (p: { kid: string; why: string }) => `signing key "${p.kid}" is still needed: ${p.why}. Wait, or retire it anyway with --force.` },
+  'signing_key.no_active_key': {
+    status: 409,
+    message: (p: { alg: string }) => `there is no active ${p.alg} key to rotate yet: the server creates the first keys when it first starts`,
+  },
+  'signing_key.rotation_pending': {
+    status: 409,
+    message: (p: { alg: string; kid: string; activatesAt: string }) =>
+      `a new ${p.alg} key (${p.kid}) is already waiting to activate at ${p.activatesAt}; retire it first to rotate again`,
+  },
 } as const satisfies Record<string, Entry>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -4,6 +4,7 @@ import type { CreatedClient } from '../../src/clients/client.service.js';
 import { AUDIT_COLLECTION } from '../../src/audit/audit.service.js';
 import { fullAuthority } from '../../src/clients/admin-authority.js';
 import { CACHE_STAMPS_COLLECTION } from '../../src/clients/client-cache.js';
+import { SIGNING_KEYS_COLLECTION } from '../../src/oidc/keys.js';
 import { countCommands, nextStampPoll } from '../support/command-counter.js';
 import type { CommandCounter, SeenCommand } from '../support/command-counter.js';
 import { REDIRECT_URI, rpFor, signInForTokens } from '../support/rp.js';
@@ -19,7 +20,8 @@ import { UserAgent } from '../support/user-agent.js';
 
 const USER = { email: 'budget@example.com', password: 'a long enough password' };
 const SETUP = fullAuthority({ type: 'system', label: 'test setup' });
-const BACKGROUND = new Set([CACHE_STAMPS_COLLECTION, AUDIT_COLLECTION]);
+// The key ring's safety reload of signing_keys (once a minute, src/oidc/key-ring.ts) is background work too.
+const BACKGROUND = new Set([CACHE_STAMPS_COLLECTION, AUDIT_COLLECTION, SIGNING_KEYS_COLLECTION]);
 
 interface Answer {
   status: number;

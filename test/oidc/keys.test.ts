@@ -138,7 +138,7 @@ describe('loadOrCreateSigningKeys', () => {
       }
     }
     for (const doc of docs) {
-      expect(Object.keys(doc).sort()).toEqual(['_id', 'activatedAt', 'alg', 'createdAt', 'retiredAt', 'sealedJwk', 'slot']);
+      expect(Object.keys(doc).sort()).toEqual(['_id', 'activatedAt', 'alg', 'createdAt', 'publishAt', 'retiredAt', 'sealedJwk', 'slot']);
       expect(doc.sealedJwk).toMatch(/^v1\.k1\./);
       expect(doc.sealedJwk).not.toContain('"d"');
       expect(doc.retiredAt).toBeNull();

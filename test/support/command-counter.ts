@@ -119,7 +119,9 @@ export function nextStampPoll(server: TestServer): Promise<void> {
     const client = server.connection.getClient();
     const polls = new Set<number>();
     const started = (event: mongo.CommandStartedEvent): void => {
-      if (event.commandName === 'find' && event.command.find === CACHE_STAMPS_COLLECTION) polls.add(event.requestId);
+      // The client cache's stamp only: the key ring polls its own stamp in the same collection.
+      const filter = event.command.filter as { _id?: unknown } | undefined;
+      if (event.commandName === 'find' && event.command.find === CACHE_STAMPS_COLLECTION && filter?._id === 'clients') polls.add(event.requestId);
     };
     const succeeded = (event: mongo.CommandSucceededEvent): void => {
       if (!polls.has(event.requestId)) return;
