@@ -139,8 +139,9 @@ export function createSigningKeyService(deps: SigningKeyServiceDeps): SigningKey
       for (const kid of created) {
         const view = after.find((v) => v.kid === kid);
         if (!view) continue;
-        // The key it supersedes: the active one of its algorithm.
-        const superseded = after.find((v) => v.alg === view.alg && v.state === 'active');
+        // The key it supersedes: the one of its algorithm that was active before the rotation.
+        const activeBefore = views.find((v) => v.alg === view.alg && v.state === 'active');
+        const superseded = after.find((v) => v.kid === activeBefore?.kid);
         await audit?.record({
           action: 'signing_key.rotated',
           outcome: 'success',
