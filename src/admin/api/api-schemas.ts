@@ -118,7 +118,7 @@ export const auditEventSchema = z
     actor: auditActorSchema,
     target: z
       .object({
-        type: z.enum(['account', 'client', 'registration_token', 'invitation', 'grant', 'token', 'session']),
+        type: z.enum(['account', 'client', 'registration_token', 'invitation', 'grant', 'token', 'session', 'signing_key']),
         id: z.string(),
         label: z.string().optional(),
       })
