@@ -8,8 +8,8 @@ import { createSecretBox } from '../../src/crypto/secret-box.js';
 import type { SecretBox } from '../../src/crypto/secret-box.js';
 import { connectDatabase } from '../../src/db/connect.js';
 import { createLogger } from '../../src/logging/logger.js';
-import { loadOrCreateSigningKeys } from '../../src/oidc/keys.js';
-import type { PrivateJwk } from '../../src/oidc/keys.js';
+import { describeKeys, loadOrCreateSigningKeys, publishedKeys } from '../../src/oidc/keys.js';
+import type { PrivateJwk, SigningKeyRecord } from '../../src/oidc/keys.js';
 import { testDatabaseName, testDatabaseUri } from '../support/database.js';
 
 const logger = createLogger({ level: 'error', format: 'json', write: () => {} });
@@ -174,5 +174,63 @@ describe('loadOrCreateSigningKeys', () => {
     expect(await db.collection('signing_keys').countDocuments({ alg: 'RS256', retiredAt: null })).toBe(1);
     expect(await db.collection('signing_keys').countDocuments({ alg: 'ES256', retiredAt: null })).toBe(1);
     for (const keys of results) expect(keys.map((k) => k.kid)).toEqual(results[0]?.map((k) => k.kid));
+  });
+});
+
+describe('key states by time (describeKeys, publishedKeys)', () => {
+  const T0 = Date.UTC(2030, 0, 1);
+  const MIN = 60_000;
+  const RETENTION_S = 24 * 60 * 60;
+  const row = (kid: string, alg: 'RS256' | 'ES256', activatedMin: number, extra: Partial<SigningKeyRecord> = {}): SigningKeyRecord => ({
+    _id: kid,
+    alg,
+    sealedJwk: 'sealed',
+    createdAt: new Date(T0 + Math.min(activatedMin, 0) * MIN),
+    activatedAt: new Date(T0 + activatedMin * MIN),
+    retiredAt: null,
+    ...extra,
+  });
+  const statesAt = (rows: SigningKeyRecord[], minutes: number, retention = RETENTION_S) =>
+    Object.fromEntries(describeKeys(rows, new Date(T0 + minutes * MIN), retention).map((v) => [v.kid, v.state]));
+
+  const rows = [row('rs1', 'RS256', -100), row('rs2', 'RS256', 60, { createdAt: new Date(T0), publishAt: new Date(T0) }), row('es1', 'ES256', -100)];
+
+  it.each([
+    [0, { rs1: 'active', rs2: 'pending', es1: 'active' }],
+    [59, { rs1: 'active', rs2: 'pending', es1: 'active' }],
+    [60, { rs1: 'published-only', rs2: 'active', es1: 'active' }],
+    [60 + 24 * 60 - 1, { rs1: 'published-only', rs2: 'active', es1: 'active' }],
+    [60 + 24 * 60, { rs1: 'retired', rs2: 'active', es1: 'active' }],
+  ])('at +%i min', (minutes, expected) => {
+    expect(statesAt(rows, minutes)).toEqual(expected);
+  });
+
+  it('the superseded key retires exactly its retention after the successor activates', () => {
+    const [rs1] = describeKeys(rows, new Date(T0), RETENTION_S);
+    expect(rs1).toMatchObject({ kid: 'rs1', supersededAt: new Date(T0 + 60 * MIN), retireAfter: new Date(T0 + 60 * MIN + RETENTION_S * 1000) });
+    // A row of an earlier version without publishAt was published when it was created.
+    expect(rs1?.publishAt).toEqual(rs1?.createdAt);
+  });
+
+  it('publishes the active key of each algorithm first (the provider signs with the first), RS256 before ES256', () => {
+    expect(publishedKeys(rows, new Date(T0), RETENTION_S).map((k) => k.view.kid)).toEqual(['rs1', 'rs2', 'es1']);
+    expect(publishedKeys(rows, new Date(T0 + 61 * MIN), RETENTION_S).map((k) => k.view.kid)).toEqual(['rs2', 'rs1', 'es1']);
+    expect(publishedKeys(rows, new Date(T0 + 2 * 24 * 60 * MIN), RETENTION_S).map((k) => k.view.kid)).toEqual(['rs2', 'es1']);
+  });
+
+  it('a retired key supersedes nothing: a cancelled rotation leaves the old key signing', () => {
+    const cancelled = [row('rs1', 'RS256', -100), row('rs2', 'RS256', 60, { retiredAt: new Date(T0), sealedJwk: undefined }), row('es1', 'ES256', -100)];
+    expect(statesAt(cancelled, 120)).toEqual({ rs1: 'active', rs2: 'retired', es1: 'active' });
+    expect(describeKeys(cancelled, new Date(T0 + 120 * MIN), RETENTION_S)[0]).toMatchObject({ supersededAt: null, retireAfter: null });
+  });
+
+  it('two keys activating at the same moment: the order is the same on every node (creation, then kid)', () => {
+    const tied = [row('rs1', 'RS256', -100), row('rsB', 'RS256', 60, { createdAt: new Date(T0) }), row('rsA', 'RS256', 60, { createdAt: new Date(T0) })];
+    expect(statesAt(tied, 61)).toEqual({ rs1: 'published-only', rsA: 'published-only', rsB: 'active' });
+    expect(statesAt([...tied].reverse(), 61)).toEqual(statesAt(tied, 61));
+  });
+
+  it('without a known retention, superseded keys stay published', () => {
+    expect(statesAt(rows, 10 * 365 * 24 * 60, Number.POSITIVE_INFINITY)).toEqual({ rs1: 'published-only', rs2: 'active', es1: 'active' });
   });
 });
