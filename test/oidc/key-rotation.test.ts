@@ -76,7 +76,10 @@ describe('signing key rotation on one node (the clock moves)', () => {
     const [rsOld, esOld] = initial as [string, string];
 
     // Before: signed with the first-boot RS256 key (openid-client checked the signature against the JWKS).
-    const { tokens: before } = await signInForTokens(rp, new UserAgent(server.url), USER, { scope: 'openid email offline_access', prompt: 'consent' });
+    const browser = new UserAgent(server.url);
+    const { tokens: before } = await signInForTokens(rp, browser, USER, { scope: 'openid email offline_access', prompt: 'consent' });
+    /** The status of the end-session page given this ID token as its hint (the provider verifies it with its keystore). */
+    const endSessionWith = async (idToken: string) => (await browser.get(`${server.url}/session/end?${new URLSearchParams({ id_token_hint: idToken, client_id: client.clientId })}`)).status;
     expect(kidOf(before.id_token)).toBe(rsOld);
     expect(before.refresh_token).toBeTruthy();
 
@@ -112,6 +115,10 @@ describe('signing key rotation on one node (the clock moves)', () => {
     const { tokens: fresh } = await signInForTokens(await rpFor(server, client), new UserAgent(server.url), USER, { scope: 'openid email' });
     expect(kidOf(fresh.id_token)).toBe(rsNew);
 
+    // The provider itself still accepts the old key's tokens (an id_token_hint at sign-out).
+    expect(await endSessionWith(before.id_token!)).toBe(200);
+    expect(await endSessionWith(after.id_token!)).toBe(200);
+
     // The old key is still needed: retiring it is refused, and says until when.
     const old = (await keys.list()).find((v) => v.kid === rsOld);
     expect(old).toMatchObject({ state: 'published-only', supersededAt: rotated!.activatedAt });
@@ -133,6 +140,9 @@ describe('signing key rotation on one node (the clock moves)', () => {
     await server.deps.keyRing.refresh();
     expect(await publishedKids(rp)).toEqual([rsNew, esOld]);
     expect((await keys.list()).find((v) => v.kid === rsOld)).toMatchObject({ state: 'retired', retiredAt: null });
+    // Past its retirement time a hint it signed no longer verifies: the provider ignores a hint's expiry, not its key.
+    expect(await endSessionWith(before.id_token!)).toBe(400);
+    expect(await endSessionWith(after.id_token!)).toBe(200);
     // Retiring it by hand now needs no --force, and removes its private key.
     await keys.retire(rsOld, { force: false, actor: ACTOR });
     const row = await server.deps.db.collection('signing_keys').findOne({ _id: rsOld as never });
