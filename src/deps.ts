@@ -12,6 +12,8 @@ import { createPageRenderer } from './http/render-page.js';
 import type { CsrfTokens } from './sign-in/csrf.js';
 import { createCsrfTokens } from './sign-in/csrf.js';
 import type { Logger } from './logging/logger.js';
+import type { Metrics } from './metrics/metrics.service.js';
+import { createMetrics } from './metrics/metrics.service.js';
 import { logProviderEvents } from './oidc/events.js';
 import { loadOrCreateSigningKeys } from './oidc/keys.js';
 import { createProvider } from './oidc/provider.js';
@@ -25,6 +27,8 @@ export interface Deps extends Core {
   provider: Provider;
   pages: PageRenderer;
   csrf: CsrfTokens;
+  /** This server's Prometheus metrics (its own registry); undefined unless METRICS_PORT or METRICS_TOKEN is set. */
+  metrics: Metrics | undefined;
   /** Stops background work (the expiry sweep, the mailer) at once; close() also waits for audit writes. Neither closes the connection it was given. */
   stop(): void;
 }
@@ -74,6 +78,14 @@ export async function buildServerDeps({ config, logger, connection, clock }: Ser
   const [cookieKey] = config.cookieKeys;
   if (!cookieKey) throw new Error('no cookie key');
   const csrf = createCsrfTokens(cookieKey);
+  // Hooks only (no database command per request); the connection monitors commands when metrics are on (main.ts).
+  const metrics = config.metrics.enabled ? createMetrics({ logger }) : undefined;
+  if (metrics) {
+    metrics.observeAudit(audit);
+    metrics.observeProvider(provider);
+    metrics.observeOutbox(core.outbox);
+    metrics.observeCommands(connection.getClient());
+  }
   // Last, so a failed start leaves no worker behind; close() stops it.
   core.outbox.start();
   // The provider reads the client on every request: from memory, kept in step with every node (close() stops it).
@@ -84,6 +96,7 @@ export async function buildServerDeps({ config, logger, connection, clock }: Ser
     provider,
     pages,
     csrf,
+    metrics,
     stop() {
       void core.close();
     },
