@@ -154,7 +154,7 @@ describe('metrics behind a bearer token on the main port', () => {
     expect(sample(text, 'db_command_duration_seconds_count', { command: 'insert', outcome: 'success' })).toBeGreaterThan(0);
   });
 
-  it('counts throttle refusals and second-factor-free failures by reason', async () => {
+  it('counts password failures by reason, and throttle refusals', async () => {
     const agent = new UserAgent(server.url);
     const rp = await rpFor(server, confidential);
     const email = `nobody-${randomBytes(4).toString('hex')}@example.com`;
@@ -167,6 +167,24 @@ describe('metrics behind a bearer token on the main port', () => {
     expect(sample(text, 'auth_sign_ins_total', { method: 'password', outcome: 'failure', reason: 'unknown_account' })).toBe(2);
     expect(sample(text, 'auth_sign_ins_total', { method: 'password', outcome: 'failure', reason: 'throttled' })).toBe(1);
     expect(sample(text, 'auth_throttle_refusals_total', { action: 'sign_in.password', reason: 'throttled' })).toBe(1);
+  });
+
+  it('counts second factors by method and outcome, from the audit events the sign-in pages record', async () => {
+    const actor = { type: 'account' as const, id: 'acct-metrics' };
+    await server.deps.audit.record({ action: 'mfa.totp', outcome: 'success', actor });
+    await server.deps.audit.record({ action: 'mfa.totp', outcome: 'failure', actor, reason: 'code_invalid' });
+    await server.deps.audit.record({ action: 'mfa.recovery_code', outcome: 'failure', actor, reason: 'throttled_ip' });
+    // A reason that is not a code (never from our pages) cannot mint a label value.
+    await server.deps.audit.record({ action: 'mfa.email_code', outcome: 'failure', actor, reason: 'free text with "quotes" and spaces' });
+    const text = await scrape();
+    expect(sample(text, 'auth_second_factor_total', { method: 'totp', outcome: 'success', reason: 'none' })).toBe(1);
+    expect(sample(text, 'auth_second_factor_total', { method: 'totp', outcome: 'failure', reason: 'code_invalid' })).toBe(1);
+    expect(sample(text, 'auth_second_factor_total', { method: 'recovery_code', outcome: 'failure', reason: 'throttled_ip' })).toBe(1);
+    expect(sample(text, 'auth_throttle_refusals_total', { action: 'mfa.recovery_code', reason: 'throttled_ip' })).toBe(1);
+    expect(sample(text, 'auth_second_factor_total', { method: 'email_code', outcome: 'failure', reason: 'other' })).toBe(1);
+    expect(text).not.toContain('free text');
+    // Other audit actions are not sign-ins.
+    expect(labelValues(text, 'auth_sign_ins_total', 'method')).toEqual(new Set(['password']));
   });
 
   it('keeps route labels bounded: 50 different unknown paths make one label value, not 50', async () => {
