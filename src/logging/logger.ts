@@ -48,6 +48,8 @@ export function redact(value: unknown, depth = 0): unknown {
   if (depth > MAX_DEPTH) return '[truncated]';
   if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1));
   if (value instanceof Date) return value;
+  // Bytes are never worth a line (and may be key material): their size says enough.
+  if (ArrayBuffer.isView(value)) return `[${value.byteLength} bytes]`;
   return Object.fromEntries(
     Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, SECRET_FIELD.test(k) ? '[redacted]' : redact(v, depth + 1)]),
   );

@@ -74,6 +74,13 @@ describe('logger', () => {
     expect(entry?.context).toMatchObject({ inner: { name: 'TypeError', message: 'bad type', stack: expect.any(String) } });
   });
 
+  it('writes bytes as their size only', () => {
+    const { logger, lines, entries } = collecting();
+    logger.info('bytes', { payload: Buffer.from('raw-secret-bytes') });
+    expect(entries()[0]).toMatchObject({ payload: '[16 bytes]' });
+    expect(lines[0]).not.toContain('raw-secret-bytes');
+  });
+
   it('survives a cyclic object (cut at depth) instead of throwing', () => {
     const { logger, entries } = collecting();
     const cyclic: Record<string, unknown> = { name: 'loop' };
