@@ -7,6 +7,7 @@ import { fullAuthority } from '../../src/clients/admin-authority.js';
 import { ConfigError, loadConfig } from '../../src/config/config.js';
 import { startMetricsServer } from '../../src/metrics/metrics.routes.js';
 import type { MetricsServer } from '../../src/metrics/metrics.routes.js';
+import { countCommands } from '../support/command-counter.js';
 import { REDIRECT_URI, authorizationRequest, redeem, rpFor } from '../support/rp.js';
 import { TEST_COOKIE_KEY, TEST_ENCRYPTION_KEYS, startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
@@ -215,6 +216,31 @@ describe('metrics behind a bearer token on the main port', () => {
     expect(sample(text, 'mail_outbox_messages', { state: 'queued' })).toBe(queued);
     expect(sample(text, 'mail_outbox_messages', { state: 'dead' })).toBe(dead);
     expect(sample(text, 'mail_outbox_deliveries_total', { result: 'sent' })).toBeGreaterThanOrEqual(1);
+  });
+
+  it('sends no database command for counting: requests cost what they cost without metrics, a scrape counts the outbox', async () => {
+    const counter = countCommands(server);
+    try {
+      const requests = await counter.measure(async () => {
+        const res = await fetch(`${server.url}/token`, {
+          method: 'POST',
+          headers: {
+            authorization: `Basic ${Buffer.from(`${service.clientId}:${service.clientSecret ?? ''}`).toString('base64')}`,
+            'content-type': 'application/x-www-form-urlencoded',
+          },
+          body: new URLSearchParams({ grant_type: 'client_credentials', scope: 'admin:audit:read' }).toString(),
+        });
+        expect(res.status).toBe(200);
+        const missing = await fetch(`${server.url}/no-such-page`);
+        expect(missing.status).toBe(404);
+      });
+      // The token's own writes (and the provider's reads), never the outbox: metrics read nothing per request.
+      expect(requests.commands.filter((c) => c.collection === 'mail_outbox')).toEqual([]);
+      const scraped = await counter.measure(() => scrape());
+      expect(scraped.commands.map((c) => `${c.name} ${c.collection}`).sort()).toEqual(['aggregate mail_outbox', 'aggregate mail_outbox']);
+    } finally {
+      counter.stop();
+    }
   });
 
   it('logs JSON lines carrying the request id of the request that wrote them, and no secret', async () => {
