@@ -28,7 +28,7 @@ import { registerRegistrationTokenPages } from './admin/console/registration-tok
 import { registerApiTokenPages } from './admin/console/api-token.pages.js';
 import { registerInvitationPages } from './admin/console/invitation.pages.js';
 import { createInvitationLinkRouter } from './invitations/invitation-link.routes.js';
-import { measureRequests, serveMetrics } from './metrics/metrics.routes.js';
+import { measureRequests, providerPaths, serveMetrics } from './metrics/metrics.routes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // src/app.ts in development, dist/src/app.js when compiled: views/ sits at the project root.
@@ -51,7 +51,7 @@ export function createApp(deps: Deps): Koa {
   app.silent = true;
 
   // Outermost, so every answer is counted, refusals of the middleware below included.
-  if (deps.metrics) app.use(measureRequests(deps.metrics));
+  if (deps.metrics) app.use(measureRequests(deps.metrics, providerPaths(provider)));
   // First: nothing below may build a URL from the request's Host or X-Forwarded-Host/Proto.
   app.use(pinPublicOrigin({ issuer: config.issuer }));
   app.use(cachePublicMetadata({ paths: ['/.well-known/openid-configuration', provider.pathFor('jwks')] }));

@@ -18,17 +18,43 @@ export const METRICS_PATH = '/metrics';
  * the provider's `/token`, `/auth/:uid`), never the raw path, so the label has as many values as
  * the server has routes. Unmatched paths share one value.
  */
-function routeOf(ctx: { path: string; status: number; state: Record<string, unknown>; _matchedRoute?: unknown }): string {
+function routeOf(ctx: { path: string; status: number; state: Record<string, unknown>; _matchedRoute?: unknown }, knownPaths: ReadonlySet<string>): string {
   if (typeof ctx.state.metricsRoute === 'string') return ctx.state.metricsRoute;
   // Both @koa/router and the provider's router set it (the provider runs on this app's ctx).
   const matched = ctx._matchedRoute;
   if (typeof matched === 'string') return matched;
+  // Refused before a router ran (a limit in front of /token, a cross-site form): a fixed path
+  // keeps its name, the rest falls into a fixed set.
+  if (knownPaths.has(ctx.path)) return ctx.path;
   if (ctx.path.startsWith('/static/') && ctx.status < 400) return '/static/*';
-  return 'unmatched';
+  const area = AREAS.find((prefix) => ctx.path === prefix || ctx.path.startsWith(`${prefix}/`));
+  return area ? `${area}/*` : 'unmatched';
 }
 
-/** Counts and times every request. Install first, so refusals by later middleware count too. */
-export function measureRequests(metrics: Metrics): Middleware {
+/** Our own areas, for requests refused before their router matched a route. */
+const AREAS = ['/interaction', '/account', '/admin', '/api/admin/v1'];
+
+/** The provider's endpoints without parameters, by name (those its configuration enables). */
+const PROVIDER_ROUTES = ['authorization', 'token', 'userinfo', 'jwks', 'introspection', 'revocation', 'end_session', 'registration', 'pushed_authorization_request', 'device_authorization', 'code_verification', 'backchannel_authentication'];
+
+/** Paths that may label a request that no router matched: the provider's fixed endpoints. */
+export function providerPaths(provider: { pathFor(name: string): string }): Set<string> {
+  const paths = new Set<string>(['/.well-known/openid-configuration', '/.well-known/oauth-authorization-server']);
+  for (const name of PROVIDER_ROUTES) {
+    try {
+      paths.add(provider.pathFor(name));
+    } catch {
+      // Not enabled in this configuration.
+    }
+  }
+  return paths;
+}
+
+/**
+ * Counts and times every request. Install first, so refusals by later middleware count too.
+ * `knownPaths`: fixed paths that may name themselves when no router matched (providerPaths).
+ */
+export function measureRequests(metrics: Metrics, knownPaths: ReadonlySet<string> = new Set()): Middleware {
   return async function measureRequests(ctx, next) {
     const started = process.hrtime.bigint();
     let status: number | undefined;
@@ -41,7 +67,7 @@ export function measureRequests(metrics: Metrics): Middleware {
       throw err;
     } finally {
       const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-      metrics.observeRequest({ method: ctx.method, route: routeOf(ctx as unknown as Parameters<typeof routeOf>[0]), status: status ?? ctx.status }, seconds);
+      metrics.observeRequest({ method: ctx.method, route: routeOf(ctx as unknown as Parameters<typeof routeOf>[0], knownPaths), status: status ?? ctx.status }, seconds);
     }
   };
 }

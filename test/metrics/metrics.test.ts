@@ -201,11 +201,18 @@ describe('metrics behind a bearer token on the main port', () => {
       const res = await fetch(`${server.url}/interaction/${marker}${i}`);
       await res.arrayBuffer();
     }
+    // Refused before any router ran: a cross-site form post to a sign-in page names its area only.
+    for (let i = 0; i < 5; i += 1) {
+      const res = await fetch(`${server.url}/interaction/${marker}${i}/login`, { method: 'POST', headers: { 'sec-fetch-site': 'cross-site', 'content-type': 'application/x-www-form-urlencoded' }, body: 'email=a' });
+      expect(res.status).toBe(403);
+      await res.arrayBuffer();
+    }
     const text = await scrape();
+    expect(sample(text, 'http_requests_total', { method: 'POST', route: '/interaction/*', status: '403' })).toBe(5);
     const after = labelValues(text, 'http_requests_total', 'route');
     expect(text).not.toContain(marker);
     const added = [...after].filter((route) => !before.has(route));
-    expect(added.every((route) => ['unmatched', '/interaction/:uid', '/metrics'].includes(route))).toBe(true);
+    expect(added.every((route) => ['unmatched', '/interaction/:uid', '/interaction/*', '/metrics'].includes(route))).toBe(true);
     expect(sample(text, 'http_requests_total', { method: 'GET', route: 'unmatched', status: '404' })).toBeGreaterThanOrEqual(50);
   });
 
