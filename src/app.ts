@@ -28,6 +28,7 @@ import { registerRegistrationTokenPages } from './admin/console/registration-tok
 import { registerApiTokenPages } from './admin/console/api-token.pages.js';
 import { registerInvitationPages } from './admin/console/invitation.pages.js';
 import { createInvitationLinkRouter } from './invitations/invitation-link.routes.js';
+import { measureRequests, providerPaths, serveMetrics } from './metrics/metrics.routes.js';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 // src/app.ts in development, dist/src/app.js when compiled: views/ sits at the project root.
@@ -49,6 +50,8 @@ export function createApp(deps: Deps): Koa {
   app.maxIpsCount = config.proxyHops;
   app.silent = true;
 
+  // Outermost, so every answer is counted, refusals of the middleware below included.
+  if (deps.metrics) app.use(measureRequests(deps.metrics, providerPaths(provider)));
   // First: nothing below may build a URL from the request's Host or X-Forwarded-Host/Proto.
   app.use(pinPublicOrigin({ issuer: config.issuer }));
   app.use(cachePublicMetadata({ paths: ['/.well-known/openid-configuration', provider.pathFor('jwks')] }));
@@ -63,6 +66,10 @@ export function createApp(deps: Deps): Koa {
   app.use(views(VIEWS_DIR, { extension: 'pug', options: { cache: config.env === 'production', basedir: VIEWS_DIR } }));
   app.use(handleErrors({ logger, pages }));
   app.use(serveStatic({ viewsDir: VIEWS_DIR }));
+  // On the main port only without a port of their own (METRICS_PORT, served by main.ts).
+  if (deps.metrics && config.metrics.token !== undefined && config.metrics.port === undefined) {
+    app.use(serveMetrics({ metrics: deps.metrics, token: config.metrics.token }));
+  }
   // Before the routers read any body: a refused cross-site form does nothing (fetch-metadata.ts).
   app.use(refuseCrossSiteWrites({ issuer: config.issuer, prefixes: ['/interaction', '/account', '/admin'] }));
 

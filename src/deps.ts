@@ -12,6 +12,8 @@ import { createPageRenderer } from './http/render-page.js';
 import type { CsrfTokens } from './sign-in/csrf.js';
 import { createCsrfTokens } from './sign-in/csrf.js';
 import type { Logger } from './logging/logger.js';
+import type { Metrics } from './metrics/metrics.service.js';
+import { createMetrics } from './metrics/metrics.service.js';
 import { logProviderEvents } from './oidc/events.js';
 import type { KeyRing } from './oidc/key-ring.js';
 import { createKeyRing } from './oidc/key-ring.js';
@@ -28,6 +30,8 @@ export interface Deps extends Core {
   csrf: CsrfTokens;
   /** This node's signing keys: the provider's keystore follows rotations and retirements without a restart. */
   keyRing: KeyRing;
+  /** This server's Prometheus metrics (its own registry); undefined unless METRICS_PORT or METRICS_TOKEN is set. */
+  metrics: Metrics | undefined;
   /** Stops background work (the expiry sweep, the mailer) at once; close() also waits for audit writes. Neither closes the connection it was given. */
   stop(): void;
 }
@@ -80,6 +84,14 @@ export async function buildServerDeps({ config, logger, connection, clock }: Ser
   const [cookieKey] = config.cookieKeys;
   if (!cookieKey) throw new Error('no cookie key');
   const csrf = createCsrfTokens(cookieKey);
+  // Hooks only (no database command per request); the connection monitors commands when metrics are on (main.ts).
+  const metrics = config.metrics.enabled ? createMetrics({ logger }) : undefined;
+  if (metrics) {
+    metrics.observeAudit(audit);
+    metrics.observeProvider(provider);
+    metrics.observeOutbox(core.outbox);
+    metrics.observeCommands(connection.getClient());
+  }
   // Last, so a failed start leaves no worker behind; close() stops it.
   core.outbox.start();
   // The provider reads the client on every request: from memory, kept in step with every node (close() stops it).
@@ -92,6 +104,7 @@ export async function buildServerDeps({ config, logger, connection, clock }: Ser
     pages,
     csrf,
     keyRing,
+    metrics,
     stop() {
       keyRing.stop();
       void core.close();

@@ -9,6 +9,8 @@ import { connectDatabase, describeUri } from './db/connect.js';
 import { resolveDatabase } from './db/provision.js';
 import { buildServerDeps } from './deps.js';
 import { createLogger } from './logging/logger.js';
+import { startMetricsServer } from './metrics/metrics.routes.js';
+import type { MetricsServer } from './metrics/metrics.routes.js';
 import { DEMO_CALLBACK_PATH } from './demo/demo.routes.js';
 import { DEMO_CONFIDENTIAL_CLIENT_ID, DEMO_PUBLIC_CLIENT_ID, DEMO_USER, seedDemo } from './seed.js';
 
@@ -38,7 +40,8 @@ async function main(): Promise<void> {
   const logger = createLogger({ level: config.logLevel, format: production ? 'json' : 'pretty' });
 
   const database = await resolveDatabase({ MONGODB_URI: config.mongodbUri }, embeddedDatabaseOptions(config, (m) => logger.info(m)));
-  const connection = await connectDatabase(database.uri, logger, databaseName(config));
+  // Command monitoring feeds the database latency metric; it costs a copy of each reply, so only with metrics on.
+  const connection = await connectDatabase(database.uri, logger, { ...databaseName(config), monitorCommands: config.metrics.enabled });
   logger.info('database connected', { kind: database.kind, uri: describeUri(database.uri) });
 
   const deps = await buildServerDeps({ config, logger, connection });
@@ -58,6 +61,11 @@ async function main(): Promise<void> {
   });
 
   logger.info(`listening on port ${config.port}`, { issuer: config.issuer, env: config.env });
+  let metricsServer: MetricsServer | undefined;
+  if (deps.metrics && config.metrics.port !== undefined) {
+    metricsServer = await startMetricsServer({ metrics: deps.metrics, port: config.metrics.port, token: config.metrics.token });
+    logger.info(`metrics on port ${metricsServer.port}`, { path: '/metrics', bearerRequired: config.metrics.token !== undefined });
+  }
   if (config.seedDemo) {
     const seeded = await seedDemo({ accounts: deps.accounts, clients: deps.clients, config, logger });
     const lines = [
@@ -86,6 +94,7 @@ async function main(): Promise<void> {
     logger.info('shutting down', { signal });
     server.close();
     server.closeIdleConnections();
+    void metricsServer?.close();
     // Audit writes started by provider events are not awaited by requests: close() lets them land first.
     void deps
       .close()

@@ -123,6 +123,12 @@ export interface AuditService {
   ensureIndexes(): Promise<void>;
   /** Deletes events past retention (servers without TTL indexes). */
   sweep(now?: Date): Promise<number>;
+  /**
+   * Calls `listener` with every event as it is recorded (before it is written), synchronously:
+   * the metrics count sign-ins, second factors and throttle refusals here (src/metrics), once,
+   * instead of in every sign-in strategy. A listener that throws is ignored.
+   */
+  onRecorded(listener: (event: Readonly<Omit<AuditEvent, 'id'>>) => void): void;
 }
 
 interface AuditRecord extends Omit<AuditEvent, 'id'> {
@@ -375,9 +381,18 @@ export function createAuditService(deps: {
     enqueue(waiting);
   };
 
+  const listeners: ((event: Readonly<Omit<AuditEvent, 'id'>>) => void)[] = [];
+
   const accept = (input: AuditInput | UntypedAuditInput, awaited: boolean): Promise<void> | undefined => {
     // Built now: the request context (IP, user agent) is this call's.
     const waiting: Waiting = { record: buildRecord(input), seq: (seq += 1), attempts: 0 };
+    for (const listener of listeners) {
+      try {
+        listener(waiting.record);
+      } catch {
+        // An observer (metrics) must never fail the action being audited.
+      }
+    }
     const written = awaited ? new Promise<void>((resolve) => (waiting.settle = resolve)) : undefined;
     if (buffer.length < batching.maxBuffered) enqueue(waiting);
     else void admit(waiting);
@@ -479,6 +494,10 @@ export function createAuditService(deps: {
     async sweep(at = new Date(now())) {
       const result = await collection.deleteMany({ expiresAt: { $lte: at } });
       return result.deletedCount;
+    },
+
+    onRecorded(listener) {
+      listeners.push(listener);
     },
   };
 }

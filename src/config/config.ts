@@ -114,6 +114,12 @@ const envSchema = z.object({
   DYNAMIC_REGISTRATION: booleanFlag.default(false),
   // Signing key rotation (src/oidc/key-rotation.service.ts): how long a new key is published before it signs.
   KEY_PREPUBLISH_SECONDS: z.coerce.number().int().min(0).max(30 * 86_400).default(60 * 60),
+  // Prometheus metrics (src/metrics): on their own port, or on the main port behind a bearer token.
+  METRICS_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  METRICS_TOKEN: z
+    .string()
+    .regex(/^[\x21-\x7e]{32,512}$/, 'must be 32 to 512 printable characters without spaces (openssl rand -base64 32)')
+    .optional(),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -215,6 +221,12 @@ export interface Config {
   dynamicRegistration: boolean;
   /** The management API: its resource indicator (RFC 8707) and scopes. */
   adminApi: { resource: string; scopes: readonly string[] };
+  /**
+   * Prometheus metrics: `port` serves them on a port of their own (the token, when set, is then
+   * required there too); else `token` serves them on the main port at /metrics to a bearer of it.
+   * Neither: not collected, not served.
+   */
+  metrics: { enabled: boolean; port: number | undefined; token: string | undefined };
 }
 
 /** Secrets generated for development (see dev-secrets.ts), used only when the environment gives none. */
@@ -280,6 +292,10 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
     throw new ConfigError(
       'Invalid configuration:\n  REFRESH_TOKEN_ABSOLUTE_TTL: must be at least REFRESH_TOKEN_IDLE_TTL',
     );
+  }
+
+  if (e.METRICS_PORT !== undefined && e.METRICS_PORT !== 0 && e.METRICS_PORT === e.PORT) {
+    throw new ConfigError('Invalid configuration:\n  METRICS_PORT: must differ from PORT (to serve metrics on the main port, set METRICS_TOKEN instead)');
   }
 
   // The demo seed creates a user with a published password: only ever on this machine.
@@ -369,5 +385,6 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
     signingKeys: { prepublishSeconds: e.KEY_PREPUBLISH_SECONDS },
     dynamicRegistration: e.DYNAMIC_REGISTRATION,
     adminApi: { resource: `${issuer}/api/admin/v1`, scopes: defaults.adminScopes },
+    metrics: { enabled: e.METRICS_PORT !== undefined || e.METRICS_TOKEN !== undefined, port: e.METRICS_PORT, token: e.METRICS_TOKEN },
   };
 }

@@ -10,7 +10,15 @@ import type { Logger } from '../logging/logger.js';
 export async function connectDatabase(
   uri: string,
   logger: Logger,
-  options: { dbName?: string; /** Emit the driver's command events (tests count database commands per request). */ monitorCommands?: boolean } = {},
+  options: {
+    dbName?: string;
+    /**
+     * Emit the driver's command events: the metrics time commands with them (main.ts turns this on
+     * with metrics), tests count commands per request. NOTE: not free: for each command the driver
+     * copies the command and deserialises the whole reply once more for the event.
+     */
+    monitorCommands?: boolean;
+  } = {},
 ): Promise<Connection> {
   const connection = mongoose.createConnection(uri, {
     ...(options.dbName ? { dbName: options.dbName } : {}),

@@ -1,7 +1,24 @@
+import { createRequire } from 'node:module';
+
+import { pino } from 'pino';
+import type { DestinationStream, Logger as PinoLogger } from 'pino';
+import type PinoPretty from 'pino-pretty';
+
+import { currentRequest } from '../http/request-context.js';
+
 /**
- * A small structured logger: one JSON object per line in production (for log shippers),
- * a readable line in development. Fields whose names look secret are redacted, so a
- * careless `log.info('x', { password })` cannot leak (nothing secret in logs).
+ * Structured logs on pino: one JSON object per line in production (for log shippers), a readable
+ * line in development (pino-pretty, formatted in-process: no worker thread). The rest of the code
+ * sees only this small `Logger` interface.
+ *
+ * Two rules hold for every line:
+ * - Fields whose names look secret are redacted at any depth, so a careless
+ *   `log.info('x', { password })` cannot leak (nothing secret in logs). NOTE: pino's own `redact`
+ *   takes paths (`a.b.password`), not a rule on names at any depth, so the fields are cleaned here
+ *   before pino sees them.
+ * - A line logged while a request is handled carries that request's id (`requestId`), also from
+ *   services that hold the process-wide logger rather than the request's child: the id comes from
+ *   the request context (src/http/request-context.ts).
  */
 export type LogLevel = 'debug' | 'info' | 'warn' | 'error';
 export type LogFields = Record<string, unknown>;
@@ -14,46 +31,95 @@ export interface Logger {
   child(fields: LogFields): Logger;
 }
 
-const order: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 const SECRET_FIELD = /pass(word)?|secret|token|code_verifier|^code$|cookie|authorization|csrf|key$/i;
+/** Deeper than any field we log; past it values are cut, so a cyclic or huge object cannot stall a request. */
+const MAX_DEPTH = 6;
 
-function redact(value: unknown, depth = 0): unknown {
-  if (value instanceof Error) {
-    return { name: value.name, message: value.message, stack: value.stack };
-  }
-  if (depth > 4 || value === null || typeof value !== 'object') return value;
+function serialiseError(err: Error, depth: number): Record<string, unknown> {
+  const out: Record<string, unknown> = { name: err.name, message: err.message, stack: err.stack };
+  const { code } = err as { code?: unknown };
+  if (typeof code === 'string' || typeof code === 'number') out.code = code;
+  if (err.cause !== undefined) out.cause = redact(err.cause, depth + 1);
+  return out;
+}
+
+/** Replaces the values of secret-looking fields, at any depth; Errors become { name, message, stack }. */
+export function redact(value: unknown, depth = 0): unknown {
+  if (value instanceof Error) return depth > MAX_DEPTH ? { name: value.name, message: value.message } : serialiseError(value, depth);
+  if (value === null || typeof value !== 'object') return value;
+  if (depth > MAX_DEPTH) return '[truncated]';
   if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1));
+  if (value instanceof Date) return value;
+  // Bytes are never worth a line (and may be key material): their size says enough.
+  if (ArrayBuffer.isView(value)) return `[${value.byteLength} bytes]`;
   return Object.fromEntries(
-    Object.entries(value as Record<string, unknown>).map(([k, v]) => [
-      k,
-      SECRET_FIELD.test(k) ? '[redacted]' : redact(v, depth + 1),
-    ]),
+    Object.entries(value as Record<string, unknown>).map(([k, v]) => [k, SECRET_FIELD.test(k) ? '[redacted]' : redact(v, depth + 1)]),
   );
 }
 
 export interface LoggerOptions {
   level: LogLevel;
   format: 'json' | 'pretty';
+  /**
+   * Where each line goes, without its newline (tests collect lines this way). Default: standard
+   * output, written synchronously (a crash loses no line already logged).
+   */
   write?: (line: string) => void;
 }
 
-export function createLogger(options: LoggerOptions, bound: LogFields = {}): Logger {
-  const write = options.write ?? ((line: string) => process.stdout.write(`${line}\n`));
+function destination(options: LoggerOptions): DestinationStream {
+  const { write } = options;
+  if (options.format === 'pretty') {
+    // Loaded only for pretty output (development): it costs a noticeable part of a second at start.
+    const pinoPretty = createRequire(import.meta.url)('pino-pretty') as typeof PinoPretty;
+    const prettify = pinoPretty.prettyFactory({
+      colorize: !write && Boolean(process.stdout.isTTY),
+      translateTime: 'SYS:HH:MM:ss',
+      ignore: 'pid,hostname',
+      singleLine: false,
+    });
+    const out = write ?? ((line: string) => process.stdout.write(`${line}\n`));
+    return { write: (chunk: string) => out(prettify(chunk).replace(/\n$/, '')) };
+  }
+  if (write) return { write: (chunk: string) => write(chunk.replace(/\n$/, '')) };
+  return pino.destination({ dest: 1, sync: true });
+}
+
+function wrap(base: PinoLogger, bound: LogFields): Logger {
+  const boundRequestId = 'requestId' in bound;
   const emit = (level: LogLevel, message: string, fields?: LogFields) => {
-    if (order[level] < order[options.level]) return;
-    const all = redact({ ...bound, ...fields }) as LogFields;
-    if (options.format === 'json') {
-      write(JSON.stringify({ time: new Date().toISOString(), level, msg: message, ...all }));
-    } else {
-      const extra = Object.keys(all).length > 0 ? ` ${JSON.stringify(all)}` : '';
-      write(`${new Date().toISOString().slice(11, 19)} ${level.toUpperCase().padEnd(5)} ${message}${extra}`);
+    // Checked first: a debug line in production costs no redaction.
+    if (!base.isLevelEnabled(level)) return;
+    const all: LogFields = { ...bound, ...fields };
+    if (!boundRequestId && all.requestId === undefined) {
+      const requestId = currentRequest()?.requestId;
+      if (requestId) all.requestId = requestId;
     }
+    base[level](redact(all) as LogFields, message);
   };
   return {
     debug: (m, f) => emit('debug', m, f),
     info: (m, f) => emit('info', m, f),
     warn: (m, f) => emit('warn', m, f),
     error: (m, f) => emit('error', m, f),
-    child: (fields) => createLogger(options, { ...bound, ...fields }),
+    // NOTE: bound fields are merged into each line here, not through pino's child(): a field given
+    // again on a line then replaces the bound one instead of appearing twice in the JSON.
+    child: (fields) => wrap(base, { ...bound, ...fields }),
   };
+}
+
+export function createLogger(options: LoggerOptions): Logger {
+  const base = pino(
+    {
+      level: options.level,
+      // `"level":"info"` and an ISO time, as log shippers and our tests read them.
+      formatters: { level: (label) => ({ level: label }) },
+      timestamp: pino.stdTimeFunctions.isoTime,
+      // Errors are serialised by redact() above, wherever they sit; pino's own `err` serializer
+      // would wrap that result again.
+      serializers: { err: (value: unknown) => value },
+    },
+    destination(options),
+  );
+  return wrap(base, {});
 }

@@ -143,6 +143,9 @@ export interface DeadLetterView {
 
 export type RetryOutcome = 'queued' | 'not_found' | 'not_dead' | 'already_retried' | 'not_retryable';
 
+/** What became of one delivery attempt (or of a mail), for observers (the metrics). */
+export type DeliveryOutcome = { result: 'sent' } | { result: 'failed' } | { result: 'dead'; reason: DeadReason };
+
 export interface MailOutbox {
   enqueue(message: MailMessage, options?: EnqueueOptions & { template?: MailTemplate }): Promise<EnqueueResult>;
   /** Renders the template (as Mailer.sendTemplate does) and enqueues it. */
@@ -163,6 +166,8 @@ export interface MailOutbox {
   ensureIndexes(): Promise<void>;
   /** Removes sent and dead mails past retention and old claims. */
   sweep(now?: Date): Promise<number>;
+  /** Calls `listener` with the outcome of every attempt this node makes (a throwing listener is ignored). */
+  onDelivery(listener: (outcome: DeliveryOutcome) => void): void;
 }
 
 export function outboxSettingsFrom(outbox: {
@@ -207,6 +212,16 @@ export function createMailOutbox(deps: {
   const node = randomBytes(6).toString('hex');
   const context = (id: string) => `${OUTBOX_COLLECTION}:${id}`;
   const inFlight = new Set<Promise<unknown>>();
+  const listeners: ((outcome: DeliveryOutcome) => void)[] = [];
+  const notify = (outcome: DeliveryOutcome) => {
+    for (const listener of listeners) {
+      try {
+        listener(outcome);
+      } catch {
+        // An observer (metrics) must never break delivery.
+      }
+    }
+  };
 
   const track = <T>(promise: Promise<T>): Promise<T> => {
     inFlight.add(promise);
@@ -239,6 +254,7 @@ export function createMailOutbox(deps: {
         ...(dropBody ? { $unset: { sealed: '' } } : {}),
       },
     );
+    notify({ result: 'dead', reason });
     logger.warn('mail dead-lettered', { mailId: mail._id, template: mail.template, reason, recipientDomain: recipientDomain(mail.to) });
   };
 
@@ -253,6 +269,7 @@ export function createMailOutbox(deps: {
       await mailer.send(message, mail.template as MailTemplate | undefined);
     } catch (err) {
       const code = errorCode(err instanceof Error && err.cause ? err.cause : err);
+      notify({ result: 'failed' });
       const inRound = attempt + 1 - mail.roundStartAttempt;
       const delay = Math.min(retryBaseMs * 2 ** Math.min(inRound - 1, 30), settings.retryMaxDelayMs);
       // Up to a fifth less, so nodes that failed together do not all come back together.
@@ -262,6 +279,7 @@ export function createMailOutbox(deps: {
       else await mails.updateOne({ _id: mail._id }, { $set: { attempts: attempt + 1, nextAttemptAt: new Date(next), lastError: code } });
       return false;
     }
+    notify({ result: 'sent' });
     try {
       await mails.updateOne(
         { _id: mail._id },
@@ -495,6 +513,10 @@ export function createMailOutbox(deps: {
       await mails.updateMany({ state: 'dead', expiresAt: { $lt: at }, sealed: { $exists: true } }, { $unset: { sealed: '' } });
       const old = await claims.deleteMany({ at: { $lt: new Date(at.getTime() - Math.max(CLAIM_RETENTION_MS, leaseMs * 2)) } });
       return sent.deletedCount + dead.deletedCount + old.deletedCount;
+    },
+
+    onDelivery(listener) {
+      listeners.push(listener);
     },
   };
 }
