@@ -13,6 +13,7 @@ interface OidcRecord {
 }
 
 const BATCH_SIZE = 500;
+const PARALLEL_UPDATES = 8;
 
 /**
  * Copies `accountId` and `clientId` out of the serialised payload of the provider's records
@@ -42,15 +43,17 @@ export const backfillOidcOwner: Migration = {
           collection.find(filter, { projection: { _id: 1, payload: 1, accountId: 1, clientId: 1 }, sort: { _id: 1 }, limit: BATCH_SIZE }).toArray(),
         );
         if (batch.length === 0) break;
-        const writes: mongo.AnyBulkWriteOperation<OidcRecord>[] = [];
-        for (const record of batch) {
+        const writes = batch.flatMap((record) => {
           const set = missingOwnerFields(record);
-          if (set) writes.push({ updateOne: { filter: { _id: record._id, payload: record.payload }, update: { $set: set } } });
-        }
-        if (writes.length > 0) {
-          await assertHeld();
-          const result = await retryOnLockContention(() => collection.bulkWrite(writes, { ordered: false }));
-          updated += result.modifiedCount;
+          return set ? [{ filter: { _id: record._id, payload: record.payload }, set }] : [];
+        });
+        if (writes.length > 0) await assertHeld();
+        // NOTE: single updates, a few at a time: FerretDB 1.24 stalled on a bulk write of a batch.
+        for (let i = 0; i < writes.length; i += PARALLEL_UPDATES) {
+          const results = await Promise.all(
+            writes.slice(i, i + PARALLEL_UPDATES).map(({ filter, set }) => retryOnLockContention(() => collection.updateOne(filter, { $set: set }))),
+          );
+          updated += results.reduce((sum, r) => sum + r.modifiedCount, 0);
         }
         after = batch[batch.length - 1]?._id;
       }
