@@ -255,7 +255,7 @@ describe('001-backfill-oidc-owner', () => {
   }, 120_000);
 
   it('is safe to run again: fields already there are left alone', async () => {
-    const grants = db.collection<{ _id: string; accountId?: string }>(collectionName('Grant'));
+    const grants = db.collection<{ _id: string; accountId?: string; clientId?: string }>(collectionName('Grant'));
     await grants.insertOne({ ...legacy('g-new', { kind: 'Grant', accountId: 'someone', clientId: 'app' }), accountId: 'someone', clientId: 'app' });
     const before = await grants.find({}).sort({ _id: 1 }).toArray();
     const [backfill] = MIGRATIONS;
