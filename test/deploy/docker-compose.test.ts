@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -335,6 +336,26 @@ describe('config/Caddyfile', () => {
     expect(site).toMatch(/^\s*import tls-\{\$CADDY_TLS:acme\}\s*$/m);
     expect(blockAfter(caddyfile, /\(tls-acme\)\s*\{/).trim()).toBe('');
     expect(blockAfter(caddyfile, /\(tls-internal\)\s*\{/).trim()).toBe('tls internal');
+  });
+
+  // Caddy's own parser, when it is installed (CI installs Debian's caddy): both TLS modes adapt
+  // to the configuration the tests above read out of the file.
+  const caddyBinary = spawnSync('caddy', ['version'], { encoding: 'utf8' }).status === 0;
+  (caddyBinary ? it : it.skip)('is a Caddyfile Caddy accepts, in both TLS modes (caddy adapt)', () => {
+    for (const tls of ['acme', 'internal']) {
+      const adapted = spawnSync('caddy', ['adapt', '--config', path.join(ROOT, 'config', 'Caddyfile'), '--adapter', 'caddyfile'], {
+        encoding: 'utf8',
+        env: { ...process.env, ISSUER_HOST: DOT_ENV.ISSUER_HOST, CADDY_TLS: tls },
+      });
+      expect({ tls, status: adapted.status, stderr: adapted.status === 0 ? '' : adapted.stderr }).toEqual({ tls, status: 0, stderr: '' });
+      const json = JSON.parse(adapted.stdout) as { apps: { tls?: { automation?: { policies?: { issuers?: { module: string }[] }[] } }; http: unknown } };
+      const text = JSON.stringify(json.apps.http);
+      expect(text).toContain('"dynamic_upstreams":{"name":"server","port":"3000"');
+      expect(text).toContain(`"host":["${DOT_ENV.ISSUER_HOST}"]`);
+      expect(text).not.toContain('trusted_proxies');
+      const issuers = json.apps.tls?.automation?.policies?.flatMap((p) => p.issuers ?? []).map((i) => i.module) ?? [];
+      expect(issuers).toEqual(tls === 'internal' ? ['internal'] : []);
+    }
   });
 
   it('trusts no proxy in front of it, so clients cannot add to X-Forwarded-For', () => {
