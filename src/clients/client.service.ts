@@ -367,21 +367,18 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
   };
 
   /**
-   * Every code, token and grant issued to the client, in the provider's collections. Their
-   * payloads carry `clientId`; the adapter also writes it beside the payload (indexed), and older
-   * records are found in the serialised payload. Sessions stay: they belong to the person, and
-   * the provider skips clients it cannot find.
-   * NOTE: the payload match cannot use an index, so this scans the oidc_* collections; it runs
-   * only when an admin deletes a client.
+   * Every code, token and grant issued to the client, in the provider's collections, found by
+   * the indexed `clientId` the adapter writes beside the payload (the migration
+   * 001-backfill-oidc-owner set it on older records). Sessions stay: they belong to the person,
+   * and the provider skips clients it cannot find.
    */
   const removeArtifacts = async (clientId: string): Promise<number> => {
     const db = database();
     const collections = await db.listCollections({}, { nameOnly: true }).toArray();
     const names = collections.map((c) => c.name).filter((n) => n.startsWith('oidc_') && n !== 'oidc_session' && n !== 'oidc_consume_claims');
-    const inPayload = escapeRegex(`"clientId":${JSON.stringify(clientId)}`);
     let removed = 0;
     for (const name of names) {
-      const result = await db.collection(name).deleteMany({ $or: [{ clientId }, { payload: { $regex: inPayload } }] });
+      const result = await db.collection(name).deleteMany({ clientId });
       removed += result.deletedCount;
     }
     return removed;

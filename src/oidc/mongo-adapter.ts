@@ -164,7 +164,7 @@ export interface MongoAdapterDeps {
  * The account a record belongs to: the payload's own `accountId` (Session, Grant, tokens, codes),
  * or for an Interaction the account of the session it runs in.
  */
-function accountIdOf(payload: AdapterPayload): string | undefined {
+export function accountIdOf(payload: AdapterPayload): string | undefined {
   if (typeof payload.accountId === 'string' && payload.accountId) return payload.accountId;
   const sessionAccount = (payload.session as { accountId?: unknown } | undefined)?.accountId;
   return typeof sessionAccount === 'string' && sessionAccount ? sessionAccount : undefined;
@@ -433,19 +433,14 @@ export async function ensureAdapterIndexes(db: Db, logger: Logger): Promise<Adap
   return { ttlSupported };
 }
 
-function escapeRegex(s: string): string {
-  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
-
 /**
  * Deletes every record issued to an account, in every adapter collection: sessions (so the
  * person is signed out everywhere), grants, access and refresh tokens, authorization codes,
  * interactions in progress. Returns how many records went.
  *
- * NOTE: records written before the `accountId` field existed carry the account only inside
- * their JSON payload; those are matched by a regex on the serialised `"accountId":"<id>"`
- * (JSON.stringify writes no spaces, and escapes the id the same way here as it did there).
- * An opaque access token is checked against this store on every use, so deleting it revokes it;
+ * Found by the indexed `accountId` field alone: the adapter writes it on every save, and the
+ * migration 001-backfill-oidc-owner (run before the server or the CLI uses the database) set it
+ * on records written before it existed. An opaque access token is checked against this store on every use, so deleting it revokes it;
  * oidc-provider also drops a token whose grant is gone.
  */
 export async function revokeAccountRecords(
@@ -456,12 +451,9 @@ export async function revokeAccountRecords(
 ): Promise<number> {
   if (!accountId) return 0;
   forgetAdapterReads();
-  const serialised = new RegExp(escapeRegex(`"accountId":${JSON.stringify(accountId)}`));
   let removed = 0;
   for (const name of collectionsOf(models)) {
-    const result = await guardDatabase(() =>
-      db.collection<StoredRecord>(name).deleteMany({ $or: [{ accountId }, { payload: { $regex: serialised } }] }),
-    );
+    const result = await guardDatabase(() => db.collection<StoredRecord>(name).deleteMany({ accountId }));
     removed += result.deletedCount;
   }
   return removed;

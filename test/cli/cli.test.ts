@@ -480,7 +480,8 @@ describe('npm run cli, as a child process', () => {
     expect(deleted).toMatchObject({ code: 0, stderr: '', stdout: `Deleted user spawned@example.com (id ${id}).\n` });
     const again = await runCli(['user', 'delete', 'spawned@example.com'], env, workDir);
     expect(again).toMatchObject({ code: 1, stdout: '' });
-  });
+    // Five child processes, each a full tsx start: on a busy machine that alone can pass a minute.
+  }, 180_000);
 
   it('--help works without any configuration or database', async () => {
     const help = await runCli(['user', 'create', '--help'], baseEnv(), workDir);

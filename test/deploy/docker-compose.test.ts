@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
@@ -11,10 +12,11 @@ import { parse as parseYaml } from 'yaml';
 import { loadConfig } from '../../src/config/config.js';
 
 /**
- * docker-compose.yml, checked without a Docker engine: it is valid Compose, the server is
- * reachable only through the reverse proxy (TRUST_PROXY is on, so a directly reachable server
- * would believe any X-Forwarded-For), and the proxy's Caddyfile serves the issuer's host and
- * forwards to the server.
+ * docker-compose.yml, checked without a Docker engine: it is valid Compose (the specification's
+ * JSON schema), the servers are reachable only through the reverse proxy (TRUST_PROXY is on, so a
+ * directly reachable server would believe any X-Forwarded-For), two or more of them run on a
+ * three-member replica set that a one-shot service initiates, secrets come from the environment,
+ * and the proxy's Caddyfile serves the issuer's host and spreads requests over every server.
  */
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
@@ -30,6 +32,9 @@ const DOT_ENV: Record<string, string> = {
 type Yaml = unknown;
 interface Service {
   image?: string;
+  command?: string[] | string;
+  networks?: string[] | Record<string, unknown>;
+  deploy?: { replicas?: number };
   build?: unknown;
   ports?: (string | { published?: string | number; host_ip?: string; target?: number; protocol?: string })[];
   expose?: (string | number)[];
@@ -40,6 +45,7 @@ interface Service {
 interface ComposeFile {
   name?: string;
   services: Record<string, Service>;
+  networks?: Record<string, { internal?: boolean } | null>;
   volumes?: Record<string, unknown>;
 }
 
@@ -82,7 +88,8 @@ function interpolate(value: Yaml, env: Record<string, string>): Yaml {
 }
 
 function loadCompose(env: Record<string, string> = DOT_ENV): ComposeFile {
-  return interpolate(parseYaml(readFileSync(COMPOSE_FILE, 'utf8')), env) as ComposeFile;
+  // Compose resolves YAML merge keys (`<<: *anchor`), as YAML 1.1 defines them.
+  return interpolate(parseYaml(readFileSync(COMPOSE_FILE, 'utf8'), { merge: true }), env) as ComposeFile;
 }
 
 function environmentOf(service: Service): Record<string, string> {
@@ -162,7 +169,8 @@ function caddySites(text: string): CaddySite[] {
     const closes = (structural.match(/\}/g) ?? []).length;
     if (depth === 0 && /\{$/.test(structural)) {
       const address = line.slice(0, -1).trim();
-      current = address ? { address, directives: [] } : undefined;
+      // `(name) {` defines a snippet, not a site.
+      current = address && !address.startsWith('(') ? { address, directives: [] } : undefined;
       if (current) sites.push(current);
     } else if (depth === 1 && current) {
       current.directives.push(line.trim());
@@ -187,10 +195,9 @@ describe('docker-compose.yml', () => {
     expect(() => loadCompose(withoutHost)).toThrow(/ISSUER_HOST/);
   });
 
-  it('publishes only the proxy, on 80 and 443; the server and the database are not published', () => {
+  it('publishes only the proxy, on 80 and 443; the servers and the database are not published', () => {
     const { services } = loadCompose();
-    expect(services.server?.ports).toBeUndefined();
-    expect(services.mongo?.ports).toBeUndefined();
+    for (const name of ['server', 'mongo1', 'mongo2', 'mongo3', 'mongo-init']) expect({ name, ports: services[name]?.ports }).toEqual({ name, ports: undefined });
     const everywhere = Object.entries(services).flatMap(([name, service]) =>
       (service.ports ?? []).map(publishedPort).filter((p) => !['127.0.0.1', '[::1]', '::1'].includes(p.hostIp)).map((p) => ({ name, ...p })),
     );
@@ -218,6 +225,59 @@ describe('docker-compose.yml', () => {
     });
   });
 
+  it('runs two or more servers on a three-member replica set, after a one-shot service has initiated it', () => {
+    const { services, volumes } = loadCompose();
+    expect(services.server?.deploy?.replicas).toBeGreaterThanOrEqual(2);
+    const members = ['mongo1', 'mongo2', 'mongo3'];
+    for (const member of members) {
+      const service = services[member]!;
+      expect(service.image).toMatch(/^mongo:[78](\.|$)/);
+      expect(service.command).toEqual(['--replSet', 'rs0', '--bind_ip_all']);
+      // Each member its own data volume.
+      const mounts = (service.volumes ?? []).map((v) => (typeof v === 'string' ? v : `${v.source}:${v.target}`));
+      expect(mounts).toEqual([`${member}-data:/data/db`]);
+      expect(Object.hasOwn(volumes ?? {}, `${member}-data`)).toBe(true);
+    }
+    // The one-shot initiator: waits for the members, names exactly them, and finishes once there is a primary.
+    const init = services['mongo-init']!;
+    expect(init.depends_on).toEqual(Object.fromEntries(members.map((m) => [m, { condition: 'service_healthy' }])));
+    const script = (init.command as string[]).join(' ');
+    expect(script).toMatch(/rs\.initiate\(\{ _id: 'rs0'/);
+    expect([...script.matchAll(/host: '([^']+)'/g)].map((m) => m[1])).toEqual(members.map((m) => `${m}:27017`));
+    expect(script).toMatch(/PRIMARY/);
+    expect(services.server?.depends_on).toMatchObject({ 'mongo-init': { condition: 'service_completed_successfully' } });
+
+    // The servers reach every member, name the replica set, and the server's configuration accepts the URI.
+    const uri = environmentOf(services.server!).MONGODB_URI ?? '';
+    const url = new URL(uri.replace(/^mongodb:\/\/([^/]+)/, (_, hosts: string) => `mongodb://${hosts.split(',')[0]}`));
+    expect(uri.slice('mongodb://'.length, uri.indexOf('/', 'mongodb://'.length)).split(',')).toEqual(members.map((m) => `${m}:27017`));
+    expect(url.searchParams.get('replicaSet')).toBe('rs0');
+    expect(loadConfig(environmentOf(services.server!)).mongodbUri).toBe(uri);
+  });
+
+  it('keeps the database on an internal network the proxy is not on', () => {
+    const { services, networks } = loadCompose();
+    const networksOf = (name: string) => {
+      const n = services[name]?.networks ?? [];
+      return Array.isArray(n) ? n : Object.keys(n);
+    };
+    expect(networks?.data).toEqual({ internal: true });
+    for (const name of ['mongo1', 'mongo2', 'mongo3', 'mongo-init']) expect({ name, networks: networksOf(name) }).toEqual({ name, networks: ['data'] });
+    expect(networksOf('server').sort()).toEqual(['data', 'edge']);
+    expect(networksOf('proxy')).toEqual(['edge']);
+  });
+
+  it('takes every secret from the environment (.env), refusing to start without one', () => {
+    const raw = readFileSync(COMPOSE_FILE, 'utf8');
+    for (const name of ['COOKIE_KEYS', 'ENCRYPTION_KEYS']) {
+      expect(raw).toMatch(new RegExp(`^\\s+${name}: \\$\\{${name}:\\?[^}]+\\}$`, 'm'));
+      const { [name]: _omitted, ...without } = DOT_ENV;
+      expect(() => loadCompose(without)).toThrow(new RegExp(name));
+    }
+    const env = environmentOf(loadCompose().services.server!);
+    expect({ cookie: env.COOKIE_KEYS, encryption: env.ENCRYPTION_KEYS }).toEqual({ cookie: DOT_ENV.COOKIE_KEYS, encryption: DOT_ENV.ENCRYPTION_KEYS });
+  });
+
   it('runs Caddy 2 with config/Caddyfile, its certificates on a volume, after the server is healthy', () => {
     const { services, volumes } = loadCompose();
     const proxy = services.proxy!;
@@ -239,13 +299,63 @@ describe('config/Caddyfile', () => {
     expect(sites.map((s) => s.address)).toEqual(['{$ISSUER_HOST}']);
   });
 
-  it('forwards to the server service on the port it exposes', () => {
+  /** The text inside a block that opens with `head` (e.g. `reverse_proxy {`), comments dropped. */
+  const blockAfter = (text: string, head: RegExp): string => {
+    const active = text.replace(/(^|\s)#.*$/gm, '');
+    const match = head.exec(active);
+    if (!match) return '';
+    let depth = 0;
+    for (let i = match.index + match[0].length - 1; i < active.length; i += 1) {
+      if (active[i] === '{') depth += 1;
+      if (active[i] === '}' && --depth === 0) return active.slice(match.index + match[0].length, i);
+    }
+    return '';
+  };
+
+  it('forwards to every container of the server service (DNS A records), in turn, on the port it exposes', () => {
     const { services } = loadCompose();
-    const upstreams = sites.flatMap((s) => s.directives).filter((d) => d.startsWith('reverse_proxy')).map((d) => d.split(/\s+/).slice(1));
-    expect(upstreams).toEqual([['server:3000']]);
-    const [host, port] = (upstreams[0]?.[0] ?? '').split(':');
-    expect(Object.keys(services)).toContain(host);
-    expect(services[host ?? '']?.expose?.map(String)).toContain(port);
+    const proxies = sites.flatMap((s) => s.directives).filter((d) => d.startsWith('reverse_proxy'));
+    // One reverse_proxy, its upstreams given in its block (not as fixed addresses on the line).
+    expect(proxies).toEqual(['reverse_proxy {']);
+    const block = blockAfter(caddyfile, /reverse_proxy\s*\{/);
+    const dynamic = blockAfter(block, /dynamic\s+a\s*\{/);
+    const name = /^\s*name\s+(\S+)\s*$/m.exec(dynamic)?.[1];
+    const port = /^\s*port\s+(\d+)\s*$/m.exec(dynamic)?.[1];
+    expect({ name, port }).toEqual({ name: 'server', port: '3000' });
+    expect(services[name ?? '']?.expose?.map(String)).toContain(port);
+    expect(block).toMatch(/^\s*lb_policy\s+round_robin\s*$/m);
+    // A restarting node: the request is tried on another one instead of failing at once.
+    expect(block).toMatch(/^\s*lb_try_duration\s+\d+s\s*$/m);
+  });
+
+  it('TLS: automatic HTTPS by default, Caddy\'s local CA with CADDY_TLS=internal, nothing else', () => {
+    const { services } = loadCompose();
+    expect(environmentOf(services.proxy!).CADDY_TLS).toBe('acme');
+    expect(environmentOf(loadCompose({ ...DOT_ENV, CADDY_TLS: 'internal' }).services.proxy!).CADDY_TLS).toBe('internal');
+    const site = blockAfter(caddyfile, /\{\$ISSUER_HOST\}\s*\{/);
+    expect(site).toMatch(/^\s*import tls-\{\$CADDY_TLS:acme\}\s*$/m);
+    expect(blockAfter(caddyfile, /\(tls-acme\)\s*\{/).trim()).toBe('');
+    expect(blockAfter(caddyfile, /\(tls-internal\)\s*\{/).trim()).toBe('tls internal');
+  });
+
+  // Caddy's own parser, when it is installed (CI installs Debian's caddy): both TLS modes adapt
+  // to the configuration the tests above read out of the file.
+  const caddyBinary = spawnSync('caddy', ['version'], { encoding: 'utf8' }).status === 0;
+  (caddyBinary ? it : it.skip)('is a Caddyfile Caddy accepts, in both TLS modes (caddy adapt)', () => {
+    for (const tls of ['acme', 'internal']) {
+      const adapted = spawnSync('caddy', ['adapt', '--config', path.join(ROOT, 'config', 'Caddyfile'), '--adapter', 'caddyfile'], {
+        encoding: 'utf8',
+        env: { ...process.env, ISSUER_HOST: DOT_ENV.ISSUER_HOST, CADDY_TLS: tls },
+      });
+      expect({ tls, status: adapted.status, stderr: adapted.status === 0 ? '' : adapted.stderr }).toEqual({ tls, status: 0, stderr: '' });
+      const json = JSON.parse(adapted.stdout) as { apps: { tls?: { automation?: { policies?: { issuers?: { module: string }[] }[] } }; http: unknown } };
+      const text = JSON.stringify(json.apps.http);
+      expect(text).toContain('"dynamic_upstreams":{"name":"server","port":"3000"');
+      expect(text).toContain(`"host":["${DOT_ENV.ISSUER_HOST}"]`);
+      expect(text).not.toContain('trusted_proxies');
+      const issuers = json.apps.tls?.automation?.policies?.flatMap((p) => p.issuers ?? []).map((i) => i.module) ?? [];
+      expect(issuers).toEqual(tls === 'internal' ? ['internal'] : []);
+    }
   });
 
   it('trusts no proxy in front of it, so clients cannot add to X-Forwarded-For', () => {

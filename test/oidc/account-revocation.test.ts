@@ -1,22 +1,25 @@
 /**
  * revokeAccountAccess: every session, grant, token and code of one account goes, found by the
- * `accountId` field or (older records) inside the payload; other accounts' records and the
- * account's interactions in progress stay.
+ * indexed `accountId` field alone (older records get it from the migration 001-backfill-oidc-owner);
+ * other accounts' records and the account's interactions in progress stay.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { Connection } from 'mongoose';
 
 import { connectDatabase } from '../../src/db/connect.js';
+import { createMigrationRunner } from '../../src/db/migration-runner.js';
 import { createLogger } from '../../src/logging/logger.js';
 import { ACCOUNT_ACCESS_MODELS, revokeAccountAccess } from '../../src/oidc/account-revocation.js';
 import { collectionName } from '../../src/oidc/mongo-adapter.js';
 import { testDatabaseUri } from '../support/database.js';
 
+const logger = createLogger({ level: 'error', format: 'json', write: () => {} });
+
 describe('account revocation', () => {
   let connection: Connection;
 
   beforeAll(async () => {
-    connection = await connectDatabase(testDatabaseUri('account_revocation'), createLogger({ level: 'error', format: 'json', write: () => {} }));
+    connection = await connectDatabase(testDatabaseUri('account_revocation'), logger);
   });
 
   afterAll(async () => {
@@ -41,6 +44,8 @@ describe('account revocation', () => {
       await put(model, `${model}-prefix`, 'victim2', true);
     }
     await put('Interaction', 'interaction-1', 'victim', true);
+    // Older records (no field) are found once the migration has run, as it does at every start.
+    await createMigrationRunner({ db: connection.db!, logger }).migrate();
 
     const removed = await revokeAccountAccess(connection.db!, 'victim');
     expect(removed).toBe(ACCOUNT_ACCESS_MODELS.length * 2);
