@@ -59,6 +59,8 @@ export interface ClientView {
   scopes: string[];
   requireMfa: boolean;
   firstParty: boolean;
+  /** An admin let this confidential client leave out PKCE (metadata `skip_pkce`). */
+  skipPkce: boolean;
   /** Registered through RFC 7591 dynamic client registration. */
   dynamic: boolean;
   accessTokenTtl?: number | undefined;
@@ -203,6 +205,7 @@ function editableFields(metadata: AdapterPayload, name: string): Record<string, 
     scopes: typeof metadata.scope === 'string' ? metadata.scope.split(' ').filter(Boolean) : [...defaults.scopes],
     requireMfa: metadata.require_mfa === true,
     firstParty: metadata.first_party === true,
+    skipPkce: metadata.skip_pkce === true,
     accessTokenTtl: optionalNumber(metadata.access_token_ttl),
     idTokenTtl: optionalNumber(metadata.id_token_ttl),
     refreshTokenTtl: optionalNumber(metadata.refresh_token_ttl),
@@ -312,6 +315,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
       scopes: fields.scopes as string[],
       requireMfa: fields.requireMfa as boolean,
       firstParty: fields.firstParty as boolean,
+      skipPkce: fields.skipPkce as boolean,
       dynamic: metadata.dynamically_registered === true,
       accessTokenTtl: fields.accessTokenTtl as number | undefined,
       idTokenTtl: fields.idTokenTtl as number | undefined,

@@ -34,6 +34,7 @@ export const clientViewSchema = z
     scopes: z.array(z.string()).describe('Scopes the client may ask for'),
     requireMfa: z.boolean(),
     firstParty: z.boolean(),
+    skipPkce: z.boolean().describe('An admin let this confidential client make authorization requests without PKCE'),
     dynamic: z.boolean().describe('Registered through RFC 7591 dynamic client registration'),
     accessTokenTtl: z.number().int().optional(),
     idTokenTtl: z.number().int().optional(),
