@@ -12,6 +12,7 @@ import { newClientId } from '../crypto/identifiers.js';
 import type { SecretBox } from '../crypto/secret-box.js';
 import { insertClaim, isDuplicateKey } from '../db/claims.js';
 import { ensureExpiryIndex } from '../db/expiry-index.js';
+import { optionalProfileScopes } from '../accounts/profile-claims.js';
 import { AppError, AppErrorBase } from '../http/app-error.js';
 import type { ClientStore } from '../oidc/mongo-adapter.js';
 import type { Logger } from '../logging/logger.js';
@@ -141,7 +142,7 @@ export interface ClientServiceDeps {
    */
   audit?: AuditService | undefined;
   /** Default: the documented defaults (config/defaults.ts). */
-  config?: Pick<Config, 'clientSecretGracePeriodSeconds' | 'ttl' | 'adminApi'> | undefined;
+  config?: (Pick<Config, 'clientSecretGracePeriodSeconds' | 'ttl' | 'adminApi'> & Partial<Pick<Config, 'profileScopes'>>) | undefined;
   /** Where the provider's oidc_* collections are; default: the model's database. */
   db?: mongo.Db | undefined;
   clock?: Clock;
@@ -281,7 +282,11 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
   const now = () => clock.nowMs();
   const gracePeriodSeconds = deps.config?.clientSecretGracePeriodSeconds ?? defaults.clientSecretGracePeriod;
   const rules = {
-    knownScopes: [...defaults.scopes, ...(deps.config?.adminApi.scopes ?? defaults.adminScopes)],
+    knownScopes: [
+      ...defaults.scopes,
+      ...(deps.config?.profileScopes ? optionalProfileScopes(deps.config.profileScopes) : []),
+      ...(deps.config?.adminApi.scopes ?? defaults.adminScopes),
+    ],
     maxRefreshTokenTtl: deps.config?.ttl.refreshTokenAbsolute ?? defaults.ttl.refreshTokenAbsolute,
   };
 

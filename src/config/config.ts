@@ -112,6 +112,8 @@ const envSchema = z.object({
   AUDIT_RETENTION_DAYS: z.coerce.number().int().min(1).max(3650).default(defaults.auditRetentionDays),
   CLIENT_SECRET_GRACE_PERIOD: z.coerce.number().int().min(0).default(defaults.clientSecretGracePeriod),
   DYNAMIC_REGISTRATION: booleanFlag.default(false),
+  PROFILE_PHONE: booleanFlag.default(false),
+  PROFILE_ADDRESS: booleanFlag.default(false),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -209,6 +211,11 @@ export interface Config {
   clientSecretGracePeriodSeconds: number;
   /** RFC 7591 dynamic client registration (with initial access tokens admins issue). */
   dynamicRegistration: boolean;
+  /**
+   * Whether accounts store a phone number and a postal address, which the `phone` and `address`
+   * scopes then release (OIDC Core §5.4); off by default: nothing is collected that is not needed.
+   */
+  profileScopes: { phone: boolean; address: boolean };
   /** The management API: its resource indicator (RFC 8707) and scopes. */
   adminApi: { resource: string; scopes: readonly string[] };
 }
@@ -363,6 +370,7 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
     audit: { retentionDays: e.AUDIT_RETENTION_DAYS },
     clientSecretGracePeriodSeconds: e.CLIENT_SECRET_GRACE_PERIOD,
     dynamicRegistration: e.DYNAMIC_REGISTRATION,
+    profileScopes: { phone: e.PROFILE_PHONE, address: e.PROFILE_ADDRESS },
     adminApi: { resource: `${issuer}/api/admin/v1`, scopes: defaults.adminScopes },
   };
 }

@@ -18,6 +18,7 @@ import { createMongoAdapter } from './mongo-adapter.js';
 import { explainProviderError } from './error-explanations.js';
 import { ACCOUNT_VIEW, clientFlag, createInteractionPolicy } from './policy.js';
 import { createSessionTtl } from './session-ttl.js';
+import { claimsByScope, optionalProfileScopes } from '../accounts/profile-claims.js';
 import type { mongo } from 'mongoose';
 import type { PageRenderer } from '../http/render-page.js';
 
@@ -91,10 +92,14 @@ export function createProvider(deps: ProviderDeps): Provider {
     responseTypes: ['code'],
     // The management API's scopes are known scopes too: a client's `scope` metadata may list them
     // (the provider refuses unknown ones), and only tokens for its resource carry them.
-    scopes: [...defaults.scopes, ...config.adminApi.scopes],
-    claims: Object.fromEntries(
-      Object.entries(defaults.claims).map(([k, v]) => [k, v === null ? null : [...v]]),
-    ) as Configuration['claims'],
+    // `phone` and `address` only where accounts store them (PROFILE_PHONE, PROFILE_ADDRESS).
+    scopes: [...defaults.scopes, ...optionalProfileScopes(config.profileScopes), ...config.adminApi.scopes],
+    claims: {
+      ...Object.fromEntries(Object.entries(defaults.claims).map(([k, v]) => [k, v === null ? null : [...v]])),
+      // The standard claims (OIDC Core §5.1) each scope releases; each is also requestable alone
+      // with the `claims` parameter.
+      ...claimsByScope(config.profileScopes),
+    } as Configuration['claims'],
     jwks: { keys: deps.signingKeys as unknown as NonNullable<Configuration['jwks']>['keys'] },
     cookies: {
       keys: config.cookieKeys,
@@ -117,8 +122,10 @@ export function createProvider(deps: ProviderDeps): Provider {
         accountId: account.id,
         // Read by the interaction policy's mfa checks (policy.ts), so they need no second lookup.
         [ACCOUNT_VIEW]: account,
-        async claims(_use, scope) {
-          return accounts.claims(account, new Set(scope.split(' '))) as UnknownObject & { sub: string };
+        async claims(_use, scope, requested) {
+          // OIDC Core §5.5: claims named in the `claims` parameter, beside those of the scopes.
+          const named = Object.keys(requested ?? {});
+          return accounts.claims(account, new Set(scope.split(' ')), named) as UnknownObject & { sub: string };
         },
       };
     },

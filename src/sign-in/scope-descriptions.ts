@@ -2,7 +2,9 @@
 export const SCOPE_DESCRIPTIONS: Record<string, string> = {
   openid: 'Know who you are when you sign in',
   email: 'See your email address',
-  profile: 'See your name and basic profile',
+  profile: 'See your name and basic profile (nickname, picture, website, time zone, language…)',
+  phone: 'See your phone number',
+  address: 'See your postal address',
   offline_access: 'Stay connected to your account when you are not using the app',
   // The management API's scopes (admins only; the API refuses them to everyone else).
   'admin:clients:read': 'See the registered applications (administrators)',
@@ -17,6 +19,21 @@ export const CLAIM_DESCRIPTIONS: Record<string, string> = {
   email: 'Email address',
   email_verified: 'Whether your email address is verified',
   name: 'Full name',
+  given_name: 'Given name',
+  family_name: 'Family name',
+  middle_name: 'Middle name',
+  nickname: 'Nickname',
+  preferred_username: 'Preferred username',
+  profile: 'Profile page address',
+  picture: 'Picture',
+  website: 'Website',
+  gender: 'Gender',
+  birthdate: 'Date of birth',
+  zoneinfo: 'Time zone',
+  locale: 'Language and region',
+  phone_number: 'Phone number',
+  phone_number_verified: 'Whether your phone number is verified',
+  address: 'Postal address',
   updated_at: 'When your profile was last updated',
 };
 

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 
 import { defaults } from '../../../config/defaults.js';
+import { optionalProfileScopes } from '../../accounts/profile-claims.js';
 import { CLIENT_TTL_MAXIMA, usesSecret } from '../../clients/client-input.js';
 import { fullAuthority } from '../../clients/admin-authority.js';
 import { BUILT_IN_CLIENT_IDS, ClientValidationError } from '../../clients/client.service.js';
@@ -365,7 +366,7 @@ type ClientPageState = ConsoleState & { client: ClientView };
 
 export const registerClientPages: ConsolePages = (router, deps, kit) => {
   const { clients, config, secretBox } = deps;
-  const knownScopes = [...defaults.scopes, ...config.adminApi.scopes];
+  const knownScopes = [...defaults.scopes, ...optionalProfileScopes(config.profileScopes), ...config.adminApi.scopes];
   const secrets = pendingSecrets(secretBox);
   const graceSeconds = config.clientSecretGracePeriodSeconds;
   // An administrator in the console holds every management API scope: kit.requireAdmin checked
