@@ -277,3 +277,38 @@ export function profileClaims(profile: StoredProfile | undefined, wanted: Readon
   if (wanted.has('address') && profile.address && Object.keys(profile.address).length > 0) claims.address = { ...profile.address };
   return claims;
 }
+
+/** What is stored, under the input's camelCase names (the API's views, the forms' values). */
+export interface ProfileFields {
+  givenName?: string;
+  familyName?: string;
+  middleName?: string;
+  nickname?: string;
+  preferredUsername?: string;
+  profile?: string;
+  picture?: string;
+  website?: string;
+  gender?: string;
+  birthdate?: string;
+  zoneinfo?: string;
+  locale?: string;
+  phoneNumber?: string;
+  phoneNumberVerified?: boolean;
+  address?: { formatted?: string; streetAddress?: string; locality?: string; region?: string; postalCode?: string; country?: string };
+}
+
+export function profileFields(profile: StoredProfile | undefined): ProfileFields {
+  const fields: ProfileFields = {};
+  if (!profile) return fields;
+  for (const [key, claim] of Object.entries(CAMEL_TO_CLAIM)) if (profile[claim]) (fields as Record<string, unknown>)[key] = profile[claim];
+  if (profile.phone_number) {
+    fields.phoneNumber = profile.phone_number;
+    fields.phoneNumberVerified = profile.phone_number_verified === true;
+  }
+  if (profile.address) {
+    const address: Record<string, string> = {};
+    for (const [key, member] of Object.entries(ADDRESS_TO_CLAIM)) if (profile.address[member]) address[key] = profile.address[member];
+    if (Object.keys(address).length > 0) fields.address = address;
+  }
+  return fields;
+}
