@@ -61,9 +61,23 @@ export function claimsByScope(scopes: ProfileScopes): Record<string, string[]> {
 // Input
 // ---------------------------------------------------------------------------------------------
 
-/** An empty string (or null) removes the value; anything else is trimmed first. */
-const clearable = <T extends z.ZodType<string | undefined>>(schema: T) =>
-  z.union([z.null(), z.literal(''), schema]).optional();
+/**
+ * An empty string (or null, or only spaces) removes the value; anything else must pass `schema`,
+ * whose own messages are reported (a union would report a generic one).
+ */
+const clearable = (schema: z.ZodType<string, string>) =>
+  z
+    .string()
+    .nullable()
+    .optional()
+    .transform((value, ctx): string | null | undefined => {
+      if (value === undefined || value === null) return value;
+      if (value.trim() === '') return '';
+      const parsed = schema.safeParse(value);
+      if (parsed.success) return parsed.data;
+      for (const issue of parsed.error.issues) ctx.addIssue({ code: 'custom', message: issue.message });
+      return z.NEVER;
+    });
 
 const text = (max: number) =>
   z
@@ -156,7 +170,7 @@ export const profileInputSchema = z
     locale: clearable(locale).describe('`locale`: a BCP 47 language tag, e.g. en-US'),
     phoneNumber: clearable(phoneNumber).describe('`phone_number` (E.164, e.g. +33123456789); stored only with PROFILE_PHONE'),
     phoneNumberVerified: z.boolean().optional().describe('`phone_number_verified`: administrators only'),
-    address: z.union([z.null(), addressSchema]).optional().describe('`address`; null removes it; stored only with PROFILE_ADDRESS'),
+    address: addressSchema.nullable().optional().describe('`address`; null removes it; stored only with PROFILE_ADDRESS'),
   })
   .describe('Standard claims (OpenID Connect Core §5.1); fields left out stay as they are, null or "" removes one');
 
@@ -217,11 +231,10 @@ export function applyProfileInput(current: StoredProfile, input: unknown, option
         continue;
       }
       const key = issue.path.length > 0 ? issue.path.map(String).join('.') : 'input';
-      // A union reports each branch; the last one is the rule for a non-empty value.
-      fields[key] = issue.code === 'invalid_union' ? unionMessage(issue) : issue.message;
+      fields[key] ??= issue.message;
     }
   }
-  const data = parsed.success ? parsed.data : {};
+  const data: Partial<z.output<typeof profileInputSchema>> = parsed.success ? parsed.data : {};
   if (!options.scopes.phone && (data.phoneNumber || data.phoneNumberVerified !== undefined)) fields.phoneNumber = 'phone numbers are not stored by this server';
   if (!options.scopes.address && data.address) fields.address = 'addresses are not stored by this server';
   if (!options.byAdmin && data.phoneNumberVerified !== undefined) fields.phoneNumberVerified = 'only an administrator can mark a phone number verified';
@@ -229,7 +242,7 @@ export function applyProfileInput(current: StoredProfile, input: unknown, option
 
   const next: StoredProfile = { ...current };
   for (const [key, claim] of Object.entries(CAMEL_TO_CLAIM)) {
-    const value = (data as Record<string, string | null | undefined>)[key];
+    const value = (data as Record<string, unknown>)[key] as string | null | undefined;
     if (value === undefined) continue;
     if (value === null || value === '') delete next[claim];
     else next[claim] = value;
@@ -259,12 +272,6 @@ export function applyProfileInput(current: StoredProfile, input: unknown, option
   const keys = new Set([...Object.keys(current), ...Object.keys(next)]) as Set<keyof StoredProfile>;
   const changed = [...keys].filter((k) => JSON.stringify(current[k]) !== JSON.stringify(next[k]));
   return { profile: next, changed };
-}
-
-function unionMessage(issue: z.core.$ZodIssue): string {
-  const errors = (issue as { errors?: z.core.$ZodIssue[][] }).errors;
-  const last = errors?.at(-1)?.[0];
-  return last?.message ?? issue.message;
 }
 
 /** The claims released for these claim names (scopes already resolved to names by the caller). */
