@@ -240,6 +240,7 @@ describe('client service', () => {
           'jwksUri',
           'jwks',
           'scopes',
+          'skipPkce',
           'requireMfa',
           'firstParty',
           'accessTokenTtl',
