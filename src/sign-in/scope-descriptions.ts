@@ -2,7 +2,7 @@
 export const SCOPE_DESCRIPTIONS: Record<string, string> = {
   openid: 'Know who you are when you sign in',
   email: 'See your email address',
-  profile: 'See your name and basic profile (nickname, picture, website, time zone, language…)',
+  profile: 'See your name and basic profile',
   phone: 'See your phone number',
   address: 'See your postal address',
   offline_access: 'Stay connected to your account when you are not using the app',
