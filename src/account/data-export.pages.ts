@@ -84,6 +84,8 @@ export function registerDataExportPages(router: AccountRouter, kit: AccountKit, 
         email: account.email,
         emailVerified: account.emailVerified,
         name: account.name ?? null,
+        // The standard claims apps may be given (given_name, picture, phone_number, address…).
+        profile: account.profile,
         roles: account.roles,
         createdAt: account.createdAt.toISOString(),
         updatedAt: account.updatedAt.toISOString(),

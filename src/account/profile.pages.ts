@@ -2,6 +2,8 @@ import { z } from 'zod';
 
 import type { AccountService } from '../accounts/account.service.js';
 import { safeText } from '../accounts/account.service.js';
+import type { ProfileFields, ProfileScopes } from '../accounts/profile-claims.js';
+import { ProfileValidationError, profileFields } from '../accounts/profile-claims.js';
 import { AppError } from '../http/app-error.js';
 import type { AccountContext, AccountKit, AccountRouter, RenderOptions } from './account-kit.js';
 import { ACCOUNT_SECTIONS } from './account-kit.js';
@@ -28,20 +30,64 @@ export const profileForm = z.object({
 const SAVED_NOTICES: Record<string, string> = {
   saved: 'Your name is saved. Apps see it the next time they ask for your profile.',
   removed: 'Your name is removed.',
+  details: 'Your details are saved. Apps see them the next time they ask for your profile.',
 };
 
 export interface ProfilePagesDeps {
-  accounts: Pick<AccountService, 'update'>;
+  accounts: Pick<AccountService, 'update' | 'updateProfile'>;
+  config: { profileScopes: ProfileScopes };
+}
+
+/** The details form's text fields, in the form's order (the address ones are `address.<name>`). */
+const DETAIL_FIELDS = ['givenName', 'familyName', 'middleName', 'nickname', 'preferredUsername', 'picture', 'website', 'profile', 'gender', 'birthdate', 'zoneinfo', 'locale'] as const;
+const ADDRESS_FIELDS = ['streetAddress', 'locality', 'region', 'postalCode', 'country', 'formatted'] as const;
+
+/** The details form as typed (every field present: an empty one removes that detail). */
+function detailsInput(form: Record<string, string | undefined>, scopes: ProfileScopes): Record<string, unknown> {
+  const input: Record<string, unknown> = {};
+  for (const field of DETAIL_FIELDS) input[field] = form[field] ?? '';
+  if (scopes.phone) input.phoneNumber = form.phoneNumber ?? '';
+  if (scopes.address) input.address = Object.fromEntries(ADDRESS_FIELDS.map((field) => [field, form[`address.${field}`] ?? '']));
+  return input;
+}
+
+/** What the form shows: the stored details, or what was typed when it was refused. */
+function detailValues(values: ProfileFields | Record<string, unknown>): Record<string, string> {
+  const flat: Record<string, string> = {};
+  for (const [key, value] of Object.entries(values)) {
+    if (typeof value === 'string') flat[key] = value;
+    else if (key === 'address' && typeof value === 'object' && value !== null) {
+      for (const [member, text] of Object.entries(value)) if (typeof text === 'string') flat[`address.${member}`] = text;
+    }
+  }
+  return flat;
 }
 
 export function registerProfilePages(router: AccountRouter, kit: AccountKit, deps: ProfilePagesDeps): void {
-  const renderProfile = async (ctx: AccountContext, typed: string | undefined, options: RenderOptions = {}) => {
+  const { profileScopes } = deps.config;
+  const renderProfile = async (
+    ctx: AccountContext,
+    typed: string | undefined,
+    options: RenderOptions = {},
+    details: { values?: Record<string, string>; errors?: Record<string, string> } = {},
+  ) => {
     const { account } = ctx.state;
+    const stored = profileFields(account.profile);
     await kit.render(
       ctx,
       'account/profile',
       'profile',
-      { title: 'Profile', profile: { name: typed ?? account.name ?? '', email: account.email, emailVerified: account.emailVerified, maxLength: NAME_MAX_LENGTH } },
+      {
+        title: 'Profile',
+        profile: { name: typed ?? account.name ?? '', email: account.email, emailVerified: account.emailVerified, maxLength: NAME_MAX_LENGTH },
+        details: {
+          values: details.values ?? detailValues(stored),
+          errors: details.errors ?? {},
+          phone: profileScopes.phone,
+          phoneVerified: stored.phoneNumberVerified === true,
+          address: profileScopes.address,
+        },
+      },
       options,
     );
   };
@@ -69,5 +115,27 @@ export function registerProfilePages(router: AccountRouter, kit: AccountKit, dep
     kit.log(ctx).info('profile updated', { accountId: account.id });
     await kit.audit(ctx, 'user.profile_updated', 'success', { details: { fields: ['name'], nameRemoved: !name } });
     kit.redirect(ctx, `${PROFILE_PATH}?saved=${name ? 'saved' : 'removed'}`);
+  });
+
+  // The standard claims beyond the name (OIDC Core §5.1): checked whole before anything is stored.
+  router.post('/profile/details', ...kit.post, async function saveDetails(ctx) {
+    const { account } = ctx.state;
+    const input = detailsInput(ctx.state.form, profileScopes);
+    let result;
+    try {
+      result = await deps.accounts.updateProfile(account.id, input, { scopes: profileScopes, byAdmin: false });
+    } catch (err) {
+      if (!(err instanceof ProfileValidationError)) throw err;
+      await kit.audit(ctx, 'user.profile_updated', 'failure', { reason: 'profile_invalid', details: { fields: Object.keys(err.fields) } });
+      // The typed values are shown again (escaped by the view), each refusal beside its field.
+      const typed = Object.fromEntries(Object.entries(ctx.state.form).filter(([, v]) => typeof v === 'string').map(([k, v]) => [k, (v as string).slice(0, 2000)]));
+      return renderProfile(ctx, undefined, { error: 'Your details were not saved: correct the fields marked below.', status: 400 }, { values: typed, errors: err.fields });
+    }
+    if (!result) throw new AppError('account.not_found');
+    if (result.changed.length > 0) {
+      kit.log(ctx).info('profile updated', { accountId: account.id });
+      await kit.audit(ctx, 'user.profile_updated', 'success', { details: { fields: result.changed } });
+    }
+    kit.redirect(ctx, `${PROFILE_PATH}?saved=details`);
   });
 }

@@ -2,6 +2,7 @@ import { Schema } from 'mongoose';
 import type { Connection, Model } from 'mongoose';
 
 import { randomAlphanumeric } from '../crypto/identifiers.js';
+import type { StoredProfile } from './profile-claims.js';
 
 export type Role = 'admin';
 
@@ -43,6 +44,10 @@ export interface AccountRecord {
    * with this field set; an account an administrator made unverified never has it.
    */
   signUpPendingUntil?: Date | null | undefined;
+  /** Standard claims under their claim names (profile-claims.ts): given_name, picture, phone_number, address… */
+  profile?: StoredProfile | undefined;
+  /** When a claim apps see (the name or the profile) last changed: the `updated_at` claim. */
+  profileUpdatedAt?: Date | undefined;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -65,6 +70,9 @@ const accountSchema = new Schema<AccountRecord>(
     disabledAt: { type: Date, default: null },
     passwordResetRequired: { type: Boolean, default: false },
     signUpPendingUntil: { type: Date },
+    // Checked by profile-claims.ts before every write; Mixed keeps the claim names as they are.
+    profile: { type: Schema.Types.Mixed, default: undefined },
+    profileUpdatedAt: { type: Date },
     mfa: {
       type: new Schema<AccountMfa>(
         {

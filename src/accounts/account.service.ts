@@ -7,6 +7,8 @@ import { isDuplicateKey } from '../db/claims.js';
 import { AppError } from '../http/app-error.js';
 import type { Logger } from '../logging/logger.js';
 import type { AccountModel, AccountRecord, Role } from './account.model.js';
+import type { ProfileChangeOptions, StoredProfile } from './profile-claims.js';
+import { applyProfileInput, profileClaims } from './profile-claims.js';
 import {
   PASSWORD_MAX_LENGTH,
   PASSWORD_MIN_LENGTH,
@@ -58,6 +60,10 @@ export interface AccountView {
   totpEnabled: boolean;
   /** The next sign-in ends on the new-password page (set by an administrator). */
   passwordResetRequired: boolean;
+  /** Standard claims by claim name (profile-claims.ts). */
+  profile: StoredProfile;
+  /** The `updated_at` claim: when the name or the profile last changed. */
+  profileUpdatedAt: Date;
   createdAt: Date;
   updatedAt: Date;
 }
@@ -91,6 +97,11 @@ export interface AccountService {
   setPasswordResetRequired(id: string, required: boolean): Promise<AccountView | undefined>;
   /** Name and roles; `name: null` (or blank) removes the name. Input already validated by the caller. */
   update(id: string, changes: { name?: string | null | undefined; roles?: Role[] | undefined }): Promise<AccountView | undefined>;
+  /**
+   * Changes standard claims (profile-claims.ts `profileInputSchema`); only the claims that change
+   * are written. Throws ProfileValidationError (400, a message per field) before writing anything.
+   */
+  updateProfile(id: string, input: unknown, options: ProfileChangeOptions): Promise<{ account: AccountView; changed: string[] } | undefined>;
   /** Removes the account document only: the caller revokes what was issued to it (user-admin.service.ts). */
   delete(id: string): Promise<boolean>;
   /**
@@ -98,8 +109,11 @@ export interface AccountService {
    * matches a case-insensitive substring of the email or the name, or the exact id.
    */
   search(options: { search?: string | undefined; limit: number; afterEmail?: string | undefined }): Promise<{ accounts: AccountView[]; total: number; hasMore: boolean }>;
-  /** Claims for findAccount, by scope (OIDC Core §5.4). */
-  claims(account: AccountView, scopes: ReadonlySet<string>): Record<string, unknown>;
+  /**
+   * Claims for findAccount: those of the scopes granted (OIDC Core §5.4), and those named one by
+   * one (the `claims` request parameter, §5.5). The provider releases only what was asked for.
+   */
+  claims(account: AccountView, scopes: ReadonlySet<string>, named?: Iterable<string>): Record<string, unknown>;
   ensureIndexes(): Promise<void>;
 }
 
@@ -114,6 +128,8 @@ function toView(doc: AccountRecord): AccountView {
     hasPassword: Boolean(doc.passwordHash),
     totpEnabled: Boolean(doc.mfa?.totp?.secretSealed),
     passwordResetRequired: doc.passwordResetRequired === true,
+    profile: doc.profile ?? {},
+    profileUpdatedAt: doc.profileUpdatedAt ?? doc.createdAt,
     createdAt: doc.createdAt,
     updatedAt: doc.updatedAt,
   };
@@ -128,6 +144,14 @@ export interface AccountServiceDeps {
   logger: Logger;
   clock?: Clock;
 }
+
+/** Scope → claim names, for the claims a scope releases (profile-claims.ts has the optional ones). */
+const SCOPE_CLAIMS: Record<string, readonly string[]> = {
+  email: ['email', 'email_verified'],
+  profile: ['name', 'given_name', 'family_name', 'middle_name', 'nickname', 'preferred_username', 'profile', 'picture', 'website', 'gender', 'birthdate', 'zoneinfo', 'locale', 'updated_at'],
+  phone: ['phone_number', 'phone_number_verified'],
+  address: ['address'],
+};
 
 export function createAccountService({ Account, logger, clock = systemClock }: AccountServiceDeps): AccountService {
   // Computed lazily once, then shared by every unknown-email sign-in in this process.
@@ -246,6 +270,11 @@ export function createAccountService({ Account, logger, clock = systemClock }: A
         if (name) set.name = name;
         else unset.name = 1;
       }
+      // The `updated_at` claim moves with the name (read first: only a real change moves it).
+      if (changes.name !== undefined) {
+        const before = await Account.findById(id, { name: 1 }).lean();
+        if (before && (before.name ?? '') !== (changes.name?.trim() ?? '')) (set as Partial<AccountRecord>).profileUpdatedAt = clock.now();
+      }
       if (changes.roles !== undefined) set.roles = [...new Set(changes.roles)];
       const update = { ...(Object.keys(set).length > 0 ? { $set: set } : {}), ...(Object.keys(unset).length > 0 ? { $unset: unset } : {}) };
       const doc =
@@ -253,6 +282,29 @@ export function createAccountService({ Account, logger, clock = systemClock }: A
           ? await Account.findByIdAndUpdate(id, update, { returnDocument: 'after' }).lean()
           : await Account.findById(id).lean();
       return doc ? toView(doc) : undefined;
+    },
+
+    async updateProfile(id, input, options) {
+      const doc = await Account.findById(id, { profile: 1 }).lean();
+      if (!doc) return undefined;
+      const current = doc.profile ?? {};
+      const { profile, changed } = applyProfileInput(current, input, options);
+      if (changed.length === 0) {
+        const unchanged = await Account.findById(id).lean();
+        return unchanged ? { account: toView(unchanged), changed } : undefined;
+      }
+      // One path per claim: a change made meanwhile to another claim (the person and an
+      // administrator at once) is kept.
+      const set: Record<string, unknown> = { profileUpdatedAt: clock.now() };
+      const unset: Record<string, 1> = {};
+      for (const claim of changed as (keyof StoredProfile)[]) {
+        if (profile[claim] === undefined) unset[`profile.${claim}`] = 1;
+        else set[`profile.${claim}`] = profile[claim];
+      }
+      // NOTE: `profile.x` paths need the object to exist: an account without one gets it whole.
+      const update = doc.profile ? { $set: set, ...(Object.keys(unset).length > 0 ? { $unset: unset } : {}) } : { $set: { profileUpdatedAt: set.profileUpdatedAt, profile } };
+      const updated = await Account.findByIdAndUpdate(id, update, { returnDocument: 'after' }).lean();
+      return updated ? { account: toView(updated), changed } : undefined;
     },
 
     async delete(id) {
@@ -277,17 +329,15 @@ export function createAccountService({ Account, logger, clock = systemClock }: A
       return { accounts: docs.slice(0, limit).map(toView), total, hasMore: docs.length > limit };
     },
 
-    claims(account, scopes) {
+    claims(account, scopes, named = []) {
+      const wanted = new Set<string>(named);
+      for (const scope of scopes) for (const claim of SCOPE_CLAIMS[scope] ?? []) wanted.add(claim);
       const claims: Record<string, unknown> = { sub: account.id };
-      if (scopes.has('email')) {
-        claims.email = account.email;
-        claims.email_verified = account.emailVerified;
-      }
-      if (scopes.has('profile')) {
-        if (account.name) claims.name = account.name;
-        claims.updated_at = Math.floor(account.updatedAt.getTime() / 1000);
-      }
-      return claims;
+      if (wanted.has('email')) claims.email = account.email;
+      if (wanted.has('email_verified')) claims.email_verified = account.emailVerified;
+      if (wanted.has('name') && account.name) claims.name = account.name;
+      if (wanted.has('updated_at')) claims.updated_at = Math.floor(account.profileUpdatedAt.getTime() / 1000);
+      return { ...claims, ...profileClaims(account.profile, wanted) };
     },
 
     async ensureIndexes() {

@@ -16,6 +16,8 @@ import { emailSchema, safeText } from './account.service.js';
 import { PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH } from './password.js';
 import type { PasswordPolicy } from './password-policy.js';
 import { PasswordPolicyError } from './password-policy.js';
+import type { ProfileFields, ProfileScopes } from './profile-claims.js';
+import { profileFields, profileInputSchema } from './profile-claims.js';
 import type { TotpService } from './totp.service.js';
 
 /**
@@ -36,7 +38,9 @@ import type { TotpService } from './totp.service.js';
 
 export type SignInMethod = 'password' | 'email_code' | 'totp';
 
-export interface UserAdminView extends AccountView {
+export interface UserAdminView extends Omit<AccountView, 'profile'> {
+  /** The standard claims, under the names the update takes (profile-claims.ts). */
+  profile: ProfileFields;
   /**
    * How this person can sign in: `password` when one is set; `email_code` always (anyone who
    * receives mail at the address can get a sign-in code); `totp` when an authenticator is enrolled.
@@ -79,6 +83,7 @@ export const userUpdateSchema = z
     name: nameSchema.nullable().optional().describe('New display name; null or empty removes it'),
     roles: z.array(roleSchema).max(10).optional().describe('The complete set of roles after the change'),
     disabled: z.boolean().optional().describe('true disables the account (ending its sessions and revoking its tokens); false enables it'),
+    profile: profileInputSchema.optional().describe('Standard claims (given_name, picture, locale, phone_number, address…); fields left out stay as they are'),
   })
   .describe('Changes to a user; fields left out stay as they are. The email address cannot be changed here.');
 
@@ -193,9 +198,11 @@ export interface UserAdminServiceDeps {
   deletion: AccountDeletionService;
   /** Tells the person what an administrator did to their account (factors removed, deletion). */
   notices: Pick<AccountNotices, 'secondFactorRemoved' | 'accountDeleted'>;
+  /** Whether accounts store phone numbers and addresses (PROFILE_PHONE, PROFILE_ADDRESS); neither by default. */
+  profileScopes?: ProfileScopes | undefined;
 }
 
-export function createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy, deletion, notices }: UserAdminServiceDeps): UserAdminService {
+export function createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy, deletion, notices, profileScopes = { phone: false, address: false } }: UserAdminServiceDeps): UserAdminService {
   const toAdminView = async (account: AccountView): Promise<UserAdminView> => {
     const status = await totp.status(account.id);
     const signInMethods: SignInMethod[] = [];
@@ -204,6 +211,7 @@ export function createUserAdminService({ accounts, totp, db, audit, logger, pass
     if (status.enabled) signInMethods.push('totp');
     return {
       ...account,
+      profile: profileFields(account.profile),
       signInMethods,
       mfa: { totp: status.enabled, ...(status.enabledAt ? { enabledAt: status.enabledAt } : {}), recoveryCodesLeft: status.recoveryCodesLeft },
       passwordResetRequired: account.passwordResetRequired,
@@ -343,6 +351,14 @@ export function createUserAdminService({ accounts, totp, db, audit, logger, pass
       }
 
       const changed: string[] = [];
+      // The profile first: its checks beyond the schema (phone and address stored at all) refuse
+      // before the name or the roles change. Audited by claim name, never by value.
+      if (data.profile !== undefined) {
+        const result = await accounts.updateProfile(id, (input as { profile?: unknown }).profile, { scopes: profileScopes, byAdmin: true });
+        if (!result) throw notFound();
+        account = result.account;
+        if (result.changed.length > 0) await record('user.profile_updated', by, account, { fields: result.changed });
+      }
       if (data.name !== undefined && (data.name || undefined) !== account.name) changed.push('name');
       const rolesChanged = roles !== undefined && (roles.length !== account.roles.length || roles.some((r) => !account.roles.includes(r)));
       if (rolesChanged) changed.push('roles');

@@ -13,6 +13,8 @@ Options:
   --post-logout-redirect-uri URI   where to return after sign-out; repeat for several
   --public                         a public client (browser or native app): no secret, PKCE only
   --require-mfa                    every sign-in to this client needs a second factor
+  --skip-pkce                      let this confidential client leave out PKCE (older server-side
+                                   apps); refused with --public: a public client always uses PKCE
   --json                           print one JSON object instead of text
   -h, --help                       show this help
 
@@ -73,6 +75,7 @@ export interface ClientJson {
   post_logout_redirect_uris: string[];
   token_endpoint_auth_method: string;
   require_mfa: boolean;
+  skip_pkce: boolean;
 }
 
 function toJson(client: ClientView): ClientJson {
@@ -83,6 +86,7 @@ function toJson(client: ClientView): ClientJson {
     post_logout_redirect_uris: client.postLogoutRedirectUris,
     token_endpoint_auth_method: client.tokenEndpointAuthMethod,
     require_mfa: client.requireMfa,
+    skip_pkce: client.skipPkce,
   };
 }
 
@@ -104,6 +108,7 @@ function createdText(client: CreatedClient): string {
     ...client.postLogoutRedirectUris.map((uri) => `  post_logout_redirect_uri:   ${uri}`),
   );
   if (client.requireMfa) lines.push('  require_mfa:                true (every sign-in needs a second factor)');
+  if (client.skipPkce) lines.push('  skip_pkce:                  true (authorization requests may leave out PKCE)');
   if (client.clientSecret) {
     lines.push('', 'The client secret will not be shown again: store it now (only a sealed copy is kept).');
   } else {
@@ -123,6 +128,7 @@ export const clientCreateCommand: CliCommand = {
       'post-logout-redirect-uri': { type: 'string', multiple: true },
       public: { type: 'boolean' },
       'require-mfa': { type: 'boolean' },
+      'skip-pkce': { type: 'boolean' },
       json: { type: 'boolean' },
     });
     if (values.help) return 'help';
@@ -136,6 +142,7 @@ export const clientCreateCommand: CliCommand = {
       postLogoutRedirectUris: values['post-logout-redirect-uri'] ?? [],
       public: values.public ?? false,
       requireMfa: values['require-mfa'] ?? false,
+      skipPkce: values['skip-pkce'] ?? false,
     };
     const json = values.json ?? false;
 

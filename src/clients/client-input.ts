@@ -111,6 +111,13 @@ export const clientInputSchema = z.object({
     .describe('Scopes the client may ask for: the OpenID Connect scopes and the management API scopes'),
   requireMfa: z.boolean().default(false).describe('Every sign-in to this client needs a second factor'),
   firstParty: z.boolean().default(false).describe('One of our own apps: its sign-ins skip the consent page'),
+  skipPkce: z
+    .boolean()
+    .default(false)
+    .describe(
+      'Let this confidential client make authorization requests without PKCE (for relying parties that predate it). ' +
+        'Off by default; never for a public client (tokenEndpointAuthMethod none)',
+    ),
   accessTokenTtl: ttlOverride(CLIENT_TTL_MAXIMA.accessToken, 'Access token'),
   idTokenTtl: ttlOverride(CLIENT_TTL_MAXIMA.idToken, 'ID token'),
   refreshTokenTtl: z
@@ -133,6 +140,8 @@ export const newClientSchema = z.object({
   public: z.boolean().default(false),
   /** Every sign-in to this client needs a second factor (src/oidc/policy.ts). */
   requireMfa: z.boolean().default(false),
+  /** A confidential client that may leave out PKCE (never a public one: validateClientInput). */
+  skipPkce: z.boolean().default(false),
   /** Only for seeding well-known demo clients; normally generated. */
   clientId: z
     .string()
@@ -176,6 +185,7 @@ const FIELD_LABELS: Record<string, string> = {
   scopes: 'scopes',
   requireMfa: 'require MFA',
   firstParty: 'first party',
+  skipPkce: 'skip PKCE',
   accessTokenTtl: 'access token TTL',
   idTokenTtl: 'ID token TTL',
   refreshTokenTtl: 'refresh token TTL',
@@ -285,6 +295,10 @@ export function validateClientInput(input: unknown, rules: ClientRules): ValidCl
   if (ok('grantTypes') && grantTypes.includes('refresh_token') && !authorizationCode) {
     errors.add('grantTypes', 'refresh_token needs authorization_code (refresh tokens come from a sign-in)');
   }
+  // RFC 9700 §2.1.1: a public client has no secret, so PKCE is what ties its code to it.
+  if (ok('skipPkce', 'tokenEndpointAuthMethod') && data.skipPkce && method === 'none') {
+    errors.add('skipPkce', 'a public client (tokenEndpointAuthMethod none) always uses PKCE');
+  }
   if (ok('grantTypes', 'tokenEndpointAuthMethod') && method === 'none' && grantTypes.includes('client_credentials')) {
     errors.add('grantTypes', 'a public client (tokenEndpointAuthMethod none) cannot use client_credentials: it has no credentials');
   }
@@ -368,6 +382,7 @@ export function parseNewClientInput(input: NewClientInput): { input: ClientInput
       applicationType: native ? 'native' : 'web',
       tokenEndpointAuthMethod: data.public ? 'none' : 'client_secret_basic',
       requireMfa: data.requireMfa,
+      skipPkce: data.skipPkce,
     },
   };
 }
@@ -387,6 +402,7 @@ export const MANAGED_METADATA = [
   'scope',
   'require_mfa',
   'first_party',
+  'skip_pkce',
   'access_token_ttl',
   'id_token_ttl',
   'refresh_token_ttl',
@@ -412,6 +428,7 @@ export function metadataFor(clientId: string, client: ValidClient): AdapterPaylo
     scope: client.scopes.join(' '),
     ...(client.requireMfa ? { require_mfa: true } : {}),
     ...(client.firstParty ? { first_party: true } : {}),
+    ...(client.skipPkce ? { skip_pkce: true } : {}),
     ...(client.accessTokenTtl !== undefined ? { access_token_ttl: client.accessTokenTtl } : {}),
     ...(client.idTokenTtl !== undefined ? { id_token_ttl: client.idTokenTtl } : {}),
     ...(client.refreshTokenTtl !== undefined ? { refresh_token_ttl: client.refreshTokenTtl } : {}),

@@ -12,6 +12,7 @@ import { newClientId } from '../crypto/identifiers.js';
 import type { SecretBox } from '../crypto/secret-box.js';
 import { insertClaim, isDuplicateKey } from '../db/claims.js';
 import { ensureExpiryIndex } from '../db/expiry-index.js';
+import { optionalProfileScopes } from '../accounts/profile-claims.js';
 import { AppError, AppErrorBase } from '../http/app-error.js';
 import type { ClientStore } from '../oidc/mongo-adapter.js';
 import type { Logger } from '../logging/logger.js';
@@ -59,6 +60,8 @@ export interface ClientView {
   scopes: string[];
   requireMfa: boolean;
   firstParty: boolean;
+  /** An admin let this confidential client leave out PKCE (metadata `skip_pkce`). */
+  skipPkce: boolean;
   /** Registered through RFC 7591 dynamic client registration. */
   dynamic: boolean;
   accessTokenTtl?: number | undefined;
@@ -139,7 +142,7 @@ export interface ClientServiceDeps {
    */
   audit?: AuditService | undefined;
   /** Default: the documented defaults (config/defaults.ts). */
-  config?: Pick<Config, 'clientSecretGracePeriodSeconds' | 'ttl' | 'adminApi'> | undefined;
+  config?: (Pick<Config, 'clientSecretGracePeriodSeconds' | 'ttl' | 'adminApi'> & Partial<Pick<Config, 'profileScopes'>>) | undefined;
   /** Where the provider's oidc_* collections are; default: the model's database. */
   db?: mongo.Db | undefined;
   clock?: Clock;
@@ -203,6 +206,7 @@ function editableFields(metadata: AdapterPayload, name: string): Record<string, 
     scopes: typeof metadata.scope === 'string' ? metadata.scope.split(' ').filter(Boolean) : [...defaults.scopes],
     requireMfa: metadata.require_mfa === true,
     firstParty: metadata.first_party === true,
+    skipPkce: metadata.skip_pkce === true,
     accessTokenTtl: optionalNumber(metadata.access_token_ttl),
     idTokenTtl: optionalNumber(metadata.id_token_ttl),
     refreshTokenTtl: optionalNumber(metadata.refresh_token_ttl),
@@ -278,7 +282,11 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
   const now = () => clock.nowMs();
   const gracePeriodSeconds = deps.config?.clientSecretGracePeriodSeconds ?? defaults.clientSecretGracePeriod;
   const rules = {
-    knownScopes: [...defaults.scopes, ...(deps.config?.adminApi.scopes ?? defaults.adminScopes)],
+    knownScopes: [
+      ...defaults.scopes,
+      ...(deps.config?.profileScopes ? optionalProfileScopes(deps.config.profileScopes) : []),
+      ...(deps.config?.adminApi.scopes ?? defaults.adminScopes),
+    ],
     maxRefreshTokenTtl: deps.config?.ttl.refreshTokenAbsolute ?? defaults.ttl.refreshTokenAbsolute,
   };
 
@@ -312,6 +320,7 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
       scopes: fields.scopes as string[],
       requireMfa: fields.requireMfa as boolean,
       firstParty: fields.firstParty as boolean,
+      skipPkce: fields.skipPkce as boolean,
       dynamic: metadata.dynamically_registered === true,
       accessTokenTtl: fields.accessTokenTtl as number | undefined,
       idTokenTtl: fields.idTokenTtl as number | undefined,

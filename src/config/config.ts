@@ -120,6 +120,8 @@ const envSchema = z.object({
     .string()
     .regex(/^[\x21-\x7e]{32,512}$/, 'must be 32 to 512 printable characters without spaces (openssl rand -base64 32)')
     .optional(),
+  PROFILE_PHONE: booleanFlag.default(false),
+  PROFILE_ADDRESS: booleanFlag.default(false),
 });
 
 export type Env = Record<string, string | undefined>;
@@ -219,6 +221,11 @@ export interface Config {
   signingKeys: { prepublishSeconds: number };
   /** RFC 7591 dynamic client registration (with initial access tokens admins issue). */
   dynamicRegistration: boolean;
+  /**
+   * Whether accounts store a phone number and a postal address, which the `phone` and `address`
+   * scopes then release (OIDC Core §5.4); off by default: nothing is collected that is not needed.
+   */
+  profileScopes: { phone: boolean; address: boolean };
   /** The management API: its resource indicator (RFC 8707) and scopes. */
   adminApi: { resource: string; scopes: readonly string[] };
   /**
@@ -384,6 +391,7 @@ export function loadConfig(env: Env, devSecrets?: DevSecrets): Config {
     clientSecretGracePeriodSeconds: e.CLIENT_SECRET_GRACE_PERIOD,
     signingKeys: { prepublishSeconds: e.KEY_PREPUBLISH_SECONDS },
     dynamicRegistration: e.DYNAMIC_REGISTRATION,
+    profileScopes: { phone: e.PROFILE_PHONE, address: e.PROFILE_ADDRESS },
     adminApi: { resource: `${issuer}/api/admin/v1`, scopes: defaults.adminScopes },
     metrics: { enabled: e.METRICS_PORT !== undefined || e.METRICS_TOKEN !== undefined, port: e.METRICS_PORT, token: e.METRICS_TOKEN },
   };

@@ -166,7 +166,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
   };
   const notices = createAccountNotices({ outbox, issuer: config.issuer, logger, clock });
   const knownBrowsers = createKnownBrowserService({ db, keys: config.encryptionKeys, clock });
-  const userAdmin = createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy, deletion: accountDeletion, notices });
+  const userAdmin = createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy, deletion: accountDeletion, notices, profileScopes: config.profileScopes });
   const invitations = createInvitationService({ db, audit, logger, issuer: config.issuer, mailer: outboxSender, now });
   // Self-service sign-up and password reset, under the same password policy as everything else.
   const selfService = {

@@ -61,8 +61,13 @@ export function assuranceOfAcr(acr: string, settings: Pick<MfaSettings, 'acr'>):
 }
 
 /**
- * The level `acr_values` asks for: the lowest of the classes it names that we know (each listed
- * class is acceptable to the relying party, OIDC Core §3.1.2.1), or undefined when it names none.
+ * The level `acr_values` asks for, or undefined when it names none of our classes. The values are
+ * in order of preference (OIDC Core §3.1.2.1) and each is acceptable to the relying party: the
+ * sign-in meets the first one the person can meet. So a second factor is asked for only when no
+ * single-factor class was offered, wherever in the list it stands, and the ID token's `acr` names
+ * the level actually reached (acrFor). Among two-factor classes the first one a person can meet
+ * is their authenticator app's when they have one (which `totp_enrolled` asks for anyway) and
+ * otherwise the lower one: the lowest level listed, in both cases.
  */
 export function requestedAssurance(acrValues: readonly string[], settings: Pick<MfaSettings, 'acr'>): Assurance | undefined {
   const levels = acrValues.map((v) => assuranceOfAcr(v, settings)).filter((l): l is Assurance => l !== undefined);
@@ -190,7 +195,7 @@ function sessionAccount(ctx: KoaContextWithOIDC): Pick<AccountView, 'totpEnabled
  * in provider.ts). NOTE: the provider keeps extra metadata under its snake_case name on the Client
  * instance; only the metadata it knows itself becomes camelCase.
  */
-export function clientFlag(client: unknown, name: 'require_mfa' | 'first_party' | 'dynamically_registered'): boolean {
+export function clientFlag(client: unknown, name: 'require_mfa' | 'first_party' | 'dynamically_registered' | 'skip_pkce'): boolean {
   return typeof client === 'object' && client !== null && (client as Record<string, unknown>)[name] === true;
 }
 

@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 
+import type { Context, Next } from 'koa';
 import Provider, { errors } from 'oidc-provider';
 import type { Configuration, KoaContextWithOIDC, UnknownObject } from 'oidc-provider';
 
@@ -17,6 +18,7 @@ import { createMongoAdapter } from './mongo-adapter.js';
 import { explainProviderError } from './error-explanations.js';
 import { ACCOUNT_VIEW, clientFlag, createInteractionPolicy } from './policy.js';
 import { createSessionTtl } from './session-ttl.js';
+import { claimsByScope, optionalProfileScopes } from '../accounts/profile-claims.js';
 import type { mongo } from 'mongoose';
 import type { PageRenderer } from '../http/render-page.js';
 
@@ -59,6 +61,19 @@ export function clientTtl(client: unknown, key: (typeof CLIENT_TTL_METADATA)[num
   return typeof value === 'number' && Number.isSafeInteger(value) && value > 0 ? value : undefined;
 }
 
+/**
+ * Browsers refuse a `SameSite=None` cookie that is not `Secure`, and a cookie cannot be Secure on
+ * plain http (development, tests): there the session cookie falls back to Lax, which only means a
+ * cross-site POST to the authorization endpoint does not see an existing session.
+ */
+export async function laxSessionCookieOverHttp(ctx: Context, next: Next): Promise<void> {
+  await next();
+  if (ctx.secure) return;
+  const cookies = ctx.response.get('set-cookie') as string | string[];
+  if (!Array.isArray(cookies) || !cookies.some((c) => c.includes('samesite=none'))) return;
+  ctx.response.set('set-cookie', cookies.map((c) => c.replace('samesite=none', 'samesite=lax')));
+}
+
 export function createProvider(deps: ProviderDeps): Provider {
   const { config, accounts, logger, pages } = deps;
   const { ttl } = config;
@@ -77,16 +92,25 @@ export function createProvider(deps: ProviderDeps): Provider {
     responseTypes: ['code'],
     // The management API's scopes are known scopes too: a client's `scope` metadata may list them
     // (the provider refuses unknown ones), and only tokens for its resource carry them.
-    scopes: [...defaults.scopes, ...config.adminApi.scopes],
-    claims: Object.fromEntries(
-      Object.entries(defaults.claims).map(([k, v]) => [k, v === null ? null : [...v]]),
-    ) as Configuration['claims'],
+    // `phone` and `address` only where accounts store them (PROFILE_PHONE, PROFILE_ADDRESS).
+    scopes: [...defaults.scopes, ...optionalProfileScopes(config.profileScopes), ...config.adminApi.scopes],
+    claims: {
+      ...Object.fromEntries(Object.entries(defaults.claims).map(([k, v]) => [k, v === null ? null : [...v]])),
+      // The standard claims (OIDC Core §5.1) each scope releases; each is also requestable alone
+      // with the `claims` parameter.
+      ...claimsByScope(config.profileScopes),
+    } as Configuration['claims'],
     jwks: { keys: deps.signingKeys as unknown as NonNullable<Configuration['jwks']>['keys'] },
     cookies: {
       keys: config.cookieKeys,
       // Secure is added by the provider whenever the request is https (ctx.secure), which
       // behind a proxy requires TRUST_PROXY=true (app.proxy).
-      long: { signed: true, httpOnly: true, sameSite: 'lax' },
+      // The long-lived cookie (the provider's session) is SameSite=None: OpenID Connect Core
+      // §3.1.2.1 has the OP accept authorization requests by POST, and a relying party's
+      // auto-submitted form is a cross-site POST, on which a Lax cookie is not sent (every such
+      // request would then look signed out). The interaction cookies stay Lax, and our own pages
+      // keep their CSRF tokens and Fetch-Metadata checks (src/http/fetch-metadata.ts).
+      long: { signed: true, httpOnly: true, sameSite: 'none' },
       short: { signed: true, httpOnly: true, sameSite: 'lax' },
     },
     async findAccount(_ctx, sub) {
@@ -98,8 +122,10 @@ export function createProvider(deps: ProviderDeps): Provider {
         accountId: account.id,
         // Read by the interaction policy's mfa checks (policy.ts), so they need no second lookup.
         [ACCOUNT_VIEW]: account,
-        async claims(_use, scope) {
-          return accounts.claims(account, new Set(scope.split(' '))) as UnknownObject & { sub: string };
+        async claims(_use, scope, requested) {
+          // OIDC Core §5.5: claims named in the `claims` parameter, beside those of the scopes.
+          const named = Object.keys(requested ?? {});
+          return accounts.claims(account, new Set(scope.split(' ')), named) as UnknownObject & { sub: string };
         },
       };
     },
@@ -118,10 +144,15 @@ export function createProvider(deps: ProviderDeps): Provider {
       // dynamically_registered: set by the 'mark-dynamic' registration policy (registration-token.service.ts).
       // access_token_ttl, id_token_ttl, refresh_token_ttl: per-client lifetimes in seconds that an
       // admin sets (src/clients/client-input.ts), read by the ttl functions below.
-      properties: ['require_mfa', 'first_party', 'dynamically_registered', ...CLIENT_TTL_METADATA],
-      validator(_ctx, key, value) {
-        if ((key === 'require_mfa' || key === 'first_party' || key === 'dynamically_registered') && value !== undefined && typeof value !== 'boolean') {
+      // skip_pkce: an admin let this confidential client make authorization requests without PKCE.
+      properties: ['require_mfa', 'first_party', 'dynamically_registered', 'skip_pkce', ...CLIENT_TTL_METADATA],
+      validator(_ctx, key, value, metadata) {
+        if ((key === 'require_mfa' || key === 'first_party' || key === 'dynamically_registered' || key === 'skip_pkce') && value !== undefined && typeof value !== 'boolean') {
           throw new errors.InvalidClientMetadata(`${key} must be a boolean`);
+        }
+        // RFC 9700 §2.1.1: a public client has no secret; PKCE is all that binds its code to it.
+        if (key === 'skip_pkce' && value === true && metadata.token_endpoint_auth_method === 'none') {
+          throw new errors.InvalidClientMetadata('skip_pkce is not allowed for a public client');
         }
         // (A registrant cannot set these: the registration policies drop them, registration-token.service.ts.)
         const ttlKey = (CLIENT_TTL_METADATA as readonly string[]).includes(key);
@@ -227,8 +258,12 @@ export function createProvider(deps: ProviderDeps): Provider {
         },
       },
     },
-    // RFC 9700 §2.1.1: PKCE for every authorization code request, confidential clients too.
-    pkce: { required: () => true },
+    // RFC 9700 §2.1.1: PKCE for every authorization code request, confidential clients too,
+    // unless an admin let a confidential client skip it (`skip_pkce`, for relying parties that
+    // predate PKCE; they still have their secret and `state`/`nonce`). Public clients always.
+    pkce: { required: (_ctx, client) => client.clientAuthMethod === 'none' || !clientFlag(client, 'skip_pkce') },
+    // OpenID Connect Core §3.1.2.1: the authorization endpoint (and RP-initiated logout) by POST too.
+    enableHttpPostMethods: true,
     async issueRefreshToken(_ctx, client, code) {
       return client.grantTypeAllowed('refresh_token') && code.scopes.has('offline_access');
     },
@@ -315,5 +350,6 @@ export function createProvider(deps: ProviderDeps): Provider {
   const provider = new Provider(config.issuer, configuration);
   // NOTE: the provider is mounted in our Koa app; `proxy` must be set on the host app too (app.ts).
   provider.proxy = config.trustProxy;
+  provider.use(laxSessionCookieOverHttp);
   return provider;
 }

@@ -244,6 +244,86 @@ describe('the account centre', () => {
     });
   });
 
+  describe('profile details (standard claims)', () => {
+    const details = (extra: Record<string, string> = {}) => ({
+      givenName: 'Ada',
+      familyName: 'Lovelace',
+      middleName: '',
+      nickname: 'Countess',
+      preferredUsername: 'ada',
+      picture: 'https://img.example.test/ada.png',
+      website: 'https://ada.example.test/',
+      profile: '',
+      gender: '',
+      birthdate: '1815-12-10',
+      zoneinfo: 'Europe/London',
+      locale: 'en-gb',
+      ...extra,
+    });
+
+    it('saves the details (audited by claim name), which apps read from userinfo with the profile scope; empty removes one', async () => {
+      const p = await newPerson('details');
+      const { agent } = await signIn(p);
+      const page = await agent.get(url('/account/profile'));
+      expect(page.body).toContain('action="/account/profile/details"');
+      // No phone or address fields where the deployment does not store them.
+      expect(page.body).not.toContain('name="phoneNumber"');
+      expect(page.body).not.toContain('name="address.locality"');
+      const saved = await submit(agent, page, '/account/profile/details', details());
+      expect(saved.url).toBe(url('/account/profile?saved=details'));
+      expect(noticeText(saved.body)).toContain('Your details are saved');
+      expect(saved.body).toMatch(/id="d-locale"[^>]*value="en-GB"/);
+      const [event] = await auditOf(p.id, 'user.profile_updated');
+      expect(event).toMatchObject({ outcome: 'success', details: { fields: expect.arrayContaining(['given_name', 'picture', 'locale']) } });
+      expect(JSON.stringify(event)).not.toContain('Countess');
+
+      const tokens = await notesTokens(agent, p);
+      const userinfo = await oidc.fetchUserInfo(rp, tokens.access_token, p.id);
+      expect(userinfo).toMatchObject({ given_name: 'Ada', family_name: 'Lovelace', nickname: 'Countess', preferred_username: 'ada', picture: 'https://img.example.test/ada.png', zoneinfo: 'Europe/London', locale: 'en-GB', birthdate: '1815-12-10' });
+      expect(userinfo.updated_at).toBe(Math.floor((await server.deps.accounts.findById(p.id))!.profileUpdatedAt.getTime() / 1000));
+      expect(userinfo).not.toHaveProperty('middle_name');
+
+      const cleared = await submit(agent, saved, '/account/profile/details', details({ nickname: '' }));
+      expect(cleared.url).toBe(url('/account/profile?saved=details'));
+      expect((await oidc.fetchUserInfo(rp, tokens.access_token, p.id)).nickname).toBeUndefined();
+    });
+
+    it('refuses bad values with 400, each message beside its field, the typed values shown again; nothing is stored', async () => {
+      const p = await newPerson('details-bad');
+      const { agent } = await signIn(p);
+      const page = await agent.get(url('/account/profile'));
+      const before = await storedBytes('accounts');
+      const reply = await submit(agent, page, '/account/profile/details', details({
+        picture: 'javascript:alert(1)',
+        website: 'http://ada.example.test/',
+        zoneinfo: 'Atlantis/Capital',
+        locale: 'english please',
+        birthdate: '1815-13-01',
+        nickname: 'n'.repeat(101),
+        givenName: '<b>Ada</b>',
+      }));
+      expectClientError(reply, 400);
+      expect(alertText(reply.body)).toContain('Your details were not saved');
+      for (const [id, message] of [
+        ['d-picture', 'must be an https URL'],
+        ['d-website', 'must be an https URL'],
+        ['d-zoneinfo', 'time zone'],
+        ['d-locale', 'language tag'],
+        ['d-birthdate', 'YYYY-MM-DD'],
+        ['d-nickname', 'at most 100 characters'],
+      ] as const) {
+        expect(reply.body).toMatch(new RegExp(`<input[^>]*id="${id}"[^>]*aria-invalid="true"`));
+        expect(reply.body).toMatch(new RegExp(`<p class="field-error" id="${id}-error">[^<]*${message}`));
+      }
+      // What was typed comes back escaped, never as markup.
+      expect(reply.body).toContain('value="&lt;b&gt;Ada&lt;/b&gt;"');
+      expect((await storedBytes('accounts')).equals(before)).toBe(true);
+      expect((await auditOf(p.id, 'user.profile_updated'))[0]).toMatchObject({ outcome: 'failure', reason: 'profile_invalid' });
+      await expectCsrfRefused(agent, '/account/profile/details', details(), 'not-a-token');
+      expect((await storedBytes('accounts')).equals(before)).toBe(true);
+    });
+  });
+
   describe('sessions', () => {
     it('lists every session (browser, IP, times, apps; this one marked); signing one out ends its single sign-on', async () => {
       const p = await newPerson('sessions');

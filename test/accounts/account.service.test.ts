@@ -320,7 +320,7 @@ describe('account service', () => {
       expect(accounts.claims(account, new Set(['openid', 'profile']))).toStrictEqual({
         sub: account.id,
         name: 'Claire',
-        updated_at: Math.floor(account.updatedAt.getTime() / 1000),
+        updated_at: Math.floor(account.profileUpdatedAt.getTime() / 1000),
       });
     });
 
@@ -333,7 +333,7 @@ describe('account service', () => {
       const nameless = await accounts.create({ email: uniqueEmail('nameless'), password: 'long enough' });
       expect(accounts.claims(nameless, new Set(['openid', 'profile']))).toStrictEqual({
         sub: nameless.id,
-        updated_at: Math.floor(nameless.updatedAt.getTime() / 1000),
+        updated_at: Math.floor(nameless.profileUpdatedAt.getTime() / 1000),
       });
       expect(accounts.claims(nameless, new Set(['email']))).toMatchObject({ email_verified: false });
     });

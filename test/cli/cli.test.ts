@@ -32,6 +32,7 @@ const CLIENT_JSON_KEYS = [
   'post_logout_redirect_uris',
   'token_endpoint_auth_method',
   'require_mfa',
+  'skip_pkce',
 ];
 
 
@@ -120,6 +121,26 @@ describe('cli commands, in process', () => {
       const client = JSON.parse(result.stdout) as ClientJson;
       expect(client.require_mfa).toBe(true);
       expect((await services.clients.find(client.client_id))?.require_mfa).toBe(true);
+    });
+
+    it('--skip-pkce stores skip_pkce for a confidential client (PKCE may then be left out) and audits it', async () => {
+      const result = await run(clientCreate, ['--name', 'Legacy ERP', '--redirect-uri', 'https://erp.example.com/cb', '--skip-pkce', '--json']);
+      expect(result.code).toBe(0);
+      const client = JSON.parse(result.stdout) as ClientJson;
+      expect(client.skip_pkce).toBe(true);
+      expect((await services.clients.find(client.client_id))?.skip_pkce).toBe(true);
+      const events = await services.audit.list({ action: 'client.created', target: client.client_id }, { limit: 5 });
+      const created = events.events.find((e) => e.target?.id === client.client_id);
+      expect(created?.details?.changed).toEqual(expect.arrayContaining(['skipPkce']));
+    });
+
+    it('--skip-pkce with --public is refused: exit 1, a public client always uses PKCE, nothing stored', async () => {
+      const before = (await services.clients.list()).total;
+      const result = await run(clientCreate, ['--name', 'Mobile no PKCE', '--public', '--redirect-uri', 'http://127.0.0.1:8080/cb', '--skip-pkce', '--json']);
+      expect(result.code).toBe(1);
+      expect(result.stdout).toBe('');
+      expect(result.stderr).toMatch(/^error: .*skip PKCE: a public client .* always uses PKCE/);
+      expect((await services.clients.list()).total).toBe(before);
     });
 
     it.each([

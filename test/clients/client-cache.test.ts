@@ -122,6 +122,24 @@ describe('the client cache across nodes', () => {
     expect(await authorize(b, web.clientId, REDIRECT_URI)).toBe(400);
   });
 
+  it('skipPkce set on A is honoured on B within 1 s (the cached metadata carries it), and taken back the same way', async () => {
+    const legacy = await a.deps.clients.create({ name: 'Legacy', redirectUris: [REDIRECT_URI] });
+    /** Where B sends a request without PKCE: back to the client with an error, or on to the sign-in. */
+    const withoutPkce = async (): Promise<string> => {
+      const query = new URLSearchParams({ client_id: legacy.clientId, redirect_uri: REDIRECT_URI, response_type: 'code', scope: 'openid' });
+      const response = await fetch(`${b.url}/auth?${query.toString()}`, { redirect: 'manual' });
+      await response.arrayBuffer();
+      const location = response.headers.get('location') ?? '';
+      return location.startsWith(REDIRECT_URI) ? (new URL(location).searchParams.get('error') ?? 'no error') : location.includes('/interaction/') ? 'sign-in' : location;
+    };
+    expect(await withoutPkce()).toBe('invalid_request');
+    await a.deps.clients.update(legacy.clientId, { name: 'Legacy', redirectUris: [REDIRECT_URI], skipPkce: true });
+    await within(PROPAGATION_MS, async () => (await withoutPkce()) === 'sign-in');
+    expect((await b.deps.clients.find(legacy.clientId))?.skip_pkce).toBe(true);
+    await a.deps.clients.update(legacy.clientId, { name: 'Legacy', redirectUris: [REDIRECT_URI] });
+    await within(PROPAGATION_MS, async () => (await withoutPkce()) === 'invalid_request');
+  });
+
   it('a client deleted on A stops working on B within 1 s', async () => {
     const service = await newService('Doomed');
     expect(await tokenRequest(b, service.clientId, service.clientSecret!)).toBe(200);

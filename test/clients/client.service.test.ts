@@ -241,6 +241,7 @@ describe('client service', () => {
           'jwksUri',
           'jwks',
           'scopes',
+          'skipPkce',
           'requireMfa',
           'firstParty',
           'accessTokenTtl',

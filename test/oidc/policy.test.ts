@@ -26,6 +26,9 @@ describe('the level a sign-in must reach', () => {
     ['acr_values: the multi-factor class', person, false, [multiFactor], 3],
     ['acr_values: both two-factor classes (either will do: the lower)', person, false, [multiFactor, emailSecondFactor], 2],
     ['acr_values: a class we do not know', person, false, ['urn:example:other'], 1],
+    ['acr_values: single-factor first, then multi-factor (preference: the first one met)', person, false, [singleFactor, multiFactor], 1],
+    ['acr_values: multi-factor first, single-factor offered too (no step-up)', person, false, [multiFactor, singleFactor], 1],
+    ['acr_values: an unknown class, then the email class', person, false, ['urn:example:other', emailSecondFactor], 2],
     ['a require_mfa client asked for the multi-factor class', person, true, [multiFactor], 3],
   ] as const)('%s → %i', (_name, account, clientRequiresMfa, acrValues, level) => {
     expect(requiredAssurance({ account, clientRequiresMfa, acrValues }, settings)).toBe(level);

@@ -34,6 +34,7 @@ export const clientViewSchema = z
     scopes: z.array(z.string()).describe('Scopes the client may ask for'),
     requireMfa: z.boolean(),
     firstParty: z.boolean(),
+    skipPkce: z.boolean().describe('An admin let this confidential client make authorization requests without PKCE'),
     dynamic: z.boolean().describe('Registered through RFC 7591 dynamic client registration'),
     accessTokenTtl: z.number().int().optional(),
     idTokenTtl: z.number().int().optional(),
@@ -82,6 +83,35 @@ export const userViewSchema = z
     hasPassword: z.boolean(),
     totpEnabled: z.boolean(),
     passwordResetRequired: z.boolean().describe('The next sign-in ends on the new-password page'),
+    profile: z
+      .object({
+        givenName: z.string().optional(),
+        familyName: z.string().optional(),
+        middleName: z.string().optional(),
+        nickname: z.string().optional(),
+        preferredUsername: z.string().optional(),
+        profile: z.string().optional(),
+        picture: z.string().optional(),
+        website: z.string().optional(),
+        gender: z.string().optional(),
+        birthdate: z.string().optional(),
+        zoneinfo: z.string().optional(),
+        locale: z.string().optional(),
+        phoneNumber: z.string().optional(),
+        phoneNumberVerified: z.boolean().optional(),
+        address: z
+          .object({
+            formatted: z.string().optional(),
+            streetAddress: z.string().optional(),
+            locality: z.string().optional(),
+            region: z.string().optional(),
+            postalCode: z.string().optional(),
+            country: z.string().optional(),
+          })
+          .optional(),
+      })
+      .describe('Standard claims the account holds (OpenID Connect Core §5.1), under the names the update takes'),
+    profileUpdatedAt: timestamp.describe('When the name or the profile last changed: the `updated_at` claim'),
     signInMethods: z.array(z.enum(['password', 'email_code', 'totp'])),
     mfa: z.object({
       totp: z.boolean(),

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 
 import { defaults } from '../../../config/defaults.js';
+import { optionalProfileScopes } from '../../accounts/profile-claims.js';
 import { CLIENT_TTL_MAXIMA, usesSecret } from '../../clients/client-input.js';
 import { fullAuthority } from '../../clients/admin-authority.js';
 import { BUILT_IN_CLIENT_IDS, ClientValidationError } from '../../clients/client.service.js';
@@ -59,6 +60,7 @@ const FIELD_LABELS: Record<string, string> = {
   scopes: 'Allowed scopes',
   requireMfa: 'Require MFA',
   firstParty: 'First-party',
+  skipPkce: 'Allow requests without PKCE',
   accessTokenTtl: 'Access token lifetime',
   idTokenTtl: 'ID token lifetime',
   refreshTokenTtl: 'Refresh token lifetime',
@@ -78,6 +80,7 @@ interface ClientFormValues {
   scopes: string[];
   requireMfa: boolean;
   firstParty: boolean;
+  skipPkce: boolean;
   accessTokenTtl: string;
   idTokenTtl: string;
   refreshTokenTtl: string;
@@ -96,6 +99,7 @@ const NEW_CLIENT_VALUES: ClientFormValues = {
   scopes: [...defaults.scopes],
   requireMfa: false,
   firstParty: false,
+  skipPkce: false,
   accessTokenTtl: '',
   idTokenTtl: '',
   refreshTokenTtl: '',
@@ -120,6 +124,7 @@ function valuesFromView(client: ClientView, jwks: unknown): ClientFormValues {
     scopes: client.scopes,
     requireMfa: client.requireMfa,
     firstParty: client.firstParty,
+    skipPkce: client.skipPkce,
     accessTokenTtl: seconds(client.accessTokenTtl),
     idTokenTtl: seconds(client.idTokenTtl),
     refreshTokenTtl: seconds(client.refreshTokenTtl),
@@ -141,6 +146,7 @@ function valuesFromForm(fields: FormFields, knownScopes: readonly string[]): Cli
     scopes: knownScopes.filter((s) => fields[scopeField(s)] !== undefined),
     requireMfa: fields.requireMfa !== undefined,
     firstParty: fields.firstParty !== undefined,
+    skipPkce: fields.skipPkce !== undefined,
     accessTokenTtl: text('accessTokenTtl'),
     idTokenTtl: text('idTokenTtl'),
     refreshTokenTtl: text('refreshTokenTtl'),
@@ -190,6 +196,7 @@ function inputFromValues(values: ClientFormValues): { input: ClientInput; formEr
     scopes: values.scopes,
     requireMfa: values.requireMfa,
     firstParty: values.firstParty,
+    skipPkce: values.skipPkce,
     accessTokenTtl: seconds('accessTokenTtl', values.accessTokenTtl),
     idTokenTtl: seconds('idTokenTtl', values.idTokenTtl),
     refreshTokenTtl: seconds('refreshTokenTtl', values.refreshTokenTtl),
@@ -250,6 +257,7 @@ function rowFor(client: ClientView) {
       ...(client.dynamic ? ['registered dynamically'] : []),
       ...(client.requireMfa ? ['requires MFA'] : []),
       ...(client.firstParty ? ['first-party'] : []),
+      ...(client.skipPkce ? ['PKCE optional'] : []),
     ],
   };
 }
@@ -270,6 +278,7 @@ function detailFor(client: ClientView, config: Pick<Config, 'ttl'>) {
     scopes: client.scopes,
     requireMfa: client.requireMfa,
     firstParty: client.firstParty,
+    skipPkce: client.skipPkce,
     dynamic: client.dynamic,
     accessTokenTtl: ttl(client.accessTokenTtl, config.ttl.accessToken),
     idTokenTtl: ttl(client.idTokenTtl, config.ttl.idToken),
@@ -357,7 +366,7 @@ type ClientPageState = ConsoleState & { client: ClientView };
 
 export const registerClientPages: ConsolePages = (router, deps, kit) => {
   const { clients, config, secretBox } = deps;
-  const knownScopes = [...defaults.scopes, ...config.adminApi.scopes];
+  const knownScopes = [...defaults.scopes, ...optionalProfileScopes(config.profileScopes), ...config.adminApi.scopes];
   const secrets = pendingSecrets(secretBox);
   const graceSeconds = config.clientSecretGracePeriodSeconds;
   // An administrator in the console holds every management API scope: kit.requireAdmin checked

@@ -5,6 +5,8 @@ import type { PasswordResetService } from '../../accounts/password-reset.service
 import type { SignInMethod, UserAdminService, UserAdminView } from '../../accounts/user-admin.service.js';
 import { PasswordPolicyError } from '../../accounts/password-policy.js';
 import { UserValidationError } from '../../accounts/user-admin.service.js';
+import { ProfileValidationError } from '../../accounts/profile-claims.js';
+import type { ProfileFields } from '../../accounts/profile-claims.js';
 import type { AdminAuthority } from '../../clients/admin-authority.js';
 import { fullAuthority } from '../../clients/admin-authority.js';
 import { AppError } from '../../http/app-error.js';
@@ -45,6 +47,7 @@ const METHOD_LABELS: Record<SignInMethod, string> = {
 /** Notices after a redirect: a fixed code in the query, never text from the URL. */
 const NOTICES = {
   created: 'The user was created.',
+  'profile-saved': 'The profile was saved. Apps see it the next time they ask for it.',
   disabled: 'The account was disabled: its sessions ended and its tokens were revoked.',
   enabled: 'The account was enabled.',
   'mfa-reset': 'The second factor was reset: the authenticator app and the recovery codes were removed.',
@@ -226,6 +229,20 @@ function appModel(app: ConnectedApp, userId: string) {
 
 const userHref = (id: string) => `${BASE}/${encodeURIComponent(id)}`;
 
+/** The profile form's text fields (the address ones are posted as `address.<name>`). */
+const PROFILE_TEXT_FIELDS = ['givenName', 'familyName', 'middleName', 'nickname', 'preferredUsername', 'picture', 'website', 'profile', 'gender', 'birthdate', 'zoneinfo', 'locale'] as const;
+const ADDRESS_TEXT_FIELDS = ['streetAddress', 'locality', 'region', 'postalCode', 'country', 'formatted'] as const;
+
+/** The stored name and profile as the form's values (by input name). */
+function profileFormValues(name: string | undefined, profile: ProfileFields): Record<string, string> {
+  const values: Record<string, string> = { name: name ?? '' };
+  for (const key of PROFILE_TEXT_FIELDS) values[key] = profile[key] ?? '';
+  values.phoneNumber = profile.phoneNumber ?? '';
+  if (profile.phoneNumberVerified) values.phoneNumberVerified = 'on';
+  for (const key of ADDRESS_TEXT_FIELDS) values[`address.${key}`] = profile.address?.[key] ?? '';
+  return values;
+}
+
 /** The user as the pages show them (plain values, no service objects). */
 function userModel(user: UserAdminView) {
   return {
@@ -272,7 +289,13 @@ export const registerUserPages: ConsolePages = (router, deps, kit) => {
     return user;
   };
 
-  const renderDetail = async (ctx: ConsoleContext, user: UserAdminView, extra: { notice?: string; error?: string }, status = 200) => {
+  const { profileScopes } = deps.config;
+  const renderDetail = async (
+    ctx: ConsoleContext,
+    user: UserAdminView,
+    extra: { notice?: string; error?: string; profile?: { values: Record<string, string>; errors: Record<string, string> } },
+    status = 200,
+  ) => {
     const self = user.id === ctx.state.admin.account.id;
     const [sessions, apps] = await Promise.all([access.listSessions(user.id), access.listApps(user.id)]);
     const currentUid = self ? ctx.state.admin.sessionUid : undefined;
@@ -301,6 +324,13 @@ export const registerUserPages: ConsolePages = (router, deps, kit) => {
         sessions: sessions.map((session) => sessionModel(session, user.id, currentUid)),
         endAllHref: sessions.length > 0 ? `${userHref(user.id)}/sessions/end-all` : undefined,
         apps: apps.map((app) => appModel(app, user.id)),
+        profileForm: {
+          action: `${userHref(user.id)}/profile`,
+          values: extra.profile?.values ?? profileFormValues(user.name, user.profile),
+          errors: extra.profile?.errors ?? {},
+          phone: profileScopes.phone,
+          address: profileScopes.address,
+        },
         notice: extra.notice,
         error: extra.error,
       },
@@ -555,6 +585,29 @@ export const registerUserPages: ConsolePages = (router, deps, kit) => {
       details: { clientId: app.clientId },
     });
     kit.redirect(ctx, `${userHref(user.id)}?notice=app-revoked`);
+  });
+
+  // The name and the standard claims (OIDC Core §5.1). NOTE: registered before `/users/:id/:action`.
+  router.post('/users/:id/profile', ...kit.post, async function saveUserProfile(ctx) {
+    const user = await loadUser(ctx);
+    const form = ctx.state.form;
+    const text = (key: string) => form[key] ?? '';
+    const profile: Record<string, unknown> = Object.fromEntries(PROFILE_TEXT_FIELDS.map((key) => [key, text(key)]));
+    if (profileScopes.phone) {
+      profile.phoneNumber = text('phoneNumber');
+      profile.phoneNumberVerified = form.phoneNumberVerified !== undefined;
+    }
+    if (profileScopes.address) profile.address = Object.fromEntries(ADDRESS_TEXT_FIELDS.map((key) => [key, text(`address.${key}`)]));
+    try {
+      await userAdmin.update(user.id, { name: text('name'), profile }, authority(ctx));
+    } catch (err) {
+      if (!(err instanceof UserValidationError || err instanceof ProfileValidationError)) throw err;
+      const errors = Object.fromEntries(Object.entries(err.fields).map(([key, message]) => [key.replace(/^profile\./, ''), message]));
+      const values = Object.fromEntries(Object.entries(form).filter(([, v]) => typeof v === 'string').map(([k, v]) => [k, (v as string).slice(0, 2000)]));
+      await renderDetail(ctx, user, { error: 'The profile was not saved: correct the fields marked below.', profile: { values, errors } }, 400);
+      return;
+    }
+    kit.redirect(ctx, `${userHref(user.id)}?notice=profile-saved`);
   });
 
   router.get('/users/:id/:action', kit.requireAdmin, async function confirmUserAction(ctx) {

@@ -155,6 +155,31 @@ describe('clients', () => {
     expectProblem(await call(server, 'DELETE', 'clients/anything', { token: readOnly }), 403, 'auth.insufficient_scope');
   });
 
+  it('skipPkce: a confidential client may get it (audited, shown), a public one never (400, nothing stored)', async () => {
+    const created = await call(server, 'POST', 'clients', { token, json: webClient('No PKCE yet') });
+    expect(created.body.skipPkce).toBe(false);
+    const id = created.body.clientId as string;
+    const updated = await call(server, 'PUT', `clients/${encodeURIComponent(id)}`, { token, json: { ...webClient('No PKCE yet'), skipPkce: true } });
+    expect(updated.status).toBe(200);
+    expect(updated.body.skipPkce).toBe(true);
+    expect((await server.deps.clients.find(id))?.skip_pkce).toBe(true);
+    await server.deps.audit.flush();
+    const events = await server.deps.audit.list({ action: 'client.updated', target: id }, { limit: 5 });
+    expect(events.events[0]?.details?.changed).toEqual(['skipPkce']);
+
+    const before = (await server.deps.clients.list({ limit: 200 })).total;
+    const publicOne = { ...webClient('Public, no PKCE'), tokenEndpointAuthMethod: 'none', grantTypes: ['authorization_code'], skipPkce: true };
+    const refused = await call(server, 'POST', 'clients', { token, json: publicOne });
+    expectProblem(refused, 400, 'client.invalid', ['skipPkce']);
+    expect(refused.text).toContain('always uses PKCE');
+    expect((await server.deps.clients.list({ limit: 200 })).total).toBe(before);
+    // Turning the confidential client public while it skips PKCE: refused too, nothing changed.
+    const switched = await call(server, 'PUT', `clients/${encodeURIComponent(id)}`, { token, json: { ...publicOne, name: 'No PKCE yet' } });
+    expectProblem(switched, 400, 'client.invalid', ['skipPkce']);
+    expect((await server.deps.clients.find(id))?.token_endpoint_auth_method).toBe('client_secret_basic');
+    expectProblem(await call(server, 'POST', 'clients', { token, json: { ...webClient('Bad flag'), skipPkce: 'yes' } }), 400, 'request.invalid', ['skipPkce']);
+  });
+
   it('records who made the change', async () => {
     const { token: own, accountId } = await adminToken(server, ['admin:clients:write']);
     const created = await call(server, 'POST', 'clients', { token: own, json: webClient('Audited') });

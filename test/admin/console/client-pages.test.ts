@@ -613,4 +613,40 @@ describe('admin console: client pages', () => {
       }
     });
   });
+
+  describe('requests without PKCE (skipPkce)', () => {
+    it('an admin lets a confidential client skip PKCE: stored, shown on the detail page and in the list, audited with the admin as actor', async () => {
+      const { clientId } = await createThroughForm({ name: 'Legacy Portal' });
+      expect((await server.deps.clients.get(clientId))?.skipPkce).toBe(false);
+      const edit = await page(`/admin/clients/${clientId}/edit`);
+      expect(tagWithId(edit.reply.body, 'f-skip-pkce')).not.toContain('checked');
+      const saved = await admin.post(url(`/admin/clients/${clientId}`), clientForm(edit.csrf, { name: 'Legacy Portal', skipPkce: 'on' }));
+      expect(saved.status).toBe(303);
+      expect((await server.deps.clients.find(clientId))?.skip_pkce).toBe(true);
+      const detail = await admin.get(url(`/admin/clients/${clientId}`));
+      expect(detail.body).toMatch(/Requests without PKCE allowed<\/dt>\s*<dd>\s*(<[^>]+>)*\s*Yes/);
+      expect((await admin.get(url('/admin/clients?q=Legacy%20Portal'))).body).toContain('PKCE optional');
+      const events = await auditFor('client.updated', clientId);
+      expect(events).toHaveLength(1);
+      expect(events[0]!.actor).toMatchObject({ type: 'account', id: adminId });
+      expect(events[0]!.details?.changed).toEqual(['skipPkce']);
+      expect(tagWithId((await page(`/admin/clients/${clientId}/edit`)).reply.body, 'f-skip-pkce')).toContain('checked');
+    });
+
+    it('refuses it for a public client (400, the message beside the field), creating or changing nothing', async () => {
+      const { csrf } = await page('/admin/clients/new');
+      const before = (await server.deps.clients.list({ limit: 200 })).total;
+      const reply = await admin.post(url('/admin/clients'), clientForm(csrf, { name: 'Public No PKCE', tokenEndpointAuthMethod: 'none', skipPkce: 'on' }));
+      expect(reply.status).toBe(400);
+      expect(reply.body).toMatch(/id="f-skipPkce-error">.*a public client .* always uses PKCE/s);
+      expect((await server.deps.clients.list({ limit: 200 })).total).toBe(before);
+
+      const { clientId } = await createThroughForm({ name: 'Public App', tokenEndpointAuthMethod: 'none' });
+      const edit = await page(`/admin/clients/${clientId}/edit`);
+      const refused = await admin.post(url(`/admin/clients/${clientId}`), clientForm(edit.csrf, { name: 'Public App', tokenEndpointAuthMethod: 'none', skipPkce: 'on' }));
+      expect(refused.status).toBe(400);
+      expect((await server.deps.clients.find(clientId))?.skip_pkce).toBeUndefined();
+      expect(await auditFor('client.updated', clientId)).toHaveLength(0);
+    });
+  });
 });

@@ -65,7 +65,7 @@ describe('admin console: users', () => {
 
   beforeAll(async () => {
     smtp = await startMailServer();
-    server = await startTestServer('console_users', { env: { SMTP_URL: smtp.url, MAIL_FROM: 'Id <id@example.com>' } });
+    server = await startTestServer('console_users', { env: { SMTP_URL: smtp.url, MAIL_FROM: 'Id <id@example.com>', PROFILE_PHONE: 'true', PROFILE_ADDRESS: 'true' } });
     const email = uniqueEmail('admin');
     const account = await server.deps.accounts.create({ email, password: PASSWORD, roles: ['admin'], emailVerified: true });
     admin = { id: account.id, email };
@@ -333,5 +333,79 @@ describe('admin console: users', () => {
 
     expect((await server.deps.userAdmin.get(user.id))?.disabled).toBe(false);
     expect(await auditEvents('user.disabled', user.id)).toHaveLength(0);
+  });
+
+  describe('the profile form', () => {
+    const fields = (extra: Record<string, string> = {}) => ({
+      name: 'Mary Jackson',
+      givenName: 'Mary',
+      familyName: 'Jackson',
+      middleName: '',
+      nickname: '',
+      preferredUsername: 'mjackson',
+      picture: '',
+      website: 'https://mary.example.test/',
+      profile: '',
+      gender: '',
+      birthdate: '',
+      zoneinfo: 'America/New_York',
+      locale: 'en-US',
+      phoneNumber: '+1 757 555 0100',
+      phoneNumberVerified: 'on',
+      'address.streetAddress': '1 Langley Blvd',
+      'address.locality': 'Hampton',
+      'address.region': 'VA',
+      'address.postalCode': '23681',
+      'address.country': 'USA',
+      ...extra,
+    });
+
+    it('an admin sets the name and standard claims (a verified phone number, an address): stored, shown, audited with claim names', async () => {
+      const user = await newUser('profile');
+      const page = await agent.get(url(userPath(user.id)));
+      expect(page.status).toBe(200);
+      const saved = await postFrom(page, `${userPath(user.id)}/profile`, fields());
+      expect([saved.status, saved.location]).toEqual([303, url(`${userPath(user.id)}?notice=profile-saved`)]);
+      const stored = await server.deps.accounts.findById(user.id);
+      expect(stored?.name).toBe('Mary Jackson');
+      expect(stored?.profile).toStrictEqual({
+        given_name: 'Mary',
+        family_name: 'Jackson',
+        preferred_username: 'mjackson',
+        website: 'https://mary.example.test/',
+        zoneinfo: 'America/New_York',
+        locale: 'en-US',
+        phone_number: '+17575550100',
+        phone_number_verified: true,
+        address: { street_address: '1 Langley Blvd', locality: 'Hampton', region: 'VA', postal_code: '23681', country: 'USA' },
+      });
+      const shown = await agent.get(saved.location!);
+      expect(shown.body).toMatch(/id="p-phoneNumber"[^>]*value="\+17575550100"/);
+      expect(shown.body).toMatch(/id="p-phoneNumberVerified"[^>]*checked/);
+      const [event] = await auditEvents('user.profile_updated', user.id);
+      expect(event).toMatchObject({ outcome: 'success', actor: { type: 'account', id: admin.id } });
+      expect(event?.details?.fields).toEqual(expect.arrayContaining(['given_name', 'phone_number', 'phone_number_verified', 'address']));
+      expect(JSON.stringify(event)).not.toContain('Langley');
+    });
+
+    it('refuses bad values with 400, each message beside its field, and changes nothing', async () => {
+      const user = await newUser('profile-bad', { name: 'Stays' });
+      const page = await agent.get(url(userPath(user.id)));
+      const refused = await postFrom(page, `${userPath(user.id)}/profile`, fields({ website: 'http://insecure.example.test/', phoneNumber: '12', locale: 'xx_not', 'address.postalCode': 'p'.repeat(21) }));
+      expect(refused.status).toBe(400);
+      for (const [id, message] of [
+        ['p-website', 'https URL'],
+        ['p-phoneNumber', 'international number'],
+        ['p-locale', 'language tag'],
+        ['p-address-postalCode', 'at most 20 characters'],
+      ] as const) {
+        expect(refused.body).toMatch(new RegExp(`<input[^>]*id="${id}"[^>]*aria-invalid="true"`));
+        expect(refused.body).toMatch(new RegExp(`id="${id}-error">[^<]*${message}`));
+      }
+      const stored = await server.deps.accounts.findById(user.id);
+      expect(stored?.name).toBe('Stays');
+      expect(stored?.profile).toStrictEqual({});
+      expect(await auditEvents('user.profile_updated', user.id)).toHaveLength(0);
+    });
   });
 });
