@@ -5,6 +5,7 @@ import type { Configuration, KoaContextWithOIDC, UnknownObject } from 'oidc-prov
 
 import { defaults } from '../../config/defaults.js';
 import type { AccountService } from '../accounts/account.service.js';
+import { accountReadKey } from '../accounts/account.service.js';
 import { adminApiResourceServer } from '../admin/api/api-tokens.js';
 import type { RegistrationPolicies } from '../clients/registration-token.service.js';
 import type { Config } from '../config/config.js';
@@ -91,7 +92,8 @@ export function createProvider(deps: ProviderDeps): Provider {
     },
     async findAccount(_ctx, sub) {
       // The provider may ask more than once per request (authorization, policy checks, claims): one read.
-      const account = await rememberRead(`accounts:find-account:${sub}`, () => accounts.findById(sub));
+      // (Or a view this flow's interaction or code carried, mongo-adapter.ts: then no read at all.)
+      const account = await rememberRead(accountReadKey(sub), () => accounts.findById(sub));
       // A disabled (or deleted) account has no claims: its sessions and tokens stop working.
       if (!account || account.disabled) return undefined;
       return {

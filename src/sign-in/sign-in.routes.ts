@@ -2,7 +2,9 @@ import Router from '@koa/router';
 import type { InteractionResults } from 'oidc-provider';
 import { z } from 'zod';
 
+import { accountReadKey } from '../accounts/account.service.js';
 import { AppError } from '../http/app-error.js';
+import { primeRead } from '../http/request-context.js';
 import { parseForm } from '../http/form-body.js';
 import { clientFlag, factorsFromAmr } from '../oidc/policy.js';
 import type { LoginResult } from './flow.js';
@@ -135,6 +137,9 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
     const { interaction, account } = ctx.state;
     const preview = (interaction.prompt.details as { consent?: unknown }).consent;
     const consentFirst = interaction.prompt.name === 'login' && !interaction.session?.accountId && typeof preview === 'object' && preview !== null;
+    // The account this request checked the factors for: the interaction carries it to the resume
+    // (mongo-adapter.ts, CARRYING_MODELS), whose findAccount then reads nothing.
+    if (account?.id === login.accountId && !account.disabled) primeRead(accountReadKey(account.id), account);
     if (!consentFirst || !account || account.id !== login.accountId) return finish(ctx, { login });
     const state = { step: 'consent' as const, accountId: login.accountId, factors: factorsFromAmr(login.amr), login, shown: { email: account.email, name: account.name } };
     await saveFlowState(interaction, state);
