@@ -77,13 +77,16 @@ describe('password guessing with 100 requests at once', () => {
 
   const statuses = (replies: Reply[]) => replies.map((r) => r.status);
   /** Passwords actually checked: each leaves one `wrong_password` or `unknown_account` failure in the audit log. */
-  const checked = (email: string) =>
-    server.deps.db.collection('audit_events').countDocuments({
+  const checked = async (email: string) => {
+    // Refusals are recorded through the batched audit writer: what it holds is written first.
+    await server.deps.audit.flush();
+    return server.deps.db.collection('audit_events').countDocuments({
       action: 'sign_in.password',
       outcome: 'failure',
       reason: { $in: ['wrong_password', 'unknown_account'] },
       ...(email === KNOWN.email ? { 'actor.label': email } : {}),
     });
+  };
   const counted = (email: string) => server.deps.limits.limiter.count(server.deps.limits.password(email).key);
 
   it.each([
