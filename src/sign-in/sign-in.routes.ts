@@ -130,8 +130,10 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
    * Finishing a sign-in: with the login result alone, or, when the client asks for consent this
    * browser never gave (the login prompt's consent preview: no session, so no grant), by showing
    * the consent page first and handing the provider login and consent in ONE result. One
-   * interaction and one resume instead of two: the provider creates the session once (with a new
-   * random id: there was none), and never re-identifies a session it just created.
+   * interaction and one resume instead of two: the provider saves the session once. NOTE: the
+   * session id still changes at sign-in: a browser without a session cookie gets a new random id,
+   * and one whose cookie names any session (live or not) has it re-identified by the provider's
+   * resume, as before (test/sign-in/one-interaction.test.ts).
    */
   const finishLogin = async (ctx: SignInContext, login: LoginResult) => {
     const { interaction, account } = ctx.state;
