@@ -136,9 +136,10 @@ export function createProvider(deps: ProviderDeps): Provider {
       const { client, session } = ctx.oidc;
       if (!client || !session?.accountId) return undefined;
       const grantId = ctx.oidc.result?.consent?.grantId ?? session.grantIdFor(client.clientId);
-      if (grantId) return ctx.oidc.provider.Grant.find(grantId);
-      // First-party clients are part of this service: no consent page, only the OIDC scopes asked for.
-      if (!clientFlag(client, 'first_party')) return undefined;
+      const found = grantId ? await ctx.oidc.provider.Grant.find(grantId) : undefined;
+      // First-party clients are part of this service: no consent page, only the OIDC scopes asked
+      // for; a grant of theirs that was revoked (a replayed code revokes its grant) is made again.
+      if (found || !clientFlag(client, 'first_party')) return found;
       const grant = new ctx.oidc.provider.Grant({ clientId: client.clientId, accountId: session.accountId });
       grant.addOIDCScope([...ctx.oidc.requestParamOIDCScopes].join(' '));
       await grant.save();
