@@ -166,6 +166,10 @@ describe('database commands of a password sign-in, per request', () => {
     const all = first.flatMap((s) => s.commands);
     console.log(table('First sign-in (password + consent)', first));
     expectEachReadOnce(first);
+    // One interaction: the session is saved once and never re-identified (no old id deleted), and
+    // the account is read once, by address, at the password (the flow's records carry it on).
+    expect(all.filter((c) => c.collection === 'oidc_session' && c.name !== 'find').map((c) => c.name)).toEqual(['update']);
+    expect(all.filter((c) => c.collection === 'accounts')).toHaveLength(1);
     expect(budgeted(all)).toBeLessThanOrEqual(FIRST_FLOW_BUDGET);
     expect(all.filter((c) => c.collection === 'clients').length).toBeLessThanOrEqual(CLIENT_READS_MAX);
   });
