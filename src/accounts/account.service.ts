@@ -117,6 +117,32 @@ export interface AccountService {
   ensureIndexes(): Promise<void>;
 }
 
+/** Where a request keeps the account it read by id (`rememberRead`): findAccount, and what a flow's records carry. */
+export const accountReadKey = (id: string): string => `accounts:find-account:${id}`;
+
+const carriedViewSchema = z.object({
+  id: z.string(),
+  email: z.string(),
+  emailVerified: z.boolean(),
+  name: z.string().optional(),
+  roles: z.array(z.enum(['admin'])),
+  disabled: z.boolean(),
+  hasPassword: z.boolean(),
+  totpEnabled: z.boolean(),
+  passwordResetRequired: z.boolean(),
+  createdAt: z.coerce.date(),
+  updatedAt: z.coerce.date(),
+});
+
+/**
+ * An account view as a flow's records carry it from one request to the next (JSON: dates as
+ * strings), or undefined when it is not one.
+ */
+export function parseCarriedView(value: unknown): AccountView | undefined {
+  const parsed = carriedViewSchema.safeParse(value);
+  return parsed.success ? { ...parsed.data, name: parsed.data.name } : undefined;
+}
+
 function toView(doc: AccountRecord): AccountView {
   return {
     id: doc._id,

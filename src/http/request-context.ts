@@ -61,6 +61,20 @@ export function rememberRead<T>(key: string, read: () => Promise<T>): Promise<T>
   return pending;
 }
 
+/** What this request read (or was handed, `primeRead`) under `key`, without reading: undefined when nothing. */
+export function peekRead<T>(key: string): Promise<T> | undefined {
+  return storage.getStore()?.reads?.get(key) as Promise<T> | undefined;
+}
+
+/**
+ * Hands this request a record it need not read: one a record of the same flow carried, written
+ * by this server (the adapter's `carried`, see mongo-adapter.ts). Never replaces a read already made.
+ */
+export function primeRead(key: string, value: unknown): void {
+  const reads = storage.getStore()?.reads;
+  if (reads && !reads.has(key)) reads.set(key, Promise.resolve(value));
+}
+
 /** Forgets what this request read under keys starting with `prefix` (every key when omitted). */
 export function forgetReads(prefix?: string): void {
   const reads = storage.getStore()?.reads;

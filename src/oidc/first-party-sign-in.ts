@@ -2,6 +2,7 @@ import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 
 import type { Context, Middleware } from 'koa';
 import type Provider from 'oidc-provider';
+import { errors } from 'oidc-provider';
 import { z } from 'zod';
 
 import type { AccountService, AccountView } from '../accounts/account.service.js';
@@ -181,7 +182,13 @@ export function createFirstPartySignIn(options: FirstPartySignInOptions): FirstP
         sameString(authorizationCode.codeChallenge, s256(pending.verifier));
       if (!authorizationCode || !valid) throw new AppError('sign_in.code');
       // Redeemed here, in-process: the page needs the session the sign-in created, not tokens.
-      await authorizationCode.consume();
+      // A replay meets the consume claim (mongo-adapter.ts): refused the same way.
+      try {
+        await authorizationCode.consume();
+      } catch (err) {
+        if (err instanceof errors.InvalidGrant) throw new AppError('sign_in.code');
+        throw err;
+      }
       ctx.status = 303;
       // Checked again: the cookie is signed, but the list is what decides.
       ctx.redirect(allowedReturn(pending.returnTo) ?? options.landingPath);

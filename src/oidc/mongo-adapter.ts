@@ -1,5 +1,5 @@
 import type { mongo } from 'mongoose';
-import { errors } from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 import type { Adapter, AdapterPayload } from 'oidc-provider';
 
 import type { Clock } from '../core/clock.js';
@@ -7,7 +7,9 @@ import { systemClock } from '../core/clock.js';
 import { insertClaim, isDuplicateKey } from '../db/claims.js';
 import { isStorableString } from '../db/storable.js';
 import { guardDatabase } from '../db/unavailable.js';
-import { currentRequest, forgetReads, rememberRead } from '../http/request-context.js';
+import type { AccountView } from '../accounts/account.service.js';
+import { accountReadKey, parseCarriedView } from '../accounts/account.service.js';
+import { currentRequest, forgetReads, peekRead, primeRead, rememberRead } from '../http/request-context.js';
 import type { Logger } from '../logging/logger.js';
 
 /**
@@ -35,6 +37,8 @@ interface StoredRecord {
   consumedAt?: Date | null;
   /** In a collection two models share (see STORED_WITH): which model the record belongs to. */
   kind?: string;
+  /** Interaction and AuthorizationCode only: what the flow's next request would read (see CARRYING_MODELS), as JSON. */
+  carried?: string;
   /** Session only: when it was last written, and by which IP and browser (the account centre lists them). */
   seenAt?: Date;
   seenIp?: string;
@@ -195,6 +199,72 @@ async function revokeGrantEverywhere(db: Db, grantId: string): Promise<void> {
  */
 const REMEMBERED_MODELS: ReadonlySet<string> = new Set(['Interaction', 'Session', 'Grant', 'AuthorizationCode']);
 
+/**
+ * Records that carry, beside their payload, the account and the grant they name, as this request
+ * had them (read, or just written): the flow's next request (the interaction's resume, the code's
+ * exchange) is handed them instead of reading them again (`primeRead`), one read less each.
+ *
+ * NOTE, why a carried account or grant is never one that was taken away: disabling or deleting an
+ * account deletes every adapter record that names it (revokeAccountRecords: the `accountId`
+ * field or the account id in the payload, which an interaction past its first factor and a code
+ * always have), and revoking a grant deletes its codes (revokeByGrantId), deleting a client its
+ * codes and grants; a carrying record that survives was written after any such change, from a
+ * read made before it only in the same race a fresh read has (a read just before the change).
+ * Only what the provider reads is carried: the view findAccount returns (never a disabled one)
+ * and the stored grant. An account change that is not a revocation (a new role, an app enrolled)
+ * reaches the flow at its next read: the next authorization request.
+ */
+const CARRYING_MODELS: ReadonlySet<string> = new Set(['Interaction', 'AuthorizationCode']);
+const grantReadKey = (grantId: string) => `${collectionName('Grant')}:id:${grantId}`;
+
+interface Carried {
+  account?: unknown;
+  grant?: { _id: string; payload: string; expiresAt: string | null };
+}
+
+/** The account and grant a carrying record's payload names (an interaction: its result's login and consent). */
+function namedBy(model: string, payload: AdapterPayload): { accountId?: string; grantId?: string } {
+  const text = (v: unknown) => (typeof v === 'string' && v ? v : undefined);
+  if (model === 'AuthorizationCode') return { accountId: text(payload.accountId), grantId: text(payload.grantId) };
+  const result = payload.result as { login?: { accountId?: unknown }; consent?: { grantId?: unknown }; signIn?: { accountId?: unknown } } | undefined;
+  return { accountId: text(result?.login?.accountId) ?? text(result?.signIn?.accountId), grantId: text(result?.consent?.grantId) };
+}
+
+/** What this request has of the account and grant `payload` names, to carry (undefined: nothing). */
+async function carriedFor(model: string, payload: AdapterPayload): Promise<string | undefined> {
+  const { accountId, grantId } = namedBy(model, payload);
+  const carried: Carried = {};
+  const account = accountId ? await peekRead<AccountView | undefined>(accountReadKey(accountId))?.catch(() => undefined) : undefined;
+  if (account && account.id === accountId && !account.disabled) carried.account = account;
+  const grant = grantId ? await peekRead<StoredRecord | null>(grantReadKey(grantId))?.catch(() => undefined) : undefined;
+  if (grant && grant._id === grantId) carried.grant = { _id: grant._id, payload: grant.payload, expiresAt: grant.expiresAt ? grant.expiresAt.toISOString() : null };
+  return carried.account || carried.grant ? JSON.stringify(carried) : undefined;
+}
+
+/** Hands this request what a carrying record carried, where it is what the payload names. */
+function primeCarried(model: string, record: StoredRecord): void {
+  if (!record.carried) return;
+  let carried: Carried;
+  try {
+    carried = JSON.parse(record.carried) as Carried;
+  } catch {
+    return;
+  }
+  const { accountId, grantId } = namedBy(model, JSON.parse(record.payload) as AdapterPayload);
+  const account = parseCarriedView(carried.account);
+  if (account && accountId && account.id === accountId && !account.disabled) primeRead(accountReadKey(accountId), account);
+  const grant = carried.grant;
+  if (grant && grantId && grant._id === grantId && typeof grant.payload === 'string') {
+    primeRead(grantReadKey(grantId), { _id: grant._id, payload: grant.payload, expiresAt: grant.expiresAt ? new Date(grant.expiresAt) : null } satisfies StoredRecord);
+  }
+}
+
+/**
+ * Models whose consumption is decided and remembered by the consume claim alone (see consume):
+ * no `consumedAt` write.
+ */
+const UNMARKED_WHEN_CONSUMED: ReadonlySet<string> = new Set(['AuthorizationCode']);
+
 /** What this request read from the adapter's collections is stale after a write outside the adapter (revocations, deletions). */
 export function forgetAdapterReads(): void {
   forgetReads('oidc_');
@@ -277,11 +347,19 @@ class MongoAdapter implements Adapter {
       if (request?.ip) set.seenIp = request.ip;
       if (request?.userAgent) set.seenUserAgent = request.userAgent;
     }
+    if (CARRYING_MODELS.has(this.name)) {
+      const carried = await carriedFor(this.name, payload);
+      if (carried) set.carried = carried;
+      else unset.carried = '';
+    }
     const update = Object.keys(unset).length > 0 ? { $set: set, $unset: unset } : { $set: set };
     this.written();
     if (INSERTED_FIRST.has(this.name) && (await this.insertNew(id, set))) return;
     await guardDatabase(() => this.collection.updateOne({ _id: id }, update, { upsert: true }));
     this.written();
+    // A grant just written is what this request would read of it: kept, so that a record this
+    // request writes next (the interaction's result, a code) can carry it.
+    if (this.name === 'Grant' && set.payload !== undefined) primeRead(grantReadKey(id), { _id: id, payload: set.payload, expiresAt: set.expiresAt ?? null } satisfies StoredRecord);
   }
 
   /** Inserts a record that should not exist yet; false when it does (then the caller updates it). */
@@ -299,7 +377,10 @@ class MongoAdapter implements Adapter {
   // Values a client sent (a token, a code, a uid from a cookie): one with a NUL names no record.
   async find(id: string): Promise<AdapterPayload | undefined> {
     if (!isStorableString(id)) return undefined;
-    return toPayload(await this.readOwn(id), this.now());
+    const record = await this.readOwn(id);
+    const payload = toPayload(record, this.now());
+    if (payload && record && CARRYING_MODELS.has(this.name)) primeCarried(this.name, record);
+    return payload;
   }
 
   async findByUid(uid: string): Promise<AdapterPayload | undefined> {
@@ -347,13 +428,23 @@ class MongoAdapter implements Adapter {
     // NOTE: the claimant wins whatever the update reports: a loser may already have revoked
     // the grant (deleting this record), and judging by modifiedCount then left no winner at all.
     if (claimed && !record.consumedAt) {
-      await guardDatabase(() => this.collection.updateOne({ _id: id }, { $set: { consumedAt: new Date(this.now()) } }));
+      // An authorization code is only ever consumed (the token endpoint), never introspected or
+      // listed, so its claim alone says it was used: a later exchange finds the code unmarked,
+      // meets the claim here and is refused as the replay it is. Refresh tokens keep the mark:
+      // introspection and the account centre read it.
+      if (!UNMARKED_WHEN_CONSUMED.has(this.name)) {
+        await guardDatabase(() => this.collection.updateOne({ _id: id }, { $set: { consumedAt: new Date(this.now()) } }));
+      }
       return;
     }
     if (record.grantId) {
       const grantId = record.grantId;
       await guardDatabase(() => revokeGrantEverywhere(this.deps.db, grantId));
-      this.deps.logger.warn('concurrent reuse of a one-time credential; grant revoked', { model: this.name, grantId });
+      this.deps.logger.warn('reuse of a one-time credential; grant revoked', { model: this.name, grantId });
+      // The provider's own replay path (a record marked consumed) announces the revocation; so
+      // does this one (the audit log records it), for a replay of an unmarked code too.
+      const ctx = Provider.ctx;
+      if (ctx?.oidc) ctx.oidc.provider.emit('grant.revoked', ctx, grantId);
     }
     throw new errors.InvalidGrant(`${this.name === 'RefreshToken' ? 'refresh token' : 'grant'} already used`);
   }

@@ -208,6 +208,47 @@ function acrValuesOf(ctx: KoaContextWithOIDC): string[] {
   return typeof raw === 'string' ? raw.split(' ').filter(Boolean) : [];
 }
 
+/** The consent the sign-in asks for before it finishes (see `consentPreview`), as the provider's consent prompt words it. */
+export interface ConsentPreview {
+  missingOIDCScope?: string[];
+  missingOIDCClaims?: string[];
+  missingResourceScopes?: Record<string, string[]>;
+}
+
+/** Claims the provider never asks consent for (its consent prompt's op_claims_missing check). */
+const CLAIMS_WITHOUT_CONSENT = new Set(['sub', 'sid', 'auth_time', 'acr', 'amr', 'iss']);
+
+/**
+ * The login prompt's `consent` detail: what the provider's consent prompt would find missing for
+ * a grant that is still empty, computed from the same request values its checks read. Only for a
+ * browser with no signed-in session (no grant to remember), a client that is not first party
+ * (they get no consent page) and no `authorization_details` (asked for in the provider's own
+ * consent step). NOTE: a preview, not a decision: the provider still runs every consent check on
+ * the result, and anything the grant does not cover opens its consent prompt as before.
+ */
+function consentPreview(ctx: KoaContextWithOIDC): { consent?: ConsentPreview } {
+  const { oidc } = ctx;
+  if (oidc.session?.accountId || !oidc.client || clientFlag(oidc.client, 'first_party') || oidc.params?.authorization_details) return {};
+  const missingOIDCScope = [...oidc.requestParamOIDCScopes];
+  const missingOIDCClaims = [...oidc.requestParamClaims].filter((claim) => !CLAIMS_WITHOUT_CONSENT.has(claim));
+  const missingResourceScopes: Record<string, string[]> = {};
+  for (const [indicator, server] of Object.entries(oidc.resourceServers ?? {})) {
+    const available = (server as { scopes?: Set<string> }).scopes;
+    const scopes = [...oidc.requestParamScopes].filter((scope) => available?.has(scope));
+    if (scopes.length > 0) missingResourceScopes[indicator] = scopes;
+  }
+  const nothingMissing = missingOIDCScope.length === 0 && missingOIDCClaims.length === 0 && Object.keys(missingResourceScopes).length === 0;
+  // The provider asks nothing then, except of a native client (its native_client_prompt check).
+  if (nothingMissing && oidc.client.applicationType !== 'native') return {};
+  return {
+    consent: {
+      ...(missingOIDCScope.length > 0 ? { missingOIDCScope } : {}),
+      ...(missingOIDCClaims.length > 0 ? { missingOIDCClaims } : {}),
+      ...(Object.keys(missingResourceScopes).length > 0 ? { missingResourceScopes } : {}),
+    },
+  };
+}
+
 /**
  * oidc-provider's default prompts (login, consent) with our `mfa` prompt between them. Its checks
  * run only for a session that already has an account; a session without one meets `login` first.
@@ -234,6 +275,13 @@ export function createInteractionPolicy(settings: MfaSettings, signUp: Pick<Conf
     );
   }
 
+  // What the consent prompt would ask of a browser without a session (so without a grant): the
+  // sign-in shows it as its own last step and finishes login and consent in one result.
+  const login = policy.get('login');
+  if (login) {
+    const loginDetails = login.details;
+    login.details = async (ctx) => ({ ...(await loginDetails(ctx)), ...consentPreview(ctx) });
+  }
   // A session whose account was disabled or deleted signs in again. NOTE: the library's login
   // prompt looks only at the session's accountId; without this check the consent check meets a
   // request with no account and no grant, and fails with a server error.

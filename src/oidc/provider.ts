@@ -6,6 +6,7 @@ import type { Configuration, KoaContextWithOIDC, UnknownObject } from 'oidc-prov
 
 import { defaults } from '../../config/defaults.js';
 import type { AccountService } from '../accounts/account.service.js';
+import { accountReadKey } from '../accounts/account.service.js';
 import { adminApiResourceServer } from '../admin/api/api-tokens.js';
 import type { RegistrationPolicies } from '../clients/registration-token.service.js';
 import type { Config } from '../config/config.js';
@@ -115,7 +116,8 @@ export function createProvider(deps: ProviderDeps): Provider {
     },
     async findAccount(_ctx, sub) {
       // The provider may ask more than once per request (authorization, policy checks, claims): one read.
-      const account = await rememberRead(`accounts:find-account:${sub}`, () => accounts.findById(sub));
+      // (Or a view this flow's interaction or code carried, mongo-adapter.ts: then no read at all.)
+      const account = await rememberRead(accountReadKey(sub), () => accounts.findById(sub));
       // A disabled (or deleted) account has no claims: its sessions and tokens stop working.
       if (!account || account.disabled) return undefined;
       return {
@@ -165,9 +167,10 @@ export function createProvider(deps: ProviderDeps): Provider {
       const { client, session } = ctx.oidc;
       if (!client || !session?.accountId) return undefined;
       const grantId = ctx.oidc.result?.consent?.grantId ?? session.grantIdFor(client.clientId);
-      if (grantId) return ctx.oidc.provider.Grant.find(grantId);
-      // First-party clients are part of this service: no consent page, only the OIDC scopes asked for.
-      if (!clientFlag(client, 'first_party')) return undefined;
+      const found = grantId ? await ctx.oidc.provider.Grant.find(grantId) : undefined;
+      // First-party clients are part of this service: no consent page, only the OIDC scopes asked
+      // for; a grant of theirs that was revoked (a replayed code revokes its grant) is made again.
+      if (found || !clientFlag(client, 'first_party')) return found;
       const grant = new ctx.oidc.provider.Grant({ clientId: client.clientId, accountId: session.accountId });
       grant.addOIDCScope([...ctx.oidc.requestParamOIDCScopes].join(' '));
       await grant.save();

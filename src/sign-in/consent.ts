@@ -1,25 +1,34 @@
 import { AppError } from '../http/app-error.js';
+import type { ConsentPreview } from '../oidc/policy.js';
 import type { SignInKit } from './sign-in-kit.js';
 import type { SignInContext } from './sign-in-context.js';
 import { describeClaim, describeScope } from './scope-descriptions.js';
 
-interface ConsentDetails {
-  missingOIDCScope?: string[];
-  missingOIDCClaims?: string[];
-  missingResourceScopes?: Record<string, string[]>;
-}
+type ConsentDetails = ConsentPreview;
 
 /**
- * The provider's `consent` prompt: what the client asks for, and the grant when the person allows
- * it. Not a strategy: it proves nothing, and runs after the sign-in has finished.
+ * Consent: what the client asks for, and the grant when the person allows it. Not a strategy: it
+ * proves nothing. Two places ask: the provider's `consent` prompt (a session that signed in
+ * earlier meets a client or scope it has not allowed), and the sign-in's own last step (`consent`,
+ * a browser signing in afresh), which asks what the login prompt's consent preview lists and
+ * hands the provider login and consent in one result.
  */
 export function createConsent(kit: SignInKit) {
   const { provider, audit, pages } = kit.deps;
-  const detailsOf = (ctx: SignInContext) => ctx.state.interaction.prompt.details as ConsentDetails;
+  /** The sign-in's own consent step, if that is where this request is. */
+  const ownStep = (ctx: SignInContext) => (ctx.state.interaction.prompt.name === 'login' && ctx.state.flow.step === 'consent' ? ctx.state.flow : undefined);
+  const detailsOf = (ctx: SignInContext): ConsentDetails => {
+    const details = ctx.state.interaction.prompt.details as ConsentDetails & { consent?: ConsentDetails };
+    return ownStep(ctx) ? (details.consent ?? {}) : details;
+  };
+  /** The account consenting: the sign-in's (its step) or the session's (the provider's prompt). */
+  const accountIdOf = (ctx: SignInContext) => ownStep(ctx)?.accountId ?? ctx.state.interaction.session?.accountId;
 
-  /** GET, with the session's account loaded by the router. */
+  /** GET: the sign-in's step names the account it checked; at the provider's prompt the router loaded the session's. */
   const show = async (ctx: SignInContext) => {
-    const { interaction, account } = ctx.state;
+    const { interaction } = ctx.state;
+    const step = ownStep(ctx);
+    const account = step ? step.shown : ctx.state.account;
     if (!account) throw new AppError('interaction.session_ended');
     const details = detailsOf(ctx);
     const resourceScopes = Object.values(details.missingResourceScopes ?? {}).flat();
@@ -40,11 +49,12 @@ export function createConsent(kit: SignInKit) {
   /** POST /confirm: the grant, saved; the provider continues with it. */
   const grant = async (ctx: SignInContext): Promise<{ consent: { grantId: string } }> => {
     const { interaction } = ctx.state;
-    const accountId = interaction.session?.accountId;
+    const accountId = accountIdOf(ctx);
     if (!accountId) throw new AppError('interaction.session_ended');
     const details = detailsOf(ctx);
     const clientId = kit.clientId(ctx);
-    const grant = interaction.grantId ? await provider.Grant.find(interaction.grantId) : new provider.Grant({ accountId, clientId });
+    // The sign-in's own step runs without a session, so without a grant to add to.
+    const grant = interaction.grantId && !ownStep(ctx) ? await provider.Grant.find(interaction.grantId) : new provider.Grant({ accountId, clientId });
     if (!grant) throw new AppError('interaction.grant_gone');
     if (details.missingOIDCScope?.length) grant.addOIDCScope(details.missingOIDCScope.join(' '));
     if (details.missingOIDCClaims?.length) grant.addOIDCClaims(details.missingOIDCClaims);
@@ -54,16 +64,17 @@ export function createConsent(kit: SignInKit) {
     const grantId = await grant.save();
     kit.log(ctx).info('consent granted', { accountId, client: clientId });
     const scopes = [...(details.missingOIDCScope ?? []), ...Object.values(details.missingResourceScopes ?? {}).flat()];
-    await audit.record({ action: 'consent.granted', outcome: 'success', actor: { type: 'account', id: accountId }, target: { type: 'client', id: clientId, label: ctx.state.client.name }, clientId, details: { scopes, claims: details.missingOIDCClaims ?? [] } });
+    // In the background (batched, see audit.service.ts): the grant it reports is already stored.
+    audit.recordInBackground({ action: 'consent.granted', outcome: 'success', actor: { type: 'account', id: accountId }, target: { type: 'client', id: clientId, label: ctx.state.client.name }, clientId, details: { scopes, claims: details.missingOIDCClaims ?? [] } });
     return { consent: { grantId } };
   };
 
   /** An abort at the consent page is a refusal, recorded as such. */
   const recordDenied = async (ctx: SignInContext) => {
-    const { prompt, session } = ctx.state.interaction;
-    if (prompt.name !== 'consent' || !session?.accountId) return;
+    const accountId = ctx.state.interaction.prompt.name === 'consent' || ownStep(ctx) ? accountIdOf(ctx) : undefined;
+    if (!accountId) return;
     const clientId = kit.clientId(ctx);
-    await audit.record({ action: 'consent.denied', outcome: 'success', actor: { type: 'account', id: session.accountId }, target: { type: 'client', id: clientId, label: ctx.state.client.name }, clientId });
+    audit.recordInBackground({ action: 'consent.denied', outcome: 'success', actor: { type: 'account', id: accountId }, target: { type: 'client', id: clientId, label: ctx.state.client.name }, clientId });
   };
 
   return { show, grant, recordDenied };

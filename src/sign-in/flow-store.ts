@@ -26,6 +26,13 @@ const storedSchema = z.discriminatedUnion('step', [
   z.object({ step: z.literal('identify') }),
   z.object({ step: z.literal('sign-up'), name: z.string().max(200).optional() }),
   z.object({ step: z.literal('verify-email'), flowId: z.string().max(64), email: z.string().max(254), name: z.string().max(200).optional() }),
+  z.object({
+    step: z.literal('consent'),
+    accountId: z.string(),
+    factors,
+    login: z.object({ accountId: z.string(), amr: z.array(z.string()), acr: z.string(), ts: z.number().int(), remember: z.boolean() }),
+    shown: z.object({ email: z.string().max(254), name: z.string().max(200).optional() }),
+  }),
 ]);
 
 /** `prompt=create` (Initiating User Registration via OpenID Connect 1.0 §3): the flow opens on the sign-up form. */
@@ -49,6 +56,9 @@ export function readFlowState(interaction: InteractionDetails): SignInState {
     case 'verify-email':
     case 'recovery-used':
       return stored;
+    case 'consent':
+      // NOTE: the login result the factors earned; it reaches the provider only with the consent.
+      return stored.login.accountId === stored.accountId ? stored : { step: 'identify' };
     default:
       return { step: stored.step, accountId: stored.accountId, factors: stored.factors };
   }

@@ -61,6 +61,14 @@ export type SignInState =
    * offers to set up the app again, before the sign-in finishes.
    */
   | { step: 'recovery-used'; accountId: string; factors: Factor[]; left: number }
+  /**
+   * Every factor is done, and the client asks for consent this browser never gave (a browser
+   * without a session: the login prompt's consent preview): the consent page is the sign-in's
+   * last step, and login and consent reach the provider together, as one interaction result.
+   * `login` is the result the factors earned; `shown`, the account as the page names it (read
+   * when the factor was checked).
+   */
+  | { step: 'consent'; accountId: string; factors: Factor[]; login: LoginResult; shown: { email: string; name?: string | undefined } }
   /** Every factor is done, but an administrator asked for a new password first. */
   | { step: 'new-password'; accountId: string; factors: Factor[] }
   /** "Forgot password?": the form asking where to send a reset code (`email`: what was typed). */
@@ -296,5 +304,8 @@ export function pageFor(state: SignInState, context: FlowContext, requested?: un
       return 'verify-email';
     case 'second-factor':
       return context.account ? secondFactorMethod(context.account, state.factors, context, requested) : 'password';
+    case 'consent':
+      // Shown by the router (the consent page is not a strategy's).
+      return 'consent';
   }
 }

@@ -2,9 +2,12 @@ import Router from '@koa/router';
 import type { InteractionResults } from 'oidc-provider';
 import { z } from 'zod';
 
+import { accountReadKey } from '../accounts/account.service.js';
 import { AppError } from '../http/app-error.js';
+import { primeRead } from '../http/request-context.js';
 import { parseForm } from '../http/form-body.js';
 import { clientFlag, factorsFromAmr } from '../oidc/policy.js';
+import type { LoginResult } from './flow.js';
 import { createConsent } from './consent.js';
 import { createKnownBrowserCheck } from './known-browser.js';
 import type { SignInEvent } from './flow.js';
@@ -123,6 +126,29 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
     ctx.redirect(redirectTo);
   };
 
+  /**
+   * Finishing a sign-in: with the login result alone, or, when the client asks for consent this
+   * browser never gave (the login prompt's consent preview: no session, so no grant), by showing
+   * the consent page first and handing the provider login and consent in ONE result. One
+   * interaction and one resume instead of two: the provider saves the session once. NOTE: the
+   * session id still changes at sign-in: a browser without a session cookie gets a new random id,
+   * and one whose cookie names any session (live or not) has it re-identified by the provider's
+   * resume, as before (test/sign-in/one-interaction.test.ts).
+   */
+  const finishLogin = async (ctx: SignInContext, login: LoginResult) => {
+    const { interaction, account } = ctx.state;
+    const preview = (interaction.prompt.details as { consent?: unknown }).consent;
+    const consentFirst = interaction.prompt.name === 'login' && !interaction.session?.accountId && typeof preview === 'object' && preview !== null;
+    // The account this request checked the factors for: the interaction carries it to the resume
+    // (mongo-adapter.ts, CARRYING_MODELS), whose findAccount then reads nothing.
+    if (account?.id === login.accountId && !account.disabled) primeRead(accountReadKey(account.id), account);
+    if (!consentFirst || !account || account.id !== login.accountId) return finish(ctx, { login });
+    const state = { step: 'consent' as const, accountId: login.accountId, factors: factorsFromAmr(login.amr), login, shown: { email: account.email, name: account.name } };
+    await saveFlowState(interaction, state);
+    ctx.state.flow = state;
+    flow.showCurrentStep(ctx);
+  };
+
   const flow: FlowActions = {
     showCurrentStep(ctx, query = '') {
       ctx.status = 303;
@@ -165,7 +191,7 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
         const login = next.finish;
         kit.log(ctx).info('sign-in succeeded', { accountId: login.accountId, amr: login.amr, acr: login.acr, client: params.client_id });
         await noteSignIn(ctx, login.accountId);
-        return finish(ctx, { login });
+        return finishLogin(ctx, login);
       }
       const { state } = next;
       const accountId = 'accountId' in state ? state.accountId : undefined;
@@ -189,6 +215,8 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
       await loadAccount(ctx);
       return consent.show(ctx);
     }
+    // The sign-in's own consent step: the page names the account the factors were checked for.
+    if (prompt === 'login' && state.step === 'consent') return consent.show(ctx);
     if (prompt !== 'login' && prompt !== 'mfa') throw new AppError('interaction.unknown_prompt');
     if ('accountId' in state) {
       await loadAccount(ctx);
@@ -211,7 +239,12 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
     };
 
   const grantConsent: SignInMiddleware = async function grantConsent(ctx) {
-    await finish(ctx, await consent.grant(ctx));
+    const { interaction, flow: state } = ctx.state;
+    if (interaction.prompt.name === 'consent') return finish(ctx, await consent.grant(ctx));
+    // The sign-in's own consent step (login prompt): the login its factors earned, with the grant.
+    if (state.step !== 'consent') throw wrongStep();
+    const { login } = state;
+    return finish(ctx, { login, ...(await consent.grant(ctx)) });
   };
 
   const abort: SignInMiddleware = async function abort(ctx) {
@@ -242,7 +275,7 @@ export function createSignInRouter(deps: SignInDeps, factories: readonly Strateg
   const post = (prompts: readonly string[], ...rest: SignInMiddleware[]) => [noStore, form, loadInteraction, requirePrompt(prompts), checkCsrf, ...rest];
 
   router.get('/:uid', noStore, loadInteraction, showCurrentStep);
-  router.post('/:uid/confirm', ...post(['consent'], grantConsent));
+  router.post('/:uid/confirm', ...post(['consent', 'login'], grantConsent));
   router.post('/:uid/abort', noStore, form, loadInteraction, checkCsrf, abort);
   router.post('/:uid/restart', ...post(['login'], restart));
   for (const strategy of strategies.values()) {

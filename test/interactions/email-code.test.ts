@@ -159,7 +159,7 @@ async function askForCode(suite: Suite, agent: UserAgent, login: Reply, email: s
 }
 
 /** Posts a code and follows a refusal's redirect to the page (post/redirect/get). */
-function postCode(agent: UserAgent, page: Reply, code: string): Promise<Reply> {
+function postCode(agent: UserAgent, page: Reply, code: string): Promise<Reply & { posted: Reply }> {
   return agent.submit(formAction(page.body, '/email-code/verify'), { csrf: formField(page.body, 'csrf'), code });
 }
 
@@ -174,7 +174,7 @@ function otherThan(code: string): string {
 }
 
 /** Posts a code; while the per-account throttle asks to wait, moves the clock on as told and posts again. */
-async function postCodeWaitingOutThrottle(suite: Suite, agent: UserAgent, page: Reply, code: string): Promise<Reply> {
+async function postCodeWaitingOutThrottle(suite: Suite, agent: UserAgent, page: Reply, code: string): Promise<Reply & { posted: Reply }> {
   for (let tries = 0; tries < 5; tries += 1) {
     const reply = await postCode(agent, page, code);
     if (reply.status !== 429) return reply;
@@ -185,10 +185,13 @@ async function postCodeWaitingOutThrottle(suite: Suite, agent: UserAgent, page: 
   throw new Error('still throttled after 5 waits');
 }
 
-/** From a verified code to the callback: follow to consent, allow, follow to the client. */
-async function consentAndCallback(agent: UserAgent, verified: Reply): Promise<Reply> {
-  expect(verified.status).toBe(303);
-  const consent = await agent.follow(verified.location ?? '');
+/**
+ * From a verified code to the callback: the code's POST answers 303 to the consent page (the
+ * sign-in's last step, same interaction), which `submit` followed; allow, follow to the client.
+ */
+async function consentAndCallback(agent: UserAgent, verified: Reply & { posted: Reply }): Promise<Reply> {
+  expect(verified.posted.status).toBe(303);
+  const consent = await agent.follow(verified.posted.location ?? '');
   expect(pageKind(consent)).toBe('consent');
   const callback = await submit(agent, consent, '/confirm');
   expect(callback.status).toBe(303);
@@ -313,7 +316,7 @@ describe('sign-in with a code by email', () => {
       const { page, code } = await askForCode(suite, agent, login, email);
 
       const verified = await postCode(agent, page, code);
-      expect(verified.status).toBe(303);
+      expect(verified.posted.status).toBe(303);
 
       // Posted again before the browser has even followed the redirect.
       const again = await postCode(agent, page, code);
@@ -392,7 +395,7 @@ describe('sign-in with a code by email', () => {
 
       // The owner's code still signs the owner in, in the owner's browser.
       const reply = await postCode(owner.agent, page, code);
-      expect(reply.status).toBe(303);
+      expect(reply.posted.status).toBe(303);
     });
 
     it('an unknown address gets the same answer and page as a known one, and no mail', async () => {
@@ -501,8 +504,8 @@ describe('sign-in with a code by email', () => {
 
       // None of these used up the code: it still signs in.
       const verified = await postCode(agent, page, code);
-      expect(verified.status).toBe(303);
-      expect(pageKind(await agent.follow(verified.location ?? ''))).toBe('consent');
+      expect(verified.posted.status).toBe(303);
+      expect(pageKind(await agent.follow(verified.posted.location ?? ''))).toBe('consent');
     });
 
     it('refuses bad input on "Email me a sign-in code" with a 4xx login page, and sends nothing', async () => {
@@ -629,8 +632,8 @@ describe('sign-in with a code by email', () => {
       expect(old.location).toBeUndefined();
 
       const verified = await postCode(agent, page, second);
-      expect(verified.status).toBe(303);
-      expect(pageKind(await agent.follow(verified.location ?? ''))).toBe('consent');
+      expect(verified.posted.status).toBe(303);
+      expect(pageKind(await agent.follow(verified.posted.location ?? ''))).toBe('consent');
     });
 
     it("a code belongs to the browser's interaction: browser A's code does not work in browser B's", async () => {
@@ -657,8 +660,8 @@ describe('sign-in with a code by email', () => {
 
       // The same code still works where it was asked for: the refusals were about the binding.
       const inA = await postCode(a.agent, fromA.page, fromA.code);
-      expect(inA.status).toBe(303);
-      expect(pageKind(await a.agent.follow(inA.location ?? ''))).toBe('consent');
+      expect(inA.posted.status).toBe(303);
+      expect(pageKind(await a.agent.follow(inA.posted.location ?? ''))).toBe('consent');
     });
   });
 

@@ -120,8 +120,8 @@ describe('password reset at next sign-in', () => {
     expect(same.body).toMatch(/different from your current one/);
 
     const next = await postNewPassword(agent, same, { password: NEW_PASSWORD, confirm: NEW_PASSWORD });
-    expect(next.status).toBe(303);
-    const tokens = await toTokens(agent, rp, started, await agent.follow(next.location ?? ''));
+    expect(next.posted.status).toBe(303);
+    const tokens = await toTokens(agent, rp, started, await agent.follow(next.posted.location ?? ''));
     expect(tokens.claims()).toMatchObject({ sub: user.id, amr: ['pwd'] });
 
     // The flag is cleared, the old password no longer works and the new one does.
@@ -156,8 +156,8 @@ describe('password reset at next sign-in', () => {
     expect(isNewPasswordPage(page)).toBe(true);
 
     const next = await postNewPassword(agent, page, { password: NEW_PASSWORD, confirm: NEW_PASSWORD });
-    expect(next.status).toBe(303);
-    const tokens = await toTokens(agent, mfaRp, started, await agent.follow(next.location ?? ''));
+    expect(next.posted.status).toBe(303);
+    const tokens = await toTokens(agent, mfaRp, started, await agent.follow(next.posted.location ?? ''));
     expect(tokens.claims()).toMatchObject({ sub: user.id, amr: ['pwd', 'email', 'mfa'], acr: server.config.acr.emailSecondFactor });
     expect((await server.deps.accounts.authenticate(user.email, NEW_PASSWORD)).ok).toBe(true);
   }, 30_000);
@@ -250,8 +250,8 @@ describe('password reset at next sign-in', () => {
     // Still on the step, and the form still works.
     expect((await server.deps.accounts.findById(user.id))?.passwordResetRequired).toBe(true);
     const next = await postNewPassword(agent, page, { password: NEW_PASSWORD, confirm: NEW_PASSWORD });
-    expect(next.status).toBe(303);
-    await toTokens(agent, rp, started, await agent.follow(next.location ?? ''));
+    expect(next.posted.status).toBe(303);
+    await toTokens(agent, rp, started, await agent.follow(next.posted.location ?? ''));
     const logs = server.logs.join('\n');
     expect(logs).not.toContain(NEW_PASSWORD);
     expect(logs).not.toContain(OLD_PASSWORD);

@@ -207,6 +207,8 @@ describe('MongoDB adapter for oidc-provider', () => {
       });
 
       it('consume sets `consumed` in epoch seconds, and a later upsert does not clear it', async () => {
+        // An authorization code's consumption is the claim alone (next test).
+        if (model === 'AuthorizationCode') return;
         const id = newId();
         const payload = { jti: id, grantId: newId('grant'), scope: 'openid' };
         await adapter.upsert(id, payload, 60);
@@ -232,6 +234,20 @@ describe('MongoDB adapter for oidc-provider', () => {
         // `consumed` lives beside the payload, not inside it.
         const doc = await raw(model).findOne({ _id: id });
         expect(JSON.parse(doc?.payload ?? '{}')).not.toHaveProperty('consumed');
+      });
+
+      it('consume of an authorization code writes no mark: the claim alone refuses the next one and revokes the grant', async () => {
+        if (model !== 'AuthorizationCode') return;
+        const id = newId();
+        const grantId = newId('grant');
+        await adapter.upsert(id, { jti: id, grantId }, 60);
+        await adapterFor('Grant').upsert(grantId, { jti: grantId }, 60);
+        await adapter.consume(id);
+        expect(await raw(model).findOne({ _id: id })).not.toHaveProperty('consumedAt');
+        expect(await adapter.find(id)).toStrictEqual({ jti: id, grantId });
+        await expect(adapter.consume(id)).rejects.toMatchObject({ error: 'invalid_grant' });
+        expect(await adapter.find(id)).toBeUndefined();
+        expect(await adapterFor('Grant').find(grantId)).toBeUndefined();
       });
 
       it('an upsert carrying `consumed` stores it', async () => {

@@ -37,7 +37,7 @@ export function createPasswordStrategy(kit: SignInKit): SignInStrategy {
   };
 
   /**
-   * A refused password sign-in in the audit log: against the account when the email names one,
+   * A refused password sign-in in the audit log (in the background, batched): against the account when the email names one,
    * anonymous (and without the address) when it does not. Only admins read the reason. `known`:
    * the account authenticate() already read for this address (so it is not read twice).
    */
@@ -45,7 +45,7 @@ export function createPasswordStrategy(kit: SignInKit): SignInStrategy {
     const account = known ? known.account : await accounts.findByEmail(email);
     const why = reason ?? (!account ? 'unknown_account' : account.disabled ? 'account_disabled' : account.hasPassword ? 'wrong_password' : 'no_password');
     const actor = account ? accountActor(account) : undefined;
-    await audit.record({ action: 'sign_in.password', outcome: 'failure', actor: actor ?? { type: 'anonymous' }, target: actor, clientId: kit.clientId(ctx), reason: why });
+    audit.recordInBackground({ action: 'sign_in.password', outcome: 'failure', actor: actor ?? { type: 'anonymous' }, target: actor, clientId: kit.clientId(ctx), reason: why });
   };
 
   return {
@@ -96,7 +96,10 @@ export function createPasswordStrategy(kit: SignInKit): SignInStrategy {
           }
           await gate.attempt.succeeded();
           log.info('password accepted', { accountId: result.account.id, client: ctx.state.interaction.params.client_id });
-          await audit.record({ action: 'sign_in.password', outcome: 'success', actor: accountActor(result.account), target: accountActor(result.account), clientId: kit.clientId(ctx) });
+          // NOTE: recorded in the background, batched with other events (audit.service.ts), like the
+          // provider's own: nothing decides on it within this request, and whoever lists events
+          // (the account centre, the admin console) flushes the batch first.
+          audit.recordInBackground({ action: 'sign_in.password', outcome: 'success', actor: accountActor(result.account), target: accountActor(result.account), clientId: kit.clientId(ctx) });
           // The policy decides whether a second factor follows (flow.ts).
           return flow.identified(ctx, result.account, 'pwd');
         },
