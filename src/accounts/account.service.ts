@@ -8,7 +8,7 @@ import { AppError } from '../http/app-error.js';
 import type { Logger } from '../logging/logger.js';
 import type { AccountModel, AccountRecord, Role } from './account.model.js';
 import type { ProfileChangeOptions, StoredProfile } from './profile-claims.js';
-import { applyProfileInput, profileClaims } from './profile-claims.js';
+import { applyProfileInput, profileClaims, storedProfileSchema } from './profile-claims.js';
 import {
   PASSWORD_MAX_LENGTH,
   PASSWORD_MIN_LENGTH,
@@ -130,6 +130,8 @@ const carriedViewSchema = z.object({
   hasPassword: z.boolean(),
   totpEnabled: z.boolean(),
   passwordResetRequired: z.boolean(),
+  profile: storedProfileSchema,
+  profileUpdatedAt: z.coerce.date(),
   createdAt: z.coerce.date(),
   updatedAt: z.coerce.date(),
 });

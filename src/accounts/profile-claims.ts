@@ -37,6 +37,15 @@ export interface StoredProfile extends Partial<Record<ProfileClaimName, string>>
   address?: AddressClaim | undefined;
 }
 
+/** A stored profile as a flow's records carry it (JSON written by this server): its shape, checked. */
+export const storedProfileSchema = z.object({
+  ...Object.fromEntries(PROFILE_CLAIM_NAMES.map((name) => [name, z.string().optional()])),
+  phone_number: z.string().optional(),
+  phone_number_verified: z.boolean().optional(),
+  address: z.object(Object.fromEntries(ADDRESS_MEMBERS.map((name) => [name, z.string().optional()]))).optional(),
+  // NOTE: Object.fromEntries loses the key types; the keys are exactly the interface's.
+}) as unknown as z.ZodType<StoredProfile>;
+
 /** Which optional scopes this deployment stores (PROFILE_PHONE, PROFILE_ADDRESS). */
 export interface ProfileScopes {
   phone: boolean;
