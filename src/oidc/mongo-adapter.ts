@@ -169,9 +169,13 @@ export interface MongoAdapterDeps {
  * or for an Interaction the account of the session it runs in.
  */
 export function accountIdOf(payload: AdapterPayload): string | undefined {
-  if (typeof payload.accountId === 'string' && payload.accountId) return payload.accountId;
-  const sessionAccount = (payload.session as { accountId?: unknown } | undefined)?.accountId;
-  return typeof sessionAccount === 'string' && sessionAccount ? sessionAccount : undefined;
+  const text = (v: unknown) => (typeof v === 'string' && v ? v : undefined);
+  const session = payload.session as { accountId?: unknown } | undefined;
+  // An interaction names its account in its result before any session does: a pending login
+  // (`result.login`, which may carry the account view to the resume) or our flow's state
+  // (`result.signIn`). Revoking an account must find those too.
+  const result = payload.result as { login?: { accountId?: unknown }; signIn?: { accountId?: unknown } } | undefined;
+  return text(payload.accountId) ?? text(session?.accountId) ?? text(result?.login?.accountId) ?? text(result?.signIn?.accountId);
 }
 
 function toPayload(record: StoredRecord | null, now: number): AdapterPayload | undefined {
