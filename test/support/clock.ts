@@ -1,4 +1,4 @@
-import type { ManualClock } from '../../src/core/clock.js';
+import type { Clock, ManualClock } from '../../src/core/clock.js';
 import { createManualClock } from '../../src/core/clock.js';
 
 export type TestClock = ManualClock;
@@ -11,4 +11,18 @@ export type TestClock = ManualClock;
 export function createTestClock(start?: number | Date): TestClock {
   const DAY_MS = 24 * 60 * 60 * 1000;
   return createManualClock(start ?? (Math.floor(Date.now() / DAY_MS) + 366) * DAY_MS);
+}
+
+function isManual(clock: Clock): clock is ManualClock {
+  return typeof (clock as Partial<ManualClock>).advance === 'function';
+}
+
+/**
+ * Lets `ms` pass on `clock`: a test clock is moved at once; the system's clock (a server built
+ * without a test clock) can only be waited for.
+ */
+export async function passTime(clock: Clock, ms: number): Promise<void> {
+  if (ms <= 0) return;
+  if (isManual(clock)) clock.advance(ms);
+  else await new Promise<void>((resolve) => setTimeout(resolve, ms));
 }
