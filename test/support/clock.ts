@@ -15,6 +15,25 @@ export function createTestClock(start?: number | Date): TestClock {
   return createManualClock(start ?? (Math.floor(Date.now() / DAY_MS) + 366) * DAY_MS);
 }
 
+/**
+ * A clock that runs with the system's, plus however far the test moved it: for suites that need
+ * the services' time to pass (a grace period, the next TOTP step) while everything else keeps
+ * running in real time (a browser, oidc-provider's sessions).
+ */
+export function createRunningTestClock(): TestClock {
+  let offset = 0;
+  return {
+    now: () => new Date(Date.now() + offset),
+    nowMs: () => Date.now() + offset,
+    advance(ms) {
+      offset += ms;
+    },
+    set(ms) {
+      offset = (typeof ms === 'number' ? ms : ms.getTime()) - Date.now();
+    },
+  };
+}
+
 function isManual(clock: Clock): clock is ManualClock {
   return typeof (clock as Partial<ManualClock>).advance === 'function';
 }
