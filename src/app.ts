@@ -63,7 +63,9 @@ export function createApp(deps: Deps): Koa {
   });
   app.use(bindRequestContext());
   app.use(securityHeaders({ hsts: config.issuer.startsWith('https://') }));
-  app.use(views(VIEWS_DIR, { extension: 'pug', options: { cache: config.env === 'production', basedir: VIEWS_DIR } }));
+  // Compiled templates are kept everywhere but in development (where an edited template shows at
+  // the next request): tests render what production renders, without compiling each page anew.
+  app.use(views(VIEWS_DIR, { extension: 'pug', options: { cache: config.env !== 'development', basedir: VIEWS_DIR } }));
   app.use(handleErrors({ logger, pages }));
   app.use(serveStatic({ viewsDir: VIEWS_DIR }));
   // On the main port only without a port of their own (METRICS_PORT, served by main.ts).

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mongo } from 'mongoose';
 
 import type { MailServer } from '../support/mail-server.js';
-import { sleep } from '../support/rp.js';
+import type { TestClock } from '../support/clock.js';
+import { createTestClock, passTime } from '../support/clock.js';
 import {
   TOTP_STEP_MS,
   clearOfStepEnd,
@@ -36,11 +37,11 @@ const PASSWORD = 'correct horse battery staple 7';
  * A step whose code the server will take now: the current one, or the next (within the window)
  * when the current one was already used.
  */
-async function usableStep(lastUsed: number): Promise<number> {
-  let now = await clearOfStepEnd();
+async function usableStep(lastUsed: number, clock: TestClock): Promise<number> {
+  let now = await clearOfStepEnd(5_000, clock);
   while (lastUsed > now) {
-    await sleep(TOTP_STEP_MS - (Date.now() % TOTP_STEP_MS) + 250);
-    now = await clearOfStepEnd();
+    await passTime(clock, TOTP_STEP_MS - (clock.nowMs() % TOTP_STEP_MS) + 250);
+    now = await clearOfStepEnd(5_000, clock);
   }
   return Math.max(now, lastUsed + 1);
 }
@@ -89,9 +90,11 @@ interface Person {
 describe('/account/security', () => {
   let server: TestServer;
   let smtp: MailServer;
+  // The services' clock (the TOTP steps): moved to the next step instead of waiting for it.
+  const clock = createTestClock();
 
   beforeAll(async () => {
-    ({ server, smtp } = await startMailingServer('account_routes'));
+    ({ server, smtp } = await startMailingServer('account_routes', {}, { clock }));
   });
 
   afterAll(() => stopMailingServer({ server, smtp }));
@@ -132,7 +135,7 @@ describe('/account/security', () => {
 
   /** Enrols the app from the page; returns the key, the recovery codes and the step whose code was used. */
   async function enrolFromPage(agent: UserAgent): Promise<{ secret: string; recoveryCodes: string[]; usedStep: number }> {
-    const { auth, recoveryCodes, page: codes } = await enrolOnAccountPage(agent, server.url);
+    const { auth, recoveryCodes, page: codes } = await enrolOnAccountPage(agent, server.url, clock);
     expect(recoveryCodes).toHaveLength(10);
     const page = await submit(agent, codes, '/account/security/done');
     expect(shownState(page.body)).toBe('On');
@@ -302,7 +305,7 @@ describe('/account/security', () => {
       expect(new URL(link!.replace(/&amp;/g, '&')).searchParams.get('secret')).toBe(secret);
       expect(enrol.body).toContain('<summary>No authenticator app?</summary>');
 
-      const wrong = await submit(agent, enrol, '/account/security/totp', { code: await wrongTotpCode(secret) });
+      const wrong = await submit(agent, enrol, '/account/security/totp', { code: await wrongTotpCode(secret, clock) });
       expect(wrong.status).toBe(401);
       expect(pageKind(wrong)).toBe('enrol');
       expect(secretFromEnrolPage(wrong.body)).toBe(secret);
@@ -311,7 +314,7 @@ describe('/account/security', () => {
       const bad = await submit(agent, enrol, '/account/security/totp', { code: 'abcdef' });
       expectClientError(bad, 400);
 
-      lastStep = (await clearOfStepEnd()) - 1;
+      lastStep = (await clearOfStepEnd(5_000, clock)) - 1;
       const codes = await submit(agent, wrong, '/account/security/totp', { code: await codeForStep(secret, lastStep) });
       expect(codes.status).toBe(200);
       expect(pageKind(codes)).toBe('recovery-codes');
@@ -338,7 +341,7 @@ describe('/account/security', () => {
       const page = await agent.get(url('/account/security'));
       expect(page.status).toBe(200);
 
-      const wrong = await submit(agent, page, '/account/security/recovery-codes', { code: await wrongTotpCode(secret) });
+      const wrong = await submit(agent, page, '/account/security/recovery-codes', { code: await wrongTotpCode(secret, clock) });
       expect(wrong.status).toBe(401);
       expect(wrong.body).toContain('That code is not right');
       expectFieldError(wrong.body, 'regen-code', 'That code is not right');
@@ -350,7 +353,7 @@ describe('/account/security', () => {
       expect(page.body).not.toContain('aria-invalid');
       expect(page.body).not.toContain('autofocus');
 
-      const step = await usableStep(lastStep);
+      const step = await usableStep(lastStep, clock);
       lastStep = step;
       const fresh = await submit(agent, page, '/account/security/recovery-codes', { code: await codeForStep(secret, step) });
       expect(fresh.status).toBe(200);
@@ -394,7 +397,7 @@ describe('/account/security', () => {
       const mine = formField((await agent.get(url('/account/security'))).body, 'csrf');
       expect(mine).not.toBe(foreignToken);
 
-      const step = await usableStep(lastStep);
+      const step = await usableStep(lastStep, clock);
       const current = await codeForStep(secret, step);
       const forms: [string, Record<string, string>][] = [
         ['/account/security/totp', { code: current }],
@@ -445,7 +448,7 @@ describe('/account/security', () => {
       const malformed = await submit(agent, page, '/account/security/totp/remove', { code: '12ab' });
       expectClientError(malformed, 400);
       expectFieldError(malformed.body, 'remove-code', 'Enter the 6-digit code');
-      const wrongCodeReply = await submit(agent, page, '/account/security/totp/remove', { code: await wrongTotpCode(secret) });
+      const wrongCodeReply = await submit(agent, page, '/account/security/totp/remove', { code: await wrongTotpCode(secret, clock) });
       expect(wrongCodeReply.status).toBe(401);
       expectFieldError(wrongCodeReply.body, 'remove-code', 'That code is not right');
       expect((await server.deps.totp.status(me.id)).enabled).toBe(true);
@@ -469,7 +472,7 @@ describe('/account/security', () => {
       const { agent: browser, page: first } = await signIn(remover);
       expect(shownState(first.body)).toBe('Off');
       const enrolled = await enrolFromPage(browser);
-      const step = await usableStep(enrolled.usedStep);
+      const step = await usableStep(enrolled.usedStep, clock);
       const page = await browser.get(url('/account/security'));
       const removed = await submit(browser, page, '/account/security/totp/remove', { code: await codeForStep(enrolled.secret, step) });
       expect(removed.status).toBe(200);
@@ -508,7 +511,7 @@ describe('/account/security', () => {
       const secret = secretFromEnrolPage(enrol.body);
 
       await ageAuthentication(p.id, RECENT() + 1);
-      const step = await clearOfStepEnd();
+      const step = await clearOfStepEnd(5_000, clock);
       const refused = await agent.post(url('/account/security/totp'), {
         csrf: formField(enrol.body, 'csrf'),
         enrolment: formField(enrol.body, 'enrolment'),
@@ -538,7 +541,7 @@ describe('/account/security', () => {
       await ageAuthentication(p.id, RECENT() + 60);
       const page = await agent.get(url('/account/security'));
       expect(shownState(page.body)).toBe('On');
-      const step = await usableStep(enrolled.usedStep);
+      const step = await usableStep(enrolled.usedStep, clock);
       const code = await codeForStep(enrolled.secret, step);
       const regenerate = await agent.post(url('/account/security/recovery-codes'), { csrf: formField(page.body, 'csrf'), code });
       expect(regenerate.status).toBe(303);

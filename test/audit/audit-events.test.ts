@@ -11,8 +11,10 @@ import { fullAuthority } from '../../src/clients/admin-authority.js';
 import type { AuditEvent } from '../../src/audit/audit.service.js';
 import { AUDIT_COLLECTION } from '../../src/audit/audit.service.js';
 import type { CreatedClient } from '../../src/clients/client.service.js';
+import type { Clock } from '../../src/core/clock.js';
 import { currentRequest } from '../../src/http/request-context.js';
 import type { RequestInfo } from '../../src/http/request-context.js';
+import { createTestClock } from '../support/clock.js';
 import { waitForCodeMail } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
 import { authorizationRequest, redeem, REDIRECT_URI, rpFor } from '../support/rp.js';
@@ -68,9 +70,9 @@ class Browser extends UserAgent {
   }
 }
 
-/** A code for the next step the server will take, counted as used from now on. */
-async function nextTotp(auth: Authenticator): Promise<string> {
-  const { code, step } = await freshTotp(auth);
+/** A code for the next step the server will take (by `clock`, the server's), counted as used from now on. */
+async function nextTotp(auth: Authenticator, clock: Clock): Promise<string> {
+  const { code, step } = await freshTotp(auth, clock);
   auth.lastStep = step;
   return code;
 }
@@ -88,6 +90,9 @@ describe('audit events end to end', () => {
   const secrets = new Set<string>();
   let userCount = 0;
   let mark: string | undefined;
+  // The services' clock: a TOTP code for a step after the one just used is had by moving it, not
+  // by waiting up to 30 s for the next step.
+  const clock = createTestClock();
 
   const keep = (...values: (string | undefined)[]) => {
     for (const value of values) if (value) secrets.add(value);
@@ -126,8 +131,8 @@ describe('audit events end to end', () => {
         ip: 'loopback',
         userAgent: UA,
       });
-      expect(event.at.getTime()).toBeGreaterThan(Date.now() - 5 * 60_000);
-      expect(event.at.getTime()).toBeLessThanOrEqual(Date.now());
+      expect(event.at.getTime()).toBeGreaterThan(clock.nowMs() - 5 * 60_000);
+      expect(event.at.getTime()).toBeLessThanOrEqual(clock.nowMs());
     }
   };
 
@@ -162,7 +167,7 @@ describe('audit events end to end', () => {
 
   beforeAll(async () => {
     // One account asks for several sign-in codes in a row here.
-    ({ server, smtp } = await startMailingServer('audit_events', { DYNAMIC_REGISTRATION: 'true', EMAIL_CODE_RESEND_INTERVAL: '0' }));
+    ({ server, smtp } = await startMailingServer('audit_events', { DYNAMIC_REGISTRATION: 'true', EMAIL_CODE_RESEND_INTERVAL: '0' }, { clock }));
     ({ client: notes, mfaClient: bank, rp: notesRp, mfaRp: bankRp } = await createPlainAndMfaClients(server, rpWithUa));
     keep(notes.clientSecret, bank.clientSecret);
   });
@@ -397,11 +402,11 @@ describe('audit events end to end', () => {
     const { page } = await loginPage(agent, bankRp);
     const enrol = await signInWithCode(agent, page, user.email);
     expect(pageKind(enrol)).toBe('enrol');
-    const refusedEnrol = await submit(agent, enrol, '/second-factor/enrol', { code: await wrongTotpCode(secretFromEnrolPage(enrol.body)) });
+    const refusedEnrol = await submit(agent, enrol, '/second-factor/enrol', { code: await wrongTotpCode(secretFromEnrolPage(enrol.body), clock) });
     expect(refusedEnrol.status).toBe(401);
     const auth: Authenticator = { secret: secretFromEnrolPage(refusedEnrol.body), lastStep: 0 };
     keep(auth.secret);
-    const enrolCode = await nextTotp(auth);
+    const enrolCode = await nextTotp(auth, clock);
     keep(enrolCode);
     const codesPage = await submit(agent, refusedEnrol, '/second-factor/enrol', { code: enrolCode });
     expect(pageKind(codesPage)).toBe('recovery-codes');
@@ -414,9 +419,9 @@ describe('audit events end to end', () => {
     const { page: login } = await loginPage(second, notesRp);
     const totpPage = await signInWithCode(second, login, user.email);
     expect(pageKind(totpPage)).toBe('totp');
-    const wrongTotpPage = await submit(second, totpPage, '/second-factor/totp', { code: await wrongTotpCode(auth.secret) });
+    const wrongTotpPage = await submit(second, totpPage, '/second-factor/totp', { code: await wrongTotpCode(auth.secret, clock) });
     expect(wrongTotpPage.status).toBe(401);
-    const totpCode = await nextTotp(auth);
+    const totpCode = await nextTotp(auth, clock);
     keep(totpCode);
     await consent(second, await submit(second, wrongTotpPage, '/second-factor/totp', { code: totpCode }));
 
@@ -468,19 +473,19 @@ describe('audit events end to end', () => {
 
     const enrol = await agent.follow(`${server.url}/account/security/totp`);
     expect(pageKind(enrol)).toBe('enrol');
-    const refused = await submit(agent, enrol, '/account/security/totp', { code: await wrongTotpCode(secretFromEnrolPage(enrol.body)) });
+    const refused = await submit(agent, enrol, '/account/security/totp', { code: await wrongTotpCode(secretFromEnrolPage(enrol.body), clock) });
     expect(refused.status).toBe(401);
     const auth: Authenticator = { secret: secretFromEnrolPage(refused.body), lastStep: 0 };
-    const enrolCode = await nextTotp(auth);
+    const enrolCode = await nextTotp(auth, clock);
     keep(auth.secret, enrolCode);
     const codes = await submit(agent, refused, '/account/security/totp', { code: enrolCode });
     expect(pageKind(codes)).toBe('recovery-codes');
     keep(...recoveryCodesFrom(codes.body));
     const page = await submit(agent, codes, '/account/security/done');
 
-    const wrongRegenerate = await submit(agent, page, '/account/security/recovery-codes', { code: await wrongTotpCode(auth.secret) });
+    const wrongRegenerate = await submit(agent, page, '/account/security/recovery-codes', { code: await wrongTotpCode(auth.secret, clock) });
     expect(wrongRegenerate.status).toBe(401);
-    const regenerateCode = await nextTotp(auth);
+    const regenerateCode = await nextTotp(auth, clock);
     keep(regenerateCode);
     const newCodes = await submit(agent, wrongRegenerate, '/account/security/recovery-codes', { code: regenerateCode });
     expect(pageKind(newCodes)).toBe('recovery-codes');

@@ -31,7 +31,8 @@ import type { CallbackServer, Chromium, CleanOptions, Size } from '../support/br
 import { enrolAuthenticator } from '../support/admin-console.js';
 import { startMailServer } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
-import { authorizationRequest, oauthError, sleep } from '../support/rp.js';
+import { createRunningTestClock, passTime } from '../support/clock.js';
+import { authorizationRequest, oauthError } from '../support/rp.js';
 import type { Started } from '../support/rp.js';
 import { freshTotp } from '../support/second-factor.js';
 import type { Authenticator } from '../support/second-factor.js';
@@ -41,8 +42,9 @@ import type { TestServer } from '../support/test-server.js';
 const SUITE_TIMEOUT = 90_000;
 const STEP_TIMEOUT = 20_000;
 // Long enough for a browser round trip and the token requests on a loaded machine; the rotation
-// test uses the grace period for its other checks and sleeps out only what is left.
-const GRACE_SECONDS = 15;
+// test uses the grace period for its other checks and then moves the services' clock past what is
+// left (no sleeping, so it can be generous).
+const GRACE_SECONDS = 45;
 
 const PASSWORD = 'a long and correct passphrase';
 const ADMIN = { email: 'margaret.admin@example.com', password: PASSWORD, name: 'Margaret Hamilton' };
@@ -116,6 +118,8 @@ describe('admin console: clients, in a real browser (headless Chromium)', () => 
   let personId: string;
   /** The admin's authenticator app (its key, and the last step whose code the server took). */
   let adminApp: Authenticator | undefined;
+  /** The services' clock: real time, moved past the rest of a grace period instead of sleeping. */
+  const clock = createRunningTestClock();
 
   /** What the admin learnt in the console. */
   let clientId: string | undefined;
@@ -212,6 +216,7 @@ describe('admin console: clients, in a real browser (headless Chromium)', () => 
     newCallbackUrl = `${relyingParty.origin}/callback-new`;
     smtp = await startMailServer();
     server = await startTestServer('browser_admin_console', {
+      clock,
       env: { SMTP_URL: smtp.url, MAIL_FROM: 'Id <id@example.com>', CLIENT_SECRET_GRACE_PERIOD: String(GRACE_SECONDS) },
     });
     const admin = await server.deps.accounts.create({ ...ADMIN, roles: ['admin'], emailVerified: true });
@@ -238,7 +243,7 @@ describe('admin console: clients, in a real browser (headless Chromium)', () => 
 
         // The console requires the authenticator app after the password (never a code by email).
         await page.getByRole('heading', { level: 1, name: 'Two-step verification' }).waitFor();
-        const { code, step } = await freshTotp(adminApp!);
+        const { code, step } = await freshTotp(adminApp!, clock);
         await page.getByLabel('Authentication code').fill(code);
         await page.getByRole('button', { name: 'Verify' }).click();
         adminApp!.lastStep = step;
@@ -392,10 +397,10 @@ describe('admin console: clients, in a real browser (headless Chromium)', () => 
         await page.getByRole('link', { name: 'Rotate secret' }).click();
         await checkConsolePage(page, 'desktop', 'Rotate the client secret?', 'admin-clients-rotate-desktop.png');
         await expect(page.locator('.grace-period').innerText()).resolves.toContain(`${GRACE_SECONDS} seconds`);
-        clickedAt = Date.now();
+        clickedAt = clock.nowMs();
         await page.getByRole('button', { name: 'Rotate secret' }).click();
         await page.getByRole('heading', { level: 1, name: 'Secret rotated' }).waitFor();
-        shownAt = Date.now();
+        shownAt = clock.nowMs();
         rotated = (await page.locator('#client-secret').innerText()).trim();
         await expect(page.locator('.grace-period').innerText()).resolves.toMatch(
           new RegExp(`^The previous secret keeps working until .+ \\(a grace period of ${GRACE_SECONDS} seconds\\)`),
@@ -414,7 +419,7 @@ describe('admin console: clients, in a real browser (headless Chromium)', () => 
       const withNew = await oidc.clientCredentialsGrant(newRp);
       expect(withNew.access_token).toBeTruthy();
       // Still inside the grace period: the checks above were not too slow to mean anything.
-      expect(Date.now()).toBeLessThan(graceEnds.getTime());
+      expect(clock.nowMs()).toBeLessThan(graceEnds.getTime());
 
       // While the grace period runs: the detail page says until when the previous secret works,
       // and the rotation page warns that rotating again would end it at once.
@@ -433,7 +438,7 @@ describe('admin console: clients, in a real browser (headless Chromium)', () => 
       });
 
       // Only what is left of the grace period.
-      await sleep(Math.max(0, graceEnds.getTime() - Date.now()) + 100);
+      await passTime(clock, Math.max(0, graceEnds.getTime() - clock.nowMs()) + 100);
       expect(await oauthError(oidc.clientCredentialsGrant(oldRp))).toBe('invalid_client');
       const afterGrace = await oidc.clientCredentialsGrant(newRp);
       expect(afterGrace.access_token).toBeTruthy();

@@ -8,7 +8,8 @@ import type * as oidc from 'openid-client';
 
 import { waitForCodeMail } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
-import { authorizationRequest, REDIRECT_URI, redeem, sleep } from '../support/rp.js';
+import { createTestClock, passTime } from '../support/clock.js';
+import { authorizationRequest, REDIRECT_URI, redeem } from '../support/rp.js';
 import type { Started } from '../support/rp.js';
 import { clearOfStepEnd, enrolOnAccountPage, freshTotp, pageKind, submit, wrongTotpCode } from '../support/second-factor.js';
 import type { Authenticator } from '../support/second-factor.js';
@@ -50,6 +51,8 @@ describe('second-factor guessing and shortcuts', () => {
   let rp: oidc.Configuration;
   let mfaRp: oidc.Configuration;
   let userCount = 0;
+  // Waits asked for by the throttles pass by moving the services' clock, not by sleeping.
+  const clock = createTestClock();
 
   const createUser = async (label: string): Promise<User> => {
     const user = { email: `guess-${label}-${(userCount += 1)}@example.com`, password: PASSWORD };
@@ -92,8 +95,8 @@ describe('second-factor guessing and shortcuts', () => {
     expect(security.url).toBe(`${server.url}/account/security`);
     // The helper confirms with the code of the step before, refused once the step has moved on:
     // with 15 s left before it loads its page, its one POST has the rest of the step.
-    await clearOfStepEnd(15_000);
-    return (await enrolOnAccountPage(agent, server.url)).auth;
+    await clearOfStepEnd(15_000, clock);
+    return (await enrolOnAccountPage(agent, server.url, clock)).auth;
   };
 
   const expectWrongCode = (reply: Reply, kind: 'totp' | 'email-code') => {
@@ -120,7 +123,7 @@ describe('second-factor guessing and shortcuts', () => {
    * previous failure started has passed (waiting longer is harmless). `failures` is the count so far.
    */
   const wrongCode = async (failures: number, agent: UserAgent, page: Reply, kind: 'totp' | 'email-code', code: () => Promise<string>) => {
-    if (delayAfter(failures) > 0) await sleep(delayAfter(failures) * 1000 + 100);
+    if (delayAfter(failures) > 0) await passTime(clock, delayAfter(failures) * 1000 + 100);
     const reply = await submit(agent, page, kind === 'totp' ? '/second-factor/totp' : '/second-factor/email', { code: await code() });
     expectWrongCode(reply, kind);
     return reply;
@@ -141,12 +144,12 @@ describe('second-factor guessing and shortcuts', () => {
 
   beforeAll(async () => {
     ({ server, smtp } = await startMailingServer('factor_guessing', {
-      // Few free attempts and short delays keep the waits to a few seconds.
+      // Few free attempts and short delays keep the tests short.
       FACTOR_FREE_ATTEMPTS: String(FREE),
       FACTOR_MAX_DELAY: String(MAX_DELAY),
       // Several sign-ins per account within a minute, each mailing a second-factor code.
       EMAIL_CODE_RESEND_INTERVAL: '0',
-    }));
+    }, { clock }));
     ({ rp, mfaRp } = await createPlainAndMfaClients(server));
   });
   afterAll(() => stopMailingServer({ server, smtp }));
@@ -156,7 +159,7 @@ describe('second-factor guessing and shortcuts', () => {
       const user = await createUser('totp');
       const auth = await enrolTotp(user);
 
-      const wrong = () => wrongTotpCode(auth.secret);
+      const wrong = () => wrongTotpCode(auth.secret, clock);
       let failures = 0;
       const first = await atTotp(user);
       let page = first.page;
@@ -167,15 +170,15 @@ describe('second-factor guessing and shortcuts', () => {
       const third = await atTotp(user);
       // Opened before the fifth failure, so the sixth attempt is a single POST inside its 4 s delay.
       const fourth = await atTotp(user);
-      const right = await freshTotp(auth);
+      const right = await freshTotp(auth, clock);
       await wrongCode(failures++, third.agent, third.page, 'totp', wrong);
       expect(failures).toBe(FAILURES);
 
       const refused = await submit(fourth.agent, fourth.page, '/second-factor/totp', { code: right.code });
       const retryAfter = expectThrottled(refused, 'totp');
 
-      await sleep(retryAfter * 1000 + 250);
-      const again = await freshTotp(auth);
+      await passTime(clock, retryAfter * 1000 + 250);
+      const again = await freshTotp(auth, clock);
       const consent = await submit(fourth.agent, refused, '/second-factor/totp', { code: again.code });
       expect(consent.status).toBe(200);
       expect(pageKind(consent)).toBe('consent');
@@ -208,7 +211,7 @@ describe('second-factor guessing and shortcuts', () => {
       const refused = await submit(fourth.agent, fourth.page, '/second-factor/email', { code: fourth.code });
       const retryAfter = expectThrottled(refused, 'email-code');
 
-      await sleep(retryAfter * 1000 + 250);
+      await passTime(clock, retryAfter * 1000 + 250);
       const consent = await submit(fourth.agent, refused, '/second-factor/email', { code: fourth.code });
       expect(consent.status).toBe(200);
       expect(pageKind(consent)).toBe('consent');

@@ -9,7 +9,8 @@ import type * as oidc from 'openid-client';
 
 import { waitForCodeMail } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
-import { REDIRECT_URI, authorizationRequest, callbackParams, redeem, rpFor, sleep } from '../support/rp.js';
+import { createTestClock, passTime } from '../support/clock.js';
+import { REDIRECT_URI, authorizationRequest, callbackParams, redeem, rpFor } from '../support/rp.js';
 import { enrolOnAccountPage, freshTotp, pageKind, submit } from '../support/second-factor.js';
 import type { Authenticator } from '../support/second-factor.js';
 import { startMailingServer, stopMailingServer } from '../support/sign-in-suite.js';
@@ -25,9 +26,11 @@ describe('a stranger who knows the address cannot lock its owner out', () => {
   let smtp: MailServer;
   let rp: oidc.Configuration;
   let auth: Authenticator;
+  // The services' clock: the stranger's waits pass by moving it, not by sleeping.
+  const clock = createTestClock();
 
   beforeAll(async () => {
-    ({ server, smtp } = await startMailingServer('lockout', { FACTOR_FREE_ATTEMPTS: String(FREE), FACTOR_MAX_DELAY: '2' }));
+    ({ server, smtp } = await startMailingServer('lockout', { FACTOR_FREE_ATTEMPTS: String(FREE), FACTOR_MAX_DELAY: '2' }, { clock }));
     await server.deps.accounts.create(OWNER);
     const client = await server.deps.clients.create({ name: 'Lockout app', redirectUris: [REDIRECT_URI] });
     rp = await rpFor(server, client);
@@ -35,7 +38,7 @@ describe('a stranger who knows the address cannot lock its owner out', () => {
     const agent = new UserAgent(server.url);
     const login = await agent.follow(`${server.url}/account/security`);
     await submit(agent, login, '/login', OWNER);
-    auth = (await enrolOnAccountPage(agent, server.url)).auth;
+    auth = (await enrolOnAccountPage(agent, server.url, clock)).auth;
   });
 
   afterAll(() => stopMailingServer({ server, smtp }));
@@ -58,7 +61,7 @@ describe('a stranger who knows the address cannot lock its owner out', () => {
       const reply = await submit(agent, codePage, '/email-code/verify', { code: String(100000 + i) });
       statuses.push(reply.status);
       const wait = Number(reply.headers.get('retry-after') ?? 0);
-      if (wait > 0) await sleep(wait * 1000 + 150);
+      if (wait > 0) await passTime(clock, wait * 1000 + 150);
     }
     return statuses;
   }
@@ -73,7 +76,7 @@ describe('a stranger who knows the address cannot lock its owner out', () => {
     const { agent, page, started } = await loginPage();
     const totpPage = await submit(agent, page, '/login', OWNER);
     expect(pageKind(totpPage)).toBe('totp');
-    const fresh = await freshTotp(auth);
+    const fresh = await freshTotp(auth, clock);
     const consent = await submit(agent, totpPage, '/second-factor/totp', { code: fresh.code });
     expect(consent.status).toBe(200);
     expect(consent.body).not.toContain('Wait');

@@ -2,7 +2,8 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type * as oidc from 'openid-client';
 
 import type { CreatedClient } from '../../src/clients/client.service.js';
-import { REDIRECT_URI, authorizationRequest, rpFor, sleep } from '../support/rp.js';
+import { createTestClock, passTime } from '../support/clock.js';
+import { REDIRECT_URI, authorizationRequest, rpFor } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent, formAction, formField } from '../support/user-agent.js';
@@ -59,8 +60,8 @@ async function failAndPrepare(
   for (let failures = 0; failures < FAILURES; failures += 1) {
     const page = await openLogin(server, rp);
     if (failures === FAILURES - 1) prepared = await openLogin(next.server, next.rp);
-    // Slept after the page loads, right before the POST: waiting longer than the delay is harmless.
-    if (delayAfter(failures) > 0) await sleep(delayAfter(failures) * 1000 + 100);
+    // Waited after the page loads, right before the POST: waiting longer than the delay is harmless.
+    if (delayAfter(failures) > 0) await passTime(server.deps.clock, delayAfter(failures) * 1000 + 100);
     const wrong = await post(page, email, `wrong ${failures}`);
     expect(wrong.status).toBe(401);
     expect(wrong.body).not.toContain('Too many');
@@ -95,11 +96,14 @@ describe('password guessing is slowed down per email, across interactions and no
   let second: TestServer;
   let client: CreatedClient;
   let rp: oidc.Configuration;
+  // Both nodes' services read this clock: the delays pass by moving it, not by sleeping.
+  const clock = createTestClock();
 
   beforeAll(async () => {
-    server = await startTestServer('throttle_pages', { env: { SIGN_IN_FREE_ATTEMPTS: String(FREE), SIGN_IN_MAX_DELAY: '60' } });
+    server = await startTestServer('throttle_pages', { clock, env: { SIGN_IN_FREE_ATTEMPTS: String(FREE), SIGN_IN_MAX_DELAY: '60' } });
     // A second node on the same database.
     second = await startTestServer('throttle_pages', {
+      clock,
       mongoUri: server.mongoUri,
       env: { SIGN_IN_FREE_ATTEMPTS: String(FREE), SIGN_IN_MAX_DELAY: '60' },
     });
@@ -120,7 +124,7 @@ describe('password guessing is slowed down per email, across interactions and no
     const delayed = await post(next, USER.email, USER.password);
     const retryAfter = expectDelayed(delayed);
 
-    await sleep(retryAfter * 1000 + 250);
+    await passTime(clock, retryAfter * 1000 + 250);
     const allowed = await attempt(server, rp, USER.email, USER.password);
     // Accepted: 303 to the consent page (the sign-in's last step), which submit followed.
     expect(allowed.posted.status).toBe(303);

@@ -4,7 +4,8 @@ import type * as oidc from 'openid-client';
 
 import type { CreatedClient } from '../../src/clients/client.service.js';
 import type { MailServer } from '../support/mail-server.js';
-import { authorizationRequest, redeem, rpFor, sleep } from '../support/rp.js';
+import { createTestClock, passTime } from '../support/clock.js';
+import { authorizationRequest, redeem, rpFor } from '../support/rp.js';
 import type { Started, Tokens } from '../support/rp.js';
 import {
   clearOfStepEnd,
@@ -30,10 +31,10 @@ import type { Reply } from '../support/user-agent.js';
  *
  * NOTE: the server refuses a code whose time step is not after the last one used (RFC 6238
  * §5.2), so each test works on its own account, and codes are computed for absolute time steps.
- * Every page a check needs is loaded first; then the code is computed with at least MARGIN_MS
- * left in its step, so the one or two POSTs that follow reach the server in the same step even
- * on a slow machine (and the replay check, which needs exactly that, is redone if a step
- * boundary passed anyway).
+ * The servers run on a test clock, which stands still unless a test moves it: a code's step
+ * cannot end between its computation and its POST. The checks still ask for MARGIN_MS left in
+ * the step (and the replay check still checks the step did not move), so that they stay right
+ * should the suite ever run on the system's clock again.
  */
 const MARGIN_MS = 10_000;
 
@@ -64,6 +65,7 @@ describe('TOTP second factor through the sign-in pages', () => {
   let client: CreatedClient;
   let rp: oidc.Configuration;
   const people: Record<string, Person & Partial<Enrolled>> = {};
+  const clock = createTestClock();
 
   /** Signs in on the account console and sets up the app on /account/security/totp, as a person would. */
   async function enrolThroughAccountPage(person: Person): Promise<Enrolled> {
@@ -77,8 +79,8 @@ describe('TOTP second factor through the sign-in pages', () => {
     // the current code), which the server refuses once the step has moved on. With 15 s left
     // before the helper loads its page, its own wait (for under 5 s left) stays idle and its one
     // POST has the rest of the step.
-    await clearOfStepEnd(15_000);
-    const { auth, recoveryCodes } = await enrolOnAccountPage(agent, server.url);
+    await clearOfStepEnd(15_000, clock);
+    const { auth, recoveryCodes } = await enrolOnAccountPage(agent, server.url, clock);
     expect(recoveryCodes).toHaveLength(10);
     return { secret: auth.secret, recoveryCodes, usedStep: auth.lastStep };
   }
@@ -107,7 +109,7 @@ describe('TOTP second factor through the sign-in pages', () => {
   }
 
   beforeAll(async () => {
-    ({ server, smtp } = await startMailingServer('totp_sign_in'));
+    ({ server, smtp } = await startMailingServer('totp_sign_in', {}, { clock }));
     client = await server.deps.clients.create({ name: 'Notes', redirectUris: ['http://127.0.0.1:9/callback'] });
     rp = await rpFor(server, client);
     // First, so that a step boundary has most likely passed by the "one step behind" test.
@@ -122,7 +124,7 @@ describe('TOTP second factor through the sign-in pages', () => {
     const { agent, started, page } = await passwordStep(alice);
     expect(pageKind(page)).toBe('totp');
     expect(page.body).toContain(alice.email);
-    const step = await clearOfStepEnd(MARGIN_MS);
+    const step = await clearOfStepEnd(MARGIN_MS, clock);
     const consent = await submit(agent, page, '/second-factor/totp', { code: await codeForStep(alice.secret, step) });
     const tokens = await consentAndRedeem(agent, started, consent);
     const claims = tokens.claims();
@@ -141,14 +143,14 @@ describe('TOTP second factor through the sign-in pages', () => {
     for (const offset of [2, -2]) {
       // Per code, right before its POST: should the step move on before the server checks a code
       // two steps ahead, that code would be the next step's, and accepted.
-      const step = await clearOfStepEnd(MARGIN_MS);
+      const step = await clearOfStepEnd(MARGIN_MS, clock);
       const refused = await submit(agent, page, '/second-factor/totp', { code: await codeForStep(alice.secret, step + offset) });
       expect(refused.status).toBe(401);
       expect(pageKind(refused)).toBe('totp');
       expect(refused.body).toContain('That code is not right');
     }
 
-    const consent = await submit(agent, page, '/second-factor/totp', { code: await codeForStep(alice.secret, (await clearOfStepEnd(MARGIN_MS)) + 1) });
+    const consent = await submit(agent, page, '/second-factor/totp', { code: await codeForStep(alice.secret, (await clearOfStepEnd(MARGIN_MS, clock)) + 1) });
     const tokens = await consentAndRedeem(agent, started, consent);
     expect(tokens.claims()?.amr).toEqual(['pwd', 'otp', 'mfa']);
   });
@@ -165,14 +167,14 @@ describe('TOTP second factor through the sign-in pages', () => {
       const second = await passwordStep(bob);
       expect(pageKind(second.page)).toBe('totp');
 
-      const step = await clearOfStepEnd(MARGIN_MS);
+      const step = await clearOfStepEnd(MARGIN_MS, clock);
       const code = await codeForStep(bob.secret, step);
       const consent = await submit(first.agent, first.page, '/second-factor/totp', { code });
       expect(pageKind(consent)).toBe('consent');
       const replayed = await submit(second.agent, second.page, '/second-factor/totp', { code });
-      if (stepNow() !== step && tries < 3) continue;
+      if (stepNow(clock) !== step && tries < 3) continue;
 
-      expect(stepNow()).toBe(step); // still the code's own step: the refusal is for replay, not for age
+      expect(stepNow(clock)).toBe(step); // still the code's own step: the refusal is for replay, not for age
       expect(replayed.status).toBe(401);
       expect(pageKind(replayed)).toBe('totp');
       expect(replayed.body).toContain('already used');
@@ -191,7 +193,7 @@ describe('TOTP second factor through the sign-in pages', () => {
     expect(pageKind(a.page)).toBe('totp');
     expect(pageKind(b.page)).toBe('totp');
 
-    const code = await codeForStep(carol.secret, await clearOfStepEnd(MARGIN_MS));
+    const code = await codeForStep(carol.secret, await clearOfStepEnd(MARGIN_MS, clock));
     const post = (x: { agent: UserAgent; page: Reply }) => x.agent.submit(formAction(x.page.body, '/second-factor/totp'), { csrf: formField(x.page.body, 'csrf'), code });
     const [replyA, replyB] = await Promise.all([post(a), post(b)]);
 
@@ -318,13 +320,13 @@ describe('TOTP second factor through the sign-in pages', () => {
 
   it('accepts the code of the step before', async () => {
     const behind = people.behind as Person & Enrolled;
-    // The step before must be after the one used at enrolment: wait for a step boundary if
-    // none has passed since (at most 30 s, usually none by now).
-    while (stepNow() - 1 <= behind.usedStep) await sleep(500);
+    // The step before must be after the one used at enrolment: move to a step boundary if none
+    // has passed since.
+    while (stepNow(clock) - 1 <= behind.usedStep) await passTime(clock, 500);
     const { agent, started, page } = await passwordStep(behind);
     expect(pageKind(page)).toBe('totp');
     // Should the step move on before the server checks it, the step before would be two behind.
-    const step = await clearOfStepEnd(MARGIN_MS);
+    const step = await clearOfStepEnd(MARGIN_MS, clock);
     const consent = await submit(agent, page, '/second-factor/totp', { code: await codeForStep(behind.secret, step - 1) });
     const tokens = await consentAndRedeem(agent, started, consent);
     expect(tokens.claims()?.amr).toEqual(['pwd', 'otp', 'mfa']);
@@ -335,9 +337,10 @@ describe('TOTP enrolment forced during sign-in', () => {
   let server: TestServer;
   let smtp: MailServer;
   let rp: oidc.Configuration;
+  const clock = createTestClock();
 
   beforeAll(async () => {
-    ({ server, smtp } = await startMailingServer('totp_forced_enrol', { MFA_EMAIL_FALLBACK: 'false' }));
+    ({ server, smtp } = await startMailingServer('totp_forced_enrol', { MFA_EMAIL_FALLBACK: 'false' }, { clock }));
     const client = await server.deps.clients.create({ name: 'Bank', redirectUris: ['http://127.0.0.1:9/callback'], requireMfa: true });
     rp = await rpFor(server, client);
   });
@@ -373,13 +376,13 @@ describe('TOTP enrolment forced during sign-in', () => {
     expect(formField(enrol.body, 'enrolment')).toMatch(/^v1\./);
     expect(formField(enrol.body, 'enrolment')).not.toContain(secret);
 
-    const wrong = await submit(agent, enrol, '/second-factor/enrol', { code: await wrongTotpCode(secret) });
+    const wrong = await submit(agent, enrol, '/second-factor/enrol', { code: await wrongTotpCode(secret, clock) });
     expect(wrong.status).toBe(401);
     expect(pageKind(wrong)).toBe('enrol');
     expect(secretFromEnrolPage(wrong.body)).toBe(secret); // the same key, not a new one
     expect((await server.deps.totp.status(created.id)).enabled).toBe(false);
 
-    const step = await clearOfStepEnd(MARGIN_MS);
+    const step = await clearOfStepEnd(MARGIN_MS, clock);
     const codesPage = await submit(agent, wrong, '/second-factor/enrol', { code: await codeForStep(secret, step) });
     expect(codesPage.status).toBe(200);
     expect(pageKind(codesPage)).toBe('recovery-codes');
@@ -446,7 +449,7 @@ describe('TOTP enrolment forced during sign-in', () => {
       expectErrorFree4xx(reply);
     }
     // Even a right code without the CSRF token enables nothing.
-    const step = await clearOfStepEnd(MARGIN_MS);
+    const step = await clearOfStepEnd(MARGIN_MS, clock);
     const noCsrf = await agent.post(action, { code: await codeForStep(secret, step) });
     expect(noCsrf.status).toBe(403);
     expect((await server.deps.totp.status(created.id)).enabled).toBe(false);
@@ -479,10 +482,10 @@ describe('TOTP enrolment forced during sign-in', () => {
 
     // The first of the three pages shown: a wrong code, then its re-rendered page with the same key.
     const secret = secretFromEnrolPage(page.body);
-    const wrong = await submit(agent, page, '/second-factor/enrol', { code: await wrongTotpCode(secret) });
+    const wrong = await submit(agent, page, '/second-factor/enrol', { code: await wrongTotpCode(secret, clock) });
     expect(wrong.status).toBe(401);
     expect(secretFromEnrolPage(wrong.body)).toBe(secret);
-    const step = await clearOfStepEnd(MARGIN_MS);
+    const step = await clearOfStepEnd(MARGIN_MS, clock);
     const codes = await submit(agent, wrong, '/second-factor/enrol', { code: await codeForStep(secret, step) });
     expect(pageKind(codes)).toBe('recovery-codes');
     expect((await server.deps.totp.status(created.id)).enabled).toBe(true);

@@ -9,7 +9,9 @@ import type * as oidc from 'openid-client';
 
 import { codeFrom, waitForCodeMail } from '../support/mail-server.js';
 import type { MailServer } from '../support/mail-server.js';
-import { authorizationRequest, callbackParams, REDIRECT_URI, redeem, rpFor, sleep } from '../support/rp.js';
+import { useMovableSystemDate } from '../support/clock.js';
+import type { MovableSystemDate } from '../support/clock.js';
+import { authorizationRequest, callbackParams, REDIRECT_URI, redeem, rpFor } from '../support/rp.js';
 import type { Started, Tokens } from '../support/rp.js';
 import { enrolOnAccountPage, freshTotp, pageKind, requestSignInCode, submit } from '../support/second-factor.js';
 import type { Authenticator } from '../support/second-factor.js';
@@ -112,11 +114,18 @@ describe('MFA policy (acr, amr, step-up)', () => {
     return auth;
   };
 
+  /** The provider's time (auth_time): moved forward instead of slept through. */
+  let date: MovableSystemDate;
+
   beforeAll(async () => {
+    date = useMovableSystemDate();
     ({ server, smtp } = await startMailingServer('mfa_policy'));
     ({ rp, mfaRp } = await createPlainAndMfaClients(server));
   });
-  afterAll(() => stopMailingServer({ server, smtp }));
+  afterAll(async () => {
+    await stopMailingServer({ server, smtp });
+    date.restore();
+  });
 
   it('publishes the three authentication context classes in discovery', () => {
     const supported = rp.serverMetadata().acr_values_supported;
@@ -225,7 +234,7 @@ describe('MFA policy (acr, amr, step-up)', () => {
     expect(first?.amr).toEqual(['pwd']);
     const firstAuthTime = Number(first?.auth_time);
     // auth_time has a resolution of one second: let a second pass so a renewal is visible.
-    await sleep(1_100);
+    date.advance(1_100);
 
     const before = smtp.countFor(user.email);
     const started = await authorizationRequest(mfaRp);

@@ -15,10 +15,11 @@ import {
   redeem,
   rpFor,
   signInForTokens,
-  sleep,
   userinfoStatus,
 } from '../support/rp.js';
 import type { Tokens } from '../support/rp.js';
+import { useMovableSystemDate } from '../support/clock.js';
+import type { MovableSystemDate } from '../support/clock.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 import type { Reply } from '../support/user-agent.js';
@@ -292,8 +293,11 @@ describe('refresh token lifetimes (idle 4 s, absolute 7 s)', () => {
   const ABSOLUTE_MS = 7000;
   let server: TestServer;
   let rp: oidc.Configuration;
+  /** The provider's time (token lifetimes): moved forward instead of slept through. */
+  let date: MovableSystemDate;
 
   beforeAll(async () => {
+    date = useMovableSystemDate();
     server = await startTestServer('refused-ttl', {
       env: { REFRESH_TOKEN_IDLE_TTL: String(IDLE_MS / 1000), REFRESH_TOKEN_ABSOLUTE_TTL: String(ABSOLUTE_MS / 1000) },
     });
@@ -305,6 +309,7 @@ describe('refresh token lifetimes (idle 4 s, absolute 7 s)', () => {
   afterAll(async () => {
     if (process.env.DEBUG_LOGS) console.log(server.logs.join('\n'));
     await server.close();
+    date.restore();
   });
 
   interface Rotation {
@@ -337,7 +342,7 @@ describe('refresh token lifetimes (idle 4 s, absolute 7 s)', () => {
     while (previousSentAt < ABSOLUTE_MS + firstIssuedWithin) {
       // NOTE: scheduled from the previous request, not on a fixed grid, so one slow request
       // (a loaded machine) does not age every later token.
-      await sleep(Math.max(0, chainStart + previousSentAt + everyMs - Date.now()));
+      date.advance(Math.max(0, chainStart + previousSentAt + everyMs - Date.now()));
       const sentAt = Date.now() - chainStart;
       const tokenAge = sentAt - previousSentAt;
       previousSentAt = sentAt;
@@ -354,9 +359,10 @@ describe('refresh token lifetimes (idle 4 s, absolute 7 s)', () => {
   }
 
   it('ends a rotated chain at the absolute cap, although every token was used well within its idle period', async () => {
-    // Two chains at once, to keep the wait short: every 1.5 s, and faster than once a second
-    // (the TTL never drops below 1 s, which must not let a busy chain outlive the cap).
-    const chains = await Promise.all([rotateUntilRefused(1500), rotateUntilRefused(500)]);
+    // Two chains: every 1.5 s, and faster than once a second (the TTL never drops below 1 s,
+    // which must not let a busy chain outlive the cap). One after the other: each moves the date
+    // for its own schedule, which the other's moves would upset.
+    const chains = [await rotateUntilRefused(1500), await rotateUntilRefused(500)];
 
     for (const chain of chains) {
       const { firstIssuedWithin, rotations } = chain;
@@ -378,7 +384,7 @@ describe('refresh token lifetimes (idle 4 s, absolute 7 s)', () => {
 
   it('refuses a refresh token left unused for longer than the idle period', async () => {
     const { tokens } = await signInForTokens(rp, new UserAgent(server.url), USER, { scope: 'openid offline_access', prompt: 'consent' });
-    await sleep(IDLE_MS + 500);
+    date.advance(IDLE_MS + 500);
     await expect(oidc.refreshTokenGrant(rp, tokens.refresh_token!)).rejects.toMatchObject({ error: 'invalid_grant', status: 400 });
   });
 });

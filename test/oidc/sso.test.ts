@@ -6,7 +6,9 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type * as oidc from 'openid-client';
 
 import type { CreatedClient } from '../../src/clients/client.service.js';
-import { authorizationRequest, callbackParams, redeem, rpFor, signInForTokens, sleep } from '../support/rp.js';
+import { useMovableSystemDate } from '../support/clock.js';
+import type { MovableSystemDate } from '../support/clock.js';
+import { authorizationRequest, callbackParams, redeem, rpFor, signInForTokens } from '../support/rp.js';
 import type { Started } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
@@ -33,8 +35,11 @@ describe('single sign-on across clients', () => {
   let accountId: string;
   /** The browser that signs in first; the tests below run in order and share it. */
   let browser: UserAgent;
+  /** The provider's time (auth_time, max_age): moved past max_age instead of sleeping through it. */
+  let date: MovableSystemDate;
 
   beforeAll(async () => {
+    date = useMovableSystemDate();
     server = await startTestServer('sso');
     accountId = (await server.deps.accounts.create({ ...USER, emailVerified: true })).id;
     clientA = await server.deps.clients.create({ name: 'Client A', redirectUris: [REDIRECT_URI] });
@@ -47,6 +52,7 @@ describe('single sign-on across clients', () => {
   afterAll(async () => {
     if (process.env.DEBUG_LOGS) console.log(server.logs.join('\n'));
     await server.close();
+    date.restore();
   });
 
   /** Follows an authorization request in `agent` up to the first page, or to the redirect leaving the server. */
@@ -99,7 +105,7 @@ describe('single sign-on across clients', () => {
   });
 
   it('shows the login form again when max_age=1 has passed since the sign-in, and reports the new auth_time', async () => {
-    await sleep(2000);
+    date.advance(2000);
     const started = await authorizationRequest(rpA, { max_age: '1' });
     const page = await open(browser, started);
     expect(isLoginPage(page)).toBe(true);

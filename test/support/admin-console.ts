@@ -30,7 +30,7 @@ const authenticatorKey = (server: TestServer, email: string) => `${server.url} $
  */
 export async function enrolAuthenticator(server: TestServer, account: { id: string; email: string }): Promise<KnownAuthenticator> {
   const enrolment = await server.deps.totp.beginEnrolment(account);
-  const step = (await clearOfStepEnd()) - 1;
+  const step = (await clearOfStepEnd(5_000, server.deps.clock)) - 1;
   const activated = await server.deps.totp.activate(account.id, await codeForStep(enrolment.secret, step), enrolment.sealed);
   if (!activated.ok) throw new Error(`enrolment failed: ${activated.reason}`);
   const known = { secret: enrolment.secret, recoveryCodes: [...activated.recoveryCodes], lastStep: step };
@@ -48,7 +48,7 @@ export async function completeSecondFactor(agent: UserAgent, server: TestServer,
   const key = authenticatorKey(server, email);
   if (kind === 'enrol') {
     const secret = secretFromEnrolPage(page.body);
-    const step = await clearOfStepEnd();
+    const step = await clearOfStepEnd(5_000, server.deps.clock);
     const codes = await submit(agent, page, '/second-factor/enrol', { code: await codeForStep(secret, step) });
     expect(pageKind(codes)).toBe('recovery-codes');
     authenticators.set(key, { secret, recoveryCodes: recoveryCodesFrom(codes.body), lastStep: step });
@@ -64,7 +64,7 @@ export async function completeSecondFactor(agent: UserAgent, server: TestServer,
     const left = await submit(agent, recovery, '/second-factor/recovery', { code: recoveryCode });
     return submit(agent, left, '/second-factor/recovery/continue');
   }
-  const { code, step } = await freshTotp({ secret: known.secret, lastStep: known.lastStep });
+  const { code, step } = await freshTotp({ secret: known.secret, lastStep: known.lastStep }, server.deps.clock);
   known.lastStep = step;
   return submit(agent, page, '/second-factor/totp', { code });
 }

@@ -6,41 +6,49 @@
 import { expect } from '@jest/globals';
 import { generate } from 'otplib';
 
+import type { Clock } from '../../src/core/clock.js';
+import { systemClock } from '../../src/core/clock.js';
+import { passTime } from './clock.js';
 import type { MailServer } from './mail-server.js';
 import { waitForCodeMail } from './mail-server.js';
-import { sleep } from './rp.js';
 import type { Reply, UserAgent } from './user-agent.js';
 import { formAction, formField } from './user-agent.js';
 
-/** The TOTP code for `secret` at `offsetSteps` 30-second steps from now. */
-export async function totpCode(secret: string, offsetSteps = 0): Promise<string> {
-  const epoch = Math.floor(Date.now() / 1000) + offsetSteps * 30;
+/** The TOTP code for `secret` at `offsetSteps` 30-second steps from now (by `clock`, the server's). */
+export async function totpCode(secret: string, offsetSteps = 0, clock: Clock = systemClock): Promise<string> {
+  const epoch = Math.floor(clock.nowMs() / 1000) + offsetSteps * 30;
   return generate({ secret, epoch });
 }
 
 // Codes for exact 30-second time steps. The server refuses a code whose step is not after the
 // last one the account used (RFC 6238 §5.2), so tests say which step each code belongs to.
+// "Now" is the server's clock (`server.deps.clock`): a suite whose server runs on a test clock
+// moves it to the next step instead of waiting half a minute; with the system's clock the
+// helpers wait.
 
 export const TOTP_STEP_MS = 30_000;
 
 /** The current time step. */
-export const stepNow = (): number => Math.floor(Date.now() / TOTP_STEP_MS);
+export const stepNow = (clock: Clock = systemClock): number => Math.floor(clock.nowMs() / TOTP_STEP_MS);
 
 /** The code an authenticator app shows for `secret` in time step `step`. */
 export function codeForStep(secret: string, step: number): Promise<string> {
   return generate({ secret, epoch: step * 30 + 15 });
 }
 
-/** Waits into the next step when fewer than `marginMs` are left in this one; returns the current step. */
-export async function clearOfStepEnd(marginMs = 5_000): Promise<number> {
-  const left = TOTP_STEP_MS - (Date.now() % TOTP_STEP_MS);
-  if (left < marginMs) await sleep(left + 250);
-  return stepNow();
+/**
+ * Moves into the next step when fewer than `marginMs` are left in this one (a test clock stands
+ * still, so it needs that only once); returns the current step.
+ */
+export async function clearOfStepEnd(marginMs = 5_000, clock: Clock = systemClock): Promise<number> {
+  const left = TOTP_STEP_MS - (clock.nowMs() % TOTP_STEP_MS);
+  if (left < marginMs) await passTime(clock, left + 250);
+  return stepNow(clock);
 }
 
 /** Six digits that are not the code of any step near now (so surely wrong, and never a "replay"). */
-export async function wrongTotpCode(secret: string): Promise<string> {
-  const step = stepNow();
+export async function wrongTotpCode(secret: string, clock: Clock = systemClock): Promise<string> {
+  const step = stepNow(clock);
   const near = new Set(await Promise.all([-2, -1, 0, 1, 2, 3].map((offset) => codeForStep(secret, step + offset))));
   for (let n = 123_456; ; n = (n + 111_111) % 1_000_000) {
     const candidate = String(n).padStart(6, '0');
@@ -59,9 +67,9 @@ export interface Authenticator {
  * (waiting for the next step to begin when both were). The caller records `step` in `lastStep`
  * once the server has taken the code.
  */
-export async function freshTotp(auth: Authenticator): Promise<{ code: string; step: number }> {
-  if (auth.lastStep >= stepNow() + 1) await sleep(auth.lastStep * TOTP_STEP_MS - Date.now() + 100);
-  const step = Math.max(stepNow(), auth.lastStep + 1);
+export async function freshTotp(auth: Authenticator, clock: Clock = systemClock): Promise<{ code: string; step: number }> {
+  if (auth.lastStep >= stepNow(clock) + 1) await passTime(clock, auth.lastStep * TOTP_STEP_MS - clock.nowMs() + 100);
+  const step = Math.max(stepNow(clock), auth.lastStep + 1);
   return { code: await codeForStep(auth.secret, step), step };
 }
 
@@ -71,11 +79,15 @@ export async function freshTotp(auth: Authenticator): Promise<{ code: string; st
  * server takes ±1 step), so that sign-ins in this step can use the current code. Returns the app,
  * the recovery codes and the page that shows them.
  */
-export async function enrolOnAccountPage(agent: UserAgent, serverUrl: string): Promise<{ auth: Authenticator; recoveryCodes: string[]; page: Reply }> {
+export async function enrolOnAccountPage(
+  agent: UserAgent,
+  serverUrl: string,
+  clock: Clock = systemClock,
+): Promise<{ auth: Authenticator; recoveryCodes: string[]; page: Reply }> {
   const enrol = await agent.follow(`${serverUrl}/account/security/totp`);
   expect(pageKind(enrol)).toBe('enrol');
   const secret = secretFromEnrolPage(enrol.body);
-  const usedStep = (await clearOfStepEnd()) - 1;
+  const usedStep = (await clearOfStepEnd(5_000, clock)) - 1;
   const page = await submit(agent, enrol, '/account/security/totp', { code: await codeForStep(secret, usedStep) });
   expect(pageKind(page)).toBe('recovery-codes');
   return { auth: { secret, lastStep: usedStep }, recoveryCodes: recoveryCodesFrom(page.body), page };
