@@ -452,7 +452,9 @@ describe('npm run cli, as a child process', () => {
       'post_logout_redirect_uris',
       'token_endpoint_auth_method',
       'require_mfa',
+      'skip_pkce',
     ]);
+    expect(client.skip_pkce).toBe(false);
 
     // Sealed under ENCRYPTION_KEYS: a server with the same keys opens it.
     const connection = await connectDatabase(mongoUri, quietLogger());

@@ -44,6 +44,7 @@ describe('buildCore', () => {
       'sign-up',
       'password reset',
       'known browsers',
+      'signing keys',
     ]);
     await core.ensureIndexes();
     await core.accounts.create({ email: 'once@example.com', password: 'correct horse battery staple' });

@@ -37,6 +37,7 @@ async function failSignIn(server: TestServer, client: CreatedClient, xff: string
   expect(reply.status).toBe(303);
   expect((await agent.get(reply.location ?? '')).status).toBe(401);
   const line = server.logs.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l.msg === 'sign-in failed').pop();
+  await server.deps.audit.flush(); // sign-in outcomes are audited by the batched writer
   const event = await server.deps.db.collection(AUDIT_COLLECTION).findOne({ action: 'sign_in.password', outcome: 'failure', userAgent: marker });
   expect(event).not.toBeNull();
   return { logIp: line?.ip, auditIp: event?.ip };

@@ -51,7 +51,11 @@ describe('cross-site POSTs to our pages', () => {
   let client: CreatedClient;
   let sameOrigin: Record<string, string>;
 
-  const auditCount = () => server.deps.db.collection(AUDIT_COLLECTION).countDocuments();
+  // Flushed first: sign-ins are audited by the batched writer, which must not land mid-comparison.
+  const auditCount = async () => {
+    await server.deps.audit.flush();
+    return server.deps.db.collection(AUDIT_COLLECTION).countDocuments();
+  };
   const clientCount = () => server.deps.db.collection('clients').countDocuments();
 
   beforeAll(async () => {

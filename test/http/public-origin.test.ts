@@ -117,8 +117,15 @@ describe('published URLs come from ISSUER (no trusted proxy)', () => {
     const csrf = /name="csrf" value="([^"]+)"/.exec(page.body)?.[1] ?? '';
     const login = await browser.request('POST', `${interactionPath}/login`, { form: { csrf, email: USER.email, password: USER.password } });
     expect(login.status).toBe(303);
+    // A browser without a session consents as the sign-in's last step, on the same interaction.
+    expect(new URL(login.location ?? '', server.url).pathname).toBe(interactionPath);
+    const consent = await browser.request('GET', interactionPath);
+    expect(consent.status).toBe(200);
+    const consentCsrf = /name="csrf" value="([^"]+)"/.exec(consent.body)?.[1] ?? '';
+    const confirmed = await browser.request('POST', `${interactionPath}/confirm`, { form: { csrf: consentCsrf } });
+    expect(confirmed.status).toBe(303);
     // The provider's resume URL was made when the interaction began, from that request.
-    expect(login.location).toMatch(new RegExp(`^${server.url.replace(/\./g, '\\.')}/auth/`));
+    expect(confirmed.location).toMatch(new RegExp(`^${server.url.replace(/\./g, '\\.')}/auth/`));
   });
 });
 

@@ -331,7 +331,7 @@ describe('security behind a trusted TLS-terminating proxy (TRUST_PROXY=true, htt
     await server?.close();
   });
 
-  it('sets every cookie Secure (and still HttpOnly, SameSite=Lax)', async () => {
+  it('sets every cookie Secure and HttpOnly; SameSite=Lax but for the session cookie, None (POST /auth from a relying party)', async () => {
     const agent = new RecordingAgent(server.url, { 'x-forwarded-proto': 'https' });
     await walkSignIn(agent, authorizationUrlFor(issuer, client.clientId, { code_challenge: pkcePair().challenge }));
     const cookies = agent.setCookies.map(parseSetCookie);
@@ -339,7 +339,10 @@ describe('security behind a trusted TLS-terminating proxy (TRUST_PROXY=true, htt
     for (const cookie of cookies) {
       expect({ name: cookie.name, secure: cookie.attributes.includes('secure') }).toEqual({ name: cookie.name, secure: true });
       expect(cookie.attributes).toContain('httponly');
-      expect(cookie.attributes).toContain('samesite=lax');
+      // The provider's session cookie must reach a cross-site POST to /auth (OpenID Connect Core
+      // §3.1.2.1); every other cookie stays Lax.
+      const sameSite = cookie.name.startsWith('_session') ? 'samesite=none' : 'samesite=lax';
+      expect({ name: cookie.name, sameSite: cookie.attributes.find((a) => a.startsWith('samesite=')) }).toEqual({ name: cookie.name, sameSite });
     }
   });
 
