@@ -1,5 +1,3 @@
-import { performance } from 'node:perf_hooks';
-
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 
 import type { CreatedClient } from '../../src/clients/client.service.js';
@@ -10,6 +8,7 @@ import type { CommandCounter } from '../support/command-counter.js';
 import { REDIRECT_URI, pkcePair } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
+import { within } from '../support/within.js';
 
 /**
  * Two nodes on one database: each keeps clients in memory, and a change made through one (secret
@@ -19,17 +18,6 @@ import type { TestServer } from '../support/test-server.js';
 const SETUP = fullAuthority({ type: 'system', label: 'test setup' });
 const OTHER_REDIRECT = 'http://127.0.0.1:9/other-callback';
 const PROPAGATION_MS = 1000;
-
-/** Asks `check` until it holds, for at most `deadlineMs`; returns how long it took (never sleeps past a success). */
-async function within(deadlineMs: number, check: () => Promise<boolean>): Promise<number> {
-  const started = performance.now();
-  for (;;) {
-    if (await check()) return performance.now() - started;
-    const elapsed = performance.now() - started;
-    if (elapsed > deadlineMs) throw new Error(`not within ${deadlineMs} ms (waited ${Math.round(elapsed)} ms)`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 describe('the client cache across nodes', () => {
   let a: TestServer;

@@ -4,7 +4,6 @@
  * has expired. Tokens are verified as a relying party would (openid-client, and jose against the
  * JWKS as served at that moment); time moves through the services' clock.
  */
-import { performance } from 'node:perf_hooks';
 
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from 'jose';
@@ -22,6 +21,7 @@ import type { Tokens } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
 import { UserAgent } from '../support/user-agent.js';
+import { within } from '../support/within.js';
 
 const USER = { email: 'rotation@example.com', password: 'correct horse battery staple', name: 'Rita Rotation' };
 const ACTOR = { type: 'system' as const, label: 'test' };
@@ -38,17 +38,6 @@ async function refusal(promise: Promise<unknown>): Promise<string> {
     throw err;
   }
   throw new Error('not refused');
-}
-
-/** Asks `check` until it holds, for at most `deadlineMs`; returns how long it took. */
-async function within(deadlineMs: number, check: () => Promise<boolean>): Promise<number> {
-  const started = performance.now();
-  for (;;) {
-    if (await check()) return performance.now() - started;
-    const elapsed = performance.now() - started;
-    if (elapsed > deadlineMs) throw new Error(`not within ${deadlineMs} ms (waited ${Math.round(elapsed)} ms)`);
-    await new Promise((resolve) => setTimeout(resolve, 25));
-  }
 }
 
 describe('signing key rotation on one node (the clock moves)', () => {
