@@ -265,6 +265,8 @@ describe('admin console: every page, phone and desktop, light and dark; keyboard
           // Keyboard: Tab reaches the button; Enter copies.
           await tabTo(page, /^Copy client secret$/);
           await page.keyboard.press('Enter');
+          // Waits for the status (isVisible alone does not wait: a busy machine showed it a moment late).
+          await page.getByRole('status').filter({ hasText: 'Copied' }).first().waitFor({ state: 'visible', timeout: 5000 });
           await expect(page.getByRole('status').filter({ hasText: 'Copied' }).first().isVisible()).resolves.toBe(true);
           const copied = await page.evaluate(() => (globalThis as unknown as { navigator: { clipboard: { readText(): Promise<string> } } }).navigator.clipboard.readText());
           expect(copied).toBe(secret);
