@@ -96,6 +96,7 @@ export async function buildServerDeps({ config, logger, connection, clock }: Ser
   core.outbox.start();
   // The provider reads the client on every request: from memory, kept in step with every node (close() stops it).
   clients.startWatching();
+  core.resources.startWatching();
   keyRing.start();
 
   return {

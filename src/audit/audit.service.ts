@@ -32,7 +32,7 @@ export interface AuditActor {
 }
 
 export interface AuditTarget {
-  type: 'account' | 'client' | 'registration_token' | 'invitation' | 'grant' | 'token' | 'session' | 'signing_key';
+  type: 'account' | 'client' | 'registration_token' | 'invitation' | 'grant' | 'token' | 'session' | 'signing_key' | 'api_resource';
   id: string;
   label?: string | undefined;
 }

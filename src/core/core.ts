@@ -30,6 +30,8 @@ import { createAuditService } from '../audit/audit.service.js';
 import { createClientModel } from '../clients/client.model.js';
 import type { ClientService } from '../clients/client.service.js';
 import { createClientService } from '../clients/client.service.js';
+import type { ApiResourceService } from '../resources/api-resource.service.js';
+import { createApiResourceService } from '../resources/api-resource.service.js';
 import type { RegistrationPolicies, RegistrationTokenService } from '../clients/registration-token.service.js';
 import { createMintingProvider, createRegistrationPolicies, createRegistrationTokenService } from '../clients/registration-token.service.js';
 import type { Config } from '../config/config.js';
@@ -87,6 +89,8 @@ export interface Core {
   secretBox: SecretBox;
   accounts: AccountService;
   clients: ClientService;
+  /** The apps' own APIs our access tokens are for (RFC 8707); the provider reads them through a cache like clients. */
+  resources: ApiResourceService;
   emailCodes: EmailCodeService;
   totp: TotpService;
   /** What administrators do to people (console, management API, CLI). */
@@ -138,6 +142,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
   const accounts = createAccountService({ Account, logger, clock });
   const totp = createTotpService({ Account, db, secretBox, keys: config.encryptionKeys, issuer: config.productName, clock });
   const clients = createClientService({ Client: createClientModel(connection), secretBox, audit, config, db, clock, logger });
+  const resources = createApiResourceService({ db, config, audit, clock, logger });
   const passwordPolicy = createPasswordPolicy(config);
   // NOTE: the provider's records live by the system's time (see the adapter below).
   const access = createAccountAccessService({ db, clients });
@@ -212,6 +217,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
   const stores: Store[] = [
     { name: 'accounts', ensureIndexes: () => accounts.ensureIndexes() },
     { name: 'clients', ensureIndexes: () => clients.ensureIndexes(), sweep: () => clients.sweep() },
+    { name: 'api resources', ensureIndexes: () => resources.ensureIndexes() },
     { name: 'oidc', provider: true, ensureIndexes: () => adapter.ensureIndexes(), sweep: () => adapter.sweep() },
     { name: 'email codes', ensureIndexes: () => emailCodes.ensureIndexes(), sweep: () => emailCodes.sweep() },
     { name: 'limits', ensureIndexes: () => limiter.ensureIndexes(), sweep: () => limiter.sweep() },
@@ -244,6 +250,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
     secretBox,
     accounts,
     clients,
+    resources,
     emailCodes,
     totp,
     userAdmin,
@@ -281,6 +288,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
         clearInterval(timer);
         timer = undefined;
         clients.stopWatching();
+        resources.stopWatching();
         // The sends in flight finish first; a mail cut off is retried after its lease.
         await outbox.stop();
         mailer.close();

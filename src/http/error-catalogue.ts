@@ -94,6 +94,10 @@ export const ERROR_CATALOGUE = {
     status: 409,
     message: 'The secret of this client was rotated by someone else just now. Reload, and rotate again if you still need to.',
   },
+  // --- API resources (src/resources/api-resource.service.ts) ---
+  'resource.invalid': { status: 400, message: (p: { summary: string }) => `invalid API resource: ${p.summary}` },
+  'resource.not_found': { status: 404, message: (p: { identifier: string }) => `no API resource "${p.identifier.slice(0, 200)}"` },
+  'resource.exists': { status: 409, message: (p: { identifier: string }) => `An API resource "${p.identifier.slice(0, 200)}" already exists.` },
   'registration_token.invalid': { status: 400, message: (p: { issue: string }) => p.issue },
   'registration_token.not_found': { status: 404, message: 'No registration token with this id, or it was already revoked.' },
 

@@ -148,7 +148,7 @@ export const auditEventSchema = z
     actor: auditActorSchema,
     target: z
       .object({
-        type: z.enum(['account', 'client', 'registration_token', 'invitation', 'grant', 'token', 'session', 'signing_key']),
+        type: z.enum(['account', 'client', 'registration_token', 'invitation', 'grant', 'token', 'session', 'signing_key', 'api_resource']),
         id: z.string(),
         label: z.string().optional(),
       })
