@@ -118,6 +118,16 @@ export const clientInputSchema = z.object({
       'Let this confidential client make authorization requests without PKCE (for relying parties that predate it). ' +
         'Off by default; never for a public client (tokenEndpointAuthMethod none)',
     ),
+  allowedResources: z
+    .array(z.string().max(2000))
+    .max(20, 'at most 20 API resources')
+    .default([])
+    .describe('Identifiers of the API resources (RFC 8707) this client may get access tokens for (0-20)'),
+  defaultResource: z
+    .string()
+    .max(2000)
+    .optional()
+    .describe('The API resource an authorization or token request without `resource` is for; one of allowedResources'),
   accessTokenTtl: ttlOverride(CLIENT_TTL_MAXIMA.accessToken, 'Access token'),
   idTokenTtl: ttlOverride(CLIENT_TTL_MAXIMA.idToken, 'ID token'),
   refreshTokenTtl: z
@@ -161,6 +171,8 @@ const CLIENT_INPUT_ONLY = [
   'jwks',
   'scopes',
   'firstParty',
+  'allowedResources',
+  'defaultResource',
   'accessTokenTtl',
   'idTokenTtl',
   'refreshTokenTtl',
@@ -186,6 +198,8 @@ const FIELD_LABELS: Record<string, string> = {
   requireMfa: 'require MFA',
   firstParty: 'first party',
   skipPkce: 'skip PKCE',
+  allowedResources: 'API resources',
+  defaultResource: 'default API resource',
   accessTokenTtl: 'access token TTL',
   idTokenTtl: 'ID token TTL',
   refreshTokenTtl: 'refresh token TTL',
@@ -338,6 +352,12 @@ export function validateClientInput(input: unknown, rules: ClientRules): ValidCl
   if (unknown.length > 0) {
     errors.add('scopes', `unknown scope${unknown.length > 1 ? 's' : ''} ${unknown.map((s) => `"${s}"`).join(', ')} (known: ${[...known].join(', ')})`);
   }
+  const allowedResources = ok('allowedResources') ? [...new Set(data.allowedResources)] : [];
+  const badResource = allowedResources.find((r) => !isResourceIdentifier(r));
+  if (badResource !== undefined) errors.add('allowedResources', `"${badResource.slice(0, 100)}" is not an absolute URI without a fragment`);
+  if (ok('defaultResource', 'allowedResources') && data.defaultResource !== undefined && !allowedResources.includes(data.defaultResource)) {
+    errors.add('defaultResource', 'must be one of the allowed API resources');
+  }
   if (ok('refreshTokenTtl') && data.refreshTokenTtl !== undefined && data.refreshTokenTtl > rules.maxRefreshTokenTtl) {
     errors.add('refreshTokenTtl', `must be at most ${rules.maxRefreshTokenTtl} seconds (REFRESH_TOKEN_ABSOLUTE_TTL)`);
   }
@@ -350,8 +370,15 @@ export function validateClientInput(input: unknown, rules: ClientRules): ValidCl
     redirectUris,
     postLogoutRedirectUris,
     scopes,
+    allowedResources,
     responseTypes: authorizationCode ? ['code'] : [],
   };
+}
+
+/** RFC 8707 §2: an absolute URI without a fragment (whether it names a registered API is the caller's check). */
+function isResourceIdentifier(value: string): boolean {
+  const url = URL.parse(value);
+  return url !== null && !url.hash && !value.includes('#') && value === value.trim();
 }
 
 /** The legacy input as a ClientInput: a native app when a public client has a private-use redirect. */
@@ -403,6 +430,8 @@ export const MANAGED_METADATA = [
   'require_mfa',
   'first_party',
   'skip_pkce',
+  'allowed_resources',
+  'default_resource',
   'access_token_ttl',
   'id_token_ttl',
   'refresh_token_ttl',
@@ -429,6 +458,8 @@ export function metadataFor(clientId: string, client: ValidClient): AdapterPaylo
     ...(client.requireMfa ? { require_mfa: true } : {}),
     ...(client.firstParty ? { first_party: true } : {}),
     ...(client.skipPkce ? { skip_pkce: true } : {}),
+    ...(client.allowedResources.length > 0 ? { allowed_resources: client.allowedResources } : {}),
+    ...(client.defaultResource !== undefined ? { default_resource: client.defaultResource } : {}),
     ...(client.accessTokenTtl !== undefined ? { access_token_ttl: client.accessTokenTtl } : {}),
     ...(client.idTokenTtl !== undefined ? { id_token_ttl: client.idTokenTtl } : {}),
     ...(client.refreshTokenTtl !== undefined ? { refresh_token_ttl: client.refreshTokenTtl } : {}),

@@ -62,6 +62,10 @@ export interface ClientView {
   firstParty: boolean;
   /** An admin let this confidential client leave out PKCE (metadata `skip_pkce`). */
   skipPkce: boolean;
+  /** API resources (RFC 8707 identifiers) this client may get access tokens for (metadata `allowed_resources`). */
+  allowedResources: string[];
+  /** The resource a request without `resource` is for (metadata `default_resource`). */
+  defaultResource?: string | undefined;
   /** Registered through RFC 7591 dynamic client registration. */
   dynamic: boolean;
   accessTokenTtl?: number | undefined;
@@ -207,6 +211,8 @@ function editableFields(metadata: AdapterPayload, name: string): Record<string, 
     requireMfa: metadata.require_mfa === true,
     firstParty: metadata.first_party === true,
     skipPkce: metadata.skip_pkce === true,
+    allowedResources: strings(metadata.allowed_resources),
+    defaultResource: optionalString(metadata.default_resource),
     accessTokenTtl: optionalNumber(metadata.access_token_ttl),
     idTokenTtl: optionalNumber(metadata.id_token_ttl),
     refreshTokenTtl: optionalNumber(metadata.refresh_token_ttl),
@@ -321,6 +327,8 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
       requireMfa: fields.requireMfa as boolean,
       firstParty: fields.firstParty as boolean,
       skipPkce: fields.skipPkce as boolean,
+      allowedResources: fields.allowedResources as string[],
+      defaultResource: fields.defaultResource as string | undefined,
       dynamic: metadata.dynamically_registered === true,
       accessTokenTtl: fields.accessTokenTtl as number | undefined,
       idTokenTtl: fields.idTokenTtl as number | undefined,

@@ -147,7 +147,9 @@ export function createProvider(deps: ProviderDeps): Provider {
       // access_token_ttl, id_token_ttl, refresh_token_ttl: per-client lifetimes in seconds that an
       // admin sets (src/clients/client-input.ts), read by the ttl functions below.
       // skip_pkce: an admin let this confidential client make authorization requests without PKCE.
-      properties: ['require_mfa', 'first_party', 'dynamically_registered', 'skip_pkce', ...CLIENT_TTL_METADATA],
+      // allowed_resources, default_resource: the API resources (src/resources) it may get access
+      // tokens for, and the one a request without `resource` is for.
+      properties: ['require_mfa', 'first_party', 'dynamically_registered', 'skip_pkce', 'allowed_resources', 'default_resource', ...CLIENT_TTL_METADATA],
       validator(_ctx, key, value, metadata) {
         if ((key === 'require_mfa' || key === 'first_party' || key === 'dynamically_registered' || key === 'skip_pkce') && value !== undefined && typeof value !== 'boolean') {
           throw new errors.InvalidClientMetadata(`${key} must be a boolean`);
@@ -155,6 +157,13 @@ export function createProvider(deps: ProviderDeps): Provider {
         // RFC 9700 §2.1.1: a public client has no secret; PKCE is all that binds its code to it.
         if (key === 'skip_pkce' && value === true && metadata.token_endpoint_auth_method === 'none') {
           throw new errors.InvalidClientMetadata('skip_pkce is not allowed for a public client');
+        }
+        if (key === 'allowed_resources' && value !== undefined && !(Array.isArray(value) && value.every((v) => typeof v === 'string'))) {
+          throw new errors.InvalidClientMetadata('allowed_resources must be an array of strings');
+        }
+        if (key === 'default_resource' && value !== undefined) {
+          const allowed = Array.isArray(metadata.allowed_resources) ? (metadata.allowed_resources as unknown[]) : [];
+          if (typeof value !== 'string' || !allowed.includes(value)) throw new errors.InvalidClientMetadata('default_resource must be one of allowed_resources');
         }
         // (A registrant cannot set these: the registration policies drop them, registration-token.service.ts.)
         const ttlKey = (CLIENT_TTL_METADATA as readonly string[]).includes(key);

@@ -244,6 +244,8 @@ describe('client service', () => {
           'skipPkce',
           'requireMfa',
           'firstParty',
+          'allowedResources',
+          'defaultResource',
           'accessTokenTtl',
           'idTokenTtl',
           'refreshTokenTtl',
