@@ -106,8 +106,14 @@ export const LIMIT_ATTEMPTS_COLLECTION = 'limit_attempts';
 /** Where the throttles kept their counts before this limiter; dropped at start (their data only ever lived hours). */
 const LEGACY_COLLECTIONS = ['sign_in_attempts', 'factor_attempts'];
 
-/** Tries, and the first backoff ceiling, for a caller refused while other attempts were in flight. */
-const CONTENDED_TRIES = 5;
+/**
+ * Tries, and the first backoff ceiling, for a caller refused while other attempts were in flight.
+ * Racing callers that all see one another pending would refuse one another for ever; full-jitter
+ * backoff over seven tries (ceilings 20 ms … 640 ms, about 1.3 s at most in all) spreads a burst
+ * of a hundred on a loaded machine enough that the first ones find the gate clear. Only callers
+ * in such a burst against one key ever wait this long.
+ */
+const CONTENDED_TRIES = 7;
 const CONTENDED_BACKOFF_MS = 20;
 
 /** Seconds to wait after the latest failure, given the failures in a row (progressive rule). */
