@@ -160,6 +160,9 @@ export interface ApiResourceService {
   stopWatching(): void;
 }
 
+export const RESOURCE_POLL_INTERVAL_MS = 1000;
+const RESOURCE_TRUST_MS = 2500;
+
 /** Admins register a handful of APIs, not thousands: the list is one page. */
 export const MAX_LISTED = 500;
 
@@ -176,7 +179,16 @@ export function createApiResourceService(deps: ApiResourceServiceDeps): ApiResou
   const { db, config, audit, logger } = deps;
   const clock = deps.clock ?? systemClock;
   const collection = db.collection<ApiResourceRecord>(API_RESOURCES_COLLECTION);
-  const cache = createStampedCache<ApiResourceView>({ db: () => db, name: API_RESOURCES_COLLECTION, logger, ...deps.cache });
+  // Resources change far less often than clients: a poll a second (a change made on another node
+  // shows here within about that), trusted for two and a half.
+  const cache = createStampedCache<ApiResourceView>({
+    db: () => db,
+    name: API_RESOURCES_COLLECTION,
+    logger,
+    pollIntervalMs: RESOURCE_POLL_INTERVAL_MS,
+    trustMs: RESOURCE_TRUST_MS,
+    ...deps.cache,
+  });
 
   const toView = (record: ApiResourceRecord): ApiResourceView => ({
     identifier: record._id,
