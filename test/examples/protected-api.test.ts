@@ -275,12 +275,12 @@ describe('protected API example', () => {
 });
 
 describe('protected API example and the issuer keys', () => {
-  it('fetches discovery and the JWKS once for 50 concurrent first requests', async () => {
+  it('fetches discovery and the JWKS once for 100 concurrent first requests', async () => {
     const key = await newKey('ES256');
     const issuer = await startIssuer([key]);
     const api = await startProtectedApi({ issuer: issuer.url, audience: AUDIENCE, realm: REALM });
     try {
-      const tokens = await Promise.all(Array.from({ length: 50 }, () => accessToken(issuer, key)));
+      const tokens = await Promise.all(Array.from({ length: 100 }, () => accessToken(issuer, key)));
       const answers = await Promise.all(tokens.map((token) => call(api, '/me', { token })));
       expect(answers.map((answer) => answer.status)).toEqual(tokens.map(() => 200));
       expect(issuer.fetches).toEqual({ discovery: 1, jwks: 1 });
