@@ -234,6 +234,30 @@ describe('API resources: resource indicators and access tokens for the apps’ A
     expect(await oidc.fetchUserInfo(rp, plainTokens.access_token, accountId)).toMatchObject({ email: USER.email });
   });
 
+  it('several APIs granted and a default_resource among them: a token request without `resource` gets the default one', async () => {
+    const client = await server.deps.clients.create({ name: 'Two APIs', redirectUris: [REDIRECT_URI], allowedResources: [NOTES, LEDGER], defaultResource: LEDGER });
+    const rp = await rpFor(server, client);
+    const started = await withResources(rp, { scope: 'openid notes:read ledger:read offline_access', prompt: 'consent' }, [NOTES, LEDGER]);
+    const tokens = await redeem(rp, started, await signInThroughPages(new UserAgent(server.url), started.url.toString(), USER));
+    expect(tokens.scope).toBe('ledger:read');
+    expect((await introspect(ledgerApi, tokens.access_token)).body).toMatchObject({ active: true, aud: LEDGER, scope: 'ledger:read' });
+    // The other granted API by name, on refresh.
+    const forNotes = await oidc.refreshTokenGrant(rp, tokens.refresh_token!, { resource: NOTES });
+    expect((await verifyAccessToken(forNotes.access_token, NOTES)).payload.scope).toBe('notes:read');
+  });
+
+  it('JWT access tokens are signed RS256, or ES256 for a client that asked for ES256 ID tokens', async () => {
+    const client = await server.deps.clients.create({ name: 'EC app', grantTypes: ['client_credentials'], redirectUris: [], tokenEndpointAuthMethod: 'client_secret_basic', scopes: ['openid'], allowedResources: [NOTES] });
+    // The admin input has no field for it; a dynamically registered client can set it (RFC 7591).
+    const clients = server.deps.db.collection<{ _id: string; metadata: string }>('clients');
+    const record = await clients.findOne({ _id: client.clientId });
+    await clients.updateOne({ _id: client.clientId }, { $set: { metadata: JSON.stringify({ ...JSON.parse(record!.metadata), id_token_signed_response_alg: 'ES256' }) } });
+    const answer = await post('/token', client, { grant_type: 'client_credentials', resource: NOTES, scope: 'notes:read' });
+    const { header, payload } = await verifyAccessToken(answer.body.access_token as string, NOTES);
+    expect(header).toMatchObject({ alg: 'ES256', typ: 'at+jwt' });
+    expect(payload.client_id).toBe(client.clientId);
+  });
+
   it('a first-party client (no consent page) gets the API scopes it asks for, on a later sign-in too', async () => {
     const rp = await rpFor(server, firstParty);
     const agent = new UserAgent(server.url);
@@ -280,12 +304,20 @@ describe('API resources: resource indicators and access tokens for the apps’ A
     expect((await post('/token', bystander, { grant_type: 'client_credentials', resource: NOTES })).body.error).toBe('invalid_target');
 
     // At the authorization endpoint: back to the client with the error (the redirect URI is known).
-    for (const resource of [OTHER, 'https://unknown.example.com/api', 'not a uri', `${NOTES}#fragment`]) {
+    for (const resource of [OTHER, 'https://unknown.example.com/api', 'not a uri', `${NOTES}#fragment`, 'x'.repeat(3000), `${NOTES}?q=1`]) {
       const started = await withResources(webRp, { scope: 'openid notes:read' }, [resource]);
       const reply = await new UserAgent(server.url).get(started.url.toString());
       expect(reply.status).toBeLessThan(500);
       expect(callbackParams(reply).get('error')).toBe('invalid_target');
     }
+    // One allowed and one not: the whole request is refused.
+    const mixed = await withResources(webRp, { scope: 'openid notes:read' }, [NOTES, OTHER]);
+    expect(callbackParams(await new UserAgent(server.url).get(mixed.url.toString())).get('error')).toBe('invalid_target');
+    // The same identifier twice is one resource.
+    const twice = await withResources(webRp, { scope: 'openid notes:read' }, [NOTES, NOTES]);
+    const reply = await new UserAgent(server.url).get(twice.url.toString());
+    expect(reply.status).toBe(303);
+    expect(reply.location).toContain('/interaction/');
   });
 
   it('a deleted resource: new requests for it get invalid_target, other resources still work', async () => {
