@@ -142,7 +142,8 @@ describe('API resources: resource indicators and access tokens for the apps’ A
     // No `resource` at the token endpoint: the granted API's scopes pick its token (useGrantedResource).
     const tokens = await redeem(webRp, started, callback);
     expect(tokens.id_token).toBeTruthy();
-    expect(tokens.claims()).toMatchObject({ sub: accountId, aud: web.clientId });
+    // The access token cannot reach userinfo, so the ID token carries the scope claims itself.
+    expect(tokens.claims()).toMatchObject({ sub: accountId, aud: web.clientId, email: USER.email });
     expect(tokens.refresh_token).toBeTruthy();
     expect(tokens.scope).toBe('notes:read');
     expect(tokens.expires_in).toBe(NOTES_TTL);
