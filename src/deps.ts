@@ -73,7 +73,17 @@ export async function buildServerDeps({ config, logger, connection, clock }: Ser
   const keyRing = createKeyRing({ service: core.signingKeys, secretBox: core.secretBox, logger });
   const signingKeys = await keyRing.load();
   const pages = createPageRenderer({ productName: config.productName });
-  const provider = createProvider({ config, db, clientStore: clients, accounts, signingKeys, logger, pages, registrationPolicies: core.registrationPolicies });
+  const provider = createProvider({
+    config,
+    db,
+    clientStore: clients,
+    accounts,
+    signingKeys,
+    logger,
+    pages,
+    registrationPolicies: core.registrationPolicies,
+    resources: core.resources,
+  });
   built.provider = provider;
   // Rotations, activations and retirements switch this provider's keys in place (key-ring.ts).
   keyRing.attach(provider);

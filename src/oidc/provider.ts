@@ -7,7 +7,6 @@ import type { Configuration, KoaContextWithOIDC, UnknownObject } from 'oidc-prov
 import { defaults } from '../../config/defaults.js';
 import type { AccountService } from '../accounts/account.service.js';
 import { accountReadKey } from '../accounts/account.service.js';
-import { adminApiResourceServer } from '../admin/api/api-tokens.js';
 import type { RegistrationPolicies } from '../clients/registration-token.service.js';
 import type { Config } from '../config/config.js';
 import { newClientId } from '../crypto/identifiers.js';
@@ -19,6 +18,8 @@ import { createMongoAdapter } from './mongo-adapter.js';
 import { explainProviderError } from './error-explanations.js';
 import { ACCOUNT_VIEW, clientFlag, createInteractionPolicy } from './policy.js';
 import { createSessionTtl } from './session-ttl.js';
+import { createIntrospectionPolicy, createResourceIndicators, grantRequestedScopes } from './resource-servers.js';
+import type { ResourceLookup } from './resource-servers.js';
 import { claimsByScope, optionalProfileScopes } from '../accounts/profile-claims.js';
 import type { mongo } from 'mongoose';
 import type { PageRenderer } from '../http/render-page.js';
@@ -33,6 +34,8 @@ export interface ProviderDeps {
   pages: PageRenderer;
   /** features.registration.policies: what every initial access token names (registration-token.service.ts). */
   registrationPolicies: RegistrationPolicies;
+  /** The API resources (src/resources) tokens are issued for, read from the node's cache. */
+  resources: ResourceLookup;
 }
 
 /**
@@ -80,6 +83,13 @@ export function createProvider(deps: ProviderDeps): Provider {
   const { ttl } = config;
 
   const policy = createInteractionPolicy({ mfa: config.mfa, acr: config.acr }, config.signUp);
+  // The management API's scopes are known scopes too: a client's `scope` metadata may list them
+  // (the provider refuses unknown ones), and only tokens for its resource carry them.
+  // `phone` and `address` only where accounts store them (PROFILE_PHONE, PROFILE_ADDRESS).
+  // An API resource's scopes are not listed: the provider takes any other scope as a resource's,
+  // granted only for a resource that defines it (resource-servers.ts).
+  const scopes = [...defaults.scopes, ...optionalProfileScopes(config.profileScopes), ...config.adminApi.scopes];
+  const resourceIndicators = createResourceIndicators({ config, resources: deps.resources, staticScopes: new Set(scopes) });
   const configuration: Configuration = {
     adapter: createMongoAdapter({ db: deps.db, clientStore: deps.clientStore, logger }),
     // Clients come from MongoDB through the adapter; none are compiled in.
@@ -91,10 +101,7 @@ export function createProvider(deps: ProviderDeps): Provider {
       id_token_signed_response_alg: 'RS256',
     },
     responseTypes: ['code'],
-    // The management API's scopes are known scopes too: a client's `scope` metadata may list them
-    // (the provider refuses unknown ones), and only tokens for its resource carry them.
-    // `phone` and `address` only where accounts store them (PROFILE_PHONE, PROFILE_ADDRESS).
-    scopes: [...defaults.scopes, ...optionalProfileScopes(config.profileScopes), ...config.adminApi.scopes],
+    scopes,
     claims: {
       ...Object.fromEntries(Object.entries(defaults.claims).map(([k, v]) => [k, v === null ? null : [...v]])),
       // The standard claims (OIDC Core §5.1) each scope releases; each is also requestable alone
@@ -177,12 +184,13 @@ export function createProvider(deps: ProviderDeps): Provider {
       if (!client || !session?.accountId) return undefined;
       const grantId = ctx.oidc.result?.consent?.grantId ?? session.grantIdFor(client.clientId);
       const found = grantId ? await ctx.oidc.provider.Grant.find(grantId) : undefined;
-      // First-party clients are part of this service: no consent page, only the OIDC scopes asked
-      // for; a grant of theirs that was revoked (a replayed code revokes its grant) is made again.
-      if (found || !clientFlag(client, 'first_party')) return found;
-      const grant = new ctx.oidc.provider.Grant({ clientId: client.clientId, accountId: session.accountId });
-      grant.addOIDCScope([...ctx.oidc.requestParamOIDCScopes].join(' '));
-      await grant.save();
+      // First-party clients are part of this service: no consent page. Their grant holds the
+      // OIDC scopes asked for and the requested scopes each named API resource defines; a grant
+      // of theirs that was revoked (a replayed code revokes its grant) is made again. Saved only
+      // when something was added (a repeat sign-in writes nothing here).
+      if (!clientFlag(client, 'first_party')) return found;
+      const grant = found ?? new ctx.oidc.provider.Grant({ clientId: client.clientId, accountId: session.accountId });
+      if (grantRequestedScopes(grant, ctx) || !found) await grant.save();
       return grant;
     },
     features: {
@@ -201,11 +209,10 @@ export function createProvider(deps: ProviderDeps): Provider {
       introspection: {
         enabled: true,
         // The library's default lets any confidential client introspect any token. Only the
-        // client a token was issued to may see it (RFC 7662 §4 leaves the policy to us).
-        async allowedPolicy(ctx, client, token) {
-          if (client.clientAuthMethod === 'none') return false;
-          return token.clientId === client.clientId;
-        },
+        // client a token was issued to, and the clients an API resource names for its own
+        // tokens (resource-servers.ts). NOTE: JWT access tokens are not stored, and the library
+        // answers unsupported_token_type for them: the API verifies them against the JWKS.
+        allowedPolicy: createIntrospectionPolicy(deps.resources),
       },
       rpInitiatedLogout: {
         enabled: true,
@@ -256,19 +263,9 @@ export function createProvider(deps: ProviderDeps): Provider {
       // Service clients get management API tokens (src/admin/api): grant_types client_credentials,
       // the admin scopes listed in their `scope` metadata, `resource` = the API.
       clientCredentials: { enabled: true },
-      // RFC 8707: the one resource server we issue tokens for is the management API.
-      resourceIndicators: {
-        enabled: true,
-        async getResourceServerInfo(_ctx, resourceIndicator, client) {
-          if (resourceIndicator !== config.adminApi.resource) throw new errors.InvalidTarget();
-          // NOTE: oidc-provider checks a client's `scope` metadata against requested scopes only
-          // when the metadata is present; adminApiResourceServer requires the admin scopes to be
-          // listed (or the client to be the admin console, whose tokens act for an admin).
-          const info = adminApiResourceServer(config, client);
-          if (!info) throw new errors.InvalidTarget('this client may not get tokens for the management API');
-          return info;
-        },
-      },
+      // RFC 8707 resource indicators: the management API (opaque tokens) and the API resources
+      // each client is allowed (RFC 9068 JWT or opaque tokens), resource-servers.ts.
+      resourceIndicators: { enabled: true, ...resourceIndicators },
     },
     // RFC 9700 §2.1.1: PKCE for every authorization code request, confidential clients too,
     // unless an admin let a confidential client skip it (`skip_pkce`, for relying parties that

@@ -10,6 +10,7 @@ import type { TotpService } from '../accounts/totp.service.js';
 import type { AuditDetails, AuditOutcome, AuditService } from '../audit/audit.service.js';
 import type { AuditAction } from '../audit/audit-actions.js';
 import { accountActor } from '../audit/audit.service.js';
+import type { ApiResourceService } from '../resources/api-resource.service.js';
 import type { Config } from '../config/config.js';
 import type { SecretBox } from '../crypto/secret-box.js';
 import { AppError } from '../http/app-error.js';
@@ -50,6 +51,8 @@ export interface SignInDeps {
   notices: AccountNotices;
   /** The browsers each account signed in from (NOTIFY_NEW_SIGN_IN). */
   knownBrowsers: KnownBrowserService;
+  /** The API resources, for the consent page's names and scope descriptions. */
+  resources: Pick<ApiResourceService, 'find'>;
 }
 
 /** The gate a check is counted at, besides the client IP's: the factor's own. */

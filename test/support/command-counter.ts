@@ -113,15 +113,16 @@ export function countCommands(server: TestServer): CommandCounter {
  * Resolves when the client cache's next stamp poll (one started after this call) has been
  * answered. Budget tests wait for it: after creating clients (that poll sees their new stamp and
  * drops the cache once), and before a measured request (so that the node trusts its cache).
+ * `name` picks another stamped cache's poll (`api_resources`, the API resources' cache).
  */
-export function nextStampPoll(server: TestServer): Promise<void> {
+export function nextStampPoll(server: TestServer, name = 'clients'): Promise<void> {
   return new Promise<void>((resolve) => {
     const client = server.connection.getClient();
     const polls = new Set<number>();
     const started = (event: mongo.CommandStartedEvent): void => {
-      // The client cache's stamp only: the key ring polls its own stamp in the same collection.
+      // That cache's stamp only: the key ring polls its own stamp in the same collection.
       const filter = event.command.filter as { _id?: unknown } | undefined;
-      if (event.commandName === 'find' && event.command.find === CACHE_STAMPS_COLLECTION && filter?._id === 'clients') polls.add(event.requestId);
+      if (event.commandName === 'find' && event.command.find === CACHE_STAMPS_COLLECTION && filter?._id === name) polls.add(event.requestId);
     };
     const succeeded = (event: mongo.CommandSucceededEvent): void => {
       if (!polls.has(event.requestId)) return;
