@@ -165,7 +165,8 @@ export interface BackchannelLogoutDeps {
 
 /** A network error's code (ECONNREFUSED, the timeout's name), for the record and the audit: never a message. */
 function failureCode(err: unknown): string {
-  const cause = err instanceof Error && err.cause ? err.cause : err;
+  // NOTE: not `instanceof Error`: fetch's errors may come from another realm (a vm context).
+  const cause = typeof err === 'object' && err !== null && (err as { cause?: unknown }).cause ? (err as { cause: unknown }).cause : err;
   if (cause && typeof cause === 'object') {
     const { code, name } = cause as { code?: unknown; name?: unknown };
     if (typeof code === 'string' && /^[A-Z0-9_]{1,40}$/.test(code)) return code;
