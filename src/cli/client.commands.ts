@@ -79,7 +79,7 @@ export interface ClientJson {
   redirect_uris: string[];
   post_logout_redirect_uris: string[];
   backchannel_logout_uri?: string;
-  backchannel_logout_session_required: boolean;
+  backchannel_logout_session_required?: boolean;
   token_endpoint_auth_method: string;
   require_mfa: boolean;
   skip_pkce: boolean;
@@ -91,8 +91,10 @@ function toJson(client: ClientView): ClientJson {
     client_name: client.name,
     redirect_uris: client.redirectUris,
     post_logout_redirect_uris: client.postLogoutRedirectUris,
-    ...(client.backchannelLogoutUri ? { backchannel_logout_uri: client.backchannelLogoutUri } : {}),
-    backchannel_logout_session_required: client.backchannelLogoutSessionRequired,
+    // Only for a client that has one: older scripts read the JSON as it was.
+    ...(client.backchannelLogoutUri
+      ? { backchannel_logout_uri: client.backchannelLogoutUri, backchannel_logout_session_required: client.backchannelLogoutSessionRequired }
+      : {}),
     token_endpoint_auth_method: client.tokenEndpointAuthMethod,
     require_mfa: client.requireMfa,
     skip_pkce: client.skipPkce,
