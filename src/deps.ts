@@ -82,7 +82,7 @@ export async function buildServerDeps({ config, logger, connection, clock }: Ser
   // An admin's rotated-out client secret keeps working for CLIENT_SECRET_GRACE_PERIOD seconds.
   installClientSecretRotation(provider, clients);
   // Logout tokens are signed by this provider and sent by our outbox, its own end-session included.
-  installBackchannelLogout(provider, core.backchannelLogout);
+  installBackchannelLogout(provider, core.backchannelLogout, logger);
   // The cookie signing key doubles as the CSRF MAC key, under its own label (csrf.ts).
   const [cookieKey] = config.cookieKeys;
   if (!cookieKey) throw new Error('no cookie key');

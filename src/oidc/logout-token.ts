@@ -1,5 +1,6 @@
 import type Provider from 'oidc-provider';
 
+import type { Logger } from '../logging/logger.js';
 import type { BackchannelLogoutService, LogoutTokenSigner } from './backchannel-logout.service.js';
 
 /** OpenID Connect Back-Channel Logout 1.0 §2.4: the one event a logout token carries. */
@@ -36,11 +37,16 @@ export function createLogoutTokenSigner(provider: Provider): LogoutTokenSigner {
  * delivery, and the worker signs and sends it, so every logout token goes out once, through one
  * path, with retries.
  */
-export function installBackchannelLogout(provider: Provider, service: Pick<BackchannelLogoutService, 'enqueue' | 'useSigner'>): void {
+export function installBackchannelLogout(provider: Provider, service: Pick<BackchannelLogoutService, 'enqueue' | 'useSigner'>, logger: Logger): void {
   service.useSigner(createLogoutTokenSigner(provider));
   // The Client class is made per Provider instance: patching its prototype touches no other provider.
   const prototype = provider.Client.prototype as unknown as { backchannelLogout(this: { clientId: string }, sub: string, sid: string | undefined): Promise<void> };
   prototype.backchannelLogout = async function backchannelLogout(sub, sid) {
     await service.enqueue([{ clientId: this.clientId, sub, sid }]);
   };
+  // The provider reports a failed call (here: the notice could not be stored) only as this event,
+  // and goes on with the logout.
+  provider.on('backchannel.error', (_ctx: unknown, err: unknown, client: { clientId?: string } | undefined) => {
+    logger.warn('back-channel logout notice not stored', { clientId: client?.clientId, reason: err instanceof Error ? err.message : String(err) });
+  });
 }
