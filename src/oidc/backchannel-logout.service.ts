@@ -261,12 +261,21 @@ export function createBackchannelLogoutService(deps: BackchannelLogoutDeps): Bac
 
   /** Sends one claimed attempt and writes its outcome (only the claim's winner gets here). */
   const attemptSend = async (record: BackchannelRecord, attempt: number, sign: LogoutTokenSigner): Promise<boolean> => {
-    const signed = await sign({ clientId: record.clientId, sub: record.sub, sid: record.sid, jti: record._id });
-    if (!signed) {
+    let signed: { uri: string; token: string } | undefined;
+    let error: string | undefined;
+    try {
+      signed = await sign({ clientId: record.clientId, sub: record.sub, sid: record.sid, jti: record._id });
+    } catch (err) {
+      // A client whose metadata no longer loads, a key store in trouble: a failed attempt like any
+      // other (never a stuck record), and the reason in the log without the client's data.
+      logger.warn('logout token not signed', { logoutId: record._id, clientId: record.clientId, reason: err instanceof Error ? err.name : 'unknown' });
+      error = 'signing_failed';
+    }
+    if (!signed && error === undefined) {
       await deadLetter(record, attempt, 'client_gone');
       return false;
     }
-    const error = await post(signed.uri, signed.token);
+    if (signed) error = await post(signed.uri, signed.token);
     if (error === undefined) {
       notify({ result: 'delivered' });
       await records.updateOne({ _id: record._id }, { $set: { state: 'delivered', deliveredAt: new Date(now()), attempts: attempt + 1 }, $unset: { lastError: '' } });
@@ -274,13 +283,13 @@ export function createBackchannelLogoutService(deps: BackchannelLogoutDeps): Bac
       await recordOutcome(record, attempt, 'success', {});
       return true;
     }
-    notify({ result: 'failed' });
     const delay = Math.min(settings.retryBaseMs * 2 ** Math.min(attempt, 30), settings.retryMaxDelayMs);
     // Up to a fifth less, so receivers that failed together are not all retried together.
     const next = now() + Math.round(delay * (1 - Math.random() * 0.2));
     if (attempt + 1 >= settings.maxAttempts) await deadLetter(record, attempt, 'max_attempts', error);
     else if (next > record.createdAt.getTime() + settings.maxAgeMs) await deadLetter(record, attempt, 'max_age', error);
     else {
+      notify({ result: 'failed' });
       await records.updateOne({ _id: record._id }, { $set: { attempts: attempt + 1, nextAttemptAt: new Date(next), lastError: error } });
       logger.info('back-channel logout failed; will retry', { logoutId: record._id, clientId: record.clientId, error, attempts: attempt + 1 });
       await recordOutcome(record, attempt, 'failure', { error, next: 'retry' });
@@ -318,8 +327,12 @@ export function createBackchannelLogoutService(deps: BackchannelLogoutDeps): Bac
       [due[i], due[j]] = [due[j] as BackchannelRecord, due[i] as BackchannelRecord];
     }
     // In parallel: one slow receiver must not hold up the others' logouts.
-    const results = await Promise.all(due.map((record) => (stopped ? false : deliverOne(record, sign))));
-    return results.filter(Boolean).length;
+    const results = await Promise.allSettled(due.map((record) => (stopped ? false : deliverOne(record, sign))));
+    for (const result of results) {
+      // A database error mid-attempt: the record waits for its lease, then the next attempt.
+      if (result.status === 'rejected') logger.warn('back-channel logout attempt failed', { reason: result.reason instanceof Error ? result.reason.message : String(result.reason) });
+    }
+    return results.filter((result) => result.status === 'fulfilled' && result.value).length;
   };
 
   /** Runs a pass unless one is running (then one more runs after it); only where the worker runs. */

@@ -253,6 +253,23 @@ describe('back-channel logout outbox', () => {
     expect(event).toMatchObject({ outcome: 'failure', clientId: 'app', details: expect.objectContaining({ next: 'dead', deadReason: 'client_gone' }) });
   });
 
+  it('a token that cannot be signed is a failed attempt, retried: never a stuck record', async () => {
+    const service = createBackchannelLogoutService({ db, clients, audit, logger, clock, settings: SETTINGS });
+    started.push(service);
+    let broken = true;
+    service.useSigner(async (notice) => {
+      if (broken) throw new Error('key store unavailable');
+      return signer(notice);
+    });
+    await service.enqueue([{ clientId: 'app', sub: 'sub-1' }]);
+    await service.deliverDue();
+    expect(await records().findOne({})).toMatchObject({ state: 'queued', attempts: 1, lastError: 'signing_failed' });
+    broken = false;
+    clock.advance(10_000);
+    expect(await service.deliverDue()).toBe(1);
+    expect(receiver.received).toHaveLength(1);
+  });
+
   it('without a signer (the command line) it only stores: deliverDue sends nothing', async () => {
     const cli = createBackchannelLogoutService({ db, clients, audit, logger, clock });
     await cli.sessionsEnded([{ accountId: 'sub-1', authorizations: { app: {} } }]);
