@@ -176,6 +176,18 @@ describe('back-channel logout', () => {
     expect(JSON.stringify(await auditEvents('logout.backchannel_delivered', clientB.clientId))).not.toContain(token.split('.')[1]);
   });
 
+  it('a client that did not ask for the session id gets a token without sid', async () => {
+    const clientD = await server.deps.clients.create({ name: 'App D', redirectUris: [REDIRECT_URI], backchannelLogoutUri: receiverA.url });
+    const person = await newPerson('no-sid');
+    const browser = new UserAgent(server.url);
+    const [idTokenD] = await signInTo(browser, person, [await rpFor(server, clientD)]);
+    await rpInitiatedLogout(browser, idTokenD!);
+    await within(5000, async () => receiverA.received.length >= 1);
+    const claims = await verifyLogoutToken(receiverA.received[0]?.token, clientD);
+    expect(claims.sub).toBe(person.id);
+    expect(claims).not.toHaveProperty('sid');
+  });
+
   it('account centre: "sign out everywhere else" ends the other browser’s session, and its apps hear of it', async () => {
     const person = await newPerson('centre');
     const elsewhere = new UserAgent(server.url);
