@@ -19,6 +19,7 @@ import type { KeyRing } from './oidc/key-ring.js';
 import { createKeyRing } from './oidc/key-ring.js';
 import { createProvider } from './oidc/provider.js';
 import { installClientSecretRotation } from './oidc/client-secret-rotation.js';
+import { installBackchannelLogout } from './oidc/logout-token.js';
 
 /**
  * What a request handler may need: the core (every service, src/core/core.ts) and the parts only
@@ -90,6 +91,8 @@ export async function buildServerDeps({ config, logger, connection, clock }: Ser
   logProviderEvents(provider, logger, audit);
   // An admin's rotated-out client secret keeps working for CLIENT_SECRET_GRACE_PERIOD seconds.
   installClientSecretRotation(provider, clients);
+  // Logout tokens are signed by this provider and sent by our outbox, its own end-session included.
+  installBackchannelLogout(provider, core.backchannelLogout, logger);
   // The cookie signing key doubles as the CSRF MAC key, under its own label (csrf.ts).
   const [cookieKey] = config.cookieKeys;
   if (!cookieKey) throw new Error('no cookie key');
@@ -100,10 +103,12 @@ export async function buildServerDeps({ config, logger, connection, clock }: Ser
     metrics.observeAudit(audit);
     metrics.observeProvider(provider);
     metrics.observeOutbox(core.outbox);
+    metrics.observeBackchannelLogout(core.backchannelLogout);
     metrics.observeCommands(connection.getClient());
   }
   // Last, so a failed start leaves no worker behind; close() stops it.
   core.outbox.start();
+  core.backchannelLogout.start();
   // The provider reads the client on every request: from memory, kept in step with every node (close() stops it).
   clients.startWatching();
   core.resources.startWatching();

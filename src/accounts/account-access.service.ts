@@ -1,11 +1,12 @@
 import type { mongo } from 'mongoose';
 import { z } from 'zod';
+import type { SessionsEndedListener } from '../oidc/mongo-adapter.js';
 
 import type { ClientService } from '../clients/client.service.js';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import { guardDatabase } from '../db/unavailable.js';
-import { GRANT_BOUND_MODELS, collectionName, forgetAdapterReads } from '../oidc/mongo-adapter.js';
+import { GRANT_BOUND_MODELS, collectionName, endedSessionOf, forgetAdapterReads } from '../oidc/mongo-adapter.js';
 import { describeUserAgent } from '../http/user-agent-label.js';
 
 /**
@@ -122,9 +123,11 @@ export interface AccountAccessDeps {
   db: mongo.Db;
   clients: Pick<ClientService, 'get'>;
   clock?: Clock;
+  /** Told which sessions ended, for back-channel logout (backchannel-logout.service.ts). */
+  loggedOut?: SessionsEndedListener | undefined;
 }
 
-export function createAccountAccessService({ db, clients, clock = systemClock }: AccountAccessDeps): AccountAccessService {
+export function createAccountAccessService({ db, clients, clock = systemClock, loggedOut }: AccountAccessDeps): AccountAccessService {
   const sessions = db.collection<StoredRecord>(collectionName('Session'));
   const grants = db.collection<StoredRecord>(collectionName('Grant'));
   const live = () => ({ $or: [{ expiresAt: null }, { expiresAt: { $gt: clock.now() } }] });
@@ -166,6 +169,8 @@ export function createAccountAccessService({ db, clients, clock = systemClock }:
     forgetAdapterReads();
     await guardDatabase(() => sessions.deleteMany({ _id: { $in: records.map((r) => r._id) } }));
     await revokeGrants(grantIds);
+    // The apps signed in through these sessions hear of it (back-channel logout), from the records already read.
+    if (loggedOut) await loggedOut.sessionsEnded(records.flatMap((record) => endedSessionOf(record.payload) ?? []));
   };
 
   return {

@@ -1,4 +1,5 @@
 import type { mongo } from 'mongoose';
+import type { SessionsEndedListener } from '../oidc/mongo-adapter.js';
 
 import type { AuditActor, AuditService } from '../audit/audit.service.js';
 import { AUDIT_COLLECTION } from '../audit/audit.service.js';
@@ -54,12 +55,14 @@ export interface AccountDeletionDeps {
   limits: SignInLimits;
   audit: AuditService;
   logger: Logger;
+  /** Told which sessions ended, for back-channel logout (backchannel-logout.service.ts). */
+  loggedOut?: SessionsEndedListener | undefined;
 }
 
 /** Detail keys under which an event may carry an address. */
 const EMAIL_DETAIL_KEYS = ['email', 'previousEmail', 'newEmail'];
 
-export function createAccountDeletionService({ db, accounts, limits, audit, logger }: AccountDeletionDeps): AccountDeletionService {
+export function createAccountDeletionService({ db, accounts, limits, audit, logger, loggedOut }: AccountDeletionDeps): AccountDeletionService {
   /** The limiter's keys that name the account or its address's failed proofs (send windows expire within the hour). */
   const limitKeys = (account: AccountView) => [
     ...limits.accountKeys(account.id),
@@ -104,7 +107,7 @@ export function createAccountDeletionService({ db, accounts, limits, audit, logg
   return {
     async delete(account, { actor, notices }) {
       if (!(await accounts.delete(account.id))) return false;
-      const revokedRecords = await revokeAccountRecords(db, account.id);
+      const revokedRecords = await revokeAccountRecords(db, account.id, undefined, loggedOut);
       await forgetWorkingData(account);
       await scrubAudit(account.id);
       const self = actor.type === 'account' && actor.id === account.id;

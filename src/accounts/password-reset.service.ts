@@ -1,4 +1,5 @@
 import { createHash, randomBytes } from 'node:crypto';
+import type { SessionsEndedListener } from '../oidc/mongo-adapter.js';
 
 import type { mongo } from 'mongoose';
 import { z } from 'zod';
@@ -126,6 +127,8 @@ export interface PasswordResetServiceDeps {
   /** The `password-changed` notice after a reset. */
   notices: Pick<AccountNotices, 'passwordChanged'>;
   now?: () => number;
+  /** Told which sessions ended, for back-channel logout (backchannel-logout.service.ts). */
+  loggedOut?: SessionsEndedListener | undefined;
 }
 
 export function createPasswordResetService(deps: PasswordResetServiceDeps): PasswordResetService {
@@ -296,7 +299,7 @@ export function createPasswordResetService(deps: PasswordResetServiceDeps): Pass
       // The mailbox is proven: a pending sign-up becomes a normal account.
       await accounts.markEmailVerified(account.id);
       // Whoever held the old password (or a session or token won with it) loses access now.
-      const revokedRecords = await revokeAccountAccess(db, account.id);
+      const revokedRecords = await revokeAccountAccess(db, account.id, deps.loggedOut);
       // Every other outstanding reset of this account dies too: the password they would reset is gone.
       await grants.deleteMany({ accountId: account.id });
       await killTokens({ accountId: account.id });

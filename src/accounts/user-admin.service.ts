@@ -1,5 +1,6 @@
 import type { mongo } from 'mongoose';
 import { z } from 'zod';
+import type { SessionsEndedListener } from '../oidc/mongo-adapter.js';
 
 import type { AuditAction } from '../audit/audit-actions.js';
 import type { AuditDetails, AuditService } from '../audit/audit.service.js';
@@ -200,9 +201,11 @@ export interface UserAdminServiceDeps {
   notices: Pick<AccountNotices, 'secondFactorRemoved' | 'accountDeleted'>;
   /** Whether accounts store phone numbers and addresses (PROFILE_PHONE, PROFILE_ADDRESS); neither by default. */
   profileScopes?: ProfileScopes | undefined;
+  /** Told which sessions ended, for back-channel logout (backchannel-logout.service.ts). */
+  loggedOut?: SessionsEndedListener | undefined;
 }
 
-export function createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy, deletion, notices, profileScopes = { phone: false, address: false } }: UserAdminServiceDeps): UserAdminService {
+export function createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy, deletion, notices, profileScopes = { phone: false, address: false }, loggedOut }: UserAdminServiceDeps): UserAdminService {
   const toAdminView = async (account: AccountView): Promise<UserAdminView> => {
     const status = await totp.status(account.id);
     const signInMethods: SignInMethod[] = [];
@@ -276,7 +279,7 @@ export function createUserAdminService({ accounts, totp, db, audit, logger, pass
     if (disabled) {
       // After the flag is set: a sign-in finishing meanwhile finds the account disabled, and a
       // session it wrote a moment earlier is removed here (or refused: findAccount, provider.ts).
-      const revokedRecords = await revokeAccountRecords(db, account.id);
+      const revokedRecords = await revokeAccountRecords(db, account.id, undefined, loggedOut);
       logger.debug('account disabled; sessions and tokens revoked', { accountId: account.id, revokedRecords });
       if (!account.disabled) await record('user.disabled', by, updated, { revokedRecords });
     } else if (account.disabled) {
@@ -403,7 +406,7 @@ export function createUserAdminService({ accounts, totp, db, audit, logger, pass
       // NOTE: a live SSO session would let the person into applications without signing in
       // (no reset) until it expires: end them, so the next authorization request signs in.
       // Tokens already issued stay valid; disable the account to revoke those too.
-      const endedSessions = await revokeAccountRecords(db, id, ['Session']);
+      const endedSessions = await revokeAccountRecords(db, id, ['Session'], loggedOut);
       await record('user.password_reset_required', by, account, { endedSessions });
       return toAdminView(updated);
     },

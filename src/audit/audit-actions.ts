@@ -24,6 +24,9 @@ export const AUDIT_ACTIONS = [
   'token.issued',
   'token.revoked',
   'session.ended',
+  // Back-channel logout deliveries (src/oidc/backchannel-logout.service.ts)
+  'logout.backchannel_delivered',
+  'logout.backchannel_failed',
   'client.registered',
   'client.registration_updated',
   'client.registration_deleted',

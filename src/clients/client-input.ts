@@ -3,7 +3,7 @@ import { z } from 'zod';
 
 import { safeText } from '../accounts/account.service.js';
 import { AppErrorBase } from '../http/app-error.js';
-import { LOOPBACK_HOSTS, RedirectUriError, classifyRedirectUri } from './redirect-uri.js';
+import { LOOPBACK_HOSTS, RedirectUriError, checkBackchannelLogoutUri, classifyRedirectUri } from './redirect-uri.js';
 
 /**
  * What an admin may set on a client, checked once here for every way in (console, management
@@ -67,6 +67,18 @@ export const clientInputSchema = z.object({
     .max(20, 'at most 20 post-logout redirect URIs')
     .default([])
     .describe('Where to return after sign-out (0-20), same rules as redirectUris'),
+  backchannelLogoutUri: z
+    .string()
+    .max(2000, 'must be at most 2000 characters')
+    .optional()
+    .describe(
+      'OpenID Connect Back-Channel Logout: where this server POSTs a signed logout token when a session the client signed in ' +
+        'through ends. Absolute, no fragment, https except http on 127.0.0.1, localhost or [::1]; needs authorization_code',
+    ),
+  backchannelLogoutSessionRequired: z
+    .boolean()
+    .default(false)
+    .describe('The logout token carries the session id (sid) the client saw in its ID tokens; needs backchannelLogoutUri'),
   grantTypes: z
     .array(z.enum(['authorization_code', 'refresh_token', 'client_credentials']))
     .min(1, 'at least one grant type is required')
@@ -146,6 +158,9 @@ export const newClientSchema = z.object({
   name: safeText(100).refine((s) => s.trim().length > 0, 'must not be empty'),
   redirectUris: z.array(z.string().max(2000)).min(1, 'at least one redirect URI is required').max(20, 'at most 20 redirect URIs'),
   postLogoutRedirectUris: z.array(z.string().max(2000)).max(20, 'at most 20 post-logout redirect URIs').default([]),
+  /** OpenID Connect Back-Channel Logout (validateClientInput checks it). */
+  backchannelLogoutUri: z.string().max(2000, 'must be at most 2000 characters').optional(),
+  backchannelLogoutSessionRequired: z.boolean().default(false),
   /** A public client: token_endpoint_auth_method none, no secret. */
   public: z.boolean().default(false),
   /** Every sign-in to this client needs a second factor (src/oidc/policy.ts). */
@@ -189,6 +204,8 @@ const FIELD_LABELS: Record<string, string> = {
   logoUri: 'logo URI',
   redirectUris: 'redirect URIs',
   postLogoutRedirectUris: 'post-logout redirect URIs',
+  backchannelLogoutUri: 'back-channel logout URI',
+  backchannelLogoutSessionRequired: 'back-channel logout session required',
   grantTypes: 'grant types',
   applicationType: 'application type',
   tokenEndpointAuthMethod: 'token endpoint auth method',
@@ -332,6 +349,19 @@ export function validateClientInput(input: unknown, rules: ClientRules): ValidCl
     checkUris(errors, 'redirectUris', redirectUris, data);
     checkUris(errors, 'postLogoutRedirectUris', postLogoutRedirectUris, data);
   }
+  // OpenID Connect Back-Channel Logout §2.2: only a client that signs people in has sessions to end.
+  if (ok('backchannelLogoutUri') && data.backchannelLogoutUri !== undefined) {
+    try {
+      checkBackchannelLogoutUri(data.backchannelLogoutUri, { loopbackHttp: true });
+    } catch (err) {
+      if (!(err instanceof RedirectUriError)) throw err;
+      errors.add('backchannelLogoutUri', `${err.uri}: ${err.problem}`);
+    }
+    if (ok('grantTypes') && !authorizationCode) errors.add('backchannelLogoutUri', 'is used only with the authorization_code grant');
+  }
+  if (ok('backchannelLogoutUri', 'backchannelLogoutSessionRequired') && data.backchannelLogoutSessionRequired && data.backchannelLogoutUri === undefined) {
+    errors.add('backchannelLogoutSessionRequired', 'is used only with backchannelLogoutUri');
+  }
 
   if (ok('tokenEndpointAuthMethod', 'jwksUri', 'jwks')) {
     if (method === 'private_key_jwt') {
@@ -405,6 +435,8 @@ export function parseNewClientInput(input: NewClientInput): { input: ClientInput
       name: data.name,
       redirectUris: data.redirectUris,
       postLogoutRedirectUris: data.postLogoutRedirectUris,
+      ...(data.backchannelLogoutUri !== undefined ? { backchannelLogoutUri: data.backchannelLogoutUri } : {}),
+      backchannelLogoutSessionRequired: data.backchannelLogoutSessionRequired,
       grantTypes: ['authorization_code', 'refresh_token'],
       applicationType: native ? 'native' : 'web',
       tokenEndpointAuthMethod: data.public ? 'none' : 'client_secret_basic',
@@ -421,6 +453,8 @@ export const MANAGED_METADATA = [
   'application_type',
   'redirect_uris',
   'post_logout_redirect_uris',
+  'backchannel_logout_uri',
+  'backchannel_logout_session_required',
   'grant_types',
   'response_types',
   'token_endpoint_auth_method',
@@ -449,6 +483,8 @@ export function metadataFor(clientId: string, client: ValidClient): AdapterPaylo
     application_type: client.applicationType,
     redirect_uris: client.redirectUris,
     post_logout_redirect_uris: client.postLogoutRedirectUris,
+    ...(client.backchannelLogoutUri !== undefined ? { backchannel_logout_uri: client.backchannelLogoutUri } : {}),
+    ...(client.backchannelLogoutSessionRequired ? { backchannel_logout_session_required: true } : {}),
     grant_types: client.grantTypes,
     response_types: client.responseTypes,
     token_endpoint_auth_method: client.tokenEndpointAuthMethod,

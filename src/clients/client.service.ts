@@ -47,6 +47,10 @@ export interface ClientView {
   public: boolean;
   redirectUris: string[];
   postLogoutRedirectUris: string[];
+  /** OpenID Connect Back-Channel Logout: where logout tokens go (metadata `backchannel_logout_uri`). */
+  backchannelLogoutUri?: string | undefined;
+  /** Logout tokens carry `sid` (metadata `backchannel_logout_session_required`). */
+  backchannelLogoutSessionRequired: boolean;
   grantTypes: string[];
   responseTypes: string[];
   applicationType: 'web' | 'native';
@@ -202,6 +206,8 @@ function editableFields(metadata: AdapterPayload, name: string): Record<string, 
     logoUri: optionalString(metadata.logo_uri),
     redirectUris: strings(metadata.redirect_uris),
     postLogoutRedirectUris: strings(metadata.post_logout_redirect_uris),
+    backchannelLogoutUri: optionalString(metadata.backchannel_logout_uri),
+    backchannelLogoutSessionRequired: metadata.backchannel_logout_session_required === true,
     grantTypes: strings(metadata.grant_types),
     applicationType: metadata.application_type === 'native' ? 'native' : 'web',
     tokenEndpointAuthMethod: String(metadata.token_endpoint_auth_method ?? 'client_secret_basic'),
@@ -317,6 +323,8 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
       public: record.public,
       redirectUris: fields.redirectUris as string[],
       postLogoutRedirectUris: fields.postLogoutRedirectUris as string[],
+      backchannelLogoutUri: fields.backchannelLogoutUri as string | undefined,
+      backchannelLogoutSessionRequired: fields.backchannelLogoutSessionRequired as boolean,
       grantTypes: fields.grantTypes as string[],
       responseTypes: strings(metadata.response_types),
       applicationType: fields.applicationType as 'web' | 'native',

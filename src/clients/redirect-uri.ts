@@ -65,3 +65,27 @@ export function classifyRedirectUri(raw: string, options: { publicClient: boolea
   }
   return 'private-use';
 }
+
+/**
+ * OpenID Connect Back-Channel Logout 1.0 §2.2: `backchannel_logout_uri` is an absolute URI
+ * without a fragment, which the server itself POSTs to. The same rules as a web redirect URI:
+ * https, or http on a loopback host where `loopbackHttp` allows it (development, tests). No
+ * private-use schemes (nothing to POST to) and no credentials (they would be sent with every token).
+ */
+export function checkBackchannelLogoutUri(raw: string, options: { loopbackHttp: boolean }): void {
+  if (raw.length > MAX_LENGTH) throw new RedirectUriError(`${raw.slice(0, 40)}…`, `is too long (${MAX_LENGTH} characters at most)`);
+  // eslint-disable-next-line no-control-regex -- the point is to find control characters
+  if (/[\u0000-\u0020\u007f-\u009f\u200e\u200f\u202a-\u202e\u2066-\u2069]/.test(raw)) {
+    throw new RedirectUriError(raw.replace(/[^\x21-\x7e]/g, '?'), 'must not contain spaces, control or direction characters');
+  }
+  const url = URL.parse(raw);
+  if (!url) throw new RedirectUriError(raw, 'is not an absolute URI');
+  if (raw.includes('#')) throw new RedirectUriError(raw, 'must not contain a fragment');
+  if (url.username || url.password) throw new RedirectUriError(raw, 'must not contain credentials');
+  if (url.protocol === 'https:') return;
+  if (url.protocol === 'http:' && LOOPBACK_HOSTS.has(url.hostname)) {
+    if (options.loopbackHttp) return;
+    throw new RedirectUriError(raw, 'must use https');
+  }
+  throw new RedirectUriError(raw, options.loopbackHttp ? 'must use https (http is allowed only for 127.0.0.1, localhost and [::1])' : 'must use https');
+}

@@ -16,7 +16,7 @@ import type { ClientStore } from '../oidc/mongo-adapter.js';
 import { collectionName, createMongoAdapter } from '../oidc/mongo-adapter.js';
 import type { AdminAuthority } from './admin-authority.js';
 import { NO_AUTHORITY } from './admin-authority.js';
-import { RedirectUriError, classifyRedirectUri } from './redirect-uri.js';
+import { RedirectUriError, checkBackchannelLogoutUri, classifyRedirectUri } from './redirect-uri.js';
 
 /**
  * Initial access tokens for dynamic client registration (RFC 7591 §3: the registration endpoint
@@ -158,6 +158,8 @@ const REGISTRANT_METADATA = new Set([
   'client_secret_expires_at',
   'redirect_uris',
   'post_logout_redirect_uris',
+  'backchannel_logout_uri',
+  'backchannel_logout_session_required',
   'grant_types',
   'response_types',
   'token_endpoint_auth_method',
@@ -242,6 +244,19 @@ function applyClientRules(properties: ClientMetadata): void {
   const publicClient = authMethod === 'none';
   checkUris(stringList(properties, 'redirect_uris'), 'redirect_uris', publicClient);
   checkUris(stringList(properties, 'post_logout_redirect_uris'), 'post_logout_redirect_uris', publicClient);
+
+  // OpenID Connect Back-Channel Logout §2.2. https only, loopback too: unlike a redirect, this
+  // URI is called by the server itself, and a registrant must not aim it at the server's own host.
+  const logoutUri = record.backchannel_logout_uri;
+  if (logoutUri !== undefined) {
+    if (typeof logoutUri !== 'string') throw new errors.InvalidClientMetadata('backchannel_logout_uri must be a string');
+    try {
+      checkBackchannelLogoutUri(logoutUri, { loopbackHttp: false });
+    } catch (err) {
+      if (err instanceof RedirectUriError) throw new errors.InvalidClientMetadata(`backchannel_logout_uri "${err.uri}" ${err.problem}`);
+      throw err;
+    }
+  }
 
   const disallowed = stringList(properties, 'grant_types').find((g) => !ALLOWED_GRANT_TYPES.has(g));
   if (disallowed) throw new errors.InvalidClientMetadata(`grant_types: ${disallowed} is not allowed`);

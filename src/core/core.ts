@@ -49,6 +49,8 @@ import { createMailer } from '../mail/mailer.js';
 import type { MailOutbox } from '../mail/outbox.service.js';
 import { createMailOutbox, outboxSettingsFrom } from '../mail/outbox.service.js';
 import { createAdapterStore } from '../oidc/mongo-adapter.js';
+import type { BackchannelLogoutService, BackchannelSettings } from '../oidc/backchannel-logout.service.js';
+import { createBackchannelLogoutService } from '../oidc/backchannel-logout.service.js';
 import type { SigningKeyService } from '../oidc/key-rotation.service.js';
 import { createSigningKeyService } from '../oidc/key-rotation.service.js';
 import { signingKeyRetentionSeconds } from '../oidc/keys.js';
@@ -76,6 +78,8 @@ export interface CoreOptions {
    * first token created (the CLI).
    */
   mintingProvider?: () => Provider;
+  /** Back-channel logout delivery settings (tests shorten them); default BACKCHANNEL_DEFAULTS. */
+  backchannel?: Partial<BackchannelSettings>;
 }
 
 /** Every service, built once, for the server and the command line alike. */
@@ -104,6 +108,11 @@ export interface Core {
   mailer: Mailer;
   /** Every mail, stored and delivered by a worker on every node (the server starts it). */
   outbox: MailOutbox;
+  /**
+   * OpenID Connect Back-Channel Logout: every session end stores logout notices for the session's
+   * clients; the server's worker signs and delivers them (the CLI only stores them).
+   */
+  backchannelLogout: BackchannelLogoutService;
   /** Notice mails to an account's owner: password, address, second factors, new sign-in, deletion. */
   notices: AccountNotices;
   /** The browsers each account signed in from (NOTIFY_NEW_SIGN_IN), as keyed hashes. */
@@ -133,7 +142,7 @@ export interface Core {
   close(): Promise<void>;
 }
 
-export function buildCore({ config, logger, connection, clock = systemClock, mintingProvider }: CoreOptions): Core {
+export function buildCore({ config, logger, connection, clock = systemClock, mintingProvider, backchannel }: CoreOptions): Core {
   const db = connection.db;
   if (!db) throw new Error('database connection is not open');
   const secretBox = createSecretBox(config.encryptionKeys);
@@ -144,8 +153,11 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
   const clients = createClientService({ Client: createClientModel(connection), secretBox, audit, config, db, clock, logger });
   const resources = createApiResourceService({ db, config, audit, clock, logger });
   const passwordPolicy = createPasswordPolicy(config);
+  // Every way a session ends (the provider's logout, the account centre, admins, disabling and
+  // deleting accounts, password resets) tells the client apps through this one outbox.
+  const backchannelLogout = createBackchannelLogoutService({ db, clients, audit, logger, clock, ...(backchannel ? { settings: backchannel } : {}) });
   // NOTE: the provider's records live by the system's time (see the adapter below).
-  const access = createAccountAccessService({ db, clients });
+  const access = createAccountAccessService({ db, clients, loggedOut: backchannelLogout });
   const emailCodes = createEmailCodeService(
     db,
     {
@@ -159,7 +171,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
   const limiter = createAttemptLimiter(db, clock);
   const limits = createSignInLimits(limiter, config);
   // One deletion for the console, the API, the CLI and the account centre.
-  const accountDeletion = createAccountDeletionService({ db, accounts, limits, audit, logger });
+  const accountDeletion = createAccountDeletionService({ db, accounts, limits, audit, logger, loggedOut: backchannelLogout });
   const mailer = createMailer({ config, logger });
   const now = () => clock.nowMs();
   const outbox = createMailOutbox({ db, mailer, secretBox, audit, logger, settings: outboxSettingsFrom(config.mail.outbox), now });
@@ -171,7 +183,18 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
   };
   const notices = createAccountNotices({ outbox, issuer: config.issuer, logger, clock });
   const knownBrowsers = createKnownBrowserService({ db, keys: config.encryptionKeys, clock });
-  const userAdmin = createUserAdminService({ accounts, totp, db, audit, logger, passwordPolicy, deletion: accountDeletion, notices, profileScopes: config.profileScopes });
+  const userAdmin = createUserAdminService({
+    accounts,
+    totp,
+    db,
+    audit,
+    logger,
+    passwordPolicy,
+    deletion: accountDeletion,
+    notices,
+    profileScopes: config.profileScopes,
+    loggedOut: backchannelLogout,
+  });
   const invitations = createInvitationService({ db, audit, logger, issuer: config.issuer, mailer: outboxSender, now });
   // Self-service sign-up and password reset, under the same password policy as everything else.
   const selfService = {
@@ -187,6 +210,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
     logger,
     notices,
     now,
+    loggedOut: backchannelLogout,
   };
   // SIGN_UP=invite: a sign-up spends one use of its invitation (a unique-insert claim).
   const invitationCheck = { accept: async (token: string, email: string) => (await invitations.redeem(token, email)).ok };
@@ -225,6 +249,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
     { name: 'audit', ensureIndexes: () => audit.ensureIndexes(), sweep: () => audit.sweep() },
     { name: 'registration tokens', ensureIndexes: () => registrationTokens.ensureIndexes(), sweep: () => registrationTokens.sweep() },
     { name: 'mail outbox', ensureIndexes: () => outbox.ensureIndexes(), sweep: () => outbox.sweep() },
+    { name: 'back-channel logout', ensureIndexes: () => backchannelLogout.ensureIndexes(), sweep: () => backchannelLogout.sweep() },
     { name: 'invitations', ensureIndexes: () => invitations.ensureIndexes(), sweep: () => invitations.sweep() },
     { name: 'sign-up', ensureIndexes: () => signUp.ensureIndexes(), sweep: () => signUp.sweep() },
     { name: 'password reset', ensureIndexes: () => passwordReset.ensureIndexes(), sweep: () => passwordReset.sweep() },
@@ -259,6 +284,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
     limits,
     mailer,
     outbox,
+    backchannelLogout,
     notices,
     knownBrowsers,
     audit,
@@ -291,6 +317,7 @@ export function buildCore({ config, logger, connection, clock = systemClock, min
         resources.stopWatching();
         // The sends in flight finish first; a mail cut off is retried after its lease.
         await outbox.stop();
+        await backchannelLogout.stop();
         mailer.close();
         // Audit writes started by provider events are not awaited by requests: let them land.
         await audit.flush().catch(() => undefined);

@@ -5,6 +5,7 @@ import type { mongo } from 'mongoose';
 import type { AuditEvent, AuditService } from '../audit/audit.service.js';
 import type { Logger } from '../logging/logger.js';
 import type { MailOutbox } from '../mail/outbox.service.js';
+import type { BackchannelLogoutService } from '../oidc/backchannel-logout.service.js';
 
 /**
  * Prometheus metrics, one Registry per server instance (never prom-client's global default
@@ -32,6 +33,8 @@ export interface Metrics {
   observeCommands(client: mongo.MongoClient): void;
   /** Outbox depth (counted at each scrape) and delivery outcomes. */
   observeOutbox(outbox: MailOutbox): void;
+  /** Back-channel logout delivery attempts by outcome (delivered, failed, dead). */
+  observeBackchannelLogout(service: Pick<BackchannelLogoutService, 'onDelivery'>): void;
 }
 
 const HTTP_METHODS = new Set(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
@@ -135,6 +138,13 @@ export function createMetrics({ logger }: { logger: Logger }): Metrics {
     registers: [registry],
   });
 
+  const backchannelDeliveries = new Counter({
+    name: 'backchannel_logout_deliveries_total',
+    help: 'Back-channel logout token deliveries attempted by this node, by outcome (delivered, failed: will retry, dead: given up).',
+    labelNames: ['outcome'] as const,
+    registers: [registry],
+  });
+
   const reasonLabel = boundedLabel(64);
   const actionLabel = boundedLabel(64);
   const commandLabel = boundedLabel(64);
@@ -185,6 +195,10 @@ export function createMetrics({ logger }: { logger: Logger }): Metrics {
       client.on('commandFailed', (event) => {
         dbCommands.observe({ command: commandLabel(event.commandName), outcome: 'failure' }, event.duration / 1000);
       });
+    },
+
+    observeBackchannelLogout(service) {
+      service.onDelivery((outcome) => backchannelDeliveries.inc({ outcome: outcome.result }));
     },
 
     observeOutbox(outbox) {

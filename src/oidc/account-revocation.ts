@@ -1,7 +1,7 @@
 import type { mongo } from 'mongoose';
 
 import { revokeAccountRecords } from './mongo-adapter.js';
-import type { ADAPTER_MODELS } from './mongo-adapter.js';
+import type { ADAPTER_MODELS, SessionsEndedListener } from './mongo-adapter.js';
 
 /**
  * Signs an account out everywhere and takes back what was issued to it: after a password reset
@@ -33,6 +33,6 @@ export const ACCOUNT_ACCESS_MODELS = [
 ] as const satisfies readonly (typeof ADAPTER_MODELS)[number][];
 
 /** Deletes the account's sessions, grants and tokens; returns how many records went. */
-export async function revokeAccountAccess(db: mongo.Db, accountId: string): Promise<number> {
-  return revokeAccountRecords(db, accountId, ACCOUNT_ACCESS_MODELS);
+export async function revokeAccountAccess(db: mongo.Db, accountId: string, loggedOut?: SessionsEndedListener): Promise<number> {
+  return revokeAccountRecords(db, accountId, ACCOUNT_ACCESS_MODELS, loggedOut);
 }

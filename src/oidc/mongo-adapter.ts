@@ -11,6 +11,7 @@ import type { AccountView } from '../accounts/account.service.js';
 import { accountReadKey, parseCarriedView } from '../accounts/account.service.js';
 import { currentRequest, forgetReads, peekRead, primeRead, rememberRead } from '../http/request-context.js';
 import type { Logger } from '../logging/logger.js';
+import type { EndedSession } from './backchannel-logout.service.js';
 
 /**
  * oidc-provider's storage Adapter over MongoDB, one collection per model.
@@ -543,15 +544,51 @@ export async function revokeAccountRecords(
   accountId: string,
   /** Default: every model. `['Session']` signs the person out without touching their tokens. */
   models: readonly (typeof ADAPTER_MODELS)[number][] = ADAPTER_MODELS,
+  /** Told which sessions ended (back-channel logout, backchannel-logout.service.ts), after they are gone. */
+  loggedOut?: SessionsEndedListener,
 ): Promise<number> {
   if (!accountId) return 0;
   forgetAdapterReads();
+  // Each session is read once, before it goes: its apps (and their sids) are in its payload.
+  const ended = loggedOut && models.includes('Session') ? await endingSessions(db, accountId) : [];
   let removed = 0;
   for (const name of collectionsOf(models)) {
     const result = await guardDatabase(() => db.collection<StoredRecord>(name).deleteMany({ accountId }));
     removed += result.deletedCount;
   }
+  if (loggedOut && ended.length > 0) await loggedOut.sessionsEnded(ended);
   return removed;
+}
+
+/** Where a session's end is reported: its account and the apps it signed in to. */
+export interface SessionsEndedListener {
+  sessionsEnded(sessions: readonly EndedSession[]): Promise<unknown>;
+}
+
+/** The account's sessions, as much of each as a logout notice needs. */
+async function endingSessions(db: Db, accountId: string): Promise<EndedSession[]> {
+  const records = await guardDatabase(() => db.collection<StoredRecord>(collectionName('Session')).find({ accountId }, { projection: { payload: 1 } }).toArray());
+  return records.flatMap((record) => {
+    const session = endedSessionOf(record.payload);
+    return session ? [session] : [];
+  });
+}
+
+/** A stored Session payload as an EndedSession (undefined when it does not parse). */
+export function endedSessionOf(payload: string): EndedSession | undefined {
+  try {
+    const parsed = JSON.parse(payload) as { accountId?: unknown; authorizations?: unknown };
+    const authorizations: Record<string, { sid?: string }> = {};
+    if (typeof parsed.authorizations === 'object' && parsed.authorizations !== null) {
+      for (const [clientId, value] of Object.entries(parsed.authorizations as Record<string, unknown>)) {
+        const sid = typeof value === 'object' && value !== null ? (value as { sid?: unknown }).sid : undefined;
+        authorizations[clientId] = typeof sid === 'string' ? { sid } : {};
+      }
+    }
+    return { accountId: typeof parsed.accountId === 'string' ? parsed.accountId : undefined, authorizations };
+  } catch {
+    return undefined;
+  }
 }
 
 /** Deletes expired records from every adapter collection; returns how many went. */

@@ -241,6 +241,12 @@ export function createProvider(deps: ProviderDeps): Provider {
           });
         },
       },
+      // OpenID Connect Back-Channel Logout 1.0: clients may register `backchannel_logout_uri`.
+      // NOTE: the provider would POST the logout tokens itself, once and without retries, at the
+      // end-session confirmation; installBackchannelLogout (logout-token.ts) hands them to our
+      // outbox instead, which also serves every other way a session ends (backchannel-logout.service.ts).
+      // Front-channel logout is not offered: oidc-provider 9 does not implement it.
+      backchannelLogout: { enabled: true },
       // Not offered: no front end for it yet, and every extra grant is attack surface.
       deviceFlow: { enabled: false },
       // RFC 7591/7592, off unless DYNAMIC_REGISTRATION=true; only with an initial access token an

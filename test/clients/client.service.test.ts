@@ -235,6 +235,8 @@ describe('client service', () => {
           'logoUri',
           'redirectUris',
           'postLogoutRedirectUris',
+          'backchannelLogoutUri',
+          'backchannelLogoutSessionRequired',
           'grantTypes',
           'applicationType',
           'tokenEndpointAuthMethod',

@@ -40,6 +40,7 @@ describe('buildCore', () => {
       'audit',
       'registration tokens',
       'mail outbox',
+      'back-channel logout',
       'invitations',
       'sign-up',
       'password reset',

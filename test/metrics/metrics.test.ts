@@ -8,6 +8,8 @@ import { ConfigError, loadConfig } from '../../src/config/config.js';
 import { startMetricsServer } from '../../src/metrics/metrics.routes.js';
 import type { MetricsServer } from '../../src/metrics/metrics.routes.js';
 import { countCommands } from '../support/command-counter.js';
+import { startLogoutReceiver } from '../support/logout-receiver.js';
+import { within } from '../support/within.js';
 import { REDIRECT_URI, authorizationRequest, redeem, rpFor } from '../support/rp.js';
 import { TEST_COOKIE_KEY, TEST_ENCRYPTION_KEYS, startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
@@ -223,6 +225,19 @@ describe('metrics behind a bearer token on the main port', () => {
     expect(sample(text, 'mail_outbox_messages', { state: 'queued' })).toBe(queued);
     expect(sample(text, 'mail_outbox_messages', { state: 'dead' })).toBe(dead);
     expect(sample(text, 'mail_outbox_deliveries_total', { result: 'sent' })).toBeGreaterThanOrEqual(1);
+  });
+
+  it('counts back-channel logout deliveries by outcome', async () => {
+    const receiver = await startLogoutReceiver();
+    try {
+      const client = await server.deps.clients.create({ name: 'Logout metrics', redirectUris: [REDIRECT_URI], backchannelLogoutUri: receiver.url });
+      receiver.statuses.push(500);
+      await server.deps.backchannelLogout.enqueue([{ clientId: client.clientId, sub: 'metrics-sub' }]);
+      await within(5000, async () => receiver.received.length === 1);
+      await within(5000, async () => sample(await scrape(), 'backchannel_logout_deliveries_total', { outcome: 'failed' }) === 1);
+    } finally {
+      await receiver.close();
+    }
   });
 
   it('sends no database command for counting: requests cost what they cost without metrics, a scrape counts the outbox', async () => {

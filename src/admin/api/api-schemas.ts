@@ -25,6 +25,8 @@ export const clientViewSchema = z
     public: z.boolean().describe('tokenEndpointAuthMethod none: no secret, PKCE only'),
     redirectUris: z.array(z.string()),
     postLogoutRedirectUris: z.array(z.string()),
+    backchannelLogoutUri: z.string().optional().describe('OpenID Connect Back-Channel Logout: where logout tokens are POSTed'),
+    backchannelLogoutSessionRequired: z.boolean().describe('Logout tokens carry the session id (sid)'),
     grantTypes: z.array(z.string()),
     responseTypes: z.array(z.string()),
     applicationType: z.enum(['web', 'native']),

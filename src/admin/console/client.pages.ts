@@ -52,6 +52,8 @@ const FIELD_LABELS: Record<string, string> = {
   logoUri: 'Logo URL',
   redirectUris: 'Redirect URIs',
   postLogoutRedirectUris: 'Post-logout redirect URIs',
+  backchannelLogoutUri: 'Back-channel logout URI',
+  backchannelLogoutSessionRequired: 'Logout token carries the session id',
   grantTypes: 'Grant types',
   applicationType: 'Application type',
   tokenEndpointAuthMethod: 'Token endpoint authentication',
@@ -72,6 +74,8 @@ interface ClientFormValues {
   logoUri: string;
   redirectUris: string;
   postLogoutRedirectUris: string;
+  backchannelLogoutUri: string;
+  backchannelLogoutSessionRequired: boolean;
   grantTypes: string[];
   applicationType: string;
   tokenEndpointAuthMethod: string;
@@ -91,6 +95,8 @@ const NEW_CLIENT_VALUES: ClientFormValues = {
   logoUri: '',
   redirectUris: '',
   postLogoutRedirectUris: '',
+  backchannelLogoutUri: '',
+  backchannelLogoutSessionRequired: false,
   grantTypes: ['authorization_code', 'refresh_token'],
   applicationType: 'web',
   tokenEndpointAuthMethod: 'client_secret_basic',
@@ -116,6 +122,8 @@ function valuesFromView(client: ClientView, jwks: unknown): ClientFormValues {
     logoUri: client.logoUri ?? '',
     redirectUris: client.redirectUris.join('\n'),
     postLogoutRedirectUris: client.postLogoutRedirectUris.join('\n'),
+    backchannelLogoutUri: client.backchannelLogoutUri ?? '',
+    backchannelLogoutSessionRequired: client.backchannelLogoutSessionRequired,
     grantTypes: client.grantTypes,
     applicationType: client.applicationType,
     tokenEndpointAuthMethod: client.tokenEndpointAuthMethod,
@@ -138,6 +146,8 @@ function valuesFromForm(fields: FormFields, knownScopes: readonly string[]): Cli
     logoUri: text('logoUri'),
     redirectUris: text('redirectUris'),
     postLogoutRedirectUris: text('postLogoutRedirectUris'),
+    backchannelLogoutUri: text('backchannelLogoutUri'),
+    backchannelLogoutSessionRequired: fields.backchannelLogoutSessionRequired !== undefined,
     grantTypes: GRANT_TYPES.map((g) => g.value).filter((g) => fields[grantField(g)] !== undefined),
     applicationType: text('applicationType'),
     tokenEndpointAuthMethod: text('tokenEndpointAuthMethod'),
@@ -188,6 +198,8 @@ function inputFromValues(values: ClientFormValues): { input: ClientInput; formEr
     logoUri: optional(values.logoUri),
     redirectUris: lines(values.redirectUris),
     postLogoutRedirectUris: lines(values.postLogoutRedirectUris),
+    backchannelLogoutUri: optional(values.backchannelLogoutUri),
+    backchannelLogoutSessionRequired: values.backchannelLogoutSessionRequired,
     grantTypes: values.grantTypes,
     applicationType: values.applicationType,
     tokenEndpointAuthMethod: values.tokenEndpointAuthMethod,
@@ -270,6 +282,8 @@ function detailFor(client: ClientView, config: Pick<Config, 'ttl'>) {
     builtIn: BUILT_IN_CLIENTS.has(client.clientId),
     redirectUris: client.redirectUris,
     postLogoutRedirectUris: client.postLogoutRedirectUris,
+    backchannelLogoutUri: client.backchannelLogoutUri,
+    backchannelLogoutSessionRequired: client.backchannelLogoutSessionRequired,
     responseTypes: client.responseTypes,
     applicationType: client.applicationType,
     tokenEndpointAuthMethod: client.tokenEndpointAuthMethod,

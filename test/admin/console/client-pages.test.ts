@@ -649,4 +649,46 @@ describe('admin console: client pages', () => {
       expect(await auditFor('client.updated', clientId)).toHaveLength(0);
     });
   });
+
+  describe('back-channel logout URI', () => {
+    it('accepts an https URI (shown on the detail page and in the edit form) and removes it when emptied', async () => {
+      const { clientId } = await createThroughForm({
+        name: 'Logout Aware',
+        backchannelLogoutUri: 'https://app.example.com/backchannel-logout',
+        backchannelLogoutSessionRequired: 'on',
+      });
+      const stored = await server.deps.clients.find(clientId);
+      expect(stored?.backchannel_logout_uri).toBe('https://app.example.com/backchannel-logout');
+      expect(stored?.backchannel_logout_session_required).toBe(true);
+      const detail = await admin.get(url(`/admin/clients/${clientId}`));
+      expect(detail.body).toContain('<code>https://app.example.com/backchannel-logout</code>');
+      expect(detail.body).toContain('logout tokens carry the session id');
+      const edit = await page(`/admin/clients/${clientId}/edit`);
+      expect(tagWithId(edit.reply.body, 'f-backchannelLogoutUri')).toContain('value="https://app.example.com/backchannel-logout"');
+      expect(tagWithId(edit.reply.body, 'f-backchannelLogoutSessionRequired')).toContain('checked');
+
+      const saved = await admin.post(url(`/admin/clients/${clientId}`), clientForm(edit.csrf, { name: 'Logout Aware', backchannelLogoutUri: '' }));
+      expect(saved.status).toBe(303);
+      const after = await server.deps.clients.find(clientId);
+      expect(after?.backchannel_logout_uri).toBeUndefined();
+      expect(after?.backchannel_logout_session_required).toBeUndefined();
+    });
+
+    it('refuses plain http on a public host, a fragment and a relative URI (400, the message beside the field), storing nothing', async () => {
+      for (const [uri, message] of [
+        ['http://app.example.com/logout', 'must use https'],
+        ['https://app.example.com/logout#frag', 'must not contain a fragment'],
+        ['/logout', 'is not an absolute URI'],
+        ['https://user:pw@app.example.com/logout', 'must not contain credentials'],
+      ] as const) {
+        const { csrf } = await page('/admin/clients/new');
+        const before = (await server.deps.clients.list({ limit: 200 })).total;
+        const reply = await admin.post(url('/admin/clients'), clientForm(csrf, { name: 'Bad Logout URI', backchannelLogoutUri: uri }));
+        expect({ uri, status: reply.status }).toEqual({ uri, status: 400 });
+        expect(tagWithId(reply.body, 'f-backchannelLogoutUri')).toContain('aria-invalid="true"');
+        expect(reply.body).toMatch(new RegExp(`id="f-backchannelLogoutUri-error">(<span[^>]*>[^<]*</span>)?[^<]*${message}`));
+        expect((await server.deps.clients.list({ limit: 200 })).total).toBe(before);
+      }
+    });
+  });
 });

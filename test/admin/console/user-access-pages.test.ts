@@ -8,15 +8,19 @@
  * nothing and gets a 4xx page, never a 5xx.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import * as jose from 'jose';
 import * as oidc from 'openid-client';
 
 import type { ClientInput, CreatedClient } from '../../../src/clients/client.service.js';
+import { BACKCHANNEL_LOGOUT_EVENT } from '../../../src/oidc/logout-token.js';
 import { signInToConsole } from '../../support/admin-console.js';
+import { startLogoutReceiver } from '../../support/logout-receiver.js';
 import { startMailServer } from '../../support/mail-server.js';
 import type { MailServer } from '../../support/mail-server.js';
 import { REDIRECT_URI, authorizationRequest, callbackParams, oauthError, rpFor, signInForTokens } from '../../support/rp.js';
 import { startTestServer } from '../../support/test-server.js';
 import type { TestServer } from '../../support/test-server.js';
+import { within } from '../../support/within.js';
 import { UserAgent, formAction, formField } from '../../support/user-agent.js';
 import type { Reply } from '../../support/user-agent.js';
 
@@ -302,5 +306,26 @@ describe('admin console: a user’s sessions and connected apps', () => {
     const confirm = await agent.get(url(`${userPath(admin.id)}/sessions/${own?.uid}/end`));
     expect(confirm.status).toBe(200);
     expect(confirm.body).toContain('you will be signed out of the console');
+  });
+
+  it('ending a session tells the apps signed in through it (back-channel logout), with that session’s sid', async () => {
+    const receiver = await startLogoutReceiver();
+    try {
+      const logoutAware = await server.deps.clients.create({ ...APP, name: 'Logout aware', backchannelLogoutUri: receiver.url, backchannelLogoutSessionRequired: true });
+      const email = uniqueEmail('backchannel');
+      const account = await server.deps.accounts.create({ email, password: PASSWORD, emailVerified: true });
+      const { tokens } = await signInForTokens(await rpFor(server, logoutAware), new UserAgent(server.url), { email, password: PASSWORD });
+      const [session] = await server.deps.access.listSessions(account.id);
+      const confirm = await agent.get(url(`${userPath(account.id)}/sessions/${session?.uid}/end`));
+      const done = await postFrom(confirm, `/sessions/${session?.uid}/end`);
+      expect(done.status).toBe(303);
+
+      await within(5000, async () => receiver.received.length === 1);
+      const token = receiver.received[0]?.token ?? '';
+      const { payload } = await jose.jwtVerify(token, jose.createRemoteJWKSet(new URL(url('/jwks'))), { typ: 'logout+jwt' });
+      expect(payload).toMatchObject({ iss: server.url, aud: logoutAware.clientId, sub: account.id, sid: tokens.claims()?.sid, events: { [BACKCHANNEL_LOGOUT_EVENT]: {} } });
+    } finally {
+      await receiver.close();
+    }
   });
 });
