@@ -33,6 +33,7 @@ describe('buildCore', () => {
     expect(core.stores.map((s) => s.name)).toEqual([
       'accounts',
       'clients',
+      'api resources',
       'oidc',
       'email codes',
       'limits',
