@@ -22,6 +22,7 @@ import { createPasswordResetRouter } from './account/password-reset.routes.js';
 import { createAdminApi } from './admin/api/api.router.js';
 import { createAdminConsoleRouter } from './admin/console/console.routes.js';
 import { registerAuditPages } from './admin/console/audit.pages.js';
+import { registerApiResourcePages } from './admin/console/api-resource.pages.js';
 import { registerClientPages } from './admin/console/client.pages.js';
 import { registerUserPages } from './admin/console/user.pages.js';
 import { registerRegistrationTokenPages } from './admin/console/registration-token.pages.js';
@@ -87,7 +88,7 @@ export function createApp(deps: Deps): Koa {
   app.use(createInvitationLinkRouter(deps).routes());
   // The management API answers everything under /api/admin/v1 itself (problem+json errors).
   app.use(createAdminApi(deps).middleware);
-  const adminConsole = createAdminConsoleRouter(deps, [registerClientPages, registerAuditPages, registerUserPages, registerInvitationPages, registerRegistrationTokenPages, registerApiTokenPages]);
+  const adminConsole = createAdminConsoleRouter(deps, [registerClientPages, registerApiResourcePages, registerAuditPages, registerUserPages, registerInvitationPages, registerRegistrationTokenPages, registerApiTokenPages]);
   app.use(adminConsole.routes());
   app.use(adminConsole.allowedMethods());
   if (config.seedDemo) app.use(createDemoRouter({ config, pages }).routes());

@@ -1,4 +1,6 @@
-import type { ClientService, ClientView, CreatedClient } from '../clients/client.service.js';
+import { refuseUnknownResources } from '../admin/client-resources.js';
+import { parseNewClientInput } from '../clients/client-input.js';
+import type { ClientInput, ClientService, ClientView, CreatedClient } from '../clients/client.service.js';
 import type { CliCommand } from './command.js';
 import { CLI_AUTHORITY, EXIT_OK, UsageError, listCommand, parseCommandArgs, singlePositional, toCommandFunction, writeFailure, writeJson } from './command.js';
 
@@ -19,6 +21,10 @@ Options:
   --require-mfa                    every sign-in to this client needs a second factor
   --skip-pkce                      let this confidential client leave out PKCE (older server-side
                                    apps); refused with --public: a public client always uses PKCE
+  --resource URI                   a registered API resource (\`resource list\`) this client may get
+                                   access tokens for; repeat for several
+  --default-resource URI           the API resource a request without resource= is for (one of
+                                   the --resource values)
   --json                           print one JSON object instead of text
   -h, --help                       show this help
 
@@ -35,6 +41,20 @@ Lists the registered clients. Secrets are never shown.
 Options:
   --json       print a JSON array instead of text
   -h, --help   show this help
+`;
+
+const setResourcesUsage = `Usage: npm run cli -- client set-resources CLIENT_ID [--resource URI…] [--default-resource URI] [--json]
+
+Sets the API resources (RFC 8707) a client may get access tokens for, replacing the ones it had;
+everything else about the client stays. Without --resource, it may get tokens for none.
+Each URI must be a registered API resource (\`resource list\`). Exits with code 1 if there is
+no such client or a resource is not registered (nothing is changed then).
+
+Options:
+  --resource URI           an API resource this client may get tokens for; repeat for several
+  --default-resource URI   the one a request without resource= is for (one of the --resource values)
+  --json                   print one JSON object instead of text
+  -h, --help               show this help
 `;
 
 const deleteUsage = `Usage: npm run cli -- client delete CLIENT_ID
@@ -83,6 +103,8 @@ export interface ClientJson {
   token_endpoint_auth_method: string;
   require_mfa: boolean;
   skip_pkce: boolean;
+  allowed_resources: string[];
+  default_resource?: string;
 }
 
 function toJson(client: ClientView): ClientJson {
@@ -98,6 +120,8 @@ function toJson(client: ClientView): ClientJson {
     token_endpoint_auth_method: client.tokenEndpointAuthMethod,
     require_mfa: client.requireMfa,
     skip_pkce: client.skipPkce,
+    allowed_resources: client.allowedResources,
+    ...(client.defaultResource !== undefined ? { default_resource: client.defaultResource } : {}),
   };
 }
 
@@ -105,6 +129,13 @@ function createdJson(client: CreatedClient): ClientJson {
   const { client_id, ...rest } = toJson(client);
   // Field order as documented: id, secret, then the metadata.
   return { client_id, ...(client.clientSecret ? { client_secret: client.clientSecret } : {}), ...rest };
+}
+
+function resourceLines(client: ClientView): string[] {
+  return [
+    ...client.allowedResources.map((uri) => `  allowed_resource:           ${uri}`),
+    ...(client.defaultResource !== undefined ? [`  default_resource:           ${client.defaultResource}`] : []),
+  ];
 }
 
 function createdText(client: CreatedClient): string {
@@ -122,6 +153,7 @@ function createdText(client: CreatedClient): string {
   if (client.backchannelLogoutSessionRequired) lines.push('  backchannel_logout_session_required: true');
   if (client.requireMfa) lines.push('  require_mfa:                true (every sign-in needs a second factor)');
   if (client.skipPkce) lines.push('  skip_pkce:                  true (authorization requests may leave out PKCE)');
+  lines.push(...resourceLines(client));
   if (client.clientSecret) {
     lines.push('', 'The client secret will not be shown again: store it now (only a sealed copy is kept).');
   } else {
@@ -144,6 +176,8 @@ export const clientCreateCommand: CliCommand = {
       public: { type: 'boolean' },
       'require-mfa': { type: 'boolean' },
       'skip-pkce': { type: 'boolean' },
+      resource: { type: 'string', multiple: true },
+      'default-resource': { type: 'string' },
       json: { type: 'boolean' },
     });
     if (values.help) return 'help';
@@ -161,11 +195,16 @@ export const clientCreateCommand: CliCommand = {
       requireMfa: values['require-mfa'] ?? false,
       skipPkce: values['skip-pkce'] ?? false,
     };
+    const resources = { allowedResources: values.resource ?? [], defaultResource: values['default-resource'] };
     const json = values.json ?? false;
 
     return async ({ services, out }) => {
-      // The service checks the name and every redirect URI (src/clients/redirect-uri.ts) before it stores anything.
-      const client = await services.clients.create(input, CLI_AUTHORITY);
+      // The API resources must be registered; then the service checks the name and every
+      // redirect URI (src/clients/redirect-uri.ts) before it stores anything.
+      await refuseUnknownResources(services.resources, resources);
+      const withResources = resources.allowedResources.length > 0 || resources.defaultResource !== undefined;
+      // The short input has no resources: as the full ClientInput it becomes (same defaults).
+      const client = await services.clients.create(withResources ? { ...parseNewClientInput(input).input, ...resources } : input, CLI_AUTHORITY);
       if (json) writeJson(out, createdJson(client));
       else out.write(createdText(client));
       return EXIT_OK;
@@ -183,6 +222,63 @@ export const clientListCommand = listCommand<ClientView>({
   columns: ['CLIENT ID', 'TYPE', 'NAME', 'REDIRECT URIS'],
   row: (c) => [c.clientId, c.public ? 'public' : 'confidential', c.name, c.redirectUris.join(' ')],
 });
+
+/** Every editable field of a client as it is: the input that changes nothing. */
+async function currentInput(clients: ClientService, client: ClientView): Promise<ClientInput> {
+  // The JWKS itself is not in the view (only whether there is one): read it from the metadata.
+  const jwks = client.hasJwks ? ((await clients.find(client.clientId))?.jwks as ClientInput['jwks']) : undefined;
+  return {
+    name: client.name,
+    logoUri: client.logoUri,
+    redirectUris: client.redirectUris,
+    postLogoutRedirectUris: client.postLogoutRedirectUris,
+    grantTypes: client.grantTypes as ClientInput['grantTypes'],
+    applicationType: client.applicationType,
+    tokenEndpointAuthMethod: client.tokenEndpointAuthMethod as ClientInput['tokenEndpointAuthMethod'],
+    jwksUri: client.jwksUri,
+    jwks,
+    scopes: client.scopes,
+    requireMfa: client.requireMfa,
+    firstParty: client.firstParty,
+    skipPkce: client.skipPkce,
+    allowedResources: client.allowedResources,
+    defaultResource: client.defaultResource,
+    accessTokenTtl: client.accessTokenTtl,
+    idTokenTtl: client.idTokenTtl,
+    refreshTokenTtl: client.refreshTokenTtl,
+  };
+}
+
+export const clientSetResourcesCommand: CliCommand = {
+  name: 'client set-resources',
+  summary: 'set the API resources a client may get tokens for',
+  usage: setResourcesUsage,
+  prepare(args) {
+    const { values, positionals } = parseCommandArgs(
+      args,
+      { resource: { type: 'string', multiple: true }, 'default-resource': { type: 'string' }, json: { type: 'boolean' } },
+      { allowPositionals: true },
+    );
+    if (values.help) return 'help';
+    const clientId = singlePositional(positionals, 'CLIENT_ID');
+    const resources = { allowedResources: values.resource ?? [], defaultResource: values['default-resource'] };
+    const json = values.json ?? false;
+
+    return async ({ services, out, err }) => {
+      const client = await services.clients.get(clientId);
+      if (!client) return writeFailure(err, `no client with id "${clientId}"`);
+      await refuseUnknownResources(services.resources, resources);
+      const updated = await services.clients.update(clientId, { ...(await currentInput(services.clients, client)), ...resources }, CLI_AUTHORITY);
+      if (json) {
+        writeJson(out, toJson(updated));
+      } else {
+        const lines = resourceLines(updated);
+        out.write(`Updated client ${clientId}: ${lines.length === 0 ? 'it may get tokens for no API resource.' : 'API resources'}\n${lines.map((l) => `${l}\n`).join('')}`);
+      }
+      return EXIT_OK;
+    };
+  },
+};
 
 export const clientDeleteCommand: CliCommand = {
   name: 'client delete',
@@ -245,4 +341,5 @@ export const clientRotateSecretCommand: CliCommand = {
 export const clientCreate = toCommandFunction(clientCreateCommand);
 export const clientList = toCommandFunction(clientListCommand);
 export const clientDelete = toCommandFunction(clientDeleteCommand);
+export const clientSetResources = toCommandFunction(clientSetResourcesCommand);
 export const clientRotateSecret = toCommandFunction(clientRotateSecretCommand);

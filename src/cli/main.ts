@@ -4,12 +4,13 @@
  * Exit codes: 0 done, 1 refused or failed, 2 bad command line (src/cli/command.ts).
  */
 import { ConfigError } from '../config/config.js';
-import { clientCreateCommand, clientDeleteCommand, clientListCommand, clientRotateSecretCommand } from './client.commands.js';
+import { clientCreateCommand, clientDeleteCommand, clientListCommand, clientRotateSecretCommand, clientSetResourcesCommand } from './client.commands.js';
 import type { CliCommand, Output } from './command.js';
 import { dbMigrateCommand } from './db.commands.js';
 import { invitationCreateCommand, invitationListCommand, invitationRevokeCommand } from './invitation.commands.js';
 import { keysListCommand, keysRetireCommand, keysRotateCommand } from './keys.commands.js';
 import { EXIT_FAILURE, EXIT_OK, UsageError, runPrepared, writeUsageError } from './command.js';
+import { resourceCreateCommand, resourceDeleteCommand, resourceListCommand, resourceUpdateCommand } from './resource.commands.js';
 import {
   registrationTokenCreateCommand,
   registrationTokenListCommand,
@@ -29,6 +30,11 @@ const commands: readonly CliCommand[] = [
   clientListCommand,
   clientDeleteCommand,
   clientRotateSecretCommand,
+  clientSetResourcesCommand,
+  resourceCreateCommand,
+  resourceListCommand,
+  resourceUpdateCommand,
+  resourceDeleteCommand,
   registrationTokenCreateCommand,
   registrationTokenListCommand,
   registrationTokenRevokeCommand,

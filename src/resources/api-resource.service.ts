@@ -78,14 +78,19 @@ export const MAX_RESOURCE_SCOPES = 50;
 export const MIN_RESOURCE_TOKEN_TTL = 60;
 export const MAX_RESOURCE_TOKEN_TTL = 86_400;
 
+/** Control characters have no place in a name or a URI; U+0000 cannot even be stored (src/db/storable.ts). */
+// eslint-disable-next-line no-control-regex -- the point is to refuse control characters
+const noControl = (s: string) => !/[\u0000-\u001f\u007f]/.test(s);
+const NO_CONTROL = 'must not contain control characters';
+
 const scopeSchema = z.object({
   name: z.string().trim().min(1, 'a scope needs a name').max(100, 'at most 100 characters').regex(SCOPE_TOKEN, 'no spaces, quotes or backslashes'),
-  description: z.string().trim().min(1, 'a scope needs a description for the consent page').max(300, 'at most 300 characters'),
+  description: z.string().trim().min(1, 'a scope needs a description for the consent page').max(300, 'at most 300 characters').refine(noControl, NO_CONTROL),
 });
 
 /** What an admin edits (the identifier only at creation: tokens already issued name it). */
 export const apiResourceInputSchema = z.object({
-  name: z.string().trim().min(1, 'a name is required').max(100, 'at most 100 characters'),
+  name: z.string().trim().min(1, 'a name is required').max(100, 'at most 100 characters').refine(noControl, NO_CONTROL),
   scopes: z.array(scopeSchema).max(MAX_RESOURCE_SCOPES, `at most ${MAX_RESOURCE_SCOPES} scopes`).default([]),
   tokenFormat: z.enum(['jwt', 'opaque']).default('jwt'),
   accessTokenTtl: z
@@ -96,7 +101,7 @@ export const apiResourceInputSchema = z.object({
     .optional(),
   introspectionClients: z.array(z.string().regex(CLIENT_ID, 'not a client id')).max(20, 'at most 20 clients').default([]),
 });
-export const newApiResourceSchema = apiResourceInputSchema.extend({ identifier: z.string().trim().min(1, 'an identifier is required').max(2000, 'at most 2000 characters') });
+export const newApiResourceSchema = apiResourceInputSchema.extend({ identifier: z.string().trim().min(1, 'an identifier is required').max(2000, 'at most 2000 characters').refine(noControl, NO_CONTROL) });
 
 export type ApiResourceInput = z.input<typeof apiResourceInputSchema>;
 export type NewApiResourceInput = z.input<typeof newApiResourceSchema>;

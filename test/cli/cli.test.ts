@@ -33,6 +33,7 @@ const CLIENT_JSON_KEYS = [
   'token_endpoint_auth_method',
   'require_mfa',
   'skip_pkce',
+  'allowed_resources',
 ];
 
 
@@ -453,6 +454,7 @@ describe('npm run cli, as a child process', () => {
       'token_endpoint_auth_method',
       'require_mfa',
       'skip_pkce',
+      'allowed_resources',
     ]);
     expect(client.skip_pkce).toBe(false);
 

@@ -37,6 +37,8 @@ const PASSWORD = 'a long and correct passphrase';
 const ADMIN = { email: 'grace.admin@example.com', password: PASSWORD, name: 'Grace Hopper' };
 const PERSON = { email: 'katherine@example.com', password: PASSWORD, name: 'Katherine Johnson' };
 const APP_NAME = 'Orbit Planner';
+/** A registered API resource, its identifier long as real ones are. */
+const RESOURCE_ID = 'https://notes-api.internal.example.com/v2/notes-and-folders';
 
 type Scheme = 'light' | 'dark';
 const SCHEMES: Scheme[] = ['light', 'dark'];
@@ -137,6 +139,19 @@ describe('admin console: every page, phone and desktop, light and dark; keyboard
       fullAuthority({ type: 'system', label: 'test setup' }),
     );
     rp = await rpFor(server, app);
+    // An API resource with a long identifier and scopes: its pages must fit a phone too.
+    await server.deps.resources.create(
+      {
+        identifier: RESOURCE_ID,
+        name: 'Notes API',
+        scopes: [
+          { name: 'notes:read', description: 'Read your notes' },
+          { name: 'notes:write', description: 'Create, change and delete your notes and the folders they are in' },
+        ],
+        accessTokenTtl: 600,
+      },
+      fullAuthority({ type: 'system', label: 'test setup' }),
+    );
     // A history for the audit log: a provider event that knows only the account id, and details.
     await server.deps.audit.record({ action: 'session.ended', outcome: 'success', actor: { type: 'account', id: personId }, details: { sessionUids: ['aHR0cHM6Ly9leGFtcGxlLmNvbS8', '-leading-dash-uid'], all: true } });
     adminContext = await chromium.newContext(CONTEXT_FOR.desktop);
@@ -172,6 +187,11 @@ describe('admin console: every page, phone and desktop, light and dark; keyboard
       const pages: [string, string | RegExp, string][] = [
         ['/admin/clients', 'Clients', 'clients-list'],
         ['/admin/clients/new', 'New client', 'clients-new'],
+        ['/admin/api-resources', 'API resources', 'api-resources-list'],
+        ['/admin/api-resources/new', 'New API resource', 'api-resources-new'],
+        [`/admin/api-resources/${encodeURIComponent(RESOURCE_ID)}`, 'Notes API', 'api-resources-detail'],
+        [`/admin/api-resources/${encodeURIComponent(RESOURCE_ID)}/edit`, 'Edit API resource', 'api-resources-edit'],
+        [`/admin/api-resources/${encodeURIComponent(RESOURCE_ID)}/delete`, 'Delete this API resource?', 'api-resources-confirm-delete'],
         [`/admin/clients/${app.clientId}`, APP_NAME, 'clients-detail'],
         [`/admin/clients/${app.clientId}/edit`, 'Edit client', 'clients-edit'],
         ['/admin/users', 'Users', 'users-list'],

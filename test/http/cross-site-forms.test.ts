@@ -141,6 +141,20 @@ describe('cross-site POSTs to our pages', () => {
       expect(await clientCount()).toBe(clients);
     });
 
+    it.each(REFUSED)('refuses %s to "New API resource" and to deleting one, and changes nothing', async (_label, headers) => {
+      const identifier = 'https://cross-site-kept.example.test';
+      if (!(await server.deps.resources.get(identifier))) await server.deps.resources.create({ identifier, name: 'Kept' });
+      const page = await admin.get('/admin/api-resources/new');
+      expect(page.status).toBe(200);
+      const csrf = formField(page.body, 'csrf');
+      const resources = (await server.deps.resources.list()).length;
+      const audit = await auditCount();
+      expectCrossSitePage(await postWith(admin, '/admin/api-resources', { csrf, identifier: 'https://planted.example.test', name: 'Planted', tokenFormat: 'jwt' }, headers));
+      expectCrossSitePage(await postWith(admin, `/admin/api-resources/${encodeURIComponent(identifier)}/delete`, { csrf }, headers));
+      expect([(await server.deps.resources.list()).length, await auditCount()]).toEqual([resources, audit]);
+      expect(await server.deps.resources.get(identifier)).toBeDefined();
+    });
+
     it('accepts the form from the console itself (Sec-Fetch-Site: same-origin, Origin: null)', async () => {
       const clients = await clientCount();
       const reply = await postWith(admin, '/admin/clients', await newClientForm(), sameOrigin);

@@ -335,6 +335,9 @@ describe('hostile input against every form and endpoint', () => {
   let apiToken: string;
   let registrationToken: string;
   let editableClientId: string;
+  /** An API resource the edit and delete rows aim at (percent-encoded as one path segment). */
+  const EDITABLE_RESOURCE = 'https://editable-api.example.test';
+  const editableResourcePath = encodeURIComponent(EDITABLE_RESOURCE);
   let registrationTokenId: string;
   let targetUserId: string;
   let successesAfterSetUp: number;
@@ -386,6 +389,7 @@ describe('hostile input against every form and endpoint', () => {
     // the only one registered (which the provider rightly does), so every row must be refused.
     authClientId = (await clients.create({ name: 'Hostile RP (two redirect URIs)', redirectUris: [REDIRECT_URI, `${REDIRECT_URI}/other`] })).clientId;
     editableClientId = (await clients.create({ name: 'Editable', redirectUris: ['https://editable.example.test/cb'] })).clientId;
+    await server.deps.resources.create({ identifier: EDITABLE_RESOURCE, name: 'Editable API', scopes: [{ name: 'things:read', description: 'Read your things' }] });
     ({ token: apiToken } = await adminToken(server));
     const created = await registrationTokens.create({ uses: 1000, expiresInSeconds: 3600 });
     registrationToken = created.token;
@@ -695,6 +699,51 @@ describe('hostile input against every form and endpoint', () => {
   for (const action of ['rotate-secret', 'delete']) {
     formGroup(consoleForm(`POST /admin/clients/:id/${action}`, () => `/admin/clients/${editableClientId}/${action}`, () => ({}), [{ name: 'csrf' }], clientsState));
   }
+  // API resources: the whole collection is compared (an edit must not change a resource half-way).
+  const resourcesState = () => Promise.all([docs('api_resources')]);
+  const resourceFields = (): Fields => ({
+    identifier: 'https://new-hostile-api.example.test',
+    name: 'Hostile API',
+    tokenFormat: 'jwt',
+    accessTokenTtl: '600',
+    scopes: 'things:write Change your things',
+    introspectionClients: '',
+  });
+  // Scopes, lifetime and introspection clients are optional: `scopes[a]=…` leaves them out, which is allowed.
+  const optionalText: FieldMutation[] = ['long', 'control', 'twice'];
+  formGroup(
+    consoleForm(
+      'POST /admin/api-resources (new API resource)',
+      () => '/admin/api-resources',
+      resourceFields,
+      [{ name: 'csrf' }, { name: 'identifier' }, { name: 'name' }, { name: 'scopes', refuse: optionalText }, { name: 'accessTokenTtl', refuse: optionalText }],
+      resourcesState,
+      () => ({ ...resourceFields(), identifier: 'not a uri' }),
+    ),
+  );
+  formGroup(
+    consoleForm(
+      'POST /admin/api-resources/:id (edit)',
+      () => `/admin/api-resources/${editableResourcePath}`,
+      resourceFields,
+      [{ name: 'csrf' }, { name: 'name' }, { name: 'scopes', refuse: optionalText }, { name: 'accessTokenTtl', refuse: optionalText }],
+      resourcesState,
+      () => ({ ...resourceFields(), name: '' }),
+    ),
+  );
+  formGroup(consoleForm('POST /admin/api-resources/:id/delete', () => `/admin/api-resources/${editableResourcePath}/delete`, () => ({}), [{ name: 'csrf' }], resourcesState));
+  formGroup({
+    ...consoleForm(
+      'POST /admin/clients (new client naming API resources)',
+      () => '/admin/clients',
+      () => ({ ...clientFields(), 'resources.0': EDITABLE_RESOURCE, defaultResource: EDITABLE_RESOURCE }),
+      // Both are optional: `defaultResource[a]=…` leaves it out, which is allowed.
+      [{ name: 'resources.0', refuse: optionalText }, { name: 'defaultResource', refuse: optionalText }],
+      clientsState,
+      () => ({ ...clientFields(), 'resources.0': 'https://unregistered.example.test' }),
+    ),
+    skip: [...SAME_PARSER, 'percent', 'utf8', 'empty'],
+  });
   const userFields = (): Fields => ({ email: 'new-hostile-user@example.test', name: 'New User', password: 'a fine new password 42' });
   const usersState = () => Promise.all([count('accounts')]);
   formGroup(
@@ -753,6 +802,8 @@ describe('hostile input against every form and endpoint', () => {
       rows.push([`POST /admin/users/${short}/disable`, () => post(`/admin/users/${id}/disable`)]);
       rows.push([`POST /admin/users/:id/${short} (as the action)`, () => post(`/admin/users/${targetUserId}/${id}`)]);
       rows.push([`POST /admin/registration-tokens/${short}/revoke`, () => post(`/admin/registration-tokens/${id}/revoke`)]);
+      rows.push([`GET /admin/api-resources/${short}`, () => get(`/admin/api-resources/${id}`)]);
+      rows.push([`POST /admin/api-resources/${short}/delete`, () => post(`/admin/api-resources/${id}/delete`)]);
     }
     // Parameters the pages do not know are ignored (200), as anywhere on the web: the rows give the known ones bad values.
     for (const q of ['q=a&q=b', `q=${'q'.repeat(5000)}`, 'cursor=%00%FF', 'cursor=a&cursor=b', `cursor=${'c'.repeat(5000)}`]) {
@@ -760,7 +811,7 @@ describe('hostile input against every form and endpoint', () => {
       rows.push([`GET /admin/users?${q.slice(0, 30)}`, () => get(`/admin/users?${q}`)]);
     }
     for (const q of ['from=2020-01-01&from=2020-01-02', 'to=%00', `action=${'a'.repeat(5000)}`, 'outcome=a&outcome=b']) rows.push([`GET /admin/audit?${q.slice(0, 30)}`, () => get(`/admin/audit?${q}`)]);
-    table('page', () => Promise.all([clientsState(), usersState(), regTokensState()]), rows);
+    table('page', () => Promise.all([clientsState(), usersState(), regTokensState(), resourcesState()]), rows);
   });
 
   // -------------------------------------------------------------------------------------------
@@ -774,8 +825,28 @@ describe('hostile input against every form and endpoint', () => {
     path: () => '/api/admin/v1/clients',
     headers: bearer,
     valid: () => ({ name: 'API app', redirectUris: ['https://api-app.example.test/callback'] }),
-    members: [{ name: 'name', type: 'string' }, { name: 'redirectUris', type: 'string[]' }],
+    members: [{ name: 'name', type: 'string' }, { name: 'redirectUris', type: 'string[]' }, { name: 'allowedResources', type: 'string[]' }, { name: 'defaultResource', type: 'string' }],
     state: clientsState,
+  });
+  jsonGroup({
+    label: 'POST /api/admin/v1/resources',
+    kind: 'api',
+    method: 'POST',
+    path: () => '/api/admin/v1/resources',
+    headers: bearer,
+    valid: () => ({ identifier: 'https://new-api-hostile.example.test', name: 'API', scopes: [{ name: 'x:read', description: 'Read x' }] }),
+    members: [{ name: 'identifier', type: 'string' }, { name: 'name', type: 'string' }, { name: 'introspectionClients', type: 'string[]' }],
+    state: resourcesState,
+  });
+  jsonGroup({
+    label: 'PUT /api/admin/v1/resources/{identifier}',
+    kind: 'api',
+    method: 'PUT',
+    path: () => `/api/admin/v1/resources/${editableResourcePath}`,
+    headers: bearer,
+    valid: () => ({ name: 'Edited API', tokenFormat: 'opaque' }),
+    members: [{ name: 'name', type: 'string' }, { name: 'tokenFormat', type: 'string' }, { name: 'introspectionClients', type: 'string[]' }],
+    state: resourcesState,
   });
   jsonGroup({
     label: 'PUT /api/admin/v1/clients/{clientId}',
@@ -836,6 +907,9 @@ describe('hostile input against every form and endpoint', () => {
       rows.push([`DELETE users/${short}`, () => call('DELETE', `/api/admin/v1/users/${id}`)]);
       rows.push([`POST users/${short}/disable`, () => call('POST', `/api/admin/v1/users/${id}/disable`)]);
       rows.push([`DELETE registration-tokens/${short}`, () => call('DELETE', `/api/admin/v1/registration-tokens/${id}`)]);
+      rows.push([`GET resources/${short}`, () => call('GET', `/api/admin/v1/resources/${id}`)]);
+      rows.push([`PUT resources/${short}`, () => call('PUT', `/api/admin/v1/resources/${id}`, bearer(), JSON.stringify({ name: 'x' }))]);
+      rows.push([`DELETE resources/${short}`, () => call('DELETE', `/api/admin/v1/resources/${id}`)]);
     }
     for (const q of ['limit=1&limit=2', 'limit[]=1', 'limit=1e309', 'limit=-0', `search=${'s'.repeat(5000)}`, 'search[$ne]=x', '__proto__[polluted]=1', 'cursor=%00%FF', 'unknown=1']) {
       rows.push([`GET clients?${q.slice(0, 30)}`, () => call('GET', `/api/admin/v1/clients?${q}`)]);
@@ -852,7 +926,7 @@ describe('hostile input against every form and endpoint', () => {
     ] as [string, string | undefined][]) {
       rows.push([`POST clients with ${label}`, () => call('POST', '/api/admin/v1/clients', authorization ? { authorization } : {}, JSON.stringify({ name: 'x', redirectUris: ['https://x.example.test/cb'] }))]);
     }
-    table('api', () => Promise.all([clientsState(), usersState(), regTokensState()]), rows);
+    table('api', () => Promise.all([clientsState(), usersState(), regTokensState(), resourcesState()]), rows);
   });
 
   // -------------------------------------------------------------------------------------------

@@ -37,6 +37,8 @@ export const clientViewSchema = z
     requireMfa: z.boolean(),
     firstParty: z.boolean(),
     skipPkce: z.boolean().describe('An admin let this confidential client make authorization requests without PKCE'),
+    allowedResources: z.array(z.string()).describe('Identifiers of the API resources (RFC 8707) this client may get access tokens for'),
+    defaultResource: z.string().optional().describe('The API resource a request without `resource` is for'),
     dynamic: z.boolean().describe('Registered through RFC 7591 dynamic client registration'),
     accessTokenTtl: z.number().int().optional(),
     idTokenTtl: z.number().int().optional(),
@@ -69,6 +71,27 @@ export const secretRotationSchema = z
     previousSecretExpiresAt: timestamp.describe('The secret before this one works until then (CLIENT_SECRET_GRACE_PERIOD)'),
   })
   .describe('A new client secret');
+
+// ---------------------------------------------------------------------------------------------
+// API resources
+// ---------------------------------------------------------------------------------------------
+
+export const apiResourceViewSchema = z
+  .object({
+    identifier: z.string().describe('The absolute URI access tokens for this API carry as `aud` (RFC 8707); never changes'),
+    name: z.string().describe('Shown to people on the consent page'),
+    scopes: z
+      .array(z.object({ name: z.string(), description: z.string().describe('What the consent page says the app may do with it') }))
+      .describe('The scopes this API defines'),
+    tokenFormat: z.enum(['jwt', 'opaque']).describe('`jwt`: RFC 9068 JWT access tokens the API checks against the JWKS; `opaque`: the API introspects them'),
+    accessTokenTtl: z.number().int().optional().describe('Seconds; absent: ACCESS_TOKEN_TTL (a client’s own access token lifetime still wins)'),
+    introspectionClients: z.array(z.string()).describe('Client ids that may introspect this API’s tokens besides the client a token was issued to'),
+    createdAt: timestamp,
+    updatedAt: timestamp,
+  })
+  .describe('An API resource: one of the apps’ own APIs that access tokens can be for');
+
+export const apiResourceListSchema = z.object({ resources: z.array(apiResourceViewSchema).describe('By name, then identifier') });
 
 // ---------------------------------------------------------------------------------------------
 // Users

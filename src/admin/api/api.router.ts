@@ -16,6 +16,8 @@ import { isStorableString } from '../../db/storable.js';
 import type { InvitationService } from '../../invitations/invitation.service.js';
 import { readJsonBody, JSON_BODY_LIMIT } from '../../http/json-body.js';
 import type { Logger } from '../../logging/logger.js';
+import type { ApiResourceService } from '../../resources/api-resource.service.js';
+import { apiResourceRoutes } from './api-resource.routes.js';
 import { createApiAuth } from './api-auth.js';
 import type { ApiPrincipal } from './api-auth.js';
 import { ADMIN_API_PREFIX } from './api-inputs.js';
@@ -41,6 +43,8 @@ export interface AdminApiDeps {
   provider: Provider;
   accounts: AccountService;
   clients: ClientService;
+  /** API resources (RFC 8707): /resources, and the check of the resources a client names. */
+  resources: ApiResourceService;
   userAdmin: UserAdminService;
   audit: AuditService;
   registrationTokens: RegistrationTokenService;
@@ -75,6 +79,7 @@ export function adminApiRoutes(deps: AdminApiDeps, openApiDocument: () => Record
       },
     }),
     ...clientRoutes(deps),
+    ...apiResourceRoutes(deps),
     ...registrationTokenRoutes(deps),
     ...userRoutes(deps),
     ...invitationRoutes(deps),

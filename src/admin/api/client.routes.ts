@@ -3,6 +3,8 @@ import { z } from 'zod';
 import type { ClientService } from '../../clients/client.service.js';
 import { clientInputSchema } from '../../clients/client.service.js';
 import { AppError } from '../../http/app-error.js';
+import type { ApiResourceService } from '../../resources/api-resource.service.js';
+import { refuseUnknownResources } from '../client-resources.js';
 import { authorityOf } from './api-auth.js';
 import type { ApiRoute } from './api-route.js';
 import { defineRoute } from './api-route.js';
@@ -17,7 +19,8 @@ const clientParams = z.strictObject({
  * The body of create and replace: the client service's own input schema (the console and the
  * CLI use the same), strict here so that a misspelt member is refused instead of ignored.
  * Rules between fields (grant types and redirect URIs, auth method and keys, known scopes) are
- * the service's, reported per field in the same way.
+ * the service's, reported per field in the same way. The API resources a client names must be
+ * registered (client-resources.ts): checked here, before the service stores anything.
  */
 const clientBody = clientInputSchema.strict();
 
@@ -28,7 +31,7 @@ const GRANT_NEEDED = (which: string) =>
   `${which} management API scopes or first-party status, which needs admin:clients:grant and each of those scopes ` +
   '(`client.scope_not_held`; nothing is changed)';
 
-export function clientRoutes({ clients }: { clients: ClientService }): ApiRoute[] {
+export function clientRoutes({ clients, resources }: { clients: ClientService; resources: ApiResourceService }): ApiRoute[] {
   return [
     defineRoute({
       method: 'get',
@@ -53,12 +56,14 @@ export function clientRoutes({ clients }: { clients: ClientService }): ApiRoute[
       summary: 'Register a client',
       description:
         'The response carries the client secret (for methods that use one): it is shown only here. Giving the client ' +
-        'management API scopes (`scopes`) or `firstParty` also needs admin:clients:grant and each of those scopes.',
+        'management API scopes (`scopes`) or `firstParty` also needs admin:clients:grant and each of those scopes. ' +
+        '`allowedResources` and `defaultResource` must name registered API resources (see /resources).',
       scope: 'admin:clients:write',
       forbidden: GRANT_NEEDED('the client would get'),
       body: clientBody,
       responses: { 201: { description: 'The new client, with its secret', schema: clientWithSecretSchema } },
       async handle({ body, principal }) {
+        await refuseUnknownResources(resources, body);
         const created = await clients.create(body, authorityOf(principal));
         return {
           status: 201,
@@ -94,7 +99,8 @@ export function clientRoutes({ clients }: { clients: ClientService }): ApiRoute[
       description:
         'Replaces every editable field (members left out take their defaults). The secret is kept; switching to a method ' +
         'without a secret drops it, switching to one with a secret makes a new one, returned here once. A client that has ' +
-        'or would get management API scopes or `firstParty` can be changed only with admin:clients:grant and each of its scopes.',
+        'or would get management API scopes or `firstParty` can be changed only with admin:clients:grant and each of its scopes. ' +
+        '`allowedResources` and `defaultResource` must name registered API resources.',
       scope: 'admin:clients:write',
       forbidden: GRANT_NEEDED('the client has or would get'),
       params: clientParams,
@@ -102,6 +108,7 @@ export function clientRoutes({ clients }: { clients: ClientService }): ApiRoute[
       errors: [404],
       responses: { 200: { description: 'The changed client (with a secret only if a new one was made)', schema: clientWithSecretSchema } },
       async handle({ params, body, principal }) {
+        await refuseUnknownResources(resources, body);
         return { status: 200, body: await clients.update(params.clientId, body, authorityOf(principal)) };
       },
     }),

@@ -16,8 +16,9 @@ type JsonSchema = Record<string, unknown>;
 type JsonObject = Record<string, unknown>;
 
 const SCOPE_DESCRIPTIONS: Record<string, string> = {
-  'admin:clients:read': 'List and read OAuth clients and registration tokens',
-  'admin:clients:write': 'Create, change and delete OAuth clients, rotate their secrets, issue and revoke registration tokens',
+  'admin:clients:read': 'List and read OAuth clients, API resources and registration tokens',
+  'admin:clients:write':
+    'Create, change and delete OAuth clients and API resources (client configuration), rotate client secrets, issue and revoke registration tokens',
   'admin:clients:grant':
     'Give clients management API scopes (only ones the token holds itself) or first-party status; change, rotate the secret of, ' +
     'or delete such clients. Needed with admin:clients:write for any change to such a client.',
@@ -30,6 +31,7 @@ const SCOPE_DESCRIPTIONS: Record<string, string> = {
 
 const TAG_DESCRIPTIONS: Record<string, string> = {
   clients: 'OAuth clients (relying parties)',
+  resources: 'API resources (RFC 8707): the apps’ own APIs that access tokens can be for; client configuration, under the admin:clients scopes',
   'registration-tokens': 'Initial access tokens for RFC 7591 dynamic client registration',
   users: 'People who sign in',
   invitations: 'Invitations to sign up (SIGN_UP=invite)',
@@ -130,7 +132,7 @@ export function buildOpenApiDocument(
       title: `${config.productName} management API`,
       version: '1',
       description:
-        'Manage OAuth clients, users, registration tokens and the audit log. Every operation except this document needs an ' +
+        'Manage OAuth clients, API resources, users, registration tokens and the audit log. Every operation except this document needs an ' +
         `access token issued by this server for the resource \`${config.adminApi.resource}\` (RFC 8707): a service client ` +
         'gets one with the client_credentials grant (`resource` and `scope` parameters; the client must list the scopes in ' +
         'its `scope` metadata), an administrator gets one from the admin console. Errors are RFC 9457 problem details. ' +

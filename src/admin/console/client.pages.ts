@@ -11,7 +11,10 @@ import type { SecretBox } from '../../crypto/secret-box.js';
 import { isStorableString } from '../../db/storable.js';
 import { AppError } from '../../http/app-error.js';
 import type { FormFields } from '../../http/form-body.js';
+import type { ApiResourceView } from '../../resources/api-resource.service.js';
 import { ADMIN_BASE_PATH } from '../admin-client.js';
+import { unknownResourceFields } from '../client-resources.js';
+import { apiResourceHref } from './api-resource.pages.js';
 import type { ConsoleContext, ConsoleState, ConsoleStep } from './console-kit.js';
 import type { ConsolePages } from './console.routes.js';
 
@@ -63,6 +66,8 @@ const FIELD_LABELS: Record<string, string> = {
   requireMfa: 'Require MFA',
   firstParty: 'First-party',
   skipPkce: 'Allow requests without PKCE',
+  allowedResources: 'API resources',
+  defaultResource: 'Default API resource',
   accessTokenTtl: 'Access token lifetime',
   idTokenTtl: 'ID token lifetime',
   refreshTokenTtl: 'Refresh token lifetime',
@@ -85,6 +90,8 @@ interface ClientFormValues {
   requireMfa: boolean;
   firstParty: boolean;
   skipPkce: boolean;
+  allowedResources: string[];
+  defaultResource: string;
   accessTokenTtl: string;
   idTokenTtl: string;
   refreshTokenTtl: string;
@@ -106,6 +113,8 @@ const NEW_CLIENT_VALUES: ClientFormValues = {
   requireMfa: false,
   firstParty: false,
   skipPkce: false,
+  allowedResources: [],
+  defaultResource: '',
   accessTokenTtl: '',
   idTokenTtl: '',
   refreshTokenTtl: '',
@@ -114,6 +123,13 @@ const NEW_CLIENT_VALUES: ClientFormValues = {
 /** Checkbox names: one field each (the form parser refuses a repeated name). */
 const grantField = (grant: string) => `grantTypes.${grant}`;
 const scopeField = (scope: string) => `scopes.${scope}`;
+/**
+ * API resource checkboxes are numbered and carry the identifier as their value (an identifier is
+ * a URI, long and full of punctuation). Whatever identifiers a posted form names are checked
+ * against the registered resources before anything is saved (client-resources.ts).
+ */
+const resourceField = (index: number) => `resources.${index}`;
+const RESOURCE_FIELD = /^resources\.\d{1,3}$/;
 
 function valuesFromView(client: ClientView, jwks: unknown): ClientFormValues {
   const seconds = (n: number | undefined) => (n === undefined ? '' : String(n));
@@ -133,6 +149,8 @@ function valuesFromView(client: ClientView, jwks: unknown): ClientFormValues {
     requireMfa: client.requireMfa,
     firstParty: client.firstParty,
     skipPkce: client.skipPkce,
+    allowedResources: client.allowedResources,
+    defaultResource: client.defaultResource ?? '',
     accessTokenTtl: seconds(client.accessTokenTtl),
     idTokenTtl: seconds(client.idTokenTtl),
     refreshTokenTtl: seconds(client.refreshTokenTtl),
@@ -157,6 +175,8 @@ function valuesFromForm(fields: FormFields, knownScopes: readonly string[]): Cli
     requireMfa: fields.requireMfa !== undefined,
     firstParty: fields.firstParty !== undefined,
     skipPkce: fields.skipPkce !== undefined,
+    allowedResources: [...new Set(Object.entries(fields).filter(([key]) => RESOURCE_FIELD.test(key)).map(([, value]) => value))],
+    defaultResource: text('defaultResource'),
     accessTokenTtl: text('accessTokenTtl'),
     idTokenTtl: text('idTokenTtl'),
     refreshTokenTtl: text('refreshTokenTtl'),
@@ -209,6 +229,8 @@ function inputFromValues(values: ClientFormValues): { input: ClientInput; formEr
     requireMfa: values.requireMfa,
     firstParty: values.firstParty,
     skipPkce: values.skipPkce,
+    allowedResources: values.allowedResources,
+    defaultResource: optional(values.defaultResource),
     accessTokenTtl: seconds('accessTokenTtl', values.accessTokenTtl),
     idTokenTtl: seconds('idTokenTtl', values.idTokenTtl),
     refreshTokenTtl: seconds('refreshTokenTtl', values.refreshTokenTtl),
@@ -274,7 +296,20 @@ function rowFor(client: ClientView) {
   };
 }
 
-function detailFor(client: ClientView, config: Pick<Config, 'ttl'>) {
+/** The client's API resources by name; one no longer registered says so. */
+function resourcesOf(client: ClientView, registered: readonly ApiResourceView[]) {
+  const byId = new Map(registered.map((r) => [r.identifier, r]));
+  const entry = (identifier: string) => {
+    const resource = byId.get(identifier);
+    return { identifier, name: resource?.name, href: resource ? apiResourceHref(identifier) : undefined };
+  };
+  return {
+    allowedResources: client.allowedResources.map(entry),
+    defaultResource: client.defaultResource === undefined ? undefined : entry(client.defaultResource),
+  };
+}
+
+function detailFor(client: ClientView, config: Pick<Config, 'ttl'>, registered: readonly ApiResourceView[]) {
   const ttl = (value: number | undefined, fallback: number) =>
     value === undefined ? `Server default (${fallback} s, ${formatDuration(fallback)})` : `${value} s (${formatDuration(value)})`;
   return {
@@ -293,6 +328,7 @@ function detailFor(client: ClientView, config: Pick<Config, 'ttl'>) {
     requireMfa: client.requireMfa,
     firstParty: client.firstParty,
     skipPkce: client.skipPkce,
+    ...resourcesOf(client, registered),
     dynamic: client.dynamic,
     accessTokenTtl: ttl(client.accessTokenTtl, config.ttl.accessToken),
     idTokenTtl: ttl(client.idTokenTtl, config.ttl.idToken),
@@ -379,7 +415,7 @@ function pendingSecrets(secretBox: SecretBox) {
 type ClientPageState = ConsoleState & { client: ClientView };
 
 export const registerClientPages: ConsolePages = (router, deps, kit) => {
-  const { clients, config, secretBox } = deps;
+  const { clients, resources, config, secretBox } = deps;
   const knownScopes = [...defaults.scopes, ...optionalProfileScopes(config.profileScopes), ...config.adminApi.scopes];
   const secrets = pendingSecrets(secretBox);
   const graceSeconds = config.clientSecretGracePeriodSeconds;
@@ -416,12 +452,20 @@ export const registerClientPages: ConsolePages = (router, deps, kit) => {
     await next();
   };
 
-  const renderForm = (
+  const renderForm = async (
     ctx: ConsoleContext,
     options: { mode: 'create' | 'edit'; values: ClientFormValues; errors?: Record<string, string>; client?: ClientView },
     status = 200,
   ) => {
     const errors = options.errors ?? {};
+    const registered = await resources.list();
+    const known = new Set(registered.map((r) => r.identifier));
+    // Registered APIs, then any the client (or the posted form) names that are not registered
+    // (any more): shown, so that saving never drops one silently; the check refuses them.
+    const resourceChoices = [
+      ...registered.map((r) => ({ identifier: r.identifier, name: r.name, registered: true })),
+      ...options.values.allowedResources.filter((id) => !known.has(id)).map((identifier) => ({ identifier, name: undefined, registered: false })),
+    ].map((choice, index) => ({ ...choice, field: resourceField(index), id: `f-resource-${index}` }));
     const labelled = (key: string) => Object.hasOwn(FIELD_LABELS, key);
     const ordered = [...Object.keys(FIELD_LABELS).filter((key) => Object.hasOwn(errors, key)), ...Object.keys(errors).filter((key) => !labelled(key))];
     return kit.render(
@@ -450,6 +494,8 @@ export const registerClientPages: ConsolePages = (router, deps, kit) => {
           id: `f-scope-${scope.replace(/[^A-Za-z0-9_-]/g, '-')}`,
           admin: config.adminApi.scopes.includes(scope),
         })),
+        resources: resourceChoices,
+        resourcesHref: `${ADMIN_BASE_PATH}/api-resources`,
         ttlDefaults: {
           accessToken: config.ttl.accessToken,
           idToken: config.ttl.idToken,
@@ -474,6 +520,11 @@ export const registerClientPages: ConsolePages = (router, deps, kit) => {
   ): Promise<T | undefined> => {
     const values = valuesFromForm(ctx.state.form, knownScopes);
     const { input, formErrors } = inputFromValues(values);
+    const unknownResources = await unknownResourceFields(resources, input);
+    if (Object.keys(unknownResources).length > 0) {
+      await renderForm(ctx, { mode, values, errors: { ...unknownResources, ...formErrors }, ...(client ? { client } : {}) }, 400);
+      return undefined;
+    }
     try {
       return await save(input);
     } catch (err) {
@@ -528,7 +579,7 @@ export const registerClientPages: ConsolePages = (router, deps, kit) => {
     const client = current(ctx);
     await kit.render(ctx, 'admin/clients/detail', 'clients', {
       title: client.name,
-      client: detailFor(client, config),
+      client: detailFor(client, config, await resources.list()),
       notice: noticeFor(ctx.query.notice),
       editHref: clientHref(client.clientId, '/edit'),
       rotateHref: clientHref(client.clientId, '/rotate-secret'),

@@ -38,7 +38,7 @@ export type ConsoleContext = RouterContext<ConsoleState>;
 export type ConsoleRouter = Router<ConsoleState>;
 
 /** The console's sections, for the navigation bar. */
-export type ConsoleSection = 'clients' | 'users' | 'invitations' | 'audit' | 'mail' | 'registration-tokens' | 'api-token';
+export type ConsoleSection = 'clients' | 'api-resources' | 'users' | 'invitations' | 'audit' | 'mail' | 'registration-tokens' | 'api-token';
 
 export interface ConsoleKit {
   /**
