@@ -84,8 +84,18 @@ export async function startServerProcess(options: ServerProcessOptions): Promise
   let output = '';
   child.stdout?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
   child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (output += chunk));
-  const ended = new Promise<Ended>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const running = () => child.exitCode === null && child.signalCode === null;
+  // Last resort, should the test process end without its afterAll (a crash, a forced exit).
+  const killOnExit = () => {
+    if (running()) child.kill('SIGKILL');
+  };
+  process.once('exit', killOnExit);
+  const ended = new Promise<Ended>((resolve) =>
+    child.once('exit', (code, signal) => {
+      process.off('exit', killOnExit);
+      resolve({ code, signal });
+    }),
+  );
   const url = `http://127.0.0.1:${options.port}`;
 
   const node: ServerProcess = {
