@@ -1,6 +1,6 @@
 /**
- * Scale-out: app nodes keep no state of their own. Two server processes (`tsx src/main.ts`, as
- * `npm start` runs it; no module state shared with each other or with the test) on one database,
+ * Scale-out: app nodes keep no state of their own. Two server processes (src/main.ts through tsx,
+ * as `npm start` runs it; no module state shared with each other or with the test) on one database,
  * behind a loopback proxy that is the issuer and sends each request to the node the test picks.
  * Whatever one node starts (a sign-in, a session, a key rotation, failed attempts), the other
  * carries on, also after the first one is stopped or killed.
