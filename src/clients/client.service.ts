@@ -608,18 +608,23 @@ export function createClientService(deps: ClientServiceDeps): ClientService {
     async upsert(clientId, payload) {
       const { client_secret: secret, ...metadata } = payload;
       const name = typeof metadata.client_name === 'string' && metadata.client_name ? metadata.client_name : clientId;
-      await Client.updateOne(
-        { _id: clientId },
-        {
-          $set: {
-            name,
-            metadata: JSON.stringify(metadata),
-            secretSealed: typeof secret === 'string' ? secretBox.seal(secret, secretContext(clientId)) : null,
-            public: metadata.token_endpoint_auth_method === 'none',
-          },
+      const update = {
+        $set: {
+          name,
+          metadata: JSON.stringify(metadata),
+          secretSealed: typeof secret === 'string' ? secretBox.seal(secret, secretContext(clientId)) : null,
+          public: metadata.token_endpoint_auth_method === 'none',
         },
-        { upsert: true },
-      );
+      };
+      try {
+        await Client.updateOne({ _id: clientId }, update, { upsert: true });
+      } catch (err) {
+        // NOTE: nodes starting together all write the built-in clients; of two upserts racing to
+        // create the record, one gets a duplicate key error (FerretDB does not retry it, and
+        // MongoDB not in every case). Its update then finds the record.
+        if (!isDuplicateKey(err)) throw err;
+        await Client.updateOne({ _id: clientId }, update);
+      }
       await cache.changed();
     },
 

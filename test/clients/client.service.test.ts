@@ -744,6 +744,20 @@ describe('client service', () => {
       await expect(clients.remove('admin-console')).rejects.toMatchObject({ status: 409, code: 'client.built_in' });
       expect((await clients.find('admin-console'))?.client_name).toBe('Admin console');
     });
+
+    it('are written by nodes starting together: concurrent first writes of one client all succeed, one record each', async () => {
+      // Several rounds: which of the racing upserts collides is up to the database's scheduling.
+      for (let round = 0; round < 10; round += 1) {
+        const clientId = `built-in-race-${round}`;
+        const writes = Array.from({ length: 16 }, (_, i) =>
+          clients.upsert(clientId, { client_id: clientId, client_name: `Race ${i}`, redirect_uris: ['https://id.example.com/cb'], token_endpoint_auth_method: 'none' }),
+        );
+        const outcomes = await Promise.allSettled(writes);
+        expect(outcomes.filter((o) => o.status === 'rejected')).toEqual([]);
+        expect(await collection.countDocuments({ _id: clientId })).toBe(1);
+        expect((await clients.find(clientId))?.client_name).toMatch(/^Race \d+$/);
+      }
+    });
   });
 
   describe('remove', () => {
