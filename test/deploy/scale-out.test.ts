@@ -6,6 +6,8 @@
  * carries on, also after the first one is stopped or killed.
  */
 import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
@@ -403,9 +405,70 @@ describe('two server processes on one database, behind one issuer', () => {
   });
 
   describe('back-channel logout across nodes', () => {
-    // Reserved: once clients can register a backchannel_logout_uri, a logout on B must reach the
-    // RP's back-channel receiver with a logout token for the session started on A (the test goes
-    // here, before the rolling restart below stops the nodes).
+    it('a session started on A and ended on B: the RP’s receiver gets one logout token for it, and A no longer knows the session', async () => {
+      // The relying party's back-channel endpoint: records every POST.
+      const received: { contentType: string | undefined; body: string }[] = [];
+      const receiver = http.createServer((req, res) => {
+        let body = '';
+        req.setEncoding('utf8');
+        req.on('data', (chunk: string) => (body += chunk));
+        req.on('end', () => {
+          received.push({ contentType: req.headers['content-type'], body });
+          res.writeHead(200).end();
+        });
+      });
+      await new Promise<void>((resolve) => receiver.listen(0, '127.0.0.1', resolve));
+      try {
+        const { port } = receiver.address() as AddressInfo;
+        const bcClient = await services.clients.create({
+          name: 'Wiki',
+          redirectUris: [REDIRECT_URI],
+          backchannelLogoutUri: `http://127.0.0.1:${port}/backchannel-logout`,
+          backchannelLogoutSessionRequired: true,
+        });
+
+        proxy.routeTo('a');
+        const rp = await rpAt(proxy.url, bcClient);
+        const browser = new UserAgent(proxy.url);
+        const { tokens } = await signInForTokens(rp, browser, USER);
+        const { sid } = tokens.claims()!;
+        expect(typeof sid).toBe('string');
+
+        proxy.routeTo('b');
+        const onB = proxy.served.length;
+        const logout = await browser.get(`${proxy.url}/session/end?${new URLSearchParams({ id_token_hint: tokens.id_token!, client_id: bcClient.clientId })}`);
+        const action = /<form method="post" action="([^"]+)"/.exec(logout.body)?.[1];
+        expect(action).toBeDefined();
+        const confirmed = await browser.post(new URL(action!.replace(/&amp;/g, '&'), proxy.url).toString(), { xsrf: formField(logout.body, 'xsrf'), logout: 'yes' });
+        expect(confirmed.status).toBe(303);
+        expect(nodesSince(onB)).toEqual(['b']);
+
+        // Delivered by a node's outbox worker (B's is kicked at once); verified against A's JWKS.
+        await within(15_000, async () => received.length > 0);
+        expect(received).toHaveLength(1);
+        expect(received[0]!.contentType).toContain('application/x-www-form-urlencoded');
+        const logoutToken = new URLSearchParams(received[0]!.body).get('logout_token')!;
+        const { payload, protectedHeader } = await jwtVerify(logoutToken, createRemoteJWKSet(new URL(`${nodes.a.url}/jwks`)), {
+          issuer: proxy.url,
+          audience: bcClient.clientId,
+          typ: 'logout+jwt',
+        });
+        expect(protectedHeader.typ).toBe('logout+jwt');
+        expect(payload).toMatchObject({ sub: accountId, sid, events: { 'http://schemas.openid.net/event/backchannel-logout': {} } });
+        expect(payload.nonce).toBeUndefined();
+
+        // A: the session is gone (a sign-in page again), and the tokens of its grant with it.
+        proxy.routeTo('a');
+        const again = await browser.follow((await authorizationRequest(rp)).url.toString());
+        expect(isLoginPage(again)).toBe(true);
+        expect((await userinfoStatus(rp, tokens.access_token)).status).toBe(401);
+        // Exactly once, although both nodes run a delivery worker.
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        expect(received).toHaveLength(1);
+      } finally {
+        await new Promise<void>((resolve) => receiver.close(() => resolve()));
+      }
+    });
   });
 
   describe('rolling restart: a node going away loses nothing', () => {
