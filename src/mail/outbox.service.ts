@@ -4,7 +4,9 @@ import type { mongo } from 'mongoose';
 
 import type { AuditActor, AuditService } from '../audit/audit.service.js';
 import type { SecretBox } from '../crypto/secret-box.js';
-import { insertClaim } from '../db/claims.js';
+import { createOutcomeListeners, createWorkerLoop, shuffleDue } from '../core/worker-loop.js';
+import type { AttemptClaimRecord, AttemptRecord } from '../db/claims.js';
+import { createAttemptClaims, insertClaim } from '../db/claims.js';
 import type { Logger } from '../logging/logger.js';
 import type { MailMessage, MailTemplate, Mailer } from './mailer.js';
 import { errorCode, recipientDomain } from './mailer.js';
@@ -57,8 +59,7 @@ const CLAIM_RETENTION_MS = 24 * 3600_000;
 export type OutboxState = 'queued' | 'sent' | 'dead';
 export type DeadReason = 'max_attempts' | 'max_age' | 'expired' | 'unreadable';
 
-interface OutboxRecord {
-  _id: string;
+interface OutboxRecord extends AttemptRecord {
   state: OutboxState;
   to: string;
   /** The template's name, for admins and logs (never the locals). */
@@ -66,10 +67,6 @@ interface OutboxRecord {
   /** SecretBox-sealed `{ subject, text, html }`; removed once sent. */
   sealed?: string | undefined;
   createdAt: Date;
-  /** When a worker may take the next attempt (during an attempt: when its lease ends). */
-  nextAttemptAt: Date;
-  /** Attempts started so far: the claims `<id>:0` … `<id>:<attempts - 1>` are used up. */
-  attempts: number;
   /** 0, and one more per admin retry. */
   round: number;
   /** `attempts` when this round began (back-off and MAIL_MAX_ATTEMPTS count within a round). */
@@ -85,12 +82,8 @@ interface OutboxRecord {
   deadReason?: DeadReason | undefined;
 }
 
-interface ClaimRecord {
-  _id: string;
+interface ClaimRecord extends AttemptClaimRecord {
   mailId: string;
-  node: string;
-  at: Date;
-  leaseUntil: Date;
 }
 
 export interface OutboxSettings {
@@ -211,39 +204,9 @@ export function createMailOutbox(deps: {
   // Names this worker in its claims, for whoever investigates a stuck mail.
   const node = randomBytes(6).toString('hex');
   const context = (id: string) => `${OUTBOX_COLLECTION}:${id}`;
-  const inFlight = new Set<Promise<unknown>>();
-  const listeners: ((outcome: DeliveryOutcome) => void)[] = [];
-  const notify = (outcome: DeliveryOutcome) => {
-    for (const listener of listeners) {
-      try {
-        listener(outcome);
-      } catch {
-        // An observer (metrics) must never break delivery.
-      }
-    }
-  };
-
-  const track = <T>(promise: Promise<T>): Promise<T> => {
-    inFlight.add(promise);
-    void promise.finally(() => inFlight.delete(promise)).catch(() => undefined);
-    return promise;
-  };
-
-  /** The claim on an attempt: the number won, or undefined when another node holds a live one. */
-  const claim = async (id: string, firstAttempt: number): Promise<{ attempt: number; leaseUntil: Date } | undefined> => {
-    let attempt = firstAttempt;
-    // A held claim whose lease has passed belongs to a node that died mid-attempt: take the next
-    // number. Bounded: a few dead nodes in a row is already more than a sick cluster produces.
-    for (let hop = 0; hop < 4; hop += 1) {
-      const at = now();
-      const leaseUntil = new Date(at + leaseMs);
-      if (await insertClaim(claims, { _id: `${id}:${attempt}`, mailId: id, node, at: new Date(at), leaseUntil })) return { attempt, leaseUntil };
-      const held = await claims.findOne({ _id: `${id}:${attempt}` }, { projection: { leaseUntil: 1 } });
-      if (held && held.leaseUntil.getTime() > now()) return undefined;
-      attempt += 1;
-    }
-    return undefined;
-  };
+  const listeners = createOutcomeListeners<DeliveryOutcome>();
+  const notify = listeners.notify;
+  const attempts = createAttemptClaims({ records: mails, claims, node, leaseMs, now, owner: (id) => ({ mailId: id }) });
 
   const deadLetter = async (mail: Pick<OutboxRecord, '_id' | 'template' | 'to'>, attempt: number, reason: DeadReason, lastError?: string) => {
     const dropBody = reason === 'expired' || reason === 'unreadable';
@@ -305,73 +268,38 @@ export function createMailOutbox(deps: {
     }
   };
 
-  /** The worker's path for one due mail: claim, re-read, send. */
+  /** The worker's path for one due mail: claim, re-read (see the header), send. */
   const deliverOne = async (seen: OutboxRecord): Promise<boolean> => {
-    const won = await claim(seen._id, seen.attempts);
-    if (!won) return false;
-    // The re-read after the claim (see the header): still queued, and no later attempt recorded.
-    // It also moves nextAttemptAt to the lease's end, so other workers stop finding it due.
-    const mail = await mails.findOneAndUpdate(
-      { _id: seen._id, state: 'queued', attempts: { $lte: won.attempt } },
-      { $set: { nextAttemptAt: won.leaseUntil } },
-      { returnDocument: 'before' },
-    );
-    if (!mail) return false;
+    const taken = await attempts.take(seen);
+    if (!taken) return false;
+    const { record: mail, attempt } = taken;
     const message = open(mail);
     if (!message) {
-      await deadLetter(mail, won.attempt, 'unreadable');
+      await deadLetter(mail, attempt, 'unreadable');
       return false;
     }
-    return attemptSend(mail, won.attempt, message);
+    return attemptSend(mail, attempt, message);
   };
 
-  let timer: NodeJS.Timeout | undefined;
-  let pass: Promise<number> | undefined;
-  let again = false;
-  let stopped = false;
-
   const deliverDue = async (): Promise<number> => {
-    const due = await mails
-      .find({ state: 'queued', nextAttemptAt: { $lte: new Date(now()) } })
-      .sort({ nextAttemptAt: 1 })
-      .limit(BATCH)
-      .toArray();
-    // Nodes polling together would otherwise all race for the same first mail.
-    for (let i = due.length - 1; i > 0; i -= 1) {
-      const j = Math.floor(Math.random() * (i + 1));
-      [due[i], due[j]] = [due[j] as OutboxRecord, due[i] as OutboxRecord];
-    }
+    const due = shuffleDue(
+      await mails
+        .find({ state: 'queued', nextAttemptAt: { $lte: new Date(now()) } })
+        .sort({ nextAttemptAt: 1 })
+        .limit(BATCH)
+        .toArray(),
+    );
     let sent = 0;
     for (const mail of due) {
-      if (stopped) break;
+      if (worker.stopped) break;
       if (await deliverOne(mail)) sent += 1;
     }
     return sent;
   };
 
-  /**
-   * Runs a pass unless one is running (then one more runs after it). Only on a node whose worker
-   * runs: an instance that only enqueues (a CLI, say) leaves delivery to the workers.
-   */
-  const kick = () => {
-    if (stopped || !timer) return;
-    if (pass) {
-      again = true;
-      return;
-    }
-    pass = track(deliverDue())
-      .catch((err: unknown) => {
-        logger.warn('mail outbox pass failed', { reason: err instanceof Error ? err.message : String(err) });
-        return 0;
-      })
-      .finally(() => {
-        pass = undefined;
-        if (again) {
-          again = false;
-          kick();
-        }
-      });
-  };
+  // Kicked by enqueue and retry so a mail goes out at once on a node whose worker runs.
+  const worker = createWorkerLoop({ pass: deliverDue, intervalMs: settings.pollIntervalMs, logger, failureMessage: 'mail outbox pass failed' });
+  const kick = worker.kick;
 
   const enqueue: MailOutbox['enqueue'] = async (message, options = {}) => {
     const id = randomBytes(16).toString('base64url');
@@ -399,9 +327,9 @@ export function createMailOutbox(deps: {
       kick();
       return { id, sent: false };
     }
-    const won = await claim(id, 0);
+    const won = await attempts.claim(id, 0);
     if (!won) return { id, sent: false };
-    const sending = track(attemptSend(mail, won.attempt, message));
+    const sending = worker.track(attemptSend(mail, won.attempt, message));
     let timeout: NodeJS.Timeout | undefined;
     const waited = new Promise<'waiting'>((resolve) => {
       timeout = setTimeout(() => resolve('waiting'), urgentWaitMs);
@@ -424,19 +352,9 @@ export function createMailOutbox(deps: {
 
     deliverDue,
 
-    start() {
-      if (timer || stopped) return;
-      timer = setInterval(kick, settings.pollIntervalMs);
-      timer.unref();
-      kick();
-    },
+    start: worker.start,
 
-    async stop() {
-      stopped = true;
-      if (timer) clearInterval(timer);
-      timer = undefined;
-      await Promise.allSettled([...inFlight]);
-    },
+    stop: worker.stop,
 
     async deadLetters(limit = 100) {
       const dead = await mails.find({ state: 'dead' }).sort({ deadAt: -1 }).limit(limit).toArray();
@@ -515,8 +433,6 @@ export function createMailOutbox(deps: {
       return sent.deletedCount + dead.deletedCount + old.deletedCount;
     },
 
-    onDelivery(listener) {
-      listeners.push(listener);
-    },
+    onDelivery: listeners.add,
   };
 }

@@ -6,7 +6,9 @@ import type { AdapterPayload } from 'oidc-provider';
 import type { AuditService } from '../audit/audit.service.js';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
-import { insertClaim } from '../db/claims.js';
+import { createOutcomeListeners, createWorkerLoop, shuffleDue } from '../core/worker-loop.js';
+import type { AttemptClaimRecord, AttemptRecord } from '../db/claims.js';
+import { createAttemptClaims } from '../db/claims.js';
 import type { Logger } from '../logging/logger.js';
 
 /**
@@ -81,7 +83,7 @@ const CLAIM_RETENTION_MS = 24 * 3600_000;
 export type BackchannelState = 'queued' | 'delivered' | 'dead';
 export type BackchannelDeadReason = 'max_attempts' | 'max_age' | 'client_gone';
 
-interface BackchannelRecord {
+interface BackchannelRecord extends AttemptRecord {
   /** Also the logout token's `jti`. */
   _id: string;
   state: BackchannelState;
@@ -91,10 +93,6 @@ interface BackchannelRecord {
   /** The session's `sid` for this client, when it had one. */
   sid?: string | undefined;
   createdAt: Date;
-  /** When a worker may take the next attempt (during an attempt: when its lease ends). */
-  nextAttemptAt: Date;
-  /** Attempts started so far: the claims `<id>:0` … `<id>:<attempts - 1>` are used up. */
-  attempts: number;
   /** The last failure: an HTTP status (`status_500`) or a network error's code, never a body. */
   lastError?: string | undefined;
   deliveredAt?: Date | undefined;
@@ -102,12 +100,8 @@ interface BackchannelRecord {
   deadReason?: BackchannelDeadReason | undefined;
 }
 
-interface ClaimRecord {
-  _id: string;
+interface ClaimRecord extends AttemptClaimRecord {
   logoutId: string;
-  node: string;
-  at: Date;
-  leaseUntil: Date;
 }
 
 /** One logout to tell one client about. */
@@ -184,25 +178,10 @@ export function createBackchannelLogoutService(deps: BackchannelLogoutDeps): Bac
   const claims = db.collection<ClaimRecord>(BACKCHANNEL_CLAIMS_COLLECTION);
   // Names this worker in its claims, for whoever investigates a stuck delivery.
   const node = randomBytes(6).toString('hex');
-  const inFlight = new Set<Promise<unknown>>();
-  const listeners: ((outcome: BackchannelOutcome) => void)[] = [];
+  const listeners = createOutcomeListeners<BackchannelOutcome>();
+  const notify = listeners.notify;
+  const attempts = createAttemptClaims({ records, claims, node, leaseMs: settings.leaseMs, now, owner: (id) => ({ logoutId: id }) });
   let signer: LogoutTokenSigner | undefined;
-
-  const notify = (outcome: BackchannelOutcome) => {
-    for (const listener of listeners) {
-      try {
-        listener(outcome);
-      } catch {
-        // An observer (metrics) must never break delivery.
-      }
-    }
-  };
-
-  const track = <T>(promise: Promise<T>): Promise<T> => {
-    inFlight.add(promise);
-    void promise.finally(() => inFlight.delete(promise)).catch(() => undefined);
-    return promise;
-  };
 
   const recordOutcome = (record: BackchannelRecord, attempt: number, outcome: 'success' | 'failure', details: Record<string, string | number>) =>
     audit.record({
@@ -214,21 +193,6 @@ export function createBackchannelLogoutService(deps: BackchannelLogoutDeps): Bac
       ...(outcome === 'failure' && typeof details.error === 'string' ? { reason: details.error } : {}),
       details: { logoutId: record._id, attempts: attempt + 1, ...details },
     });
-
-  /** The claim on an attempt: the number won, or undefined when another node holds a live one. */
-  const claim = async (id: string, firstAttempt: number): Promise<{ attempt: number; leaseUntil: Date } | undefined> => {
-    let attempt = firstAttempt;
-    // A held claim whose lease has passed belongs to a node that died mid-attempt: take the next number.
-    for (let hop = 0; hop < 4; hop += 1) {
-      const at = now();
-      const leaseUntil = new Date(at + settings.leaseMs);
-      if (await insertClaim(claims, { _id: `${id}:${attempt}`, logoutId: id, node, at: new Date(at), leaseUntil })) return { attempt, leaseUntil };
-      const held = await claims.findOne({ _id: `${id}:${attempt}` }, { projection: { leaseUntil: 1 } });
-      if (held && held.leaseUntil.getTime() > now()) return undefined;
-      attempt += 1;
-    }
-    return undefined;
-  };
 
   const deadLetter = async (record: BackchannelRecord, attempt: number, reason: BackchannelDeadReason, lastError?: string) => {
     await records.updateOne(
@@ -299,35 +263,17 @@ export function createBackchannelLogoutService(deps: BackchannelLogoutDeps): Bac
 
   /** The worker's path for one due record: claim, re-read, send. */
   const deliverOne = async (seen: BackchannelRecord, sign: LogoutTokenSigner): Promise<boolean> => {
-    const won = await claim(seen._id, seen.attempts);
-    if (!won) return false;
-    // The re-read after the claim: still queued, and no later attempt recorded. It also moves
-    // nextAttemptAt to the lease's end, so other workers stop finding it due.
-    const record = await records.findOneAndUpdate(
-      { _id: seen._id, state: 'queued', attempts: { $lte: won.attempt } },
-      { $set: { nextAttemptAt: won.leaseUntil } },
-      { returnDocument: 'before' },
-    );
-    if (!record) return false;
-    return attemptSend(record, won.attempt, sign);
+    const taken = await attempts.take(seen);
+    if (!taken) return false;
+    return attemptSend(taken.record, taken.attempt, sign);
   };
-
-  let timer: NodeJS.Timeout | undefined;
-  let pass: Promise<number> | undefined;
-  let again = false;
-  let stopped = false;
 
   const deliverDue = async (): Promise<number> => {
     const sign = signer;
     if (!sign) return 0;
-    const due = await records.find({ state: 'queued', nextAttemptAt: { $lte: new Date(now()) } }).sort({ nextAttemptAt: 1 }).limit(BATCH).toArray();
-    // Nodes polling together would otherwise all race for the same first record.
-    for (let i = due.length - 1; i > 0; i -= 1) {
-      const j = Math.floor(Math.random() * (i + 1));
-      [due[i], due[j]] = [due[j] as BackchannelRecord, due[i] as BackchannelRecord];
-    }
+    const due = shuffleDue(await records.find({ state: 'queued', nextAttemptAt: { $lte: new Date(now()) } }).sort({ nextAttemptAt: 1 }).limit(BATCH).toArray());
     // In parallel: one slow receiver must not hold up the others' logouts.
-    const results = await Promise.allSettled(due.map((record) => (stopped ? false : deliverOne(record, sign))));
+    const results = await Promise.allSettled(due.map((record) => (worker.stopped ? false : deliverOne(record, sign))));
     for (const result of results) {
       // A database error mid-attempt: the record waits for its lease, then the next attempt.
       if (result.status === 'rejected') logger.warn('back-channel logout attempt failed', { reason: result.reason instanceof Error ? result.reason.message : String(result.reason) });
@@ -335,26 +281,8 @@ export function createBackchannelLogoutService(deps: BackchannelLogoutDeps): Bac
     return results.filter((result) => result.status === 'fulfilled' && result.value).length;
   };
 
-  /** Runs a pass unless one is running (then one more runs after it); only where the worker runs. */
-  const kick = () => {
-    if (stopped || !timer) return;
-    if (pass) {
-      again = true;
-      return;
-    }
-    pass = track(deliverDue())
-      .catch((err: unknown) => {
-        logger.warn('back-channel logout pass failed', { reason: err instanceof Error ? err.message : String(err) });
-        return 0;
-      })
-      .finally(() => {
-        pass = undefined;
-        if (again) {
-          again = false;
-          kick();
-        }
-      });
-  };
+  // Kicked by enqueue so a notice goes out at once on a node whose worker runs.
+  const worker = createWorkerLoop({ pass: deliverDue, intervalMs: settings.pollIntervalMs, logger, failureMessage: 'back-channel logout pass failed' });
 
   const enqueue = async (notices: readonly LogoutNotice[]): Promise<void> => {
     if (notices.length === 0) return;
@@ -371,7 +299,7 @@ export function createBackchannelLogoutService(deps: BackchannelLogoutDeps): Bac
         attempts: 0,
       })),
     );
-    kick();
+    worker.kick();
   };
 
   return {
@@ -405,19 +333,9 @@ export function createBackchannelLogoutService(deps: BackchannelLogoutDeps): Bac
 
     deliverDue,
 
-    start() {
-      if (timer || stopped) return;
-      timer = setInterval(kick, settings.pollIntervalMs);
-      timer.unref();
-      kick();
-    },
+    start: worker.start,
 
-    async stop() {
-      stopped = true;
-      if (timer) clearInterval(timer);
-      timer = undefined;
-      await Promise.allSettled([...inFlight]);
-    },
+    stop: worker.stop,
 
     async ensureIndexes() {
       await records.createIndex({ state: 1, nextAttemptAt: 1 });
@@ -435,8 +353,6 @@ export function createBackchannelLogoutService(deps: BackchannelLogoutDeps): Bac
       return delivered.deletedCount + dead.deletedCount + old.deletedCount;
     },
 
-    onDelivery(listener) {
-      listeners.push(listener);
-    },
+    onDelivery: listeners.add,
   };
 }
