@@ -1,6 +1,7 @@
 import { z } from 'zod';
 
-import { AppErrorBase } from '../http/app-error.js';
+import { FieldValidationError } from '../http/app-error.js';
+import { fieldMessagesFrom } from '../http/field-problems.js';
 
 /**
  * The standard claims an account may hold beyond its email (OpenID Connect Core §5.1): the
@@ -210,13 +211,11 @@ const ADDRESS_TO_CLAIM: Record<string, (typeof ADDRESS_MEMBERS)[number]> = {
 };
 
 /** 400 `user.invalid` with a message per field (`fields`, camelCase input names). */
-export class ProfileValidationError extends AppErrorBase {
+export class ProfileValidationError extends FieldValidationError {
   override name = 'ProfileValidationError';
-  readonly fields: Record<string, string>;
 
   constructor(fields: Record<string, string>) {
-    super('user.invalid', { summary: Object.entries(fields).map(([field, message]) => `${field}: ${message}`).join('; ') });
-    this.fields = fields;
+    super('user.invalid', fields);
   }
 }
 
@@ -232,17 +231,7 @@ export interface ProfileChangeOptions {
  */
 export function applyProfileInput(current: StoredProfile, input: unknown, options: ProfileChangeOptions): { profile: StoredProfile; changed: string[] } {
   const parsed = profileInputSchema.safeParse(input);
-  const fields: Record<string, string> = {};
-  if (!parsed.success) {
-    for (const issue of parsed.error.issues) {
-      if (issue.code === 'unrecognized_keys') {
-        for (const key of issue.keys) fields[[...issue.path.map(String), key].join('.')] ??= 'is not a field that can be set here';
-        continue;
-      }
-      const key = issue.path.length > 0 ? issue.path.map(String).join('.') : 'input';
-      fields[key] ??= issue.message;
-    }
-  }
+  const fields: Record<string, string> = parsed.success ? {} : fieldMessagesFrom(parsed.error, 'first');
   const data: Partial<z.output<typeof profileInputSchema>> = parsed.success ? parsed.data : {};
   if (!options.scopes.phone && (data.phoneNumber || data.phoneNumberVerified !== undefined)) fields.phoneNumber = 'phone numbers are not stored by this server';
   if (!options.scopes.address && data.address) fields.address = 'addresses are not stored by this server';

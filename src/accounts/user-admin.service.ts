@@ -6,7 +6,7 @@ import type { AuditAction } from '../audit/audit-actions.js';
 import type { AuditDetails, AuditService } from '../audit/audit.service.js';
 import type { AdminAuthority } from '../clients/admin-authority.js';
 import { NO_AUTHORITY, managementScopesNotHeld } from '../clients/admin-authority.js';
-import { AppError, AppErrorBase } from '../http/app-error.js';
+import { AppError, FieldValidationError } from '../http/app-error.js';
 import type { Logger } from '../logging/logger.js';
 import { revokeAccountRecords } from '../oidc/mongo-adapter.js';
 import type { AccountDeletionService } from './account-deletion.service.js';
@@ -126,13 +126,11 @@ export interface UserAdminService {
 }
 
 /** 400 `user.invalid`, with a message per field (`fields`), for forms and API clients. */
-export class UserValidationError extends AppErrorBase {
+export class UserValidationError extends FieldValidationError {
   override name = 'UserValidationError';
-  readonly fields: Record<string, string>;
 
   constructor(fields: Record<string, string>) {
-    super('user.invalid', { summary: Object.entries(fields).map(([field, message]) => `${field}: ${message}`).join('; ') });
-    this.fields = fields;
+    super('user.invalid', fields);
   }
 }
 

@@ -2,7 +2,7 @@ import type { AdapterPayload, ResponseType } from 'oidc-provider';
 import { z } from 'zod';
 
 import { safeText } from '../accounts/account.service.js';
-import { AppErrorBase } from '../http/app-error.js';
+import { FieldValidationError } from '../http/app-error.js';
 import { LOOPBACK_HOSTS, RedirectUriError, checkBackchannelLogoutUri, classifyRedirectUri } from './redirect-uri.js';
 
 /**
@@ -228,16 +228,11 @@ const FIELD_LABELS: Record<string, string> = {
  * A refused client input: `fields` holds one human message per input field (the console shows
  * each beside its field), the message summarises them all on one line.
  */
-export class ClientValidationError extends AppErrorBase {
+export class ClientValidationError extends FieldValidationError {
   override name = 'ClientValidationError';
-  readonly fields: Record<string, string>;
 
   constructor(fields: Record<string, string>) {
-    const summary = Object.entries(fields)
-      .map(([field, message]) => `${FIELD_LABELS[field] ?? field}: ${message}`)
-      .join('; ');
-    super('client.invalid', { summary });
-    this.fields = fields;
+    super('client.invalid', fields, (field) => FIELD_LABELS[field] ?? field);
   }
 }
 

@@ -61,3 +61,25 @@ interface AppErrorConstructor {
 export const AppError = AppErrorBase as AppErrorConstructor;
 export type AppError = AppErrorBase;
 
+
+/** The catalogue's codes whose message is a summary of refused fields. */
+export type FieldValidationCode = { [C in ErrorCode]: ErrorParams<C> extends { summary: string } ? C : never }[ErrorCode];
+
+/**
+ * A refused input with one human message per field (`fields`: forms show each beside its field,
+ * the management API lists them), and the code's message built from a one-line summary of them
+ * all. Each service has its own subclass, so that a caller catches only its own service's refusal.
+ */
+export abstract class FieldValidationError extends AppErrorBase {
+  readonly fields: Record<string, string>;
+
+  /** `label` names a field in the summary (default: the field's key). */
+  protected constructor(code: FieldValidationCode, fields: Record<string, string>, label: (field: string) => string = (field) => field) {
+    super(code, {
+      summary: Object.entries(fields)
+        .map(([field, message]) => `${label(field)}: ${message}`)
+        .join('; '),
+    });
+    this.fields = fields;
+  }
+}

@@ -10,7 +10,8 @@ import type { Config } from '../config/config.js';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import { isDuplicateKey } from '../db/claims.js';
-import { AppError, AppErrorBase } from '../http/app-error.js';
+import { AppError, FieldValidationError } from '../http/app-error.js';
+import { fieldMessagesFrom } from '../http/field-problems.js';
 import type { Logger } from '../logging/logger.js';
 
 /**
@@ -107,13 +108,11 @@ export type ApiResourceInput = z.input<typeof apiResourceInputSchema>;
 export type NewApiResourceInput = z.input<typeof newApiResourceSchema>;
 
 /** 400 `resource.invalid`: each problem by field (the console shows them beside the fields). */
-export class ApiResourceValidationError extends AppErrorBase {
+export class ApiResourceValidationError extends FieldValidationError {
   override name = 'ApiResourceValidationError';
-  readonly fields: Record<string, string>;
 
   constructor(fields: Record<string, string>) {
-    super('resource.invalid', { summary: Object.entries(fields).map(([field, message]) => `${field}: ${message}`).join('; ') });
-    this.fields = fields;
+    super('resource.invalid', fields);
   }
 }
 
@@ -133,15 +132,6 @@ export function identifierProblem(identifier: string, config: Pick<Config, 'issu
   if (identifier === config.adminApi.resource) return 'is the management API’s identifier';
   if (url.protocol !== 'urn:' && url.origin === new URL(config.issuer).origin) return 'must not be on this server’s own origin';
   return undefined;
-}
-
-function zodFields(error: z.ZodError): Record<string, string> {
-  const fields: Record<string, string> = {};
-  for (const issue of error.issues) {
-    const field = issue.path.length > 0 ? issue.path.map(String).join('.') : 'input';
-    fields[field] = fields[field] ? `${fields[field]}; ${issue.message}` : issue.message;
-  }
-  return fields;
 }
 
 export interface ApiResourceService {
@@ -208,7 +198,7 @@ export function createApiResourceService(deps: ApiResourceServiceDeps): ApiResou
 
   const parse = <S extends z.ZodType>(schema: S, input: unknown): z.output<S> => {
     const parsed = schema.safeParse(input);
-    if (!parsed.success) throw new ApiResourceValidationError(zodFields(parsed.error));
+    if (!parsed.success) throw new ApiResourceValidationError(fieldMessagesFrom(parsed.error, 'joined'));
     const value = parsed.data as { scopes?: ApiResourceScope[] };
     const fields: Record<string, string> = {};
     const seen = new Set<string>();

@@ -6,6 +6,7 @@ import { z } from 'zod';
 
 import { AppError, AppErrorBase } from '../../http/app-error.js';
 import { isDatabaseUnavailable } from '../../db/unavailable.js';
+import type { FieldProblem } from '../../http/field-problems.js';
 import type { Logger } from '../../logging/logger.js';
 
 /**
@@ -19,11 +20,8 @@ import type { Logger } from '../../logging/logger.js';
 
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json';
 
-export interface FieldProblem {
-  /** The input field: a body member (`redirectUris`), a query or path parameter (`limit`). */
-  field: string;
-  message: string;
-}
+export type { FieldProblem } from '../../http/field-problems.js';
+export { fieldProblemsFrom } from '../../http/field-problems.js';
 
 export interface Problem {
   type: string;
@@ -71,20 +69,6 @@ export class InputError extends AppErrorBase {
     super('request.invalid', { where });
     this.fieldProblems = fieldProblems;
   }
-}
-
-/** zod issues as field problems; several messages for one field are kept apart. */
-export function fieldProblemsFrom(error: z.ZodError): FieldProblem[] {
-  const out: FieldProblem[] = [];
-  for (const issue of error.issues) {
-    if (issue.code === 'unrecognized_keys') {
-      const prefix = issue.path.map(String).join('.');
-      for (const key of issue.keys) out.push({ field: prefix ? `${prefix}.${key}` : key, message: 'is not a field that can be set here' });
-      continue;
-    }
-    out.push({ field: issue.path.length > 0 ? issue.path.map(String).join('.') : 'input', message: issue.message });
-  }
-  return out;
 }
 
 function hasFields(err: unknown): err is AppError & { fields: Record<string, string> } {
