@@ -15,6 +15,8 @@ import {
 } from '../../resources/api-resource.service.js';
 import { ADMIN_BASE_PATH } from '../admin-client.js';
 import type { ConsoleContext, ConsoleState, ConsoleStep } from './console-kit.js';
+import { lifetimeText, noticeFrom, utcTime } from './console-kit.js';
+import { errorSummary, lines, secondsFromForm } from './form-values.js';
 import type { ConsolePages } from './console.routes.js';
 
 /**
@@ -90,24 +92,13 @@ function valuesFromView(resource: ApiResourceView): ResourceFormValues {
   };
 }
 
-const lines = (text: string) =>
-  text
-    .split(/\r?\n/)
-    .map((line) => line.trim())
-    .filter(Boolean);
-
 /**
  * The form as the service's input; the service checks everything. A lifetime that is not even a
  * number gets its own message here and is passed on as typed, so that the service refuses it too.
  */
 function inputFromValues(values: ResourceFormValues): { input: NewApiResourceInput; formErrors: Record<string, string> } {
   const formErrors: Record<string, string> = {};
-  const ttlText = values.accessTokenTtl.trim();
-  let accessTokenTtl: unknown;
-  if (ttlText !== '') {
-    accessTokenTtl = /^-?\d+(\.\d+)?$/.test(ttlText) ? Number(ttlText) : ttlText;
-    if (typeof accessTokenTtl === 'string') formErrors.accessTokenTtl = 'must be a number of seconds (or blank for the server default)';
-  }
+  const accessTokenTtl = secondsFromForm(values.accessTokenTtl, 'accessTokenTtl', formErrors);
   const scopes = lines(values.scopes).map((line) => {
     const space = line.search(/\s/);
     return space === -1 ? { name: line, description: '' } : { name: line.slice(0, space), description: line.slice(space + 1).trim() };
@@ -138,36 +129,13 @@ function formFieldErrors(fields: Record<string, string>): Record<string, string>
   return Object.fromEntries(Object.entries(out).map(([key, messages]) => [key, messages.join('; ')]));
 }
 
-/** "10 minutes", "1 day 2 hours": a lifetime in words. */
-function formatDuration(totalSeconds: number): string {
-  const units: [number, string][] = [
-    [86400, 'day'],
-    [3600, 'hour'],
-    [60, 'minute'],
-    [1, 'second'],
-  ];
-  const parts: string[] = [];
-  let rest = Math.trunc(totalSeconds);
-  for (const [size, name] of units) {
-    const count = Math.floor(rest / size);
-    rest -= count * size;
-    if (count > 0) parts.push(`${count} ${name}${count === 1 ? '' : 's'}`);
-  }
-  return parts.slice(0, 2).join(' ') || '0 seconds';
-}
-
-const formatTime = (date: Date) => `${date.toISOString().replace('T', ' ').slice(0, 19)} UTC`;
-
 const FORMAT_LABELS: Record<string, string> = {
   jwt: 'JWT (RFC 9068): the API checks it against this server’s keys',
   opaque: 'Opaque: the API asks this server about it (introspection)',
 };
 
 function lifetime(resource: ApiResourceView, config: Pick<Config, 'ttl'>): string {
-  const fallback = config.ttl.accessToken;
-  return resource.accessTokenTtl === undefined
-    ? `Server default (${fallback} s, ${formatDuration(fallback)})`
-    : `${resource.accessTokenTtl} s (${formatDuration(resource.accessTokenTtl)})`;
+  return lifetimeText(resource.accessTokenTtl, config.ttl.accessToken);
 }
 
 function rowFor(resource: ApiResourceView, config: Pick<Config, 'ttl'>) {
@@ -188,10 +156,7 @@ const NOTICES: Record<string, string> = {
   deleted: 'The API resource was deleted: no new tokens are issued for it.',
 };
 
-const noticeFor = (query: unknown) => {
-  const key = typeof query === 'string' ? query : '';
-  return Object.hasOwn(NOTICES, key) ? NOTICES[key] : undefined;
-};
+const noticeFor = (query: unknown) => noticeFrom(NOTICES, query);
 
 const identifierParam = z.string().min(1).max(2000).refine(isStorableString);
 
@@ -230,8 +195,6 @@ export const registerApiResourcePages: ConsolePages = (router, deps, kit) => {
     status = 200,
   ) => {
     const errors = options.errors ?? {};
-    const labelled = (key: string) => Object.hasOwn(FIELD_LABELS, key);
-    const ordered = [...Object.keys(FIELD_LABELS).filter((key) => Object.hasOwn(errors, key)), ...Object.keys(errors).filter((key) => !labelled(key))];
     const resource = options.resource;
     return kit.render(
       ctx,
@@ -245,12 +208,7 @@ export const registerApiResourcePages: ConsolePages = (router, deps, kit) => {
         resource: resource ? { identifier: resource.identifier, name: resource.name } : undefined,
         values: options.values,
         errors,
-        errorSummary: ordered.map((key) => ({
-          key,
-          label: labelled(key) ? FIELD_LABELS[key] : 'The API resource',
-          message: errors[key],
-          href: labelled(key) ? `#f-${key}` : undefined,
-        })),
+        errorSummary: errorSummary(errors, FIELD_LABELS, 'The API resource'),
         formats: Object.entries(FORMAT_LABELS).map(([value, label]) => ({ value, label, id: `f-format-${value}` })),
         ttlDefault: config.ttl.accessToken,
         ttlMin: MIN_RESOURCE_TOKEN_TTL,
@@ -318,8 +276,8 @@ export const registerApiResourcePages: ConsolePages = (router, deps, kit) => {
         formatLabel: FORMAT_LABELS[resource.tokenFormat],
         scopes: resource.scopes,
         introspectionClients: resource.introspectionClients,
-        createdAt: formatTime(resource.createdAt),
-        updatedAt: formatTime(resource.updatedAt),
+        createdAt: utcTime(resource.createdAt),
+        updatedAt: utcTime(resource.updatedAt),
       },
       clients: await clientsNaming(clients, resource.identifier),
       editHref: apiResourceHref(resource.identifier, '/edit'),

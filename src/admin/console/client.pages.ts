@@ -16,6 +16,8 @@ import { ADMIN_BASE_PATH } from '../admin-client.js';
 import { unknownResourceFields } from '../client-resources.js';
 import { apiResourceHref } from './api-resource.pages.js';
 import type { ConsoleContext, ConsoleState, ConsoleStep } from './console-kit.js';
+import { durationInWords, lifetimeText, noticeFrom, utcTime } from './console-kit.js';
+import { errorSummary, lines, secondsFromForm } from './form-values.js';
 import type { ConsolePages } from './console.routes.js';
 
 /**
@@ -183,12 +185,6 @@ function valuesFromForm(fields: FormFields, knownScopes: readonly string[]): Cli
   };
 }
 
-const lines = (text: string) =>
-  text
-    .split(/\r?\n/)
-    .map((line) => line.trim())
-    .filter(Boolean);
-
 /**
  * The form as a ClientInput for the service, which checks everything. What cannot even be read
  * (JSON, numbers) gets its own message here, and is passed on as typed so that the service
@@ -197,13 +193,7 @@ const lines = (text: string) =>
 function inputFromValues(values: ClientFormValues): { input: ClientInput; formErrors: Record<string, string> } {
   const formErrors: Record<string, string> = {};
   const optional = (text: string) => (text.trim() === '' ? undefined : text.trim());
-  const seconds = (key: string, text: string): unknown => {
-    const trimmed = text.trim();
-    if (trimmed === '') return undefined;
-    if (/^-?\d+(\.\d+)?$/.test(trimmed)) return Number(trimmed);
-    formErrors[key] = 'must be a number of seconds (or blank for the server default)';
-    return trimmed;
-  };
+  const seconds = (key: string, text: string): unknown => secondsFromForm(text, key, formErrors);
   let jwks: unknown;
   if (values.jwks.trim() !== '') {
     try {
@@ -241,26 +231,11 @@ function inputFromValues(values: ClientFormValues): { input: ClientInput; formEr
 
 /** "3 seconds", "1 day", "2 hours 30 minutes": how long a grace period is, in words. */
 function formatDuration(totalSeconds: number): string {
-  if (totalSeconds <= 0) return 'no time at all';
-  const units: [number, string][] = [
-    [86400, 'day'],
-    [3600, 'hour'],
-    [60, 'minute'],
-    [1, 'second'],
-  ];
-  const parts: string[] = [];
-  let rest = Math.trunc(totalSeconds);
-  for (const [size, name] of units) {
-    const count = Math.floor(rest / size);
-    rest -= count * size;
-    if (count > 0) parts.push(`${count} ${name}${count === 1 ? '' : 's'}`);
-  }
-  return parts.slice(0, 2).join(' ');
+  return totalSeconds <= 0 ? 'no time at all' : durationInWords(totalSeconds);
 }
 
-/** To the second, in UTC (a grace period may be seconds long). */
 function formatTime(date: Date | undefined): string {
-  return date ? `${date.toISOString().replace('T', ' ').slice(0, 19)} UTC` : '';
+  return date ? utcTime(date) : '';
 }
 
 function clientHref(clientId: string, rest = ''): string {
@@ -310,8 +285,6 @@ function resourcesOf(client: ClientView, registered: readonly ApiResourceView[])
 }
 
 function detailFor(client: ClientView, config: Pick<Config, 'ttl'>, registered: readonly ApiResourceView[]) {
-  const ttl = (value: number | undefined, fallback: number) =>
-    value === undefined ? `Server default (${fallback} s, ${formatDuration(fallback)})` : `${value} s (${formatDuration(value)})`;
   return {
     ...rowFor(client),
     builtIn: BUILT_IN_CLIENTS.has(client.clientId),
@@ -330,9 +303,9 @@ function detailFor(client: ClientView, config: Pick<Config, 'ttl'>, registered: 
     skipPkce: client.skipPkce,
     ...resourcesOf(client, registered),
     dynamic: client.dynamic,
-    accessTokenTtl: ttl(client.accessTokenTtl, config.ttl.accessToken),
-    idTokenTtl: ttl(client.idTokenTtl, config.ttl.idToken),
-    refreshTokenTtl: ttl(client.refreshTokenTtl, config.ttl.refreshTokenIdle),
+    accessTokenTtl: lifetimeText(client.accessTokenTtl, config.ttl.accessToken),
+    idTokenTtl: lifetimeText(client.idTokenTtl, config.ttl.idToken),
+    refreshTokenTtl: lifetimeText(client.refreshTokenTtl, config.ttl.refreshTokenIdle),
     usesSecret: usesSecret(client.tokenEndpointAuthMethod),
     secretStatus: secretStatus(client),
     createdAt: formatTime(client.createdAt),
@@ -348,10 +321,7 @@ const NOTICES: Record<string, string> = {
   deleted: 'The client was deleted, with every code, token and grant issued to it.',
 };
 
-const noticeFor = (query: unknown) => {
-  const key = typeof query === 'string' ? query : '';
-  return Object.hasOwn(NOTICES, key) ? NOTICES[key] : undefined;
-};
+const noticeFor = (query: unknown) => noticeFrom(NOTICES, query);
 
 const listQuery = z.object({
   q: z.string().max(200).optional(),
@@ -466,8 +436,6 @@ export const registerClientPages: ConsolePages = (router, deps, kit) => {
       ...registered.map((r) => ({ identifier: r.identifier, name: r.name, registered: true })),
       ...options.values.allowedResources.filter((id) => !known.has(id)).map((identifier) => ({ identifier, name: undefined, registered: false })),
     ].map((choice, index) => ({ ...choice, field: resourceField(index), id: `f-resource-${index}` }));
-    const labelled = (key: string) => Object.hasOwn(FIELD_LABELS, key);
-    const ordered = [...Object.keys(FIELD_LABELS).filter((key) => Object.hasOwn(errors, key)), ...Object.keys(errors).filter((key) => !labelled(key))];
     return kit.render(
       ctx,
       'admin/clients/form',
@@ -480,12 +448,7 @@ export const registerClientPages: ConsolePages = (router, deps, kit) => {
         client: options.client ? { clientId: options.client.clientId, name: options.client.name } : undefined,
         values: options.values,
         errors,
-        errorSummary: ordered.map((key) => ({
-          key,
-          label: labelled(key) ? FIELD_LABELS[key] : 'The client',
-          message: errors[key],
-          href: labelled(key) ? `#f-${key}` : undefined,
-        })),
+        errorSummary: errorSummary(errors, FIELD_LABELS, 'The client'),
         grantTypes: GRANT_TYPES.map((g) => ({ ...g, field: grantField(g.value), id: `f-grant-${g.value}` })),
         authMethods: AUTH_METHODS,
         scopes: knownScopes.map((scope) => ({

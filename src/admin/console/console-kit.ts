@@ -207,3 +207,39 @@ export function createConsoleKit(deps: {
     },
   };
 }
+
+/** "10 minutes", "1 day 2 hours": a duration in its two largest units ('' under a second). */
+export function durationInWords(totalSeconds: number): string {
+  const units: [number, string][] = [
+    [86400, 'day'],
+    [3600, 'hour'],
+    [60, 'minute'],
+    [1, 'second'],
+  ];
+  const parts: string[] = [];
+  let rest = Math.trunc(totalSeconds);
+  for (const [size, name] of units) {
+    const count = Math.floor(rest / size);
+    rest -= count * size;
+    if (count > 0) parts.push(`${count} ${name}${count === 1 ? '' : 's'}`);
+  }
+  return parts.slice(0, 2).join(' ');
+}
+
+/** A token lifetime setting: its own, or the server default, in seconds and in words. */
+export function lifetimeText(value: number | undefined, serverDefault: number): string {
+  return value === undefined
+    ? `Server default (${serverDefault} s, ${durationInWords(serverDefault)})`
+    : `${value} s (${durationInWords(value)})`;
+}
+
+/** To the second, in UTC (a grace period may be seconds long). */
+export function utcTime(date: Date): string {
+  return `${date.toISOString().replace('T', ' ').slice(0, 19)} UTC`;
+}
+
+/** The fixed notice a redirect's `?notice=` names: nothing from the query string is shown as text. */
+export function noticeFrom(notices: Readonly<Record<string, string>>, query: unknown): string | undefined {
+  const key = typeof query === 'string' ? query : '';
+  return Object.hasOwn(notices, key) ? notices[key] : undefined;
+}
