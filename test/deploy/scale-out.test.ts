@@ -5,10 +5,9 @@
  * Whatever one node starts (a sign-in, a session, a key rotation, failed attempts), the other
  * carries on, also after the first one is stopped or killed.
  */
-import { mkdtemp, rm } from 'node:fs/promises';
+import { rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
 import path from 'node:path';
 
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
@@ -21,15 +20,14 @@ import type { CreatedClient } from '../../src/clients/client.service.js';
 import type { Core } from '../../src/core/core.js';
 import { connectDatabase } from '../../src/db/connect.js';
 import { delayAfter } from '../../src/limits/attempt-limiter.js';
-import { baseEnv, createCliServices, quietLogger, runCli } from '../support/cli.js';
-import { testDatabaseUri } from '../support/database.js';
-import { REDIRECT_URI, authorizationRequest, callbackParams, redeem, signInForTokens, userinfoStatus } from '../support/rp.js';
+import { createCliServices, createCliWorkspace, quietLogger, runCli } from '../support/cli.js';
+import type { CliWorkspace } from '../support/cli.js';
+import { REDIRECT_URI, authorizationRequest, callbackParams, redeem, rpAt, signInForTokens, userinfoStatus } from '../support/rp.js';
 import type { Started, Tokens } from '../support/rp.js';
 import { freePort, startServerProcess } from '../support/server-process.js';
 import type { ServerProcess } from '../support/server-process.js';
 import { startSwitchingProxy } from '../support/switching-proxy.js';
 import type { Served, SwitchingProxy } from '../support/switching-proxy.js';
-import { TEST_COOKIE_KEY, TEST_ENCRYPTION_KEYS } from '../support/test-server.js';
 import { UserAgent, formAction, formField } from '../support/user-agent.js';
 import type { Reply } from '../support/user-agent.js';
 import { within } from '../support/within.js';
@@ -61,19 +59,6 @@ function errorOf(posted: Reply): string | null {
   return new URL(posted.location).searchParams.get('error');
 }
 
-/** openid-client against the deployment's one issuer (the proxy), as a relying party sees it. */
-async function rpAt(issuer: string, client: CreatedClient): Promise<oidc.Configuration> {
-  const config = await oidc.discovery(
-    new URL(issuer),
-    client.clientId,
-    client.clientSecret ? { client_secret: client.clientSecret } : { token_endpoint_auth_method: 'none' },
-    client.clientSecret ? oidc.ClientSecretBasic(client.clientSecret) : oidc.None(),
-    { execute: [oidc.allowInsecureRequests] },
-  );
-  oidc.enableNonRepudiationChecks(config);
-  return config;
-}
-
 /** Goes on with a sign-in from the page it shows (login or consent) to the redirect back to the client. */
 async function continueSignIn(agent: UserAgent, page: Reply, credentials: { email: string; password: string }): Promise<Reply> {
   let reply = page;
@@ -91,6 +76,8 @@ async function continueSignIn(agent: UserAgent, page: Reply, credentials: { emai
 }
 
 describe('two server processes on one database, behind one issuer', () => {
+  /** The work folder and database the nodes and the command line share, and the command line's settings. */
+  let workspace: CliWorkspace;
   let workDir: string;
   let mongoUri: string;
   let proxy: SwitchingProxy;
@@ -137,8 +124,8 @@ describe('two server processes on one database, behind one issuer', () => {
   const jwksOf = async (node: ServerProcess) => ((await (await fetch(`${node.url}/jwks`)).json()) as { keys: { kid: string }[] }).keys.map((k) => k.kid);
 
   beforeAll(async () => {
-    workDir = await mkdtemp(path.join(tmpdir(), 'scale-out-'));
-    mongoUri = testDatabaseUri('scale_out');
+    workspace = await createCliWorkspace('scale_out');
+    ({ workDir, mongoUri } = workspace);
     ports.a = await freePort();
     ports.b = await freePort();
     proxy = await startSwitchingProxy(ports);
@@ -235,12 +222,7 @@ describe('two server processes on one database, behind one issuer', () => {
 
     // `npm run cli -- keys rotate`: a process of its own, on the same database, knowing neither node.
     const cliEnv = {
-      ...baseEnv(),
-      NODE_ENV: 'test',
-      MONGODB_URI: mongoUri,
-      COOKIE_KEYS: TEST_COOKIE_KEY,
-      ENCRYPTION_KEYS: TEST_ENCRYPTION_KEYS,
-      DATA_DIR: path.join(workDir, 'data'),
+      ...workspace.env,
       KEY_PREPUBLISH_SECONDS: String(PREPUBLISH_SECONDS),
       LOG_LEVEL: 'warn',
     };

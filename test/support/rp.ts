@@ -46,9 +46,10 @@ export interface Credentials {
   password: string;
 }
 
-export async function rpFor(server: TestServer, client: CreatedClient): Promise<oidc.Configuration> {
+/** openid-client as `client`, configured by discovery at `issuer` (a test server's URL, a proxy in front of several). */
+export async function rpAt(issuer: string, client: CreatedClient): Promise<oidc.Configuration> {
   const config = await oidc.discovery(
-    new URL(server.url),
+    new URL(issuer),
     client.clientId,
     client.clientSecret ? { client_secret: client.clientSecret } : { token_endpoint_auth_method: 'none' },
     client.clientSecret ? oidc.ClientSecretBasic(client.clientSecret) : oidc.None(),
@@ -57,6 +58,10 @@ export async function rpFor(server: TestServer, client: CreatedClient): Promise<
   // Validate ID token signatures against the JWKS too, not only iss/aud/nonce.
   oidc.enableNonRepudiationChecks(config);
   return config;
+}
+
+export function rpFor(server: TestServer, client: CreatedClient): Promise<oidc.Configuration> {
+  return rpAt(server.url, client);
 }
 
 export interface Started {
