@@ -23,20 +23,8 @@ import { createTestClock } from '../support/clock.js';
 import type { TestClock } from '../support/clock.js';
 import { testDatabaseUri } from '../support/database.js';
 import { startLogoutReceiver } from '../support/logout-receiver.js';
-import type { LogoutReceiver } from '../support/logout-receiver.js';
+import type { LogoutReceiver, StoredLogout } from '../support/logout-receiver.js';
 import { within } from '../support/within.js';
-
-interface StoredLogout {
-  _id: string;
-  state: string;
-  clientId: string;
-  sub: string;
-  sid?: string;
-  attempts: number;
-  nextAttemptAt: Date;
-  lastError?: string;
-  deadReason?: string;
-}
 
 const SETTINGS: Partial<BackchannelSettings> = { timeoutMs: 1_000, leaseMs: 10_000, pollIntervalMs: 60_000 };
 
@@ -79,9 +67,7 @@ describe('back-channel logout outbox', () => {
     audit = createAuditService({ db, logger, retentionDays: 30, clock });
     uris.clear();
     uris.set('app', receiver.url);
-    receiver.received.length = 0;
-    receiver.statuses.length = 0;
-    receiver.always = undefined;
+    receiver.reset();
     await records().deleteMany({});
     await db.collection(BACKCHANNEL_CLAIMS_COLLECTION).deleteMany({});
     await db.collection(AUDIT_COLLECTION).deleteMany({});

@@ -19,7 +19,7 @@ import { createCliServices, runCommand } from '../support/cli.js';
 import { createRunningTestClock } from '../support/clock.js';
 import type { TestClock } from '../support/clock.js';
 import { startLogoutReceiver } from '../support/logout-receiver.js';
-import type { LogoutReceiver } from '../support/logout-receiver.js';
+import type { LogoutReceiver, StoredLogout } from '../support/logout-receiver.js';
 import { REDIRECT_URI, authorizationRequest, redeem, rpFor } from '../support/rp.js';
 import { startTestServer } from '../support/test-server.js';
 import type { TestServer } from '../support/test-server.js';
@@ -28,17 +28,6 @@ import { within } from '../support/within.js';
 
 const PASSWORD = 'correct horse battery staple 9';
 const SETUP = fullAuthority({ type: 'system', label: 'test setup' });
-
-interface StoredLogout {
-  _id: string;
-  state: string;
-  clientId: string;
-  sub: string;
-  sid?: string;
-  attempts: number;
-  lastError?: string;
-  deadReason?: string;
-}
 
 describe('back-channel logout', () => {
   let server: TestServer;
@@ -79,11 +68,8 @@ describe('back-channel logout', () => {
   });
 
   beforeEach(() => {
-    for (const receiver of [receiverA, receiverB]) {
-      receiver.received.length = 0;
-      receiver.statuses.length = 0;
-      receiver.always = undefined;
-    }
+    receiverA.reset();
+    receiverB.reset();
   });
 
   let people = 0;

@@ -12,6 +12,19 @@ export interface ReceivedLogout {
   status: number;
 }
 
+/** A back-channel logout delivery record as the server stores it (`backchannel_logouts`), for tests to read. */
+export interface StoredLogout {
+  _id: string;
+  state: string;
+  clientId: string;
+  sub: string;
+  sid?: string;
+  attempts: number;
+  nextAttemptAt: Date;
+  lastError?: string;
+  deadReason?: string;
+}
+
 /**
  * A relying party's back-channel logout endpoint on loopback (OIDC Back-Channel Logout §2.5):
  * records every POST and answers with the next status of `statuses` (200 once they run out), or
@@ -24,6 +37,8 @@ export interface LogoutReceiver {
   statuses: number[];
   /** When set, every answer has this status. */
   always: number | undefined;
+  /** Forgets what was received and answers 200 again (between tests). */
+  reset(): void;
   close(): Promise<void>;
 }
 
@@ -33,6 +48,11 @@ export async function startLogoutReceiver(): Promise<LogoutReceiver> {
     received: [],
     statuses: [],
     always: undefined,
+    reset() {
+      receiver.received.length = 0;
+      receiver.statuses.length = 0;
+      receiver.always = undefined;
+    },
     close: async () => undefined,
   };
   const server = http.createServer((req, res) => {
