@@ -78,8 +78,6 @@ async function continueSignIn(agent: UserAgent, page: Reply, credentials: { emai
 describe('two server processes on one database, behind one issuer', () => {
   /** The work folder and database the nodes and the command line share, and the command line's settings. */
   let workspace: CliWorkspace;
-  let workDir: string;
-  let mongoUri: string;
   let proxy: SwitchingProxy;
   const ports = {} as Record<NodeName, number>;
   const nodes = {} as Record<NodeName, ServerProcess>;
@@ -96,8 +94,8 @@ describe('two server processes on one database, behind one issuer', () => {
 
   const nodeEnv = (): NodeJS.ProcessEnv => ({
     ISSUER: proxy.url,
-    MONGODB_URI: mongoUri,
-    DATA_DIR: path.join(workDir, 'data'),
+    MONGODB_URI: workspace.mongoUri,
+    DATA_DIR: path.join(workspace.workDir, 'data'),
     // The proxy is the one hop in front: the client's address is the last X-Forwarded-For entry.
     TRUST_PROXY: 'true',
     PROXY_HOPS: '1',
@@ -112,7 +110,7 @@ describe('two server processes on one database, behind one issuer', () => {
   });
 
   async function startNode(name: NodeName): Promise<ServerProcess> {
-    const node = await startServerProcess({ name, port: ports[name], env: nodeEnv(), cwd: workDir });
+    const node = await startServerProcess({ name, port: ports[name], env: nodeEnv(), cwd: workspace.workDir });
     started.push(node);
     nodes[name] = node;
     return node;
@@ -125,14 +123,13 @@ describe('two server processes on one database, behind one issuer', () => {
 
   beforeAll(async () => {
     workspace = await createCliWorkspace('scale_out');
-    ({ workDir, mongoUri } = workspace);
     ports.a = await freePort();
     ports.b = await freePort();
     proxy = await startSwitchingProxy(ports);
     // Both at once: they also take turns at the migrations, under the lock in the database.
     await Promise.all([startNode('a'), startNode('b')]);
 
-    connection = await connectDatabase(mongoUri, quietLogger());
+    connection = await connectDatabase(workspace.mongoUri, quietLogger());
     services = createCliServices(connection);
     accountId = (await services.accounts.create({ ...USER, emailVerified: true })).id;
     client = await services.clients.create({ name: 'Notes', redirectUris: [REDIRECT_URI] });
@@ -146,7 +143,7 @@ describe('two server processes on one database, behind one issuer', () => {
     await services?.close();
     await connection?.dropDatabase().catch(() => undefined);
     await connection?.close();
-    if (workDir) await rm(workDir, { recursive: true, force: true });
+    if (workspace) await rm(workspace.workDir, { recursive: true, force: true });
   }, 30_000);
 
   it('a sign-in on A; the refresh and userinfo on B', async () => {
@@ -226,7 +223,7 @@ describe('two server processes on one database, behind one issuer', () => {
       KEY_PREPUBLISH_SECONDS: String(PREPUBLISH_SECONDS),
       LOG_LEVEL: 'warn',
     };
-    const rotation = await runCli(['keys', 'rotate', '--alg', 'RS256', '--json'], cliEnv, workDir);
+    const rotation = await runCli(['keys', 'rotate', '--alg', 'RS256', '--json'], cliEnv, workspace.workDir);
     expect({ code: rotation.code, stderr: rotation.stderr }).toEqual({ code: 0, stderr: '' });
     const [key] = JSON.parse(rotation.stdout) as SigningKeyJson[];
     expect(key).toMatchObject({ alg: 'RS256', state: 'pending' });
