@@ -136,6 +136,12 @@ const carriedViewSchema = z.object({
   updatedAt: z.coerce.date(),
 });
 
+// Every AccountView field is carried, and nothing else: a compile error here when a field is added
+// to AccountView and not to carriedViewSchema (a flow would otherwise drop it between requests).
+type CarriedKeys = keyof z.output<typeof carriedViewSchema>;
+const CARRIES_EVERY_FIELD: [keyof AccountView, CarriedKeys] extends [CarriedKeys, keyof AccountView] ? true : never = true;
+void CARRIES_EVERY_FIELD;
+
 /**
  * An account view as a flow's records carry it from one request to the next (JSON: dates as
  * strings), or undefined when it is not one.
