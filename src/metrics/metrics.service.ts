@@ -74,13 +74,9 @@ const TOKEN_TYPES = ['access_token', 'refresh_token', 'id_token'] as const;
 export function createMetrics({ logger }: { logger: Logger }): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  const counter = <L extends string>(name: string, help: string, labelNames: readonly L[]) => new Counter({ name, help, labelNames, registers: [registry] });
 
-  const httpRequests = new Counter({
-    name: 'http_requests_total',
-    help: 'HTTP requests by method, route pattern and status.',
-    labelNames: ['method', 'route', 'status'] as const,
-    registers: [registry],
-  });
+  const httpRequests = counter('http_requests_total', 'HTTP requests by method, route pattern and status.', ['method', 'route', 'status'] as const);
   const httpDuration = new Histogram({
     name: 'http_request_duration_seconds',
     help: 'HTTP request duration (until the handler is done) by method, route pattern and status.',
@@ -88,36 +84,11 @@ export function createMetrics({ logger }: { logger: Logger }): Metrics {
     buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     registers: [registry],
   });
-  const signIns = new Counter({
-    name: 'auth_sign_ins_total',
-    help: 'First-factor sign-in attempts by method, outcome and failure reason.',
-    labelNames: ['method', 'outcome', 'reason'] as const,
-    registers: [registry],
-  });
-  const secondFactors = new Counter({
-    name: 'auth_second_factor_total',
-    help: 'Second-factor checks by method, outcome and failure reason.',
-    labelNames: ['method', 'outcome', 'reason'] as const,
-    registers: [registry],
-  });
-  const throttled = new Counter({
-    name: 'auth_throttle_refusals_total',
-    help: 'Requests refused by a sign-in, code or sign-up limit, by audit action and limit.',
-    labelNames: ['action', 'reason'] as const,
-    registers: [registry],
-  });
-  const tokensIssued = new Counter({
-    name: 'oidc_tokens_issued_total',
-    help: 'Tokens issued at the token endpoint by grant type and token type.',
-    labelNames: ['grant_type', 'token_type'] as const,
-    registers: [registry],
-  });
-  const tokenErrors = new Counter({
-    name: 'oidc_token_errors_total',
-    help: 'Token endpoint requests refused, by OAuth error code.',
-    labelNames: ['error'] as const,
-    registers: [registry],
-  });
+  const signIns = counter('auth_sign_ins_total', 'First-factor sign-in attempts by method, outcome and failure reason.', ['method', 'outcome', 'reason'] as const);
+  const secondFactors = counter('auth_second_factor_total', 'Second-factor checks by method, outcome and failure reason.', ['method', 'outcome', 'reason'] as const);
+  const throttled = counter('auth_throttle_refusals_total', 'Requests refused by a sign-in, code or sign-up limit, by audit action and limit.', ['action', 'reason'] as const);
+  const tokensIssued = counter('oidc_tokens_issued_total', 'Tokens issued at the token endpoint by grant type and token type.', ['grant_type', 'token_type'] as const);
+  const tokenErrors = counter('oidc_token_errors_total', 'Token endpoint requests refused, by OAuth error code.', ['error'] as const);
   const dbCommands = new Histogram({
     name: 'db_command_duration_seconds',
     help: 'Database command latency by command name and outcome (driver command monitoring).',
@@ -125,25 +96,10 @@ export function createMetrics({ logger }: { logger: Logger }): Metrics {
     buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
     registers: [registry],
   });
-  const outboxDeliveries = new Counter({
-    name: 'mail_outbox_deliveries_total',
-    help: 'Mail delivery attempts made by this node, by result (sent, failed).',
-    labelNames: ['result'] as const,
-    registers: [registry],
-  });
-  const outboxDead = new Counter({
-    name: 'mail_outbox_dead_lettered_total',
-    help: 'Mails this node gave up on (dead-lettered), by reason.',
-    labelNames: ['reason'] as const,
-    registers: [registry],
-  });
+  const outboxDeliveries = counter('mail_outbox_deliveries_total', 'Mail delivery attempts made by this node, by result (sent, failed).', ['result'] as const);
+  const outboxDead = counter('mail_outbox_dead_lettered_total', 'Mails this node gave up on (dead-lettered), by reason.', ['reason'] as const);
 
-  const backchannelDeliveries = new Counter({
-    name: 'backchannel_logout_deliveries_total',
-    help: 'Back-channel logout token deliveries attempted by this node, by outcome (delivered, failed: will retry, dead: given up).',
-    labelNames: ['outcome'] as const,
-    registers: [registry],
-  });
+  const backchannelDeliveries = counter('backchannel_logout_deliveries_total', 'Back-channel logout token deliveries attempted by this node, by outcome (delivered, failed: will retry, dead: given up).', ['outcome'] as const);
 
   const reasonLabel = boundedLabel(64);
   const actionLabel = boundedLabel(64);
