@@ -7,6 +7,7 @@ import type { AuditService } from '../audit/audit.service.js';
 import type { Config } from '../config/config.js';
 import { insertClaim, isDuplicateKey } from '../db/claims.js';
 import { ensureExpiryIndex } from '../db/expiry-index.js';
+import { fieldMessagesFrom } from '../http/field-problems.js';
 import type { SignInLimits } from '../limits/sign-in-limits.js';
 import type { Logger } from '../logging/logger.js';
 import type { AccountModel, AccountRecord } from './account.model.js';
@@ -124,12 +125,6 @@ const startSchema = z.object({
   invitation: z.string().max(512).optional(),
 });
 
-function fieldsOf(error: z.ZodError): Record<string, string> {
-  const fields: Record<string, string> = {};
-  for (const issue of error.issues) fields[issue.path.map(String).join('.') || 'input'] ??= issue.message;
-  return fields;
-}
-
 const isPending = (doc: Pick<AccountRecord, 'emailVerified' | 'signUpPendingUntil'>) => !doc.emailVerified && doc.signUpPendingUntil instanceof Date;
 
 export interface SignUpServiceDeps {
@@ -214,7 +209,7 @@ export function createSignUpService(deps: SignUpServiceDeps): SignUpService {
       const parsed = startSchema.safeParse(input);
       if (!parsed.success) {
         await anonymousFailure('account.sign_up', 'invalid_input');
-        return { ok: false, reason: 'invalid', fields: fieldsOf(parsed.error) };
+        return { ok: false, reason: 'invalid', fields: fieldMessagesFrom(parsed.error, 'first') };
       }
       const { email, name, password, ip, invitation } = parsed.data;
       if (config.signUp.mode === 'closed') {
